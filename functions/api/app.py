@@ -1,0 +1,103 @@
+"""The API: resolver, edge guards, routers and the one error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from functions.api.middleware.admin_allowlist import enforce_admin_allowlist
+from functions.api.middleware.attack_inspection import inspect_request
+from functions.api.middleware.request_limits import body_text, check_request_limits
+from functions.api.resolver import SecureResolver
+from functions.api.routes import health
+from functions.shared.errors import (
+    DomainError,
+    MethodNotAllowed,
+    NotFound,
+    ValidationFailed,
+    internal_error,
+    to_http,
+)
+from functions.shared.observability import logger
+from functions.shared.settings import get_settings
+
+API_TITLE = "BabyShield API"
+API_VERSION = "1.0.0"
+
+
+def guard_request_limits(event: APIGatewayProxyEvent) -> None:
+    check_request_limits(event, get_settings())
+
+
+def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:
+    inspect_request(event, body_text(event, get_settings()))
+
+
+# Edge guards run in this order on every request, before routing (see resolver.py):
+# cheapest refusals first, the admin allowlist before anything looks at content.
+app = SecureResolver(
+    enable_validation=True,
+    edge_guards=[guard_request_limits, enforce_admin_allowlist, guard_attack_inspection],
+)
+app.include_router(health.router)
+
+
+def _correlation_id() -> str | None:
+    return app.current_event.request_context.request_id
+
+
+def _response(error: DomainError) -> Response[Any]:
+    http = to_http(error, _correlation_id())
+    return Response(
+        status_code=http.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=http.body,
+        headers=http.headers,
+    )
+
+
+@app.exception_handler(DomainError)
+def handle_domain_error(error: DomainError) -> Response[Any]:
+    return _response(error)
+
+
+@app.exception_handler(RequestValidationError)
+def handle_validation_error(error: RequestValidationError) -> Response[Any]:
+    # Only the location of each failure, never its input or pydantic's message;
+    # for unexpected fields even the name is the caller's, so it is dropped.
+    fields = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        if item.get("type") == "extra_forbidden":
+            loc = loc[:1]
+        fields.append(".".join(loc))
+    return _response(ValidationFailed(sorted(set(fields))))
+
+
+@app.not_found
+def handle_not_found(_: NotFoundError) -> Response[Any]:
+    allowed = _methods_for(app.current_event.path)
+    return _response(MethodNotAllowed(allowed) if allowed else NotFound())
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response[Any]:
+    correlation_id = _correlation_id()
+    logger.exception("unhandled error in route", extra={"correlation_id": correlation_id})
+    http = internal_error(correlation_id)
+    return Response(
+        status_code=http.status, content_type=content_types.APPLICATION_JSON, body=http.body
+    )
+
+
+def _methods_for(path: str) -> list[str]:
+    """The methods registered for a path, to tell 405 from 404."""
+    return [
+        route.method
+        for route in app._static_routes + app._dynamic_routes
+        if route.rule.match(path)
+    ]

@@ -1,0 +1,54 @@
+"""Admin IP allowlist for `/admin` and `/monitoring`.
+
+The caller's address is `requestContext.identity.sourceIp`, which API Gateway
+fills from the TCP connection. Client-supplied headers (`X-Forwarded-For`,
+`X-Real-IP`, `Forwarded`) are never consulted: any client can write them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from functions.api.middleware.allowlist_source import current_allowlist
+from functions.shared.errors import Forbidden
+from functions.shared.observability import logger
+from functions.shared.settings import IPNetwork, get_settings
+
+
+def is_admin_path(path: str, prefixes: Iterable[str]) -> bool:
+    """True for the prefix itself and anything below it (`/admin`, `/admin/x`), not `/administer`."""
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
+
+def address_allowed(source_ip: str, networks: Iterable[IPNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return False
+    # An IPv4-mapped IPv6 address (::ffff:192.0.2.7) is checked as the IPv4 address it is.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in networks)
+
+
+def enforce_admin_allowlist(event: APIGatewayProxyEvent) -> None:
+    settings = get_settings()
+    path = event.path
+    if not is_admin_path(path, settings.admin_path_prefixes):
+        return
+    source_ip = event.request_context.identity.source_ip or ""
+    if not address_allowed(source_ip, current_allowlist()):
+        logger.warning(
+            "admin access denied",
+            extra={
+                "audit": True,
+                "event": "admin_ip_denied",
+                "source_ip": source_ip,
+                "path": path,
+                "method": event.http_method,
+            },
+        )
+        raise Forbidden()

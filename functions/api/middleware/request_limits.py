@@ -1,0 +1,79 @@
+"""Request limits: body size, header size, body encoding and content type.
+
+These run before anything parses the request, so an oversized or malformed
+request costs almost nothing and never reaches a route.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from functions.shared.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from functions.shared.settings import Settings
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+
+
+def raw_body(event: APIGatewayProxyEvent) -> bytes:
+    """The body as bytes, base64-decoded when API Gateway encoded it."""
+    body = event.body
+    if not body:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadRequest("The request body is not valid base64.") from exc
+    return body.encode("utf-8", errors="surrogatepass")
+
+
+def check_header_sizes(event: APIGatewayProxyEvent, settings: Settings) -> None:
+    total = 0
+    for name, values in (event.multi_value_headers or {}).items():
+        for value in values or ():
+            size = len(name) + len(value or "")
+            if size > settings.max_header_bytes:
+                raise HeadersTooLarge()
+            total += size
+    if not event.multi_value_headers:
+        for name, value in (event.headers or {}).items():
+            size = len(name) + len(value or "")
+            if size > settings.max_header_bytes:
+                raise HeadersTooLarge()
+            total += size
+    if total > settings.max_total_header_bytes:
+        raise HeadersTooLarge()
+
+
+def media_type(event: APIGatewayProxyEvent) -> str:
+    value = event.headers.get("content-type") or event.headers.get("Content-Type") or ""
+    return value.split(";", 1)[0].strip().lower()
+
+
+def check_request_limits(event: APIGatewayProxyEvent, settings: Settings) -> None:
+    check_header_sizes(event, settings)
+    body_text(event, settings)
+
+
+def body_text(event: APIGatewayProxyEvent, settings: Settings) -> str | None:
+    """Enforce size, encoding and media type; return the body as text (or None)."""
+    body = raw_body(event)
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLarge()
+    if not body:
+        return None
+    if event.http_method.upper() in BODY_METHODS and media_type(event) not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The request body is not valid UTF-8.") from exc

@@ -1,0 +1,39 @@
+"""Session-wide fixtures: fake AWS credentials, the moto server, settings cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.aws import reset_moto, running_moto_server, use_fake_credentials
+
+use_fake_credentials()
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BabyShield")
+# Keep X-Ray out of tests: no daemon runs here.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with running_moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean moto server for one test, with boto3 pointed at it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    reset_moto(moto_endpoint)
+    yield moto_endpoint
+    reset_moto(moto_endpoint)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    from functions.shared.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
