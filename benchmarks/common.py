@@ -1,0 +1,140 @@
+"""What every benchmark shares: the result file format and the printed table.
+
+Each result records the machine, the Python version and the git commit, and
+puts ratios first: this machine is shared and noisy, so absolute figures are
+context while ratios against a peer measured in the same run are the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": git_commit(),
+    }
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@dataclass
+class Result:
+    """One benchmark's figures. `ratios` are printed first; `targets` say pass/fail."""
+
+    name: str
+    ratios: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ratios": self.ratios,
+            "targets": self.targets,
+            "figures": self.figures,
+            "notes": self.notes,
+            "machine": machine(),
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def write(self) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{self.name}.json"
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    def print_table(self) -> None:
+        print(f"\n== {self.name} ==")
+        rows = [(k, _fmt(v)) for k, v in self.ratios.items()]
+        rows += [(f"target: {k}", "met" if ok else "NOT MET") for k, ok in self.targets.items()]
+        rows += [(k, _fmt(v)) for k, v in _flatten(self.figures).items()]
+        width = max((len(k) for k, _ in rows), default=0)
+        for key, value in rows:
+            print(f"  {key.ljust(width)}  {value}")
+        for note in self.notes:
+            print(f"  note: {note}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, list):
+            flat[name] = f"[{len(value)} items]"
+        else:
+            flat[name] = value
+    return flat
+
+
+def time_per_call(fn: Callable[[], object], *, min_seconds: float = 0.5, rounds: int = 5) -> float:
+    """Median seconds per call over `rounds`, each at least `min_seconds` long."""
+    fn()  # warm caches
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds / rounds:
+            break
+        calls *= 2
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
