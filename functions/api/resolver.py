@@ -64,7 +64,7 @@ class SecureResolver(APIGatewayRestResolver):
             response = super().resolve(event, context)
         except DomainError as error:
             response = proxy_response(to_http(error, correlation_id))
-        except Exception:
+        except Exception:  # noqa: BLE001 - the last line of defence: no trace may leak
             logger.exception("unhandled error", extra={"correlation_id": correlation_id})
             response = proxy_response(internal_error(correlation_id))
         return apply_security_headers(response)

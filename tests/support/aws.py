@@ -17,7 +17,7 @@ def use_fake_credentials() -> None:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         os.environ.pop(name, None)
     os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's dummy credential
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
     os.environ["AWS_DEFAULT_REGION"] = REGION
     os.environ["AWS_REGION"] = REGION
 
@@ -36,6 +36,6 @@ def running_moto_server() -> Iterator[str]:
 
 def reset_moto(endpoint: str) -> None:
     """Drop every resource the server holds, so tests do not see each other's state."""
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL
         response.read()

@@ -19,7 +19,7 @@ from functions.shared.settings import IPNetwork, get_settings
 
 
 def is_admin_path(path: str, prefixes: Iterable[str]) -> bool:
-    """True for the prefix itself and anything below it (`/admin`, `/admin/x`), not `/administer`."""
+    """True for the prefix and anything below it (`/admin`, `/admin/x`), not `/administer`."""
     return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 

@@ -25,6 +25,6 @@ def current_allowlist() -> tuple[IPNetwork, ...]:
             settings.admin_allowed_cidrs_parameter, max_age=ALLOWLIST_CACHE_SECONDS
         )
         return parse_cidrs(str(raw))
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure must fail closed, never open
         logger.exception("admin allowlist unavailable; denying admin access")
         return ()

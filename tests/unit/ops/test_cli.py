@@ -1,0 +1,54 @@
+"""The babyshield command: clear errors, non-zero exits, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ops.cli import main
+from ops.local_server import LocalApiServer
+from ops.openapi import openapi_document, render
+
+
+def test_bad_port_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("PORT", "eighty")
+    code = main(["local"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "PORT must be a number" in err
+    assert "Traceback" not in err
+
+
+def test_busy_port_is_a_clear_error(capsys):
+    from ops.local_server import api_handler
+
+    busy = LocalApiServer(("127.0.0.1", 0), api_handler(), quiet=True)
+    try:
+        code = main(["local", "--port", str(busy.server_address[1])])
+    finally:
+        busy.server_close()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot listen" in err
+    assert "next:" in err
+
+
+def test_unknown_command_exits_non_zero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2
+
+
+def test_openapi_document_is_current():
+    # The committed document is what `make openapi` writes from the routes today.
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[3] / "docs" / "openapi.json"
+    assert committed.read_text() == render(openapi_document()), "run `make openapi`"
+
+
+def test_openapi_lists_health():
+    document = openapi_document()
+    assert "/health" in document["paths"]
+    assert json.dumps(document)
