@@ -91,7 +91,7 @@ def import_profile(module: str, top: int = 10) -> list[dict[str, Any]]:
         text=True,
         check=True,
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
