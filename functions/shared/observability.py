@@ -2,21 +2,44 @@
 
 Every function imports these objects from here so that log format, metric
 namespace and service name are the same everywhere.
+
+The Tracer is created on first access (module `__getattr__`): constructing it
+imports the X-Ray SDK and botocore, about half a second of cold start. The API
+function does not import it and is traced by Lambda active tracing instead
+(see docs/ARCHITECTURE.md); the rotation and responder functions, where a
+cold start costs nobody a request, use it for subsegments.
 """
 
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 SERVICE = "babyshield"
 METRICS_NAMESPACE = "BabyShield"
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 # A request that records no metric is normal (a health check); Powertools warns
 # on every such flush, which would bury real warnings in the logs.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+@lru_cache(maxsize=1)
+def get_tracer() -> Tracer:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "tracer":
+        return get_tracer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
