@@ -19,6 +19,8 @@ from ops.console import CommandError, fail
 COMMAND_MODULES = [
     "ops.local",
     "ops.openapi",
+    "ops.audit",
+    "ops.security",
 ]
 
 

@@ -1,0 +1,381 @@
+"""`babyshield audit`: the security audit of a running deployment, local or in AWS.
+
+One line per check with PASS, FAIL or SKIP and the reason; exit code 1 on any
+FAIL; `--json` for machines. Every request is read-only (GET, or a POST that
+the edge must refuse before it reaches a route), the request count is bounded
+and requests are paced, so the audit is safe against production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ops.console import CommandError, print_json
+
+PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+
+# The headers every answer must carry, with their exact values where the value
+# is the point (functions/api/middleware/security_headers.py is the source).
+REQUIRED_HEADERS = {
+    "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cross-origin-resource-policy": "same-origin",
+    "cache-control": "no-store",
+    "x-xss-protection": "0",
+    "permissions-policy": None,  # present; the exact list may grow
+}
+
+# Text that means a database or runtime error leaked into a response.
+LEAK_MARKERS = (
+    "traceback",
+    "syntax error",
+    "psycopg",
+    "sqlstate",
+    "pg_catalog",
+    'file "/',
+    "unterminated quoted string",
+)
+
+SQLI_PROBES = (
+    "' OR '1'='1",
+    "1; DROP TABLE recalls--",
+    "' UNION SELECT password_hash FROM users--",
+)
+XSS_PROBES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+
+MAX_RATE_PROBES = 300
+PACE_SECONDS = 0.005
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Target:
+    """A deployment under audit and how to talk to it."""
+
+    url: str
+    api_key: str | None = None
+    token: str | None = None
+    timeout: float = 10.0
+    requests_sent: int = field(default=0)
+
+    @property
+    def is_https(self) -> bool:
+        return urlsplit(self.url).scheme == "https"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Answer:
+        parts = urlsplit(self.url)
+        host = parts.hostname or "127.0.0.1"
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                host, parts.port or 443, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            connection = http.client.HTTPConnection(host, parts.port or 80, timeout=self.timeout)
+        base = parts.path.rstrip("/")
+        self.requests_sent += 1
+        time.sleep(PACE_SECONDS)
+        try:
+            connection.request(method, base + path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            payload = response.read().decode("utf-8", errors="replace")
+            return Answer(
+                status=response.status,
+                headers={k.lower(): v for k, v in response.getheaders()},
+                body=payload,
+            )
+        finally:
+            connection.close()
+
+
+def leaked(answer: Answer) -> str | None:
+    lowered = answer.body.lower()
+    return next((marker for marker in LEAK_MARKERS if marker in lowered), None)
+
+
+def check_security_headers(target: Target) -> Iterator[Check]:
+    answers = {
+        "GET /health": target.request("GET", "/health"),
+        "GET (unknown route)": target.request("GET", "/audit-no-such-route"),
+    }
+    problems = []
+    for label, answer in answers.items():
+        for name, expected in REQUIRED_HEADERS.items():
+            value = answer.header(name)
+            if value is None:
+                problems.append(f"{label}: {name} missing")
+            elif expected is not None and value != expected:
+                problems.append(f"{label}: {name} is {value!r}")
+    if problems:
+        yield Check("security_headers", FAIL, "; ".join(problems))
+    else:
+        yield Check("security_headers", PASS, "all required headers on a 200 and a 404")
+    banners = [
+        f"{name}: {answer.header(name)}"
+        for answer in answers.values()
+        for name in ("server", "x-powered-by")
+        if answer.header(name)
+    ]
+    if banners:
+        yield Check("no_server_banner", FAIL, "; ".join(sorted(set(banners))))
+    else:
+        yield Check("no_server_banner", PASS, "no Server or X-Powered-By header")
+
+
+def check_admin_protection(target: Target) -> Iterator[Check]:
+    for name, path, headers in (
+        ("admin_requires_allowlist", "/admin/users", {}),
+        ("monitoring_requires_allowlist", "/monitoring", {}),
+        (
+            "admin_ignores_forwarded_for",
+            "/admin/users",
+            {"X-Forwarded-For": "127.0.0.1, 10.0.0.1", "X-Real-IP": "127.0.0.1"},
+        ),
+    ):
+        answer = target.request("GET", path, headers=headers)
+        if answer.status in (401, 403):
+            yield Check(name, PASS, f"GET {path} refused with {answer.status}")
+        else:
+            yield Check(name, FAIL, f"GET {path} answered {answer.status} without credentials")
+
+
+def _probe_result(name: str, answers: list[tuple[str, Answer]], reflected: str | None) -> Check:
+    for probe, answer in answers:
+        marker = leaked(answer)
+        if answer.status >= 500:
+            return Check(name, FAIL, f"probe {probe!r} caused a {answer.status}")
+        if marker:
+            return Check(name, FAIL, f"probe {probe!r} leaked error text ({marker})")
+        if reflected and probe in answer.body and answer.status < 400:
+            return Check(name, FAIL, f"probe {probe!r} reflected unescaped in a {answer.status}")
+    statuses = sorted({answer.status for _, answer in answers})
+    return Check(name, PASS, f"{len(answers)} probes rejected or harmless (statuses {statuses})")
+
+
+def check_injection(target: Target) -> Iterator[Check]:
+    auth = _auth_headers(target)
+    sqli = [(p, target.request("GET", f"/recalls?q={quote(p)}", headers=auth)) for p in SQLI_PROBES]
+    sqli.append(("/recalls/1 OR 1=1", target.request("GET", "/recalls/" + quote("1 OR 1=1"))))
+    yield _probe_result("sql_injection_probes", sqli, reflected=None)
+    xss = [(p, target.request("GET", f"/recalls?q={quote(p)}", headers=auth)) for p in XSS_PROBES]
+    yield _probe_result("xss_probes", xss, reflected="yes")
+    traversal = target.request("GET", "/recalls/..%2f..%2f..%2fetc%2fpasswd")
+    if 400 <= traversal.status < 500 and "root:" not in traversal.body:
+        yield Check("path_traversal_probe", PASS, f"refused with {traversal.status}")
+    else:
+        yield Check("path_traversal_probe", FAIL, f"answered {traversal.status}")
+
+
+def check_error_hygiene(target: Target) -> Iterator[Check]:
+    answers = [
+        target.request(
+            "POST", "/webhooks/recalls", headers={"Content-Type": "application/json"}, body=b"{"
+        ),
+        target.request("POST", "/auth/login", headers={"Content-Type": "text/plain"}, body=b"x"),
+        target.request("GET", "/health", headers={"X-Audit-Long": "a" * 20000}),
+    ]
+    bad = [a for a in answers if not 400 <= a.status < 500 or leaked(a)]
+    if bad:
+        detail = ", ".join(f"{a.status} {leaked(a) or ''}".strip() for a in bad)
+        yield Check("bad_input_is_4xx", FAIL, f"malformed requests answered {detail}")
+    else:
+        statuses = sorted({a.status for a in answers})
+        yield Check("bad_input_is_4xx", PASS, f"malformed requests refused with {statuses}")
+
+
+def _auth_headers(target: Target) -> dict[str, str]:
+    headers = {}
+    if target.api_key:
+        headers["X-API-Key"] = target.api_key
+    if target.token:
+        headers["Authorization"] = f"Bearer {target.token}"
+    return headers
+
+
+def _unsigned_token() -> str:
+    def part(data: dict[str, Any]) -> str:
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"sub": "audit", "role": "admin", "typ": "access", "iat": now, "exp": now + 300}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def check_authentication(target: Target) -> Iterator[Check]:
+    cases = {
+        "no token": {},
+        "malformed token": {"Authorization": "Bearer not.a.token"},
+        "alg none token": {"Authorization": f"Bearer {_unsigned_token()}"},
+        "unknown API key": {"X-API-Key": "bs_auditnokey_" + "x" * 32},
+    }
+    failures = []
+    for label, headers in cases.items():
+        answer = target.request("GET", "/me/subscriptions", headers=headers)
+        if answer.status != 401:
+            failures.append(f"{label}: {answer.status}")
+    if failures:
+        yield Check("authentication_required", FAIL, "; ".join(failures))
+    else:
+        yield Check("authentication_required", PASS, f"{len(cases)} bad credentials -> 401")
+
+
+def check_rate_limiting(target: Target) -> Iterator[Check]:
+    if not target.api_key:
+        yield Check("rate_limiting", SKIP, "needs --api-key (a key whose limit may be spent)")
+        return
+    headers = {"X-API-Key": target.api_key}
+    for sent in range(1, MAX_RATE_PROBES + 1):
+        answer = target.request("GET", "/recalls?limit=1", headers=headers)
+        if answer.status == 429:
+            retry_after = answer.header("retry-after")
+            if retry_after and retry_after.isdigit() and int(retry_after) > 0:
+                yield Check(
+                    "rate_limiting", PASS, f"429 after {sent} requests, Retry-After {retry_after}"
+                )
+            else:
+                yield Check("rate_limiting", FAIL, "429 without a usable Retry-After header")
+            return
+        if answer.status not in (200, 304):
+            yield Check("rate_limiting", FAIL, f"the API key's request answered {answer.status}")
+            return
+    yield Check("rate_limiting", FAIL, f"no 429 within {MAX_RATE_PROBES} requests")
+
+
+def check_tls(target: Target) -> Iterator[Check]:
+    if not target.is_https:
+        yield Check("tls", SKIP, "the URL is plain http (local); TLS applies to https only")
+        yield Check("hsts_over_tls", SKIP, "HSTS is only meaningful over https")
+        return
+    parts = urlsplit(target.url)
+    host, port = parts.hostname or "", parts.port or 443
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with (
+            socket.create_connection((host, port), timeout=target.timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            version = tls.version()
+        yield Check("tls", PASS, f"{version}, certificate valid for {host}")
+    except (ssl.SSLError, OSError) as exc:
+        yield Check("tls", FAIL, f"TLS 1.2+ with a valid certificate failed: {exc}")
+    answer = target.request("GET", "/health")
+    hsts = answer.header("strict-transport-security") or ""
+    if "max-age=" in hsts and "includesubdomains" in hsts.lower():
+        yield Check("hsts_over_tls", PASS, hsts)
+    else:
+        yield Check("hsts_over_tls", FAIL, f"Strict-Transport-Security is {hsts!r}")
+
+
+CHECKS: list[Callable[[Target], Iterator[Check]]] = [
+    check_security_headers,
+    check_admin_protection,
+    check_injection,
+    check_error_hygiene,
+    check_authentication,
+    check_tls,
+    check_rate_limiting,
+]
+
+
+def run_audit(target: Target) -> list[Check]:
+    results: list[Check] = []
+    for check in CHECKS:
+        try:
+            results.extend(check(target))
+        except (OSError, http.client.HTTPException) as exc:
+            results.append(Check(check.__name__.removeprefix("check_"), FAIL, f"no answer: {exc}"))
+    return results
+
+
+LOCAL_STATE = Path(".babyshield/local.json")
+
+
+def local_defaults(url: str) -> dict[str, Any]:
+    """Credentials the local stack wrote, when auditing that same stack."""
+    try:
+        state = json.loads(LOCAL_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict) or state.get("api_url", "").rstrip("/") != url.rstrip("/"):
+        return {}
+    return state
+
+
+def _run(args: argparse.Namespace) -> int:
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandError(
+            f"not an http(s) URL: {args.url!r}", hint="e.g. --url http://127.0.0.1:8080"
+        )
+    api_key = args.api_key
+    if api_key is None:
+        # Auditing the local stack: spend the limit of its dedicated audit key.
+        keys = local_defaults(args.url).get("api_keys") or []
+        audit_keys = [k for k in keys if isinstance(k, dict) and k.get("purpose") == "audit"]
+        api_key = audit_keys[0].get("key") if audit_keys else None
+    target = Target(url=args.url, api_key=api_key, token=args.token, timeout=args.timeout)
+    try:
+        target.request("GET", "/health")
+    except (OSError, http.client.HTTPException) as exc:
+        raise CommandError(
+            f"cannot reach {args.url}: {exc}", hint="is the stack running? start it with `make run`"
+        ) from exc
+    results = run_audit(target)
+    if args.json:
+        print_json({"checks": [asdict(r) for r in results]})
+    else:
+        width = max(len(r.name) for r in results)
+        for r in results:
+            print(f"{r.status:<4}  {r.name.ljust(width)}  {r.detail}")
+        failed = sum(r.status == FAIL for r in results)
+        print(f"\n{len(results)} checks, {failed} failed, {target.requests_sent} requests sent")
+    return 1 if any(r.status == FAIL for r in results) else 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("audit", help="security audit of a running deployment")
+    parser.add_argument("--url", required=True, help="the API's base URL")
+    parser.add_argument("--api-key", help="an API key whose rate limit the audit may spend")
+    parser.add_argument("--token", help="a valid access token (enables authenticated probes)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=_run)
