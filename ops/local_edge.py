@@ -1,0 +1,171 @@
+"""The local edge: what the WAF does, on this machine, for the rules the platform writes.
+
+In AWS the WebACL sits in front of API Gateway. Locally this wrapper sits in
+front of the API handler and applies, in WebACL priority order:
+
+1. the auto-block IP sets (v4 and v6), read from the moto server on every
+   request so a block written by the responder takes effect on the next one;
+2. the per-IP rate-based rule (requests per 5-minute window), answering 429
+   with the same JSON body and Retry-After as the WebACL's custom response;
+
+and writes one WAF-format log record per request to the WAF log group, with
+the `authorization` and `cookie` headers redacted as the WAF logging config
+does. The responder's Logs Insights query reads those records, so the attack
+flow runs end to end: flood -> BLOCK records -> alarm -> responder -> IP set ->
+refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.api.middleware.security_headers import apply_security_headers
+from functions.shared import names
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+RATE_WINDOW_SECONDS = 300
+REDACTED_HEADERS = frozenset({"authorization", "cookie"})
+IPSET_SCOPE = "REGIONAL"
+
+
+@dataclass
+class RateRule:
+    """A sliding 5-minute count per client address, as WAF's rate-based rule keeps."""
+
+    limit: int
+    window_seconds: int = RATE_WINDOW_SECONDS
+    _seen: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def over_limit(self, address: str, now: float) -> float | None:
+        """Record a request; return seconds until the address is under the limit again."""
+        with self._lock:
+            # Only the newest limit+1 requests decide, so a flood costs bounded memory.
+            seen = self._seen.setdefault(address, deque(maxlen=self.limit + 1))
+            cutoff = now - self.window_seconds
+            while seen and seen[0] <= cutoff:
+                seen.popleft()
+            seen.append(now)
+            if len(seen) <= self.limit:
+                return None
+            # Under the limit again once the oldest of the newest limit+1 leaves the window.
+            return seen[0] - cutoff
+
+
+def _json_response(status: int, code: str, message: str, headers: dict[str, str]) -> dict[str, Any]:
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
+    return apply_security_headers(
+        {
+            "statusCode": status,
+            "headers": {"Content-Type": "application/json", **headers},
+            "body": body,
+            "isBase64Encoded": False,
+        }
+    )
+
+
+class LocalEdge:
+    """Wraps the API handler with the platform's own WAF rules and WAF logging."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        rate_limit: int,
+        ipset_ids: dict[int, str],
+        aws_client: Callable[[str], Any],
+        log_group: str = names.WAF_LOG_GROUP,
+        log_stream: str = "local-edge",
+    ):
+        self._handler = handler
+        self._rate = RateRule(limit=rate_limit)
+        self._ipset_ids = ipset_ids
+        self._wafv2 = aws_client("wafv2")
+        self._logs = aws_client("logs")
+        self._log_group = log_group
+        self._log_stream = log_stream
+        self._log_lock = threading.Lock()
+
+    def _blocked_networks(
+        self, version: int
+    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        name = names.AUTO_BLOCK_IPSET_V4 if version == 4 else names.AUTO_BLOCK_IPSET_V6
+        ip_set = self._wafv2.get_ip_set(Name=name, Scope=IPSET_SCOPE, Id=self._ipset_ids[version])
+        return [ipaddress.ip_network(a, strict=False) for a in ip_set["IPSet"]["Addresses"]]
+
+    def _auto_blocked(self, address: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return None
+        if any(ip in network for network in self._blocked_networks(ip.version)):
+            return names.AUTO_BLOCK_RULE_V4 if ip.version == 4 else names.AUTO_BLOCK_RULE_V6
+        return None
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        address = event["requestContext"]["identity"]["sourceIp"]
+        now = time.time()
+        rule = self._auto_blocked(address)
+        if rule is not None:
+            response = _json_response(403, "blocked", "Access denied.", {})
+            self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
+            return response
+        retry_after = self._rate.over_limit(address, now)
+        if retry_after is not None:
+            response = _json_response(
+                429,
+                "too_many_requests",
+                "Too many requests.",
+                {"Retry-After": str(max(1, int(retry_after) + 1))},
+            )
+            self._log(event, now, action="BLOCK", rule=names.RATE_RULE, rule_type="RATE_BASED")
+            return response
+        self._log(event, now, action="ALLOW", rule="Default_Action", rule_type="REGULAR")
+        return self._handler(event, context)
+
+    def _log(
+        self, event: dict[str, Any], now: float, *, action: str, rule: str, rule_type: str
+    ) -> None:
+        headers = [
+            {"name": name, "value": "REDACTED" if name.lower() in REDACTED_HEADERS else value}
+            for name, value in (event.get("headers") or {}).items()
+        ]
+        query = "&".join(f"{k}={v}" for k, v in (event.get("queryStringParameters") or {}).items())
+        record = {
+            "timestamp": int(now * 1000),
+            "formatVersion": 1,
+            "webaclId": f"local/{names.WEB_ACL}",
+            "terminatingRuleId": rule,
+            "terminatingRuleType": rule_type,
+            "action": action,
+            "httpSourceName": "APIGW",
+            "httpSourceId": "local",
+            "ruleGroupList": [],
+            "rateBasedRuleList": [],
+            "nonTerminatingMatchingRules": [],
+            "httpRequest": {
+                "clientIp": event["requestContext"]["identity"]["sourceIp"],
+                "country": "-",
+                "headers": headers,
+                "uri": event.get("path", "/"),
+                "args": query,
+                "httpVersion": "HTTP/1.1",
+                "httpMethod": event.get("httpMethod", "GET"),
+                "requestId": event["requestContext"].get("requestId") or str(uuid.uuid4()),
+            },
+        }
+        with self._log_lock:
+            self._logs.put_log_events(
+                logGroupName=self._log_group,
+                logStreamName=self._log_stream,
+                logEvents=[{"timestamp": record["timestamp"], "message": json.dumps(record)}],
+            )

@@ -1,0 +1,112 @@
+"""The local edge applies the platform's WAF rules and writes WAF-format log records."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from functions.shared import names
+from ops.apigw import LocalLambdaContext, rest_event
+from ops.local_edge import LocalEdge, RateRule
+
+
+def test_rate_rule_blocks_past_the_limit_and_recovers_after_the_window():
+    # Given a limit of 3 requests per 300 s
+    rule = RateRule(limit=3)
+    # When 4 requests arrive within the window
+    results = [rule.over_limit("192.0.2.1", t) for t in (0.0, 1.0, 2.0, 3.0)]
+    # Then the 4th is refused until the oldest counted request leaves the window
+    assert results[:3] == [None, None, None]
+    assert results[3] == pytest.approx(297.0)
+    # And other addresses are not affected
+    assert rule.over_limit("192.0.2.2", 3.0) is None
+    # And after the window it is allowed again
+    assert rule.over_limit("192.0.2.1", 400.0) is None
+
+
+def test_rate_rule_memory_is_bounded_under_a_flood():
+    rule = RateRule(limit=5)
+    for second in range(10_000):
+        rule.over_limit("198.51.100.7", second * 0.001)
+    assert len(rule._seen["198.51.100.7"]) == 6
+
+
+@pytest.fixture
+def edge_resources(aws):
+    wafv2 = boto3.client("wafv2")
+    ids = {}
+    for version, name in ((4, names.AUTO_BLOCK_IPSET_V4), (6, names.AUTO_BLOCK_IPSET_V6)):
+        created = wafv2.create_ip_set(
+            Name=name, Scope="REGIONAL", IPAddressVersion=f"IPV{version}", Addresses=[]
+        )
+        ids[version] = created["Summary"]["Id"]
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=names.WAF_LOG_GROUP)
+    logs.create_log_stream(logGroupName=names.WAF_LOG_GROUP, logStreamName="local-edge")
+    return ids
+
+
+def ok_handler(event, context):
+    return {"statusCode": 200, "headers": {}, "body": "{}"}
+
+
+def records():
+    events = boto3.client("logs").get_log_events(
+        logGroupName=names.WAF_LOG_GROUP, logStreamName="local-edge"
+    )["events"]
+    return [json.loads(e["message"]) for e in events]
+
+
+def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources):
+    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=boto3.client)
+    event = rest_event("GET", "/health", source_ip="203.0.113.5")
+    assert edge(event, LocalLambdaContext())["statusCode"] == 200
+    # When the responder adds the address to the IP set
+    wafv2 = boto3.client("wafv2")
+    current = wafv2.get_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=edge_resources[4]
+    )
+    wafv2.update_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4,
+        Scope="REGIONAL",
+        Id=edge_resources[4],
+        Addresses=["203.0.113.5/32"],
+        LockToken=current["LockToken"],
+    )
+    # Then the very next request is refused with security headers, and logged as a BLOCK
+    response = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
+    assert response["statusCode"] == 403
+    assert response["headers"]["X-Frame-Options"] == "DENY"
+    last = records()[-1]
+    assert last["action"] == "BLOCK"
+    assert last["terminatingRuleId"] == names.AUTO_BLOCK_RULE_V4
+
+
+def test_flood_gets_429_with_retry_after_and_block_records(edge_resources):
+    edge = LocalEdge(ok_handler, rate_limit=3, ipset_ids=edge_resources, aws_client=boto3.client)
+    answers = [
+        edge(rest_event("GET", "/health", source_ip="198.51.100.9"), LocalLambdaContext())
+        for _ in range(5)
+    ]
+    assert [a["statusCode"] for a in answers] == [200, 200, 200, 429, 429]
+    assert int(answers[-1]["headers"]["Retry-After"]) > 0
+    logged = records()
+    assert [r["action"] for r in logged] == ["ALLOW"] * 3 + ["BLOCK"] * 2
+    assert {r["terminatingRuleId"] for r in logged if r["action"] == "BLOCK"} == {names.RATE_RULE}
+    assert all(r["httpRequest"]["clientIp"] == "198.51.100.9" for r in logged)
+
+
+def test_credentials_are_redacted_in_waf_logs(edge_resources):
+    edge = LocalEdge(ok_handler, rate_limit=10, ipset_ids=edge_resources, aws_client=boto3.client)
+    event = rest_event(
+        "GET",
+        "/health",
+        headers={"Authorization": "Bearer secret-token", "Cookie": "s=secret-cookie"},
+    )
+    edge(event, LocalLambdaContext())
+    text = json.dumps(records())
+    assert "secret-token" not in text
+    assert "secret-cookie" not in text
+    assert "REDACTED" in text
