@@ -1,0 +1,132 @@
+"""What the recall and subscription routes decide: parse, validate, pick the tier.
+
+Reads go through the read-only session, writes through the app session; anything
+about subscriptions runs scoped to the caller so the database's RLS applies. Errors
+are domain errors with fixed messages; a database error never reaches the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from uuid import UUID
+
+from functions.api.recalls import queries
+from functions.api.recalls.cursor import decode_cursor, encode_cursor
+from functions.api.recalls.models import (
+    DEFAULT_PAGE_SIZE,
+    NewSubscription,
+    Recall,
+    RecallPage,
+    RecallSearch,
+    Subscription,
+    SubscriptionList,
+)
+from functions.shared.caller import Caller
+from functions.shared.db import readonly_session, write_session
+from functions.shared.errors import BadRequest, Conflict, NotFound, Unauthorized
+
+_RECALL_ID = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_BIGINT = 2**63 - 1
+# PostgreSQL text cannot hold NUL, and no product name needs control characters.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class MalformedId(BadRequest):
+    default_message = "The id is malformed."
+
+
+def _encodable(value: str) -> bool:
+    # JSON may carry a lone surrogate ("\\ud800"), which no UTF-8 database text can hold.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_filter(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if _CONTROL.search(value) or not _encodable(value):
+        raise BadRequest("The request contains characters that are not allowed.")
+    stripped = value.strip()
+    return stripped or None
+
+
+def search_recalls(
+    *,
+    q: str | None = None,
+    brand: str | None = None,
+    since: date | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> RecallPage:
+    search = RecallSearch(
+        q=_text_filter(q),
+        brand=_text_filter(brand),
+        since=since,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor is not None else None,
+    )
+    with readonly_session() as conn:
+        rows = queries.search_recalls(conn, search)
+    page, more = rows[: search.limit], len(rows) > search.limit
+    next_cursor = encode_cursor(page[-1].recall_date, page[-1].id) if more and page else None
+    return RecallPage(items=page, next_cursor=next_cursor)
+
+
+def parse_recall_id(raw: str) -> int:
+    if not _RECALL_ID.fullmatch(raw) or int(raw) > _MAX_BIGINT:
+        raise MalformedId()
+    return int(raw)
+
+
+def recall_by_id(raw_id: str) -> Recall:
+    recall_id = parse_recall_id(raw_id)
+    with readonly_session() as conn:
+        recall = queries.get_recall(conn, recall_id)
+    if recall is None:
+        raise NotFound("No recall has this id.")
+    return recall
+
+
+def parse_subscription_id(raw: str) -> UUID:
+    # Only the canonical 36-character form: UUID() also accepts braces and "urn:uuid:".
+    if len(raw) != 36:
+        raise MalformedId()
+    try:
+        return UUID(raw)
+    except ValueError as exc:
+        raise MalformedId() from exc
+
+
+def subscriptions_of(caller: Caller) -> SubscriptionList:
+    with readonly_session(user_id=caller.user_id, role=caller.role) as conn:
+        return SubscriptionList(items=queries.list_subscriptions(conn))
+
+
+def subscribe(caller: Caller, request: NewSubscription) -> Subscription:
+    import psycopg
+
+    product = _text_filter(request.product)
+    brand = _text_filter(request.brand)
+    if product is None:
+        raise BadRequest("A product is required.")
+    try:
+        with write_session(user_id=caller.user_id, role=caller.role) as conn:
+            return queries.insert_subscription(conn, caller.user_id, product, brand)
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict("This product is already watched.") from exc
+    except psycopg.errors.ForeignKeyViolation as exc:
+        # The caller's user row is gone (deleted account with a still-valid token).
+        raise Unauthorized() from exc
+
+
+def unsubscribe(caller: Caller, raw_id: str) -> None:
+    subscription_id = parse_subscription_id(raw_id)
+    with write_session(user_id=caller.user_id, role=caller.role) as conn:
+        deleted = queries.delete_subscription(conn, subscription_id)
+    # Someone else's id looks exactly like an unknown one: RLS hides it, and so do we.
+    if not deleted:
+        raise NotFound("No subscription has this id.")

@@ -1,0 +1,33 @@
+"""GET /recalls (search, keyset pagination) and GET /recalls/{recall_id}."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from functions.api.recalls import logic
+from functions.api.recalls.cursor import MAX_CURSOR_LENGTH
+from functions.api.recalls.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Recall, RecallPage
+
+router = APIGatewayRouter()  # type: ignore[no-untyped-call]
+
+
+@router.get("/recalls", summary="Search recalls", tags=["recalls"])
+def search_recalls(
+    q: Annotated[str | None, Query(max_length=200, description="words to search")] = None,
+    brand: Annotated[str | None, Query(max_length=100, description="exact brand")] = None,
+    since: Annotated[date | None, Query(description="recalls on or after (YYYY-MM-DD)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of a page")
+    ] = None,
+) -> RecallPage:
+    return logic.search_recalls(q=q, brand=brand, since=since, limit=limit, cursor=cursor)
+
+
+@router.get("/recalls/<recall_id>", summary="One recall", tags=["recalls"])
+def get_recall(recall_id: str) -> Recall:
+    return logic.recall_by_id(recall_id)

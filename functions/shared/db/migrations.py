@@ -1,0 +1,134 @@
+"""Apply the ordered migrations in `sql/`: used by `babyshield db migrate`, the test
+session and (later) the CDK migration custom resource.
+
+Each file runs in its own transaction with its bookkeeping row, so a failure halfway
+leaves the database as it was before that file. A file already recorded is skipped,
+which makes re-applying a no-op; a recorded file whose text changed is an error, since
+a migration that was applied must never be edited. A transaction-level advisory lock
+serialises two migrators on the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from functions.shared.db.roles import PRODUCTION_ROLES, RoleNames
+
+if TYPE_CHECKING:
+    import psycopg
+
+DEFAULT_DIRECTORY = Path(__file__).resolve().parents[3] / "sql"
+_FILE_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+# An arbitrary constant: "babyshield migrations" as a 63-bit advisory lock key.
+_LOCK_KEY = 0x6261627973686C64
+
+
+class MigrationError(Exception):
+    """A migration cannot be applied; the message names the file, never a credential."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def render(self, roles: RoleNames) -> str:
+        """The SQL with every role placeholder replaced by its quoted identifier."""
+        names = roles.as_dict()
+
+        def substitute(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key not in names:
+                raise MigrationError(f"{self.name}: unknown placeholder {{{{{key}}}}}")
+            return quote_identifier(names[key])
+
+        return _PLACEHOLDER.sub(substitute, self.text)
+
+
+def quote_identifier(name: str) -> str:
+    # Role names are validated by RoleNames; quoting keeps them exact even so.
+    return '"' + name.replace('"', '""') + '"'
+
+
+def load_migrations(directory: Path = DEFAULT_DIRECTORY) -> list[Migration]:
+    migrations: list[Migration] = []
+    seen: set[str] = set()
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_PATTERN.match(path.name)
+        if not match:
+            raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
+        version = match.group(1)
+        if version in seen:
+            raise MigrationError(f"{path.name}: version {version} is used twice")
+        seen.add(version)
+        migrations.append(Migration(version, path.name, path.read_text(encoding="utf-8")))
+    if not migrations:
+        raise MigrationError(f"no migrations found in {directory}")
+    return migrations
+
+
+_BOOKKEEPING = b"""
+CREATE TABLE IF NOT EXISTS public.schema_migrations (
+    version text PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> Mapping[str, str]:
+    rows = conn.execute("SELECT version, checksum FROM public.schema_migrations").fetchall()
+    return {str(version): str(checksum) for version, checksum in rows}
+
+
+def apply_migrations(
+    conninfo: str,
+    *,
+    directory: Path = DEFAULT_DIRECTORY,
+    roles: RoleNames = PRODUCTION_ROLES,
+) -> list[str]:
+    """Apply every pending migration; return the names of those applied (empty: no-op)."""
+    import psycopg
+
+    migrations = load_migrations(directory)
+    applied: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            conn.execute(_BOOKKEEPING)
+        for migration in migrations:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                done = applied_versions(conn)
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        raise MigrationError(
+                            f"{migration.name} was applied with different contents; "
+                            "add a new migration instead of editing an applied one"
+                        )
+                    continue
+                try:
+                    conn.execute(migration.render(roles).encode("utf-8"))
+                except psycopg.Error as exc:
+                    raise MigrationError(f"{migration.name} failed: {exc}") from exc
+                # A file may SET LOCAL ROLE; bookkeeping is the migrator's own.
+                conn.execute("RESET ROLE")
+                conn.execute(
+                    "INSERT INTO public.schema_migrations (version, name, checksum) "
+                    "VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+            applied.append(migration.name)
+    return applied

@@ -1,0 +1,99 @@
+"""The database roles of the three tiers, and how their names are spelled.
+
+Production uses the prefix `babyshield`. Roles are cluster-wide, so a test session on
+a shared server uses a prefix of its own; everything that names a role (migrations,
+grants checks, rotation) goes through `RoleNames`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_PREFIX = "babyshield"
+
+# Lower-case, unquoted-identifier characters only, with room for the longest suffix
+# inside PostgreSQL's 63-byte identifier limit.
+_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+@dataclass(frozen=True)
+class RoleNames:
+    """Every role the migrations create, by tier."""
+
+    prefix: str
+    readonly: str
+    app: str
+    admin: str
+    auth_lookup: str
+    readonly_a: str
+    readonly_b: str
+    app_a: str
+    app_b: str
+    migrator: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str = DEFAULT_PREFIX) -> RoleNames:
+        if not _PREFIX_PATTERN.fullmatch(prefix):
+            raise ValueError("role prefix must be a lower-case identifier of at most 41 chars")
+        return cls(
+            prefix=prefix,
+            readonly=f"{prefix}_readonly",
+            app=f"{prefix}_app",
+            admin=f"{prefix}_admin",
+            auth_lookup=f"{prefix}_auth_lookup",
+            readonly_a=f"{prefix}_readonly_a",
+            readonly_b=f"{prefix}_readonly_b",
+            app_a=f"{prefix}_app_a",
+            app_b=f"{prefix}_app_b",
+            migrator=f"{prefix}_migrator",
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "prefix"}
+
+    def all(self) -> tuple[str, ...]:
+        """Login roles first: they must be dropped before the groups they belong to."""
+        return (
+            self.readonly_a,
+            self.readonly_b,
+            self.app_a,
+            self.app_b,
+            self.migrator,
+            self.readonly,
+            self.app,
+            self.admin,
+            self.auth_lookup,
+        )
+
+    def login_roles(self, tier: str) -> tuple[str, ...]:
+        """The alternating login users of a tier ('readonly', 'app') or the admin login."""
+        if tier == "readonly":
+            return (self.readonly_a, self.readonly_b)
+        if tier == "app":
+            return (self.app_a, self.app_b)
+        if tier == "admin":
+            return (self.migrator,)
+        raise ValueError(f"unknown tier: {tier!r}")
+
+
+PRODUCTION_ROLES = RoleNames.with_prefix()
+
+
+def set_login_password(conn: Any, role: str, password: str) -> None:
+    """Give a login role a password, sending only its SCRAM verifier to the server.
+
+    The plaintext never appears in a statement, so it cannot reach the server log or
+    pg_stat_statements; ALTER ROLE takes no bound parameters, hence the literal.
+    """
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(
+        password.encode("utf-8"), role.encode("utf-8"), b"scram-sha-256"
+    )
+    conn.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(verifier.decode("ascii"))
+        )
+    )

@@ -1,0 +1,85 @@
+"""Sessions: a pooled connection inside one transaction, scoped to the caller.
+
+`readonly_session()` uses the read-only tier, `write_session()` the app tier. The
+caller's id and role are set with `set_config(..., true)` (SET LOCAL, bound
+parameters), so they end with the transaction and never leak to the next request on
+the same pooled connection. Without a caller, row-level security shows no rows of
+users, subscriptions, api_keys or audit_log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from functions.shared.db.credentials import Tier
+from functions.shared.db.pools import get_pool
+from functions.shared.errors import ServiceUnavailable
+from functions.shared.observability import logger
+
+if TYPE_CHECKING:
+    import psycopg
+
+CallerRole = Literal["user", "admin"]
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached or is overloaded; the caller may retry."""
+
+    default_message = "The service is temporarily unavailable."
+
+
+@contextmanager
+def _session(
+    tier: Tier, user_id: UUID | None, role: CallerRole
+) -> Iterator[psycopg.Connection[Any]]:
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    if role not in ("user", "admin"):
+        raise ValueError("role must be 'user' or 'admin'")
+    pool = get_pool(tier)
+    try:
+        conn = pool.getconn()
+    except PoolTimeout as exc:
+        logger.warning("no database connection available", extra={"tier": tier})
+        raise DatabaseUnavailable() from exc
+    try:
+        with conn.transaction():
+            if user_id is not None:
+                conn.execute(
+                    "SELECT set_config('app.user_id', %s, true), "
+                    "set_config('app.user_role', %s, true)",
+                    (str(user_id), role),
+                )
+            yield conn
+    except psycopg.OperationalError as exc:
+        # The tier's statement_timeout, a dropped connection, a server restart: the
+        # transaction is gone, nothing was written, and the request may be retried.
+        logger.warning(
+            "database operation failed",
+            extra={"tier": tier, "sqlstate": getattr(exc, "sqlstate", None)},
+        )
+        raise DatabaseUnavailable() from exc
+    finally:
+        pool.putconn(conn)
+
+
+@contextmanager
+def readonly_session(
+    *, user_id: UUID | None = None, role: CallerRole = "user"
+) -> Iterator[psycopg.Connection[Any]]:
+    """A read-only transaction, optionally scoped to a caller for RLS-protected tables."""
+    with _session("readonly", user_id, role) as conn:
+        yield conn
+
+
+@contextmanager
+def write_session(
+    *, user_id: UUID | None, role: CallerRole = "user"
+) -> Iterator[psycopg.Connection[Any]]:
+    """A read-write transaction as the app user, scoped to the caller (None: anonymous)."""
+    with _session("app", user_id, role) as conn:
+        yield conn

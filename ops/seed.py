@@ -1,0 +1,336 @@
+"""Demo recalls for the local stack: `seed_demo_data(conninfo)`.
+
+Thirty invented but realistic recalls (cribs, car seats, strollers, toys...), keyed by
+`source_id` so seeding twice changes nothing. Runs with the admin connection.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+# (source_id, product, brand, hazard, remedy, recall_date, description, country)
+DEMO_RECALLS: tuple[tuple[str, str, str, str, str, date, str, str], ...] = (
+    (
+        "DEMO-2024-001",
+        "Drop-side crib",
+        "Nestwell",
+        "Drop side can detach and trap an infant",
+        "Stop using; free retrofit kit",
+        date(2024, 1, 9),
+        "Hardware on the movable side can break, creating a gap.",
+        "US",
+    ),
+    (
+        "DEMO-2024-002",
+        "Convertible crib 3-in-1",
+        "Little Harbor",
+        "Slats can loosen and separate",
+        "Free replacement slat kit",
+        date(2024, 1, 23),
+        "Slat spacing can exceed 6 cm after the slats loosen.",
+        "US",
+    ),
+    (
+        "DEMO-2024-003",
+        "Portable travel crib",
+        "RoamBaby",
+        "Top rail can collapse",
+        "Refund",
+        date(2024, 2, 6),
+        "Rail hinges may not lock fully.",
+        "CA",
+    ),
+    (
+        "DEMO-2024-004",
+        "Mini crib with storage drawer",
+        "Cozy Acorn",
+        "Mattress support can detach",
+        "Free repair kit",
+        date(2024, 2, 20),
+        "Support brackets can pull out of the frame.",
+        "US",
+    ),
+    (
+        "DEMO-2024-005",
+        "Bassinet crib attachment",
+        "Nestwell",
+        "Suffocation hazard from incline",
+        "Stop using; refund",
+        date(2024, 3, 5),
+        "Sleep surface incline exceeds 10 degrees.",
+        "US",
+    ),
+    (
+        "DEMO-2024-006",
+        "Infant car seat",
+        "SafeRide",
+        "Harness buckle may not latch",
+        "Free replacement buckle",
+        date(2024, 3, 19),
+        "Buckle can appear latched without engaging.",
+        "US",
+    ),
+    (
+        "DEMO-2024-007",
+        "Convertible car seat",
+        "Guardian Kids",
+        "Chest clip can break in a crash",
+        "Free replacement clip",
+        date(2024, 4, 2),
+        "Chest clip plastic is too brittle.",
+        "EU",
+    ),
+    (
+        "DEMO-2024-008",
+        "Booster seat",
+        "SafeRide",
+        "Seat belt guide can detach",
+        "Free replacement guide",
+        date(2024, 4, 16),
+        "Guide clip can snap off.",
+        "CA",
+    ),
+    (
+        "DEMO-2024-009",
+        "Jogging stroller",
+        "TrailTot",
+        "Front wheel can detach",
+        "Free repair at dealer",
+        date(2024, 4, 30),
+        "Quick-release axle can loosen.",
+        "US",
+    ),
+    (
+        "DEMO-2024-010",
+        "Umbrella stroller",
+        "CityPram",
+        "Hinge can amputate a fingertip",
+        "Free hinge covers",
+        date(2024, 5, 14),
+        "Exposed hinge while folding.",
+        "US",
+    ),
+    (
+        "DEMO-2024-011",
+        "Double stroller",
+        "TrailTot",
+        "Brake can fail on slopes",
+        "Free brake replacement",
+        date(2024, 5, 28),
+        "Brake pin can wear quickly.",
+        "UK",
+    ),
+    (
+        "DEMO-2024-012",
+        "Baby bath seat",
+        "SplashSafe",
+        "Drowning: seat can tip over",
+        "Stop using; refund",
+        date(2024, 6, 11),
+        "Suction cups release on textured tubs.",
+        "US",
+    ),
+    (
+        "DEMO-2024-013",
+        "High chair",
+        "Little Harbor",
+        "Legs can detach during use",
+        "Free replacement screws",
+        date(2024, 6, 25),
+        "Leg screws can back out.",
+        "US",
+    ),
+    (
+        "DEMO-2024-014",
+        "Wooden teether",
+        "Pure Sprout",
+        "Choking: beads can break loose",
+        "Refund",
+        date(2024, 7, 9),
+        "String can fray and release small beads.",
+        "EU",
+    ),
+    (
+        "DEMO-2024-015",
+        "Baby monitor",
+        "Hushline",
+        "Power cord strangulation hazard",
+        "Free cord cover kit",
+        date(2024, 7, 23),
+        "Cord can be reached from the crib.",
+        "US",
+    ),
+    (
+        "DEMO-2024-016",
+        "Activity gym",
+        "Playnest",
+        "Toy bar can fall on infant",
+        "Free replacement connectors",
+        date(2024, 8, 6),
+        "Connectors can crack.",
+        "CA",
+    ),
+    (
+        "DEMO-2024-017",
+        "Infant sleeper",
+        "Cozy Acorn",
+        "Suffocation: inclined sleep surface",
+        "Stop using; refund",
+        date(2024, 8, 20),
+        "Incline exceeds safe sleep guidance.",
+        "US",
+    ),
+    (
+        "DEMO-2024-018",
+        "Crib mattress",
+        "DreamLoom",
+        "Fails flammability standard",
+        "Refund or replacement",
+        date(2024, 9, 3),
+        "Mattress cover ignites too easily.",
+        "US",
+    ),
+    (
+        "DEMO-2024-019",
+        "Crib bumper pads",
+        "DreamLoom",
+        "Suffocation and entrapment",
+        "Stop using; refund",
+        date(2024, 9, 17),
+        "Padded bumpers in sleep spaces.",
+        "US",
+    ),
+    (
+        "DEMO-2024-020",
+        "Baby walker",
+        "StepStart",
+        "Fall hazard at stairs",
+        "Free friction strip kit",
+        date(2024, 10, 1),
+        "Walker does not stop at a step edge.",
+        "US",
+    ),
+    (
+        "DEMO-2024-021",
+        "Pacifier clip",
+        "Pure Sprout",
+        "Choking: clip can break",
+        "Refund",
+        date(2024, 10, 15),
+        "Clip spring can detach.",
+        "EU",
+    ),
+    (
+        "DEMO-2024-022",
+        "Stacking rings toy",
+        "Playnest",
+        "Small parts choking hazard",
+        "Refund",
+        date(2024, 10, 29),
+        "Ring cap can come off.",
+        "UK",
+    ),
+    (
+        "DEMO-2024-023",
+        "Baby carrier",
+        "CarryKin",
+        "Buckle can unfasten; fall hazard",
+        "Free replacement buckle",
+        date(2024, 11, 12),
+        "Side-release buckle can open.",
+        "US",
+    ),
+    (
+        "DEMO-2024-024",
+        "Changing table",
+        "Little Harbor",
+        "Guard rail can detach",
+        "Free repair kit",
+        date(2024, 11, 26),
+        "Rail bolts can strip the wood.",
+        "US",
+    ),
+    (
+        "DEMO-2024-025",
+        "Nightlight projector",
+        "Hushline",
+        "Battery overheating, burn hazard",
+        "Refund",
+        date(2024, 12, 10),
+        "Battery can swell while charging.",
+        "CA",
+    ),
+    (
+        "DEMO-2025-001",
+        "Crib with changing table",
+        "Nestwell",
+        "Entrapment between crib and table",
+        "Free spacer kit",
+        date(2025, 1, 7),
+        "Gap can trap a child's head.",
+        "US",
+    ),
+    (
+        "DEMO-2025-002",
+        "Baby swing",
+        "Rockabye",
+        "Restraint can fail; fall hazard",
+        "Free replacement restraint",
+        date(2025, 1, 21),
+        "Harness stitching can tear.",
+        "US",
+    ),
+    (
+        "DEMO-2025-003",
+        "Play yard",
+        "RoamBaby",
+        "Side rail can fold with child inside",
+        "Free repair",
+        date(2025, 2, 4),
+        "Rail latch can release under pressure.",
+        "US",
+    ),
+    (
+        "DEMO-2025-004",
+        "Bottle warmer",
+        "WarmNest",
+        "Overheating, burn and fire hazard",
+        "Refund",
+        date(2025, 2, 18),
+        "Thermostat can fail closed.",
+        "EU",
+    ),
+    (
+        "DEMO-2025-005",
+        "Baby gate",
+        "StepStart",
+        "Gate can dislodge; fall hazard",
+        "Free mounting kit",
+        date(2025, 3, 4),
+        "Pressure mount can slip.",
+        "US",
+    ),
+)
+
+_INSERT = (
+    "INSERT INTO public.recalls "
+    "(source_id, product, brand, hazard, remedy, recall_date, description, country, url) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source_id) DO NOTHING"
+)
+
+
+def demo_rows() -> list[tuple[object, ...]]:
+    return [(*row, f"https://recalls.example/{row[0].lower()}") for row in DEMO_RECALLS]
+
+
+def seed_demo_data(conninfo: str) -> int:
+    """Insert the demo recalls that are missing; return how many were inserted."""
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
+        before = cur.execute("SELECT count(*) FROM public.recalls").fetchone()
+        cur.executemany(_INSERT, demo_rows())
+        after = cur.execute("SELECT count(*) FROM public.recalls").fetchone()
+    assert before is not None
+    assert after is not None
+    return int(after[0]) - int(before[0])

@@ -1,0 +1,96 @@
+"""functions.shared.db sessions against the real database: the right tier, the caller
+scoped per transaction, nothing half-written, and database trouble as a clean 503."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from functions.shared.db import DatabaseUnavailable, readonly_session, write_session
+from functions.shared.db.pools import close_pools
+from functions.shared.errors import ServiceUnavailable
+from functions.shared.settings import get_settings
+from tests.support.postgres import MigratedDatabase, make_user
+
+
+@pytest.fixture
+def pooled(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[MigratedDatabase]:
+    # One connection per pool, so consecutive sessions share it.
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.setenv("DATABASE_READONLY_URL", db.tier("readonly"))
+    monkeypatch.setenv("DATABASE_APP_URL", db.tier("app"))
+    monkeypatch.setenv("DB_POOL_MAX_SIZE", "1")
+    get_settings.cache_clear()
+    close_pools()
+    yield db
+    close_pools()
+
+
+def test_reads_use_the_readonly_login_and_writes_the_app_login(pooled: MigratedDatabase):
+    with readonly_session() as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (pooled.roles.readonly_a,)
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+    with write_session(user_id=None) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (pooled.roles.app_a,)
+
+
+def test_the_caller_is_scoped_to_one_transaction_on_a_reused_connection(
+    pooled: MigratedDatabase,
+):
+    alice = make_user(pooled)
+    with readonly_session(user_id=alice) as conn:
+        first_pid = conn.info.backend_pid
+        assert conn.execute("SELECT count(*) FROM subscriptions").fetchone() == (1,)
+    # The next request on the same pooled connection names no caller
+    with readonly_session() as conn:
+        assert conn.info.backend_pid == first_pid
+        assert conn.execute("SELECT count(*) FROM subscriptions").fetchone() == (0,)
+        assert conn.execute("SELECT auth.caller_id()").fetchone() == (None,)
+
+
+def test_a_failure_inside_a_write_session_leaves_nothing_written(pooled: MigratedDatabase):
+    alice = make_user(pooled)
+
+    class Boom(Exception):
+        pass
+
+    def subscribe_then_fail() -> None:
+        with write_session(user_id=alice) as conn:
+            conn.execute(
+                "INSERT INTO subscriptions (user_id, product) VALUES (%s, 'gate')", (alice,)
+            )
+            raise Boom
+
+    with pytest.raises(Boom):
+        subscribe_then_fail()
+    with readonly_session(user_id=alice) as conn:
+        products = [r[0] for r in conn.execute("SELECT product FROM subscriptions")]
+    assert products == ["crib"]
+
+
+def test_a_cancelled_statement_is_a_retryable_unavailable_error(pooled: MigratedDatabase):
+    def sleep_past_the_timeout() -> None:
+        with readonly_session() as conn:
+            conn.execute("SET LOCAL statement_timeout = '100ms'")
+            conn.execute("SELECT pg_sleep(2)")
+
+    with pytest.raises(DatabaseUnavailable) as caught:
+        sleep_past_the_timeout()
+    assert isinstance(caught.value, ServiceUnavailable)
+    assert "pg_sleep" not in caught.value.message
+    # And the pool is healthy afterwards
+    with readonly_session() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_unknown_role_is_refused_before_any_query(pooled: MigratedDatabase):
+    with (
+        pytest.raises(ValueError, match="role"),
+        readonly_session(
+            user_id=uuid.uuid4(),
+            role="superuser",  # type: ignore[arg-type]
+        ),
+    ):
+        pass
