@@ -51,13 +51,14 @@ def search_recalls(conn: psycopg.Connection[Any], search: RecallSearch) -> list[
 
 
 def get_recall(conn: psycopg.Connection[Any], recall_id: int) -> Recall | None:
+    from psycopg import sql
     from psycopg.rows import dict_row
 
+    query = sql.SQL("SELECT {columns} FROM public.recalls WHERE id = %s").format(
+        columns=sql.SQL(_RECALL_COLUMNS)
+    )
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT " + _RECALL_COLUMNS + " FROM public.recalls WHERE id = %s",  # noqa: S608 - fixed column list
-            (recall_id,),
-        ).fetchone()
+        row = cur.execute(query, (recall_id,)).fetchone()
     return None if row is None else _recall(row)
 
 
