@@ -80,7 +80,14 @@ def fetch_secret_string(secret_id: str, force: bool) -> str:
     from functions.shared.settings import get_settings
 
     provider = _secrets_provider()
-    value = provider.get(secret_id, max_age=get_settings().secret_cache_seconds, force_fetch=force)
+    # The stage is explicit: without it some implementations answer from the version
+    # that was current before a promotion, and the refresh would re-read the old password.
+    value = provider.get(
+        secret_id,
+        max_age=get_settings().secret_cache_seconds,
+        force_fetch=force,
+        VersionStage="AWSCURRENT",
+    )
     if not isinstance(value, str):
         raise CredentialError("database secret is not a string")
     return value

@@ -1,0 +1,126 @@
+"""PostgreSQL access for rotate_db: connect with a secret's value, change a password.
+
+Connections go through the same `connection_parameters` as the API's pools, so
+in AWS they verify the server's certificate and name (sslmode=verify-full) and
+locally they do not. A secret's value never reaches a log or an exception text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from functions.shared.db.credentials import (
+    CredentialError,
+    DbCredentials,
+    connection_parameters,
+    is_authentication_failure,
+)
+from functions.shared.db.roles import set_login_password
+from functions.shared.settings import get_settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+class LoginRefused(Exception):
+    """The server refused this username/password (as opposed to being unreachable)."""
+
+
+def credentials(value: Mapping[str, Any]) -> DbCredentials:
+    import json
+
+    return DbCredentials.from_secret(json.dumps(dict(value)))
+
+
+@contextmanager
+def connect(value: Mapping[str, Any]) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit connection as the secret's user; LoginRefused on a wrong password."""
+    import psycopg
+
+    parameters = connection_parameters(credentials(value), get_settings())
+    try:
+        conn = psycopg.connect(**parameters, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if is_authentication_failure(exc):
+            raise LoginRefused(str(parameters["user"])) from None
+        raise
+    with conn:
+        yield conn
+
+
+def logs_in(value: Mapping[str, Any] | None) -> bool:
+    """Whether the value's username and password log in; an unreachable server raises."""
+    if value is None:
+        return False
+    try:
+        with connect(value) as conn:
+            conn.execute("SELECT 1")
+    except (LoginRefused, CredentialError):
+        return False
+    return True
+
+
+def change_password(conn: psycopg.Connection[tuple[Any, ...]], role: str, password: str) -> None:
+    """Set `role`'s password so that neither it nor the plaintext reaches the server log.
+
+    ALTER ROLE cannot take a bound parameter, so the statement text carries the
+    password in some form. It carries a SCRAM-SHA-256 verifier computed here by
+    libpq (PQencryptPasswordConn), never the plaintext: a logged verifier of a
+    190-bit random password cannot be turned back into a login. On top of that,
+    statement logging is switched off for this transaction where the role may do
+    so (superusers, or roles granted SET on log_statement).
+    """
+    import psycopg
+
+    with conn.transaction():
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL log_statement = 'none'")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+        set_login_password(conn, role, password)
+
+
+def terminate_sessions(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> int:
+    """End every session of `role` except this one; returns how many were ended."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE usename = %s AND pid <> pg_backend_pid()",
+        (role,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def tier_group(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> str | None:
+    """The NOLOGIN group role a login belongs to (a NOLOGIN role is its own group)."""
+    row = conn.execute(
+        "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    if row is None:
+        return None
+    if not row[0]:
+        return role
+    groups = conn.execute(
+        "SELECT g.rolname FROM pg_catalog.pg_auth_members m "
+        "JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_catalog.pg_roles u ON u.oid = m.member "
+        "WHERE u.rolname = %s AND NOT g.rolcanlogin AND NOT g.rolname LIKE 'pg\\_%%' "
+        "ORDER BY g.rolname",
+        (role,),
+    ).fetchall()
+    return str(groups[0][0]) if len(groups) == 1 else None
+
+
+def group_logins(conn: psycopg.Connection[tuple[Any, ...]], group: str) -> list[str]:
+    """The login roles that are members of `group`, superusers never included."""
+    rows = conn.execute(
+        "SELECT u.rolname FROM pg_catalog.pg_auth_members m "
+        "JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_catalog.pg_roles u ON u.oid = m.member "
+        "WHERE g.rolname = %s AND u.rolcanlogin AND NOT u.rolsuper "
+        "ORDER BY u.rolname",
+        (group,),
+    ).fetchall()
+    return [str(row[0]) for row in rows]

@@ -1,0 +1,178 @@
+"""The two rotation strategies for PostgreSQL logins.
+
+Alternating users (read-only and app tiers): each tier has two login roles,
+both members of the tier's NOLOGIN group role. A rotation gives the login that
+AWSCURRENT does *not* use a new password (logged in as the admin secret's
+user) and switches the secret to it. The login in use is never touched, so the
+secret's AWSCURRENT value and the database agree at every moment, and
+connections opened with the previous value keep working until the next rotation.
+
+Single user (admin): the admin secret's own login changes its own password.
+PostgreSQL keeps one password per role, so between setSecret and finishSecret
+the database already holds the AWSPENDING password; a retried finishSecret
+closes that window, and setSecret also accepts AWSPREVIOUS to recover from it.
+
+Value (Secrets Manager's database secret format): {"engine": "postgres",
+"host", "port", "dbname", "username", "password"} plus, for the tiers,
+"masterarn": the admin secret's ARN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.rotate_db import database
+from functions.shared.observability import logger
+from functions.shared.rotation.generate import generate_password
+from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretVersion
+from functions.shared.settings import get_settings
+
+
+def _username(version: SecretVersion) -> str:
+    return str(version.value.get("username", ""))
+
+
+class AlternatingUsersRotator(Rotator):
+    def create_secret(self, ctx: StepContext) -> None:
+        if ctx.pending() is not None:
+            return
+        current = ctx.current()
+        with database.connect(self._admin_value(ctx, current)) as conn:
+            other = self._other_login(ctx, conn, _username(current))
+        value = {**current.value, "username": other, "password": generate_password()}
+        ctx.store.put_pending(ctx.secret_id, ctx.token, value)
+
+    def set_secret(self, ctx: StepContext) -> None:
+        pending = ctx.require_pending()
+        if database.logs_in(pending.value):
+            return
+        current = ctx.current()
+        with database.connect(self._admin_value(ctx, current)) as conn:
+            # The pending value names the login whose password is about to change:
+            # check it is the tier's other login, never some other role.
+            expected = self._other_login(ctx, conn, _username(current))
+            if _username(pending) != expected:
+                raise RotationError(
+                    f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
+                )
+            database.change_password(conn, expected, str(pending.value["password"]))
+
+    def test_secret(self, ctx: StepContext) -> None:
+        _check_login(ctx, ctx.require_pending())
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+        current = ctx.current()
+        old_login = _username(previous)
+        if not old_login or old_login == _username(current):
+            return
+        with database.connect(self._admin_value(ctx, current)) as conn:
+            if database.tier_group(conn, old_login) != database.tier_group(
+                conn, _username(current)
+            ):
+                raise RotationError(f"{ctx.spec.name}: previous login is outside the tier")
+            # A password nobody stores: the leaked one stops working and so does every
+            # other guess, until the next rotation gives this login a fresh one.
+            database.change_password(conn, old_login, generate_password())
+            ended = database.terminate_sessions(conn, old_login)
+        logger.info(
+            "previous database login retired",
+            extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
+        )
+
+    def _admin_value(self, ctx: StepContext, current: SecretVersion) -> dict[str, Any]:
+        admin_id = str(current.value.get("masterarn") or get_settings().db_admin_secret_id)
+        admin = ctx.store.read(admin_id, stage=CURRENT)
+        if admin is None:
+            raise RotationError(f"{ctx.spec.name}: the admin secret has no {CURRENT} value")
+        return admin.value
+
+    def _other_login(self, ctx: StepContext, conn: Any, current_login: str) -> str:
+        group = database.tier_group(conn, current_login)
+        logins = database.group_logins(conn, group) if group else []
+        others = [login for login in logins if login != current_login]
+        if not others:
+            raise RotationError(f"{ctx.spec.name}: no second login to alternate to")
+        # The tier's first other login, so a rotation from a group-named bootstrap
+        # value and one from either login both land on a well-defined user.
+        return others[0]
+
+
+class SingleUserRotator(Rotator):
+    def create_secret(self, ctx: StepContext) -> None:
+        if ctx.pending() is not None:
+            return
+        current = ctx.current()
+        value = {**current.value, "password": generate_password()}
+        ctx.store.put_pending(ctx.secret_id, ctx.token, value)
+
+    def set_secret(self, ctx: StepContext) -> None:
+        pending = ctx.require_pending()
+        if database.logs_in(pending.value):
+            return
+        # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
+        # the database holds in whichever version that rotation stored.
+        for candidate in (ctx.current(), ctx.store.read(ctx.secret_id, stage=PREVIOUS)):
+            if candidate is None or _username(candidate) != _username(pending):
+                continue
+            try:
+                with database.connect(candidate.value) as conn:
+                    database.change_password(
+                        conn, _username(pending), str(pending.value["password"])
+                    )
+                return
+            except database.LoginRefused:
+                continue
+        raise RotationError(f"{ctx.spec.name}: no stored password logs in as the admin user")
+
+    def test_secret(self, ctx: StepContext) -> None:
+        _check_login(ctx, ctx.require_pending())
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+        # The old password is already gone (one password per role); what remains is the
+        # sessions that logged in with it.
+        current = ctx.current()
+        with database.connect(current.value) as conn:
+            ended = database.terminate_sessions(conn, _username(current))
+        logger.info(
+            "sessions of the previous admin password ended",
+            extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
+        )
+
+
+class DatabaseRotator(Rotator):
+    """Single user for the admin secret, alternating users for every other tier."""
+
+    def __init__(self) -> None:
+        self.single = SingleUserRotator()
+        self.alternating = AlternatingUsersRotator()
+
+    def _for(self, ctx: StepContext) -> Rotator:
+        return self.single if ctx.spec.name == "db-admin" else self.alternating
+
+    def create_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).create_secret(ctx)
+
+    def set_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).set_secret(ctx)
+
+    def test_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).test_secret(ctx)
+
+    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
+        self._for(ctx).after_promote(ctx, previous)
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+        self._for(ctx).retire(ctx, previous)
+
+
+def _check_login(ctx: StepContext, pending: SecretVersion) -> None:
+    try:
+        with database.connect(pending.value) as conn:
+            row = conn.execute("SELECT current_user").fetchone()
+            # The tier's privileges come through the group role: one real read proves them.
+            conn.execute("SELECT 1 FROM public.recalls LIMIT 1").fetchall()
+    except database.LoginRefused:
+        raise RotationError(f"{ctx.spec.name}: version {ctx.token} does not log in") from None
+    if row is None or row[0] != _username(pending):
+        raise RotationError(f"{ctx.spec.name}: version {ctx.token} logged in as another user")

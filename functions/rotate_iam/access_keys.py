@@ -1,0 +1,167 @@
+"""Rotation of an IAM user's access key, inside IAM's limit of two keys per user.
+
+Value: {"kind": "iam-access-key", "UserName": ..., "AccessKeyId": ...,
+"SecretAccessKey": ...}. IAM hands out a secret access key once, at creation,
+so the new key is written to AWSPENDING in the very next call: a key whose
+secret was never stored is useless to everyone and is deleted on the next try.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from functions.shared.rotation import clients
+from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretVersion
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_sts import STSClient
+
+KIND = "iam-access-key"
+KEYS_PER_USER = 2  # IAM quota; an inactive key counts against it
+# IAM is eventually consistent: a new key can be refused for several seconds.
+NOT_YET_VALID = frozenset({"InvalidClientTokenId", "SignatureDoesNotMatch", "AccessDenied"})
+
+StsFactory = Callable[[str, str], "STSClient"]
+
+
+class KeyLimitReached(RotationError):
+    pass
+
+
+class AccessKeyRotator(Rotator):
+    def __init__(
+        self,
+        *,
+        iam: IAMClient | None = None,
+        sts_factory: StsFactory = clients.sts_with_credentials,
+        test_attempts: int = 6,
+        first_delay_seconds: float = 1.0,
+        max_delay_seconds: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._iam = iam
+        self._sts_factory = sts_factory
+        self._test_attempts = test_attempts
+        self._first_delay = first_delay_seconds
+        self._max_delay = max_delay_seconds
+        self._sleep = sleep
+        self._now = now
+
+    @property
+    def iam(self) -> IAMClient:
+        return self._iam if self._iam is not None else clients.iam()
+
+    def create_secret(self, ctx: StepContext) -> None:
+        if ctx.pending() is not None:
+            return
+        current = ctx.current()
+        user = _user_name(ctx, current)
+        self._free_a_slot(ctx, user, current)
+        created = self.iam.create_access_key(UserName=user)["AccessKey"]
+        value = {
+            "kind": KIND,
+            "UserName": user,
+            "AccessKeyId": created["AccessKeyId"],
+            "SecretAccessKey": created["SecretAccessKey"],
+        }
+        try:
+            ctx.store.put_pending(ctx.secret_id, ctx.token, value)
+        except Exception:
+            # Nobody will ever know this key's secret: give the slot back now rather
+            # than leave it for the next run.
+            self._delete_key(user, created["AccessKeyId"])
+            raise
+
+    def set_secret(self, ctx: StepContext) -> None:
+        # IAM created the key active in createSecret; there is no service to update.
+        ctx.require_pending()
+
+    def test_secret(self, ctx: StepContext) -> None:
+        pending = ctx.require_pending().value
+        user = str(pending["UserName"])
+        expected = self.iam.get_user(UserName=user)["User"]["Arn"]
+        sts = self._sts_factory(str(pending["AccessKeyId"]), str(pending["SecretAccessKey"]))
+        delay = self._first_delay
+        for attempt in range(1, self._test_attempts + 1):
+            try:
+                identity = sts.get_caller_identity()
+            except Exception as exc:
+                if clients.error_code(exc) not in NOT_YET_VALID or attempt == self._test_attempts:
+                    raise
+                self._sleep(delay)
+                delay = min(delay * 2, self._max_delay)
+                continue
+            if identity.get("Arn") != expected:
+                raise RotationError(f"{ctx.spec.name}: the new key signs as another identity")
+            return
+
+    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
+        current = ctx.current().value
+        old_key = previous.value.get("AccessKeyId")
+        if not old_key or old_key == current.get("AccessKeyId"):
+            return
+        try:
+            self.iam.update_access_key(
+                UserName=_user_name(ctx, previous), AccessKeyId=str(old_key), Status="Inactive"
+            )
+        except Exception as exc:
+            if clients.error_code(exc) != "NoSuchEntity":
+                raise
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+        # after_promote has deactivated the leaked key: IAM refuses it from now on. It is
+        # kept (inactive) for the investigation's last-used data and deleted by the
+        # next rotation, which skips the grace window for it.
+        return
+
+    def _free_a_slot(self, ctx: StepContext, user: str, current: SecretVersion) -> None:
+        keep = {current.value.get("AccessKeyId")}
+        previous = ctx.store.read(ctx.secret_id, stage=PREVIOUS)
+        previous_key = previous.value.get("AccessKeyId") if previous else None
+        in_grace = not ctx.emergency and self._in_grace(ctx)
+        if previous_key and in_grace:
+            keep.add(previous_key)
+        keys = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        remaining = 0
+        for key in keys:
+            key_id = key["AccessKeyId"]
+            if key_id in keep:
+                remaining += 1
+                continue
+            # An older previous key past its grace window, or a key whose secret no
+            # version holds (a failed earlier create): nobody may rely on it.
+            self._delete_key(user, key_id)
+        if remaining >= KEYS_PER_USER:
+            raise KeyLimitReached(
+                f"{ctx.spec.name}: {user} holds {KEYS_PER_USER} keys and the previous one "
+                f"is in its {ctx.spec.overlap_days}-day grace window; retry later or rotate "
+                "as an emergency"
+            )
+
+    def _in_grace(self, ctx: StepContext) -> bool:
+        current_id = ctx.metadata.version_with(CURRENT)
+        created = ctx.metadata.created.get(current_id or "")
+        if created is None:
+            return False
+        since = self._now() - datetime.fromtimestamp(created, UTC)
+        return since < timedelta(days=ctx.spec.overlap_days)
+
+    def _delete_key(self, user: str, key_id: str) -> None:
+        try:
+            self.iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+        except Exception as exc:
+            if clients.error_code(exc) != "NoSuchEntity":
+                raise
+
+
+def _user_name(ctx: StepContext, version: SecretVersion) -> str:
+    user: Any = version.value.get("UserName")
+    if not isinstance(user, str) or not user:
+        raise RotationError(f"{ctx.spec.name}: version {version.version_id} names no UserName")
+    return user

@@ -1,0 +1,137 @@
+"""How old each inventory secret is, for `babyshield secrets` and the SecretAgeDays metric.
+
+A secret's age is the age of its AWSCURRENT version: that is when the value in
+use was made, whether by a rotation, an emergency or the first deploy. Secrets
+Manager's LastRotatedDate is not used because a rotation played by the local
+driver (and a manual PutSecretValue) does not set it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.shared import names
+from functions.shared.inventory import API_KEY_PERIOD_DAYS, INVENTORY, SecretSpec
+from functions.shared.observability import logger, metrics
+from functions.shared.rotation import clients
+from functions.shared.rotation.store import CURRENT, SecretStore
+
+
+@dataclass(frozen=True)
+class SecretAge:
+    name: str
+    kind: str
+    period_days: int
+    last_rotated: datetime | None
+    age_days: float | None
+    next_due: datetime | None
+    overdue: bool
+    # Why no age could be read (the secret does not exist yet, access denied...).
+    problem: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "period_days": self.period_days,
+            "last_rotated": _iso(self.last_rotated),
+            "age_days": self.age_days,
+            "next_due": _iso(self.next_due),
+            "overdue": self.overdue,
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None) -> SecretAge:
+    moment = now or datetime.now(UTC)
+    try:
+        metadata = store.describe(item.secret_name)
+    except (ClientError, BotoCoreError) as exc:
+        problem = clients.error_code(exc) or type(exc).__name__
+        # A secret that cannot be read is treated as overdue: silence must not look healthy.
+        return SecretAge(item.name, item.kind, item.period_days, None, None, None, True, problem)
+    current = metadata.version_with(CURRENT)
+    created = metadata.created.get(current or "")
+    if created is None:
+        return SecretAge(
+            item.name, item.kind, item.period_days, None, None, None, True, "no AWSCURRENT"
+        )
+    last = datetime.fromtimestamp(created, UTC)
+    age_days = round((moment - last).total_seconds() / 86400, 2)
+    next_due = last + timedelta(days=item.period_days)
+    return SecretAge(
+        item.name, item.kind, item.period_days, last, age_days, next_due, moment >= next_due
+    )
+
+
+def api_key_ages(now: datetime | None = None) -> list[SecretAge]:
+    """Every live partner API key with its age, flagged once past API_KEY_PERIOD_DAYS.
+
+    Read through the read-only tier as an admin caller: row-level security shows a
+    caller only its own keys, and this report is about all of them. Only ids and
+    dates are read, never a key's hash.
+    """
+    from uuid import UUID
+
+    from functions.shared.db import readonly_session
+
+    moment = now or datetime.now(UTC)
+    with readonly_session(user_id=UUID(int=0), role="admin") as conn:
+        rows = conn.execute(
+            "SELECT key_id, created_at FROM public.api_keys "
+            "WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+            "ORDER BY created_at, key_id"
+        ).fetchall()
+    ages = []
+    for key_id, created_at in rows:
+        next_due = created_at + timedelta(days=API_KEY_PERIOD_DAYS)
+        ages.append(
+            SecretAge(
+                name=f"api-key/{key_id}",
+                kind="api-key",
+                period_days=API_KEY_PERIOD_DAYS,
+                last_rotated=created_at,
+                age_days=round((moment - created_at).total_seconds() / 86400, 2),
+                next_due=next_due,
+                overdue=moment >= next_due,
+            )
+        )
+    return ages
+
+
+def secret_ages(store: SecretStore | None = None, now: datetime | None = None) -> list[SecretAge]:
+    store = store or SecretStore(caller="secret-age")
+    return [secret_age(store, item, now) for item in INVENTORY]
+
+
+def publish_secret_ages(
+    store: SecretStore | None = None, now: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
+    """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by one.
+
+    Each flush carries one secret's dimension; a single flush would put every
+    datapoint under the same dimensions. A secret without an age gets no
+    datapoint: the alarm treats missing data as breaching.
+    """
+    ages = secret_ages(store, now() if now else None)
+    for age in ages:
+        if age.age_days is None:
+            logger.warning(
+                "secret age unavailable", extra={"secret": age.name, "problem": age.problem}
+            )
+            continue
+        metrics.add_dimension(name="secret", value=age.name)
+        metrics.add_metric(name=names.METRIC_SECRET_AGE_DAYS, unit="Count", value=age.age_days)
+        metrics.flush_metrics()
+    overdue = [age.name for age in ages if age.overdue]
+    if overdue:
+        logger.warning("secrets overdue for rotation", extra={"secrets": overdue})
+    return {"secrets": len(ages), "overdue": overdue}

@@ -1,0 +1,187 @@
+"""Play Secrets Manager's part of a rotation against a local endpoint (moto).
+
+Secrets Manager itself calls the rotation Lambda four times and retries a step
+that failed. On the local stack nothing does that, so `babyshield rotate` and
+the tests use this driver: it calls the real handler (`functions.<method>.handler
+.lambda_handler`) with the four events, retries a failed step with a growing
+pause, and stops with the rotation left pending (as the service does) when a
+step keeps failing, so the state can be inspected and the rotation resumed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.shared import names
+from functions.shared.inventory import SecretSpec, spec
+from functions.shared.rotation.clients import error_code
+from functions.shared.rotation.protocol import STEPS, RotationInProgress, Step
+from functions.shared.rotation.store import CURRENT, PENDING, SecretStore
+
+Handler = Callable[[Mapping[str, Any], Any], Any]
+
+
+@dataclass
+class DriverContext:
+    """The Lambda context attributes Powertools reads."""
+
+    function_name: str
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+class RotationFailed(Exception):
+    """A step kept failing; the rotation is left AWSPENDING under `token`."""
+
+    def __init__(self, name: str, token: str, step: Step, attempts: int, cause: BaseException):
+        super().__init__(
+            f"{name}: {step} failed {attempts} time(s) ({type(cause).__name__}); "
+            f"version {token} is left AWSPENDING"
+        )
+        self.name = name
+        self.token = token
+        self.step = step
+        self.attempts = attempts
+        self.cause = cause
+
+
+@dataclass
+class RotationResult:
+    name: str
+    version_id: str
+    emergency: bool
+    attempts: dict[str, int]
+    seconds: float
+
+
+def handler_for(item: SecretSpec) -> Handler:
+    module = importlib.import_module(f"functions.{item.method}.handler")
+    found: Handler = module.lambda_handler
+    return found
+
+
+def enable_rotation(store: SecretStore, item: SecretSpec) -> None:
+    """Turn rotation on for a local secret, as CDK's rotation schedule does in AWS.
+
+    moto only reports RotationEnabled after a RotateSecret with rules; without a
+    Lambda ARN and with RotateImmediately=False it records the schedule and makes
+    an unchanged copy of the current value current, which changes nothing a
+    consumer can see.
+    """
+    if store.describe(item.secret_name).rotation_enabled:
+        return
+    store.client.rotate_secret(
+        SecretId=item.secret_name,
+        RotationRules={"AutomaticallyAfterDays": item.period_days},
+        RotateImmediately=False,
+    )
+
+
+def seed_secret(store: SecretStore, item: SecretSpec, value: Mapping[str, Any]) -> None:
+    """Create a local secret with its first value (kept if it exists) and enable rotation."""
+    try:
+        store.client.create_secret(
+            Name=item.secret_name,
+            Description=item.description,
+            SecretString=json.dumps(dict(value), sort_keys=True),
+        )
+    except Exception as exc:
+        if error_code(exc) != "ResourceExistsException":
+            raise
+    enable_rotation(store, item)
+
+
+class LocalRotationDriver:
+    """Runs rotations the way Secrets Manager does, for the local stack and tests."""
+
+    def __init__(
+        self,
+        *,
+        store: SecretStore | None = None,
+        handler: Handler | None = None,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.store = store or SecretStore(caller="local-rotation-driver")
+        self._handler = handler
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+
+    def rotate(self, name: str, *, emergency: bool = False, resume: bool = False) -> RotationResult:
+        """Rotate one inventory secret through the four steps; raise RotationFailed."""
+        item = spec(name)
+        started = time.monotonic()
+        metadata = self.store.describe(item.secret_name)
+        if not metadata.rotation_enabled:
+            # In AWS the CDK schedule enables rotation; locally the service is this driver.
+            enable_rotation(self.store, item)
+            metadata = self.store.describe(item.secret_name)
+        in_progress = metadata.pending_elsewhere()
+        if in_progress is not None and not resume:
+            raise RotationInProgress(
+                f"{name}: version {in_progress} is already AWSPENDING; resume it or cancel it first"
+            )
+        token = in_progress if in_progress is not None else str(uuid.uuid4())
+        if emergency:
+            self.store.mark_emergency(item.secret_name, token)
+        handler = self._handler or handler_for(item)
+        attempts: dict[str, int] = {}
+        for step in STEPS:
+            attempts[step] = self._invoke(handler, item, step, metadata.arn, token)
+        return RotationResult(name, token, emergency, attempts, time.monotonic() - started)
+
+    def cancel(self, name: str) -> str | None:
+        """Drop a stuck AWSPENDING label; returns the version it was on (None: nothing).
+
+        Safe for every kind whose pending value the service does not yet use. A
+        single-user database rotation may have changed the password in setSecret
+        already, so it is refused: resume that one instead.
+        """
+        item = spec(name)
+        metadata = self.store.describe(item.secret_name)
+        pending = metadata.pending_elsewhere()
+        if pending is None:
+            return None
+        if name == "db-admin":
+            raise RotationInProgress(
+                f"{name}: a single-user rotation may already have changed the password; "
+                "resume it instead of cancelling"
+            )
+        self.store.remove_stage(item.secret_name, PENDING, pending)
+        self.store.clear_emergency(item.secret_name)
+        return pending
+
+    def _invoke(self, handler: Handler, item: SecretSpec, step: Step, arn: str, token: str) -> int:
+        event = {"Step": step, "SecretId": arn, "ClientRequestToken": token}
+        context = DriverContext(function_name=names.function_name(item.method))
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                handler(event, context)
+                return attempt
+            except Exception as exc:
+                if attempt == self.max_attempts:
+                    raise RotationFailed(item.name, token, step, attempt, exc) from exc
+                self.sleep(self.backoff_seconds * attempt)
+        raise AssertionError("unreachable")
+
+
+def current_version_id(store: SecretStore, name: str) -> str | None:
+    return store.describe(spec(name).secret_name).version_with(CURRENT)

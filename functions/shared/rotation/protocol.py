@@ -1,0 +1,254 @@
+"""The rotation protocol: the gate before any step and the dispatch of the four steps.
+
+Every rotation function hands its event and a `Rotator` to `run_step`. The gate
+follows the AWS rotation samples: rotation must be enabled, the token must be a
+version of the secret, a token already AWSCURRENT means there is nothing left to
+do, and anything but AWSPENDING is an error. One log line per step names the
+secret and the version id, never a value.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from functions.shared import inventory, names
+from functions.shared.inventory import RotationMethod, SecretSpec
+from functions.shared.observability import logger, metrics
+from functions.shared.rotation.store import (
+    CURRENT,
+    EMERGENCY_TAG,
+    PENDING,
+    PREVIOUS,
+    SecretMetadata,
+    SecretStore,
+    SecretVersion,
+)
+
+Step = Literal["createSecret", "setSecret", "testSecret", "finishSecret"]
+STEPS: tuple[Step, ...] = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+class RotationError(Exception):
+    """A step cannot proceed. Messages carry the secret name and version id only."""
+
+
+class RotationNotEnabled(RotationError):
+    pass
+
+
+class NotAVersion(RotationError):
+    pass
+
+
+class NotPending(RotationError):
+    pass
+
+
+class RotationInProgress(RotationError):
+    pass
+
+
+class WrongRotationFunction(RotationError):
+    pass
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    step: Step
+    secret_id: str
+    token: str
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> RotationRequest:
+        step = event.get("Step")
+        secret_id = event.get("SecretId")
+        token = event.get("ClientRequestToken")
+        if step not in STEPS:
+            raise RotationError(f"unknown rotation step {step!r}")
+        if not isinstance(secret_id, str) or not secret_id:
+            raise RotationError("rotation event has no SecretId")
+        if not isinstance(token, str) or not token:
+            raise RotationError("rotation event has no ClientRequestToken")
+        return cls(cast(Step, step), secret_id, token)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step knows: the request, the secret's labels and its inventory entry."""
+
+    request: RotationRequest
+    metadata: SecretMetadata
+    spec: SecretSpec
+    store: SecretStore
+
+    @property
+    def secret_id(self) -> str:
+        return self.metadata.arn
+
+    @property
+    def token(self) -> str:
+        return self.request.token
+
+    @property
+    def emergency(self) -> bool:
+        return self.metadata.tags.get(EMERGENCY_TAG) == self.request.token
+
+    def current(self) -> SecretVersion:
+        found = self.store.read(self.secret_id, stage=CURRENT)
+        if found is None:
+            raise RotationError(f"{self.spec.name}: no {CURRENT} version to rotate from")
+        return found
+
+    def pending(self) -> SecretVersion | None:
+        """The value createSecret stored for this token, or None before it ran."""
+        return self.store.read(self.secret_id, version_id=self.token, stage=PENDING)
+
+    def require_pending(self) -> SecretVersion:
+        found = self.pending()
+        if found is None:
+            raise RotationError(f"{self.spec.name}: version {self.token} has no value yet")
+        return found
+
+
+class Rotator(ABC):
+    """The kind-specific part of a rotation; every method must be safe to run twice."""
+
+    @abstractmethod
+    def create_secret(self, ctx: StepContext) -> None:
+        """Store a new value as AWSPENDING under the token, unless one is stored already."""
+
+    @abstractmethod
+    def set_secret(self, ctx: StepContext) -> None:
+        """Make the service accept the pending value (no-op when it already does)."""
+
+    @abstractmethod
+    def test_secret(self, ctx: StepContext) -> None:
+        """Prove the pending value works against the service; raise if it does not."""
+
+    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:  # noqa: B027
+        """Tidy the service once the new value is current (IAM: deactivate the old key)."""
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:  # noqa: B027
+        """Emergency only: make the previous value useless at once."""
+
+
+def gate(request: RotationRequest, metadata: SecretMetadata) -> Literal["run", "done"]:
+    """Decide whether a step runs; raise when the event does not fit the secret."""
+    if not metadata.rotation_enabled:
+        raise RotationNotEnabled(f"{metadata.name}: rotation is not enabled")
+    stages = metadata.stages.get(request.token)
+    if stages is None:
+        # Secrets Manager creates the pending version (without a value) before it calls
+        # createSecret; the local driver leaves that to createSecret, whose put under the
+        # token creates it. Any other step needs the version to exist, and no second
+        # rotation may start while another token holds AWSPENDING.
+        in_progress = metadata.pending_elsewhere()
+        if request.step != "createSecret":
+            raise NotAVersion(f"{metadata.name}: {request.token} is not a version of the secret")
+        if in_progress is not None:
+            raise RotationInProgress(
+                f"{metadata.name}: version {in_progress} is already AWSPENDING"
+            )
+        return "run"
+    if CURRENT in stages:
+        return "done"
+    if PENDING not in stages:
+        raise NotPending(f"{metadata.name}: version {request.token} is not AWSPENDING")
+    return "run"
+
+
+def spec_for(metadata: SecretMetadata, method: RotationMethod) -> SecretSpec:
+    found = inventory.spec_for_secret_name(metadata.name)
+    if found is None:
+        raise WrongRotationFunction(f"{metadata.name}: not in the secret inventory")
+    if found.method != method:
+        raise WrongRotationFunction(f"{metadata.name}: rotated by {found.method}, not {method}")
+    return found
+
+
+def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
+    """Promote the token, then tidy; every part is a no-op once it has happened."""
+    current = ctx.metadata.version_with(CURRENT)
+    if current != ctx.token:
+        ctx.store.promote(ctx.secret_id, ctx.token, current)
+    previous = ctx.store.read(ctx.secret_id, stage=PREVIOUS)
+    if previous is not None and previous.version_id != ctx.token:
+        rotator.after_promote(ctx, previous)
+        if ctx.emergency:
+            rotator.retire(ctx, previous)
+            # Consumers that accept AWSPREVIOUS (JWT keys, webhook secrets) stop at once.
+            ctx.store.remove_stage(ctx.secret_id, PREVIOUS, previous.version_id)
+    if ctx.emergency:
+        ctx.store.clear_emergency(ctx.secret_id)
+    if PENDING in ctx.metadata.stages.get(ctx.token, ()):
+        # Leaving AWSPENDING on the current version is allowed, but a later RotateSecret
+        # on some implementations reads it as a rotation still in progress.
+        ctx.store.remove_stage(ctx.secret_id, PENDING, ctx.token)
+
+
+def run_step(
+    event: Mapping[str, Any],
+    rotator: Rotator,
+    method: RotationMethod,
+    store: SecretStore | None = None,
+) -> str:
+    """Gate and run one step; returns "done" (nothing to do) or "completed"."""
+    request = RotationRequest.from_event(event)
+    store = store or SecretStore(caller=f"{method}:{request.step}")
+    started = time.monotonic()
+    metadata = store.describe(request.secret_id)
+    fields: dict[str, Any] = {
+        "secret": metadata.name,
+        "version_id": request.token,
+        "step": request.step,
+    }
+    try:
+        spec = spec_for(metadata, method)
+        decision = gate(request, metadata)
+        ctx = StepContext(request, metadata, spec, store)
+        # finishSecret still runs when the token is already current: its tidy-up (old key
+        # deactivated, emergency retirement) may be what a crashed earlier run left undone.
+        if decision == "done" and request.step != "finishSecret":
+            outcome = "done"
+        else:
+            _dispatch(ctx, rotator)
+            outcome = "completed"
+    except Exception as exc:
+        metrics.add_metric(name=names.METRIC_ROTATION_FAILURES, unit="Count", value=1)
+        logger.warning(
+            "rotation step failed",
+            extra={**fields, "error": type(exc).__name__, "seconds": _since(started)},
+        )
+        raise
+    if request.step == "finishSecret" and outcome == "completed":
+        metrics.add_metric(name=names.METRIC_ROTATION_SUCCESSES, unit="Count", value=1)
+    logger.info(
+        "rotation step",
+        extra={
+            **fields,
+            "outcome": outcome,
+            "emergency": ctx.emergency,
+            "seconds": _since(started),
+        },
+    )
+    return outcome
+
+
+def _dispatch(ctx: StepContext, rotator: Rotator) -> None:
+    step = ctx.request.step
+    if step == "createSecret":
+        rotator.create_secret(ctx)
+    elif step == "setSecret":
+        rotator.set_secret(ctx)
+    elif step == "testSecret":
+        rotator.test_secret(ctx)
+    else:
+        finish_secret(ctx, rotator)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

@@ -1,0 +1,156 @@
+"""Versions and staging labels of one secret, read and moved with a plain boto3 client.
+
+Never the Powertools parameters provider here: its cache key ignores
+VersionStage, so asking it for AWSPENDING can return a cached AWSCURRENT and a
+rotation would then "test" the old value and promote an untested one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from functions.shared.rotation import clients
+from functions.shared.rotation.audit import audit_secret_read
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+CURRENT = "AWSCURRENT"
+PENDING = "AWSPENDING"
+PREVIOUS = "AWSPREVIOUS"
+
+# The tag that marks a rotation as an emergency; its value is the rotation's token,
+# so a marker left behind by a crashed run can never turn a later rotation into one.
+EMERGENCY_TAG = "babyshield:emergency-rotation"
+
+
+class SecretValueError(Exception):
+    """A stored value is not the JSON object its kind expects (names the secret only)."""
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    arn: str
+    name: str
+    rotation_enabled: bool
+    stages: dict[str, tuple[str, ...]]
+    tags: dict[str, str]
+    created: dict[str, float] = field(default_factory=dict)
+
+    def version_with(self, stage: str) -> str | None:
+        for version_id, stages in self.stages.items():
+            if stage in stages:
+                return version_id
+        return None
+
+    def pending_elsewhere(self) -> str | None:
+        """A version holding AWSPENDING that is not AWSCURRENT: a rotation in progress."""
+        for version_id, stages in self.stages.items():
+            if PENDING in stages and CURRENT not in stages:
+                return version_id
+        return None
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    version_id: str
+    value: dict[str, Any] = field(repr=False)
+
+
+def parse_value(secret: str, raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "")
+    except ValueError:
+        raise SecretValueError(f"{secret}: value is not JSON") from None
+    if not isinstance(value, dict):
+        raise SecretValueError(f"{secret}: value is not a JSON object")
+    return value
+
+
+class SecretStore:
+    """One secret's versions: describe, read (audited), put AWSPENDING, move labels."""
+
+    def __init__(self, client: SecretsManagerClient | None = None, *, caller: str = "rotation"):
+        self._client = client
+        self.caller = caller
+
+    @property
+    def client(self) -> SecretsManagerClient:
+        return self._client if self._client is not None else clients.secretsmanager()
+
+    def describe(self, secret_id: str) -> SecretMetadata:
+        found = self.client.describe_secret(SecretId=secret_id)
+        versions = found.get("VersionIdsToStages", {})
+        created: dict[str, float] = {}
+        arguments: dict[str, Any] = {"SecretId": secret_id, "MaxResults": 100}
+        while True:
+            page = self.client.list_secret_version_ids(**arguments)
+            for version in page.get("Versions", []):
+                stamp = version.get("CreatedDate")
+                if stamp is not None and "VersionId" in version:
+                    created[version["VersionId"]] = stamp.timestamp()
+            if not page.get("NextToken"):
+                break
+            arguments["NextToken"] = page["NextToken"]
+        return SecretMetadata(
+            arn=found["ARN"],
+            name=found["Name"],
+            rotation_enabled=bool(found.get("RotationEnabled")),
+            stages={version: tuple(stages) for version, stages in versions.items()},
+            tags={tag["Key"]: tag["Value"] for tag in found.get("Tags", []) if "Key" in tag},
+            created=created,
+        )
+
+    def read(
+        self, secret_id: str, *, stage: str | None = None, version_id: str | None = None
+    ) -> SecretVersion | None:
+        """The version's JSON value, or None when that version or stage holds no value."""
+        arguments: dict[str, str] = {"SecretId": secret_id}
+        if stage:
+            arguments["VersionStage"] = stage
+        if version_id:
+            arguments["VersionId"] = version_id
+        try:
+            found = self.client.get_secret_value(**arguments)
+        except Exception as exc:
+            # Before createSecret the pending version has no value: not an error here.
+            if clients.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        audit_secret_read(found["Name"], stage, self.caller, found["VersionId"])
+        return SecretVersion(
+            found["VersionId"], parse_value(found["Name"], found.get("SecretString"))
+        )
+
+    def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
+        # The token is the idempotency key: a retried put with the same value is a no-op.
+        self.client.put_secret_value(
+            SecretId=secret_id,
+            ClientRequestToken=token,
+            SecretString=json.dumps(value, sort_keys=True),
+            VersionStages=[PENDING],
+        )
+
+    def promote(self, secret_id: str, token: str, current: str | None) -> None:
+        """Move AWSCURRENT to `token`; Secrets Manager moves AWSPREVIOUS to the old one."""
+        arguments: dict[str, str] = {
+            "SecretId": secret_id,
+            "VersionStage": CURRENT,
+            "MoveToVersionId": token,
+        }
+        if current:
+            arguments["RemoveFromVersionId"] = current
+        self.client.update_secret_version_stage(**arguments)
+
+    def remove_stage(self, secret_id: str, stage: str, version_id: str) -> None:
+        self.client.update_secret_version_stage(
+            SecretId=secret_id, VersionStage=stage, RemoveFromVersionId=version_id
+        )
+
+    def mark_emergency(self, secret_id: str, token: str) -> None:
+        self.client.tag_resource(SecretId=secret_id, Tags=[{"Key": EMERGENCY_TAG, "Value": token}])
+
+    def clear_emergency(self, secret_id: str) -> None:
+        self.client.untag_resource(SecretId=secret_id, TagKeys=[EMERGENCY_TAG])

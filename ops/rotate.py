@@ -1,0 +1,335 @@
+"""`babyshield rotate`: rotate one inventory secret, or all of them, now.
+
+Against AWS it asks Secrets Manager (RotateSecret) and waits for the new version
+to become AWSCURRENT. Against the local stack (AWS_ENDPOINT_URL set: a moto
+server, which cannot run Lambdas) it plays Secrets Manager itself and calls the
+real rotation handler through its four steps. `--emergency` makes the old value
+useless at once (see docs/ROTATION.md); `--all` carries on past a failed secret
+and exits non-zero at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ops.console import CommandError, print_json, print_table
+
+if TYPE_CHECKING:
+    from functions.shared.db.roles import RoleNames
+    from functions.shared.inventory import SecretSpec
+    from functions.shared.rotation.store import SecretStore
+
+Mode = Literal["local", "service"]
+
+# What an emergency rotation does to the old value, per kind (printed per secret).
+RETIRED = {
+    "database": "old login's password replaced and its sessions ended",
+    "jwt-signing-key": "old key dropped from verification: every token it signed is refused",
+    "iam-access-key": "old access key deactivated",
+    "generated": "old secret retired: signatures made with it are refused",
+}
+
+
+@dataclass
+class Outcome:
+    name: str
+    ok: bool
+    version_id: str | None
+    detail: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "version_id": self.version_id,
+            "detail": self.detail,
+        }
+
+
+def choose_mode(requested: str) -> Mode:
+    from functions.shared.settings import get_settings
+
+    if requested == "local":
+        return "local"
+    if requested == "service":
+        return "service"
+    return "local" if get_settings().aws_endpoint_url else "service"
+
+
+def rotate_locally(
+    store: SecretStore, item: SecretSpec, *, emergency: bool, resume: bool
+) -> Outcome:
+    from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
+    from functions.shared.rotation.protocol import RotationError
+
+    driver = LocalRotationDriver(store=store)
+    try:
+        result = driver.rotate(item.name, emergency=emergency, resume=resume)
+    except RotationFailed as failed:
+        return Outcome(
+            item.name,
+            False,
+            failed.token,
+            f"{failed.step} failed {failed.attempts}x ({type(failed.cause).__name__}); "
+            f"left AWSPENDING: `babyshield rotate {item.name} --resume` or --cancel",
+        )
+    except RotationError as exc:
+        return Outcome(item.name, False, None, str(exc))
+    detail = f"rotated in {result.seconds:.1f}s"
+    if emergency:
+        detail += f"; {RETIRED[item.kind]}"
+    return Outcome(item.name, True, result.version_id, detail)
+
+
+def rotate_via_service(
+    store: SecretStore,
+    item: SecretSpec,
+    *,
+    emergency: bool,
+    wait_seconds: float,
+    poll_seconds: float = 2.0,
+) -> Outcome:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from functions.shared.rotation.clients import error_code
+    from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG
+
+    metadata = store.describe(item.secret_name)
+    in_progress = metadata.pending_elsewhere()
+    if in_progress is not None:
+        return Outcome(
+            item.name,
+            False,
+            in_progress,
+            "a rotation is already in progress (AWSPENDING); see the RUNBOOK's "
+            "'A rotation that failed'",
+        )
+    token = str(uuid.uuid4())
+    if emergency:
+        store.mark_emergency(item.secret_name, token)
+    try:
+        store.client.rotate_secret(
+            SecretId=item.secret_name, ClientRequestToken=token, RotateImmediately=True
+        )
+    except (ClientError, BotoCoreError) as exc:
+        if emergency:
+            store.clear_emergency(item.secret_name)
+        return Outcome(item.name, False, None, f"RotateSecret refused: {error_code(exc) or exc}")
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        metadata = store.describe(item.secret_name)
+        done = CURRENT in metadata.stages.get(token, ())
+        if done and not (emergency and metadata.tags.get(EMERGENCY_TAG) == token):
+            detail = "rotated by Secrets Manager"
+            if emergency:
+                detail += f"; {RETIRED[item.kind]}"
+            return Outcome(item.name, True, token, detail)
+        if time.monotonic() >= deadline:
+            return Outcome(
+                item.name,
+                False,
+                token,
+                f"not finished after {wait_seconds:.0f}s; check the rotation function's logs "
+                "and `babyshield secrets`",
+            )
+        time.sleep(poll_seconds)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if bool(args.name) == bool(args.all):
+        raise CommandError("name one secret or pass --all", hint="babyshield secrets lists them")
+    if args.all and (args.resume or args.cancel):
+        raise CommandError("--resume and --cancel take one secret name")
+    if args.cancel and (args.emergency or args.resume):
+        raise CommandError("--cancel cannot be combined with --emergency or --resume")
+
+    from functions.shared.inventory import INVENTORY, spec
+    from functions.shared.settings import get_settings
+
+    mode = choose_mode(args.mode)
+    if mode == "local":
+        # The handlers run in this process: local database (no TLS), no CloudWatch.
+        os.environ.setdefault("BABYSHIELD_ENV", "local")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    if not args.verbose:
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+
+    from functions.shared.rotation.store import SecretStore
+
+    try:
+        items = list(INVENTORY) if args.all else [spec(args.name)]
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0]), hint="babyshield secrets lists them") from None
+    store = SecretStore(caller=f"babyshield-cli:{getpass.getuser()}")
+
+    if args.cancel:
+        return _cancel(store, items[0])
+
+    outcomes: list[Outcome] = []
+    for item in items:
+        try:
+            if mode == "local":
+                outcome = rotate_locally(store, item, emergency=args.emergency, resume=args.resume)
+            else:
+                outcome = rotate_via_service(
+                    store, item, emergency=args.emergency, wait_seconds=args.wait
+                )
+        except Exception as exc:  # noqa: BLE001 - one secret's failure must not stop the others
+            outcome = Outcome(item.name, False, None, f"{type(exc).__name__}: {exc}")
+        outcomes.append(outcome)
+        if not args.json:
+            status = "rotated" if outcome.ok else "FAILED"
+            print(f"{item.name}: {status} {outcome.version_id or ''} {outcome.detail}".rstrip())
+    if args.json:
+        print_json([outcome.as_json() for outcome in outcomes])
+    elif len(outcomes) > 1:
+        print()
+        print_table(
+            ("SECRET", "RESULT", "VERSION"),
+            [(o.name, "ok" if o.ok else "FAILED", o.version_id or "-") for o in outcomes],
+        )
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def _cancel(store: SecretStore, item: SecretSpec) -> int:
+    from functions.shared.rotation.driver import LocalRotationDriver
+    from functions.shared.rotation.protocol import RotationInProgress
+
+    try:
+        cancelled = LocalRotationDriver(store=store).cancel(item.name)
+    except RotationInProgress as exc:
+        raise CommandError(str(exc), hint=f"babyshield rotate {item.name} --resume") from None
+    if cancelled is None:
+        print(f"{item.name}: no rotation in progress")
+    else:
+        print(f"{item.name}: cancelled; version {cancelled} is no longer AWSPENDING")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "rotate",
+        help="rotate a secret now (or --all); --emergency for a leak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", nargs="?", help="inventory name, e.g. db-app")
+    parser.add_argument("--all", action="store_true", help="every secret in the inventory")
+    parser.add_argument(
+        "--emergency",
+        action="store_true",
+        help="a leak: the old value stops working at once (no overlap window)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="finish the rotation left AWSPENDING (local)"
+    )
+    parser.add_argument(
+        "--cancel", action="store_true", help="drop a stuck AWSPENDING version instead"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "local", "service"),
+        default="auto",
+        help="local: play Secrets Manager here; service: RotateSecret "
+        "(auto: local when AWS_ENDPOINT_URL is set)",
+    )
+    parser.add_argument(
+        "--wait", type=float, default=300.0, help="seconds to wait for Secrets Manager"
+    )
+    parser.add_argument("--json", action="store_true", help="results as JSON")
+    parser.add_argument("--verbose", action="store_true", help="show the rotation step logs")
+    parser.set_defaults(func=_run)
+
+
+def ensure_local_secrets(admin_conninfo: str, roles: RoleNames | None = None) -> list[str]:
+    """Every inventory secret on the local stack, with rotation enabled; returns those created.
+
+    `admin_conninfo` is the local cluster's superuser. A database secret that is
+    missing gets a fresh password set on its login first, so the secret and the
+    database agree from the start; one that exists is left alone (its password is
+    the one the database holds). Safe to run on every start.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from functions.shared import names
+    from functions.shared.db.roles import PRODUCTION_ROLES, set_login_password
+    from functions.shared.identity.jwt_keys import generate_jwt_secret_value
+    from functions.shared.identity.webhooks import generate_webhook_secret_value
+    from functions.shared.inventory import INVENTORY, spec
+    from functions.shared.rotation import clients
+    from functions.shared.rotation.driver import enable_rotation, seed_secret
+    from functions.shared.rotation.generate import generate_password
+    from functions.shared.rotation.store import SecretStore
+
+    roles = roles or PRODUCTION_ROLES
+    store = SecretStore(caller="babyshield-local")
+    existing = set()
+    for item in INVENTORY:
+        try:
+            store.describe(item.secret_name)
+            existing.add(item.name)
+        except store.client.exceptions.ResourceNotFoundException:
+            pass
+    created: list[str] = []
+    target = conninfo_to_dict(admin_conninfo)
+    endpoint = {
+        "engine": "postgres",
+        "host": str(target.get("host", "127.0.0.1")),
+        "port": int(str(target.get("port", 5432))),
+        "dbname": str(target.get("dbname", "postgres")),
+    }
+    logins = {"db-admin": roles.migrator, "db-readonly": roles.readonly_a, "db-app": roles.app_a}
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        for name in ("db-admin", "db-readonly", "db-app"):
+            if name in existing:
+                continue
+            password = generate_password()
+            set_login_password(conn, logins[name], password)
+            value: dict[str, Any] = {**endpoint, "username": logins[name], "password": password}
+            if name != "db-admin":
+                value["masterarn"] = store.describe(spec("db-admin").secret_name).arn
+            seed_secret(store, spec(name), value)
+            created.append(name)
+    if "iam-partner-export" not in existing:
+        iam = clients.iam()
+        try:
+            iam.create_user(UserName=names.PARTNER_EXPORT_USER)
+        except iam.exceptions.EntityAlreadyExistsException:
+            # No secret holds any of its keys: they are unusable leftovers of an old run.
+            listed = iam.list_access_keys(UserName=names.PARTNER_EXPORT_USER)
+            for old_key in listed["AccessKeyMetadata"]:
+                iam.delete_access_key(
+                    UserName=names.PARTNER_EXPORT_USER, AccessKeyId=old_key["AccessKeyId"]
+                )
+        key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
+        seed_secret(
+            store,
+            spec("iam-partner-export"),
+            {
+                "kind": "iam-access-key",
+                "UserName": names.PARTNER_EXPORT_USER,
+                "AccessKeyId": key["AccessKeyId"],
+                "SecretAccessKey": key["SecretAccessKey"],
+            },
+        )
+        created.append("iam-partner-export")
+    for name, make_value in (
+        ("jwt-signing-key", generate_jwt_secret_value),
+        ("webhook-signing-secret", generate_webhook_secret_value),
+    ):
+        if name not in existing:
+            seed_secret(store, spec(name), json.loads(make_value()))
+            created.append(name)
+    for item in INVENTORY:
+        enable_rotation(store, item)
+    return created

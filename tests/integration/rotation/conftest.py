@@ -1,0 +1,71 @@
+"""Secrets, IAM users and a driver on the moto server, for the rotation tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from functions.shared import names
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
+from functions.shared.rotation.store import SecretStore
+
+# The database fixtures, in their own module to keep this one about AWS.
+from tests.integration.rotation.database_fixtures import (  # noqa: F401
+    db_driver,
+    db_secrets,
+    rotation_db,
+)
+
+
+@pytest.fixture
+def store(aws: str) -> SecretStore:
+    return SecretStore(caller="test")
+
+
+@pytest.fixture
+def driver(store: SecretStore) -> LocalRotationDriver:
+    # No pauses between retries: the retry count is what the tests check, not the wait.
+    return LocalRotationDriver(store=store, backoff_seconds=0.0, sleep=lambda _: None)
+
+
+@dataclass
+class PartnerUser:
+    name: str
+    first_key_id: str
+    first_secret: str
+
+
+@pytest.fixture
+def partner_user(store: SecretStore) -> PartnerUser:
+    """The partner-export IAM user with one active key, stored as AWSCURRENT."""
+    import boto3
+
+    iam = boto3.client("iam")
+    iam.create_user(UserName=names.PARTNER_EXPORT_USER)
+    key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
+    seed_secret(
+        store,
+        spec("iam-partner-export"),
+        {
+            "kind": "iam-access-key",
+            "UserName": names.PARTNER_EXPORT_USER,
+            "AccessKeyId": key["AccessKeyId"],
+            "SecretAccessKey": key["SecretAccessKey"],
+        },
+    )
+    return PartnerUser(names.PARTNER_EXPORT_USER, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+@pytest.fixture
+def webhook_secret(store: SecretStore) -> str:
+    """The webhook signing secret with a first whsec_ value; returns that value."""
+    from functions.shared.identity.webhooks import generate_webhook_secret_value
+
+    value: dict[str, Any] = json.loads(generate_webhook_secret_value())
+    value["kind"] = "generated"
+    seed_secret(store, spec("webhook-signing-secret"), value)
+    return str(value["secret"])

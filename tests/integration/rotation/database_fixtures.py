@@ -1,0 +1,113 @@
+"""A private, password-checking database with the three tiers' secrets on moto.
+
+The rotation tests share one migrated database of their own on the scram-sha-256
+cluster, so rotating its logins' passwords cannot disturb any other test. Each test then
+gives the logins fresh passwords and stores them as the secrets' first values.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
+from functions.shared.rotation.store import SecretStore
+from tests.integration.rotation.tcp_proxy import TcpProxy
+from tests.support.postgres import MigratedDatabase, private_database
+
+TIERS = {"db-readonly": "readonly", "db-app": "app", "db-admin": "admin"}
+
+
+@pytest.fixture(scope="session")
+def rotation_db(scram_cluster: str) -> Iterator[MigratedDatabase]:
+    with private_database(scram_cluster) as database:
+        yield database
+
+
+@dataclass
+class DatabaseSecrets:
+    database: MigratedDatabase
+    store: SecretStore
+    proxy: TcpProxy
+
+    def login_for(self, name: str) -> str:
+        return self.database.roles.login_roles(TIERS[name])[0]
+
+    def current(self, name: str) -> dict[str, Any]:
+        found = self.store.read(spec(name).secret_name, stage="AWSCURRENT")
+        assert found is not None
+        return found.value
+
+    def logs_in(self, value: dict[str, Any]) -> bool:
+        """Direct to the cluster (not through the proxy): does the server accept it?"""
+        try:
+            with psycopg.connect(
+                self.database.admin_conninfo,
+                user=value["username"],
+                password=value["password"],
+                connect_timeout=5,
+            ):
+                return True
+        except psycopg.OperationalError as exc:
+            if "password authentication failed" in str(exc):
+                return False
+            raise
+
+    def agree(self, name: str) -> bool:
+        """The invariant: the AWSCURRENT value is a login the database accepts."""
+        return self.logs_in(self.current(name))
+
+
+@pytest.fixture
+def db_secrets(
+    rotation_db: MigratedDatabase, store: SecretStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DatabaseSecrets]:
+    # Local mode: the test cluster has no TLS; in AWS the same code uses verify-full.
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    for variable in ("DATABASE_URL", "DATABASE_READONLY_URL", "DATABASE_APP_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    target = conninfo_to_dict(rotation_db.admin_conninfo)
+    proxy = TcpProxy(str(target["host"]), int(str(target["port"])))
+    endpoint = {
+        "engine": "postgres",
+        "host": "127.0.0.1",
+        "port": proxy.port,
+        "dbname": rotation_db.name,
+    }
+    admin_login = rotation_db.roles.migrator
+    rotation_db.set_password(admin_login, secrets.token_urlsafe(18))
+    seed_secret(
+        store,
+        spec("db-admin"),
+        {**endpoint, "username": admin_login, "password": rotation_db.passwords[admin_login]},
+    )
+    admin_arn = store.describe(spec("db-admin").secret_name).arn
+    for name in ("db-readonly", "db-app"):
+        login = rotation_db.roles.login_roles(TIERS[name])[0]
+        rotation_db.set_password(login, secrets.token_urlsafe(18))
+        seed_secret(
+            store,
+            spec(name),
+            {
+                **endpoint,
+                "username": login,
+                "password": rotation_db.passwords[login],
+                "masterarn": admin_arn,
+            },
+        )
+    try:
+        yield DatabaseSecrets(rotation_db, store, proxy)
+    finally:
+        proxy.close()
+
+
+@pytest.fixture
+def db_driver(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
+    return LocalRotationDriver(store=db_secrets.store, backoff_seconds=0.0)

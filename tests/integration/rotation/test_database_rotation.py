@@ -1,0 +1,255 @@
+"""rotate_db against a PostgreSQL that checks passwords (scram-sha-256), via the real handler."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
+from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.integration.rotation.state import stages
+
+
+@pytest.mark.parametrize("name", ["db-readonly", "db-app"])
+def test_alternating_rotation_switches_to_the_other_login_with_a_new_password(
+    name: str, db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects the alternating-users strategy: the login in use is never changed."""
+    # Given the tier's secret on its first login
+    before = db_secrets.current(name)
+    # When it rotates
+    result = db_driver.rotate(name)
+    # Then AWSCURRENT is the tier's other login, with a password the server accepts
+    after = db_secrets.current(name)
+    assert after["username"] != before["username"]
+    assert after["username"] in db_secrets.database.roles.login_roles(name.removeprefix("db-"))
+    assert db_secrets.logs_in(after)
+    # And the previous login still works (connections opened with it keep going)
+    assert db_secrets.logs_in(before)
+    assert stages(db_secrets.store, name)[result.version_id] == ("AWSCURRENT",)
+    # When it rotates again, it comes back to the first login with a new password
+    db_driver.rotate(name)
+    again = db_secrets.current(name)
+    assert again["username"] == before["username"]
+    assert again["password"] != before["password"]
+    assert not db_secrets.logs_in(before)
+    assert db_secrets.logs_in(again)
+
+
+def test_admin_rotation_changes_its_own_password(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects single-user rotation: the admin keeps its login, the old password dies."""
+    before = db_secrets.current("db-admin")
+    db_driver.rotate("db-admin")
+    after = db_secrets.current("db-admin")
+    assert after["username"] == before["username"]
+    assert not db_secrets.logs_in(before)
+    assert db_secrets.logs_in(after)
+    # And the tiers still rotate with the new admin password
+    db_driver.rotate("db-app")
+    assert db_secrets.agree("db-app")
+
+
+def test_generated_passwords_are_safe_in_a_connection_string(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects consumers that build URLs: no character needs escaping."""
+    import string
+
+    db_driver.rotate("db-readonly")
+    password = db_secrets.current("db-readonly")["password"]
+    assert len(password) >= 32
+    assert set(password) <= set(string.ascii_letters + string.digits)
+
+
+def test_database_down_during_set_secret_completes_after_retries(
+    db_secrets: DatabaseSecrets,
+) -> None:
+    """Fault: the database is unreachable for setSecret's first attempts."""
+    from functions.rotate_db.handler import lambda_handler
+
+    seen: list[bool] = []
+
+    def down_for_two_set_attempts(event, context):
+        if event["Step"] == "setSecret" and len(seen) < 2:
+            db_secrets.proxy.down()
+        else:
+            db_secrets.proxy.up()
+        if event["Step"] == "setSecret":
+            seen.append(True)
+        seen_agree.append(db_secrets.agree("db-app"))
+        return lambda_handler(event, context)
+
+    seen_agree: list[bool] = []
+    driver = LocalRotationDriver(
+        store=db_secrets.store, handler=down_for_two_set_attempts, backoff_seconds=0.0
+    )
+    result = driver.rotate("db-app")
+    assert result.attempts["setSecret"] == 3
+    assert all(seen_agree)
+    assert db_secrets.agree("db-app")
+
+
+@pytest.mark.parametrize("step", ["createSecret", "setSecret", "testSecret", "finishSecret"])
+def test_database_down_at_any_step_never_lets_secret_and_database_disagree(
+    step: str, db_secrets: DatabaseSecrets
+) -> None:
+    """Fault at each step: the rotation fails, stays consistent, and finishes on resume."""
+    from functions.rotate_db.handler import lambda_handler
+
+    checks: list[bool] = []
+
+    def down_at(event, context):
+        checks.append(db_secrets.agree("db-readonly"))
+        if event["Step"] == step:
+            db_secrets.proxy.down()
+        return lambda_handler(event, context)
+
+    failing = LocalRotationDriver(store=db_secrets.store, handler=down_at, backoff_seconds=0.0)
+    before = db_secrets.current("db-readonly")
+    if step == "finishSecret":
+        # finishSecret touches only Secrets Manager for a normal rotation: it succeeds.
+        failing.rotate("db-readonly")
+        db_secrets.proxy.up()
+        assert db_secrets.agree("db-readonly")
+        return
+    with pytest.raises(RotationFailed) as failed:
+        failing.rotate("db-readonly")
+    assert failed.value.step == step
+    assert db_secrets.current("db-readonly") == before
+    assert all(checks)
+    assert db_secrets.agree("db-readonly")
+    pending = [v for v, s in stages(db_secrets.store, "db-readonly").items() if "AWSPENDING" in s]
+    assert pending == ([] if step == "createSecret" else [failed.value.token])
+    # When the database is back, resuming finishes the same version
+    db_secrets.proxy.up()
+    resumed = LocalRotationDriver(store=db_secrets.store, backoff_seconds=0.0).rotate(
+        "db-readonly", resume=True
+    )
+    if step == "createSecret":
+        # Nothing was stored: the resumed rotation simply starts a version of its own.
+        assert resumed.version_id != failed.value.token
+    else:
+        assert resumed.version_id == failed.value.token
+    assert db_secrets.agree("db-readonly")
+    assert db_secrets.current("db-readonly")["username"] != before["username"]
+
+
+def test_wrong_admin_password_fails_set_secret_until_it_is_fixed(
+    db_secrets: DatabaseSecrets,
+) -> None:
+    """Fault: the admin secret's password is refused; the tier's secret is left untouched."""
+    from functions.rotate_db.handler import lambda_handler
+
+    roles = db_secrets.database.roles
+    good = db_secrets.database.passwords[roles.migrator]
+    attempts: list[str] = []
+
+    def admin_password_wrong_once(event, context):
+        if event["Step"] == "setSecret":
+            attempts.append("set")
+            if len(attempts) == 1:
+                db_secrets.database.set_password(roles.migrator, "something-else-entirely")
+            else:
+                db_secrets.database.set_password(roles.migrator, good)
+        assert db_secrets.agree("db-readonly")
+        return lambda_handler(event, context)
+
+    driver = LocalRotationDriver(
+        store=db_secrets.store, handler=admin_password_wrong_once, backoff_seconds=0.0
+    )
+    result = driver.rotate("db-readonly")
+    assert result.attempts["setSecret"] == 2
+    assert db_secrets.agree("db-readonly")
+
+
+@pytest.mark.parametrize("name", ["db-readonly", "db-admin"])
+def test_crash_after_set_secret_is_retried_without_a_second_password_change(
+    name: str, db_secrets: DatabaseSecrets
+) -> None:
+    """Fault: the Lambda dies after setSecret changed the password; the retry finds it done."""
+    from functions.rotate_db.handler import lambda_handler
+
+    crashed: list[str] = []
+
+    def crash_after_set(event, context):
+        outcome = lambda_handler(event, context)
+        if event["Step"] == "setSecret" and not crashed:
+            crashed.append(event["ClientRequestToken"])
+            raise TimeoutError("Lambda timed out after the password change")
+        return outcome
+
+    driver = LocalRotationDriver(
+        store=db_secrets.store, handler=crash_after_set, backoff_seconds=0.0
+    )
+    result = driver.rotate(name)
+    assert result.attempts["setSecret"] == 2
+    assert db_secrets.agree(name)
+
+
+def test_a_single_user_rotation_stuck_after_set_secret_is_finished_by_resume(
+    db_secrets: DatabaseSecrets,
+) -> None:
+    """Protects recovery of the admin's one window: set done, finish never ran."""
+    from functions.rotate_db.handler import lambda_handler
+
+    def finish_unreachable(event, context):
+        if event["Step"] == "finishSecret":
+            raise ConnectionError("Secrets Manager unreachable")
+        return lambda_handler(event, context)
+
+    stuck = LocalRotationDriver(
+        store=db_secrets.store, handler=finish_unreachable, backoff_seconds=0.0
+    )
+    with pytest.raises(RotationFailed):
+        stuck.rotate("db-admin")
+    with pytest.raises(Exception, match="resume"):
+        LocalRotationDriver(store=db_secrets.store).cancel("db-admin")
+    LocalRotationDriver(store=db_secrets.store).rotate("db-admin", resume=True)
+    assert db_secrets.agree("db-admin")
+
+
+def test_emergency_rotation_kills_the_old_login_and_its_sessions(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects the leak response: the leaked password and its open sessions stop at once."""
+    import psycopg
+
+    # Given a normal rotation (the previous login still works) and a session on the
+    # login now in use, whose password leaks
+    db_driver.rotate("db-app")
+    leaked = db_secrets.current("db-app")
+    session = psycopg.connect(
+        db_secrets.database.admin_conninfo,
+        user=leaked["username"],
+        password=leaked["password"],
+        autocommit=True,
+    )
+    # When an emergency rotation runs
+    db_driver.rotate("db-app", emergency=True)
+    # Then the leaked password is refused, the open session is gone, the new one works
+    assert not db_secrets.logs_in(leaked)
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
+    assert db_secrets.agree("db-app")
+    assert not any("AWSPREVIOUS" in s for s in stages(db_secrets.store, "db-app").values())
+
+
+def test_a_bootstrap_value_naming_the_group_role_rotates_onto_the_first_login(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects the first deploy: CDK's first value names the tier's NOLOGIN group."""
+    from functions.shared.inventory import spec
+
+    roles = db_secrets.database.roles
+    bootstrap = {**db_secrets.current("db-app"), "username": roles.app, "password": "unusable"}
+    db_secrets.store.put_pending(spec("db-app").secret_name, "b" * 36, bootstrap)
+    arn = db_secrets.store.describe(spec("db-app").secret_name).arn
+    current = db_secrets.store.describe(arn).version_with("AWSCURRENT")
+    db_secrets.store.promote(arn, "b" * 36, current)
+    db_secrets.store.remove_stage(arn, "AWSPENDING", "b" * 36)
+    db_driver.rotate("db-app")
+    after = db_secrets.current("db-app")
+    assert after["username"] in (roles.app_a, roles.app_b)
+    assert db_secrets.agree("db-app")

@@ -1,0 +1,210 @@
+"""Generated-secret rotation (the webhook signing secret) through the real rotate_iam handler."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from functions.shared.identity import webhooks
+from functions.shared.identity.secret_versions import SecretVersionsCache
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver
+from functions.shared.rotation.store import SecretStore
+from tests.integration.rotation.state import current_value, stages
+
+NAME = "webhook-signing-secret"
+
+
+def _signed(secret: str, message_id: str) -> tuple[dict[str, str], bytes]:
+    body = b'{"recall":"R-1"}'
+    now = int(time.time())
+    key = webhooks.decode_secret(secret)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": webhooks.sign(key, message_id, now, body),
+    }, body
+
+
+def _accepted(secret: str) -> bool:
+    """Whether the API's verifier (AWSCURRENT + AWSPREVIOUS, fresh cache) accepts it."""
+    headers, body = _signed(secret, "msg-1")
+    keys = webhooks.live_webhook_keys(SecretVersionsCache())
+    try:
+        webhooks.verify_webhook(headers, body, keys, tolerance_seconds=300)
+    except webhooks.WebhookRejected:
+        return False
+    return True
+
+
+def test_rotation_makes_a_new_whsec_secret_and_keeps_the_old_one_accepted(
+    driver: LocalRotationDriver, store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects the overlap window: senders still on the old secret are not refused."""
+    # Given a webhook secret in use
+    # When it rotates
+    result = driver.rotate(NAME)
+    # Then the new value is current, in whsec_ format, and both old and new verify
+    new_secret = str(current_value(store, NAME)["secret"])
+    assert new_secret != webhook_secret
+    assert new_secret.startswith("whsec_")
+    assert len(webhooks.decode_secret(new_secret)) == 32
+    assert stages(store, NAME)[result.version_id] == ("AWSCURRENT",)
+    assert _accepted(new_secret)
+    assert _accepted(webhook_secret)
+
+
+def test_emergency_rotation_retires_the_old_secret_at_once(
+    driver: LocalRotationDriver, store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects the leak response: a leaked webhook secret stops verifying immediately."""
+    # Given a webhook secret that leaked
+    # When it is rotated as an emergency
+    driver.rotate(NAME, emergency=True)
+    # Then the old secret is refused, the new one accepted, and no AWSPREVIOUS remains
+    new_secret = str(current_value(store, NAME)["secret"])
+    assert not _accepted(webhook_secret)
+    assert _accepted(new_secret)
+    assert not any("AWSPREVIOUS" in s for s in stages(store, NAME).values())
+    tags = store.describe(spec(NAME).secret_name).tags
+    assert "babyshield:emergency-rotation" not in tags
+
+
+def test_a_normal_rotation_after_an_emergency_keeps_the_overlap_again(
+    driver: LocalRotationDriver, store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects against an emergency marker leaking into the next, scheduled rotation."""
+    driver.rotate(NAME, emergency=True)
+    second = str(current_value(store, NAME)["secret"])
+    driver.rotate(NAME)
+    assert _accepted(second)
+
+
+def test_steps_run_twice_change_nothing_the_second_time(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects idempotency: Secrets Manager may deliver any step more than once."""
+    from functions.rotate_iam.handler import lambda_handler
+    from functions.shared.rotation.driver import DriverContext
+
+    arn = store.describe(spec(NAME).secret_name).arn
+    token = "11111111-2222-4333-8444-555555555555"
+    context = DriverContext(function_name="babyshield-rotate-iam")
+    pending_values = []
+    for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+        for _ in range(2):
+            lambda_handler({"Step": step, "SecretId": arn, "ClientRequestToken": token}, context)
+            if step == "createSecret":
+                found = store.read(arn, version_id=token)
+                assert found is not None
+                pending_values.append(found.value["secret"])
+    assert pending_values[0] == pending_values[1]
+    assert current_value(store, NAME)["secret"] == pending_values[0]
+    assert stages(store, NAME)[token] == ("AWSCURRENT",)
+
+
+def test_a_failing_step_is_retried_like_the_service_does(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects the driver's contract: a transient failure costs a retry, not the rotation."""
+    from functions.rotate_iam.handler import lambda_handler
+
+    failures = {"setSecret": 1, "finishSecret": 2}
+
+    def flaky(event, context):
+        if failures.get(event["Step"], 0) > 0:
+            failures[event["Step"]] -= 1
+            raise ConnectionError("transient")
+        return lambda_handler(event, context)
+
+    driver = LocalRotationDriver(store=store, handler=flaky, backoff_seconds=0.0)
+    result = driver.rotate(NAME)
+    assert result.attempts == {
+        "createSecret": 1,
+        "setSecret": 2,
+        "testSecret": 1,
+        "finishSecret": 3,
+    }
+    assert stages(store, NAME)[result.version_id] == ("AWSCURRENT",)
+
+
+def test_a_step_that_keeps_failing_leaves_the_rotation_pending_and_resumable(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects "nothing half-written": the current value is untouched until finish."""
+    from functions.rotate_iam.handler import lambda_handler
+    from functions.shared.rotation.driver import RotationFailed
+    from functions.shared.rotation.protocol import RotationInProgress
+
+    def broken_test_step(event, context):
+        if event["Step"] == "testSecret":
+            raise ConnectionError("service down")
+        return lambda_handler(event, context)
+
+    broken = LocalRotationDriver(store=store, handler=broken_test_step, backoff_seconds=0.0)
+    with pytest.raises(RotationFailed) as failed:
+        broken.rotate(NAME)
+    assert failed.value.step == "testSecret"
+    assert current_value(store, NAME)["secret"] == webhook_secret
+    assert stages(store, NAME)[failed.value.token] == ("AWSPENDING",)
+
+    # A new rotation is refused while that one is pending; resuming finishes it.
+    healthy = LocalRotationDriver(store=store, backoff_seconds=0.0)
+    with pytest.raises(RotationInProgress):
+        healthy.rotate(NAME)
+    resumed = healthy.rotate(NAME, resume=True)
+    assert resumed.version_id == failed.value.token
+    assert stages(store, NAME)[failed.value.token] == ("AWSCURRENT",)
+
+
+def test_cancel_drops_the_pending_version_and_keeps_the_current_one(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects the runbook's cancel path."""
+    from functions.rotate_iam.handler import lambda_handler
+    from functions.shared.rotation.driver import RotationFailed
+
+    def broken_finish(event, context):
+        if event["Step"] == "finishSecret":
+            raise ConnectionError("down")
+        return lambda_handler(event, context)
+
+    broken = LocalRotationDriver(store=store, handler=broken_finish, backoff_seconds=0.0)
+    with pytest.raises(RotationFailed) as failed:
+        broken.rotate(NAME)
+    healthy = LocalRotationDriver(store=store, backoff_seconds=0.0)
+    assert healthy.cancel(NAME) == failed.value.token
+    assert current_value(store, NAME)["secret"] == webhook_secret
+    assert stages(store, NAME).get(failed.value.token, ()) == ()
+    healthy.rotate(NAME)
+    assert current_value(store, NAME)["secret"] != webhook_secret
+
+
+def test_a_secret_wired_to_the_wrong_rotation_function_is_refused(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects against a mis-wired schedule rotating a secret with the wrong strategy."""
+    from functions.rotate_jwt.handler import lambda_handler
+    from functions.shared.rotation.driver import DriverContext
+    from functions.shared.rotation.protocol import WrongRotationFunction
+
+    arn = store.describe(spec(NAME).secret_name).arn
+    event = {"Step": "createSecret", "SecretId": arn, "ClientRequestToken": "c" * 36}
+    with pytest.raises(WrongRotationFunction):
+        lambda_handler(event, DriverContext(function_name="babyshield-rotate-jwt"))
+    assert not any("AWSPENDING" in s for s in stages(store, NAME).values())
+
+
+def test_a_secret_without_rotation_enabled_is_never_changed(aws: str, store: SecretStore) -> None:
+    """Protects the gate: a stray event cannot rotate a secret whose rotation is off."""
+    from functions.rotate_iam.handler import lambda_handler
+    from functions.shared.rotation.driver import DriverContext
+    from functions.shared.rotation.protocol import RotationNotEnabled
+
+    store.client.create_secret(Name=spec(NAME).secret_name, SecretString='{"secret": "x"}')
+    arn = store.describe(spec(NAME).secret_name).arn
+    event = {"Step": "createSecret", "SecretId": arn, "ClientRequestToken": "d" * 36}
+    with pytest.raises(RotationNotEnabled):
+        lambda_handler(event, DriverContext(function_name="babyshield-rotate-iam"))
+    assert current_value(store, NAME) == {"secret": "x"}

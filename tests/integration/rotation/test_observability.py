@@ -1,0 +1,86 @@
+"""What rotation writes to logs and metrics: names and version ids, never a value."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.shared import names
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver
+from functions.shared.rotation.store import SecretStore
+from tests.support.logs import json_log_lines, raw_log_text
+
+
+def test_one_log_line_per_step_with_secret_and_version_and_no_value(
+    driver: LocalRotationDriver,
+    store: SecretStore,
+    webhook_secret: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Protects the logs: enough to follow a rotation, nothing that is a secret."""
+    caplog.set_level("INFO")
+    result = driver.rotate("webhook-signing-secret")
+    found = store.read(spec("webhook-signing-secret").secret_name, stage="AWSCURRENT")
+    assert found is not None
+    lines = json_log_lines(caplog)
+    steps = [line for line in lines if line.get("message") == "rotation step"]
+    assert [line["step"] for line in steps] == [
+        "createSecret",
+        "setSecret",
+        "testSecret",
+        "finishSecret",
+    ]
+    for line in steps:
+        assert line["secret"] == "babyshield/webhook-signing-secret"
+        assert line["version_id"] == result.version_id
+        assert line["outcome"] == "completed"
+    # Every value read left an audit line naming the secret, stage and caller.
+    reads = [line for line in lines if line.get("audit_event") == "secret_read"]
+    callers = {line["caller"] for line in reads}
+    assert {"rotate_iam:setSecret", "rotate_iam:testSecret"} <= callers
+    assert callers <= {
+        f"rotate_iam:{step}" for step in ("createSecret", "setSecret", "testSecret", "finishSecret")
+    } | {"test"}
+    assert {line["secret"] for line in reads} == {"babyshield/webhook-signing-secret"}
+    text = raw_log_text(caplog)
+    assert webhook_secret not in text
+    assert str(found.value["secret"]) not in text
+
+
+def test_secret_age_metric_has_one_datapoint_per_secret(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the SecretAgeDays alarm: one dimension per secret, missing ones skipped."""
+    from functions.shared.rotation.age import publish_secret_ages
+
+    summary = publish_secret_ages(store)
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    datapoints = {
+        doc["secret"]: doc[names.METRIC_SECRET_AGE_DAYS]
+        for doc in documents
+        if names.METRIC_SECRET_AGE_DAYS in doc
+    }
+    # Only the webhook secret exists here; the others are reported overdue, not measured.
+    assert list(datapoints) == ["webhook-signing-secret"]
+    # EMF carries a metric's values as a list when it was added more than once; once here.
+    value = datapoints["webhook-signing-secret"]
+    assert 0 <= (value[0] if isinstance(value, list) else value) < 0.01
+    assert "webhook-signing-secret" not in summary["overdue"]
+    assert "db-app" in summary["overdue"]
+
+
+def test_the_scheduled_secret_age_function_reports_overdue_secrets(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """Protects the handler path CDK schedules: functions.secret_age.handler.lambda_handler."""
+    from functions.secret_age.handler import lambda_handler
+    from functions.shared.rotation.driver import DriverContext
+
+    summary = lambda_handler({}, DriverContext(function_name="babyshield-secret-age"))
+    assert summary["secrets"] == 6
+    assert "webhook-signing-secret" not in summary["overdue"]
+    assert "jwt-signing-key" in summary["overdue"]
