@@ -12,6 +12,11 @@ import sys
 
 BENCHMARKS = [
     "validator",
+    "coldstart",
+    "db",
+    "responder",
+    "auth",
+    "rotation",
 ]
 
 

@@ -19,8 +19,13 @@ from ops.console import CommandError, fail
 COMMAND_MODULES = [
     "ops.local",
     "ops.openapi",
+    "ops.webhook",
     "ops.audit",
     "ops.security",
+    "ops.db",
+    "ops.waf",
+    "ops.rotate",
+    "ops.secrets",
 ]
 
 

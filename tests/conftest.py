@@ -9,6 +9,9 @@ import pytest
 
 from tests.support.aws import reset_moto, running_moto_server, use_fake_credentials
 
+# PostgreSQL fixtures: pg_cluster, scram_cluster, migrated_db, scram_db, db, api_db.
+pytest_plugins = ["tests.support.postgres"]
+
 use_fake_credentials()
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BabyShield")
 # Keep X-Ray out of tests: no daemon runs here.

@@ -9,13 +9,27 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
 from functions.api.middleware.admin_allowlist import enforce_admin_allowlist
+from functions.api.middleware.admin_chain import record_allowlist_refusal
 from functions.api.middleware.attack_inspection import inspect_request
+from functions.api.middleware.authentication import authenticate
 from functions.api.middleware.request_limits import body_text, check_request_limits
 from functions.api.resolver import SecureResolver
-from functions.api.routes import health
+from functions.api.routes import (
+    admin_keys,
+    admin_users,
+    auth,
+    health,
+    jwks,
+    recalls,
+    subscriptions,
+    webhooks,
+)
+from functions.shared.caller import CALLER_CONTEXT_KEY
 from functions.shared.errors import (
     DomainError,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     ValidationFailed,
@@ -37,13 +51,45 @@ def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:
     inspect_request(event, body_text(event, get_settings()))
 
 
+def guard_admin_allowlist(event: APIGatewayProxyEvent) -> None:
+    try:
+        enforce_admin_allowlist(event)
+    except Forbidden:
+        record_allowlist_refusal(event, routed=bool(_methods_for(event.path)))
+        raise
+
+
+def guard_identity(event: APIGatewayProxyEvent) -> None:
+    # Reset on every request, so no caller from an earlier invocation can linger.
+    app.context[CALLER_CONTEXT_KEY] = None
+    app.context[WEBHOOK_CONTEXT_KEY] = None
+    if not _methods_for(event.path):
+        return  # no such route: the 404 costs no credential checks
+    identity = authenticate(event)
+    app.context[CALLER_CONTEXT_KEY] = identity.caller
+    app.context[WEBHOOK_CONTEXT_KEY] = identity.webhook
+
+
 # Edge guards run in this order on every request, before routing (see resolver.py):
-# cheapest refusals first, the admin allowlist before anything looks at content.
+# cheapest refusals first, the admin allowlist before anything looks at content,
+# identity before inspection (a webhook's signature is checked before its body is parsed).
 app = SecureResolver(
     enable_validation=True,
-    edge_guards=[guard_request_limits, enforce_admin_allowlist, guard_attack_inspection],
+    edge_guards=[
+        guard_request_limits,
+        guard_admin_allowlist,
+        guard_identity,
+        guard_attack_inspection,
+    ],
 )
 app.include_router(health.router)
+app.include_router(recalls.router)
+app.include_router(subscriptions.router)
+app.include_router(auth.router)
+app.include_router(jwks.router)
+app.include_router(webhooks.router)
+app.include_router(admin_keys.router)
+app.include_router(admin_users.router)
 
 
 def _correlation_id() -> str | None:
@@ -97,7 +143,5 @@ def handle_unexpected(error: Exception) -> Response[Any]:
 def _methods_for(path: str) -> list[str]:
     """The methods registered for a path, to tell 405 from 404."""
     return [
-        route.method
-        for route in app._static_routes + app._dynamic_routes
-        if route.rule.match(path)
+        route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)
     ]

@@ -25,6 +25,9 @@ WEBHOOK_NONCE_TABLE = f"{PREFIX}-webhook-nonces"
 BLOCK_REGISTRY_TABLE = f"{PREFIX}-block-registry"
 IDEMPOTENCY_TABLE = f"{PREFIX}-idempotency"
 TTL_ATTRIBUTE = "expires_at"
+# Partition keys (string) of the identity tables; the item kind is a prefix of the value.
+RATE_LIMIT_PARTITION_KEY = "pk"
+WEBHOOK_NONCE_PARTITION_KEY = "pk"
 
 # WAF IP sets (REGIONAL scope; v4 and v6 kept apart as WAF requires).
 ADMIN_ALLOWLIST_IPSET_V4 = f"{PREFIX}-admin-allowlist-v4"
@@ -48,3 +51,60 @@ NEVER_BLOCK_PARAMETER = f"{SSM_PREFIX}/never-block-cidrs"
 ALARM_WAF_BLOCKED = f"{PREFIX}-waf-blocked-requests"
 ALARM_WAF_RATE = f"{PREFIX}-waf-rate-limited"
 ALARM_FAILED_SIGNINS = f"{PREFIX}-failed-sign-ins"
+ALARM_ROTATION_FAILURES = f"{PREFIX}-rotation-failures"
+ALARM_API_5XX = f"{PREFIX}-api-5xx"
+
+
+def function_name(package: str) -> str:
+    """`waf_responder` -> `babyshield-waf-responder` (the deployed Lambda name)."""
+    return f"{PREFIX}-{package.replace('_', '-')}"
+
+
+# Lambda packages under functions/ (each deployed as function_name(package)).
+FUNCTION_PACKAGES = ("api", "rotate_db", "rotate_jwt", "rotate_iam", "waf_responder", "migrate")
+
+# API Gateway and the responder's queues and schedules.
+REST_API = f"{PREFIX}-api"
+API_STAGE = "prod"
+WAF_RESPONDER_DLQ = f"{PREFIX}-waf-responder-dlq"
+WAF_ALARM_RULE = f"{PREFIX}-waf-alarm-to-responder"
+WAF_SWEEP_RULE = f"{PREFIX}-waf-expiry-sweep"
+SECRET_READ_RULE = f"{PREFIX}-unexpected-secret-read"
+API_ACCESS_LOG_GROUP = f"/aws/apigateway/{PREFIX}-api-access"
+TRAIL = f"{PREFIX}-management-events"
+
+# Custom metrics (namespace and the Powertools `service` dimension every metric carries).
+METRICS_NAMESPACE = "BabyShield"
+METRICS_SERVICE = "babyshield"
+METRIC_FAILED_SIGNINS = "FailedSignIns"
+METRIC_TOKEN_VALIDATION_ERRORS = "TokenValidationErrors"  # noqa: S105 - a metric name
+METRIC_LOCKOUTS = "AccountLockouts"
+METRIC_ROTATION_FAILURES = "RotationFailures"
+METRIC_ROTATION_SUCCESSES = "RotationSuccesses"
+# Dimension `secret` = inventory name.
+METRIC_SECRET_AGE_DAYS = "SecretAgeDays"  # noqa: S105 - a metric name
+
+# CloudWatch dashboards.
+DASHBOARD_WAF = f"{PREFIX}-waf"
+DASHBOARD_AUTH = f"{PREFIX}-authentication"
+DASHBOARD_ROTATION = f"{PREFIX}-rotation"
+
+# The API's log line for a failed sign-in, which the WAF responder counts per
+# caller: a JSON log line whose `auth_event` is this value and whose
+# `source_ip` is the caller's address (requestContext.identity.sourceIp).
+AUTH_EVENT_SIGN_IN_FAILED = "sign_in_failed"
+
+# WAF responder metrics (EMF, namespace METRICS_NAMESPACE).
+METRIC_WAF_IPS_BLOCKED = "WafIpsBlocked"
+METRIC_WAF_IPS_EXPIRED = "WafIpsExpired"
+METRIC_WAF_LOCK_RETRIES = "WafIpSetLockRetries"
+METRIC_WAF_RESPONDER_ERRORS = "WafResponderErrors"
+
+# RDS master user, held by the db-admin secret. Not `babyshield_admin`: that is
+# the NOLOGIN owner group the migrations create (functions/shared/db/roles.py).
+DB_MASTER_USER = "babyshield_master"
+
+# Partition key of the rate-limit, nonce and block-registry tables (the
+# idempotency table uses Powertools' defaults: `id`, TTL `expiration`).
+TABLE_PARTITION_KEY = "pk"
+PARTNER_EXPORT_USER = f"{PREFIX}-partner-export"

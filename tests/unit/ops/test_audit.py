@@ -98,7 +98,10 @@ def test_weakened_app_fails_the_matching_check(weakened, check):
     assert results[check] == FAIL
 
 
-def test_json_output_and_exit_code(capsys):
+def test_json_output_and_exit_code(capsys, monkeypatch):
+    # The API runs in this process, so its EMF metric lines (printed to stdout, as in
+    # Lambda) would land in the CLI's JSON output; the real audit runs out of process.
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     with serving(without_header("X-Frame-Options")) as url:
         code = main(["audit", "--url", url, "--json"])
     document = json.loads(capsys.readouterr().out)

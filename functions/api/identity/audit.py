@@ -1,0 +1,107 @@
+"""Audit trail of authentication decisions: a JSON log line for every decision, an
+EMF metric for every failure and, for admin access, a row in `audit_log`.
+
+What goes in: the action, the outcome, a reason category, user ids and key ids,
+and the source IP. What never goes in: tokens, passwords, API keys, secrets,
+emails. Callers pass only those safe fields; there is no free-form payload.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from functions.shared import names
+from functions.shared.observability import logger, metrics
+
+# Failure metric per action; the alarms and dashboards read these names.
+FAILURE_METRICS = {
+    "sign_in": names.METRIC_FAILED_SIGNINS,
+    "token": names.METRIC_TOKEN_VALIDATION_ERRORS,
+    "api_key": "ApiKeyRejections",
+    "rate_limit": "RateLimitedRequests",
+    "webhook": "WebhookRejections",
+    "admin_access": "AdminAccessDenied",
+}
+
+
+def audit(
+    action: str,
+    outcome: str,
+    *,
+    source_ip: str | None,
+    reason: str | None = None,
+    user_id: UUID | None = None,
+    key_id: str | None = None,
+    persist: bool = False,
+    **detail: str | int | None,
+) -> None:
+    """Record one decision. `outcome` is 'success' or 'failure' (or 'denied')."""
+    fields: dict[str, Any] = {
+        "audit": True,
+        "auth_event": f"{action}_{'succeeded' if outcome == 'success' else 'failed'}",
+        "action": action,
+        "outcome": outcome,
+        "reason": reason,
+        "user_id": str(user_id) if user_id else None,
+        "key_id": key_id,
+        "source_ip": source_ip,
+        **detail,
+    }
+    fields = {name: value for name, value in fields.items() if value is not None}
+    if outcome == "success":
+        logger.info("authentication decision", extra=fields)
+    else:
+        logger.warning("authentication decision", extra=fields)
+        metric = FAILURE_METRICS.get(action)
+        if metric:
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+    if persist:
+        _persist(action, outcome, source_ip, user_id, key_id, reason, detail)
+
+
+def _persist(
+    action: str,
+    outcome: str,
+    source_ip: str | None,
+    user_id: UUID | None,
+    key_id: str | None,
+    reason: str | None,
+    detail: dict[str, str | int | None],
+) -> None:
+    from functions.shared.db import write_session
+
+    row_detail = {name: value for name, value in detail.items() if value is not None}
+    if reason:
+        row_detail["reason"] = reason
+    if key_id:
+        row_detail["key_id"] = key_id
+    try:
+        with write_session(user_id=None) as conn:
+            conn.execute(
+                "INSERT INTO public.audit_log (actor, action, outcome, source_ip, detail) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb)",
+                (
+                    str(user_id) if user_id else None,
+                    action,
+                    outcome,
+                    _valid_ip(source_ip),
+                    json.dumps(row_detail),
+                ),
+            )
+    except Exception:  # noqa: BLE001 - any failure here must not change the decision
+        # The refusal stands whether or not the row could be written; the log line
+        # above already carries the decision.
+        logger.exception("audit row not written", extra={"action": action})
+
+
+def _valid_ip(source_ip: str | None) -> str | None:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(source_ip or ""))
+    except ValueError:
+        return None

@@ -1,0 +1,212 @@
+"""The SQL behind identity: sign-in and API-key lookups (through the SECURITY
+DEFINER functions, before any caller is known), API-key management and the
+user list (as the admin caller, under row-level security), and the recall
+upsert of the webhook. Every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from functions.shared.caller import Caller
+from functions.shared.db import readonly_session, write_session
+from functions.shared.errors import Conflict, NotFound
+from functions.shared.identity.api_keys import ApiKeyRecord, NewApiKey
+
+
+@dataclass(frozen=True)
+class LoginRecord:
+    user_id: UUID
+    password_hash: str
+    role: str
+
+
+def user_for_login(email: str) -> LoginRecord | None:
+    with readonly_session() as conn:
+        row = conn.execute(
+            "SELECT id, password_hash, role FROM auth.user_for_login(%s)", (email,)
+        ).fetchone()
+    if row is None:
+        return None
+    return LoginRecord(user_id=row[0], password_hash=row[1], role=row[2])
+
+
+def update_password_hash(user_id: UUID, role: str, password_hash: str) -> None:
+    """Store a hash made with today's cost; as the user, so RLS allows only their row."""
+    with write_session(user_id=user_id, role="admin" if role == "admin" else "user") as conn:
+        conn.execute(
+            "UPDATE public.users SET password_hash = %s WHERE id = %s", (password_hash, user_id)
+        )
+
+
+def api_key_record(key_id: str) -> ApiKeyRecord | None:
+    with readonly_session() as conn:
+        row = conn.execute(
+            "SELECT key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, "
+            "expires_at, revoked_at, owner_role FROM auth.api_key_for_lookup(%s)",
+            (key_id,),
+        ).fetchone()
+    if row is None:
+        return None
+    return ApiKeyRecord(
+        key_id=row[0],
+        owner_id=row[1],
+        secret_hash=bytes(row[2]),
+        scopes=frozenset(row[3] or ()),
+        rate_limit_per_minute=int(row[4]),
+        expires_at=row[5],
+        revoked_at=row[6],
+        owner_role=row[7],
+    )
+
+
+def _key_row(row: Any) -> dict[str, Any]:
+    return {
+        "key_id": row[0],
+        "owner_id": row[1],
+        "scopes": sorted(row[2] or ()),
+        "rate_limit_per_minute": row[3],
+        "created_at": row[4],
+        "expires_at": row[5],
+        "revoked_at": row[6],
+        "rotated_from": row[7],
+    }
+
+
+def insert_api_key(
+    actor: Caller,
+    new_key: NewApiKey,
+    *,
+    owner_id: UUID,
+    scopes: list[str],
+    rate_limit_per_minute: int,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    import psycopg
+
+    try:
+        with write_session(user_id=actor.user_id, role=actor.role) as conn:
+            row = conn.execute(
+                "INSERT INTO public.api_keys "
+                "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, expires_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) "
+                "RETURNING key_id, owner_id, scopes, rate_limit_per_minute, created_at, "
+                "expires_at, revoked_at, rotated_from",
+                (
+                    new_key.key_id,
+                    owner_id,
+                    new_key.secret_hash,
+                    scopes,
+                    rate_limit_per_minute,
+                    expires_at,
+                ),
+            ).fetchone()
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise NotFound("The owner does not exist.") from exc
+    return _key_row(_returned(row))
+
+
+def list_api_keys(actor: Caller, owner_id: UUID | None) -> list[dict[str, Any]]:
+    with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
+        rows = conn.execute(
+            "SELECT key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
+            "revoked_at, rotated_from FROM public.api_keys "
+            "WHERE %(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid "
+            "ORDER BY created_at, key_id",
+            {"owner": owner_id},
+        ).fetchall()
+    return [_key_row(row) for row in rows]
+
+
+def rotate_api_key(
+    actor: Caller, key_id: str, new_key: NewApiKey, grace: timedelta
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Insert the successor and cut the old key's life to `grace`, in one transaction.
+
+    Returns (new key, old key). A revoked or already expired key cannot be rotated:
+    rotation keeps a working key working, it does not revive a dead one.
+    """
+    with write_session(user_id=actor.user_id, role=actor.role) as conn:
+        old = conn.execute(
+            "SELECT key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
+            "revoked_at, rotated_from FROM public.api_keys WHERE key_id = %s FOR UPDATE",
+            (key_id,),
+        ).fetchone()
+        if old is None:
+            raise NotFound()
+        if old[6] is not None or (old[5] is not None and old[5] <= _now(conn)):
+            raise Conflict("The key is revoked or expired and cannot be rotated.")
+        new = conn.execute(
+            "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes, "
+            "rate_limit_per_minute, expires_at, rotated_from) "
+            "SELECT %s, owner_id, %s, scopes, rate_limit_per_minute, expires_at, key_id "
+            "FROM public.api_keys WHERE key_id = %s "
+            "RETURNING key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
+            "revoked_at, rotated_from",
+            (new_key.key_id, new_key.secret_hash, key_id),
+        ).fetchone()
+        retired = conn.execute(
+            "UPDATE public.api_keys SET expires_at = "
+            "least(coalesce(expires_at, 'infinity'::timestamptz), now() + %s) "
+            "WHERE key_id = %s "
+            "RETURNING key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
+            "revoked_at, rotated_from",
+            (grace, key_id),
+        ).fetchone()
+    return _key_row(_returned(new)), _key_row(_returned(retired))
+
+
+def revoke_api_key(actor: Caller, key_id: str) -> dict[str, Any]:
+    with write_session(user_id=actor.user_id, role=actor.role) as conn:
+        row = conn.execute(
+            "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "
+            "WHERE key_id = %s "
+            "RETURNING key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
+            "revoked_at, rotated_from",
+            (key_id,),
+        ).fetchone()
+    if row is None:
+        raise NotFound()
+    return _key_row(row)
+
+
+def list_users(actor: Caller) -> list[dict[str, Any]]:
+    with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
+        rows = conn.execute(
+            "SELECT id, email, role, created_at FROM public.users ORDER BY created_at, id"
+        ).fetchall()
+    return [{"id": r[0], "email": r[1], "role": r[2], "created_at": r[3]} for r in rows]
+
+
+def upsert_recall(recall: dict[str, Any]) -> tuple[int, bool]:
+    """Insert or update by source_id; returns (id, created)."""
+    with write_session(user_id=None) as conn:
+        row = conn.execute(
+            "INSERT INTO public.recalls (source_id, product, brand, hazard, remedy, "
+            "recall_date, description, country, url) "
+            "VALUES (%(source_id)s, %(product)s, %(brand)s, %(hazard)s, %(remedy)s, "
+            "%(recall_date)s, %(description)s, %(country)s, %(url)s) "
+            "ON CONFLICT (source_id) DO UPDATE SET product = EXCLUDED.product, "
+            "brand = EXCLUDED.brand, hazard = EXCLUDED.hazard, remedy = EXCLUDED.remedy, "
+            "recall_date = EXCLUDED.recall_date, description = EXCLUDED.description, "
+            "country = EXCLUDED.country, url = EXCLUDED.url, updated_at = now() "
+            "RETURNING id, (xmax = 0) AS created",
+            recall,
+        ).fetchone()
+    found = _returned(row)
+    return int(found[0]), bool(found[1])
+
+
+def _returned(row: Any) -> Any:
+    """The row a RETURNING clause must produce; None would be a database bug."""
+    if row is None:
+        raise RuntimeError("statement returned no row")
+    return row
+
+
+def _now(conn: Any) -> datetime:
+    row = conn.execute("SELECT now()").fetchone()
+    return row[0]  # type: ignore[no-any-return]

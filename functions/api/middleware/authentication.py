@@ -1,0 +1,303 @@
+"""Authentication at the edge: who is calling, decided before routing and validation.
+
+Runs as an edge guard (see resolver.py): Powertools validates a body before any
+`app.use()` middleware, and an unauthenticated caller must get 401, not a 422
+that describes the body it may not send. Which credential a path needs is a
+table here, by path prefix, so a new route under a protected prefix cannot
+forget its check:
+
+- `/admin`, `/monitoring`: the admin chain (admin_chain.py);
+- `/me`, `/auth/me`: a JWT access token (`Authorization: Bearer`);
+- `/webhooks/`: a Standard Webhooks signature over the raw body;
+- `/recalls`: public data; a presented API key or token is verified, and an API
+  key is held to its own rate limit;
+- everything else: public, credentials ignored (so `/health` never loads a crypto
+  library).
+
+Each decision is audited (audit.py); refusals never say more than "authentication
+is required" or "access denied".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+from functions.api.identity.audit import audit
+from functions.api.identity.caller import AuthenticatedCaller
+from functions.api.middleware.request_limits import raw_body
+from functions.shared.caller import CallerRole
+from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from functions.shared.identity.api_keys import SCOPE_RECALLS_READ, ApiKeyRecord
+from functions.shared.identity.tokens import AccessClaims
+from functions.shared.identity.webhooks import VerifiedWebhook
+from functions.shared.observability import logger, metrics
+from functions.shared.settings import Settings, get_settings
+
+API_KEY_HEADER = "x-api-key"
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}
+INVALID_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield", error="invalid_token"'}
+
+
+class Policy(StrEnum):
+    PUBLIC = "public"
+    OPTIONAL = "optional"
+    USER = "user"
+    ADMIN = "admin"
+    WEBHOOK = "webhook"
+
+
+PATH_POLICIES: tuple[tuple[str, Policy], ...] = (
+    ("/webhooks", Policy.WEBHOOK),
+    ("/me", Policy.USER),
+    ("/auth/me", Policy.USER),
+    ("/recalls", Policy.OPTIONAL),
+)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def policy_for(path: str, settings: Settings) -> Policy:
+    if any(_under(path, prefix) for prefix in settings.admin_path_prefixes):
+        return Policy.ADMIN
+    for prefix, policy in PATH_POLICIES:
+        if _under(path, prefix):
+            return policy
+    return Policy.PUBLIC
+
+
+@dataclass(frozen=True)
+class RequestIdentity:
+    caller: AuthenticatedCaller | None = None
+    webhook: VerifiedWebhook | None = None
+
+
+class CredentialRefused(Exception):
+    """One credential failed; `reason` is the audit category, `status` 401 or 403."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int = 401,
+        key_id: str | None = None,
+        user_id: UUID | None = None,
+    ):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.key_id = key_id
+        self.user_id = user_id
+
+
+def header(event: APIGatewayProxyEvent, name: str) -> str | None:
+    """One header value; a header sent twice with different values is refused outright,
+    since two layers could each read a different one."""
+    values: list[str] = []
+    for key, found in (event.multi_value_headers or {}).items():
+        if key.lower() == name:
+            values.extend(v for v in found or () if v is not None)
+    if not values:
+        for key, value in (event.headers or {}).items():
+            if key.lower() == name and value is not None:
+                values.append(value)
+    if len(set(values)) > 1:
+        raise CredentialRefused("ambiguous_header")
+    return values[0] if values else None
+
+
+def source_ip_of(event: APIGatewayProxyEvent) -> str:
+    return event.request_context.identity.source_ip or ""
+
+
+def bearer_token(event: APIGatewayProxyEvent) -> str | None:
+    value = header(event, "authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise CredentialRefused("malformed_authorization")
+    return token.strip()
+
+
+def check_token(token: str) -> AccessClaims:
+    from functions.shared.identity.jwt_keys import KeyMaterialError
+    from functions.shared.identity.secret_versions import SecretUnavailable
+    from functions.shared.identity.tokens import TokenRejected, verify_access_token
+
+    try:
+        return verify_access_token(token)
+    except TokenRejected as rejected:
+        raise CredentialRefused(rejected.reason) from rejected
+    except (SecretUnavailable, KeyMaterialError) as exc:
+        logger.exception("JWT keys unavailable")
+        raise ServiceUnavailable() from exc
+
+
+def check_api_key(raw: str) -> ApiKeyRecord:
+    from functions.api.identity.store import api_key_record
+    from functions.shared.identity.api_keys import ApiKeyRejected
+    from functions.shared.identity.api_keys import check_api_key as check
+
+    try:
+        return check(raw, api_key_record)
+    except ApiKeyRejected as rejected:
+        raise CredentialRefused(rejected.reason, key_id=rejected.key_id) from rejected
+
+
+def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
+    """The key's own per-minute limit, counted across every Lambda instance.
+
+    If DynamoDB cannot be asked, the request goes through (logged and counted):
+    the WAF's per-IP rate rule still stands in front, and a limiter outage
+    should not take every partner offline.
+    """
+    from functions.shared.identity.rate_limit import (
+        FixedWindowRateLimiter,
+        RateLimitUnavailable,
+    )
+
+    try:
+        decision = FixedWindowRateLimiter().hit(
+            f"apikey#{record.key_id}", record.rate_limit_per_minute
+        )
+    except RateLimitUnavailable:
+        logger.exception(
+            "rate limiter unavailable; request allowed", extra={"key_id": record.key_id}
+        )
+        metrics.add_metric(name="RateLimiterUnavailable", unit=MetricUnit.Count, value=1)
+        return
+    if not decision.allowed:
+        audit(
+            "rate_limit",
+            "failure",
+            reason="over_limit",
+            key_id=record.key_id,
+            user_id=record.owner_id,
+            source_ip=source_ip,
+            limit=record.rate_limit_per_minute,
+        )
+        raise TooManyRequests(decision.retry_after_seconds)
+
+
+def caller_from_token(claims: AccessClaims) -> AuthenticatedCaller:
+    role: CallerRole = "admin" if claims.role == "admin" else "user"
+    return AuthenticatedCaller(user_id=claims.subject, role=role, kind="jwt")
+
+
+def caller_from_key(record: ApiKeyRecord) -> AuthenticatedCaller:
+    role: CallerRole = "admin" if record.owner_role == "admin" else "user"
+    return AuthenticatedCaller(
+        user_id=record.owner_id,
+        role=role,
+        kind="api_key",
+        key_id=record.key_id,
+        scopes=record.scopes,
+    )
+
+
+def _token_caller(
+    event: APIGatewayProxyEvent, source_ip: str, *, required: bool
+) -> AuthenticatedCaller | None:
+    try:
+        token = bearer_token(event)
+        if token is None:
+            if not required:
+                return None
+            raise CredentialRefused("missing_token")
+        claims = check_token(token)
+    except CredentialRefused as refused:
+        audit("token", "failure", reason=refused.reason, source_ip=source_ip, path=event.path)
+        challenge = (
+            BEARER_CHALLENGE if refused.reason == "missing_token" else INVALID_TOKEN_CHALLENGE
+        )
+        raise Unauthorized(headers=challenge) from refused
+    audit("token", "success", user_id=claims.subject, source_ip=source_ip, kid=claims.kid)
+    return caller_from_token(claims)
+
+
+def _key_caller(event: APIGatewayProxyEvent, raw: str, source_ip: str) -> AuthenticatedCaller:
+    try:
+        record = check_api_key(raw)
+        if SCOPE_RECALLS_READ not in record.scopes:
+            raise CredentialRefused("missing_scope", status=403, key_id=record.key_id)
+    except CredentialRefused as refused:
+        audit(
+            "api_key",
+            "failure",
+            reason=refused.reason,
+            key_id=refused.key_id,
+            source_ip=source_ip,
+            path=event.path,
+        )
+        if refused.status == 403:
+            raise Forbidden() from refused
+        raise Unauthorized() from refused
+    enforce_key_rate_limit(record, source_ip)
+    audit("api_key", "success", key_id=record.key_id, user_id=record.owner_id, source_ip=source_ip)
+    return caller_from_key(record)
+
+
+def _uses_test_identity(event: APIGatewayProxyEvent, settings: Settings) -> bool:
+    """The database tests' stand-in caller (caller_context.py), off outside tests."""
+    from functions.api.caller_context import TEST_USER_HEADER
+
+    return settings.test_caller_identity and header(event, TEST_USER_HEADER) is not None
+
+
+def verify_webhook_request(event: APIGatewayProxyEvent, source_ip: str) -> VerifiedWebhook:
+    from functions.shared.identity.secret_versions import SecretUnavailable
+    from functions.shared.identity.webhooks import (
+        WebhookRejected,
+        live_webhook_keys,
+        verify_webhook,
+    )
+
+    try:
+        verified = verify_webhook(
+            dict(event.headers or {}),
+            raw_body(event),
+            live_webhook_keys,
+            tolerance_seconds=get_settings().webhook_tolerance_seconds,
+        )
+    except SecretUnavailable as exc:
+        logger.exception("webhook secret unavailable")
+        raise ServiceUnavailable() from exc
+    except WebhookRejected as rejected:
+        audit("webhook", "failure", reason=rejected.reason, source_ip=source_ip, path=event.path)
+        raise Unauthorized() from rejected
+    return verified
+
+
+def authenticate(event: APIGatewayProxyEvent) -> RequestIdentity:
+    """The identity of this request under its path's policy, or a 401/403/429."""
+    settings = get_settings()
+    policy = policy_for(event.path, settings)
+    if policy is Policy.PUBLIC:
+        return RequestIdentity()
+    source_ip = source_ip_of(event)
+    if policy is Policy.ADMIN:
+        from functions.api.middleware.admin_chain import enforce_admin_chain
+
+        return RequestIdentity(caller=enforce_admin_chain(event, source_ip))
+    if policy is Policy.WEBHOOK:
+        return RequestIdentity(webhook=verify_webhook_request(event, source_ip))
+    try:
+        raw_key = header(event, API_KEY_HEADER)
+    except CredentialRefused as refused:
+        audit("api_key", "failure", reason=refused.reason, source_ip=source_ip)
+        raise Unauthorized() from refused
+    if policy is Policy.USER:
+        if _uses_test_identity(event, settings) and header(event, "authorization") is None:
+            return RequestIdentity()
+        return RequestIdentity(caller=_token_caller(event, source_ip, required=True))
+    # Policy.OPTIONAL: anonymous is fine, a presented credential must be valid.
+    if raw_key is not None:
+        return RequestIdentity(caller=_key_caller(event, raw_key, source_ip))
+    return RequestIdentity(caller=_token_caller(event, source_ip, required=False))

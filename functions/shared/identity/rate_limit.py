@@ -1,0 +1,77 @@
+"""Fixed-window rate limits in DynamoDB, shared by every Lambda instance.
+
+One item per (key, window). A hit is one UpdateItem that adds 1 only while the
+count is below the limit (a conditional update, atomic in DynamoDB), so two
+instances racing on the same key can never both take the last slot. Items carry
+a TTL and disappear after their window.
+
+A fixed window lets a client spend its limit at the end of one window and again
+at the start of the next (at most twice the limit across the boundary); that is
+accepted here in exchange for one write per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from functions.shared import names
+from functions.shared.identity import aws
+from functions.shared.settings import get_settings
+
+
+class RateLimitUnavailable(Exception):
+    """DynamoDB could not be asked; the caller decides whether to fail open or closed."""
+
+
+@dataclass(frozen=True)
+class RateLimitDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_seconds: int
+
+
+class FixedWindowRateLimiter:
+    def __init__(
+        self,
+        *,
+        window_seconds: int = 60,
+        table_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._window = window_seconds
+        self._table_name = table_name
+        self._clock = clock
+
+    def hit(self, key: str, limit: int) -> RateLimitDecision:
+        """Count one request against `key`; allowed only while under `limit` this window."""
+        now = self._clock()
+        window_start = int(now) - int(now) % self._window
+        window_end = window_start + self._window
+        retry_after = max(1, window_end - int(now))
+        if limit <= 0:
+            return RateLimitDecision(False, limit, 0, retry_after)
+        table = self._table_name or get_settings().rate_limit_table
+        try:
+            response = aws.dynamodb().update_item(
+                TableName=table,
+                Key={names.RATE_LIMIT_PARTITION_KEY: {"S": f"{key}#{window_start}"}},
+                UpdateExpression="ADD hits :one SET #ttl = if_not_exists(#ttl, :ttl)",
+                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
+                ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    # A window's item outlives it briefly, for anyone reading it late.
+                    ":ttl": {"N": str(window_end + self._window)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                return RateLimitDecision(False, limit, 0, retry_after)
+            raise RateLimitUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+        hits = int(response["Attributes"]["hits"]["N"])
+        return RateLimitDecision(True, limit, max(0, limit - hits), retry_after)

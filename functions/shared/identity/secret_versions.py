@@ -1,0 +1,120 @@
+"""The AWSCURRENT and AWSPREVIOUS versions of a secret, cached for a short time.
+
+Read with a plain boto3 client (never Powertools' cached provider, whose cache
+key ignores VersionStage). Consumers that accept both versions during a
+rotation's grace window (JWT keys, webhook secrets) share this cache; when the
+rotation removes AWSPREVIOUS, the old version stops being accepted as soon as
+the cache entry expires.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from functions.shared.identity import aws
+
+CURRENT = "AWSCURRENT"
+PREVIOUS = "AWSPREVIOUS"
+
+
+class SecretUnavailable(Exception):
+    """Secrets Manager could not be read; callers answer 503, never a guess."""
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    version_id: str
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecretVersions:
+    current: SecretVersion
+    previous: SecretVersion | None
+
+    def live(self) -> tuple[SecretVersion, ...]:
+        """Current first: the common case matches on the first try."""
+        return (self.current,) if self.previous is None else (self.current, self.previous)
+
+
+def load_secret_versions(secret_id: str) -> SecretVersions:
+    client = aws.secretsmanager()
+    try:
+        current = client.get_secret_value(SecretId=secret_id, VersionStage=CURRENT)
+    except Exception as exc:
+        raise SecretUnavailable(f"cannot read {CURRENT} of {secret_id}") from exc
+    previous: SecretVersion | None = None
+    try:
+        found = client.get_secret_value(SecretId=secret_id, VersionStage=PREVIOUS)
+    except Exception as exc:
+        # No AWSPREVIOUS is normal: before the first rotation, or after an
+        # emergency rotation retired it.
+        if aws.error_code(exc) != "ResourceNotFoundException":
+            raise SecretUnavailable(f"cannot read {PREVIOUS} of {secret_id}") from exc
+    else:
+        if found["VersionId"] != current["VersionId"]:
+            previous = SecretVersion(found["VersionId"], found.get("SecretString", ""))
+    latest = SecretVersion(current["VersionId"], current.get("SecretString", ""))
+    return SecretVersions(latest, previous)
+
+
+@dataclass
+class _Entry:
+    versions: SecretVersions
+    loaded_at: float
+
+
+class SecretVersionsCache:
+    """Per-process cache of secret versions with a maximum age.
+
+    `refresh()` lets a caller that met an unknown version (a token signed with a
+    key this instance has not seen yet) reload early, but never more often than
+    `min_refresh_seconds`, so garbage input cannot turn into a Secrets Manager
+    call per request.
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[str], SecretVersions] = load_secret_versions,
+        clock: Callable[[], float] = time.monotonic,
+        min_refresh_seconds: float = 5.0,
+    ):
+        self._loader = loader
+        self._clock = clock
+        self._min_refresh = min_refresh_seconds
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    def get(self, secret_id: str, max_age: float) -> SecretVersions:
+        entry = self._entries.get(secret_id)
+        if entry is not None and self._clock() - entry.loaded_at < max_age:
+            return entry.versions
+        return self._load(secret_id, max_age)
+
+    def refresh(self, secret_id: str) -> SecretVersions | None:
+        """Reload now unless the entry is younger than the minimum refresh interval."""
+        entry = self._entries.get(secret_id)
+        if entry is not None and self._clock() - entry.loaded_at < self._min_refresh:
+            return None
+        return self._load(secret_id, self._min_refresh)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _load(self, secret_id: str, max_age: float) -> SecretVersions:
+        with self._lock:
+            # Another thread may have loaded it while this one waited.
+            entry = self._entries.get(secret_id)
+            fresh_for = min(max_age, self._min_refresh)
+            if entry is not None and self._clock() - entry.loaded_at < fresh_for:
+                return entry.versions
+            versions = self._loader(secret_id)
+            self._entries[secret_id] = _Entry(versions, self._clock())
+            return versions
+
+
+secret_cache = SecretVersionsCache()

@@ -1,0 +1,193 @@
+"""Standard Webhooks signature verification (https://www.standardwebhooks.com/).
+
+A message carries `webhook-id`, `webhook-timestamp` (Unix seconds) and
+`webhook-signature`: space-separated `v1,<base64 HMAC-SHA256>` entries over
+`<id>.<timestamp>.<body>`, keyed by the secret's bytes (`whsec_<base64>`).
+Several entries let a sender sign with old and new secrets during a rotation;
+several secrets here let this receiver accept both sides of its own rotation
+(AWSCURRENT and AWSPREVIOUS of the webhook secret).
+
+The body is verified as raw bytes before anything parses it. Replays inside
+the tolerance window are stopped by recording each `webhook-id` in DynamoDB
+with a conditional put; outside the window the timestamp check refuses them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from functions.shared import names
+from functions.shared.identity import aws
+from functions.shared.identity.secret_versions import SecretVersionsCache, secret_cache
+from functions.shared.settings import get_settings
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format prefix, not a secret
+SIGNATURE_VERSION = "v1"
+# Printable ASCII, no spaces: the id is part of the signed content and of a DynamoDB key.
+MESSAGE_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
+# A sender has no reason to send more; bounds the HMAC comparisons per request.
+MAX_SIGNATURES = 10
+
+
+class WebhookRejected(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VerifiedWebhook:
+    message_id: str
+    timestamp: int
+
+
+def generate_webhook_secret_value() -> str:
+    """A fresh secret in the secret's JSON format: {"secret": "whsec_<base64>"}."""
+    raw = secrets.token_bytes(32)
+    return json.dumps({"secret": SECRET_PREFIX + base64.b64encode(raw).decode("ascii")})
+
+
+def decode_secret(text: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret."""
+    body = text[len(SECRET_PREFIX) :] if text.startswith(SECRET_PREFIX) else text
+    try:
+        key = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("webhook secret is not base64") from exc
+    if len(key) < 16:
+        raise ValueError("webhook secret is too short")
+    return key
+
+
+def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` entry for one secret, as a sender computes it."""
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest.digest()).decode('ascii')}"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _signatures(header: str) -> list[bytes]:
+    found = []
+    for entry in header.split(" ")[:MAX_SIGNATURES]:
+        version, _, encoded = entry.partition(",")
+        if version != SIGNATURE_VERSION or not encoded:
+            continue
+        try:
+            found.append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return found
+
+
+def verify_webhook(
+    headers: Mapping[str, str],
+    body: bytes,
+    keys: Sequence[bytes] | Callable[[], Sequence[bytes]],
+    *,
+    tolerance_seconds: int,
+    now: float | None = None,
+) -> VerifiedWebhook:
+    """Check id, timestamp and signature; WebhookRejected(reason) on any failure.
+
+    `keys` may be a callable: it is called only once the headers are well formed
+    and fresh, so junk requests never cost a secret lookup.
+    """
+    message_id = _header(headers, "webhook-id")
+    timestamp_text = _header(headers, "webhook-timestamp")
+    signature_header = _header(headers, "webhook-signature")
+    if not message_id or not timestamp_text or not signature_header:
+        raise WebhookRejected("missing_headers")
+    if not MESSAGE_ID_PATTERN.fullmatch(message_id):
+        raise WebhookRejected("invalid_id")
+    if not TIMESTAMP_PATTERN.fullmatch(timestamp_text):
+        raise WebhookRejected("invalid_timestamp")
+    timestamp = int(timestamp_text)
+    moment = time.time() if now is None else now
+    if abs(moment - timestamp) > tolerance_seconds:
+        raise WebhookRejected("stale_timestamp")
+    offered = _signatures(signature_header)
+    if not offered:
+        raise WebhookRejected("invalid_signature_header")
+    matched = False
+    for key in keys() if callable(keys) else keys:
+        expected = base64.b64decode(sign(key, message_id, timestamp, body).partition(",")[2])
+        for candidate in offered:
+            # Every comparison runs; no early exit tells which secret or entry matched.
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise WebhookRejected("bad_signature")
+    return VerifiedWebhook(message_id, timestamp)
+
+
+def live_webhook_keys(cache: SecretVersionsCache | None = None) -> list[bytes]:
+    """HMAC keys of the webhook secret's AWSCURRENT and AWSPREVIOUS versions."""
+    settings = get_settings()
+    cache = cache or secret_cache
+    versions = cache.get(settings.webhook_secret_id, settings.secret_cache_seconds)
+    keys = []
+    for version in versions.live():
+        try:
+            keys.append(decode_secret(str(json.loads(version.value)["secret"])))
+        except (ValueError, KeyError, TypeError):
+            # A malformed old version must not take the current one down with it.
+            continue
+    return keys
+
+
+class WebhookReplayed(Exception):
+    """The webhook-id was already received inside the tolerance window."""
+
+
+def claim_message_id(message: VerifiedWebhook, *, now: float | None = None) -> None:
+    """Record the id, or raise WebhookReplayed if it is already recorded.
+
+    Kept until the timestamp leaves the tolerance window (plus a margin), after
+    which the timestamp check alone refuses a replay.
+    """
+    settings = get_settings()
+    moment = int(time.time() if now is None else now)
+    expires_at = max(moment, message.timestamp) + settings.webhook_tolerance_seconds + 60
+    try:
+        aws.dynamodb().put_item(
+            TableName=settings.webhook_nonce_table,
+            Item={
+                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"webhook#{message.message_id}"},
+                names.TTL_ATTRIBUTE: {"N": str(expires_at)},
+            },
+            # An expired record that DynamoDB's TTL sweep has not removed yet is free to reuse.
+            ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now",
+            ExpressionAttributeNames={
+                "#pk": names.WEBHOOK_NONCE_PARTITION_KEY,
+                "#ttl": names.TTL_ATTRIBUTE,
+            },
+            ExpressionAttributeValues={":now": {"N": str(moment)}},
+        )
+    except Exception as exc:
+        if aws.error_code(exc) == "ConditionalCheckFailedException":
+            raise WebhookReplayed(message.message_id) from exc
+        raise
+
+
+def release_message_id(message: VerifiedWebhook) -> None:
+    """Forget an id whose processing failed, so the sender's retry is not taken for a replay."""
+    settings = get_settings()
+    aws.dynamodb().delete_item(
+        TableName=settings.webhook_nonce_table,
+        Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"webhook#{message.message_id}"}},
+    )

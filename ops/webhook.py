@@ -1,0 +1,141 @@
+"""`babyshield webhook send`: sign a recall event and POST it, as the upstream feed would.
+
+The signature is the Standard Webhooks one (functions.shared.identity.webhooks.sign),
+so what this sends is what any spec-conformant sender sends. The secret comes from
+`--secret`, else $WEBHOOK_SECRET, else the webhook secret's AWSCURRENT version in
+Secrets Manager (the local stack's moto server when AWS_ENDPOINT_URL points at it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from ops.console import CommandError
+
+DEFAULT_URL = "http://127.0.0.1:8080/webhooks/recalls"
+
+
+def signed_request(
+    secret: str, body: bytes, *, message_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers of a signed webhook delivery."""
+    from functions.shared.identity.webhooks import decode_secret, sign
+
+    msg_id = message_id or f"msg_{uuid.uuid4().hex}"
+    moment = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(moment),
+        "webhook-signature": sign(decode_secret(secret), msg_id, moment, body),
+    }
+
+
+def recall_event(args: argparse.Namespace) -> dict[str, Any]:
+    if args.file:
+        try:
+            document: dict[str, Any] = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read an event from {args.file}: {exc}") from exc
+        return document
+    return {
+        "type": args.type,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "source_id": args.source_id,
+            "product": args.product,
+            "brand": args.brand,
+            "hazard": args.hazard,
+            "remedy": args.remedy,
+            "recall_date": args.recall_date or date.today().isoformat(),
+        },
+    }
+
+
+def current_secret() -> str:
+    import boto3
+
+    from functions.shared.settings import get_settings
+
+    settings = get_settings()
+    # The local stack's moto server accepts any credentials; a fresh shell has none.
+    local = _is_loopback(settings.aws_endpoint_url) and not os.environ.get("AWS_ACCESS_KEY_ID")
+    try:
+        client = boto3.client(
+            "secretsmanager",
+            region_name=settings.region,
+            endpoint_url=settings.aws_endpoint_url,
+            aws_access_key_id="local" if local else None,
+            aws_secret_access_key="local" if local else None,
+        )
+        value = client.get_secret_value(SecretId=settings.webhook_secret_id)["SecretString"]
+        return str(json.loads(value)["secret"])
+    except Exception as exc:
+        raise CommandError(
+            f"cannot read the webhook secret {settings.webhook_secret_id}",
+            hint="start the local stack with `make run` (and export its AWS_ENDPOINT_URL), "
+            "or pass --secret whsec_...",
+        ) from exc
+
+
+def _is_loopback(url: str | None) -> bool:
+    from urllib.parse import urlparse
+
+    return bool(url) and urlparse(url).hostname in {"127.0.0.1", "localhost", "::1"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
+    body = json.dumps(recall_event(args), separators=(",", ":")).encode()
+    try:
+        headers = signed_request(secret, body, message_id=args.message_id)
+    except ValueError as exc:
+        raise CommandError(f"the secret is not a whsec_ secret: {exc}") from exc
+    if not args.url.startswith(("http://", "https://")):
+        raise CommandError(f"--url must be http(s): {args.url}")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        args.url, data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310 - scheme checked
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    except urllib.error.URLError as error:
+        raise CommandError(
+            f"cannot reach {args.url}: {error.reason}", hint="is the API running (`make run`)?"
+        ) from error
+    print(f"webhook-id {headers['webhook-id']} -> HTTP {status}")
+    print(text)
+    return 0 if 200 <= status < 300 else 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("webhook", help="send signed recall webhooks")
+    commands = parser.add_subparsers(dest="webhook_command", metavar="COMMAND", required=True)
+    send = commands.add_parser("send", help="sign a recall event and POST it")
+    send.add_argument("--url", default=DEFAULT_URL)
+    send.add_argument("--secret", help="whsec_... (default: $WEBHOOK_SECRET or Secrets Manager)")
+    send.add_argument("--file", help="a JSON event to send as is")
+    send.add_argument(
+        "--message-id", help="webhook-id (default: a fresh one; reuse to test replay)"
+    )
+    send.add_argument(
+        "--type", default="recall.created", choices=["recall.created", "recall.updated"]
+    )
+    send.add_argument("--source-id", default="DEMO-WEBHOOK-001")
+    send.add_argument("--product", default="Travel crib")
+    send.add_argument("--brand", default="NapWell")
+    send.add_argument("--hazard", default="Side rail can detach; entrapment hazard")
+    send.add_argument("--remedy", default="Stop using; free repair kit")
+    send.add_argument("--recall-date", help="YYYY-MM-DD (default: today)")
+    send.set_defaults(func=_run)

@@ -1,0 +1,150 @@
+"""Admin key management: create (secret shown once), list (no secrets), rotate (grace
+period), revoke; every change audited."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.identity.conftest import ADMIN_IP
+from tests.support.api import call_api
+
+
+@pytest.fixture
+def admin(world):
+    admin_id = world.create_user("root@example.com", role="admin")
+    return {
+        "id": admin_id,
+        "headers": {
+            "X-API-Key": world.create_key(admin_id, scopes=("admin",)),
+            "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
+        },
+        "partner": world.create_user("partner@example.com"),
+    }
+
+
+def admin_call(admin, method, path, body=None):
+    return call_api(method, path, headers=admin["headers"], json_body=body, source_ip=ADMIN_IP)
+
+
+def recalls_with(key):
+    return call_api("GET", "/recalls", headers={"X-API-Key": key})
+
+
+def create(admin, **body):
+    payload = {"owner_id": str(admin["partner"]), "scopes": ["recalls:read"], **body}
+    return admin_call(admin, "POST", "/admin/api-keys", payload)
+
+
+def test_created_key_is_shown_once_works_and_only_its_hash_is_stored(world, admin):
+    response = create(admin, rate_limit_per_minute=5)
+    assert response.status == 201
+    body = response.json()
+    key = body["api_key"]
+    assert key.startswith(f"bs_{body['key_id']}_")
+    assert body["rate_limit_per_minute"] == 5
+    assert body["scopes"] == ["recalls:read"]
+    # The database holds the SHA-256 of the secret, not the secret
+    stored = world.query("SELECT secret_hash FROM api_keys WHERE key_id = %s", (body["key_id"],))
+    secret = key.split("_", 2)[2]
+    assert bytes(stored[0][0]) == hashlib.sha256(secret.encode()).digest()
+    # It works at once
+    assert recalls_with(key).status == 200
+
+
+def test_list_never_shows_secrets_or_hashes(world, admin):
+    key = create(admin).json()["api_key"]
+    response = admin_call(admin, "GET", "/admin/api-keys")
+    assert response.status == 200
+    assert key.split("_", 2)[2] not in response.body
+    assert all(
+        "api_key" not in item and "secret_hash" not in item for item in response.json()["keys"]
+    )
+    only_partner = admin_call(admin, "GET", "/admin/api-keys", None)
+    assert len(only_partner.json()["keys"]) == 2  # the admin's own key and the new one
+
+
+def test_list_filters_by_owner(world, admin):
+    create(admin)
+    response = call_api(
+        "GET",
+        "/admin/api-keys",
+        headers=admin["headers"],
+        query=f"owner_id={admin['partner']}",
+        source_ip=ADMIN_IP,
+    )
+    assert [item["owner_id"] for item in response.json()["keys"]] == [str(admin["partner"])]
+
+
+def test_rotation_issues_a_successor_and_keeps_the_old_key_for_the_grace_period(world, admin):
+    old = create(admin).json()
+    response = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate")
+    assert response.status == 201
+    rotated = response.json()
+    assert rotated["new_key"]["rotated_from"] == old["key_id"]
+    # Both work during the grace period
+    assert recalls_with(rotated["new_key"]["api_key"]).status == 200
+    assert recalls_with(old["api_key"]).status == 200
+    # The old one expires after the default 7 days
+    expires = datetime.fromisoformat(rotated["old_key"]["expires_at"])
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=1)
+
+
+def test_rotation_with_no_grace_ends_the_old_key_now(world, admin):
+    old = create(admin).json()
+    response = admin_call(
+        admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate", {"grace_days": 0}
+    )
+    assert response.status == 201
+    assert recalls_with(old["api_key"]).status == 401
+    assert recalls_with(response.json()["new_key"]["api_key"]).status == 200
+
+
+def test_revoked_key_stops_working_at_once_and_cannot_be_rotated(world, admin):
+    key = create(admin).json()
+    response = admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/revoke")
+    assert response.status == 200
+    assert response.json()["revoked_at"]
+    assert recalls_with(key["api_key"]).status == 401
+    again = admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/rotate")
+    assert again.status == 409
+
+
+@pytest.mark.parametrize("key_id", ["0123456789abcdef", "not-a-key-id"])
+def test_unknown_key_is_404(world, admin, key_id):
+    assert admin_call(admin, "POST", f"/admin/api-keys/{key_id}/revoke").status == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scopes": ["root"]},
+        {"scopes": []},
+        {"rate_limit_per_minute": 0},
+        {"owner_id": "not-a-uuid"},
+        {"secret_hash": "00"},
+    ],
+)
+def test_invalid_create_requests_are_422(world, admin, body):
+    assert create(admin, **body).status == 422
+
+
+def test_create_for_missing_owner_is_404_and_writes_nothing(world, admin):
+    before = world.query("SELECT count(*) FROM api_keys")[0][0]
+    response = create(admin, owner_id="00000000-0000-4000-8000-000000000000")
+    assert response.status == 404
+    assert world.query("SELECT count(*) FROM api_keys")[0][0] == before
+
+
+def test_changes_are_audited(world, admin):
+    key = create(admin).json()
+    admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/rotate")
+    admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/revoke")
+    actions = [(row[0], row[1], row[2]) for row in world.audit_rows()]
+    actor = str(admin["id"])
+    assert (actor, "api_key_create", "success") in actions
+    assert (actor, "api_key_rotate", "success") in actions
+    assert (actor, "api_key_revoke", "success") in actions
+    assert all(key["api_key"].split("_", 2)[2] not in str(row) for row in world.audit_rows())

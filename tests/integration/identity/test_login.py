@@ -1,0 +1,171 @@
+"""POST /auth/login against real PostgreSQL: tokens, generic failures, lockout."""
+
+from __future__ import annotations
+
+import pytest
+
+from functions.shared.identity.tokens import verify_access_token
+from tests.support.api import call_api
+from tests.support.logs import json_log_lines
+
+
+def login(email: str, password: str, source_ip: str = "198.51.100.20"):
+    return call_api(
+        "POST",
+        "/auth/login",
+        json_body={"email": email, "password": password},
+        source_ip=source_ip,
+    )
+
+
+def test_correct_credentials_return_a_working_access_token(world):
+    # Given a user
+    user_id = world.create_user("Parent@Example.com", "correct horse")
+    # When they sign in (email case does not matter)
+    response = login("parent@example.COM", "correct horse")
+    # Then they get a bearer token for 15 minutes that names them
+    assert response.status == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 900
+    claims = verify_access_token(body["access_token"])
+    assert claims.subject == user_id
+    assert claims.role == "user"
+    # And the token opens their own routes
+    me = call_api("GET", "/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status == 200
+    assert me.json()["user_id"] == str(user_id)
+
+
+def test_wrong_password_and_unknown_email_get_the_same_answer(world):
+    world.create_user("parent@example.com", "correct horse")
+    wrong_password = login("parent@example.com", "wrong")
+    unknown_email = login("nobody@example.com", "wrong")
+    assert wrong_password.status == unknown_email.status == 401
+    assert wrong_password.json()["error"]["message"] == unknown_email.json()["error"]["message"]
+    assert wrong_password.json()["error"]["code"] == unknown_email.json()["error"]["code"]
+
+
+def test_failed_sign_in_is_audited_and_counted_without_the_email(world, caplog, capsys):
+    world.create_user("parent@example.com", "correct horse")
+    login("parent@example.com", "hunter2-wrong", source_ip="203.0.113.5")
+    lines = [line for line in json_log_lines(caplog) if line.get("audit")]
+    # The line the WAF responder counts: auth_event sign_in_failed with the source IP
+    failed = [line for line in lines if line.get("auth_event") == "sign_in_failed"]
+    assert failed
+    assert failed[-1]["source_ip"] == "203.0.113.5"
+    assert failed[-1]["reason"] == "wrong_password"
+    everything = str(json_log_lines(caplog)) + capsys.readouterr().out
+    assert "parent@example.com" not in everything
+    assert "hunter2-wrong" not in everything
+    assert "FailedSignIns" in everything
+
+
+def test_account_is_locked_after_repeated_failures_even_with_the_right_password(world):
+    world.create_user("parent@example.com", "correct horse")
+    for _ in range(5):
+        assert login("parent@example.com", "wrong").status == 401
+    # The right password no longer helps while the lock holds
+    locked = login("parent@example.com", "correct horse")
+    assert locked.status == 429
+    assert int(locked.header("Retry-After") or "0") > 0
+    # And the answer does not reveal whether the password was right
+    assert "password" not in locked.body.lower()
+
+
+def test_lockout_holds_from_another_source_ip(world):
+    world.create_user("parent@example.com", "correct horse")
+    for index in range(5):
+        login("parent@example.com", "wrong", source_ip=f"198.51.100.{index + 1}")
+    assert login("parent@example.com", "correct horse", source_ip="203.0.113.99").status == 429
+
+
+def test_unknown_email_is_locked_the_same_way(world):
+    # Locks are per email whether or not an account exists: no enumeration through 429s.
+    for _ in range(5):
+        login("ghost@example.com", "wrong")
+    assert login("ghost@example.com", "wrong").status == 429
+
+
+def test_success_resets_the_account_counter(world):
+    world.create_user("parent@example.com", "correct horse")
+    for _ in range(4):
+        login("parent@example.com", "wrong")
+    assert login("parent@example.com", "correct horse").status == 200
+    for _ in range(4):
+        assert login("parent@example.com", "wrong").status == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "parent@example.com"},
+        {"password": "x"},
+        {"email": "not-an-email", "password": "x"},
+        {"email": "a@b.c", "password": ""},
+        {"email": "a@b.c", "password": "x" * 1025},
+        {"email": "a@b.c", "password": "x", "role": "admin"},
+    ],
+)
+def test_malformed_sign_in_is_422_without_echo(world, body):
+    response = call_api("POST", "/auth/login", json_body=body)
+    assert response.status == 422
+    assert "parent@example.com" not in response.body
+
+
+def test_database_down_is_503_not_500(world, monkeypatch):
+    from functions.shared.db.pools import close_pools
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv(
+        "DATABASE_READONLY_URL", "host=127.0.0.1 port=1 user=x dbname=x connect_timeout=1"
+    )
+    close_pools()
+    get_settings.cache_clear()
+    response = login("parent@example.com", "whatever")
+    assert response.status == 503
+    close_pools()
+
+
+def test_success_is_audited_with_user_id_and_key_version(world, caplog):
+    user_id = world.create_user("parent@example.com", "correct horse")
+    login("parent@example.com", "correct horse")
+    succeeded = [
+        line for line in json_log_lines(caplog) if line.get("auth_event") == "sign_in_succeeded"
+    ]
+    assert succeeded
+    assert succeeded[-1]["user_id"] == str(user_id)
+    assert succeeded[-1]["kid"]
+    assert "correct horse" not in str(json_log_lines(caplog))
+
+
+def test_hash_made_with_an_older_cost_is_upgraded_on_sign_in(world, monkeypatch):
+    from functions.shared.settings import get_settings
+
+    # Given a user whose hash was made with a lower cost than today's setting
+    world.create_user("parent@example.com", "correct horse")
+    monkeypatch.setenv("SCRYPT_N", "32")
+    get_settings.cache_clear()
+    # When they sign in
+    assert login("parent@example.com", "correct horse").status == 200
+    # Then the stored hash carries the new cost, and the password still works
+    stored = world.query("SELECT password_hash FROM users")[0][0]
+    assert stored.startswith("scrypt$32$")
+    assert login("parent@example.com", "correct horse").status == 200
+
+
+def test_lockout_store_down_fails_closed_with_503(world, monkeypatch):
+    from functions.shared.settings import get_settings
+
+    world.create_user("parent@example.com", "correct horse")
+    monkeypatch.setenv("RATE_LIMIT_TABLE", "no-such-table")
+    get_settings.cache_clear()
+    response = login("parent@example.com", "correct horse")
+    assert response.status == 503
+    assert "access_token" not in response.body
+
+
+def test_starting_a_lockout_is_counted(world, capsys):
+    for _ in range(5):
+        login("parent@example.com", "wrong")
+    assert "AccountLockouts" in capsys.readouterr().out

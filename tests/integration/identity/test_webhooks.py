@@ -1,0 +1,161 @@
+"""POST /webhooks/recalls: signed by any Standard Webhooks sender, upserted by
+source_id, and every refused message leaves the database untouched."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks import Webhook
+
+from tests.support.api import call_api
+from tests.support.identity import (
+    reset_identity_caches,
+    retire_previous,
+    rotate_webhook_secret,
+    webhook_secret_id,
+)
+
+
+def event(source_id: str = "CPSC-26-001", kind: str = "recall.created", **data) -> bytes:
+    recall = {
+        "source_id": source_id,
+        "product": "Sleeper",
+        "brand": "Dreamy",
+        "hazard": "Suffocation",
+        "remedy": "Refund",
+        "recall_date": "2026-01-15",
+        **data,
+    }
+    document = {"type": kind, "timestamp": datetime.now(UTC).isoformat(), "data": recall}
+    return json.dumps(document).encode()
+
+
+def signed_headers(secret: str, body: bytes, msg_id: str | None = None, at: float | None = None):
+    """What a sender built on the standardwebhooks reference library sends."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, moment, body.decode()),
+        "Content-Type": "application/json",
+    }
+
+
+def post(body: bytes, headers: dict[str, str]):
+    return call_api("POST", "/webhooks/recalls", headers=headers, body=body)
+
+
+def test_reference_library_signed_event_is_upserted(world):
+    body = event()
+    response = post(body, signed_headers(world.webhook_secret, body))
+    assert response.status == 200
+    assert response.json()["created"] is True
+    rows = world.query("SELECT source_id, product, hazard FROM recalls")
+    assert rows == [("CPSC-26-001", "Sleeper", "Suffocation")]
+
+
+def test_update_event_changes_the_existing_recall(world):
+    first = event()
+    post(first, signed_headers(world.webhook_secret, first))
+    update = event(kind="recall.updated", remedy="Repair kit", url="https://recalls.example/x")
+    response = post(update, signed_headers(world.webhook_secret, update))
+    assert response.status == 200
+    assert response.json()["created"] is False
+    assert world.query("SELECT remedy, url FROM recalls") == [
+        ("Repair kit", "https://recalls.example/x")
+    ]
+
+
+def test_tampered_body_is_refused_and_writes_nothing(world):
+    body = event()
+    headers = signed_headers(world.webhook_secret, body)
+    tampered = body.replace(b"Refund", b"Ignore")
+    response = post(tampered, headers)
+    assert response.status == 401
+    assert world.recall_count() == 0
+
+
+def test_stale_timestamp_is_refused_and_writes_nothing(world):
+    body = event()
+    response = post(body, signed_headers(world.webhook_secret, body, at=time.time() - 301))
+    assert response.status == 401
+    assert world.recall_count() == 0
+
+
+def test_reused_webhook_id_is_refused_and_writes_nothing_more(world):
+    body = event()
+    headers = signed_headers(world.webhook_secret, body, msg_id="msg_once")
+    assert post(body, headers).status == 200
+    world.execute("DELETE FROM recalls")
+    # The exact same signed message replayed
+    replay = post(body, headers)
+    assert replay.status == 409
+    assert world.recall_count() == 0
+
+
+def test_previous_secret_works_during_rotation(world):
+    old = world.webhook_secret
+    rotate_webhook_secret()
+    reset_identity_caches()
+    body = event()
+    assert post(body, signed_headers(old, body)).status == 200
+
+
+def test_retired_secret_is_refused_and_writes_nothing(world):
+    old = world.webhook_secret
+    new = rotate_webhook_secret()
+    retire_previous(webhook_secret_id())
+    reset_identity_caches()
+    body = event()
+    assert post(body, signed_headers(old, body)).status == 401
+    assert world.recall_count() == 0
+    assert post(body, signed_headers(new, body)).status == 200
+
+
+def test_missing_signature_is_refused(world):
+    body = event()
+    response = post(body, {"Content-Type": "application/json"})
+    assert response.status == 401
+    assert world.recall_count() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"type": "recall.deleted", "timestamp": "2026-01-01T00:00:00Z", "data": {}}',
+        event(recall_date="not-a-date"),
+        event(source_id="../../etc"),
+        event(url="javascript:alert(1)"),
+        event(extra_field="x"),
+        b"not json",
+    ],
+)
+def test_signed_but_invalid_event_is_4xx_and_writes_nothing(world, body):
+    response = post(body, signed_headers(world.webhook_secret, body))
+    assert 400 <= response.status < 500
+    assert world.recall_count() == 0
+
+
+def test_failed_upsert_releases_the_id_for_the_senders_retry(world, monkeypatch):
+    from functions.api.identity import store
+
+    body = event()
+    headers = signed_headers(world.webhook_secret, body, msg_id="msg_retry")
+    real = store.upsert_recall
+
+    def failing(recall):
+        from functions.shared.db import DatabaseUnavailable
+
+        raise DatabaseUnavailable()
+
+    monkeypatch.setattr(store, "upsert_recall", failing)
+    assert post(body, headers).status == 503
+    assert world.recall_count() == 0
+    monkeypatch.setattr(store, "upsert_recall", real)
+    assert post(body, headers).status == 200
+    assert world.recall_count() == 1
