@@ -1,0 +1,664 @@
+"""Blocked addresses: the DynamoDB block registry and the WAF auto-block IP sets.
+
+The registry is the source of truth; the IP sets (v4 and v6, as WAF requires) are
+made to equal the registry's live entries, never edited entry by entry. The WAF
+responder, the `babyshield waf` command and the admin API all go through the
+operations at the bottom of this module, so a block looks the same whoever made it.
+
+Why the write order matters: every writer changes the registry first and then
+syncs. A sync reads the IP set's LockToken *before* it reads the registry, so a
+successful UpdateIPSet proves no other write landed after that registry read;
+a WAFOptimisticLockException means one did, and the sync starts over from a fresh
+token and a fresh registry read. Two responders therefore end with the union of
+their blocks, and a crash between the registry write and the sync is repaired by
+whichever sync runs next.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from functions.shared import names
+from functions.shared.observability import logger
+from functions.shared.settings import IPNetwork, get_settings, parse_cidrs
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_wafv2 import WAFV2Client
+
+BlockSource = Literal["auto", "manual"]
+KEY_ATTRIBUTE = names.TABLE_PARTITION_KEY
+
+# Narrower than this is an operator's call, never a blanket block: a typo such as
+# `10.0.0.0/8` must not take out a whole provider's customers.
+MIN_PREFIX = {4: 16, 6: 48}
+HOST_PREFIX = {4: 32, 6: 128}
+MAX_SYNC_ATTEMPTS = 8
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+PROTECTED_LIST_CACHE_SECONDS = 300
+_DYNAMODB_BATCH = 25
+_RETRYABLE_WAF_ERRORS = {
+    "WAFOptimisticLockException",
+    "WAFInternalErrorException",
+    "ThrottlingException",
+    "WAFUnavailableEntityException",
+}
+
+
+class BlockError(Exception):
+    """A block operation that cannot go ahead; the message is safe to show an operator."""
+
+
+class InvalidTarget(BlockError):
+    pass
+
+
+class ProtectedAddress(BlockError):
+    pass
+
+
+class ProtectedListUnavailable(BlockError):
+    """The allowlist or never-block list could not be read: block nothing rather than guess."""
+
+
+class IpSetSyncFailed(BlockError):
+    pass
+
+
+# --- AWS clients ------------------------------------------------------------------
+
+
+def aws_config(max_attempts: int) -> Config:
+    # Timeouts short enough that a stuck call fails well inside the Lambda's
+    # timeout, and botocore's standard retry mode for throttling and 5xx answers.
+    return Config(
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+    )
+
+
+@lru_cache(maxsize=16)
+def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int = 5) -> Any:
+    return boto3.session.Session().client(
+        service,  # type: ignore[call-overload]
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=aws_config(max_attempts),
+    )
+
+
+def aws_client(service: str) -> Any:
+    """One client per service, region, endpoint and retry budget, created on first use."""
+    s = get_settings()
+    return _client(service, s.region, s.aws_endpoint_url, s.aws_max_attempts)
+
+
+def _dynamodb() -> DynamoDBClient:
+    client: DynamoDBClient = aws_client("dynamodb")
+    return client
+
+
+def _wafv2() -> WAFV2Client:
+    client: WAFV2Client = aws_client("wafv2")
+    return client
+
+
+# --- Addresses --------------------------------------------------------------------
+
+
+def parse_target(text: str) -> IPNetwork:
+    """An address or CIDR an operator (or a log line) names, as a network.
+
+    A bare address is a host (`/32`, `/128`); a CIDR with host bits set or wider
+    than MIN_PREFIX is refused with a message saying why.
+    """
+    raw = text.strip()
+    try:
+        network = ipaddress.ip_network(raw, strict=True)
+    except ValueError as exc:
+        raise InvalidTarget(f"not an IP address or CIDR: {raw!r}") from exc
+    if network.prefixlen < MIN_PREFIX[network.version]:
+        raise InvalidTarget(
+            f"{network} is wider than /{MIN_PREFIX[network.version]}; "
+            "block narrower ranges or change the WAF rules instead"
+        )
+    return network
+
+
+def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
+    """Starts and prefix lengths of the fewest CIDRs covering exactly the given networks.
+
+    Sort, merge overlapping or adjacent ranges, then cut each range into the
+    largest aligned blocks: O(n log n) for the sort, linear after it, and the
+    result covers no address that was not given. Each range is packed into one
+    int (start, then size) so the sort and the merge allocate no objects the
+    garbage collector has to trace, which keeps large inputs linear in practice.
+    """
+    width = HOST_PREFIX[version]
+    shift = width + 1
+    size_mask = (1 << shift) - 1
+    keys = sorted(
+        (int(n.network_address) << shift) | ((1 << (width - n.prefixlen)) - 1)
+        for n in networks
+        if n.version == version
+    )
+    starts: list[int] = []
+    ends: list[int] = []
+    for key in keys:
+        start = key >> shift
+        end = start + (key & size_mask)
+        if ends and start <= ends[-1] + 1:
+            if end > ends[-1]:
+                ends[-1] = end
+        else:
+            starts.append(start)
+            ends.append(end)
+    out_starts: list[int] = []
+    out_prefixes: list[int] = []
+    for start, end in zip(starts, ends, strict=True):
+        while start <= end:
+            # Largest block aligned at `start` that does not run past `end`.
+            size_bits = (start & -start).bit_length() - 1 if start else width
+            span_bits = (end - start + 1).bit_length() - 1
+            bits = min(size_bits, span_bits)
+            out_starts.append(start)
+            out_prefixes.append(width - bits)
+            start += 1 << bits
+    return out_starts, out_prefixes
+
+
+def aggregate(networks: Iterable[IPNetwork], version: int) -> list[IPNetwork]:
+    """The fewest CIDRs covering exactly the given networks of one IP version."""
+    network_class = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+    starts, prefixes = _aggregate_ranges(networks, version)
+    return [network_class((a, p)) for a, p in zip(starts, prefixes, strict=True)]
+
+
+def aggregate_cidrs(networks: Iterable[IPNetwork], version: int) -> list[str]:
+    """`aggregate` as the CIDR strings an IP set takes, without building network objects."""
+    starts, prefixes = _aggregate_ranges(networks, version)
+    if version == 4:
+        return [
+            f"{socket.inet_ntoa(a.to_bytes(4, 'big'))}/{p}"
+            for a, p in zip(starts, prefixes, strict=True)
+        ]
+    return [f"{ipaddress.IPv6Address(a)}/{p}" for a, p in zip(starts, prefixes, strict=True)]
+
+
+# --- The registry -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """One registry entry: a blocked network and why. Times are epoch seconds."""
+
+    network: IPNetwork
+    reason: str
+    alarm: str
+    source: BlockSource
+    first_seen: int
+    last_seen: int
+    blocked_until: int
+    offences: int = 1
+    requests: int = 0
+    event_id: str | None = None
+    actor: str | None = None
+
+    @property
+    def ip(self) -> str:
+        return str(self.network)
+
+    @property
+    def version(self) -> int:
+        return self.network.version
+
+    def is_live(self, now: float) -> bool:
+        return self.blocked_until > now
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ip": self.ip,
+            "version": self.version,
+            "reason": self.reason,
+            "alarm": self.alarm,
+            "source": self.source,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "blocked_until": self.blocked_until,
+            "offences": self.offences,
+            "requests": self.requests,
+            "event_id": self.event_id,
+            "actor": self.actor,
+        }
+
+
+def _to_item(block: Block, memory_seconds: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        # The stack's tables share one partition key name; `ip` is kept readable too.
+        KEY_ATTRIBUTE: {"S": block.ip},
+        "ip": {"S": block.ip},
+        "version": {"N": str(block.version)},
+        "reason": {"S": block.reason},
+        "alarm": {"S": block.alarm},
+        "source": {"S": block.source},
+        "first_seen": {"N": str(block.first_seen)},
+        "last_seen": {"N": str(block.last_seen)},
+        "blocked_until": {"N": str(block.blocked_until)},
+        "offences": {"N": str(block.offences)},
+        "requests": {"N": str(block.requests)},
+        # The TTL outlives the block so a returning offender counts as a repeat.
+        "expires_at": {"N": str(block.blocked_until + memory_seconds)},
+    }
+    if block.event_id:
+        item["event_id"] = {"S": block.event_id}
+    if block.actor:
+        item["actor"] = {"S": block.actor}
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> Block | None:
+    try:
+        return Block(
+            network=ipaddress.ip_network(item["ip"]["S"]),
+            reason=item["reason"]["S"],
+            alarm=item["alarm"]["S"],
+            source="manual" if item["source"]["S"] == "manual" else "auto",
+            first_seen=int(item["first_seen"]["N"]),
+            last_seen=int(item["last_seen"]["N"]),
+            blocked_until=int(item["blocked_until"]["N"]),
+            offences=int(item["offences"]["N"]),
+            requests=int(item.get("requests", {}).get("N", "0")),
+            event_id=item.get("event_id", {}).get("S"),
+            actor=item.get("actor", {}).get("S"),
+        )
+    except (KeyError, ValueError):
+        # A hand-edited or foreign item must not stop every sync; it is simply not a block.
+        logger.warning("ignoring malformed block registry item", extra={"ip": item.get("ip")})
+        return None
+
+
+class BlockRegistry:
+    """Data access for the block registry (partition key KEY_ATTRIBUTE, TTL `expires_at`)."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or _dynamodb()
+
+    def all(self) -> list[Block]:
+        """Every entry, live or remembered; a consistent read so a sync sees the latest write."""
+        blocks: list[Block] = []
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                block = _from_item(item)
+                if block is not None:
+                    blocks.append(block)
+            if "LastEvaluatedKey" not in page:
+                return blocks
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def live(self, now: float) -> list[Block]:
+        return [b for b in self.all() if b.is_live(now)]
+
+    def put_many(self, blocks: Sequence[Block], memory_seconds: int) -> None:
+        self._batch([{"PutRequest": {"Item": _to_item(b, memory_seconds)}} for b in blocks])
+
+    def delete_many(self, networks: Iterable[IPNetwork]) -> None:
+        keys = {str(n) for n in networks}
+        self._batch(
+            [{"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": key}}}} for key in sorted(keys)]
+        )
+
+    def _batch(self, requests: list[dict[str, Any]]) -> None:
+        for offset in range(0, len(requests), _DYNAMODB_BATCH):
+            pending: list[Any] = requests[offset : offset + _DYNAMODB_BATCH]
+            attempt = 0
+            while pending:
+                answer = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                pending = list(answer.get("UnprocessedItems", {}).get(self.table_name, []))
+                if pending:
+                    attempt += 1
+                    if attempt >= MAX_SYNC_ATTEMPTS:
+                        raise BlockError("the block registry kept refusing writes (throttled)")
+                    _backoff(attempt)
+
+
+def registry() -> BlockRegistry:
+    return BlockRegistry(get_settings().block_registry_table)
+
+
+# --- Protected addresses ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProtectedNetworks:
+    admin: tuple[IPNetwork, ...]
+    never_block: tuple[IPNetwork, ...]
+
+    def why_protected(self, network: IPNetwork) -> str | None:
+        """'admin allowlist' or 'never-block list' when the network touches either."""
+        for label, networks in (
+            ("admin allowlist", self.admin),
+            ("never-block list", self.never_block),
+        ):
+            if any(network.version == p.version and network.overlaps(p) for p in networks):
+                return label
+        return None
+
+
+@lru_cache(maxsize=1)
+def _ssm_provider(region: str, endpoint_url: str | None) -> Any:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+    ssm: SSMClient = _client("ssm", region, endpoint_url, get_settings().aws_max_attempts)
+    return SSMProvider(boto3_client=ssm)
+
+
+def _read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+    if not parameter:
+        return fallback
+    settings = get_settings()
+    provider = _ssm_provider(settings.region, settings.aws_endpoint_url)
+    try:
+        raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
+        return parse_cidrs(str(raw))
+    except Exception as exc:
+        raise ProtectedListUnavailable(
+            f"cannot read the protected address list {parameter}: nothing is blocked until it can"
+        ) from exc
+
+
+def protected_networks() -> ProtectedNetworks:
+    """The admin allowlist and never-block list (SSM in AWS, the environment locally)."""
+    settings = get_settings()
+    return ProtectedNetworks(
+        admin=_read_cidrs(settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs),
+        never_block=_read_cidrs(settings.never_block_cidrs_parameter, settings.never_block_cidrs),
+    )
+
+
+# --- Planning and syncing the IP sets ---------------------------------------------
+
+
+def _priority(block: Block) -> tuple[int, int, int]:
+    # An operator's block first, then the most recent, then the most active offender.
+    return (0 if block.source == "manual" else 1, -block.last_seen, -block.requests)
+
+
+@dataclass(frozen=True)
+class IpSetPlan:
+    """What one IP set should hold, and which live blocks did not fit."""
+
+    version: int
+    addresses: list[str]
+    kept: list[Block]
+    left_out: list[Block]
+
+
+def plan_ip_set(blocks: Sequence[Block], version: int, limit: int) -> IpSetPlan:
+    """Aggregate the live blocks of one version into at most `limit` CIDRs.
+
+    Past the limit, keep the longest prefix of the priority order whose
+    aggregate fits (binary search: aggregation never grows a list, so fitting
+    is monotone in the prefix length).
+    """
+    ordered = sorted((b for b in blocks if b.version == version), key=_priority)
+    networks = [b.network for b in ordered]
+    if len(_aggregate_ranges(networks, version)[0]) <= limit:
+        return IpSetPlan(version, aggregate_cidrs(networks, version), ordered, [])
+    low, high = limit, len(ordered)  # `limit` blocks always fit; all of them do not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(_aggregate_ranges(networks[:middle], version)[0]) <= limit:
+            low = middle
+        else:
+            high = middle
+    return IpSetPlan(
+        version, aggregate_cidrs(networks[:low], version), ordered[:low], ordered[low:]
+    )
+
+
+@dataclass
+class SyncReport:
+    """What a sync changed: per version, entries now in the set, added and removed."""
+
+    entries: dict[int, int] = field(default_factory=dict)
+    added: dict[int, list[str]] = field(default_factory=dict)
+    removed: dict[int, list[str]] = field(default_factory=dict)
+    left_out: list[Block] = field(default_factory=list)
+    lock_retries: int = 0
+
+    @property
+    def removed_count(self) -> int:
+        return sum(len(v) for v in self.removed.values())
+
+
+@dataclass(frozen=True)
+class _IpSetRef:
+    version: int
+    name: str
+    id: str
+
+
+@lru_cache(maxsize=8)
+def _lookup_ip_set_id(name: str, scope: str, region: str, endpoint_url: str | None) -> str:
+    client: WAFV2Client = _client("wafv2", region, endpoint_url, get_settings().aws_max_attempts)
+    kwargs: dict[str, Any] = {"Scope": scope, "Limit": 100}
+    while True:
+        page = client.list_ip_sets(**kwargs)
+        for summary in page.get("IPSets", []):
+            if summary["Name"] == name:
+                return summary["Id"]
+        marker = page.get("NextMarker")
+        if not marker or not page.get("IPSets"):
+            raise IpSetSyncFailed(f"WAF IP set {name} ({scope}) does not exist")
+        kwargs["NextMarker"] = marker
+
+
+def _ip_set_refs() -> list[_IpSetRef]:
+    s = get_settings()
+    refs = []
+    for version, name, set_id in (
+        (4, s.auto_block_ipset_v4_name, s.auto_block_ipset_v4_id),
+        (6, s.auto_block_ipset_v6_name, s.auto_block_ipset_v6_id),
+    ):
+        if set_id is None:
+            set_id = _lookup_ip_set_id(name, s.waf_scope, s.region, s.aws_endpoint_url)
+        refs.append(_IpSetRef(version, name, set_id))
+    return refs
+
+
+def _backoff(attempt: int) -> None:
+    # Full jitter, so two responders that collided do not collide again in step.
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+    time.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
+
+
+def _put_ip_set(ref: _IpSetRef, addresses: list[str], lock_token: str, description: str) -> None:
+    """The one UpdateIPSet call: the whole list, guarded by the token read before the plan."""
+    # UpdateIPSet replaces the description too, and refuses an empty one: pass it back as read.
+    extra = {"Description": description} if description else {}
+    _wafv2().update_ip_set(
+        Name=ref.name,
+        Scope=get_settings().waf_scope,
+        Id=ref.id,
+        Addresses=addresses,
+        LockToken=lock_token,
+        **extra,
+    )
+
+
+def sync_ip_sets(now: float | None = None, reg: BlockRegistry | None = None) -> SyncReport:
+    """Make both auto-block IP sets equal the registry's live entries.
+
+    Each attempt reads both lock tokens, then the registry, then writes whichever
+    set differs. A lock conflict or throttling means another writer got there
+    first: back off with jitter and start over from fresh reads. Every write is
+    a whole list computed from one registry read, so no partial list is ever set.
+    """
+    reg = reg or registry()
+    settings = get_settings()
+    report = SyncReport()
+    refs = _ip_set_refs()
+    for attempt in range(MAX_SYNC_ATTEMPTS):
+        when = time.time() if now is None else now
+        current = {}
+        for ref in refs:
+            answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
+            current[ref.version] = (
+                answer["LockToken"],
+                list(answer["IPSet"].get("Addresses", [])),
+                answer["IPSet"].get("Description") or "",
+            )
+        live = reg.live(when)
+        report.left_out = []
+        try:
+            for ref in refs:
+                token, existing, description = current[ref.version]
+                plan = plan_ip_set(live, ref.version, settings.ipset_max_addresses)
+                report.left_out.extend(plan.left_out)
+                report.entries[ref.version] = len(plan.addresses)
+                wanted, have = set(plan.addresses), set(existing)
+                if wanted == have:
+                    continue
+                _put_ip_set(ref, sorted(wanted), token, description)
+                report.added.setdefault(ref.version, []).extend(sorted(wanted - have))
+                report.removed.setdefault(ref.version, []).extend(sorted(have - wanted))
+            return report
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in _RETRYABLE_WAF_ERRORS:
+                raise
+            report.lock_retries += 1
+            logger.info("IP set changed under us; re-reading", extra={"code": code})
+            _backoff(attempt)
+    raise IpSetSyncFailed(
+        f"could not update the auto-block IP sets after {MAX_SYNC_ATTEMPTS} attempts; "
+        "the registry holds the blocks and the next sync will apply them"
+    )
+
+
+# --- Operations -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """The answer of a block or unblock: what changed and what the sync did."""
+
+    changed: list[Block]
+    not_found: list[str]
+    sync: SyncReport
+
+
+def _audit(action: str, actor: str, block: Block) -> None:
+    # One structured line per change, so "who unblocked this and when" is a log query.
+    logger.info(
+        f"audit: {action} {block.ip}",
+        extra={"audit": {"action": action, "by": actor, "ip": block.ip, "block": block.to_json()}},
+    )
+
+
+def list_blocks(now: float | None = None, *, include_expired: bool = False) -> list[Block]:
+    """Live blocks (or all remembered ones), soonest expiry first."""
+    when = time.time() if now is None else now
+    blocks = registry().all()
+    if not include_expired:
+        blocks = [b for b in blocks if b.is_live(when)]
+    return sorted(blocks, key=lambda b: (b.blocked_until, b.ip))
+
+
+def block(
+    targets: Sequence[str],
+    *,
+    reason: str,
+    duration_seconds: int,
+    actor: str,
+    now: float | None = None,
+) -> ChangeResult:
+    """Block addresses by hand, for `duration_seconds`; refuses protected addresses."""
+    if not targets:
+        raise InvalidTarget("name at least one address to block")
+    if duration_seconds <= 0:
+        raise InvalidTarget("the block duration must be positive")
+    if not reason.strip():
+        raise InvalidTarget("give a reason for the block")
+    networks = [parse_target(t) for t in targets]
+    protected = protected_networks()
+    for network in networks:
+        why = protected.why_protected(network)
+        if why:
+            raise ProtectedAddress(f"{network} is on the {why}; it is never blocked")
+    when = int(time.time() if now is None else now)
+    reg = registry()
+    known = {b.ip: b for b in reg.all()}
+    blocks = []
+    for network in networks:
+        previous = known.get(str(network))
+        blocks.append(
+            Block(
+                network=network,
+                reason=reason.strip(),
+                alarm="manual",
+                source="manual",
+                first_seen=previous.first_seen if previous else when,
+                last_seen=when,
+                blocked_until=when + duration_seconds,
+                offences=(previous.offences + 1) if previous else 1,
+                requests=previous.requests if previous else 0,
+                actor=actor,
+            )
+        )
+    reg.put_many(blocks, get_settings().offence_memory_seconds)
+    report = sync_ip_sets(now=when, reg=reg)
+    for b in blocks:
+        _audit("block", actor, b)
+    return ChangeResult(changed=blocks, not_found=[], sync=report)
+
+
+def unblock(
+    targets: Sequence[str] = (),
+    *,
+    actor: str,
+    event_id: str | None = None,
+    now: float | None = None,
+) -> ChangeResult:
+    """Remove blocks at once: by address, or every block one responder event made.
+
+    The registry entry is deleted, not shortened, so a customer unblocked by hand
+    does not count as a repeat offender later.
+    """
+    if not targets and not event_id:
+        raise InvalidTarget("name an address to unblock, or --event")
+    networks = [parse_target(t) for t in targets]
+    reg = registry()
+    known = {b.ip: b for b in reg.all()}
+    chosen = {str(n) for n in networks if str(n) in known}
+    not_found = [str(n) for n in networks if str(n) not in known]
+    if event_id:
+        chosen.update(ip for ip, b in known.items() if b.event_id == event_id)
+    found = [known[ip] for ip in sorted(chosen)]
+    reg.delete_many(b.network for b in found)
+    when = time.time() if now is None else now
+    report = sync_ip_sets(now=when, reg=reg)
+    for b in found:
+        _audit("unblock", actor, b)
+    return ChangeResult(changed=found, not_found=not_found, sync=report)

@@ -1,0 +1,124 @@
+"""The one message on-call gets per alarm: what was blocked, what was not, how to undo it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from functions.shared.blocks import Block, aws_client
+from functions.shared.observability import logger
+from functions.shared.settings import get_settings
+from functions.waf_responder.decide import Skipped
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+# SNS takes 256 KB; listing every one of 10,000 addresses would not fit and
+# would not be read. The counts are always complete; the lists are the top.
+MAX_LISTED = 50
+# Up to this many blocks the undo command names each address; past it, the event.
+MAX_ADDRESSES_IN_COMMAND = 20
+SUBJECT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Notification:
+    subject: str
+    text: str
+
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _host_text(block: Block) -> str:
+    # Operators type addresses, not /32s; the command accepts either.
+    full = block.network.prefixlen == block.network.max_prefixlen
+    return str(block.network.network_address) if full else block.ip
+
+
+def _activity(block: Block) -> str:
+    if block.source == "manual":
+        return "manual block"
+    # The rate rule reports who is limited, not how many requests they sent.
+    return f"{block.requests} requests" if block.requests else "rate-limited"
+
+
+def unblock_commands(blocked: Sequence[Block], event_id: str) -> list[str]:
+    commands = []
+    if 0 < len(blocked) <= MAX_ADDRESSES_IN_COMMAND:
+        commands.append("babyshield waf unblock " + " ".join(_host_text(b) for b in blocked))
+    if blocked:
+        commands.append(f"babyshield waf unblock --event {event_id}")
+    return commands
+
+
+def compose(
+    *,
+    alarm: str,
+    alarm_reason: str,
+    event_id: str,
+    source: str,
+    blocked: Sequence[Block],
+    skipped: Sequence[Skipped],
+    left_out: Sequence[Block],
+    limit: int,
+    truncated_query: bool,
+) -> Notification:
+    lines = [f"Alarm {alarm} is in ALARM: {alarm_reason}".rstrip(": "), f"Offenders from {source}."]
+    if truncated_query:
+        lines.append(
+            "The log query hit its row limit: counts are from the most recent records only."
+        )
+    lines.append("")
+    if blocked:
+        lines.append(f"Blocked {len(blocked)} address(es):")
+        for b in blocked[:MAX_LISTED]:
+            repeat = f", offence #{b.offences}" if b.offences > 1 else ""
+            lines.append(
+                f"  {_host_text(b)}  {_activity(b)}  until {_when(b.blocked_until)}{repeat}"
+            )
+        if len(blocked) > MAX_LISTED:
+            lines.append(f"  ... and {len(blocked) - MAX_LISTED} more (babyshield waf list)")
+    else:
+        lines.append("Blocked nothing.")
+    if skipped:
+        lines += ["", f"Not blocked ({len(skipped)}):"]
+        lines += [f"  {s.ip}  {s.requests} requests  {s.why}" for s in skipped[:MAX_LISTED]]
+        if len(skipped) > MAX_LISTED:
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more")
+    if left_out:
+        lines += [
+            "",
+            f"Left out of the WAF IP sets ({len(left_out)}): the {limit}-entry limit is reached; "
+            "they stay in the registry and enter the set as older blocks expire:",
+        ]
+        lines += [f"  {_host_text(b)}  {_activity(b)}" for b in left_out[:MAX_LISTED]]
+        if len(left_out) > MAX_LISTED:
+            lines.append(f"  ... and {len(left_out) - MAX_LISTED} more")
+    commands = unblock_commands(blocked, event_id)
+    if commands:
+        lines += ["", "To undo:"] + [f"  {c}" for c in commands]
+    subject = f"[BabyShield] {alarm}: blocked {len(blocked)}, skipped {len(skipped)}"
+    if left_out:
+        subject += f", {len(left_out)} over limit"
+    return Notification(subject=subject[:SUBJECT_LIMIT], text="\n".join(lines) + "\n")
+
+
+def _sns() -> SNSClient:
+    client: SNSClient = aws_client("sns")
+    return client
+
+
+def publish(notification: Notification) -> str | None:
+    """Send to the on-call topic; without one (local stack) the message is only logged."""
+    topic = get_settings().oncall_topic_arn
+    if not topic:
+        logger.info(
+            "no on-call topic configured; message not sent", extra={"subject": notification.subject}
+        )
+        return None
+    answer = _sns().publish(TopicArn=topic, Subject=notification.subject, Message=notification.text)
+    return answer.get("MessageId")

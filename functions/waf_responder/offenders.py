@@ -1,0 +1,327 @@
+"""Who set the alarm off: offending client addresses and how much each offended.
+
+- rate alarm: the keys WAF's rate-based rule is limiting right now
+  (GetRateBasedStatementManagedKeys, v4 and v6);
+- blocked-requests alarm: WAF log records with action BLOCK in the alarm window,
+  except those the auto-block rules themselves terminated (so blocks do not feed
+  on themselves);
+- failed-sign-ins alarm: the API's failed sign-in log lines in the window.
+
+Log records come from one Logs Insights query per alarm, polled to completion
+within a deadline. The query narrows the records server-side, and the records
+are checked again here before they count: a record that is not what the query
+asked for never makes anyone an offender.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from functions.shared import names
+from functions.shared.blocks import HOST_PREFIX, aws_client, aws_config
+from functions.shared.settings import AlarmKind, IPNetwork, get_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_wafv2 import WAFV2Client
+
+# Logs Insights returns at most this many rows per query.
+INSIGHTS_ROW_LIMIT = 10_000
+POLL_INTERVAL_SECONDS = 0.5
+AUTO_BLOCK_RULES = frozenset({names.AUTO_BLOCK_RULE_V4, names.AUTO_BLOCK_RULE_V6})
+
+
+class OffenderLookupFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Offender:
+    network: IPNetwork
+    requests: int
+    last_seen: int  # epoch seconds
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class OffenderReport:
+    offenders: list[Offender]
+    source: str
+    records: int = 0
+    # The query hit the Insights row limit: counts are from the most recent records only.
+    truncated: bool = False
+
+
+@dataclass
+class _Tally:
+    requests: int = 0
+    last_seen_ms: int = 0
+    country: str | None = None
+
+
+def _host(raw: str) -> IPNetwork | None:
+    try:
+        address = ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
+    return ipaddress.ip_network((address, HOST_PREFIX[address.version]))
+
+
+def _finish(tallies: dict[str, _Tally], threshold: int) -> list[Offender]:
+    """Canonicalise the raw address strings, merge spellings, drop the unparseable."""
+    merged: dict[IPNetwork, _Tally] = {}
+    for raw, tally in tallies.items():
+        network = _host(raw)
+        if network is None:
+            continue
+        into = merged.setdefault(network, _Tally())
+        into.requests += tally.requests
+        into.last_seen_ms = max(into.last_seen_ms, tally.last_seen_ms)
+        into.country = into.country or tally.country
+    offenders = [
+        Offender(n, t.requests, t.last_seen_ms // 1000, t.country)
+        for n, t in merged.items()
+        if t.requests >= threshold
+    ]
+    offenders.sort(key=lambda o: (-o.requests, -o.last_seen, str(o.network)))
+    return offenders
+
+
+def aggregate_waf_records(
+    records: Iterable[str | dict[str, Any]], *, threshold: int
+) -> tuple[list[Offender], int]:
+    """Count BLOCK records per client address; returns offenders at or over `threshold`.
+
+    Streams: memory grows with the number of distinct addresses, not records.
+    Counting is keyed on the raw address text and parsed once per distinct key,
+    since parsing every record's address would dominate the cost.
+    """
+    tallies: dict[str, _Tally] = {}
+    seen = 0
+    for record in records:
+        seen += 1
+        if isinstance(record, str):
+            try:
+                record = json.loads(record)
+            except ValueError:
+                continue
+        if not isinstance(record, dict) or record.get("action") != "BLOCK":
+            continue
+        if record.get("terminatingRuleId") in AUTO_BLOCK_RULES:
+            continue
+        request = record.get("httpRequest")
+        if not isinstance(request, dict):
+            continue
+        client_ip = request.get("clientIp")
+        if not isinstance(client_ip, str):
+            continue
+        tally = tallies.get(client_ip)
+        if tally is None:
+            tally = tallies[client_ip] = _Tally(country=request.get("country"))
+        tally.requests += 1
+        stamp = record.get("timestamp")
+        if isinstance(stamp, int) and stamp > tally.last_seen_ms:
+            tally.last_seen_ms = stamp
+    return _finish(tallies, threshold), seen
+
+
+def aggregate_failed_sign_ins(
+    lines: Iterable[tuple[str, int]], *, threshold: int
+) -> tuple[list[Offender], int]:
+    """Count the API's failed sign-in lines per caller; `lines` are (message, epoch ms)."""
+    tallies: dict[str, _Tally] = {}
+    seen = 0
+    for message, stamp_ms in lines:
+        seen += 1
+        try:
+            line = json.loads(message)
+        except ValueError:
+            continue
+        if not isinstance(line, dict) or line.get("auth_event") != names.AUTH_EVENT_SIGN_IN_FAILED:
+            continue
+        source_ip = line.get("source_ip")
+        if not isinstance(source_ip, str):
+            continue
+        tally = tallies.setdefault(source_ip, _Tally())
+        tally.requests += 1
+        tally.last_seen_ms = max(tally.last_seen_ms, stamp_ms)
+    return _finish(tallies, threshold), seen
+
+
+# --- Logs Insights ----------------------------------------------------------------
+
+WAF_BLOCKS_QUERY = (
+    "fields @timestamp, @message"
+    ' | filter action = "BLOCK"'
+    f' and terminatingRuleId != "{names.AUTO_BLOCK_RULE_V4}"'
+    f' and terminatingRuleId != "{names.AUTO_BLOCK_RULE_V6}"'
+    " | sort @timestamp desc"
+    f" | limit {INSIGHTS_ROW_LIMIT}"
+)
+FAILED_SIGN_INS_QUERY = (
+    "fields @timestamp, @message"
+    f' | filter auth_event = "{names.AUTH_EVENT_SIGN_IN_FAILED}"'
+    " | sort @timestamp desc"
+    f" | limit {INSIGHTS_ROW_LIMIT}"
+)
+
+
+def _logs() -> CloudWatchLogsClient:
+    client: CloudWatchLogsClient = aws_client("logs")
+    return client
+
+
+def _insights_stamp_ms(value: str) -> int:
+    # Insights returns "2026-11-29 13:45:00.123" (UTC); some emulators return epoch ms.
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return 0
+    return int(parsed.timestamp() * 1000)
+
+
+def run_insights_query(
+    log_group: str, query: str, start: int, end: int, *, deadline_seconds: float
+) -> list[tuple[str, int]]:
+    """Run one query over [start, end] (epoch seconds); (message, epoch ms) per row.
+
+    Polls until the query completes; past the deadline the query is stopped and
+    the lookup fails, so a stuck query cannot hold the responder until timeout.
+    """
+    logs = _logs()
+    query_id = logs.start_query(
+        logGroupName=log_group, startTime=start, endTime=end, queryString=query
+    )["queryId"]
+    give_up = time.monotonic() + deadline_seconds
+    while True:
+        answer = logs.get_query_results(queryId=query_id)
+        status = answer["status"]
+        if status == "Complete":
+            break
+        if status in ("Failed", "Cancelled", "Timeout", "Unknown"):
+            raise OffenderLookupFailed(f"Logs Insights query on {log_group} ended {status}")
+        if time.monotonic() >= give_up:
+            # Best effort: the query is abandoned either way, and a failure to
+            # stop it must not hide the timeout itself.
+            with contextlib.suppress(ClientError):
+                logs.stop_query(queryId=query_id)
+            raise OffenderLookupFailed(
+                f"Logs Insights query on {log_group} still running after {deadline_seconds}s"
+            )
+        time.sleep(POLL_INTERVAL_SECONDS)
+    rows = []
+    for row in answer.get("results", []):
+        cells = {cell.get("field"): cell.get("value", "") for cell in row}
+        message = cells.get("@message")
+        if message:
+            rows.append((message, _insights_stamp_ms(cells.get("@timestamp") or "0")))
+    return rows
+
+
+def _messages(rows: list[tuple[str, int]]) -> Iterator[str]:
+    return (message for message, _ in rows)
+
+
+# --- Rate-based rule keys ---------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _rate_keys_client_for(region: str, endpoint_url: str | None, attempts: int) -> WAFV2Client:
+    import boto3
+
+    # A client of its own: GetRateBasedStatementManagedKeys is the one WAF call
+    # moto lacks, and tests stub exactly this client and nothing else.
+    client: WAFV2Client = boto3.session.Session().client(
+        "wafv2", region_name=region, endpoint_url=endpoint_url, config=aws_config(attempts)
+    )
+    return client
+
+
+def rate_keys_client() -> WAFV2Client:
+    s = get_settings()
+    return _rate_keys_client_for(s.region, s.aws_endpoint_url, s.aws_max_attempts)
+
+
+@lru_cache(maxsize=4)
+def _web_acl_id(name: str, scope: str, region: str, endpoint_url: str | None) -> str:
+    wafv2: WAFV2Client = aws_client("wafv2")
+    kwargs: dict[str, Any] = {"Scope": scope, "Limit": 100}
+    while True:
+        page = wafv2.list_web_acls(**kwargs)
+        for summary in page.get("WebACLs", []):
+            if summary["Name"] == name:
+                return summary["Id"]
+        marker = page.get("NextMarker")
+        if not marker or not page.get("WebACLs"):
+            raise OffenderLookupFailed(f"web ACL {name} ({scope}) does not exist")
+        kwargs["NextMarker"] = marker
+
+
+def rate_limited_offenders(now: int) -> OffenderReport:
+    s = get_settings()
+    acl_id = s.web_acl_id or _web_acl_id(s.web_acl_name, s.waf_scope, s.region, s.aws_endpoint_url)
+    answer = rate_keys_client().get_rate_based_statement_managed_keys(
+        Scope=s.waf_scope, WebACLName=s.web_acl_name, WebACLId=acl_id, RuleName=s.rate_rule_name
+    )
+    offenders = []
+    for key in ("ManagedKeysIPV4", "ManagedKeysIPV6"):
+        for cidr in answer.get(key, {}).get("Addresses", []):  # type: ignore[attr-defined]
+            try:
+                network = ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                continue
+            # WAF reports each limited client as a host CIDR; anything wider is not a client.
+            if network.prefixlen == HOST_PREFIX[network.version]:
+                offenders.append(Offender(network, requests=0, last_seen=now))
+    return OffenderReport(offenders, source=f"rate rule {s.rate_rule_name}")
+
+
+# --- By alarm kind ----------------------------------------------------------------
+
+
+def find_offenders(
+    kind: AlarmKind, *, window_end: int, period_seconds: int | None
+) -> OffenderReport:
+    """The offenders behind one alarm of `kind`, over the window ending at `window_end`."""
+    s = get_settings()
+    if kind == "waf-rate":
+        return rate_limited_offenders(window_end)
+    window = max(s.offender_window_seconds, period_seconds or 0)
+    start = window_end - window
+    if kind == "waf-blocked":
+        rows = run_insights_query(
+            s.waf_log_group,
+            WAF_BLOCKS_QUERY,
+            start,
+            window_end,
+            deadline_seconds=s.logs_query_deadline_seconds,
+        )
+        offenders, seen = aggregate_waf_records(
+            _messages(rows), threshold=s.blocked_requests_threshold
+        )
+        source = f"WAF log {s.waf_log_group}"
+    else:
+        rows = run_insights_query(
+            s.api_log_group,
+            FAILED_SIGN_INS_QUERY,
+            start,
+            window_end,
+            deadline_seconds=s.logs_query_deadline_seconds,
+        )
+        offenders, seen = aggregate_failed_sign_ins(rows, threshold=s.failed_sign_ins_threshold)
+        source = f"API log {s.api_log_group}"
+    return OffenderReport(
+        offenders, source=source, records=seen, truncated=len(rows) >= INSIGHTS_ROW_LIMIT
+    )

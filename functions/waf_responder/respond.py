@@ -1,0 +1,169 @@
+"""The responder's flow: alarm -> offenders -> decision -> registry -> IP sets -> on-call.
+
+`run` is the single call the handler makes. An alarm is handled at most once per
+EventBridge event id (Powertools idempotency on DynamoDB): a redelivery returns
+the first answer and blocks and notifies nothing new. If handling fails midway
+the idempotency record is released and the whole flow runs again on retry,
+which is safe because every step converges on the registry's content.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.shared import names
+from functions.shared.blocks import aws_client, protected_networks, registry, sync_ip_sets
+from functions.shared.observability import logger, metrics
+from functions.shared.settings import get_settings
+from functions.waf_responder.decide import decide
+from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
+from functions.waf_responder.notify import compose, publish
+from functions.waf_responder.offenders import find_offenders
+from functions.waf_responder.sweep import sweep
+
+# EventBridge retries a failed delivery for up to 24 hours.
+IDEMPOTENCY_SECONDS = 24 * 3600
+# The answer is stored in the idempotency table, whose items stop at 400 KB:
+# the lists are samples, the counts are complete.
+SUMMARY_LISTED = 100
+
+
+def respond(alarm: Alarm) -> dict[str, Any]:
+    """Block the offenders behind one alarm and tell on-call; returns the summary."""
+    settings = get_settings()
+    now = int(time.time())
+    # Read first: without the protected lists nothing may be blocked at all.
+    protected = protected_networks()
+    # The window ends just after the alarm fired; records later than that are not its cause.
+    report = find_offenders(
+        alarm.kind, window_end=int(alarm.at.timestamp()) + 1, period_seconds=alarm.period_seconds
+    )
+    reg = registry()
+    known = {b.ip: b for b in reg.all()}
+    decision = decide(
+        report.offenders,
+        alarm=alarm.name,
+        reason=f"{alarm.name}: {report.source}",
+        event_id=alarm.event_id,
+        known=known,
+        protected=protected,
+        now=now,
+        settings=settings,
+    )
+    reg.put_many(decision.to_block, settings.offence_memory_seconds)
+    sync = sync_ip_sets(reg=reg)
+    notification = compose(
+        alarm=alarm.name,
+        alarm_reason=alarm.reason,
+        event_id=alarm.event_id,
+        source=report.source,
+        blocked=decision.to_block,
+        skipped=decision.skipped,
+        left_out=sync.left_out,
+        limit=settings.ipset_max_addresses,
+        truncated_query=report.truncated,
+    )
+    message_id = publish(notification)
+    metrics.add_metric(
+        name=names.METRIC_WAF_IPS_BLOCKED, unit=MetricUnit.Count, value=len(decision.to_block)
+    )
+    metrics.add_metric(
+        name=names.METRIC_WAF_LOCK_RETRIES, unit=MetricUnit.Count, value=sync.lock_retries
+    )
+    logger.info(
+        "alarm handled",
+        extra={
+            "alarm": alarm.name,
+            "offenders": len(report.offenders),
+            "blocked": len(decision.to_block),
+            "skipped": len(decision.skipped),
+            "left_out": len(sync.left_out),
+            "lock_retries": sync.lock_retries,
+        },
+    )
+    return {
+        "status": "handled",
+        "alarm": alarm.name,
+        "event_id": alarm.event_id,
+        "blocked_count": len(decision.to_block),
+        "blocked": [b.ip for b in decision.to_block[:SUMMARY_LISTED]],
+        "skipped_count": len(decision.skipped),
+        "skipped": [
+            {"ip": s.ip, "requests": s.requests, "why": s.why}
+            for s in decision.skipped[:SUMMARY_LISTED]
+        ],
+        "left_out_count": len(sync.left_out),
+        "left_out": [b.ip for b in sync.left_out[:SUMMARY_LISTED]],
+        "lock_retries": sync.lock_retries,
+        "subject": notification.subject,
+        "message": notification.text,
+        "message_id": message_id,
+    }
+
+
+def _respond_once_impl(alarm: Alarm, *, event: dict[str, Any]) -> dict[str, Any]:
+    # `event` is only the idempotency key's source (its `id`); the alarm is already parsed.
+    return respond(alarm)
+
+
+@lru_cache(maxsize=4)
+def _idempotent(
+    table: str, region: str, endpoint_url: str | None
+) -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
+    # Key `id` and TTL `expiration`: Powertools' defaults, as the stack creates the table.
+    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=aws_client("dynamodb"))
+    config = IdempotencyConfig(
+        event_key_jmespath="id",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=IDEMPOTENCY_SECONDS,
+    )
+    wrapped = idempotent_function(
+        data_keyword_argument="event", persistence_store=persistence, config=config
+    )(_respond_once_impl)
+    return wrapped, config
+
+
+def respond_once(
+    alarm: Alarm, event: dict[str, Any], context: LambdaContext | None
+) -> dict[str, Any]:
+    s = get_settings()
+    wrapped, config = _idempotent(s.idempotency_table, s.region, s.aws_endpoint_url)
+    if context is not None:
+        # Lets an in-progress record expire with the invocation, so a retry after a
+        # timeout is not refused as "already in progress" for the whole hour.
+        config.register_lambda_context(context)
+    return wrapped(alarm, event=event)
+
+
+def run(
+    parsed: ParsedEvent, event: dict[str, Any], context: LambdaContext | None
+) -> dict[str, Any]:
+    """Act on one parsed invocation; rejected and non-ALARM events change nothing."""
+    if isinstance(parsed, Rejected):
+        logger.warning("rejected event: %s", parsed.reason)
+        return {"status": "rejected", "reason": parsed.reason}
+    try:
+        if isinstance(parsed, Sweep):
+            return sweep()
+        if parsed.state != "ALARM":
+            logger.info(
+                "alarm state change ignored",
+                extra={"alarm": parsed.name, "state": parsed.state},
+            )
+            return {"status": "ignored", "alarm": parsed.name, "state": parsed.state}
+        return respond_once(parsed, event, context)
+    except Exception:
+        metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.exception("WAF responder failed; the invocation will be retried")
+        raise

@@ -1,0 +1,327 @@
+"""`babyshield waf list|block|unblock`: the on-call view and control of automatic blocks.
+
+The command calls the same operations as the responder (functions/shared/blocks.py):
+the registry changes first, then both IP sets are synced to it, so a block made
+here looks exactly like one the responder made, and an unblock takes effect at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from functions.shared import blocks, names
+from functions.shared.observability import logger
+from functions.shared.settings import get_settings
+from ops.console import CommandError, print_json, print_table
+
+T = TypeVar("T")
+
+DEFAULT_DURATION = "4h"
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_MANUAL_SECONDS = 30 * 86_400
+
+
+def parse_duration(text: str) -> int:
+    """`90m`, `4h`, `2d` or plain seconds; at most 30 days."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 4h, 2d)")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 60 <= seconds <= MAX_MANUAL_SECONDS:
+        raise argparse.ArgumentTypeError("a block lasts from 1 minute to 30 days")
+    return seconds
+
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _remaining(epoch: int, now: float) -> str:
+    left = int(epoch - now)
+    if left <= 0:
+        return "expired"
+    hours, rest = divmod(left, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _host_text(block: blocks.Block) -> str:
+    full = block.network.prefixlen == block.network.max_prefixlen
+    return str(block.network.network_address) if full else block.ip
+
+
+def _block_json(block: blocks.Block) -> dict[str, Any]:
+    return {**block.to_json(), "expires": _when(block.blocked_until)}
+
+
+def _validate_targets(targets: list[str]) -> None:
+    # Before any AWS call, so a typo costs nothing and says exactly what is wrong.
+    for target in targets:
+        try:
+            blocks.parse_target(target)
+        except blocks.InvalidTarget as exc:
+            raise CommandError(str(exc), hint="give an address such as 203.0.113.7") from exc
+
+
+class _CurrentStderr:
+    """A stream that is whatever sys.stderr is at the moment of each write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _logs_to_stderr() -> None:
+    # The shared logger writes JSON to stdout (right for Lambda); here stdout is
+    # the table or the --json document, so the audit lines go to stderr instead.
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(_CurrentStderr())
+
+
+def _call_aws(operation: Callable[[], T]) -> T:
+    """Run a block operation, turning every expected failure into a one-line message."""
+    _logs_to_stderr()
+    settings = get_settings()
+    where = settings.aws_endpoint_url or f"the {settings.region} endpoints"
+    try:
+        return operation()
+    except blocks.BlockError as exc:
+        raise CommandError(str(exc)) from exc
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        raise CommandError(
+            f"cannot reach AWS at {where}",
+            hint="start the local stack with `make run`, or check AWS_ENDPOINT_URL and the network",
+        ) from exc
+    except NoCredentialsError as exc:
+        raise CommandError(
+            "no AWS credentials found", hint="set AWS_PROFILE or run `aws sso login`"
+        ) from exc
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        if code == "ResourceNotFoundException":
+            raise CommandError(
+                f"the block registry table {settings.block_registry_table} does not exist",
+                hint="deploy the stack, start `make run`, or set BLOCK_REGISTRY_TABLE",
+            ) from exc
+        if code == "WAFNonexistentItemException":
+            raise CommandError(
+                "the auto-block IP set does not exist",
+                hint="check AUTO_BLOCK_IPSET_V4_ID / AUTO_BLOCK_IPSET_V6_ID",
+            ) from exc
+        raise CommandError(f"AWS refused the request ({code})") from exc
+    except BotoCoreError as exc:
+        raise CommandError(f"AWS call failed: {type(exc).__name__}") from exc
+
+
+def _warn_left_out(report: blocks.SyncReport) -> None:
+    if report.left_out:
+        print(
+            f"warning: {len(report.left_out)} live block(s) do not fit the IP set limit "
+            f"of {get_settings().ipset_max_addresses} and are not enforced yet"
+        )
+
+
+def _list(args: argparse.Namespace) -> int:
+    now = time.time()
+    found = _call_aws(lambda: blocks.list_blocks(now, include_expired=args.all))
+    if args.json:
+        print_json([_block_json(b) for b in found])
+        return 0
+    if not found:
+        print("no live blocks" if not args.all else "the block registry is empty")
+        return 0
+    print_table(
+        ["ADDRESS", "EXPIRES (UTC)", "LEFT", "ALARM", "OFFENCES", "REQUESTS", "REASON"],
+        [
+            (
+                _host_text(b),
+                _when(b.blocked_until),
+                _remaining(b.blocked_until, now),
+                b.alarm,
+                b.offences,
+                b.requests,
+                b.reason,
+            )
+            for b in found
+        ],
+    )
+    return 0
+
+
+def _block(args: argparse.Namespace) -> int:
+    _validate_targets(args.targets)
+    result = _call_aws(
+        lambda: blocks.block(
+            args.targets, reason=args.reason, duration_seconds=args.duration, actor=args.by
+        )
+    )
+    if args.json:
+        print_json({"blocked": [_block_json(b) for b in result.changed]})
+        return 0
+    for b in result.changed:
+        print(f"blocked {_host_text(b)} until {_when(b.blocked_until)}")
+    print(f"undo: babyshield waf unblock {' '.join(_host_text(b) for b in result.changed)}")
+    _warn_left_out(result.sync)
+    return 0
+
+
+def _unblock(args: argparse.Namespace) -> int:
+    _validate_targets(args.targets)
+    if not args.targets and not args.event:
+        raise CommandError(
+            "name the addresses to unblock, or --event ID", hint="babyshield waf list"
+        )
+    result = _call_aws(lambda: blocks.unblock(args.targets, actor=args.by, event_id=args.event))
+    if args.json:
+        print_json(
+            {"unblocked": [_block_json(b) for b in result.changed], "not_blocked": result.not_found}
+        )
+    else:
+        for b in result.changed:
+            print(f"unblocked {_host_text(b)} (was: {b.reason})")
+        for ip in result.not_found:
+            print(f"not blocked: {ip}")
+    if not result.changed:
+        raise CommandError("nothing was unblocked", hint="babyshield waf list shows live blocks")
+    return 0
+
+
+def ensure_local_resources() -> dict[str, str]:
+    """Create the responder's resources where AWS_ENDPOINT_URL points (the local stack).
+
+    Named as the CDK stack names them, and idempotent: an existing table, IP set,
+    log group or topic is reused. Returns the environment the responder and this
+    command need to find what has no fixed name (IP set ids, the topic ARN).
+    """
+    settings = get_settings()
+    dynamodb = blocks.aws_client("dynamodb")
+    # Key and TTL names as the CDK stack creates them (cdk/detection.py).
+    for table, key, ttl in (
+        (settings.block_registry_table, names.TABLE_PARTITION_KEY, names.TTL_ATTRIBUTE),
+        (settings.idempotency_table, "id", "expiration"),
+    ):
+        try:
+            dynamodb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+            continue
+        dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl},
+        )
+    wafv2 = blocks.aws_client("wafv2")
+    existing = {
+        summary["Name"]: summary["Id"]
+        for summary in wafv2.list_ip_sets(Scope=settings.waf_scope, Limit=100).get("IPSets", [])
+    }
+    env: dict[str, str] = {}
+    for version, name in (
+        (4, settings.auto_block_ipset_v4_name),
+        (6, settings.auto_block_ipset_v6_name),
+    ):
+        if name not in existing:
+            created = wafv2.create_ip_set(
+                Name=name,
+                Scope=settings.waf_scope,
+                IPAddressVersion=f"IPV{version}",
+                Addresses=[],
+                Description="auto-block: kept equal to the block registry by waf_responder",
+            )
+            existing[name] = created["Summary"]["Id"]
+        env[f"AUTO_BLOCK_IPSET_V{version}_ID"] = existing[name]
+    logs = blocks.aws_client("logs")
+    for group in (settings.waf_log_group, settings.api_log_group):
+        try:
+            logs.create_log_group(logGroupName=group)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceAlreadyExistsException":
+                raise
+    # CreateTopic is idempotent by name.
+    topic = blocks.aws_client("sns").create_topic(Name=names.ONCALL_TOPIC)
+    env["ONCALL_TOPIC_ARN"] = topic["TopicArn"]
+    return env
+
+
+def trigger_alarm(alarm: str) -> dict[str, Any]:
+    """Invoke the responder in-process with the event EventBridge sends for `alarm`.
+
+    `alarm` is a full alarm name or its short form (`waf-blocked-requests`).
+    """
+    from functions.waf_responder.events import alarm_state_change_event
+    from functions.waf_responder.handler import lambda_handler
+    from ops.apigw import LocalLambdaContext
+
+    name = alarm if alarm.startswith(f"{names.PREFIX}-") else f"{names.PREFIX}-{alarm}"
+    context = LocalLambdaContext(
+        function_name=names.function_name("waf_responder"),
+        log_group_name=f"/aws/lambda/{names.function_name('waf_responder')}",
+        timeout_seconds=60,
+    )
+    result: dict[str, Any] = lambda_handler(alarm_state_change_event(name), context)
+    return result
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    waf = subparsers.add_parser("waf", help="list, block and unblock WAF auto-blocks")
+    actions = waf.add_subparsers(dest="waf_action", metavar="ACTION", required=True)
+    default_actor = getpass.getuser()
+
+    listing = actions.add_parser("list", help="live blocks with reason and expiry")
+    listing.add_argument("--all", action="store_true", help="include expired, remembered blocks")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=_list)
+
+    block = actions.add_parser("block", help="block addresses by hand")
+    block.add_argument("targets", nargs="+", metavar="IP", help="address or CIDR")
+    block.add_argument("--reason", required=True, help="why (kept in the registry and audit log)")
+    block.add_argument(
+        "--for",
+        dest="duration",
+        type=parse_duration,
+        default=parse_duration(DEFAULT_DURATION),
+        metavar="DURATION",
+        help=f"how long, e.g. 30m, 4h, 2d (default {DEFAULT_DURATION})",
+    )
+    block.add_argument("--by", default=default_actor, help="who is blocking (default: $USER)")
+    block.add_argument("--json", action="store_true", help="machine-readable output")
+    block.set_defaults(func=_block)
+
+    unblock = actions.add_parser("unblock", help="remove blocks at once")
+    unblock.add_argument("targets", nargs="*", metavar="IP", help="address or CIDR")
+    unblock.add_argument("--event", help="every block made by this responder event id")
+    unblock.add_argument("--by", default=default_actor, help="who is unblocking (default: $USER)")
+    unblock.add_argument("--json", action="store_true", help="machine-readable output")
+    unblock.set_defaults(func=_unblock)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only the waf commands (the on-call message's commands parse with it)."""
+    parser = argparse.ArgumentParser(prog="babyshield")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser

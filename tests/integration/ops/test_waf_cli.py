@@ -1,0 +1,174 @@
+"""`babyshield waf list|block|unblock` against the moto server: what on-call sees and does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from functions.shared import names
+from functions.waf_responder.events import alarm_state_change_event
+from ops.apigw import LocalLambdaContext
+from ops.cli import main
+from tests.support.waf import (
+    WafResources,
+    clear_caches,
+    create_resources,
+    ip_set_addresses,
+    put_waf_records,
+    registry_ips,
+)
+
+
+@pytest.fixture
+def waf(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[WafResources]:
+    monkeypatch.setenv("BLOCKED_REQUESTS_THRESHOLD", "5")
+    yield create_resources(monkeypatch)
+    clear_caches()
+
+
+def test_block_list_unblock_round_trip(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the manual path: a hand block reaches the IP set at once, shows in the
+    list with its reason and expiry, and unblock removes it at once."""
+    assert (
+        main(
+            [
+                "waf",
+                "block",
+                "203.0.113.7",
+                "2001:db8::7",
+                "--reason",
+                "credential stuffing",
+                "--for",
+                "2h",
+                "--by",
+                "alice",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "blocked 203.0.113.7 until" in out
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+    assert ip_set_addresses(waf, 6) == ["2001:db8::7/128"]
+
+    assert main(["waf", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "ADDRESS" in table
+    assert "EXPIRES (UTC)" in table
+    assert "203.0.113.7" in table
+    assert "credential stuffing" in table
+    assert "1h59m" in table
+
+    assert main(["waf", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {b["ip"] for b in listed} == {"203.0.113.7/32", "2001:db8::7/128"}
+    assert all(b["actor"] == "alice" and b["source"] == "manual" for b in listed)
+
+    assert main(["waf", "unblock", "203.0.113.7"]) == 0
+    assert "unblocked 203.0.113.7" in capsys.readouterr().out
+    assert ip_set_addresses(waf, 4) == []
+    assert ip_set_addresses(waf, 6) == ["2001:db8::7/128"]
+    assert registry_ips() == ["2001:db8::7/128"]
+
+
+def test_unblock_by_event_undoes_everything_one_alarm_did(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the undo command printed in the on-call message for large events."""
+    from functions.waf_responder.handler import lambda_handler
+
+    put_waf_records({"203.0.113.1": 9, "203.0.113.2": 9})
+    assert main(["waf", "block", "198.51.100.5", "--reason", "by hand"]) == 0
+    result = lambda_handler(alarm_state_change_event(names.ALARM_WAF_BLOCKED), LocalLambdaContext())
+    assert len(ip_set_addresses(waf, 4)) == 3
+    capsys.readouterr()
+
+    assert main(["waf", "unblock", "--event", result["event_id"]]) == 0
+
+    assert ip_set_addresses(waf, 4) == ["198.51.100.5/32"]
+    out = capsys.readouterr().out
+    assert "unblocked 203.0.113.1" in out
+    assert "unblocked 203.0.113.2" in out
+
+
+def test_blocking_an_allowlisted_address_is_refused(
+    waf: WafResources, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protects admins from a hand block as much as from an automatic one."""
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "203.0.113.0/28")
+    code = main(["waf", "block", "203.0.113.5", "--reason", "oops"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "203.0.113.5/32 is on the admin allowlist" in err
+    assert registry_ips() == []
+
+
+def test_unblocking_an_address_that_is_not_blocked_says_so(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["waf", "unblock", "203.0.113.99"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "not blocked: 203.0.113.99/32" in captured.out
+    assert "nothing was unblocked" in captured.err
+
+
+def test_missing_registry_table_is_a_clear_error(
+    aws: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the first run against an undeployed stack: name the missing table."""
+    code = main(["waf", "list"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"the block registry table {names.BLOCK_REGISTRY_TABLE} does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_json_output_stays_parseable_and_the_audit_trail_goes_to_stderr(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects scripts that pipe --json into jq, and the audit line saying who did what."""
+    assert (
+        main(["waf", "block", "203.0.113.8", "--reason", "scraping", "--by", "alice", "--json"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["blocked"][0]["ip"] == "203.0.113.8/32"
+
+    assert main(["waf", "unblock", "203.0.113.8", "--by", "bob", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["unblocked"][0]["ip"] == "203.0.113.8/32"
+    audit = [json.loads(line)["audit"] for line in captured.err.splitlines() if '"audit"' in line]
+    assert audit == [
+        {
+            "action": "unblock",
+            "by": "bob",
+            "ip": "203.0.113.8/32",
+            "block": audit[0]["block"],
+        }
+    ]
+    assert audit[0]["block"]["actor"] == "alice"
+
+
+def test_local_alarm_blocks_seeded_offenders_and_list_shows_them_with_expiry(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the local demo (`make run`, then an alarm): the responder runs in-process
+    against the local resources, returns the on-call message, and `waf list` shows the
+    block with its expiry. Running the resource setup again changes nothing."""
+    from ops.waf import ensure_local_resources, trigger_alarm
+
+    assert ensure_local_resources()["AUTO_BLOCK_IPSET_V4_ID"] == waf.ipset_ids[4]
+    put_waf_records({"203.0.113.44": 12})
+
+    result = trigger_alarm("waf-blocked-requests")
+
+    assert "babyshield waf unblock 203.0.113.44" in result["message"]
+    assert main(["waf", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "203.0.113.44" in table
+    assert "3h59m" in table

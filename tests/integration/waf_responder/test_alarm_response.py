@@ -1,0 +1,261 @@
+"""The responder end to end on the moto server: alarm in, blocks and one on-call message out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.shared import names
+from functions.waf_responder.events import alarm_state_change_event
+from tests.support.aws import REGION
+from tests.support.logs import raw_log_text
+from tests.support.waf import (
+    WafResources,
+    idempotency_records,
+    ip_set_addresses,
+    oncall_messages,
+    put_failed_sign_ins,
+    put_waf_records,
+    registry_ips,
+)
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def test_blocked_requests_alarm_blocks_offenders_over_threshold_and_tells_oncall(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """Protects the main flow: offenders from the WAF log land in the registry and the IP
+    sets (v4 as /32, v6 as /128), light traffic is left alone, and on-call gets one
+    message with the exact undo command."""
+    # Given two heavy offenders (one v6) and one address under the threshold of 5
+    put_waf_records({"203.0.113.7": 12, "2001:db8::9": 7, "198.51.100.20": 2})
+
+    # When the blocked-requests alarm fires
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then both offenders are blocked, in the right IP set, and nothing else
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+    assert ip_set_addresses(waf, 6) == ["2001:db8::9/128"]
+    assert registry_ips() == ["2001:db8::9/128", "203.0.113.7/32"]
+    assert sorted(result["blocked"]) == ["2001:db8::9/128", "203.0.113.7/32"]
+    # And on-call got exactly one message naming them, with the undo command
+    messages = oncall_messages(waf)
+    assert len(messages) == 1
+    text = messages[0]["Message"]
+    assert "203.0.113.7  12 requests" in text
+    assert "babyshield waf unblock 203.0.113.7 2001:db8::9" in text
+    assert f"babyshield waf unblock --event {result['event_id']}" in text
+    assert "198.51.100.20" not in text
+
+
+def test_block_expiry_is_four_hours_by_default_and_recorded_in_the_registry(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """Protects the default expiry: a block ends 4 hours after it was made."""
+    put_waf_records({"203.0.113.7": 6})
+    before = int(time.time())
+
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=names.BLOCK_REGISTRY_TABLE,
+        Key={names.TABLE_PARTITION_KEY: {"S": "203.0.113.7/32"}},
+    )["Item"]
+    blocked_until = int(item["blocked_until"]["N"])
+    assert before + 4 * 3600 <= blocked_until <= int(time.time()) + 4 * 3600
+    assert item["alarm"]["S"] == names.ALARM_WAF_BLOCKED
+    # The TTL outlives the block: the registry remembers the offence for escalation.
+    assert int(item[names.TTL_ATTRIBUTE]["N"]) > blocked_until
+
+
+def test_requests_terminated_by_the_auto_block_rule_do_not_count(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """Protects against blocks feeding on themselves: an address already stopped by
+    the auto-block rule is not an offender because of those stopped requests."""
+    put_waf_records({"203.0.113.50": 40}, rule=names.AUTO_BLOCK_RULE_V4)
+    put_waf_records({"203.0.113.51": 40}, action="ALLOW")
+
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    assert result["blocked"] == []
+    assert ip_set_addresses(waf, 4) == []
+
+
+def test_allowlisted_and_never_block_addresses_are_never_blocked(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protects admins and our own infrastructure: whatever their counts, addresses on
+    the admin allowlist (env) or the never-block list (SSM) are skipped, and on-call is
+    told why."""
+    # Given the admin allowlist and a never-block list held in SSM
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "192.0.2.0/28")
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value="198.51.100.0/24,2001:db8:ffff::/48", Type="String"
+    )
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS_PARAMETER", names.NEVER_BLOCK_PARAMETER)
+    # And the heaviest "offenders" are exactly those addresses
+    put_waf_records(
+        {"192.0.2.5": 5000, "198.51.100.77": 3000, "2001:db8:ffff::1": 900, "203.0.113.9": 6}
+    )
+
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then only the outsider is blocked
+    assert ip_set_addresses(waf, 4) == ["203.0.113.9/32"]
+    assert ip_set_addresses(waf, 6) == []
+    assert registry_ips() == ["203.0.113.9/32"]
+    why = {s["ip"]: s["why"] for s in result["skipped"]}
+    assert why == {
+        "192.0.2.5/32": "on the admin allowlist",
+        "198.51.100.77/32": "on the never-block list",
+        "2001:db8:ffff::1/128": "on the never-block list",
+    }
+    assert (
+        "192.0.2.5/32  5000 requests  on the admin allowlist" in oncall_messages(waf)[0]["Message"]
+    )
+
+
+def test_unreadable_never_block_list_blocks_nothing(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protects against a bad guess: if the never-block list cannot be read, the
+    responder fails (to be retried) rather than block without it."""
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS_PARAMETER", "/babyshield/missing-parameter")
+    put_waf_records({"203.0.113.9": 50})
+
+    with pytest.raises(Exception, match="protected address list"):
+        invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    assert registry_ips() == []
+    assert ip_set_addresses(waf, 4) == []
+    assert oncall_messages(waf) == []
+    # The failed attempt leaves no idempotency record behind, so the retry runs in full.
+    assert idempotency_records() == 0
+
+
+def test_failed_sign_ins_alarm_blocks_callers_from_the_api_log(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """Protects the sign-in path: the API's failed sign-in lines make offenders."""
+    put_failed_sign_ins({"203.0.113.30": 4, "203.0.113.31": 1})
+
+    result = invoke(alarm_state_change_event(names.ALARM_FAILED_SIGNINS))
+
+    assert result["blocked"] == ["203.0.113.30/32"]
+    assert ip_set_addresses(waf, 4) == ["203.0.113.30/32"]
+
+
+def test_same_event_delivered_twice_blocks_once_and_notifies_once(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """Protects against EventBridge's at-least-once delivery: a redelivered event
+    changes nothing and sends no second message, even if new offenders appeared."""
+    put_waf_records({"203.0.113.7": 6})
+    event = alarm_state_change_event(names.ALARM_WAF_BLOCKED)
+    first = invoke(event)
+    put_waf_records({"203.0.113.8": 60})
+
+    second = invoke(event)
+
+    assert second == first
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+    assert len(oncall_messages(waf)) == 1
+
+
+@pytest.mark.parametrize("state", ["OK", "INSUFFICIENT_DATA"])
+def test_transitions_other_than_alarm_are_ignored(
+    waf: WafResources, invoke: Invoke, state: str
+) -> None:
+    """Protects against acting on recovery: only a transition into ALARM blocks."""
+    put_waf_records({"203.0.113.7": 60})
+
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED, state=state))
+
+    assert result["status"] == "ignored"
+    assert registry_ips() == []
+    assert oncall_messages(waf) == []
+
+
+def _foreign_and_malformed() -> list[tuple[str, Any]]:
+    valid = alarm_state_change_event(names.ALARM_WAF_BLOCKED)
+    no_state = json.loads(json.dumps(valid))
+    del no_state["detail"]["state"]
+    bad_time = json.loads(json.dumps(valid))
+    bad_time["detail"]["state"]["timestamp"] = "yesterday"
+    unknown_alarm = alarm_state_change_event("someone-elses-alarm")
+    s3_event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {}}
+    return [
+        ("alarm without state", no_state),
+        ("alarm with unreadable time", bad_time),
+        ("alarm not configured", unknown_alarm),
+        ("another service's event", s3_event),
+        ("not an object", ["ALARM"]),
+        ("empty", {}),
+    ]
+
+
+@pytest.mark.parametrize(("case", "event"), _foreign_and_malformed())
+def test_malformed_or_foreign_event_is_rejected_with_a_log_line_and_no_side_effect(
+    waf: WafResources,
+    invoke: Invoke,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    event: Any,
+) -> None:
+    """Protects against acting on garbage: nothing is blocked, stored or sent, and the
+    log says why the event was refused."""
+    put_waf_records({"203.0.113.7": 60})
+
+    result = invoke(event)
+
+    assert result["status"] == "rejected", case
+    assert "rejected event" in raw_log_text(caplog)
+    assert registry_ips() == []
+    assert ip_set_addresses(waf, 4) == []
+    assert idempotency_records() == 0
+    assert oncall_messages(waf) == []
+
+
+def _emf_metrics(stdout: str) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for line in stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        document = json.loads(line)
+        if "_aws" not in document:
+            continue
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
+    return values
+
+
+def test_alarm_and_sweep_publish_emf_metrics(
+    waf: WafResources, invoke: Invoke, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the dashboards and alarms on the responder: IPs blocked, IPs expired,
+    lock retries, errors, as CloudWatch embedded metrics."""
+    from functions.waf_responder.events import scheduled_sweep_event
+
+    put_waf_records({"203.0.113.7": 6, "203.0.113.9": 6})
+    capsys.readouterr()
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    after_alarm = _emf_metrics(capsys.readouterr().out)
+    assert after_alarm[names.METRIC_WAF_IPS_BLOCKED] == 2
+    assert after_alarm[names.METRIC_WAF_LOCK_RETRIES] == 0
+
+    invoke(scheduled_sweep_event())
+    assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_IPS_EXPIRED] == 0
+
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName=names.BLOCK_REGISTRY_TABLE)
+    with pytest.raises(Exception, match="ResourceNotFoundException"):
+        invoke(scheduled_sweep_event())
+    assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1

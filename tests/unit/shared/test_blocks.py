@@ -1,0 +1,149 @@
+"""Block planning without AWS: address parsing, CIDR aggregation, the IP set limit."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from functions.shared.blocks import (
+    Block,
+    InvalidTarget,
+    ProtectedNetworks,
+    aggregate,
+    aggregate_cidrs,
+    parse_target,
+    plan_ip_set,
+)
+
+
+def _block(cidr: str, *, last_seen: int = 1000, requests: int = 10, source: str = "auto") -> Block:
+    return Block(
+        network=ipaddress.ip_network(cidr),
+        reason="test",
+        alarm="a",
+        source=source,  # type: ignore[arg-type]
+        first_seen=last_seen,
+        last_seen=last_seen,
+        blocked_until=last_seen + 3600,
+        requests=requests,
+    )
+
+
+def _addresses(networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> set[int]:
+    return {int(a) for n in networks for a in n}
+
+
+def test_bare_addresses_become_host_networks() -> None:
+    """Protects the IP set format WAF needs: IPv4 as /32, IPv6 as /128."""
+    assert str(parse_target("203.0.113.7")) == "203.0.113.7/32"
+    assert str(parse_target("2001:DB8::1")) == "2001:db8::1/128"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("203.0.113", "not an IP address or CIDR"),
+        ("example.com", "not an IP address or CIDR"),
+        ("203.0.113.7/24", "not an IP address or CIDR"),
+        ("10.0.0.0/8", "wider than /16"),
+        ("2001:db8::/32", "wider than /48"),
+    ],
+)
+def test_bad_or_too_wide_targets_are_refused_with_a_reason(text: str, message: str) -> None:
+    """Protects against typos blocking whole networks: bad syntax, host bits set, or a
+    range wider than an auto-block should ever be."""
+    with pytest.raises(InvalidTarget, match=message):
+        parse_target(text)
+
+
+def test_adjacent_addresses_aggregate_into_one_cidr() -> None:
+    """Protects the 10,000 budget: 203.0.113.0-3 is one /30 entry, not four."""
+    nets = [ipaddress.ip_network(f"203.0.113.{i}/32") for i in range(4)]
+    assert [str(n) for n in aggregate(nets, 4)] == ["203.0.113.0/30"]
+
+
+def test_unaligned_runs_are_not_widened() -> None:
+    """Protects innocent neighbours: .1-.2 are adjacent but not a CIDR; they stay two."""
+    nets = [ipaddress.ip_network("203.0.113.1/32"), ipaddress.ip_network("203.0.113.2/32")]
+    assert [str(n) for n in aggregate(nets, 4)] == ["203.0.113.1/32", "203.0.113.2/32"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=300), max_size=60))
+def test_aggregation_covers_exactly_the_given_addresses(offsets: list[int]) -> None:
+    """Protects the invariant that matters most: the IP set never lists an address
+    that was not blocked, and never drops one that was."""
+    base = int(ipaddress.IPv4Address("198.51.100.0"))
+    nets = [ipaddress.ip_network(ipaddress.IPv4Address(base + o)) for o in offsets]
+    out = aggregate(nets, 4)
+    assert _addresses(out) == _addresses(nets)
+    assert len(out) <= len(set(offsets))
+
+
+def test_aggregation_keeps_versions_apart() -> None:
+    nets = [ipaddress.ip_network("203.0.113.1/32"), ipaddress.ip_network("2001:db8::1/128")]
+    assert [str(n) for n in aggregate(nets, 6)] == ["2001:db8::1/128"]
+
+
+def test_plan_under_the_limit_keeps_everything() -> None:
+    blocks = [_block(f"203.0.113.{i}/32") for i in (1, 3, 5)]
+    plan = plan_ip_set(blocks, 4, limit=10)
+    assert plan.addresses == ["203.0.113.1/32", "203.0.113.3/32", "203.0.113.5/32"]
+    assert plan.left_out == []
+
+
+def test_plan_over_the_limit_keeps_the_most_recent_then_most_active() -> None:
+    """Protects the choice past the limit: recent and busy offenders stay blocked,
+    and whatever is left out is reported, not silently dropped."""
+    old_busy = _block("203.0.113.1/32", last_seen=100, requests=900)
+    new_quiet = _block("203.0.113.3/32", last_seen=200, requests=5)
+    new_busy = _block("203.0.113.5/32", last_seen=200, requests=50)
+    plan = plan_ip_set([old_busy, new_quiet, new_busy], 4, limit=2)
+    assert plan.addresses == ["203.0.113.3/32", "203.0.113.5/32"]
+    assert plan.left_out == [old_busy]
+
+
+def test_plan_fits_more_blocks_than_the_limit_when_they_aggregate() -> None:
+    """Protects the budget: 12 blocks that aggregate to 3 entries all fit under 3."""
+    blocks = [_block(f"203.0.113.{i}/32") for i in range(8)]
+    blocks += [_block(f"198.51.100.{i}/32") for i in (0, 1)]
+    blocks += [_block(f"192.0.2.{i}/32") for i in (8, 9)]
+    plan = plan_ip_set(blocks, 4, limit=3)
+    assert plan.addresses == ["192.0.2.8/31", "198.51.100.0/31", "203.0.113.0/29"]
+    assert plan.left_out == []
+
+
+def test_manual_blocks_outrank_automatic_ones_at_the_limit() -> None:
+    manual = _block("203.0.113.9/32", last_seen=1, requests=0, source="manual")
+    auto = _block("203.0.113.1/32", last_seen=999, requests=999)
+    plan = plan_ip_set([auto, manual], 4, limit=1)
+    assert plan.addresses == ["203.0.113.9/32"]
+
+
+def test_protected_networks_name_the_list_that_protects_an_address() -> None:
+    protected = ProtectedNetworks(
+        admin=(ipaddress.ip_network("192.0.2.0/28"),),
+        never_block=(ipaddress.ip_network("2001:db8::/64"),),
+    )
+    assert protected.why_protected(ipaddress.ip_network("192.0.2.3/32")) == "admin allowlist"
+    assert protected.why_protected(ipaddress.ip_network("2001:db8::5/128")) == "never-block list"
+    assert protected.why_protected(ipaddress.ip_network("192.0.2.0/24")) == "admin allowlist"
+    assert protected.why_protected(ipaddress.ip_network("203.0.113.3/32")) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=(1 << 16) - 1), max_size=40),
+    st.sampled_from([4, 6]),
+)
+def test_cidr_strings_match_the_networks_for_both_versions(
+    offsets: list[int], version: int
+) -> None:
+    """Protects the fast string path the IP sets use: the same CIDRs as `aggregate`,
+    spelled as ipaddress spells them (IPv6 compressed)."""
+    base = ipaddress.ip_address("198.51.0.0" if version == 4 else "2001:db8::")
+    nets = [ipaddress.ip_network(base + o) for o in offsets]
+    assert aggregate_cidrs(nets, version) == [str(n) for n in aggregate(nets, version)]

@@ -1,0 +1,68 @@
+"""The on-call message: complete counts, bounded lists, and an undo command that works."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from functions.shared.blocks import Block
+from functions.waf_responder.decide import Skipped
+from functions.waf_responder.notify import MAX_LISTED, compose
+from ops.waf import build_parser
+
+
+def _block(ip: str) -> Block:
+    return Block(
+        network=ipaddress.ip_network(ip),
+        reason="r",
+        alarm="a",
+        source="auto",
+        first_seen=0,
+        last_seen=0,
+        blocked_until=1_800_000_000,
+        requests=42,
+        event_id="ev-1",
+    )
+
+
+def _compose(blocked: list[Block], **kwargs) -> str:
+    defaults = {
+        "alarm": "babyshield-waf-blocked-requests",
+        "alarm_reason": "Threshold Crossed",
+        "event_id": "ev-1",
+        "source": "WAF log",
+        "skipped": [],
+        "left_out": [],
+        "limit": 10_000,
+        "truncated_query": False,
+    }
+    defaults.update(kwargs)
+    return compose(blocked=blocked, **defaults).text  # type: ignore[arg-type]
+
+
+def test_undo_command_names_each_address_and_parses_as_a_cli_command() -> None:
+    """Protects on-call at 3 a.m.: the printed command is one the CLI accepts as is."""
+    text = _compose([_block("203.0.113.7/32"), _block("2001:db8::1/128")])
+    command = next(line.strip() for line in text.splitlines() if "waf unblock 203" in line)
+    assert command == "babyshield waf unblock 203.0.113.7 2001:db8::1"
+    args = build_parser().parse_args(command.split()[1:])
+    assert args.targets == ["203.0.113.7", "2001:db8::1"]
+
+
+def test_many_blocks_are_summarised_and_undone_by_event() -> None:
+    """Protects the SNS size limit: counts are complete, lists are bounded."""
+    blocked = [_block(f"10.1.{i // 256}.{i % 256}/32") for i in range(500)]
+    skipped = [Skipped(f"10.2.0.{i}/32", 1, "over the cap") for i in range(200)]
+    text = _compose(blocked, skipped=skipped, left_out=blocked[:300])
+    assert "Blocked 500 address(es)" in text
+    assert f"... and {500 - MAX_LISTED} more" in text
+    assert "Not blocked (200)" in text
+    assert "Left out of the WAF IP sets (300)" in text
+    assert "babyshield waf unblock --event ev-1" in text
+    assert "babyshield waf unblock 10.1" not in text
+    assert len(text.encode()) < 64 * 1024
+
+
+def test_nothing_blocked_says_so_without_an_undo_command() -> None:
+    text = _compose([], skipped=[Skipped("192.0.2.1/32", 9, "on the admin allowlist")])
+    assert "Blocked nothing." in text
+    assert "To undo" not in text

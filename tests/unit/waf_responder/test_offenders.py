@@ -1,0 +1,63 @@
+"""Counting offenders from log records: what counts, what does not, and the threshold."""
+
+from __future__ import annotations
+
+import json
+
+from functions.shared import names
+from functions.waf_responder.offenders import (
+    aggregate_failed_sign_ins,
+    aggregate_waf_records,
+)
+from tests.support.waf import waf_record
+
+
+def test_only_block_records_not_from_the_auto_block_rule_count() -> None:
+    """Protects against self-feeding blocks and against blocking allowed traffic."""
+    records = (
+        [waf_record("203.0.113.1")] * 3
+        + [waf_record("203.0.113.2", action="ALLOW")] * 3
+        + [waf_record("203.0.113.3", rule=names.AUTO_BLOCK_RULE_V4)] * 3
+        + [waf_record("2001:db8::3", rule=names.AUTO_BLOCK_RULE_V6)] * 3
+    )
+    offenders, seen = aggregate_waf_records(records, threshold=1)
+    assert [str(o.network) for o in offenders] == ["203.0.113.1/32"]
+    assert seen == 12
+
+
+def test_threshold_and_order_highest_first_with_last_seen() -> None:
+    records = [waf_record("203.0.113.1", at_ms=5_000)] * 2 + [
+        waf_record("203.0.113.2", at_ms=9_000)
+    ] * 5
+    records.append(waf_record("203.0.113.9"))
+    offenders, _ = aggregate_waf_records([json.dumps(r) for r in records], threshold=2)
+    assert [(str(o.network), o.requests, o.last_seen) for o in offenders] == [
+        ("203.0.113.2/32", 5, 9),
+        ("203.0.113.1/32", 2, 5),
+    ]
+
+
+def test_spellings_of_one_ipv6_address_count_together() -> None:
+    """Protects the count: WAF may write an address in any valid form."""
+    records = [waf_record("2001:db8::1"), waf_record("2001:DB8:0:0::1")]
+    offenders, _ = aggregate_waf_records(records, threshold=2)
+    assert [(str(o.network), o.requests) for o in offenders] == [("2001:db8::1/128", 2)]
+
+
+def test_garbage_records_are_skipped_not_fatal() -> None:
+    """Protects the responder from one bad log line: it is ignored, the rest counts."""
+    records = ["not json", "[]", json.dumps({"action": "BLOCK"}), json.dumps(waf_record("nope"))]
+    records.append(json.dumps(waf_record("203.0.113.1")))
+    offenders, seen = aggregate_waf_records(records, threshold=1)
+    assert [str(o.network) for o in offenders] == ["203.0.113.1/32"]
+    assert seen == 5
+
+
+def test_failed_sign_ins_count_only_the_failure_event() -> None:
+    line = {"auth_event": names.AUTH_EVENT_SIGN_IN_FAILED, "source_ip": "198.51.100.4"}
+    other = {"auth_event": "sign_in_succeeded", "source_ip": "198.51.100.5"}
+    lines = [(json.dumps(line), 7_000)] * 3 + [(json.dumps(other), 7_000)] * 3
+    offenders, _ = aggregate_failed_sign_ins(lines, threshold=3)
+    assert [(str(o.network), o.requests, o.last_seen) for o in offenders] == [
+        ("198.51.100.4/32", 3, 7)
+    ]
