@@ -81,28 +81,16 @@ def ensure_identity_tables() -> None:
     import boto3
 
     from functions.shared.settings import get_settings
+    from ops.provision import ensure_tables
 
     settings = get_settings()
     client = boto3.client(
         "dynamodb", region_name=settings.region, endpoint_url=settings.aws_endpoint_url
     )
-    existing = set(client.list_tables()["TableNames"])
-    for table, key in (
-        (settings.rate_limit_table, names.RATE_LIMIT_PARTITION_KEY),
-        (settings.webhook_nonce_table, names.WEBHOOK_NONCE_PARTITION_KEY),
-    ):
-        if table in existing:
-            continue
-        client.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.update_time_to_live(
-            TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE},
-        )
+    ensure_tables(
+        client,
+        [t for t in names.TABLES if t.name in (names.RATE_LIMIT_TABLE, names.WEBHOOK_NONCE_TABLE)],
+    )
 
 
 def seed_demo_identity(admin_conninfo: str) -> None:

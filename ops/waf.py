@@ -30,6 +30,7 @@ from functions.shared import blocks, names
 from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 from ops.console import CommandError, print_json, print_table
+from ops.provision import ensure_log_groups, ensure_tables
 
 T = TypeVar("T")
 
@@ -214,27 +215,14 @@ def ensure_local_resources() -> dict[str, str]:
     command need to find what has no fixed name (IP set ids, the topic ARN).
     """
     settings = get_settings()
-    dynamodb = blocks.aws_client("dynamodb")
-    # Key and TTL names as the CDK stack creates them (cdk/detection.py).
-    for table, key, ttl in (
-        (settings.block_registry_table, names.TABLE_PARTITION_KEY, names.TTL_ATTRIBUTE),
-        (settings.idempotency_table, "id", "expiration"),
-    ):
-        try:
-            dynamodb.create_table(
-                TableName=table,
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-                raise
-            continue
-        dynamodb.update_time_to_live(
-            TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl},
-        )
+    ensure_tables(
+        blocks.aws_client("dynamodb"),
+        [
+            t
+            for t in names.TABLES
+            if t.name in (names.BLOCK_REGISTRY_TABLE, names.IDEMPOTENCY_TABLE)
+        ],
+    )
     wafv2 = blocks.aws_client("wafv2")
     existing = {
         summary["Name"]: summary["Id"]
@@ -255,13 +243,7 @@ def ensure_local_resources() -> dict[str, str]:
             )
             existing[name] = created["Summary"]["Id"]
         env[f"AUTO_BLOCK_IPSET_V{version}_ID"] = existing[name]
-    logs = blocks.aws_client("logs")
-    for group in (settings.waf_log_group, settings.api_log_group):
-        try:
-            logs.create_log_group(logGroupName=group)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceAlreadyExistsException":
-                raise
+    ensure_log_groups(blocks.aws_client("logs"), (settings.waf_log_group, settings.api_log_group))
     # CreateTopic is idempotent by name.
     topic = blocks.aws_client("sns").create_topic(Name=names.ONCALL_TOPIC)
     env["ONCALL_TOPIC_ARN"] = topic["TopicArn"]

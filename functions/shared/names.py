@@ -8,6 +8,8 @@ constants are the defaults for the local stack and tests.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PREFIX = "babyshield"
 
 # Secrets Manager (names as the CLI and inventory spell them, prefixed).
@@ -108,3 +110,21 @@ DB_MASTER_USER = "babyshield_master"
 # idempotency table uses Powertools' defaults: `id`, TTL `expiration`).
 TABLE_PARTITION_KEY = "pk"
 PARTNER_EXPORT_USER = f"{PREFIX}-partner-export"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table as the CDK stack, the local stack and the tests create it."""
+
+    name: str
+    partition_key: str
+    ttl_attribute: str
+
+
+TABLES = (
+    TableSpec(RATE_LIMIT_TABLE, TABLE_PARTITION_KEY, TTL_ATTRIBUTE),
+    TableSpec(WEBHOOK_NONCE_TABLE, TABLE_PARTITION_KEY, TTL_ATTRIBUTE),
+    TableSpec(BLOCK_REGISTRY_TABLE, TABLE_PARTITION_KEY, TTL_ATTRIBUTE),
+    # Powertools idempotency's own key and expiry attribute names.
+    TableSpec(IDEMPOTENCY_TABLE, "id", "expiration"),
+)

@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from moto.server import ThreadedMotoServer
+from ops.moto import REGION, running_moto_server, use_fake_credentials
 
-REGION = "us-east-1"
-
-
-def use_fake_credentials() -> None:
-    """Never let a test reach a real account, whatever the developer's shell has."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
-    os.environ["AWS_DEFAULT_REGION"] = REGION
-    os.environ["AWS_REGION"] = REGION
-
-
-@contextmanager
-def running_moto_server() -> Iterator[str]:
-    """Start a moto server on a free loopback port; yields its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+__all__ = ["REGION", "reset_moto", "running_moto_server", "use_fake_credentials"]
 
 
 def reset_moto(endpoint: str) -> None:
