@@ -6,8 +6,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+# The CDK library runs on Node.js: a supported release from the npm registry's
+# `node` package, first on PATH for synth and the tests (docs/INFRASTRUCTURE.md).
+NODE_VERSION := 22.23.3
+NODE_BIN := .node/node_modules/node/bin
+NODE := $(NODE_BIN)/node
+# checkov pins packages that conflict with the project's: its own virtualenv.
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: install run test lint format openapi bench synth security lock clean
+.PHONY: install run test lint format openapi bench synth security lock clean node checkov checkov-lock
 
 install: $(STAMP)
 
@@ -31,7 +39,7 @@ $(BIN)/uv:
 run: install
 	$(BIN)/babyshield local
 
-test: install
+test: install node checkov
 	$(BIN)/python -m pytest
 
 lint: install
@@ -49,5 +57,34 @@ openapi: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+# CloudFormation into cdk.out/ with no AWS credentials: context defaults are in cdk.json.
+synth: install node
+	@rm -rf cdk.out
+	@PATH="$(CURDIR)/$(NODE_BIN):$$PATH" CDK_OUTDIR=cdk.out $(BIN)/python -m cdk.app
+
+node: $(NODE)
+
+$(NODE):
+	@npm install --prefix .node --no-audit --no-fund --no-save --loglevel=error "node@$(NODE_VERSION)"
+	@$(NODE) --version >/dev/null
+	@touch $@
+
+checkov: $(CHECKOV_STAMP)
+
+# Regenerate requirements/checkov.lock after editing requirements/checkov.in.
+checkov-lock: $(BIN)/uv
+	$(BIN)/uv pip compile requirements/checkov.in --quiet --generate-hashes --python-version 3.11 -o requirements/checkov.lock
+
+$(CHECKOV_STAMP): requirements/checkov.lock | $(BIN)/uv
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@VIRTUAL_ENV=$(CHECKOV_VENV) $(BIN)/uv pip sync --quiet --require-hashes requirements/checkov.lock
+	@touch $@
+
+# The offline scanning gates (docs/SECURITY.md). The template gates read what
+# synth just wrote; when synth fails they fail too instead of reading stale output.
+security: install checkov
+	@status=0; $(MAKE) --no-print-directory synth || status=$$?; \
+	$(BIN)/babyshield security --synth-exit-code $$status
+
 clean:
-	rm -rf $(VENV) cdk.out benchmarks/results/*.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out benchmarks/results/*.json .pytest_cache .mypy_cache .ruff_cache .node .tools .babyshield/cdk-build

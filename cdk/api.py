@@ -1,0 +1,148 @@
+"""API Gateway REST API in front of the `api` function."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk.compliance import acknowledge, skip_checkov
+from functions.shared import names
+
+# One JSON object per request. `ip` is API Gateway's own view of the caller
+# (the TCP peer), the same value the function trusts.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "integrationLatency": "$context.integrationLatency",
+    "wafResponseCode": "$context.wafResponseCode",
+    "wafError": "$context.waf.error",
+    "xrayTraceId": "$context.xrayTraceId",
+}
+
+
+class Api(Construct):
+    """A regional REST API: every path proxied to the function.
+
+    Routing, authentication and body validation live in the function
+    (Powertools resolver with pydantic models); the gateway validates request
+    parameters, throttles the stage, logs every request as JSON and traces it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: lambda_.IFunction,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        rate_limit: int,
+        burst_limit: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            log_group_name=names.API_ACCESS_LOG_GROUP,
+            retention=log_retention,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.rest_api = apigateway.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=names.REST_API,
+            description="BabyShield recall API",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigateway.StageOptions(
+                stage_name=names.API_STAGE,
+                access_log_destination=apigateway.LogGroupLogDestination(access_logs),
+                access_log_format=apigateway.AccessLogFormat.custom(_json_access_log_format()),
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # full request logging would write tokens to logs
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=rate_limit,
+                throttling_burst_limit=burst_limit,
+            ),
+        )
+        self.validator = self.rest_api.add_request_validator(
+            "Validator", validate_request_parameters=True, validate_request_body=True
+        )
+        # Every route takes a JSON object (or nothing, which the gateway
+        # validates as `{}`); malformed JSON is refused before the function
+        # runs. The routes' own pydantic models check the fields.
+        json_object = self.rest_api.add_model(
+            "JsonObject",
+            content_type="application/json",
+            schema=apigateway.JsonSchema(
+                schema=apigateway.JsonSchemaVersion.DRAFT4,
+                title="JsonObject",
+                type=apigateway.JsonSchemaType.OBJECT,
+            ),
+        )
+        integration = apigateway.LambdaIntegration(handler, proxy=True)
+        models = {"application/json": json_object}
+        self.rest_api.root.add_method(
+            "ANY", integration, request_validator=self.validator, request_models=models
+        )
+        self.rest_api.root.add_resource("{proxy+}").add_method(
+            "ANY",
+            integration,
+            request_validator=self.validator,
+            request_models=models,
+            request_parameters={"method.request.path.proxy": True},
+        )
+        self.stage = self.rest_api.deployment_stage
+
+        no_gateway_auth = (
+            "Authentication is the API's own: public recall reads need none, and "
+            "protected routes verify a JWT in the function's middleware; /admin is "
+            "also behind the WAF allowlist."
+        )
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            acknowledge(self.rest_api, rule, no_gateway_auth)
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-IAM4",
+            "API Gateway's account-level CloudWatch role needs this AWS-managed "
+            "policy to write execution logs.",
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs"
+            ],
+        )
+        for method in self.rest_api.methods:
+            skip_checkov(method, "CKV_AWS_59", no_gateway_auth)
+        no_cache = (
+            "No response cache: answers depend on the caller's token and must not be "
+            "served to another caller."
+        )
+        skip_checkov(self.stage, "CKV_AWS_120", no_cache)
+        acknowledge(self.stage, "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted", no_cache)
+        acknowledge(
+            self.stage,
+            "NIST.800.53.R5-APIGWSSLEnabled",
+            "A stage client certificate authenticates API Gateway to an HTTP backend; "
+            "this stage's only integration is Lambda, invoked through IAM.",
+        )
+
+
+def _json_access_log_format() -> str:
+    parts = [f'"{field}":"{value}"' for field, value in ACCESS_LOG_FIELDS.items()]
+    return "{" + ",".join(parts) + "}"

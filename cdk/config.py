@@ -1,0 +1,109 @@
+"""Deployment settings read from CDK context, with defaults that need no AWS account.
+
+Every knob an operator may turn lives here, typed and validated once, so a
+construct receives plain values and never reads context itself. `cdk.json`
+holds the defaults; `cdk synth -c babyshield:geoBlockCountries=KP,IR` overrides one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from constructs import Node
+
+CONTEXT_PREFIX = "babyshield:"
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything the stack needs besides the code; defaults are production-safe."""
+
+    account: str | None = None
+    region: str = "us-east-1"
+    geo_block_countries: tuple[str, ...] = ()
+    admin_allowed_cidrs_v4: tuple[str, ...] = ()
+    admin_allowed_cidrs_v6: tuple[str, ...] = ()
+    # WAF: requests per IP per 5 minutes, and the body size WAF can inspect.
+    rate_limit_per_5_minutes: int = 2000
+    max_body_bytes: int = 8 * 1024
+    # Alarms: thresholds per 5-minute period.
+    waf_blocked_threshold: int = 100
+    failed_signin_threshold: int = 20
+    api_5xx_threshold: int = 5
+    # API Gateway stage throttling and the API function's reserved concurrency.
+    api_rate_limit: int = 100
+    api_burst_limit: int = 200
+    api_reserved_concurrency: int = 50
+    db_instance_class: str = "t4g.small"
+    db_multi_az: bool = True
+    log_retention_days: int = 365
+    oncall_email: str | None = None
+
+    def __post_init__(self) -> None:
+        for country in self.geo_block_countries:
+            if not _COUNTRY.match(country):
+                raise ValueError(f"geoBlockCountries: {country!r} is not an ISO 3166 alpha-2 code")
+        for cidr in self.admin_allowed_cidrs_v4:
+            if ipaddress.ip_network(cidr, strict=True).version != 4:
+                raise ValueError(f"adminAllowedCidrsV4: {cidr!r} is not an IPv4 network")
+        for cidr in self.admin_allowed_cidrs_v6:
+            if ipaddress.ip_network(cidr, strict=True).version != 6:
+                raise ValueError(f"adminAllowedCidrsV6: {cidr!r} is not an IPv6 network")
+        if not 10 <= self.rate_limit_per_5_minutes <= 2_000_000_000:
+            raise ValueError("rateLimitPer5Minutes must be between 10 and 2e9 (WAF's bounds)")
+        for name in ("waf_blocked_threshold", "failed_signin_threshold", "api_5xx_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    @classmethod
+    def from_context(cls, node: Node) -> DeploymentConfig:
+        def value(key: str) -> Any:
+            return node.try_get_context(CONTEXT_PREFIX + key)
+
+        def text_list(key: str) -> tuple[str, ...]:
+            raw = value(key)
+            if raw is None or raw == "":
+                return ()
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+
+        def number(key: str, default: int) -> int:
+            raw = value(key)
+            return default if raw is None or raw == "" else int(raw)
+
+        def flag(key: str, default: bool) -> bool:
+            raw = value(key)
+            if raw is None or raw == "":
+                return default
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+
+        defaults = cls()
+        return cls(
+            account=str(value("account")) if value("account") else None,
+            region=str(value("region") or defaults.region),
+            geo_block_countries=tuple(c.upper() for c in text_list("geoBlockCountries")),
+            admin_allowed_cidrs_v4=text_list("adminAllowedCidrsV4"),
+            admin_allowed_cidrs_v6=text_list("adminAllowedCidrsV6"),
+            rate_limit_per_5_minutes=number(
+                "rateLimitPer5Minutes", defaults.rate_limit_per_5_minutes
+            ),
+            max_body_bytes=number("maxBodyBytes", defaults.max_body_bytes),
+            waf_blocked_threshold=number("wafBlockedThreshold", defaults.waf_blocked_threshold),
+            failed_signin_threshold=number(
+                "failedSigninThreshold", defaults.failed_signin_threshold
+            ),
+            api_5xx_threshold=number("api5xxThreshold", defaults.api_5xx_threshold),
+            api_rate_limit=number("apiRateLimit", defaults.api_rate_limit),
+            api_burst_limit=number("apiBurstLimit", defaults.api_burst_limit),
+            api_reserved_concurrency=number(
+                "apiReservedConcurrency", defaults.api_reserved_concurrency
+            ),
+            db_instance_class=str(value("dbInstanceClass") or defaults.db_instance_class),
+            db_multi_az=flag("dbMultiAz", defaults.db_multi_az),
+            log_retention_days=number("logRetentionDays", defaults.log_retention_days),
+            oncall_email=str(value("oncallEmail")) if value("oncallEmail") else None,
+        )

@@ -1,0 +1,408 @@
+"""Detection and response: state tables, on-call topic, alarms and the event wiring.
+
+An alarm on WAF blocks or failed sign-ins fires an EventBridge "CloudWatch Alarm
+State Change" event that invokes `waf_responder` (retried, with a dead-letter
+queue); a 5-minute schedule runs its expiry sweep; CloudTrail management events
+raise an alert when a secret is read by a role that is not one of its readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk.compliance import acknowledge, skip_checkov
+from functions.shared import names
+
+FIVE_MINUTES = Duration.minutes(5)
+RESPONDER_RETRIES = 4
+
+
+def _custom_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=names.METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": names.METRICS_SERVICE},
+        statistic=statistic,
+        period=FIVE_MINUTES,
+    )
+
+
+def waf_blocked_metric(web_acl_name: str, region: str, rule: str = "ALL") -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace="AWS/WAFV2",
+        metric_name="BlockedRequests",
+        dimensions_map={"WebACL": web_acl_name, "Region": region, "Rule": rule},
+        statistic="Sum",
+        period=FIVE_MINUTES,
+    )
+
+
+class DetectionAndResponse(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        rest_api: apigateway.RestApi,
+        api: lambda_.Function,
+        waf_responder: lambda_.Function,
+        rotation_functions: Sequence[lambda_.Function],
+        web_acl_name: str,
+        secret_readers: Mapping[str, Sequence[iam.IRole]],
+        waf_blocked_threshold: int,
+        failed_signin_threshold: int,
+        api_5xx_threshold: int,
+        oncall_email: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self._key = key
+
+        # --- state -------------------------------------------------------
+        self.rate_limits = self._table("RateLimits", names.RATE_LIMIT_TABLE)
+        self.webhook_nonces = self._table("WebhookNonces", names.WEBHOOK_NONCE_TABLE)
+        self.block_registry = self._table("BlockRegistry", names.BLOCK_REGISTRY_TABLE)
+        self.idempotency = self._table(
+            "Idempotency", names.IDEMPOTENCY_TABLE, partition_key="id", ttl="expiration"
+        )
+        self.tables = [self.rate_limits, self.webhook_nonces, self.block_registry, self.idempotency]
+        for table in (self.rate_limits, self.webhook_nonces, self.idempotency):
+            table.grant_read_write_data(api)
+        self.block_registry.grant_read_write_data(waf_responder)
+        for function in (api, waf_responder):
+            acknowledge(
+                function.role,  # type: ignore[arg-type]
+                "AwsSolutions-IAM5",
+                "CDK's DynamoDB data grant on a table encrypted with the platform key; "
+                "the KMS actions are limited to that one key.",
+                applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+            )
+
+        # --- on-call -----------------------------------------------------
+        self.topic = sns.Topic(
+            self,
+            "OnCall",
+            topic_name=names.ONCALL_TOPIC,
+            display_name="BabyShield on-call",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        if oncall_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(oncall_email))
+        self.topic.grant_publish(waf_responder)
+        waf_responder.add_environment("ONCALL_TOPIC_ARN", self.topic.topic_arn)
+        notify = cloudwatch_actions.SnsAction(self.topic)
+
+        # --- alarms ------------------------------------------------------
+        self.waf_blocked_alarm = cloudwatch.Alarm(
+            self,
+            "WafBlocked",
+            alarm_name=names.ALARM_WAF_BLOCKED,
+            alarm_description="WAF blocked more requests than usual: likely an attack",
+            metric=waf_blocked_metric(web_acl_name, stack.region),
+            threshold=waf_blocked_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.waf_rate_alarm = cloudwatch.Alarm(
+            self,
+            "WafRateLimited",
+            alarm_name=names.ALARM_WAF_RATE,
+            alarm_description="Callers hit the per-IP rate limit",
+            metric=waf_blocked_metric(web_acl_name, stack.region, names.RATE_RULE),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.failed_signins_alarm = cloudwatch.Alarm(
+            self,
+            "FailedSignIns",
+            alarm_name=names.ALARM_FAILED_SIGNINS,
+            alarm_description="Failed sign-ins above normal: credential stuffing or brute force",
+            metric=_custom_metric(names.METRIC_FAILED_SIGNINS),
+            threshold=failed_signin_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        # A failed rotation shows as the functions' own failure metric or as a
+        # Lambda error (a crash before the metric is flushed); either alarms.
+        rotation_terms = {"failures": _custom_metric(names.METRIC_ROTATION_FAILURES)}
+        for index, function in enumerate(rotation_functions):
+            rotation_terms[f"errors{index}"] = function.metric_errors(period=FIVE_MINUTES)
+        self.rotation_alarm = cloudwatch.Alarm(
+            self,
+            "RotationFailures",
+            alarm_name=names.ALARM_ROTATION_FAILURES,
+            alarm_description="A secret rotation failed; the secret keeps its old value",
+            metric=cloudwatch.MathExpression(
+                expression=f"FILL({' , 0) + FILL('.join(rotation_terms)}, 0)",
+                using_metrics=rotation_terms,
+                period=FIVE_MINUTES,
+                label="rotation failures and errors",
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.api_5xx_alarm = cloudwatch.Alarm(
+            self,
+            "Api5xx",
+            alarm_name=names.ALARM_API_5XX,
+            alarm_description="The API answers with server errors",
+            metric=rest_api.metric_server_error(period=FIVE_MINUTES, statistic="Sum"),
+            threshold=api_5xx_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms = [
+            self.waf_blocked_alarm,
+            self.waf_rate_alarm,
+            self.failed_signins_alarm,
+            self.rotation_alarm,
+            self.api_5xx_alarm,
+        ]
+
+        # --- alarm -> responder ------------------------------------------
+        self.dead_letters = sqs.Queue(
+            self,
+            "ResponderDeadLetters",
+            queue_name=names.WAF_RESPONDER_DLQ,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the responder's EventBridge targets.",
+        )
+        dead_letter_alarm = cloudwatch.Alarm(
+            self,
+            "ResponderDeadLettersAlarm",
+            alarm_name=f"{names.WAF_RESPONDER_DLQ}-not-empty",
+            alarm_description="An attack or sweep event could not be delivered to waf_responder",
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms.append(dead_letter_alarm)
+        for alarm in self.alarms:
+            alarm.add_alarm_action(notify)
+
+        def responder_target() -> targets.LambdaFunction:
+            return targets.LambdaFunction(
+                waf_responder,
+                dead_letter_queue=self.dead_letters,
+                retry_attempts=RESPONDER_RETRIES,
+                max_event_age=Duration.hours(1),
+            )
+
+        self.alarm_rule = events.Rule(
+            self,
+            "AlarmToResponder",
+            rule_name=names.WAF_ALARM_RULE,
+            description="WAF and sign-in alarms entering ALARM invoke waf_responder",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=["CloudWatch Alarm State Change"],
+                resources=[
+                    self.waf_blocked_alarm.alarm_arn,
+                    self.waf_rate_alarm.alarm_arn,
+                    self.failed_signins_alarm.alarm_arn,
+                ],
+                detail={"state": {"value": ["ALARM"]}},
+            ),
+            targets=[responder_target()],
+        )
+        self.sweep_rule = events.Rule(
+            self,
+            "ExpirySweep",
+            rule_name=names.WAF_SWEEP_RULE,
+            description="Every 5 minutes waf_responder removes expired blocks",
+            schedule=events.Schedule.rate(FIVE_MINUTES),
+            targets=[responder_target()],
+        )
+
+        # --- unexpected secret reads ---------------------------------------
+        self._secret_read_alerts(secret_readers, log_retention)
+
+    def _table(
+        self,
+        construct_id: str,
+        table_name: str,
+        *,
+        partition_key: str = names.TABLE_PARTITION_KEY,
+        ttl: str = names.TTL_ATTRIBUTE,
+    ) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            table_name=table_name,
+            partition_key=dynamodb.Attribute(
+                name=partition_key, type=dynamodb.AttributeType.STRING
+            ),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self._key,
+            time_to_live_attribute=ttl,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _secret_read_alerts(
+        self, secret_readers: Mapping[str, Sequence[iam.IRole]], log_retention: logs.RetentionDays
+    ) -> None:
+        stack = Stack.of(self)
+        access_logs = s3.Bucket(
+            self,
+            "TrailAccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 access logging cannot write to SSE-KMS
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        )
+        no_self_logging = (
+            "This bucket receives the trail bucket's access logs; logging it to itself would loop."
+        )
+        acknowledge(access_logs, "AwsSolutions-S1", no_self_logging)
+        skip_checkov(access_logs, "CKV_AWS_18", no_self_logging)
+        acknowledge(
+            access_logs,
+            "NIST.800.53.R5-S3DefaultEncryptionKMS",
+            "S3 server access logging can only deliver to a bucket encrypted with "
+            "S3-managed keys (SSE-S3), not SSE-KMS.",
+        )
+        trail_bucket = s3.Bucket(
+            self,
+            "TrailBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self._key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="trail-bucket/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.trail = cloudtrail.Trail(
+            self,
+            "Trail",
+            trail_name=names.TRAIL,
+            bucket=trail_bucket,
+            encryption_key=self._key,
+            enable_file_validation=True,
+            include_global_service_events=True,
+            is_multi_region_trail=True,
+            management_events=cloudtrail.ReadWriteType.ALL,
+            send_to_cloud_watch_logs=True,
+            cloud_watch_log_group=logs.LogGroup(
+                self,
+                "TrailLogs",
+                retention=log_retention,
+                encryption_key=self._key,
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
+        )
+        single_region = (
+            "The trail is multi-region and its files carry digest validation; a replica "
+            "needs a bucket in a second region, which this single-region stack does not own."
+        )
+        for bucket in (access_logs, trail_bucket):
+            acknowledge(bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", single_region)
+        acknowledge(
+            self.trail,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "CDK's trail-to-CloudWatch-Logs role has one inline policy for its one log "
+            "group; it belongs to that role alone and is deleted with it.",
+        )
+        self.secret_read_rules: dict[str, events.Rule] = {}
+        for name, roles in secret_readers.items():
+            secret_id = names.secret_name(name)
+            secret_arn_prefix = stack.format_arn(
+                service="secretsmanager",
+                resource="secret",
+                resource_name=secret_id,
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            rule = events.Rule(
+                self,
+                f"SecretRead-{name}",
+                rule_name=f"{names.SECRET_READ_RULE}-{name}",
+                description=f"{secret_id} read by a principal that is not one of its readers",
+                event_pattern=events.EventPattern(
+                    source=["aws.secretsmanager"],
+                    detail_type=["AWS API Call via CloudTrail"],
+                    detail={
+                        "eventSource": ["secretsmanager.amazonaws.com"],
+                        "eventName": ["GetSecretValue"],
+                        # Callers name a secret by name or by ARN (with a suffix).
+                        "requestParameters": {
+                            "secretId": [
+                                {"prefix": secret_id},
+                                {"prefix": secret_arn_prefix},
+                            ]
+                        },
+                        "$or": [
+                            {
+                                "userIdentity": {
+                                    "sessionContext": {
+                                        "sessionIssuer": {
+                                            "arn": [{"anything-but": [r.role_arn for r in roles]}]
+                                        }
+                                    }
+                                }
+                            },
+                            # IAM users and the root user carry no session issuer.
+                            {"userIdentity": {"type": ["IAMUser", "Root"]}},
+                        ],
+                    },
+                ),
+                targets=[
+                    targets.SnsTopic(
+                        self.topic,
+                        message=events.RuleTargetInput.from_text(
+                            f"Unexpected read of {secret_id} by "
+                            f"{events.EventField.from_path('$.detail.userIdentity.arn')} "
+                            f"from {events.EventField.from_path('$.detail.sourceIPAddress')}"
+                        ),
+                    )
+                ],
+            )
+            self.secret_read_rules[name] = rule

@@ -1,0 +1,297 @@
+"""Every Lambda of the platform, built one way.
+
+Latest Python runtime, arm64, JSON logs into a KMS-encrypted log group with a
+fixed retention, X-Ray active tracing, environment encrypted with the platform
+key, reserved concurrency, and a role of its own that starts with nothing but
+its log group. Other constructs add exactly the grants each function needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aws_cdk import AssetHashType, Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk.assets import REPO_ROOT, dependency_layer_dir, function_code_dir
+from cdk.compliance import acknowledge, skip_checkov
+from functions.shared import names
+
+OUTSIDE_VPC_REASON = (
+    "Reaches only AWS APIs (Secrets Manager, IAM, WAF, DynamoDB, SNS, Logs); no "
+    "database access, so a VPC would add endpoints and no protection."
+)
+NO_FUNCTION_DLQ_REASON = (
+    "Invoked synchronously (API Gateway, Secrets Manager, CloudFormation), where the "
+    "caller sees the error, or by EventBridge, whose target carries the DLQ and retries."
+)
+INLINE_POLICY_REASON = (
+    "CDK grants write one inline policy that belongs to this role alone and is deleted "
+    "with it; a managed policy would be a separately attachable object and narrow nothing."
+)
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What differs between functions; everything else is the same for all."""
+
+    package: str
+    description: str
+    timeout: Duration
+    reserved_concurrency: int
+    in_vpc: bool
+    memory_mb: int = 512
+    environment: Mapping[str, str] = field(default_factory=dict)
+    extra_assets: Mapping[str, Path] = field(default_factory=dict)
+
+
+def _secret_environment() -> dict[str, str]:
+    return {
+        "DB_READONLY_SECRET_ID": names.secret_name("db-readonly"),
+        "DB_APP_SECRET_ID": names.secret_name("db-app"),
+        "DB_ADMIN_SECRET_ID": names.secret_name("db-admin"),
+        "JWT_SECRET_ID": names.secret_name("jwt-signing-key"),
+        "WEBHOOK_SECRET_ID": names.secret_name("webhook-signing-secret"),
+    }
+
+
+def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
+    secrets = _secret_environment()
+    return (
+        FunctionSpec(
+            package="api",
+            description="BabyShield REST API behind API Gateway and WAF",
+            timeout=Duration.seconds(29),  # API Gateway's integration limit
+            reserved_concurrency=api_reserved_concurrency,
+            in_vpc=True,
+            memory_mb=1024,
+            environment={
+                "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
+                "RATE_LIMIT_TABLE": names.RATE_LIMIT_TABLE,
+                "WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE,
+                "IDEMPOTENCY_TABLE": names.IDEMPOTENCY_TABLE,
+                "DB_READONLY_SECRET_ID": secrets["DB_READONLY_SECRET_ID"],
+                "DB_APP_SECRET_ID": secrets["DB_APP_SECRET_ID"],
+                "JWT_SECRET_ID": secrets["JWT_SECRET_ID"],
+                "WEBHOOK_SECRET_ID": secrets["WEBHOOK_SECRET_ID"],
+            },
+        ),
+        FunctionSpec(
+            package="rotate_db",
+            description="Secrets Manager rotation of the PostgreSQL users",
+            timeout=Duration.seconds(60),
+            # Secrets Manager rotates at most a few secrets at once; more would
+            # only queue logins against the admin user.
+            reserved_concurrency=3,
+            in_vpc=True,
+            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"]},
+        ),
+        FunctionSpec(
+            package="rotate_jwt",
+            description="Secrets Manager rotation of the JWT signing key pair",
+            timeout=Duration.seconds(60),
+            reserved_concurrency=2,
+            in_vpc=False,
+        ),
+        FunctionSpec(
+            package="rotate_iam",
+            description="Rotation of IAM access keys and generated secrets",
+            timeout=Duration.seconds(60),
+            reserved_concurrency=2,
+            in_vpc=False,
+        ),
+        FunctionSpec(
+            package="waf_responder",
+            description="Alarm-driven WAF auto-block and the expiry sweep",
+            timeout=Duration.seconds(120),
+            # IP set updates use a lock token; a few concurrent writers are
+            # enough and keep retries on WAFOptimisticLockException rare.
+            reserved_concurrency=2,
+            in_vpc=False,
+            environment={
+                "BLOCK_REGISTRY_TABLE": names.BLOCK_REGISTRY_TABLE,
+                "WAF_LOG_GROUP": names.WAF_LOG_GROUP,
+                "API_LOG_GROUP": names.API_LOG_GROUP,
+                "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
+                "NEVER_BLOCK_CIDRS_PARAMETER": names.NEVER_BLOCK_PARAMETER,
+                "AUTO_BLOCK_IPSET_V4_NAME": names.AUTO_BLOCK_IPSET_V4,
+                "AUTO_BLOCK_IPSET_V6_NAME": names.AUTO_BLOCK_IPSET_V6,
+                "WEB_ACL_NAME": names.WEB_ACL,
+                "RATE_RULE_NAME": names.RATE_RULE,
+            },
+        ),
+        FunctionSpec(
+            package="migrate",
+            description="Applies sql/ migrations with the admin user on deploy",
+            timeout=Duration.minutes(5),
+            reserved_concurrency=1,  # two migration runs must never overlap
+            in_vpc=True,
+            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"]},
+            # functions/shared/db/migrations.py reads <asset root>/sql.
+            extra_assets={"sql": REPO_ROOT / "sql"},
+        ),
+    )
+
+
+class LambdaFunctions(Construct):
+    """Builds the platform's functions; exposes each by package name."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        log_retention: logs.RetentionDays,
+        api_reserved_concurrency: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._key = key
+        self._vpc = vpc
+        self._subnets = subnets
+        self._log_retention = log_retention
+        layer_dir, layer_hash = dependency_layer_dir()
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            description="Third-party packages from requirements/runtime.lock (arm64)",
+            code=lambda_.Code.from_asset(
+                str(layer_dir), asset_hash=layer_hash, asset_hash_type=AssetHashType.CUSTOM
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        self.by_package: dict[str, lambda_.Function] = {}
+        self.security_groups: dict[str, ec2.SecurityGroup] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        for spec in function_specs(api_reserved_concurrency):
+            self.by_package[spec.package] = self._build(spec)
+
+    @property
+    def api(self) -> lambda_.Function:
+        return self.by_package["api"]
+
+    @property
+    def rotate_db(self) -> lambda_.Function:
+        return self.by_package["rotate_db"]
+
+    @property
+    def rotate_jwt(self) -> lambda_.Function:
+        return self.by_package["rotate_jwt"]
+
+    @property
+    def rotate_iam(self) -> lambda_.Function:
+        return self.by_package["rotate_iam"]
+
+    @property
+    def waf_responder(self) -> lambda_.Function:
+        return self.by_package["waf_responder"]
+
+    @property
+    def migrate(self) -> lambda_.Function:
+        return self.by_package["migrate"]
+
+    @property
+    def vpc_functions(self) -> list[lambda_.Function]:
+        return [self.by_package[package] for package in self.security_groups]
+
+    def _build(self, spec: FunctionSpec) -> lambda_.Function:
+        scope = Construct(self, spec.package.replace("_", "-"))
+        function_name = names.function_name(spec.package)
+        log_group = logs.LogGroup(
+            scope,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=self._log_retention,
+            encryption_key=self._key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {function_name} only",
+        )
+        log_group.grant_write(role)
+        security_groups: list[ec2.ISecurityGroup] = []
+        if spec.in_vpc:
+            group = ec2.SecurityGroup(
+                scope,
+                "SecurityGroup",
+                vpc=self._vpc,
+                description=f"{function_name}: egress only to what it is admitted to",
+                allow_all_outbound=False,
+            )
+            self.security_groups[spec.package] = group
+            security_groups.append(group)
+        code_dir, code_hash = function_code_dir(spec.package, spec.extra_assets)
+        function = lambda_.Function(
+            scope,
+            "Function",
+            function_name=function_name,
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"functions.{spec.package}.handler.lambda_handler",
+            code=lambda_.Code.from_asset(
+                str(code_dir), asset_hash=code_hash, asset_hash_type=AssetHashType.CUSTOM
+            ),
+            layers=[self.layer],
+            role=role,
+            timeout=spec.timeout,
+            memory_size=spec.memory_mb,
+            reserved_concurrent_executions=spec.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": names.METRICS_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
+                "BABYSHIELD_ENV": "aws",
+                **spec.environment,
+            },
+            environment_encryption=self._key,
+            vpc=self._vpc if spec.in_vpc else None,
+            vpc_subnets=self._subnets if spec.in_vpc else None,
+            security_groups=security_groups or None,
+        )
+        self.log_groups[spec.package] = log_group
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
+            "permissions; CDK adds them for active tracing.",
+            applies_to=["Resource::*"],
+        )
+        if spec.in_vpc:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM4",
+                "AWSLambdaVPCAccessExecutionRole is what Lambda needs to attach ENIs in "
+                "the VPC; its EC2 network-interface actions have no resource scoping.",
+                applies_to=[
+                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaVPCAccessExecutionRole"
+                ],
+            )
+        else:
+            skip_checkov(function, "CKV_AWS_117", OUTSIDE_VPC_REASON)
+            acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC", OUTSIDE_VPC_REASON)
+        skip_checkov(function, "CKV_AWS_116", NO_FUNCTION_DLQ_REASON)
+        acknowledge(function, "NIST.800.53.R5-LambdaDLQ", NO_FUNCTION_DLQ_REASON)
+        acknowledge(role, "NIST.800.53.R5-IAMNoInlinePolicy", INLINE_POLICY_REASON)
+        return function

@@ -1,0 +1,226 @@
+"""Network and database: VPC, PostgreSQL on RDS, endpoints, and the migration step."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, triggers
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from constructs import Construct
+
+from cdk.compliance import acknowledge
+from functions.shared import names
+
+DB_ADMIN_USER = names.DB_MASTER_USER
+DB_NAME = "babyshield"
+DB_INSTANCE_ID = f"{names.PREFIX}-postgres"
+DB_LOG_EXPORTS = ("postgresql", "upgrade")
+DB_PORT = 5432
+POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17_9
+
+# rds.force_ssl: no plaintext connections. pgaudit records DDL, role changes and
+# writes (reads are too many and carry no privilege change); connection logging
+# shows who logged in from where, which a rotation or an intrusion both leave.
+DB_PARAMETERS = {
+    "rds.force_ssl": "1",
+    "shared_preload_libraries": "pg_stat_statements,pgaudit",
+    "pgaudit.log": "ddl,role,write",
+    "pgaudit.log_parameter": "0",
+    "pgaudit.role": "rds_pgaudit",
+    "log_connections": "1",
+    "log_disconnections": "1",
+    "password_encryption": "scram-sha-256",
+}
+
+
+class NetworkAndDatabase(Construct):
+    """A VPC without internet routes, and PostgreSQL reachable only from admitted functions.
+
+    Isolated subnets have no NAT and no internet gateway: functions in the VPC
+    reach AWS through interface endpoints (Secrets Manager, SSM, X-Ray) and the
+    DynamoDB gateway endpoint, and nothing else.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        instance_class: str,
+        multi_az: bool,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            retention=log_retention,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                )
+            ],
+            flow_logs={
+                "all": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
+            restrict_default_security_group=True,
+        )
+        acknowledge(
+            self.vpc,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "CDK's flow-log delivery role has one inline policy for its one log group; "
+            "it belongs to that role alone and is deleted with it.",
+        )
+        self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        self.vpc.add_gateway_endpoint(
+            "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets]
+        )
+        self.endpoints: list[ec2.InterfaceVpcEndpoint] = [
+            self.vpc.add_interface_endpoint(
+                endpoint_id,
+                service=service,
+                subnets=self.subnets,
+                private_dns_enabled=True,
+                open=False,  # only admitted functions, not the whole VPC CIDR
+            )
+            for endpoint_id, service in (
+                ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
+                ("Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
+                ("XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
+            )
+        ]
+
+        parameter_group = rds.ParameterGroup(
+            self,
+            "Parameters",
+            engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
+            description="BabyShield: TLS only, pgaudit, connection logging",
+            parameters=DB_PARAMETERS,
+        )
+        # Created here rather than by RDS so that they are encrypted and have a
+        # retention without CDK's log-retention custom resource.
+        db_log_groups = [
+            logs.LogGroup(
+                self,
+                f"PostgresLogs-{export}",
+                log_group_name=f"/aws/rds/instance/{DB_INSTANCE_ID}/{export}",
+                retention=log_retention,
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            for export in DB_LOG_EXPORTS
+        ]
+        self.database = rds.DatabaseInstance(
+            self,
+            "Postgres",
+            instance_identifier=DB_INSTANCE_ID,
+            port=DB_PORT,
+            engine=rds.DatabaseInstanceEngine.postgres(version=POSTGRES_VERSION),
+            instance_type=ec2.InstanceType(instance_class),
+            vpc=self.vpc,
+            vpc_subnets=self.subnets,
+            database_name=DB_NAME,
+            credentials=rds.Credentials.from_generated_secret(
+                DB_ADMIN_USER,
+                secret_name=names.secret_name("db-admin"),
+                encryption_key=key,
+                exclude_characters=" %+~`#$&*()|[]{}:;<>?!'/@\"\\",
+            ),
+            parameter_group=parameter_group,
+            storage_encrypted=True,
+            storage_encryption_key=key,
+            publicly_accessible=False,
+            deletion_protection=True,
+            multi_az=multi_az,
+            backup_retention=Duration.days(14),
+            delete_automated_backups=False,
+            removal_policy=RemovalPolicy.SNAPSHOT,
+            auto_minor_version_upgrade=True,
+            iam_authentication=True,
+            cloudwatch_logs_exports=list(DB_LOG_EXPORTS),
+            monitoring_interval=Duration.seconds(60),
+            enable_performance_insights=True,
+            performance_insight_encryption_key=key,
+            copy_tags_to_snapshot=True,
+            allocated_storage=20,
+            max_allocated_storage=100,
+        )
+        for group in db_log_groups:
+            self.database.node.add_dependency(group)
+        if self.database.secret is None:  # pragma: no cover - from_generated_secret always sets it
+            raise RuntimeError("the database was created without an admin secret")
+        self.admin_secret = self.database.secret
+        acknowledge(
+            self.database,
+            "AwsSolutions-RDS11",
+            "The port is not a control here: the security group admits only the "
+            "functions that use the database, and the VPC has no internet route.",
+        )
+        acknowledge(
+            self.database,
+            "AwsSolutions-IAM4",
+            "RDS enhanced monitoring needs its AWS-managed service role; it only "
+            "publishes OS metrics to CloudWatch Logs.",
+            applies_to=[
+                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonRDSEnhancedMonitoringRole"
+            ],
+        )
+
+    def admit(self, name: str, function: lambda_.Function) -> None:
+        """Let `function` reach PostgreSQL and the interface endpoints, nothing more."""
+        # Literal ports, not the instance's port token, so that rule packs can
+        # evaluate the security group rules.
+        self.database.connections.allow_from(
+            function, ec2.Port.tcp(DB_PORT), f"{name} to PostgreSQL"
+        )
+        for endpoint in self.endpoints:
+            endpoint.connections.allow_from(function, ec2.Port.tcp(443), f"{name} to AWS APIs")
+        # The DynamoDB gateway endpoint is reached through a prefix list whose id
+        # is only known in the deployed region; isolated subnets have no other
+        # route for port 443, so this rule cannot reach the internet.
+        function.connections.allow_to(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")
+
+
+class Migration(Construct):
+    """Runs the migration function on deploy, after everything in `after`.
+
+    `after` must hold the database and the network rules that let the function
+    reach it; a trigger otherwise only waits for its own function.
+
+    A CDK trigger re-runs it whenever the function's code (which includes
+    `sql/`) changes, so a deploy that adds a migration applies it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.Function,
+        after: list[Construct],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.trigger = triggers.Trigger(
+            self,
+            "Run",
+            handler=function,
+            execute_after=after,
+            execute_on_handler_change=True,
+            invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
+            timeout=Duration.minutes(5),
+        )

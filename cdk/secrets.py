@@ -1,0 +1,168 @@
+"""Secrets from the shared inventory, each with its rotation function and schedule."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from cdk.compliance import acknowledge
+from functions.shared import names
+from functions.shared.db.roles import PRODUCTION_ROLES
+from functions.shared.inventory import INVENTORY, SecretSpec
+
+# The tiers' secrets start on the group role's name; the first rotation (right
+# after the migration) moves each to one of the tier's two alternating logins.
+_DB_USERS = {"db-readonly": PRODUCTION_ROLES.readonly, "db-app": PRODUCTION_ROLES.app}
+
+
+class Secrets(Construct):
+    """Creates every secret in INVENTORY and schedules its rotation.
+
+    Secrets whose real value only the rotation function can make (the JWT key
+    pair, the IAM access key) start with a bootstrap placeholder; Secrets
+    Manager rotates a secret as soon as its schedule is created, so the
+    placeholder is replaced during the deploy itself.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        key: kms.IKey,
+        database: rds.DatabaseInstance,
+        admin_secret: secretsmanager.ISecret,
+        rotation_functions: Mapping[str, lambda_.Function],
+        api: lambda_.Function,
+        migrate: lambda_.Function,
+        rotate_after: Construct,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._key = key
+        self.partner_export_user = iam.User(
+            self, "PartnerExportUser", user_name=names.PARTNER_EXPORT_USER
+        )
+        # The user's data permissions arrive with the export feature; the group
+        # exists so that they are granted to a group, never to the user itself.
+        iam.Group(self, "PartnerExporters").add_user(self.partner_export_user)
+
+        self.by_name: dict[str, secretsmanager.ISecret] = {}
+        self.schedules: dict[str, secretsmanager.RotationSchedule] = {}
+        for spec in INVENTORY:
+            secret = (
+                admin_secret
+                if spec.name == "db-admin"
+                else self._create(spec, database, admin_secret)
+            )
+            self.by_name[spec.name] = secret
+            schedule = secret.add_rotation_schedule(
+                "Rotation",
+                rotation_lambda=rotation_functions[spec.method],
+                automatically_after=Duration.days(spec.period_days),
+            )
+            if spec.name in _DB_USERS:
+                # These users exist only once the migration has created them.
+                schedule.node.add_dependency(rotate_after)
+            self.schedules[spec.name] = schedule
+
+        # Secrets Manager may invoke a rotation function only for this
+        # account's secrets (CDK's grant names the service, not the account).
+        for function in rotation_functions.values():
+            for child in function.node.children:
+                if isinstance(child, lambda_.CfnPermission) and (
+                    child.principal == "secretsmanager.amazonaws.com"
+                ):
+                    child.source_account = Stack.of(self).account
+
+        for function in rotation_functions.values():
+            acknowledge(
+                function.role,  # type: ignore[arg-type]
+                "AwsSolutions-IAM5",
+                "secretsmanager:GetRandomPassword (added by CDK's rotation schedule) and "
+                "the X-Ray trace APIs support no resource-level permissions.",
+                applies_to=["Resource::*"],
+            )
+
+        # Multi-user rotation logs in as the admin user to change the others.
+        admin_secret.grant_read(rotation_functions["rotate_db"])
+        admin_secret.grant_read(migrate)
+        for name in ("db-readonly", "db-app", "jwt-signing-key", "webhook-signing-secret"):
+            self.by_name[name].grant_read(api)
+        rotation_functions["rotate_iam"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RotatePartnerExportKeys",
+                actions=[
+                    "iam:CreateAccessKey",
+                    "iam:DeleteAccessKey",
+                    "iam:ListAccessKeys",
+                    "iam:UpdateAccessKey",
+                ],
+                resources=[self.partner_export_user.user_arn],
+            )
+        )
+
+        # Who may read each secret; anything else reading it raises an alert.
+        rotators = {spec.name: rotation_functions[spec.method] for spec in INVENTORY}
+        readers: dict[str, list[lambda_.Function]] = {
+            "db-readonly": [api],
+            "db-app": [api],
+            "db-admin": [migrate],
+            "jwt-signing-key": [api],
+            "iam-partner-export": [],
+            "webhook-signing-secret": [api],
+        }
+        self.expected_readers: dict[str, list[iam.IRole]] = {}
+        for name, functions in readers.items():
+            roles = [fn.role for fn in [rotators[name], *functions] if fn.role is not None]
+            self.expected_readers[name] = list(dict.fromkeys(roles))
+
+    def _create(
+        self,
+        spec: SecretSpec,
+        database: rds.DatabaseInstance,
+        admin_secret: secretsmanager.ISecret,
+    ) -> secretsmanager.ISecret:
+        construct_id = spec.name
+        if spec.kind == "database":
+            database_secret = rds.DatabaseSecret(
+                self,
+                construct_id,
+                username=_DB_USERS[spec.name],
+                secret_name=spec.secret_name,
+                encryption_key=self._key,
+                master_secret=admin_secret,
+            )
+            return database_secret.attach(database)
+        if spec.kind == "generated":
+            generator = secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"kind": spec.kind}),
+                generate_string_key="secret",
+                password_length=64,
+                exclude_punctuation=True,
+            )
+        else:
+            template: dict[str, str] = {"kind": spec.kind}
+            if spec.kind == "iam-access-key":
+                template["UserName"] = names.PARTNER_EXPORT_USER
+            generator = secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps(template),
+                generate_string_key="bootstrap",
+                exclude_punctuation=True,
+            )
+        secret = secretsmanager.Secret(
+            self,
+            construct_id,
+            secret_name=spec.secret_name,
+            description=spec.description,
+            encryption_key=self._key,
+            generate_secret_string=generator,
+        )
+        return secret

@@ -1,0 +1,160 @@
+"""The BabyShield stack: composes one construct per concern and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_backup as backup
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cdk.api import Api
+from cdk.backup import Backups
+from cdk.compliance import record_cdk_provider_exceptions
+from cdk.config import DeploymentConfig
+from cdk.dashboards import Dashboards
+from cdk.detection import DetectionAndResponse
+from cdk.functions import LambdaFunctions
+from cdk.keys import Keys
+from cdk.network import Migration, NetworkAndDatabase
+from cdk.secrets import Secrets
+from cdk.waf import WebAcl
+from functions.shared import names
+
+
+class BabyShieldStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        retention = _retention(config.log_retention_days)
+
+        self.keys = Keys(self, "Keys")
+        key = self.keys.key
+        self.network = NetworkAndDatabase(
+            self,
+            "Network",
+            key=key,
+            instance_class=config.db_instance_class,
+            multi_az=config.db_multi_az,
+            log_retention=retention,
+        )
+        self.functions = LambdaFunctions(
+            self,
+            "Functions",
+            key=key,
+            vpc=self.network.vpc,
+            subnets=self.network.subnets,
+            log_retention=retention,
+            api_reserved_concurrency=config.api_reserved_concurrency,
+        )
+        for package, function in zip(
+            self.functions.security_groups, self.functions.vpc_functions, strict=True
+        ):
+            self.network.admit(package, function)
+        self.migration = Migration(
+            self,
+            "Migration",
+            function=self.functions.migrate,
+            after=[self.network.database, self.functions.security_groups["migrate"]],
+        )
+        rotation = {
+            "rotate_db": self.functions.rotate_db,
+            "rotate_jwt": self.functions.rotate_jwt,
+            "rotate_iam": self.functions.rotate_iam,
+        }
+        self.secrets = Secrets(
+            self,
+            "Secrets",
+            key=key,
+            database=self.network.database,
+            admin_secret=self.network.admin_secret,
+            rotation_functions=rotation,
+            api=self.functions.api,
+            migrate=self.functions.migrate,
+            rotate_after=self.migration,
+        )
+        self.api = Api(
+            self,
+            "Api",
+            handler=self.functions.api,
+            key=key,
+            log_retention=retention,
+            rate_limit=config.api_rate_limit,
+            burst_limit=config.api_burst_limit,
+        )
+        self.waf = WebAcl(
+            self,
+            "Waf",
+            stage=self.api.stage,
+            key=key,
+            log_retention=retention,
+            admin_cidrs_v4=config.admin_allowed_cidrs_v4,
+            admin_cidrs_v6=config.admin_allowed_cidrs_v6,
+            geo_block_countries=config.geo_block_countries,
+            rate_limit=config.rate_limit_per_5_minutes,
+            max_body_bytes=config.max_body_bytes,
+        )
+        self.waf.grant_api(self.functions.api)
+        self.waf.grant_responder(
+            self.functions.waf_responder, also_query=[self.functions.log_groups["api"]]
+        )
+        self.detection = DetectionAndResponse(
+            self,
+            "Detection",
+            key=key,
+            log_retention=retention,
+            rest_api=self.api.rest_api,
+            api=self.functions.api,
+            waf_responder=self.functions.waf_responder,
+            rotation_functions=list(rotation.values()),
+            web_acl_name=self.waf.web_acl.name or "",
+            secret_readers=self.secrets.expected_readers,
+            waf_blocked_threshold=config.waf_blocked_threshold,
+            failed_signin_threshold=config.failed_signin_threshold,
+            api_5xx_threshold=config.api_5xx_threshold,
+            oncall_email=config.oncall_email,
+        )
+        self.dashboards = Dashboards(
+            self,
+            "Dashboards",
+            web_acl_name=self.waf.web_acl.name or "",
+            waf_rule_names=[rule.name for rule in self.waf.rules],
+            waf_log_group_name=names.WAF_LOG_GROUP,
+            rotation_functions=rotation,
+        )
+        self.backups = Backups(
+            self,
+            "Backups",
+            key=key,
+            resources=[
+                backup.BackupResource.from_rds_database_instance(self.network.database),
+                *(
+                    backup.BackupResource.from_dynamo_db_table(table)
+                    for table in self.detection.tables
+                ),
+            ],
+        )
+        record_cdk_provider_exceptions(self)
+
+
+_RETENTION = {
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    try:
+        return _RETENTION[days]
+    except KeyError:
+        allowed = ", ".join(map(str, _RETENTION))
+        raise ValueError(f"logRetentionDays={days}: choose one of {allowed}") from None

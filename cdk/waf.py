@@ -1,0 +1,481 @@
+"""The regional WAF WebACL in front of the API, its IP sets and its logging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from cdk.compliance import acknowledge
+from functions.shared import names
+
+RATE_LIMIT_WINDOW_SECONDS = 300
+RATE_LIMITED_BODY_KEY = "rate-limited"
+RATE_LIMITED_BODY = json.dumps(
+    {
+        "error": {
+            "code": "rate_limited",
+            "message": f"Too many requests. Retry after {RATE_LIMIT_WINDOW_SECONDS} seconds.",
+        }
+    }
+)
+ADMIN_PATHS = ("/admin", "/monitoring")
+# Scanners and attack tools that announce themselves; a real client never sends these.
+SUSPICIOUS_USER_AGENTS = (
+    "sqlmap|nikto|nmap|masscan|zgrab|nuclei|dirbuster|gobuster|wpscan|acunetix|"
+    "havij|nessus|openvas|w3af|fimap|commix|hydra|jaeles"
+)
+
+# AWS managed groups in evaluation order, each with the rules set to Count
+# because they would block legitimate use of this API.
+MANAGED_RULE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AWSManagedRulesCommonRuleSet", ()),
+    ("AWSManagedRulesKnownBadInputsRuleSet", ()),
+    ("AWSManagedRulesSQLiRuleSet", ()),
+    # Partners call the API from servers in cloud providers; hosting-provider
+    # ranges are legitimate callers here, so that rule only counts.
+    ("AWSManagedRulesAnonymousIpList", ("HostingProviderIPList",)),
+    ("AWSManagedRulesAmazonIpReputationList", ()),
+)
+
+
+def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
+    )
+
+
+_PATH_TRANSFORMS = [
+    wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="URL_DECODE"),
+    wafv2.CfnWebACL.TextTransformationProperty(priority=1, type="NORMALIZE_PATH"),
+    wafv2.CfnWebACL.TextTransformationProperty(priority=2, type="LOWERCASE"),
+]
+
+
+def _path_starts_with(prefix: str) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+            field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+            positional_constraint="STARTS_WITH",
+            search_string=prefix,
+            text_transformations=_PATH_TRANSFORMS,
+        )
+    )
+
+
+def _ip_set(arn: str) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        ip_set_reference_statement=wafv2.CfnWebACL.IPSetReferenceStatementProperty(arn=arn)
+    )
+
+
+def _any_of(
+    statements: Sequence[wafv2.CfnWebACL.StatementProperty],
+) -> wafv2.CfnWebACL.StatementProperty:
+    if len(statements) == 1:
+        return statements[0]
+    return wafv2.CfnWebACL.StatementProperty(
+        or_statement=wafv2.CfnWebACL.OrStatementProperty(statements=list(statements))
+    )
+
+
+def _size_over(
+    field: wafv2.CfnWebACL.FieldToMatchProperty, size: int
+) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
+            field_to_match=field,
+            comparison_operator="GT",
+            size=size,
+            text_transformations=[
+                wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+            ],
+        )
+    )
+
+
+def _xss_in(field: wafv2.CfnWebACL.FieldToMatchProperty) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        xss_match_statement=wafv2.CfnWebACL.XssMatchStatementProperty(
+            field_to_match=field,
+            text_transformations=[
+                wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="URL_DECODE"),
+                wafv2.CfnWebACL.TextTransformationProperty(priority=1, type="HTML_ENTITY_DECODE"),
+            ],
+        )
+    )
+
+
+def _block() -> wafv2.CfnWebACL.RuleActionProperty:
+    return wafv2.CfnWebACL.RuleActionProperty(block={})
+
+
+class WebAcl(Construct):
+    """The WebACL, in priority order (first match wins):
+
+    0. admin allowlist: /admin and /monitoring only from the allowlist IP sets;
+    1-2. auto-block IP sets (v4, v6) that `waf_responder` writes;
+    3-7. AWS managed groups;
+    8. rate limit per IP, answered with 429, a JSON body and Retry-After;
+    9. geo-block (only when countries are configured);
+    10. scanner user agents; 11. oversize requests; 12. XSS.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: apigateway.Stage,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        admin_cidrs_v4: Sequence[str],
+        admin_cidrs_v6: Sequence[str],
+        geo_block_countries: Sequence[str],
+        rate_limit: int,
+        max_body_bytes: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        def ip_set(
+            construct_id: str, name: str, version: str, cidrs: Sequence[str]
+        ) -> wafv2.CfnIPSet:
+            writer = "CDK" if name.startswith(names.PREFIX + "-admin") else "the WAF responder"
+            return wafv2.CfnIPSet(
+                self,
+                construct_id,
+                name=name,
+                scope="REGIONAL",
+                ip_address_version=version,
+                addresses=list(cidrs),
+                description=f"{name} - written by {writer}",
+            )
+
+        self.admin_v4 = ip_set(
+            "AdminAllowlistV4", names.ADMIN_ALLOWLIST_IPSET_V4, "IPV4", admin_cidrs_v4
+        )
+        self.admin_v6 = ip_set(
+            "AdminAllowlistV6", names.ADMIN_ALLOWLIST_IPSET_V6, "IPV6", admin_cidrs_v6
+        )
+        self.auto_block_v4 = ip_set("AutoBlockV4", names.AUTO_BLOCK_IPSET_V4, "IPV4", [])
+        self.auto_block_v6 = ip_set("AutoBlockV6", names.AUTO_BLOCK_IPSET_V6, "IPV6", [])
+        # waf_responder owns the auto-block addresses. CloudFormation rewrites
+        # them only when these resources' own properties change (then the
+        # responder's registry holds what to restore); deleting the stack keeps them.
+        for blocked in (self.auto_block_v4, self.auto_block_v6):
+            blocked.apply_removal_policy(RemovalPolicy.RETAIN)
+
+        # SSM mirrors of the allowlist for the function-level checks (defense in
+        # depth behind the WAF). SSM rejects an empty value; a lone comma parses
+        # as an empty list, which denies every admin request.
+        admin_cidrs = ",".join([*admin_cidrs_v4, *admin_cidrs_v6]) or ","
+        self.admin_allowlist_parameter = ssm.StringParameter(
+            self,
+            "AdminAllowlistParameter",
+            parameter_name=names.ADMIN_ALLOWLIST_PARAMETER,
+            string_value=admin_cidrs,
+            description="CIDRs allowed on /admin and /monitoring (comma-separated)",
+        )
+        self.never_block_parameter = ssm.StringParameter(
+            self,
+            "NeverBlockParameter",
+            parameter_name=names.NEVER_BLOCK_PARAMETER,
+            string_value=admin_cidrs,
+            description="CIDRs waf_responder never auto-blocks (comma-separated)",
+        )
+
+        stage_prefix = f"/{names.API_STAGE}"
+        admin_paths = [
+            _path_starts_with(prefix + path)
+            for path in ADMIN_PATHS
+            for prefix in ("", stage_prefix)
+        ]
+        rules: list[wafv2.CfnWebACL.RuleProperty] = [
+            wafv2.CfnWebACL.RuleProperty(
+                name="admin-allowlist",
+                priority=0,
+                action=_block(),
+                # The execute-api URL carries the stage (/prod/admin); a custom
+                # domain does not (/admin). Both spellings are covered.
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    and_statement=wafv2.CfnWebACL.AndStatementProperty(
+                        statements=[
+                            _any_of(admin_paths),
+                            wafv2.CfnWebACL.StatementProperty(
+                                not_statement=wafv2.CfnWebACL.NotStatementProperty(
+                                    statement=_any_of(
+                                        [
+                                            _ip_set(self.admin_v4.attr_arn),
+                                            _ip_set(self.admin_v6.attr_arn),
+                                        ]
+                                    )
+                                )
+                            ),
+                        ]
+                    )
+                ),
+                visibility_config=_visibility("admin-allowlist"),
+            ),
+            wafv2.CfnWebACL.RuleProperty(
+                name=names.AUTO_BLOCK_RULE_V4,
+                priority=1,
+                action=_block(),
+                statement=_ip_set(self.auto_block_v4.attr_arn),
+                visibility_config=_visibility(names.AUTO_BLOCK_RULE_V4),
+            ),
+            wafv2.CfnWebACL.RuleProperty(
+                name=names.AUTO_BLOCK_RULE_V6,
+                priority=2,
+                action=_block(),
+                statement=_ip_set(self.auto_block_v6.attr_arn),
+                visibility_config=_visibility(names.AUTO_BLOCK_RULE_V6),
+            ),
+        ]
+        for offset, (group, counted) in enumerate(MANAGED_RULE_GROUPS):
+            rules.append(
+                wafv2.CfnWebACL.RuleProperty(
+                    name=group,
+                    priority=3 + offset,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS",
+                            name=group,
+                            rule_action_overrides=[
+                                wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                    name=rule,
+                                    action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                                )
+                                for rule in counted
+                            ]
+                            or None,
+                        )
+                    ),
+                    visibility_config=_visibility(group),
+                )
+            )
+        priority = 3 + len(MANAGED_RULE_GROUPS)
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name=names.RATE_RULE,
+                priority=priority,
+                action=wafv2.CfnWebACL.RuleActionProperty(
+                    block=wafv2.CfnWebACL.BlockActionProperty(
+                        custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                            response_code=429,
+                            custom_response_body_key=RATE_LIMITED_BODY_KEY,
+                            response_headers=[
+                                wafv2.CfnWebACL.CustomHTTPHeaderProperty(
+                                    name="Retry-After", value=str(RATE_LIMIT_WINDOW_SECONDS)
+                                )
+                            ],
+                        )
+                    )
+                ),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=rate_limit,
+                        aggregate_key_type="IP",
+                        evaluation_window_sec=RATE_LIMIT_WINDOW_SECONDS,
+                    )
+                ),
+                visibility_config=_visibility(names.RATE_RULE),
+            )
+        )
+        priority += 1
+        if geo_block_countries:
+            rules.append(
+                wafv2.CfnWebACL.RuleProperty(
+                    name="geo-block",
+                    priority=priority,
+                    action=_block(),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        geo_match_statement=wafv2.CfnWebACL.GeoMatchStatementProperty(
+                            country_codes=list(geo_block_countries)
+                        )
+                    ),
+                    visibility_config=_visibility("geo-block"),
+                )
+            )
+            priority += 1
+
+        self.user_agents = wafv2.CfnRegexPatternSet(
+            self,
+            "SuspiciousUserAgents",
+            name=f"{names.PREFIX}-suspicious-user-agents",
+            scope="REGIONAL",
+            regular_expression_list=[f"(?i)({SUSPICIOUS_USER_AGENTS})"],
+            description="User agents of scanners and attack tools",
+        )
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name="suspicious-user-agents",
+                priority=priority,
+                action=_block(),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    regex_pattern_set_reference_statement=wafv2.CfnWebACL.RegexPatternSetReferenceStatementProperty(
+                        arn=self.user_agents.attr_arn,
+                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                            single_header={"Name": "user-agent"}
+                        ),
+                        text_transformations=[
+                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                        ],
+                    )
+                ),
+                visibility_config=_visibility("suspicious-user-agents"),
+            )
+        )
+        priority += 1
+        body = wafv2.CfnWebACL.FieldToMatchProperty(
+            body=wafv2.CfnWebACL.BodyProperty(oversize_handling="MATCH")
+        )
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name="size-limits",
+                priority=priority,
+                action=_block(),
+                # A body past WAF's inspection window would hide its payload
+                # from every rule above, so it is refused rather than passed.
+                statement=_any_of(
+                    [
+                        _size_over(body, max_body_bytes),
+                        _size_over(wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}), 2048),
+                        _size_over(wafv2.CfnWebACL.FieldToMatchProperty(query_string={}), 4096),
+                    ]
+                ),
+                visibility_config=_visibility("size-limits"),
+            )
+        )
+        priority += 1
+        rules.append(
+            wafv2.CfnWebACL.RuleProperty(
+                name="xss",
+                priority=priority,
+                action=_block(),
+                statement=_any_of(
+                    [
+                        _xss_in(
+                            wafv2.CfnWebACL.FieldToMatchProperty(
+                                body=wafv2.CfnWebACL.BodyProperty(oversize_handling="MATCH")
+                            )
+                        ),
+                        _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(query_string={})),
+                        _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(uri_path={})),
+                    ]
+                ),
+                visibility_config=_visibility("xss"),
+            )
+        )
+        self.rules = rules
+
+        self.web_acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            name=names.WEB_ACL,
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            custom_response_bodies={
+                RATE_LIMITED_BODY_KEY: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content_type="APPLICATION_JSON", content=RATE_LIMITED_BODY
+                )
+            },
+            rules=rules,
+            visibility_config=_visibility(names.WEB_ACL),
+        )
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=names.WAF_LOG_GROUP,
+            retention=log_retention,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # WAF wants the log group ARN without the trailing `:*`.
+        self.log_group_arn = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=names.WAF_LOG_GROUP,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.logging = wafv2.CfnLoggingConfiguration(
+            self,
+            "Logging",
+            resource_arn=self.web_acl.attr_arn,
+            log_destination_configs=[self.log_group_arn],
+            redacted_fields=[
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
+                for header in ("authorization", "cookie")
+            ],
+        )
+        self.logging.node.add_dependency(self.log_group)
+
+        self.association = wafv2.CfnWebACLAssociation(
+            self,
+            "ApiAssociation",
+            resource_arn=stage.stage_arn,
+            web_acl_arn=self.web_acl.attr_arn,
+        )
+        # The association fails when the stage does not exist yet.
+        self.association.node.add_dependency(stage)
+
+    def grant_responder(
+        self, responder: lambda_.Function, *, also_query: Sequence[logs.ILogGroup]
+    ) -> None:
+        """What `waf_responder` needs: its IP sets, rate-rule keys, log queries, settings."""
+        responder.add_environment("AUTO_BLOCK_IPSET_V4_ID", self.auto_block_v4.attr_id)
+        responder.add_environment("AUTO_BLOCK_IPSET_V6_ID", self.auto_block_v6.attr_id)
+        responder.add_environment("WEB_ACL_ID", self.web_acl.attr_id)
+        responder.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="AutoBlockIpSets",
+                actions=["wafv2:GetIPSet", "wafv2:UpdateIPSet"],
+                resources=[self.auto_block_v4.attr_arn, self.auto_block_v6.attr_arn],
+            )
+        )
+        responder.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RateRuleOffenders",
+                actions=["wafv2:GetRateBasedStatementManagedKeys"],
+                resources=[self.web_acl.attr_arn],
+            )
+        )
+        query_targets = [self.log_group, *also_query]
+        responder.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="StartOffenderQueries",
+                actions=["logs:StartQuery"],
+                resources=[group.log_group_arn for group in query_targets],
+            )
+        )
+        responder.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadOffenderQueries",
+                actions=["logs:GetQueryResults", "logs:StopQuery"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            responder.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5",
+            "logs:GetQueryResults and logs:StopQuery take a query id, not a resource "
+            "ARN (queries start only on two log groups); X-Ray trace APIs likewise.",
+            applies_to=["Resource::*"],
+        )
+        self.admin_allowlist_parameter.grant_read(responder)
+        self.never_block_parameter.grant_read(responder)
+
+    def grant_api(self, api: lambda_.Function) -> None:
+        """The API reads the admin allowlist for its own (second) check."""
+        self.admin_allowlist_parameter.grant_read(api)

@@ -1,0 +1,193 @@
+"""API Gateway stage and the WAF WebACL in front of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from cdk.waf import MANAGED_RULE_GROUPS
+from functions.shared import names
+from tests.infrastructure.conftest import Synthesized
+
+EXPECTED_RULE_ORDER = [
+    "admin-allowlist",
+    names.AUTO_BLOCK_RULE_V4,
+    names.AUTO_BLOCK_RULE_V6,
+    *(group for group, _ in MANAGED_RULE_GROUPS),
+    names.RATE_RULE,
+    "suspicious-user-agents",
+    "size-limits",
+    "xss",
+]
+
+
+def _web_acl(synthesized: Synthesized) -> dict[str, Any]:
+    (acl,) = synthesized.resources("AWS::WAFv2::WebACL").values()
+    properties: dict[str, Any] = acl["Properties"]
+    return properties
+
+
+def _rule(acl: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(rule for rule in acl["Rules"] if rule["Name"] == name)
+
+
+def test_stage_logs_json_traces_and_throttles(synthesized: Synthesized):
+    (stage,) = synthesized.resources("AWS::ApiGateway::Stage").values()
+    properties = stage["Properties"]
+
+    access_format = json.loads(properties["AccessLogSetting"]["Format"])
+    assert access_format["ip"] == "$context.identity.sourceIp"
+    assert access_format["status"] == "$context.status"
+    assert properties["TracingEnabled"] is True
+    (method_settings,) = properties["MethodSettings"]
+    assert method_settings["LoggingLevel"] == "ERROR"
+    assert method_settings["DataTraceEnabled"] is False
+    assert method_settings["ThrottlingRateLimit"] == 100
+    assert method_settings["ThrottlingBurstLimit"] == 200
+
+
+def test_every_method_validates_its_request(synthesized: Synthesized, template: Any):
+    template.has_resource_properties(
+        "AWS::ApiGateway::RequestValidator",
+        {"ValidateRequestBody": True, "ValidateRequestParameters": True},
+    )
+    (validator_id,) = synthesized.resources("AWS::ApiGateway::RequestValidator")
+    methods = synthesized.resources("AWS::ApiGateway::Method").values()
+
+    assert len(methods) == 2
+    for method in methods:
+        assert method["Properties"]["RequestValidatorId"] == {"Ref": validator_id}
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_waf_is_associated_with_the_stage_after_it_exists(synthesized: Synthesized):
+    (stage_id,) = synthesized.resources("AWS::ApiGateway::Stage")
+    (association,) = synthesized.resources("AWS::WAFv2::WebACLAssociation").values()
+
+    assert stage_id in association["DependsOn"]
+    assert stage_id in json.dumps(association["Properties"]["ResourceArn"])
+
+
+def test_web_acl_rules_are_in_the_required_order(synthesized: Synthesized):
+    acl = _web_acl(synthesized)
+
+    ordered = [rule["Name"] for rule in sorted(acl["Rules"], key=lambda r: r["Priority"])]
+
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["DefaultAction"] == {"Allow": {}}
+    assert ordered == EXPECTED_RULE_ORDER
+    assert len({rule["Priority"] for rule in acl["Rules"]}) == len(acl["Rules"])
+
+
+def test_admin_paths_need_the_allowlist_with_and_without_stage_prefix(synthesized: Synthesized):
+    statement = _rule(_web_acl(synthesized), "admin-allowlist")["Statement"]["AndStatement"]
+    paths_statement, not_allowlisted = statement["Statements"]
+
+    prefixes = {
+        s["ByteMatchStatement"]["SearchString"]
+        for s in paths_statement["OrStatement"]["Statements"]
+    }
+    ip_sets = not_allowlisted["NotStatement"]["Statement"]["OrStatement"]["Statements"]
+
+    assert prefixes == {"/admin", "/prod/admin", "/monitoring", "/prod/monitoring"}
+    transforms = paths_statement["OrStatement"]["Statements"][0]["ByteMatchStatement"][
+        "TextTransformations"
+    ]
+    assert [t["Type"] for t in transforms] == ["URL_DECODE", "NORMALIZE_PATH", "LOWERCASE"]
+    assert len(ip_sets) == 2
+
+
+def test_rate_rule_answers_429_with_retry_after_and_json(synthesized: Synthesized):
+    acl = _web_acl(synthesized)
+    rule = _rule(acl, names.RATE_RULE)
+
+    rate = rule["Statement"]["RateBasedStatement"]
+    response = rule["Action"]["Block"]["CustomResponse"]
+    body = acl["CustomResponseBodies"][response["CustomResponseBodyKey"]]
+
+    assert rate == {"AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": 2000}
+    assert response["ResponseCode"] == 429
+    assert {"Name": "Retry-After", "Value": "300"} in response["ResponseHeaders"]
+    assert body["ContentType"] == "APPLICATION_JSON"
+    assert json.loads(body["Content"])["error"]["code"] == "rate_limited"
+
+
+def test_anonymous_ip_list_counts_hosting_providers_only(synthesized: Synthesized):
+    group = _rule(_web_acl(synthesized), "AWSManagedRulesAnonymousIpList")["Statement"][
+        "ManagedRuleGroupStatement"
+    ]
+
+    assert group["RuleActionOverrides"] == [
+        {"ActionToUse": {"Count": {}}, "Name": "HostingProviderIPList"}
+    ]
+
+
+def test_waf_logs_redact_credentials(synthesized: Synthesized, template: Any):
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": names.WAF_LOG_GROUP, "KmsKeyId": Match.any_value()}
+    )
+    (logging,) = synthesized.resources("AWS::WAFv2::LoggingConfiguration").values()
+
+    redacted = logging["Properties"]["RedactedFields"]
+
+    assert {"SingleHeader": {"Name": "authorization"}} in redacted
+    assert {"SingleHeader": {"Name": "cookie"}} in redacted
+    assert names.WAF_LOG_GROUP in json.dumps(logging["Properties"]["LogDestinationConfigs"])
+
+
+def test_ip_sets_exist_with_the_shared_names(synthesized: Synthesized):
+    ip_sets = {
+        s["Properties"]["Name"]: s["Properties"]["IPAddressVersion"]
+        for s in synthesized.resources("AWS::WAFv2::IPSet").values()
+    }
+
+    assert ip_sets == {
+        names.ADMIN_ALLOWLIST_IPSET_V4: "IPV4",
+        names.ADMIN_ALLOWLIST_IPSET_V6: "IPV6",
+        names.AUTO_BLOCK_IPSET_V4: "IPV4",
+        names.AUTO_BLOCK_IPSET_V6: "IPV6",
+    }
+
+
+def test_geo_block_rule_appears_when_countries_are_configured(tmp_path: Path):
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_apigateway as apigateway
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from cdk.waf import WebAcl
+
+    # Given a WebACL configured to block two countries
+    stack = Stack(App(outdir=str(tmp_path)), "GeoOnly")
+    api = apigateway.RestApi(stack, "Api")
+    api.root.add_method("GET", apigateway.MockIntegration())
+    WebAcl(
+        stack,
+        "Waf",
+        stage=api.deployment_stage,
+        key=kms.Key(stack, "Key"),
+        log_retention=logs.RetentionDays.ONE_WEEK,
+        admin_cidrs_v4=["203.0.113.0/24"],
+        admin_cidrs_v6=[],
+        geo_block_countries=["KP", "IR"],
+        rate_limit=2000,
+        max_body_bytes=8192,
+    )
+
+    # When it is synthesized
+    acl = next(
+        r["Properties"]
+        for r in Template.from_stack(stack).to_json()["Resources"].values()
+        if r["Type"] == "AWS::WAFv2::WebACL"
+    )
+
+    # Then a geo rule blocks those countries right after the rate rule
+    ordered = [rule["Name"] for rule in sorted(acl["Rules"], key=lambda r: r["Priority"])]
+    geo = _rule(acl, "geo-block")
+    assert ordered.index("geo-block") == ordered.index(names.RATE_RULE) + 1
+    assert geo["Statement"]["GeoMatchStatement"]["CountryCodes"] == ["KP", "IR"]
+    assert geo["Action"] == {"Block": {}}

@@ -1,0 +1,60 @@
+"""Deployment settings from CDK context: defaults, parsing, rejection of bad values."""
+
+from __future__ import annotations
+
+import pytest
+from constructs import Node
+
+from cdk.app import default_context
+from cdk.config import DeploymentConfig
+
+
+class _Context:
+    def __init__(self, values: dict[str, object]):
+        self._values = values
+
+    def try_get_context(self, key: str) -> object:
+        return self._values.get(key)
+
+
+def _from(values: dict[str, object]) -> DeploymentConfig:
+    node: Node = _Context(values)  # type: ignore[assignment]
+    return DeploymentConfig.from_context(node)
+
+
+def test_cdk_json_defaults_equal_the_code_defaults():
+    # Given cdk.json's context, When it is read, Then nothing differs from the
+    # defaults in code, so a test synth and `make synth` build the same stack.
+    assert _from(default_context()) == DeploymentConfig()
+
+
+def test_comma_separated_context_values_are_parsed():
+    config = _from(
+        {
+            "babyshield:geoBlockCountries": "kp, ir",
+            "babyshield:adminAllowedCidrsV4": "203.0.113.0/24,198.51.100.7/32",
+            "babyshield:dbMultiAz": "false",
+            "babyshield:wafBlockedThreshold": "250",
+        }
+    )
+
+    assert config.geo_block_countries == ("KP", "IR")
+    assert config.admin_allowed_cidrs_v4 == ("203.0.113.0/24", "198.51.100.7/32")
+    assert config.db_multi_az is False
+    assert config.waf_blocked_threshold == 250
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("babyshield:geoBlockCountries", "KPX", "alpha-2"),
+        ("babyshield:adminAllowedCidrsV4", "2001:db8::/32", "not an IPv4"),
+        ("babyshield:adminAllowedCidrsV6", "10.0.0.0/8", "not an IPv6"),
+        ("babyshield:adminAllowedCidrsV4", "10.0.0.1/8", "host bits"),
+        ("babyshield:rateLimitPer5Minutes", "5", "between 10"),
+        ("babyshield:failedSigninThreshold", "0", "at least 1"),
+    ],
+)
+def test_invalid_values_are_rejected_with_a_clear_message(key: str, value: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        _from({key: value})

@@ -1,0 +1,154 @@
+"""Detection and response: tables, topic, alarms, EventBridge wiring, secret-read alert."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from functions.shared import names
+from functions.shared.inventory import INVENTORY
+from tests.infrastructure.conftest import Synthesized
+
+
+def _alarm(synthesized: Synthesized, name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = next(
+        a["Properties"]
+        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == name
+    )
+    return properties
+
+
+def test_state_tables_have_ttl_pitr_and_kms(synthesized: Synthesized):
+    tables = {
+        t["Properties"]["TableName"]: t["Properties"]
+        for t in synthesized.resources("AWS::DynamoDB::Table").values()
+    }
+
+    assert set(tables) == {
+        names.RATE_LIMIT_TABLE,
+        names.WEBHOOK_NONCE_TABLE,
+        names.BLOCK_REGISTRY_TABLE,
+        names.IDEMPOTENCY_TABLE,
+    }
+    for name, table in tables.items():
+        assert table["TimeToLiveSpecification"]["Enabled"] is True, name
+        assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], name
+        assert table["SSESpecification"]["SSEType"] == "KMS", name
+        assert table["DeletionProtectionEnabled"] is True, name
+    assert tables[names.BLOCK_REGISTRY_TABLE]["TimeToLiveSpecification"]["AttributeName"] == (
+        names.TTL_ATTRIBUTE
+    )
+
+
+def test_oncall_topic_is_encrypted(template: Any):
+    template.has_resource_properties(
+        "AWS::SNS::Topic", {"TopicName": names.ONCALL_TOPIC, "KmsMasterKeyId": Match.any_value()}
+    )
+
+
+def test_waf_blocked_alarm_defaults_to_100_per_5_minutes(synthesized: Synthesized):
+    alarm = _alarm(synthesized, names.ALARM_WAF_BLOCKED)
+
+    assert alarm["Threshold"] == 100
+    assert alarm["Period"] == 300
+    assert alarm["Namespace"] == "AWS/WAFV2"
+    assert alarm["MetricName"] == "BlockedRequests"
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_failed_sign_in_rotation_and_5xx_alarms_notify_oncall(synthesized: Synthesized):
+    failed = _alarm(synthesized, names.ALARM_FAILED_SIGNINS)
+    rotation = _alarm(synthesized, names.ALARM_ROTATION_FAILURES)
+    server_errors = _alarm(synthesized, names.ALARM_API_5XX)
+
+    assert failed["Namespace"] == names.METRICS_NAMESPACE
+    assert failed["MetricName"] == names.METRIC_FAILED_SIGNINS
+    assert {"Name": "service", "Value": "babyshield"} in failed["Dimensions"]
+    assert names.METRIC_ROTATION_FAILURES in json.dumps(rotation["Metrics"])
+    assert server_errors["MetricName"] == "5XXError"
+    for alarm in (failed, rotation, server_errors):
+        (action,) = alarm["AlarmActions"]
+        assert action["Ref"].startswith("DetectionOnCall")
+
+
+def test_alarm_state_changes_invoke_the_responder_with_retries_and_dlq(
+    synthesized: Synthesized,
+):
+    rule = next(
+        r["Properties"]
+        for r in synthesized.resources("AWS::Events::Rule").values()
+        if r["Properties"].get("Name") == names.WAF_ALARM_RULE
+    )
+    pattern = rule["EventPattern"]
+    (target,) = rule["Targets"]
+
+    assert pattern["source"] == ["aws.cloudwatch"]
+    assert pattern["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
+    assert len(pattern["resources"]) == 3
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("FunctionswafresponderFunction")
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith(
+        "DetectionResponderDeadLetters"
+    )
+
+
+def test_expiry_sweep_runs_every_five_minutes(synthesized: Synthesized):
+    rule = next(
+        r["Properties"]
+        for r in synthesized.resources("AWS::Events::Rule").values()
+        if r["Properties"].get("Name") == names.WAF_SWEEP_RULE
+    )
+    (target,) = rule["Targets"]
+
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("FunctionswafresponderFunction")
+    assert "DeadLetterConfig" in target
+
+
+def test_unexpected_secret_reads_alert_oncall(synthesized: Synthesized):
+    rules = {
+        r["Properties"]["Name"]: r["Properties"]
+        for r in synthesized.resources("AWS::Events::Rule").values()
+        if str(r["Properties"].get("Name", "")).startswith(names.SECRET_READ_RULE)
+    }
+
+    assert len(rules) == len(INVENTORY)
+    rule = rules[f"{names.SECRET_READ_RULE}-db-app"]
+    detail = rule["EventPattern"]["detail"]
+    assert rule["EventPattern"]["detail-type"] == ["AWS API Call via CloudTrail"]
+    assert detail["eventName"] == ["GetSecretValue"]
+    readers = detail["$or"][0]["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"][0][
+        "anything-but"
+    ]
+    reader_roles = {reader["Fn::GetAtt"][0] for reader in readers}
+    assert any(role.startswith("FunctionsapiRole") for role in reader_roles)
+    assert any(role.startswith("FunctionsrotatedbRole") for role in reader_roles)
+    assert not any(role.startswith("FunctionswafresponderRole") for role in reader_roles)
+    (target,) = rule["Targets"]
+    assert target["Arn"]["Ref"].startswith("DetectionOnCall")
+
+
+def test_trail_records_management_events_with_validation(template: Any):
+    template.has_resource_properties(
+        "AWS::CloudTrail::Trail",
+        {
+            "IsMultiRegionTrail": True,
+            "EnableLogFileValidation": True,
+            "KMSKeyId": Match.any_value(),
+            "IsLogging": True,
+        },
+    )
+
+
+def test_backup_plan_covers_the_database_and_tables(synthesized: Synthesized):
+    (selection,) = synthesized.resources("AWS::Backup::BackupSelection").values()
+    resources = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+
+    (database_id,) = synthesized.resources("AWS::RDS::DBInstance")
+    assert database_id in resources
+    for table_id in synthesized.resources("AWS::DynamoDB::Table"):
+        assert table_id in resources

@@ -1,0 +1,170 @@
+"""Every Lambda built the same way, each with a role of its own and least privilege."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.shared import names
+from tests.infrastructure.conftest import Synthesized
+
+PACKAGES = names.FUNCTION_PACKAGES
+
+# The only actions allowed on Resource "*", each for a reason recorded where it
+# is granted: none of them supports resource-level permissions.
+RESOURCE_WILDCARD_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "logs:GetQueryResults",
+    "logs:StopQuery",
+    "secretsmanager:GetRandomPassword",
+}
+
+
+def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    return {
+        f["Properties"]["FunctionName"]: f
+        for f in synthesized.resources("AWS::Lambda::Function").values()
+        if str(f["Properties"].get("FunctionName", "")).startswith(names.PREFIX)
+    }
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_function_is_built_the_standard_way(synthesized: Synthesized, package: str):
+    function = _functions(synthesized)[names.function_name(package)]["Properties"]
+
+    assert function["Runtime"] == "python3.14"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == f"functions.{package}.handler.lambda_handler"
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["LoggingConfig"]["LogFormat"] == "JSON"
+    assert "LogGroup" in function["LoggingConfig"]
+    assert function["ReservedConcurrentExecutions"] >= 1
+    assert "KmsKeyArn" in function
+    assert len(function["Layers"]) == 1
+    environment = function["Environment"]["Variables"]
+    assert environment["POWERTOOLS_SERVICE_NAME"] == "babyshield"
+    assert environment["BABYSHIELD_ENV"] == "aws"
+
+
+def test_each_function_has_a_role_of_its_own(synthesized: Synthesized):
+    roles = [f["Properties"]["Role"]["Fn::GetAtt"][0] for f in _functions(synthesized).values()]
+
+    assert len(roles) == len(PACKAGES)
+    assert len(set(roles)) == len(roles)
+
+
+def test_api_environment_names_its_tables_secrets_and_allowlist(synthesized: Synthesized):
+    environment = _functions(synthesized)[names.function_name("api")]["Properties"]["Environment"][
+        "Variables"
+    ]
+
+    assert environment["ADMIN_ALLOWED_CIDRS_PARAMETER"] == names.ADMIN_ALLOWLIST_PARAMETER
+    assert environment["RATE_LIMIT_TABLE"] == names.RATE_LIMIT_TABLE
+    assert environment["WEBHOOK_NONCE_TABLE"] == names.WEBHOOK_NONCE_TABLE
+    assert environment["IDEMPOTENCY_TABLE"] == names.IDEMPOTENCY_TABLE
+    for variable, secret in (
+        ("DB_READONLY_SECRET_ID", "db-readonly"),
+        ("DB_APP_SECRET_ID", "db-app"),
+        ("JWT_SECRET_ID", "jwt-signing-key"),
+        ("WEBHOOK_SECRET_ID", "webhook-signing-secret"),
+    ):
+        assert environment[variable] == names.secret_name(secret)
+    assert "DB_ADMIN_SECRET_ID" not in environment
+
+
+def test_responder_environment_names_ip_sets_topic_and_log_group(synthesized: Synthesized):
+    environment = _functions(synthesized)[names.function_name("waf_responder")]["Properties"][
+        "Environment"
+    ]["Variables"]
+
+    assert environment["AUTO_BLOCK_IPSET_V4_NAME"] == names.AUTO_BLOCK_IPSET_V4
+    assert environment["AUTO_BLOCK_IPSET_V6_NAME"] == names.AUTO_BLOCK_IPSET_V6
+    assert environment["AUTO_BLOCK_IPSET_V4_ID"]["Fn::GetAtt"][1] == "Id"
+    assert environment["AUTO_BLOCK_IPSET_V6_ID"]["Fn::GetAtt"][1] == "Id"
+    assert environment["ONCALL_TOPIC_ARN"]["Ref"].startswith("DetectionOnCall")
+    assert environment["WAF_LOG_GROUP"] == names.WAF_LOG_GROUP
+    assert environment["BLOCK_REGISTRY_TABLE"] == names.BLOCK_REGISTRY_TABLE
+
+
+# Action wildcards CDK's own grants write, each acknowledged where granted
+# (KMS data-key variants on the one platform key, for encrypted tables).
+ACTION_WILDCARDS = {"kms:GenerateDataKey*", "kms:ReEncrypt*"}
+
+
+def test_no_policy_grants_wildcard_actions(synthesized: Synthesized):
+    for logical_id, policy in synthesized.resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = (
+                statement["Action"]
+                if isinstance(statement["Action"], list)
+                else [statement["Action"]]
+            )
+            for action in actions:
+                if action.endswith("*"):
+                    assert action in ACTION_WILDCARDS, f"{logical_id}: {action}"
+
+
+def test_resource_wildcards_only_for_actions_without_resource_scoping(synthesized: Synthesized):
+    function_roles = {
+        f["Properties"]["Role"]["Fn::GetAtt"][0] for f in _functions(synthesized).values()
+    }
+    for logical_id, policy in synthesized.resources("AWS::IAM::Policy").items():
+        if not {r["Ref"] for r in policy["Properties"]["Roles"]} & function_roles:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Resource"] != "*":
+                continue
+            actions = (
+                statement["Action"]
+                if isinstance(statement["Action"], list)
+                else [statement["Action"]]
+            )
+            assert set(actions) <= RESOURCE_WILDCARD_ACTIONS, f"{logical_id}: {actions}"
+
+
+def test_function_log_groups_are_encrypted_and_retained(synthesized: Synthesized):
+    groups = {
+        g["Properties"].get("LogGroupName"): g["Properties"]
+        for g in synthesized.resources("AWS::Logs::LogGroup").values()
+    }
+    for package in PACKAGES:
+        group = groups[f"/aws/lambda/{names.function_name(package)}"]
+        assert group["RetentionInDays"] == 365
+        assert "KmsKeyId" in group
+
+
+def _asset_dir(synthesized: Synthesized, resource: dict[str, Any]) -> Path:
+    properties = resource["Properties"]
+    code = properties.get("Code") or properties["Content"]
+    asset_hash = code["S3Key"].removesuffix(".zip")
+    return synthesized.outdir / f"asset.{asset_hash}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_asset_holds_shared_code_and_its_own_package_only(synthesized: Synthesized, package: str):
+    asset = _asset_dir(synthesized, _functions(synthesized)[names.function_name(package)])
+
+    top = sorted(p.name for p in asset.iterdir())
+    packages = sorted(p.name for p in (asset / "functions").iterdir())
+
+    assert top == (["functions", "sql"] if package == "migrate" else ["functions"])
+    assert packages == sorted(["__init__.py", "shared", package])
+    assert (asset / "functions" / "shared" / "names.py").is_file()
+    assert not list(asset.rglob("__pycache__"))
+
+
+def test_dependency_layer_is_built_for_arm64_linux(synthesized: Synthesized):
+    (layer,) = synthesized.resources("AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    site = _asset_dir(synthesized, layer) / "python"
+
+    extensions = [p.name for p in site.rglob("*.so")]
+
+    assert any(p.name.startswith("pydantic_core") for p in site.iterdir())
+    assert extensions, "compiled dependencies (pydantic-core, psycopg-binary) are present"
+    assert all("x86_64" not in name for name in extensions), extensions
+    assert any("aarch64" in name for name in extensions)

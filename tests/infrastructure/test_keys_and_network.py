@@ -1,0 +1,105 @@
+"""Keys, network and database: what the template must say about each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from cdk.network import DB_PARAMETERS
+from tests.infrastructure.conftest import Synthesized
+
+
+def test_platform_key_rotates_yearly(template: Any):
+    template.has_resource_properties(
+        "AWS::KMS::Key", {"EnableKeyRotation": True, "RotationPeriodInDays": 365}
+    )
+
+
+def test_key_lets_cloudwatch_logs_use_it_only_for_this_accounts_log_groups(
+    synthesized: Synthesized,
+):
+    (key,) = synthesized.resources("AWS::KMS::Key").values()
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    logs = next(s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccount")
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+
+
+def test_vpc_has_no_route_to_the_internet(template: Any):
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    template.resource_count_is("AWS::EC2::InternetGateway", 0)
+    template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
+
+
+def test_interface_endpoints_for_secrets_manager_ssm_and_xray(synthesized: Synthesized):
+    services = {
+        str(endpoint["Properties"]["ServiceName"])
+        for endpoint in synthesized.resources("AWS::EC2::VPCEndpoint").values()
+    }
+    joined = " ".join(services)
+    for service in ("secretsmanager", "ssm", "xray", "dynamodb"):
+        assert service in joined
+
+
+def test_postgres_is_encrypted_private_protected_and_backed_up(template: Any):
+    template.has_resource_properties(
+        "AWS::RDS::DBInstance",
+        {
+            "Engine": "postgres",
+            "StorageEncrypted": True,
+            "KmsKeyId": Match.any_value(),
+            "PubliclyAccessible": False,
+            "DeletionProtection": True,
+            "BackupRetentionPeriod": 14,
+            "MultiAZ": True,
+            "EnableCloudwatchLogsExports": ["postgresql", "upgrade"],
+            "Port": "5432",
+        },
+    )
+
+
+def test_parameter_group_forces_tls_and_loads_pgaudit(template: Any):
+    template.has_resource_properties(
+        "AWS::RDS::DBParameterGroup",
+        {
+            "Parameters": Match.object_like(
+                {
+                    "rds.force_ssl": "1",
+                    "shared_preload_libraries": Match.string_like_regexp("pgaudit"),
+                    "pgaudit.log": Match.string_like_regexp("ddl"),
+                    "log_connections": "1",
+                }
+            )
+        },
+    )
+    assert DB_PARAMETERS["pgaudit.log"]
+
+
+def test_database_admits_only_the_functions_that_use_it(synthesized: Synthesized):
+    (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    (db_group,) = db["Properties"]["VPCSecurityGroups"]
+    group_id = db_group["Fn::GetAtt"][0]
+
+    ingress = [
+        rule["Properties"]
+        for rule in synthesized.resources("AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"]["GroupId"]["Fn::GetAtt"][0] == group_id
+    ]
+    sources = sorted(rule["SourceSecurityGroupId"]["Fn::GetAtt"][0] for rule in ingress)
+
+    assert len(sources) == 3
+    assert all(rule["FromPort"] == rule["ToPort"] == 5432 for rule in ingress)
+    assert all("CidrIp" not in rule for rule in ingress)
+    for package in ("api", "rotatedb", "migrate"):
+        assert any(source.startswith(f"Functions{package}SecurityGroup") for source in sources)
+
+
+def test_migration_trigger_runs_the_migrate_function_after_the_database(
+    synthesized: Synthesized,
+):
+    (trigger,) = synthesized.resources("Custom::Trigger").values()
+    (db_id,) = synthesized.resources("AWS::RDS::DBInstance")
+
+    assert trigger["Properties"]["HandlerArn"]["Ref"].startswith("FunctionsmigrateFunction")
+    assert trigger["Properties"]["InvocationType"] == "RequestResponse"
+    assert db_id in trigger["DependsOn"]

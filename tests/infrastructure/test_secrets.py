@@ -1,0 +1,110 @@
+"""Secrets from the inventory, each rotated by its method on its period."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.shared.inventory import INVENTORY
+from tests.infrastructure.conftest import Synthesized
+
+_FUNCTION_PREFIX = {
+    "rotate_db": "FunctionsrotatedbFunction",
+    "rotate_jwt": "FunctionsrotatejwtFunction",
+    "rotate_iam": "FunctionsrotateiamFunction",
+}
+
+
+def _secret_ids_by_name(synthesized: Synthesized) -> dict[str, str]:
+    found = {}
+    for logical_id, secret in synthesized.resources("AWS::SecretsManager::Secret").items():
+        found[secret["Properties"]["Name"]] = logical_id
+    attachments = synthesized.resources("AWS::SecretsManager::SecretTargetAttachment")
+    for logical_id, attachment in attachments.items():
+        secret_id = attachment["Properties"]["SecretId"]["Ref"]
+        name = next(n for n, i in found.items() if i == secret_id)
+        found[name] = logical_id
+    return found
+
+
+def test_every_inventory_secret_exists_encrypted_with_the_platform_key(
+    synthesized: Synthesized,
+):
+    secrets = synthesized.resources("AWS::SecretsManager::Secret")
+    by_name = {s["Properties"]["Name"]: s["Properties"] for s in secrets.values()}
+
+    for spec in INVENTORY:
+        assert spec.secret_name in by_name, spec.name
+        assert "KmsKeyId" in by_name[spec.secret_name], spec.name
+
+
+def test_each_secret_rotates_with_its_method_on_its_period(synthesized: Synthesized):
+    ids = _secret_ids_by_name(synthesized)
+    schedules = {
+        schedule["Properties"]["SecretId"]["Ref"]: schedule["Properties"]
+        for schedule in synthesized.resources("AWS::SecretsManager::RotationSchedule").values()
+    }
+
+    for spec in INVENTORY:
+        schedule = schedules[ids[spec.secret_name]]
+        expression = schedule["RotationRules"]["ScheduleExpression"]
+        assert expression == f"rate({spec.period_days} days)", spec.name
+        function = schedule["RotationLambdaARN"]["Fn::GetAtt"][0]
+        assert function.startswith(_FUNCTION_PREFIX[spec.method]), spec.name
+
+
+def test_tier_secrets_name_the_admin_secret_for_multi_user_rotation(synthesized: Synthesized):
+    secrets = synthesized.resources("AWS::SecretsManager::Secret")
+    for name in ("babyshield/db-readonly", "babyshield/db-app"):
+        properties = next(
+            s["Properties"] for s in secrets.values() if s["Properties"]["Name"] == name
+        )
+        template = json.dumps(properties["GenerateSecretString"]["SecretStringTemplate"])
+        assert "masterarn" in template, name
+
+
+def test_tier_users_are_not_rotated_before_the_migration_creates_them(synthesized: Synthesized):
+    ids = _secret_ids_by_name(synthesized)
+    (trigger_id,) = synthesized.resources("Custom::Trigger")
+    schedules = synthesized.resources("AWS::SecretsManager::RotationSchedule").values()
+
+    for name in ("babyshield/db-readonly", "babyshield/db-app"):
+        schedule = next(s for s in schedules if s["Properties"]["SecretId"]["Ref"] == ids[name])
+        assert trigger_id in schedule.get("DependsOn", []), name
+
+
+def test_secrets_manager_may_invoke_rotation_only_for_this_account(synthesized: Synthesized):
+    permissions = [
+        p["Properties"]
+        for p in synthesized.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
+    ]
+
+    assert len(permissions) == 3
+    assert all(p["SourceAccount"] == {"Ref": "AWS::AccountId"} for p in permissions)
+
+
+def test_rotate_iam_manages_keys_of_the_partner_user_only(synthesized: Synthesized):
+    statements = _policy_statements(synthesized, "Functionsrotateiam")
+    iam = [s for s in statements if any(str(a).startswith("iam:") for a in _list(s["Action"]))]
+
+    assert len(iam) == 1
+    assert iam[0]["Resource"] == {"Fn::GetAtt": [_user_id(synthesized), "Arn"]}
+
+
+def _user_id(synthesized: Synthesized) -> str:
+    (user_id,) = synthesized.resources("AWS::IAM::User")
+    return user_id
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _policy_statements(synthesized: Synthesized, role_prefix: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if any(r["Ref"].startswith(role_prefix) for r in policy["Properties"]["Roles"])
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
