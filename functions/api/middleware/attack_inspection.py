@@ -1,8 +1,14 @@
 """Attack inspection: SQL injection, XSS and path traversal in path, query and JSON body.
 
-The detector lives in `functions.api.inspection`; this module only decides what
-parts of a request it looks at. The refusal is a generic 400 that never echoes
-the input or names the rule that matched (that goes to the log, as a category).
+The detector lives in `functions.api.inspection`; this module decides which
+parts of a request it looks at: the path, every query parameter name and value,
+and every key and string value of a JSON body. Headers are not inspected: they
+carry user agents, cookies and tokens that are not search input, and a header
+that matters is validated where it is used.
+
+The refusal is a generic 400 that never echoes the input or names the rule that
+matched; the log line has the category, the rule and the part of the request
+(path, query, body) it was found in, never the value.
 """
 
 from __future__ import annotations
@@ -10,17 +16,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from functions.api.inspection import find_threat, find_threat_in_path
+from functions.api.inspection import Detection, detect
 from functions.shared.errors import BadRequest, RejectedInput
 from functions.shared.observability import logger
 
 # Deeper JSON than this is refused: no legitimate API body nests so far, and
 # deep nesting is a cheap way to exhaust the parser's stack.
 MAX_JSON_DEPTH = 32
+# More keys and strings than this are refused rather than inspected: inspecting
+# a value costs microseconds, so a 10 MB body of tiny strings would cost seconds
+# of Lambda time, and skipping the rest instead would let an attack through.
+MAX_JSON_STRINGS = 10_000
 
 
 def parse_json_body(text: str) -> Any:
@@ -34,21 +43,26 @@ def parse_json_body(text: str) -> Any:
 def json_strings(document: Any) -> Iterator[str]:
     """Every key and string value in a JSON document, depth-limited, without recursion."""
     stack: list[tuple[Any, int]] = [(document, 0)]
+    count = 0
     while stack:
         node, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise BadRequest("The request body is nested too deeply.")
         if isinstance(node, str):
+            count += 1
+            if count > MAX_JSON_STRINGS:
+                raise BadRequest("The request body has too many fields.")
             yield node
         elif isinstance(node, dict):
             for key, value in node.items():
-                yield key
+                stack.append((key, depth + 1))
                 stack.append((value, depth + 1))
         elif isinstance(node, list):
             stack.extend((item, depth + 1) for item in node)
 
 
 def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
+    """Every query parameter name and value (all values of a repeated parameter)."""
     multi = event.multi_value_query_string_parameters or {}
     if multi:
         for name, values in multi.items():
@@ -61,28 +75,42 @@ def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
                 yield value
 
 
+def _first_detection(values: Iterator[str]) -> Detection | None:
+    for value in values:
+        detection = detect(value)
+        if detection is not None:
+            return detection
+    return None
+
+
 def inspect_request(event: APIGatewayProxyEvent, body_text: str | None) -> Any:
     """Refuse the request if any inspected part looks like an attack.
 
     Returns the parsed JSON body (or None) so nothing has to parse it twice.
+    The path goes in as sent: the detector does its own decoding, up to three
+    rounds, so `%252e%252e` is seen as `..`.
     """
-    threat = find_threat_in_path(unquote(event.path))
-    if threat is None:
-        for value in query_values(event):
-            threat = find_threat(value)
-            if threat is not None:
-                break
+    part = "path"
+    detection = detect(event.path or "")
+    if detection is None:
+        part = "query"
+        detection = _first_detection(query_values(event))
     document = None
-    if threat is None and body_text is not None:
+    if detection is None and body_text is not None:
+        part = "body"
         document = parse_json_body(body_text)
-        for value in json_strings(document):
-            threat = find_threat(value)
-            if threat is not None:
-                break
-    if threat is not None:
+        detection = _first_detection(json_strings(document))
+    if detection is not None:
         logger.warning(
             "request rejected by attack inspection",
-            extra={"audit": True, "event": "input_rejected", "category": str(threat)},
+            extra={
+                "audit": True,
+                "event": "input_rejected",
+                "category": str(detection.threat),
+                "rule": detection.rule,
+                # Not "location": Powertools uses that key for the source line.
+                "part": part,
+            },
         )
         raise RejectedInput()
     return document
