@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,15 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that talk to AWS (or the database): with nothing in the shell aimed at an
+# account, they use the running local stack, and say so on stderr.
+LOCAL_STACK_AWARE = frozenset({"db", "rotate", "secrets", "waf", "webhook"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in LOCAL_STACK_AWARE:
+            from ops.local_state import apply_local_environment
+
+            apply_local_environment()
         result = args.func(args)
     except CommandError as error:
         return fail(str(error), hint=error.hint)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # on-call gets one line, not a traceback
+        if os.environ.get("BABYSHIELD_DEBUG"):
+            raise
+        return fail(
+            f"unexpected failure: {type(error).__name__}: {error}",
+            hint="rerun with BABYSHIELD_DEBUG=1 for the traceback, and report it",
+        )
     return int(result or 0)
 
 

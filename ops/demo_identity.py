@@ -24,6 +24,24 @@ DEMO_ADMIN_API_KEY = (
 )
 
 
+# A second key of the demo user with a small limit: `babyshield audit` spends it to
+# see the per-key rate limit answer 429 without locking the main demo key out.
+DEMO_AUDIT_API_KEY_ID = "de000000000000a3"
+DEMO_AUDIT_API_KEY = (
+    "bs_de000000000000a3_localDemoAuditKeyMakeRunOnly000001"  # pragma: allowlist secret
+)
+DEMO_AUDIT_RATE_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    key_id: str
+    api_key: str
+    scopes: tuple[str, ...]
+    rate_limit_per_minute: int = 60
+    purpose: str = "demo"
+
+
 @dataclass(frozen=True)
 class DemoAccount:
     email: str
@@ -32,6 +50,11 @@ class DemoAccount:
     key_id: str
     api_key: str
     scopes: tuple[str, ...]
+    extra_keys: tuple[DemoKey, ...] = ()
+
+    @property
+    def keys(self) -> tuple[DemoKey, ...]:
+        return (DemoKey(self.key_id, self.api_key, self.scopes), *self.extra_keys)
 
 
 DEMO_ACCOUNTS = (
@@ -42,6 +65,15 @@ DEMO_ACCOUNTS = (
         DEMO_API_KEY_ID,
         DEMO_API_KEY,
         ("recalls:read",),
+        extra_keys=(
+            DemoKey(
+                DEMO_AUDIT_API_KEY_ID,
+                DEMO_AUDIT_API_KEY,
+                ("recalls:read",),
+                rate_limit_per_minute=DEMO_AUDIT_RATE_LIMIT,
+                purpose="audit",
+            ),
+        ),
     ),
     DemoAccount(
         DEMO_ADMIN_EMAIL,
@@ -102,17 +134,25 @@ def seed_demo_identity(admin_conninfo: str) -> None:
 
     with psycopg.connect(admin_conninfo) as conn:
         for account in DEMO_ACCOUNTS:
-            parsed = parse_api_key(account.api_key)
-            if parsed is None:
-                raise ValueError(f"demo key of {account.email} is not an API key")
             conn.execute(
                 "INSERT INTO public.users (email, password_hash, role) VALUES (%s, %s, %s) "
                 "ON CONFLICT (email) DO NOTHING",
                 (account.email, hash_password(account.password), account.role),
             )
-            conn.execute(
-                "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes) "
-                "SELECT %s, id, %s, %s FROM public.users WHERE email = %s "
-                "ON CONFLICT (key_id) DO NOTHING",
-                (account.key_id, hash_secret(parsed.secret), list(account.scopes), account.email),
-            )
+            for key in account.keys:
+                parsed = parse_api_key(key.api_key)
+                if parsed is None:
+                    raise ValueError(f"demo key {key.key_id} is not an API key")
+                conn.execute(
+                    "INSERT INTO public.api_keys "
+                    "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute) "
+                    "SELECT %s, id, %s, %s, %s FROM public.users WHERE email = %s "
+                    "ON CONFLICT (key_id) DO NOTHING",
+                    (
+                        key.key_id,
+                        hash_secret(parsed.secret),
+                        list(key.scopes),
+                        key.rate_limit_per_minute,
+                        account.email,
+                    ),
+                )

@@ -1,49 +1,140 @@
-"""`babyshield local`: the platform on this machine (what `make run` runs)."""
+"""`babyshield local`: the platform on this machine (what `make run` runs).
+
+`babyshield local` starts the local stack (ops/local_stack.py) and serves until
+Ctrl-C; `babyshield local alarm NAME` fires a CloudWatch alarm's EventBridge
+event into the real responder, against the running stack.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
+from typing import Any
 
 from ops.console import CommandError
-from ops.local_server import LocalApiServer, api_handler
 
 DEFAULT_PORT = 8080
 
 
-def _port_from_environment() -> int:
-    raw = os.environ.get("PORT", str(DEFAULT_PORT))
+def _int_from_environment(name: str, default: int, *, low: int, high: int) -> int:
+    raw = os.environ.get(name, str(default))
     try:
-        port = int(raw)
+        value = int(raw)
     except ValueError as exc:
-        raise CommandError(f"PORT must be a number, got {raw!r}", hint="export PORT=8080") from exc
-    if not 0 <= port <= 65535:
-        raise CommandError(f"PORT out of range: {port}", hint="use a port from 1024 to 65535")
-    return port
+        raise CommandError(
+            f"{name} must be a number, got {raw!r}", hint=f"export {name}={default}"
+        ) from exc
+    if not low <= value <= high:
+        raise CommandError(
+            f"{name} out of range: {value}", hint=f"use a value from {low} to {high}"
+        )
+    return value
+
+
+def banner(state: dict[str, Any]) -> str:
+    api = state["api_url"]
+    user = next(u for u in state["users"] if u["role"] == "user")
+    admin = next(u for u in state["users"] if u["role"] == "admin")
+    user_key = next(
+        k["key"]
+        for k in state["api_keys"]
+        if k["purpose"] == "demo" and k["owner"] == user["email"]
+    )
+    admin_key = next(k["key"] for k in state["api_keys"] if k["owner"] == admin["email"])
+    login = (
+        f"curl -s -X POST {api}/auth/login -H 'Content-Type: application/json' "
+        f'-d \'{{"email":"{user["email"]}","password":"{user["password"]}"}}\''
+    )
+    admin_login = (
+        f"curl -s -X POST {api}/auth/login -H 'Content-Type: application/json' "
+        f'-d \'{{"email":"{admin["email"]}","password":"{admin["password"]}"}}\''
+    )
+    extract = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
+    lines = [
+        "",
+        f"BabyShield local stack is up: API {api}",
+        f"  AWS (moto) {state['aws_endpoint_url']}   database: {state['database']}",
+        "  state for scripts: .babyshield/local.json",
+        "",
+        "Demo accounts",
+        f"  user   {user['email']} / {user['password']}   API key {user_key}",
+        f"  admin  {admin['email']} / {admin['password']}   API key {admin_key}",
+        "",
+        "Try it (copy-paste)",
+        f"  curl -i {api}/health",
+        f"  curl -s '{api}/recalls?q=crib' -H 'X-API-Key: {user_key}'",
+        f"  TOKEN=$({login} | {extract})",
+        f'  curl -s {api}/me/subscriptions -H "Authorization: Bearer $TOKEN"',
+        f'  curl -s -X POST {api}/me/subscriptions -H "Authorization: Bearer $TOKEN" '
+        "-H 'Content-Type: application/json' -d '{\"product\":\"Travel crib\"}'",
+        f"  ADMIN_TOKEN=$({admin_login} | {extract})",
+        f"  curl -s {api}/admin/users -H 'X-API-Key: {admin_key}' "
+        '-H "Authorization: Bearer $ADMIN_TOKEN"',
+        f"  .venv/bin/babyshield webhook send --url {api}/webhooks/recalls --source-id DEMO-HOOK-1",
+        f"  .venv/bin/babyshield audit --url {api}",
+        "  .venv/bin/babyshield secrets",
+        "  .venv/bin/babyshield rotate db-app",
+        "  .venv/bin/babyshield local alarm waf-blocked-requests && .venv/bin/babyshield waf list",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("BABYSHIELD_ENV", "local")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("AWS_REGION", "us-east-1")
-    port = args.port if args.port is not None else _port_from_environment()
-    try:
-        server = LocalApiServer(("127.0.0.1", port), api_handler(), quiet=args.quiet)
-    except OSError as exc:
+    from ops.local_stack import (
+        DEFAULT_RATE_LIMIT,
+        LocalStackOptions,
+        PortUnavailable,
+        local_stack,
+    )
+    from ops.local_state import running_state
+
+    port = (
+        args.port
+        if args.port is not None
+        else _int_from_environment("PORT", DEFAULT_PORT, low=0, high=65535)
+    )
+    rate_limit = _int_from_environment(
+        "BABYSHIELD_LOCAL_RATE_LIMIT", DEFAULT_RATE_LIMIT, low=1, high=10_000_000
+    )
+    if running_state() is not None:
         raise CommandError(
-            f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
-            hint="stop whatever uses that port, or set PORT to another one",
-        ) from exc
-    print(f"BabyShield API on {server.url}")
-    print(f"  curl -i {server.url}/health")
-    print("Ctrl-C stops it.", flush=True)
+            "a local stack is already running (.babyshield/local.json)",
+            hint="stop it with Ctrl-C in its terminal first",
+        )
+    options = LocalStackOptions(port=port, rate_limit=rate_limit, quiet=args.quiet)
+    stop = threading.Event()
+    # SIGTERM (a CI runner, `kill`) shuts down as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print("starting the local stack: moto, PostgreSQL, migrations, demo data ...", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nstopping")
-    finally:
-        server.server_close()
+        with local_stack(options) as state:
+            print(banner(state), flush=True)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            print("\nstopping the local stack", flush=True)
+    except PortUnavailable as exc:
+        raise CommandError(
+            str(exc), hint="stop whatever uses that port, or set PORT to another one"
+        ) from exc
     return 0
+
+
+def _alarm(args: argparse.Namespace) -> int:
+    from ops.local_state import apply_local_environment
+    from ops.waf import trigger_alarm
+
+    apply_local_environment(required=True)
+    result = trigger_alarm(args.name)
+    message = result.get("message") or result.get("status") or result
+    print(message)
+    return 0 if result.get("status") != "rejected" else 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,3 +142,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--port", type=int, default=None, help="default: $PORT or 8080")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.set_defaults(func=_run)
+    commands = parser.add_subparsers(dest="local_command", metavar="SUBCOMMAND")
+    alarm = commands.add_parser(
+        "alarm", help="fire an alarm's EventBridge event into the responder (local stack)"
+    )
+    alarm.add_argument("name", help="alarm name, e.g. waf-blocked-requests")
+    alarm.set_defaults(func=_alarm)

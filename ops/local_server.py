@@ -110,6 +110,11 @@ class LocalApiServer(ThreadingHTTPServer):
         # The Lambda runtime serves one event at a time per instance; so does this.
         self._lock = threading.Lock()
 
+    def set_handler(self, handler: Handler) -> None:
+        """Swap the handler (the local stack binds the port first, wires the API later)."""
+        with self._lock:
+            self._handler = handler
+
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             return self._handler(event, LocalLambdaContext())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,9 +23,20 @@ def use_fake_credentials() -> None:
     os.environ["AWS_REGION"] = REGION
 
 
+def reset_moto(endpoint: str) -> None:
+    """Drop every resource moto holds. Its backends are per process, not per server:
+    a second server in one process (tests, an in-process restart) starts with the
+    first one's state unless it is reset."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL
+        response.read()
+
+
 @contextmanager
 def running_moto_server() -> Iterator[str]:
     """Start a moto server on a free loopback port; yields its endpoint URL."""
+    # werkzeug logs every AWS call at INFO: thousands of lines that say nothing.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
-from functions.api.middleware.admin_allowlist import enforce_admin_allowlist
+from functions.api.middleware.admin_allowlist import enforce_admin_allowlist, is_admin_path
 from functions.api.middleware.admin_chain import record_allowlist_refusal
 from functions.api.middleware.attack_inspection import inspect_request
 from functions.api.middleware.authentication import authenticate
@@ -63,8 +63,12 @@ def guard_identity(event: APIGatewayProxyEvent) -> None:
     # Reset on every request, so no caller from an earlier invocation can linger.
     app.context[CALLER_CONTEXT_KEY] = None
     app.context[WEBHOOK_CONTEXT_KEY] = None
-    if not _methods_for(event.path):
-        return  # no such route: the 404 costs no credential checks
+    if not _methods_for(event.path) and not is_admin_path(
+        event.path, get_settings().admin_path_prefixes
+    ):
+        # No such route: the 404 costs no credential checks. Under /admin and
+        # /monitoring every lock applies first, so routes cannot be enumerated.
+        return
     identity = authenticate(event)
     app.context[CALLER_CONTEXT_KEY] = identity.caller
     app.context[WEBHOOK_CONTEXT_KEY] = identity.webhook

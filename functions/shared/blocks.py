@@ -662,3 +662,11 @@ def unblock(
     for b in found:
         _audit("unblock", actor, b)
     return ChangeResult(changed=found, not_found=not_found, sync=report)
+
+
+def clear_caches() -> None:
+    """Forget cached clients, IP set ids and SSM values (a process that now points at
+    another endpoint: the local stack restarting in-process, tests)."""
+    _client.cache_clear()
+    _lookup_ip_set_id.cache_clear()
+    _ssm_provider.cache_clear()

@@ -167,3 +167,12 @@ def run(
         metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
         logger.exception("WAF responder failed; the invocation will be retried")
         raise
+
+
+def clear_caches() -> None:
+    """Forget the idempotency wiring and the WAF lookups of an earlier endpoint."""
+    from functions.waf_responder import offenders
+
+    offenders._web_acl_id.cache_clear()
+    offenders._rate_keys_client_for.cache_clear()
+    _idempotent.cache_clear()

@@ -31,10 +31,9 @@ def client(service: str) -> Any:
 
 
 def reset_identity_caches() -> None:
-    from functions.shared.identity import jwt_keys, secret_versions
+    from functions.shared.identity import reset_caches
 
-    secret_versions.secret_cache.clear()
-    jwt_keys._stores.clear()
+    reset_caches()
 
 
 @pytest.fixture

@@ -65,14 +65,11 @@ def create_resources(monkeypatch: pytest.MonkeyPatch) -> WafResources:
 def clear_caches() -> None:
     """Forget ids, cached SSM values and idempotency wiring from an earlier moto state."""
     from functions.shared import blocks, settings
-    from functions.waf_responder import offenders, respond
+    from functions.waf_responder import respond
 
     settings.get_settings.cache_clear()
-    blocks._lookup_ip_set_id.cache_clear()
-    blocks._ssm_provider.cache_clear()
-    offenders._web_acl_id.cache_clear()
-    offenders._rate_keys_client_for.cache_clear()
-    respond._idempotent.cache_clear()
+    blocks.clear_caches()
+    respond.clear_caches()
 
 
 def waf_record(

@@ -5,3 +5,13 @@ Heavy imports (boto3, pyjwt, cryptography) happen inside the functions that need
 them, so importing this package costs nothing on a path that does not
 authenticate (`GET /health`).
 """
+
+
+def reset_caches() -> None:
+    """Forget cached clients, secret versions and key stores (a process that points
+    at a new endpoint: the local stack restarting in-process, tests)."""
+    from functions.shared.identity import aws, jwt_keys, secret_versions
+
+    secret_versions.secret_cache.clear()
+    jwt_keys._stores.clear()
+    aws._clients.clear()

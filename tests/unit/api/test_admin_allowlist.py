@@ -38,14 +38,6 @@ def test_spoofed_forwarding_headers_do_not_open_admin(allowlist, header):
     assert response.status == 403
 
 
-def test_allowlisted_address_passes_the_allowlist(allowlist):
-    # Given a caller inside the allowlist
-    # When it calls an admin path that does not exist
-    response = call_api("GET", "/admin/no-such-thing", source_ip="192.0.2.7")
-    # Then the allowlist lets it through to routing (404, not 403)
-    assert response.status == 404
-
-
 def test_no_allowlist_means_no_admin_access():
     # Given the default settings (no allowlist configured)
     # When even a loopback caller calls an admin path
@@ -125,7 +117,7 @@ def test_allowlist_from_ssm_parameter(aws, monkeypatch):
     inside = call_api("GET", "/admin/nothing", source_ip="192.0.2.50")
     outside = call_api("GET", "/admin/nothing", source_ip="198.51.100.1")
     # Then only the allowlisted caller gets past the allowlist
-    assert inside.status == 404
+    assert inside.status == 401  # past the allowlist, stopped by the API-key lock
     assert outside.status == 403
 
 
@@ -139,3 +131,12 @@ def test_unreadable_ssm_parameter_fails_closed(aws, monkeypatch):
     response = call_api("GET", "/admin/nothing", source_ip="192.0.2.50")
     # Then access is denied, not granted and not a 500
     assert response.status == 403
+
+
+def test_allowlisted_address_passes_the_allowlist_to_the_next_lock(allowlist):
+    # Given an allowlisted caller without credentials
+    # When it probes an admin path that has no route
+    response = call_api("GET", "/admin/no-such-thing", source_ip="192.0.2.7")
+    # Then the allowlist lets it through (not 403), and the next lock refuses it
+    # rather than telling it that the route does not exist (not 404)
+    assert response.status == 401

@@ -1,0 +1,296 @@
+"""The whole platform on this machine: what `babyshield local` (`make run`) starts.
+
+- a moto server on a free loopback port, with the resources the CDK stack
+  declares, under the same names (functions/shared/names.py): every inventory
+  secret, the DynamoDB tables, the WAF IP sets and log groups, the on-call topic
+  and the SSM parameters;
+- PostgreSQL: DATABASE_URL, else the server on 127.0.0.1:5432, else an embedded
+  one; a `babyshield_local` database, migrated and seeded with demo recalls, a
+  demo user and admin and their API keys. The API's read-only and app logins
+  read their passwords from the local Secrets Manager, so `babyshield rotate`
+  changes what live requests use;
+- the API behind the local edge (auto-block IP sets, per-IP rate rule, WAF
+  logs), on http://127.0.0.1:$PORT;
+- a subscriber that prints every on-call message to this console.
+
+Each start reuses the database (migrations and seeding are idempotent, and the
+logins get fresh passwords matching fresh secrets) and starts AWS empty: blocks,
+rate counters and secrets do not survive a restart, by design.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from functions.shared import names
+
+if TYPE_CHECKING:
+    from functions.shared.db.roles import RoleNames
+
+LOCAL_DATABASE = "babyshield_local"
+ONCALL_CONSOLE_QUEUE = f"{names.PREFIX}-oncall-console"
+WAF_LOG_STREAM = "local-edge"
+# The WebACL's rate-based rule: requests per 5 minutes per address (cdk/waf.py).
+DEFAULT_RATE_LIMIT = 2000
+DEFAULT_ADMIN_CIDRS = "127.0.0.1/32,::1/128"
+
+
+class PortUnavailable(Exception):
+    def __init__(self, port: int, reason: str):
+        super().__init__(f"cannot listen on 127.0.0.1:{port}: {reason}")
+        self.port = port
+
+
+@dataclass(frozen=True)
+class LocalStackOptions:
+    port: int
+    rate_limit: int = DEFAULT_RATE_LIMIT
+    quiet: bool = False
+    oncall_printer: bool = True
+    # A database prepared elsewhere (tests: a private database with prefixed roles).
+    admin_conninfo: str | None = None
+    roles: RoleNames | None = None
+
+
+def _aws_client(service: str) -> Any:
+    from functions.shared.blocks import aws_client
+
+    return aws_client(service)
+
+
+def local_database(stack: ExitStack) -> tuple[str, str]:
+    """The admin conninfo of the local database, and where it lives (for the banner)."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from ops.postgres import embedded_cluster, shared_server
+
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        return explicit, "DATABASE_URL"
+    server = shared_server()
+    where = "127.0.0.1:5432"
+    if server is None:
+        server = stack.enter_context(embedded_cluster())
+        where = "an embedded PostgreSQL (scram-sha-256)"
+    with psycopg.connect(server, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DATABASE)))
+    return make_conninfo(server, dbname=LOCAL_DATABASE), where
+
+
+class OncallPrinter:
+    """Prints every message of the on-call topic, through an SQS subscription."""
+
+    def __init__(self, topic_arn: str):
+        self._sqs = _aws_client("sqs")
+        self._queue_url = self._sqs.create_queue(QueueName=ONCALL_CONSOLE_QUEUE)["QueueUrl"]
+        queue_arn = self._sqs.get_queue_attributes(
+            QueueUrl=self._queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        _aws_client("sns").subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="oncall-printer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self._sqs.receive_message(
+                    QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                )
+            except Exception:  # noqa: BLE001 - the server is going away at shutdown
+                if self._stop.wait(1):
+                    return
+                continue
+            for message in answer.get("Messages", []):
+                print(f"\n===== ON-CALL =====\n{message['Body']}\n===================", flush=True)
+                self._sqs.delete_message(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+def _webhook_secret() -> str:
+    import json
+
+    from functions.shared.settings import get_settings
+
+    secret = _aws_client("secretsmanager").get_secret_value(
+        SecretId=get_settings().webhook_secret_id
+    )
+    return str(json.loads(secret["SecretString"])["secret"])
+
+
+def _provision(admin_conninfo: str, admin_cidrs: str, roles: RoleNames) -> dict[str, str]:
+    """Every resource and every row the local stack needs; returns the discovered env."""
+    from functions.shared.db.migrations import apply_migrations
+    from ops.demo_identity import ensure_identity_tables, seed_demo_identity
+    from ops.provision import ensure_log_stream, ensure_parameter
+    from ops.rotate import ensure_local_secrets
+    from ops.seed import seed_demo_data
+    from ops.waf import ensure_local_resources
+
+    apply_migrations(admin_conninfo, roles=roles)
+    seed_demo_data(admin_conninfo)
+    ensure_local_secrets(admin_conninfo, roles)
+    ensure_identity_tables()
+    seed_demo_identity(admin_conninfo)
+    environment = ensure_local_resources()
+    ensure_log_stream(_aws_client("logs"), names.WAF_LOG_GROUP, WAF_LOG_STREAM)
+    ssm = _aws_client("ssm")
+    ensure_parameter(ssm, names.ADMIN_ALLOWLIST_PARAMETER, admin_cidrs)
+    # As the CDK stack seeds it: the admin ranges are never auto-blocked either.
+    ensure_parameter(ssm, names.NEVER_BLOCK_PARAMETER, admin_cidrs)
+    return environment
+
+
+def _demo_state(api_url: str, endpoint: str, admin_conninfo: str) -> dict[str, Any]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ops.demo_identity import DEMO_ACCOUNTS
+
+    parts = conninfo_to_dict(admin_conninfo)
+    database_url = "postgresql://{user}{password}@{host}:{port}/{dbname}".format(
+        user=parts.get("user", "postgres"),
+        password=f":{parts['password']}" if parts.get("password") else "",
+        host=parts.get("host", "127.0.0.1"),
+        port=parts.get("port", 5432),
+        dbname=parts.get("dbname", LOCAL_DATABASE),
+    )
+    return {
+        "api_url": api_url,
+        "aws_endpoint_url": endpoint,
+        "region": os.environ["AWS_REGION"],
+        "database_url": database_url,
+        "users": [
+            {"email": a.email, "password": a.password, "role": a.role} for a in DEMO_ACCOUNTS
+        ],
+        "api_keys": [
+            {
+                "key": key.api_key,
+                "scopes": list(key.scopes),
+                "owner": account.email,
+                "rate_limit_per_minute": key.rate_limit_per_minute,
+                "purpose": key.purpose,
+            }
+            for account in DEMO_ACCOUNTS
+            for key in account.keys
+        ],
+        "webhook_secret": _webhook_secret(),
+    }
+
+
+@contextmanager
+def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
+    """Start everything, yield the state written to .babyshield/local.json, stop cleanly."""
+    from functions.shared.settings import get_settings
+    from ops.local_edge import LocalEdge
+    from ops.local_server import LocalApiServer, api_handler
+    from ops.local_state import remove_state, write_state
+    from ops.moto import reset_moto, running_moto_server, use_fake_credentials
+
+    saved_environment = dict(os.environ)
+    with ExitStack() as stack:
+        # The port first: a busy port should fail in a second, not after provisioning.
+        try:
+            server = LocalApiServer(("127.0.0.1", options.port), api_handler(), quiet=options.quiet)
+        except OSError as exc:
+            raise PortUnavailable(options.port, exc.strerror or str(exc)) from exc
+        stack.callback(server.server_close)
+        stack.callback(_restore_environment, saved_environment)
+        endpoint = stack.enter_context(running_moto_server())
+        reset_moto(endpoint)
+        use_fake_credentials()
+        admin_cidrs = os.environ.get("ADMIN_ALLOWED_CIDRS") or DEFAULT_ADMIN_CIDRS
+        environment = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "BABYSHIELD_ENV": "local",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "ADMIN_ALLOWED_CIDRS": admin_cidrs,
+        }
+        os.environ.update(environment)
+        for override in ("DATABASE_READONLY_URL", "DATABASE_APP_URL"):
+            # The tiers read their secrets, so a rotation reaches live requests.
+            os.environ.pop(override, None)
+        get_settings.cache_clear()
+        from functions.shared.db.roles import PRODUCTION_ROLES
+
+        if options.admin_conninfo:
+            admin_conninfo, where = options.admin_conninfo, "as given"
+        else:
+            admin_conninfo, where = local_database(stack)
+        environment.update(
+            _provision(admin_conninfo, admin_cidrs, options.roles or PRODUCTION_ROLES)
+        )
+        os.environ.update(environment)
+        get_settings.cache_clear()
+
+        edge = LocalEdge(
+            api_handler(),
+            rate_limit=options.rate_limit,
+            ipset_ids={
+                4: environment["AUTO_BLOCK_IPSET_V4_ID"],
+                6: environment["AUTO_BLOCK_IPSET_V6_ID"],
+            },
+            aws_client=_aws_client,
+            log_stream=WAF_LOG_STREAM,
+        )
+        server.set_handler(edge)
+        thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
+        thread.start()
+        stack.callback(server.shutdown)
+        if options.oncall_printer:
+            printer = OncallPrinter(environment["ONCALL_TOPIC_ARN"])
+            printer.start()
+            stack.callback(printer.stop)
+
+        state = _demo_state(server.url, endpoint, admin_conninfo)
+        state["database"] = where
+        state["environment"] = {
+            **environment,
+            "AWS_REGION": os.environ["AWS_REGION"],
+            "DATABASE_URL": admin_conninfo,
+        }
+        write_state(state)
+        stack.callback(remove_state)
+        yield state
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    """Put the process back as it was: environment, settings and every cached client,
+    pool and secret that pointed at this stack's moto server and database."""
+    from functions.shared.blocks import clear_caches as clear_block_caches
+    from functions.shared.db.credentials import reset_secrets_provider
+    from functions.shared.db.pools import close_pools
+    from functions.shared.identity import reset_caches as reset_identity_caches
+    from functions.shared.settings import get_settings
+    from functions.waf_responder.respond import clear_caches as clear_responder_caches
+
+    close_pools()
+    reset_secrets_provider()
+    reset_identity_caches()
+    clear_block_caches()
+    clear_responder_caches()
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()

@@ -1,0 +1,88 @@
+"""`.babyshield/local.json`: what the running local stack tells scripts and the CLI.
+
+The local stack writes it on start (owner-only permissions: it holds demo
+credentials) and removes it on a clean stop. `babyshield` commands that talk to
+AWS use the local stack's environment from it, and say so, when it is running
+and nothing in the shell points at an AWS account or endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ops.console import CommandError
+
+STATE_FILE = Path(".babyshield") / "local.json"
+
+# Anything here means the shell is aimed at AWS (or another endpoint): never override it.
+AWS_TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID")
+
+
+def write_state(state: dict[str, Any], path: Path = STATE_FILE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(temporary, path)
+
+
+def read_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def remove_state(path: Path = STATE_FILE) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2) as response:  # noqa: S310
+            return int(response.status) < 500
+    except OSError:
+        return False
+
+
+def running_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+    """The state of a local stack that is running now, or None."""
+    state = read_state(path)
+    endpoint = (state or {}).get("aws_endpoint_url")
+    if not state or not isinstance(endpoint, str) or not endpoint.startswith("http://127."):
+        return None
+    return state if _answers(endpoint) else None
+
+
+def apply_local_environment(*, required: bool = False, path: Path = STATE_FILE) -> bool:
+    """Point this process at the running local stack, unless the shell targets AWS."""
+    state = running_state(path)
+    if state is not None and os.environ.get("AWS_ENDPOINT_URL") == state["aws_endpoint_url"]:
+        return True  # already pointed at it (the stack's own process, or an exported URL)
+    if any(os.environ.get(name) for name in AWS_TARGET_VARIABLES):
+        if required:
+            raise CommandError(
+                "this command only runs against the local stack, but the shell targets AWS",
+                hint="unset AWS_ENDPOINT_URL / AWS_PROFILE / AWS_ACCESS_KEY_ID",
+            )
+        return False
+    if state is None:
+        if required:
+            raise CommandError("the local stack is not running", hint="start it with `make run`")
+        return False
+    from functions.shared.settings import get_settings
+    from ops.moto import use_fake_credentials
+
+    use_fake_credentials()
+    os.environ.update({k: str(v) for k, v in state.get("environment", {}).items()})
+    get_settings.cache_clear()
+    print(f"(using the local stack at {state['aws_endpoint_url']}, {path})", file=sys.stderr)
+    return True

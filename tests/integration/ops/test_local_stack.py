@@ -1,0 +1,157 @@
+"""The local stack end to end: the attack flow of the design brief, for real, on one machine.
+
+flood from one address -> WAF BLOCK records in the log group -> the blocked-requests
+alarm fires into the real responder -> the address lands in the auto-block IP set ->
+its next request is refused -> the expiry sweep removes it -> it is allowed again.
+The attacker is 127.0.0.2 (all of 127/8 is loopback) so the admin range, 127.0.0.1,
+stays allowlisted and is never blocked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ops.cli import main
+from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, local_stack
+from ops.local_state import read_state
+from tests.support.postgres import private_database
+
+ATTACKER = "127.0.0.2"
+RATE_LIMIT = 5
+
+
+@contextmanager
+def running_stack(cluster: str, rate_limit: int) -> Iterator[dict[str, Any]]:
+    with private_database(cluster) as database:
+        options = LocalStackOptions(
+            port=0,
+            rate_limit=rate_limit,
+            quiet=True,
+            oncall_printer=False,
+            admin_conninfo=database.admin_conninfo,
+            roles=database.roles,
+        )
+        with local_stack(options) as state:
+            yield state
+
+
+@pytest.fixture
+def stack(pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The local stack as `make run` starts it (the WebACL's own rate limit)."""
+    monkeypatch.chdir(tmp_path)  # .babyshield/local.json goes here
+    with running_stack(pg_cluster, DEFAULT_RATE_LIMIT) as state:
+        yield state
+
+
+@pytest.fixture
+def flood_stack(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """A small rate limit and alarm threshold, so a flood takes a dozen requests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BLOCKED_REQUESTS_THRESHOLD", "3")
+    with running_stack(pg_cluster, RATE_LIMIT) as state:
+        yield state
+
+
+def get(state: dict[str, Any], path: str, source: str = "127.0.0.1", **headers: str) -> int:
+    host, port = state["api_url"].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def shift_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Everything that decides expiry looks `seconds` into the future."""
+    from functions.waf_responder import sweep
+    from ops import local_edge
+
+    real = time.time
+    clock = SimpleNamespace(time=lambda: real() + seconds, monotonic=time.monotonic)
+    monkeypatch.setattr(sweep, "time", clock)
+    monkeypatch.setattr(local_edge, "time", clock)
+
+
+def test_flood_alarm_block_refuse_sweep_allow(flood_stack, monkeypatch, capsys):
+    stack = flood_stack
+    # Given the running local stack writing its state for scripts
+    state = read_state()
+    assert state is not None
+    assert state["api_url"] == stack["api_url"]
+    assert {
+        "api_url",
+        "aws_endpoint_url",
+        "region",
+        "database_url",
+        "users",
+        "api_keys",
+        "webhook_secret",
+    } <= set(state)
+    assert state["webhook_secret"].startswith("whsec_")
+
+    # When one address floods the API past the rate rule
+    statuses = [get(stack, "/health", ATTACKER) for _ in range(RATE_LIMIT + 6)]
+    assert statuses[:RATE_LIMIT] == [200] * RATE_LIMIT
+    assert set(statuses[RATE_LIMIT:]) == {429}
+
+    # And the blocked-requests alarm fires into the real responder
+    assert main(["local", "alarm", "waf-blocked-requests"]) == 0
+    message = capsys.readouterr().out
+    assert ATTACKER in message
+    assert "babyshield waf unblock" in message
+
+    # Then the address is in the auto-block IP set and its next request is refused
+    assert get(stack, "/health", ATTACKER) == 403
+    # And everyone else, the admin range included, is unaffected
+    assert get(stack, "/health", "127.0.0.1") == 200
+
+    # And `babyshield waf list` shows the block with its expiry
+    assert main(["waf", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    rows = listed if isinstance(listed, list) else listed.get("blocks", [])
+    mine = [row for row in rows if row["ip"].startswith(ATTACKER)]
+    assert mine
+    assert mine[0]["expires"]
+
+    # When the expiry sweep runs after the block has expired
+    shift_clock(monkeypatch, 5 * 3600)
+    from functions.waf_responder.events import scheduled_sweep_event
+    from functions.waf_responder.handler import lambda_handler as responder
+    from ops.apigw import LocalLambdaContext
+
+    swept = responder(scheduled_sweep_event(), LocalLambdaContext(function_name="waf-responder"))
+    assert any(ip.startswith(ATTACKER) for ip in swept["removed"])
+
+    # Then the address is allowed again
+    assert get(stack, "/health", ATTACKER) == 200
+
+
+def test_printed_demo_commands_work(stack):
+    # The README and banner promise these exact credentials work on the local stack.
+    user_key = next(k["key"] for k in stack["api_keys"] if k["purpose"] == "demo")
+    assert get(stack, "/recalls?q=crib", **{"X-API-Key": user_key}) == 200
+    assert get(stack, "/health") == 200
+
+
+def test_audit_passes_against_the_local_stack(stack, capsys):
+    # The on-call audit against the stack as started: every check passes or does not apply
+    code = main(["audit", "--url", stack["api_url"], "--json"])
+    # The API runs in this process and logs to the same stdout: take the report only.
+    out = capsys.readouterr().out
+    checks = json.loads(out[out.index('{\n  "checks"') :])["checks"]
+    failed = [c for c in checks if c["status"] == "FAIL"]
+    assert code == 0, failed
+    assert {c["name"]: c["status"] for c in checks}["rate_limiting"] == "PASS"
