@@ -82,13 +82,13 @@ class DetectionAndResponse(Construct):
         self.rate_limits = self._table("RateLimits", names.RATE_LIMIT_TABLE)
         self.webhook_nonces = self._table("WebhookNonces", names.WEBHOOK_NONCE_TABLE)
         self.block_registry = self._table("BlockRegistry", names.BLOCK_REGISTRY_TABLE)
-        self.idempotency = self._table(
-            "Idempotency", names.IDEMPOTENCY_TABLE, partition_key="id", ttl="expiration"
-        )
+        self.idempotency = self._table("Idempotency", names.IDEMPOTENCY_TABLE)
         self.tables = [self.rate_limits, self.webhook_nonces, self.block_registry, self.idempotency]
         for table in (self.rate_limits, self.webhook_nonces, self.idempotency):
             table.grant_read_write_data(api)
+        # The responder's registry, and its exactly-once record per EventBridge event.
         self.block_registry.grant_read_write_data(waf_responder)
+        self.idempotency.grant_read_write_data(waf_responder)
         for function in (api, waf_responder):
             acknowledge(
                 function.role,  # type: ignore[arg-type]
@@ -256,14 +256,10 @@ class DetectionAndResponse(Construct):
         # --- unexpected secret reads ---------------------------------------
         self._secret_read_alerts(secret_readers, log_retention)
 
-    def _table(
-        self,
-        construct_id: str,
-        table_name: str,
-        *,
-        partition_key: str = names.TABLE_PARTITION_KEY,
-        ttl: str = names.TTL_ATTRIBUTE,
-    ) -> dynamodb.Table:
+    def _table(self, construct_id: str, table_name: str) -> dynamodb.Table:
+        """A table as names.TABLES declares it (the local stack creates the same)."""
+        spec = next(table for table in names.TABLES if table.name == table_name)
+        partition_key, ttl = spec.partition_key, spec.ttl_attribute
         return dynamodb.Table(
             self,
             construct_id,

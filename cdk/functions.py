@@ -120,6 +120,7 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
             in_vpc=False,
             environment={
                 "BLOCK_REGISTRY_TABLE": names.BLOCK_REGISTRY_TABLE,
+                "IDEMPOTENCY_TABLE": names.IDEMPOTENCY_TABLE,
                 "WAF_LOG_GROUP": names.WAF_LOG_GROUP,
                 "API_LOG_GROUP": names.API_LOG_GROUP,
                 "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
@@ -129,6 +130,14 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
                 "WEB_ACL_NAME": names.WEB_ACL,
                 "RATE_RULE_NAME": names.RATE_RULE,
             },
+        ),
+        FunctionSpec(
+            package="secret_age",
+            description="Daily SecretAgeDays metric per inventory secret",
+            timeout=Duration.seconds(60),
+            reserved_concurrency=1,
+            in_vpc=False,
+            memory_mb=256,
         ),
         FunctionSpec(
             package="migrate",
@@ -198,6 +207,10 @@ class LambdaFunctions(Construct):
     @property
     def waf_responder(self) -> lambda_.Function:
         return self.by_package["waf_responder"]
+
+    @property
+    def secret_age(self) -> lambda_.Function:
+        return self.by_package["secret_age"]
 
     @property
     def migrate(self) -> lambda_.Function:

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,6 +19,7 @@ from cdk.compliance import acknowledge
 from functions.shared import names
 from functions.shared.db.roles import PRODUCTION_ROLES
 from functions.shared.inventory import INVENTORY, SecretSpec
+from functions.shared.rotation.store import EMERGENCY_TAG
 
 # The tiers' secrets start on the group role's name; the first rotation (right
 # after the migration) moves each to one of the tier's two alternating logins.
@@ -43,6 +46,7 @@ class Secrets(Construct):
         rotation_functions: Mapping[str, lambda_.Function],
         api: lambda_.Function,
         migrate: lambda_.Function,
+        secret_age: lambda_.Function,
         rotate_after: Construct,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -91,6 +95,36 @@ class Secrets(Construct):
                 applies_to=["Resource::*"],
             )
 
+        for spec in INVENTORY:
+            secret_arn = self.by_name[spec.name].secret_arn
+            # The last step of an emergency rotation removes the tag that marked it
+            # (functions/shared/rotation/store.py); only that tag, only this secret.
+            rotation_functions[spec.method].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:UntagResource"],
+                    resources=[secret_arn],
+                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [EMERGENCY_TAG]}},
+                )
+            )
+            # The daily age check reads metadata only, never a value.
+            secret_age.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "secretsmanager:DescribeSecret",
+                        "secretsmanager:ListSecretVersionIds",
+                    ],
+                    resources=[secret_arn],
+                )
+            )
+        events.Rule(
+            self,
+            "SecretAgeDaily",
+            rule_name=names.SECRET_AGE_RULE,
+            description="Once a day: SecretAgeDays per inventory secret",
+            schedule=events.Schedule.rate(Duration.days(1)),
+            targets=[targets.LambdaFunction(secret_age, retry_attempts=2)],
+        )
+
         # Multi-user rotation logs in as the admin user to change the others.
         admin_secret.grant_read(rotation_functions["rotate_db"])
         admin_secret.grant_read(migrate)
@@ -102,6 +136,7 @@ class Secrets(Construct):
                 actions=[
                     "iam:CreateAccessKey",
                     "iam:DeleteAccessKey",
+                    "iam:GetUser",
                     "iam:ListAccessKeys",
                     "iam:UpdateAccessKey",
                 ],

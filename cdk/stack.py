@@ -73,6 +73,7 @@ class BabyShieldStack(Stack):
             rotation_functions=rotation,
             api=self.functions.api,
             migrate=self.functions.migrate,
+            secret_age=self.functions.secret_age,
             rotate_after=self.migration,
         )
         self.api = Api(

@@ -416,7 +416,7 @@ class WebAcl(Construct):
             log_destination_configs=[self.log_group_arn],
             redacted_fields=[
                 wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
-                for header in ("authorization", "cookie")
+                for header in names.WAF_REDACTED_HEADERS
             ],
         )
         self.logging.node.add_dependency(self.log_group)

@@ -33,7 +33,7 @@ from functions.shared import names
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 RATE_WINDOW_SECONDS = 300
-REDACTED_HEADERS = frozenset({"authorization", "cookie"})
+REDACTED_HEADERS = frozenset(names.WAF_REDACTED_HEADERS)
 IPSET_SCOPE = "REGIONAL"
 
 

@@ -43,6 +43,8 @@ AUTO_BLOCK_RULE_V6 = "auto-block-v6"
 
 # Logs, topics, parameters.
 WAF_LOG_GROUP = f"aws-waf-logs-{PREFIX}"  # WAF requires the aws-waf-logs- prefix
+# Request headers WAF logging replaces with REDACTED: every credential a client sends.
+WAF_REDACTED_HEADERS = ("authorization", "cookie", "x-api-key")
 API_LOG_GROUP = f"/aws/lambda/{PREFIX}-api"
 ONCALL_TOPIC = f"{PREFIX}-oncall"
 SSM_PREFIX = f"/{PREFIX}"
@@ -63,7 +65,16 @@ def function_name(package: str) -> str:
 
 
 # Lambda packages under functions/ (each deployed as function_name(package)).
-FUNCTION_PACKAGES = ("api", "rotate_db", "rotate_jwt", "rotate_iam", "waf_responder", "migrate")
+FUNCTION_PACKAGES = (
+    "api",
+    "rotate_db",
+    "rotate_jwt",
+    "rotate_iam",
+    "waf_responder",
+    "migrate",
+    "secret_age",
+)
+SECRET_AGE_RULE = f"{PREFIX}-secret-age-daily"
 
 # API Gateway and the responder's queues and schedules.
 REST_API = f"{PREFIX}-api"

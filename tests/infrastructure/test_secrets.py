@@ -13,6 +13,11 @@ _FUNCTION_PREFIX = {
     "rotate_jwt": "FunctionsrotatejwtFunction",
     "rotate_iam": "FunctionsrotateiamFunction",
 }
+_ROLE_PREFIX = {
+    "rotate_db": "FunctionsrotatedbRole",
+    "rotate_jwt": "FunctionsrotatejwtRole",
+    "rotate_iam": "FunctionsrotateiamRole",
+}
 
 
 def _secret_ids_by_name(synthesized: Synthesized) -> dict[str, str]:
@@ -108,3 +113,33 @@ def _policy_statements(synthesized: Synthesized, role_prefix: str) -> list[dict[
         if any(r["Ref"].startswith(role_prefix) for r in policy["Properties"]["Roles"])
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    return set(_list(statement["Action"]))
+
+
+def test_rotators_may_remove_only_the_emergency_tag(synthesized: Synthesized):
+    # An emergency rotation ends by removing its marker tag; nothing else may be untagged.
+    for prefix in _ROLE_PREFIX.values():
+        untag = [
+            s
+            for s in _policy_statements(synthesized, prefix)
+            if "secretsmanager:UntagResource" in _actions(s)
+        ]
+        assert untag, prefix
+        for statement in untag:
+            condition = statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
+            assert condition == ["babyshield:emergency-rotation"]
+
+
+def test_secret_age_runs_daily_and_reads_metadata_only(synthesized: Synthesized):
+    rules = synthesized.resources("AWS::Events::Rule")
+    daily = next(
+        r for r in rules.values() if r["Properties"].get("Name") == "babyshield-secret-age-daily"
+    )
+    assert daily["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    statements = _policy_statements(synthesized, "FunctionssecretageRole")
+    actions = set().union(*(_actions(s) for s in statements))
+    assert {"secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds"} <= actions
+    assert "secretsmanager:GetSecretValue" not in actions
