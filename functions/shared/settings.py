@@ -57,6 +57,8 @@ class Settings(BaseModel):
     service_name: str = "babyshield"
     environment: str = Field(default="aws", description="'aws' or 'local'")
     region: str = "us-east-1"
+    # Set by the Lambda runtime; names the reader in secret-read audit lines.
+    function_name: str = "local"
     aws_endpoint_url: str | None = None
     # botocore's standard retry budget per call (its own AWS_MAX_ATTEMPTS variable).
     aws_max_attempts: Annotated[int, Field(ge=1, le=10)] = 5
@@ -211,6 +213,7 @@ _ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "BABYSHIELD_ENV": "environment",
     "AWS_REGION": "region",
+    "AWS_LAMBDA_FUNCTION_NAME": "function_name",
     "AWS_ENDPOINT_URL": "aws_endpoint_url",
     "AWS_MAX_ATTEMPTS": "aws_max_attempts",
     "MAX_BODY_BYTES": "max_body_bytes",

@@ -77,6 +77,7 @@ SecretFetcher = Callable[[str, bool], str]
 
 def fetch_secret_string(secret_id: str, force: bool) -> str:
     """AWSCURRENT of a secret through Powertools' cached provider (force: bypass the cache)."""
+    from functions.shared.rotation.audit import audit_secret_read
     from functions.shared.settings import get_settings
 
     provider = _secrets_provider()
@@ -90,6 +91,10 @@ def fetch_secret_string(secret_id: str, force: bool) -> str:
     )
     if not isinstance(value, str):
         raise CredentialError("database secret is not a string")
+    # Called once per pool and once per refresh (SecretCredentials keeps the value).
+    # The provider does not expose the version id; name, stage and reader are what an
+    # investigation needs.
+    audit_secret_read(secret_id, "AWSCURRENT", get_settings().function_name, None)
     return value
 
 

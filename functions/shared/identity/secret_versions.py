@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from functions.shared.identity import aws
+from functions.shared.rotation.audit import audit_secret_read
+from functions.shared.settings import get_settings
 
 CURRENT = "AWSCURRENT"
 PREVIOUS = "AWSPREVIOUS"
@@ -46,6 +48,8 @@ def load_secret_versions(secret_id: str) -> SecretVersions:
         current = client.get_secret_value(SecretId=secret_id, VersionStage=CURRENT)
     except Exception as exc:
         raise SecretUnavailable(f"cannot read {CURRENT} of {secret_id}") from exc
+    reader = get_settings().function_name
+    audit_secret_read(secret_id, CURRENT, reader, current["VersionId"])
     previous: SecretVersion | None = None
     try:
         found = client.get_secret_value(SecretId=secret_id, VersionStage=PREVIOUS)
@@ -55,6 +59,7 @@ def load_secret_versions(secret_id: str) -> SecretVersions:
         if aws.error_code(exc) != "ResourceNotFoundException":
             raise SecretUnavailable(f"cannot read {PREVIOUS} of {secret_id}") from exc
     else:
+        audit_secret_read(secret_id, PREVIOUS, reader, found["VersionId"])
         if found["VersionId"] != current["VersionId"]:
             previous = SecretVersion(found["VersionId"], found.get("SecretString", ""))
     latest = SecretVersion(current["VersionId"], current.get("SecretString", ""))
