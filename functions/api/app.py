@@ -17,6 +17,7 @@ from functions.api.middleware.authentication import authenticate
 from functions.api.middleware.request_limits import body_text, check_request_limits
 from functions.api.resolver import SecureResolver
 from functions.api.routes import (
+    admin_blocks,
     admin_keys,
     admin_users,
     auth,
@@ -94,6 +95,7 @@ app.include_router(jwks.router)
 app.include_router(webhooks.router)
 app.include_router(admin_keys.router)
 app.include_router(admin_users.router)
+app.include_router(admin_blocks.router)
 
 
 def _correlation_id() -> str | None:

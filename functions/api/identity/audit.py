@@ -63,6 +63,23 @@ def audit(
         _persist(action, outcome, source_ip, user_id, key_id, reason, detail)
 
 
+def record_admin_action(
+    action: str, *, actor: UUID, source_ip: str | None, **detail: str | int | None
+) -> None:
+    """An admin change (a block, an unblock) as an audit_log row and a log line."""
+    logger.info(
+        "admin action",
+        extra={
+            "audit": True,
+            "action": action,
+            "user_id": str(actor),
+            "source_ip": source_ip,
+            **{k: v for k, v in detail.items() if v is not None},
+        },
+    )
+    _persist(action, "success", source_ip, actor, None, None, detail)
+
+
 def _persist(
     action: str,
     outcome: str,

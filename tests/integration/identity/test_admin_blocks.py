@@ -1,0 +1,100 @@
+"""/admin/blocks: list, block and unblock through the admin chain, audited, applied to WAF."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from functions.shared import names
+from tests.integration.identity.conftest import ADMIN_IP
+from tests.support.api import call_api
+from tests.support.waf import create_resources
+
+
+@pytest.fixture
+def admin(world, monkeypatch):
+    create_resources(monkeypatch)
+    admin_id = world.create_user("root@example.com", role="admin")
+    return {
+        "id": admin_id,
+        "headers": {
+            "X-API-Key": world.create_key(admin_id, scopes=("admin", "recalls:read")),
+            "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
+        },
+    }
+
+
+def ip_set_addresses(version: int = 4) -> list[str]:
+    name = names.AUTO_BLOCK_IPSET_V4 if version == 4 else names.AUTO_BLOCK_IPSET_V6
+    wafv2 = boto3.client("wafv2")
+    summary = next(s for s in wafv2.list_ip_sets(Scope="REGIONAL")["IPSets"] if s["Name"] == name)
+    found = wafv2.get_ip_set(Name=name, Scope="REGIONAL", Id=summary["Id"])
+    return list(found["IPSet"]["Addresses"])
+
+
+def test_block_list_unblock_round_trip(world, admin):
+    # Given an admin with every lock
+    headers = admin["headers"]
+    # When they block an address by hand
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=headers,
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.7"], "reason": "credential stuffing"},
+    )
+    # Then it is in the WAF IP set at once and in the list, with its expiry
+    assert created.status == 201
+    assert created.json()["changed"][0]["ip"] == "203.0.113.7/32"
+    assert ip_set_addresses() == ["203.0.113.7/32"]
+    listed = call_api("GET", "/admin/blocks", headers=headers, source_ip=ADMIN_IP).json()
+    assert [b["ip"] for b in listed["blocks"]] == ["203.0.113.7/32"]
+    assert listed["blocks"][0]["blocked_until"] > 0
+    # When they unblock it
+    removed = call_api("DELETE", "/admin/blocks/203.0.113.7", headers=headers, source_ip=ADMIN_IP)
+    # Then it leaves the IP set at once, and both changes are in the audit log
+    assert removed.status == 204
+    assert ip_set_addresses() == []
+    actions = [row[1] for row in world.audit_rows()]
+    assert "waf_block" in actions
+    assert "waf_unblock" in actions
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"targets": ["not-an-ip"], "reason": "x"}, 400),
+        ({"targets": ["10.0.0.0/1"], "reason": "x"}, 400),
+        ({"targets": [], "reason": "x"}, 422),
+        ({"targets": ["203.0.113.9"], "reason": ""}, 422),
+        ({"targets": ["203.0.113.9"], "reason": "x", "duration_seconds": 5}, 422),
+        ({"targets": [ADMIN_IP], "reason": "oops"}, 409),
+    ],
+    ids=["not-an-ip", "too-wide", "no-targets", "no-reason", "too-short", "allowlisted"],
+)
+def test_bad_block_requests_are_refused_and_change_nothing(world, admin, body, status):
+    response = call_api(
+        "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
+    )
+    assert response.status == status
+    assert "not-an-ip" not in response.body
+    assert ip_set_addresses() == []
+
+
+def test_unblocking_an_unknown_address_is_404(world, admin):
+    response = call_api(
+        "DELETE", "/admin/blocks/198.51.100.1", headers=admin["headers"], source_ip=ADMIN_IP
+    )
+    assert response.status == 404
+
+
+def test_blocks_need_the_admin_chain(world, admin):
+    # A user's JWT alone, from an allowlisted address, is not enough
+    user_id = world.create_user("parent@example.com")
+    response = call_api(
+        "GET",
+        "/admin/blocks",
+        headers={"Authorization": f"Bearer {world.token(user_id)}"},
+        source_ip=ADMIN_IP,
+    )
+    assert response.status in (401, 403)
