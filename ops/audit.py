@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ops.audit_checks import FAIL, PASS, SKIP, Check
 from ops.console import CommandError, print_json
-
-PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 
 # The headers every answer must carry, with their exact values where the value
 # is the point (functions/api/middleware/security_headers.py is the source).
@@ -59,13 +58,6 @@ XSS_PROBES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 
 MAX_RATE_PROBES = 300
 PACE_SECONDS = 0.005
-
-
-@dataclass
-class Check:
-    name: str
-    status: str
-    detail: str
 
 
 @dataclass
@@ -316,13 +308,39 @@ CHECKS: list[Callable[[Target], Iterator[Check]]] = [
 ]
 
 
-def run_audit(target: Target) -> list[Check]:
+AWS_CHECK_NAMES = ("secret_ages", "database_users", "waf_association", "waf_logging")
+
+
+def run_aws_checks() -> list[Check]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ops.audit_aws import check_database_users, check_secret_ages, check_waf
+
+    results: list[Check] = []
+    for check, names in (
+        (check_secret_ages, ("secret_ages",)),
+        (check_database_users, ("database_users",)),
+        (check_waf, ("waf_association", "waf_logging")),
+    ):
+        try:
+            results.extend(check())
+        except (BotoCoreError, ClientError) as exc:
+            results.extend(Check(name, FAIL, f"no answer from AWS: {exc}") for name in names)
+    return results
+
+
+def run_audit(target: Target, *, aws: bool = False) -> list[Check]:
     results: list[Check] = []
     for check in CHECKS:
         try:
             results.extend(check(target))
         except (OSError, http.client.HTTPException) as exc:
             results.append(Check(check.__name__.removeprefix("check_"), FAIL, f"no answer: {exc}"))
+    if aws:
+        results.extend(run_aws_checks())
+    else:
+        reason = "no AWS access: set a profile or credentials, or audit the running local stack"
+        results.extend(Check(name, SKIP, reason) for name in AWS_CHECK_NAMES)
     return results
 
 
@@ -359,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"cannot reach {args.url}: {exc}", hint="is the stack running? start it with `make run`"
         ) from exc
-    results = run_audit(target)
+    results = run_audit(target, aws=not args.no_aws and _aws_access(args.url))
     if args.json:
         print_json({"checks": [asdict(r) for r in results]})
     else:
@@ -371,6 +389,17 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
+def _aws_access(url: str) -> bool:
+    """Can the AWS-side checks run: the shell targets an account, or this is the local stack."""
+    import os
+
+    from ops.local_state import AWS_TARGET_VARIABLES, apply_local_environment
+
+    if local_defaults(url):
+        return apply_local_environment()
+    return any(os.environ.get(name) for name in AWS_TARGET_VARIABLES)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("audit", help="security audit of a running deployment")
     parser.add_argument("--url", required=True, help="the API's base URL")
@@ -378,4 +407,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--token", help="a valid access token (enables authenticated probes)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--no-aws", action="store_true", help="HTTP checks only (skip secrets, database, WAF)"
+    )
     parser.set_defaults(func=_run)

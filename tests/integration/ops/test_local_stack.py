@@ -154,4 +154,37 @@ def test_audit_passes_against_the_local_stack(stack, capsys):
     checks = json.loads(out[out.index('{\n  "checks"') :])["checks"]
     failed = [c for c in checks if c["status"] == "FAIL"]
     assert code == 0, failed
-    assert {c["name"]: c["status"] for c in checks}["rate_limiting"] == "PASS"
+    statuses = {c["name"]: c["status"] for c in checks}
+    assert statuses["rate_limiting"] == "PASS"
+    # Given AWS access (the stack's moto server and database), those checks run too
+    assert statuses["secret_ages"] == "PASS"
+    assert statuses["database_users"] == "PASS"
+
+
+def test_audit_fails_on_a_weakened_database_user(stack, capsys):
+    # Given someone raised the read-only login's connection limit by hand
+    import psycopg
+    import psycopg.sql
+
+    from ops.audit_aws import roles_in_use
+
+    login = roles_in_use().readonly_a
+    with psycopg.connect(stack["environment"]["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} CONNECTION LIMIT 500").format(
+                psycopg.sql.Identifier(login)
+            )
+        )
+    # When the audit runs
+    code = main(["audit", "--url", stack["api_url"], "--json", "--no-aws"])
+    capsys.readouterr()
+    assert code == 0  # the HTTP checks alone cannot see it
+    code = main(["audit", "--url", stack["api_url"], "--json"])
+    out = capsys.readouterr().out
+    checks = json.loads(out[out.index('{\n  "checks"') :])["checks"]
+    database = next(c for c in checks if c["name"] == "database_users")
+    # Then the database check names the login and the limit
+    assert code == 1
+    assert database["status"] == "FAIL"
+    assert login in database["detail"]
+    assert "500" in database["detail"]
