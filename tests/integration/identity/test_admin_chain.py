@@ -143,8 +143,12 @@ def test_stale_request_signature_is_refused(world, admin, monkeypatch):
     assert admin_call(admin["key"], admin["token"], extra=old).status == 401
 
 
-def test_unknown_admin_path_from_allowlisted_ip_is_404(world):
-    assert call_api("GET", "/admin/nothing-here", source_ip=ADMIN_IP).status == 404
+def test_unknown_admin_path_needs_the_locks_before_a_404(world, admin):
+    # Without credentials an allowlisted caller learns nothing about which routes exist
+    assert call_api("GET", "/admin/nothing-here", source_ip=ADMIN_IP).status == 401
+    # With every lock, an unknown admin path is an ordinary 404
+    response = admin_call(admin["key"], admin["token"], path="/admin/nothing-here")
+    assert response.status == 404
 
 
 def test_scanning_unknown_admin_paths_writes_no_audit_rows(world):
