@@ -38,6 +38,12 @@ INLINE_POLICY_REASON = (
 )
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+# The RDS CAs (cdk/certs/README.md), shipped with every function that reaches the
+# database, which verifies the server's certificate and name against them.
+RDS_CA_BUNDLE = REPO_ROOT / "cdk" / "certs" / "rds-global-bundle.pem"
+RDS_CA_IN_ASSET = "certs/rds-global-bundle.pem"
+LAMBDA_TASK_ROOT = "/var/task"
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 
@@ -65,8 +71,13 @@ def _secret_environment() -> dict[str, str]:
     }
 
 
+def _database_tls() -> dict[str, str]:
+    return {"DB_SSL_ROOT_CERT": f"{LAMBDA_TASK_ROOT}/{RDS_CA_IN_ASSET}"}
+
+
 def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
     secrets = _secret_environment()
+    database_tls = _database_tls()
     return (
         FunctionSpec(
             package="api",
@@ -84,7 +95,9 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
                 "DB_APP_SECRET_ID": secrets["DB_APP_SECRET_ID"],
                 "JWT_SECRET_ID": secrets["JWT_SECRET_ID"],
                 "WEBHOOK_SECRET_ID": secrets["WEBHOOK_SECRET_ID"],
+                **database_tls,
             },
+            extra_assets={RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
         ),
         FunctionSpec(
             package="rotate_db",
@@ -94,7 +107,8 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
             # only queue logins against the admin user.
             reserved_concurrency=3,
             in_vpc=True,
-            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"]},
+            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"], **database_tls},
+            extra_assets={RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
         ),
         FunctionSpec(
             package="rotate_jwt",
@@ -145,9 +159,9 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
             timeout=Duration.minutes(5),
             reserved_concurrency=1,  # two migration runs must never overlap
             in_vpc=True,
-            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"]},
+            environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"], **database_tls},
             # functions/shared/db/migrations.py reads <asset root>/sql.
-            extra_assets={"sql": REPO_ROOT / "sql"},
+            extra_assets={"sql": REPO_ROOT / "sql", RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
         ),
     )
 
