@@ -82,7 +82,7 @@ def rotate_locally(
         )
     except RotationError as exc:
         return Outcome(item.name, False, None, str(exc))
-    detail = f"rotated in {result.seconds:.1f}s"
+    detail = f"in {result.seconds:.1f}s"
     if emergency:
         detail += f"; {RETIRED[item.kind]}"
     return Outcome(item.name, True, result.version_id, detail)
@@ -127,7 +127,7 @@ def rotate_via_service(
         metadata = store.describe(item.secret_name)
         done = CURRENT in metadata.stages.get(token, ())
         if done and not (emergency and metadata.tags.get(EMERGENCY_TAG) == token):
-            detail = "rotated by Secrets Manager"
+            detail = "by Secrets Manager"
             if emergency:
                 detail += f"; {RETIRED[item.kind]}"
             return Outcome(item.name, True, token, detail)
@@ -160,7 +160,10 @@ def _run(args: argparse.Namespace) -> int:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     if not args.verbose:
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        # The logger exists already (imported with the settings): set its level, not the env.
+        from functions.shared.observability import logger
+
+        logger.setLevel("WARNING")
     get_settings.cache_clear()
 
     from functions.shared.rotation.store import SecretStore
