@@ -126,7 +126,8 @@ def _bench(database: Any) -> Result:
 
 
 def run() -> Result:
-    from tests.support.postgres import embedded_cluster, private_database, shared_server
+    from ops.postgres import embedded_cluster, shared_server
+    from tests.support.postgres import private_database
 
     server = shared_server()
     if server is not None:

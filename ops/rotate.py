@@ -143,6 +143,20 @@ def rotate_via_service(
 
 
 def _run(args: argparse.Namespace) -> int:
+    # The step logs go to the terminal only with --verbose. The logger exists already
+    # (imported with the settings), so its level is set here and put back afterwards.
+    from functions.shared.observability import logger
+
+    previous = logger.log_level
+    if not args.verbose:
+        logger.setLevel("WARNING")
+    try:
+        return _rotate(args)
+    finally:
+        logger.setLevel(previous)
+
+
+def _rotate(args: argparse.Namespace) -> int:
     if bool(args.name) == bool(args.all):
         raise CommandError("name one secret or pass --all", hint="babyshield secrets lists them")
     if args.all and (args.resume or args.cancel):
@@ -159,11 +173,6 @@ def _run(args: argparse.Namespace) -> int:
         os.environ.setdefault("BABYSHIELD_ENV", "local")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    if not args.verbose:
-        # The logger exists already (imported with the settings): set its level, not the env.
-        from functions.shared.observability import logger
-
-        logger.setLevel("WARNING")
     get_settings.cache_clear()
 
     from functions.shared.rotation.store import SecretStore

@@ -13,6 +13,9 @@ from tests.support.aws import reset_moto, running_moto_server, use_fake_credenti
 pytest_plugins = ["tests.support.postgres"]
 
 use_fake_credentials()
+# Any AWS call a test makes without the `aws` fixture fails at once on a closed
+# loopback port instead of waiting on the network for a real endpoint.
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BabyShield")
 # Keep X-Ray out of tests: no daemon runs here.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")

@@ -10,11 +10,24 @@ from typing import Any
 
 import pytest
 
-from ops.audit import FAIL, PASS, SKIP, Target, run_audit
+from ops.audit import Target, run_audit
+from ops.audit_checks import FAIL, PASS, SKIP
 from ops.cli import main
 from ops.local_server import LocalApiServer, api_handler
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@pytest.fixture(autouse=True)
+def _no_database(monkeypatch):
+    # No database here: the audit rows that admin refusals write fail fast instead of
+    # waiting the pool's full timeout on every refused admin probe.
+    monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "0.2")
+    from functions.shared.db.pools import close_pools
+
+    close_pools()
+    yield
+    close_pools()
 
 
 @contextmanager

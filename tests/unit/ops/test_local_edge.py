@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from functions.shared import names
+from functions.shared.blocks import aws_client
 from ops.apigw import LocalLambdaContext, rest_event
 from ops.local_edge import LocalEdge, RateRule
 
@@ -35,17 +36,15 @@ def test_rate_rule_memory_is_bounded_under_a_flood():
 
 @pytest.fixture
 def edge_resources(aws):
-    wafv2 = boto3.client("wafv2")
-    ids = {}
-    for version, name in ((4, names.AUTO_BLOCK_IPSET_V4), (6, names.AUTO_BLOCK_IPSET_V6)):
-        created = wafv2.create_ip_set(
-            Name=name, Scope="REGIONAL", IPAddressVersion=f"IPV{version}", Addresses=[]
-        )
-        ids[version] = created["Summary"]["Id"]
-    logs = boto3.client("logs")
-    logs.create_log_group(logGroupName=names.WAF_LOG_GROUP)
-    logs.create_log_stream(logGroupName=names.WAF_LOG_GROUP, logStreamName="local-edge")
-    return ids
+    """The IP sets and WAF log group, created as the local stack creates them."""
+    from ops.provision import ensure_log_stream
+    from ops.waf import ensure_local_resources
+    from tests.support.waf import clear_caches
+
+    clear_caches()
+    environment = ensure_local_resources()
+    ensure_log_stream(boto3.client("logs"), names.WAF_LOG_GROUP, "local-edge")
+    return {4: environment["AUTO_BLOCK_IPSET_V4_ID"], 6: environment["AUTO_BLOCK_IPSET_V6_ID"]}
 
 
 def ok_handler(event, context):
@@ -60,7 +59,7 @@ def records():
 
 
 def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=boto3.client)
+    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=aws_client)
     event = rest_event("GET", "/health", source_ip="203.0.113.5")
     assert edge(event, LocalLambdaContext())["statusCode"] == 200
     # When the responder adds the address to the IP set
@@ -85,7 +84,7 @@ def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources
 
 
 def test_flood_gets_429_with_retry_after_and_block_records(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=3, ipset_ids=edge_resources, aws_client=boto3.client)
+    edge = LocalEdge(ok_handler, rate_limit=3, ipset_ids=edge_resources, aws_client=aws_client)
     answers = [
         edge(rest_event("GET", "/health", source_ip="198.51.100.9"), LocalLambdaContext())
         for _ in range(5)
@@ -99,7 +98,7 @@ def test_flood_gets_429_with_retry_after_and_block_records(edge_resources):
 
 
 def test_credentials_are_redacted_in_waf_logs(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=10, ipset_ids=edge_resources, aws_client=boto3.client)
+    edge = LocalEdge(ok_handler, rate_limit=10, ipset_ids=edge_resources, aws_client=aws_client)
     event = rest_event(
         "GET",
         "/health",
