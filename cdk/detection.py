@@ -73,6 +73,7 @@ class DetectionAndResponse(Construct):
         failed_signin_threshold: int,
         api_5xx_threshold: int,
         oncall_email: str | None,
+        secret_age_dead_letters: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -216,6 +217,21 @@ class DetectionAndResponse(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarms.append(dead_letter_alarm)
+        self.alarms.append(
+            cloudwatch.Alarm(
+                self,
+                "SecretAgeDeadLettersAlarm",
+                alarm_name=f"{names.SECRET_AGE_DLQ}-not-empty",
+                alarm_description="The daily secret-age check failed after its retries",
+                metric=secret_age_dead_letters.metric_approximate_number_of_messages_visible(
+                    period=FIVE_MINUTES, statistic="Maximum"
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
 

@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.compliance import acknowledge
@@ -116,13 +117,36 @@ class Secrets(Construct):
                     resources=[secret_arn],
                 )
             )
+        # A daily run that still fails after EventBridge's retries is kept here (the
+        # detection construct alarms on it), so no day's age check is lost silently.
+        self.secret_age_dead_letters = sqs.Queue(
+            self,
+            "SecretAgeDeadLetters",
+            queue_name=names.SECRET_AGE_DLQ,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.secret_age_dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is the dead-letter queue of the daily secret-age EventBridge target.",
+        )
         events.Rule(
             self,
             "SecretAgeDaily",
             rule_name=names.SECRET_AGE_RULE,
             description="Once a day: SecretAgeDays per inventory secret",
             schedule=events.Schedule.rate(Duration.days(1)),
-            targets=[targets.LambdaFunction(secret_age, retry_attempts=2)],
+            targets=[
+                targets.LambdaFunction(
+                    secret_age,
+                    dead_letter_queue=self.secret_age_dead_letters,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(6),
+                )
+            ],
         )
 
         # Multi-user rotation logs in as the admin user to change the others.

@@ -116,6 +116,7 @@ class BabyShieldStack(Stack):
             failed_signin_threshold=config.failed_signin_threshold,
             api_5xx_threshold=config.api_5xx_threshold,
             oncall_email=config.oncall_email,
+            secret_age_dead_letters=self.secrets.secret_age_dead_letters,
         )
         self.dashboards = Dashboards(
             self,

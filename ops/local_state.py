@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,12 @@ def remove_state(path: Path = STATE_FILE) -> None:
 
 
 def _answers(endpoint: str) -> bool:
+    # urlopen also opens file: and custom schemes; a state file naming one is not a stack.
+    if urllib.parse.urlsplit(endpoint).scheme not in {"http", "https"}:
+        return False
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2) as response:  # noqa: S310
+        url = f"{endpoint}/moto-api/"
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  # nosec B310 - http(s) checked above
             return int(response.status) < 500
     except OSError:
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,8 +28,11 @@ def reset_moto(endpoint: str) -> None:
     """Drop every resource moto holds. Its backends are per process, not per server:
     a second server in one process (tests, an in-process restart) starts with the
     first one's state unless it is reset."""
+    # urlopen also opens file: and custom schemes; only an HTTP(S) endpoint is ever reset.
+    if urllib.parse.urlsplit(endpoint).scheme not in {"http", "https"}:
+        raise ValueError(f"the moto endpoint must be http(s): {endpoint!r}")
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # nosec B310 - http(s) checked above
         response.read()
 
 

@@ -75,6 +75,7 @@ FUNCTION_PACKAGES = (
     "secret_age",
 )
 SECRET_AGE_RULE = f"{PREFIX}-secret-age-daily"
+SECRET_AGE_DLQ = f"{PREFIX}-secret-age-dlq"
 
 # API Gateway and the responder's queues and schedules.
 REST_API = f"{PREFIX}-api"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from functions.shared import names
 from functions.shared.inventory import INVENTORY
 from tests.infrastructure.conftest import Synthesized
 
@@ -143,3 +144,36 @@ def test_secret_age_runs_daily_and_reads_metadata_only(synthesized: Synthesized)
     actions = set().union(*(_actions(s) for s in statements))
     assert {"secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds"} <= actions
     assert "secretsmanager:GetSecretValue" not in actions
+
+
+def test_secret_age_failures_reach_a_dead_letter_queue_that_alarms(synthesized: Synthesized):
+    # Given the daily rule's only target, the secret-age function
+    rules = synthesized.resources("AWS::Events::Rule")
+    daily = next(
+        r for r in rules.values() if r["Properties"].get("Name") == "babyshield-secret-age-daily"
+    )
+    (target,) = daily["Properties"]["Targets"]
+
+    # Then a run that fails after its retries lands in its own encrypted queue
+    queue_id = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    queue = synthesized.resources("AWS::SQS::Queue")[queue_id]["Properties"]
+    assert queue["QueueName"] == "babyshield-secret-age-dlq"
+    assert "KmsMasterKeyId" in queue
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+
+    # And a message in that queue alarms the on-call topic
+    alarms = synthesized.resources("AWS::CloudWatch::Alarm").values()
+    alarm = next(
+        a["Properties"]
+        for a in alarms
+        if a["Properties"].get("AlarmName") == "babyshield-secret-age-dlq-not-empty"
+    )
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+    ]
+    (oncall,) = (
+        logical_id
+        for logical_id, topic in synthesized.resources("AWS::SNS::Topic").items()
+        if topic["Properties"].get("TopicName") == names.ONCALL_TOPIC
+    )
+    assert alarm["AlarmActions"] == [{"Ref": oncall}]

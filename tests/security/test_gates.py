@@ -1,8 +1,9 @@
 """The gates behind `make security` fail on a planted secret and a planted Bandit issue.
 
-Each test copies a small tree (the real `.secrets.baseline`, the real moto
-fixture it audits, clean first-party modules) into a temporary directory and
-runs the gate runner on it, so the repository itself never holds the secret.
+Each test copies a small tree (the real `.secrets.baseline`, a real module
+holding one of its audited entries, clean first-party modules) into a temporary
+directory and runs the gate runner on it, so the repository itself never holds
+the secret.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ops.cli import main
 from ops.security import GATES, Finding, ScanContext, Verdict, run_gates
 
 REPO = Path(__file__).resolve().parents[2]
+# The SecretId of its rotation event (a secret's name, not a value) is a Secret
+# Keyword match audited as a false positive in the committed baseline.
+AUDITED_MODULE = "tests/unit/rotation/test_protocol_gate.py"
 CLEAN_MODULE = '''"""A clean module: parameterised subprocess, safe YAML."""
 
 import yaml
@@ -58,7 +62,7 @@ def tree(tmp_path: Path) -> Path:
         "ops/__init__.py",
         "ops/console.py",
         "ops/security.py",
-        "tests/support/aws.py",
+        AUDITED_MODULE,
     ):
         target = tmp_path / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -86,11 +90,11 @@ def verdicts(results: list[security.GateResult]) -> dict[str, Verdict]:
 
 
 def test_clean_copy_passes_bandit_and_detect_secrets(tree: Path):
-    # Given a tree whose only secret-looking string is moto's audited dummy credential
+    # Given a tree whose only secret-looking string is an audited false positive
     # When the two source gates run
     results = run_gates(ScanContext(root=tree), ["bandit", "detect-secrets"])
 
-    # Then both pass, and the moto credential was matched as an audited false positive
+    # Then both pass, and the string was matched as an audited false positive
     assert verdicts(results) == {"bandit": Verdict.PASS, "detect-secrets": Verdict.PASS}
     assert results[1].note.startswith("1 audited")
 
@@ -114,10 +118,10 @@ def test_planted_aws_key_fails_detect_secrets(tree: Path):
 
 
 def test_unaudited_baseline_entry_still_fails(tree: Path):
-    # Given a baseline whose entry for the moto fixture lost its audit mark
+    # Given a baseline whose entry for the audited module lost its audit mark
     baseline_path = tree / ".secrets.baseline"
     baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
-    for entry in baseline["results"]["tests/support/aws.py"]:
+    for entry in baseline["results"][AUDITED_MODULE]:
         entry.pop("is_secret", None)
     baseline_path.write_text(json.dumps(baseline), encoding="utf-8")
 
