@@ -55,20 +55,11 @@ def _seed(database: Any, store: Any) -> None:
     from functions.shared.identity.webhooks import generate_webhook_secret_value
     from functions.shared.inventory import spec
     from functions.shared.rotation.driver import seed_secret
+    from ops.rotate import seed_partner_export_key
 
     iam = boto3.client("iam")
     iam.create_user(UserName=names.PARTNER_EXPORT_USER)
-    key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
-    seed_secret(
-        store,
-        spec("iam-partner-export"),
-        {
-            "kind": "iam-access-key",
-            "UserName": names.PARTNER_EXPORT_USER,
-            "AccessKeyId": key["AccessKeyId"],
-            "SecretAccessKey": key["SecretAccessKey"],
-        },
-    )
+    seed_partner_export_key(store, iam)
     seed_secret(store, spec("jwt-signing-key"), json.loads(generate_jwt_secret_value()))
     seed_secret(store, spec("webhook-signing-secret"), json.loads(generate_webhook_secret_value()))
     target = conninfo_to_dict(database.admin_conninfo)

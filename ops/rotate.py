@@ -262,6 +262,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_run)
 
 
+def seed_partner_export_key(store: SecretStore, iam: Any) -> dict[str, str]:
+    """A new access key of the partner-export user, stored as the secret's first value."""
+    from functions.shared import names
+    from functions.shared.inventory import spec
+    from functions.shared.rotation.driver import seed_secret
+
+    key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
+    value = {
+        "kind": "iam-access-key",
+        "UserName": names.PARTNER_EXPORT_USER,
+        "AccessKeyId": key["AccessKeyId"],
+        "SecretAccessKey": key["SecretAccessKey"],
+    }
+    seed_secret(store, spec("iam-partner-export"), value)
+    return value
+
+
 def ensure_local_secrets(admin_conninfo: str, roles: RoleNames | None = None) -> list[str]:
     """Every inventory secret on the local stack, with rotation enabled; returns those created.
 
@@ -323,17 +340,7 @@ def ensure_local_secrets(admin_conninfo: str, roles: RoleNames | None = None) ->
                 iam.delete_access_key(
                     UserName=names.PARTNER_EXPORT_USER, AccessKeyId=old_key["AccessKeyId"]
                 )
-        key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
-        seed_secret(
-            store,
-            spec("iam-partner-export"),
-            {
-                "kind": "iam-access-key",
-                "UserName": names.PARTNER_EXPORT_USER,
-                "AccessKeyId": key["AccessKeyId"],
-                "SecretAccessKey": key["SecretAccessKey"],
-            },
-        )
+        seed_partner_export_key(store, iam)
         created.append("iam-partner-export")
     for name, make_value in (
         ("jwt-signing-key", generate_jwt_secret_value),

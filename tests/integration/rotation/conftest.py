@@ -12,6 +12,7 @@ from functions.shared import names
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
 from functions.shared.rotation.store import SecretStore
+from ops.rotate import seed_partner_export_key
 
 # The database fixtures, in their own module to keep this one about AWS.
 from tests.integration.rotation.database_fixtures import (  # noqa: F401
@@ -46,17 +47,7 @@ def partner_user(store: SecretStore) -> PartnerUser:
 
     iam = boto3.client("iam")
     iam.create_user(UserName=names.PARTNER_EXPORT_USER)
-    key = iam.create_access_key(UserName=names.PARTNER_EXPORT_USER)["AccessKey"]
-    seed_secret(
-        store,
-        spec("iam-partner-export"),
-        {
-            "kind": "iam-access-key",
-            "UserName": names.PARTNER_EXPORT_USER,
-            "AccessKeyId": key["AccessKeyId"],
-            "SecretAccessKey": key["SecretAccessKey"],
-        },
-    )
+    key = seed_partner_export_key(store, iam)
     return PartnerUser(names.PARTNER_EXPORT_USER, key["AccessKeyId"], key["SecretAccessKey"])
 
 
