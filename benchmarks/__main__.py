@@ -13,10 +13,13 @@ import sys
 BENCHMARKS = [
     "validator",
     "coldstart",
+    "warm",
+    "memory",
     "db",
     "responder",
     "auth",
     "rotation",
+    "http",
 ]
 
 

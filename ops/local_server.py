@@ -27,6 +27,9 @@ API_GATEWAY_MAX_PAYLOAD = 10 * 1024 * 1024
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; with Nagle's algorithm on, each
+    # keep-alive response waits ~40 ms for the client's delayed acknowledgement.
+    disable_nagle_algorithm = True
 
     # No `Server: BaseHTTP/… Python/…` banner: it would tell attackers what runs here.
     def send_response(self, code: int, message: str | None = None) -> None:

@@ -13,7 +13,7 @@ from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
 from functions.api.middleware.admin_allowlist import enforce_admin_allowlist, is_admin_path
 from functions.api.middleware.admin_chain import record_allowlist_refusal
 from functions.api.middleware.attack_inspection import inspect_request
-from functions.api.middleware.authentication import authenticate
+from functions.api.middleware.authentication import Policy, authenticate, policy_for
 from functions.api.middleware.request_limits import body_text, check_request_limits
 from functions.api.resolver import SecureResolver
 from functions.api.routes import (
@@ -64,9 +64,12 @@ def guard_identity(event: APIGatewayProxyEvent) -> None:
     # Reset on every request, so no caller from an earlier invocation can linger.
     app.context[CALLER_CONTEXT_KEY] = None
     app.context[WEBHOOK_CONTEXT_KEY] = None
-    if not _methods_for(event.path) and not is_admin_path(
-        event.path, get_settings().admin_path_prefixes
-    ):
+    settings = get_settings()
+    if policy_for(event.path, settings) is Policy.PUBLIC:
+        # A public path takes no credentials, routed or not (authenticate() would
+        # return no identity): the route scan below is skipped for it.
+        return
+    if not _methods_for(event.path) and not is_admin_path(event.path, settings.admin_path_prefixes):
         # No such route: the 404 costs no credential checks. Under /admin and
         # /monitoring every lock applies first, so routes cannot be enumerated.
         return

@@ -598,17 +598,36 @@ _TRAVERSAL_GROUPS: list[_RuleGroup] = [
 ]
 
 
-class _Group(NamedTuple):
-    threat: Threat
-    triggers: tuple[str, ...]
-    pattern: re.Pattern[str]
+class _Group:
+    """One anchor and its rules, compiled on first use.
+
+    Compiling all ~60 groups costs tens of milliseconds, and a request's text
+    can reach only the groups whose triggers it holds (a plain path or search
+    word reaches one or none), so a cold start compiles what its first request
+    needs and nothing more.
+    """
+
+    __slots__ = ("_compiled", "_source", "threat", "triggers")
+
+    def __init__(self, threat: Threat, triggers: tuple[str, ...], source: str):
+        self.threat = threat
+        self.triggers = triggers
+        self._source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        # Two threads compiling the same group at once is harmless: same result.
+        if self._compiled is None:
+            # ASCII classes: non-ASCII forms were folded by NFKC, and ASCII `\d\s\w`
+            # test faster.
+            self._compiled = re.compile(self._source, re.ASCII)
+        return self._compiled
 
 
 def _compile(threat: Threat, anchor: _Anchor, rules: dict[str, str]) -> _Group:
     alternatives = "|".join(f"(?P<{name}>{pattern})" for name, pattern in rules.items())
-    # ASCII classes: non-ASCII forms were folded by NFKC, and ASCII `\d\s\w` test faster.
-    pattern = re.compile(f"(?:{anchor.regex})(?:{alternatives})", re.ASCII)
-    return _Group(threat, anchor.triggers, pattern)
+    return _Group(threat, anchor.triggers, f"(?:{anchor.regex})(?:{alternatives})")
 
 
 # XSS first: polyglots that are both (`'><script>...--`) are logged as XSS.

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.shared import names
+from functions.shared.aws_clients import new_client
 from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, get_settings, parse_cidrs
 
@@ -93,8 +93,8 @@ def aws_config(max_attempts: int) -> Config:
 
 @lru_cache(maxsize=16)
 def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int = 5) -> Any:
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
+    return new_client(
+        service,
         region_name=region,
         endpoint_url=endpoint_url,
         config=aws_config(max_attempts),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -33,10 +34,14 @@ from functions.api.middleware.request_limits import raw_body
 from functions.shared.caller import CallerRole
 from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from functions.shared.identity.api_keys import SCOPE_RECALLS_READ, ApiKeyRecord
-from functions.shared.identity.tokens import AccessClaims
-from functions.shared.identity.webhooks import VerifiedWebhook
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # Types only: the token and webhook modules (and the key-material code they
+    # pull in) load when a request first needs them, not in every cold start.
+    from functions.shared.identity.tokens import AccessClaims
+    from functions.shared.identity.webhooks import VerifiedWebhook
 
 API_KEY_HEADER = "x-api-key"
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}

@@ -109,8 +109,15 @@ def _secrets_provider() -> Any:
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
             from botocore.config import Config
 
+            from functions.shared.aws_clients import new_client
+
+            # The provider would build its client from a session of its own; the
+            # shared one saves loading botocore's data a second time (aws_clients.py).
             _provider = SecretsProvider(
-                boto_config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3})
+                boto3_client=new_client(
+                    "secretsmanager",
+                    config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3}),
+                )
             )
         return _provider
 

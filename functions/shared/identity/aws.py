@@ -1,9 +1,9 @@
 """boto3 clients for the identity code, created on first use and then reused.
 
 boto3 is imported here lazily: a request that never authenticates never pays
-for it. Clients are built from a private Session under a lock because the
-default session is not thread-safe, and carry short timeouts so a slow AWS
-dependency turns into a quick 503 rather than a Lambda timeout.
+for it. Clients come from the process's shared session (aws_clients.py), are
+cached here per service, region and endpoint, and carry short timeouts so a
+slow AWS dependency turns into a quick 503 rather than a Lambda timeout.
 """
 
 from __future__ import annotations
@@ -30,16 +30,17 @@ def _client(service: str) -> Any:
     with _lock:
         found = _clients.get(key)
         if found is None:
-            import boto3
             from botocore.config import Config
+
+            from functions.shared.aws_clients import new_client
 
             config = Config(
                 connect_timeout=2,
                 read_timeout=3,
                 retries={"max_attempts": 3, "mode": "standard"},
             )
-            found = boto3.session.Session().client(
-                service,  # type: ignore[call-overload]
+            found = new_client(
+                service,
                 region_name=settings.region,
                 endpoint_url=settings.aws_endpoint_url,
                 config=config,
