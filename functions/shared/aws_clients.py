@@ -11,6 +11,7 @@ a lock; the clients themselves are thread-safe and are cached by their callers.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,3 +30,70 @@ def new_client(service: str, **options: Any) -> Any:
 
             _session = boto3.session.Session()
         return _session.client(service, **options)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a client waits and how often it retries (botocore's standard mode)."""
+
+    connect_seconds: float
+    read_seconds: float
+    max_attempts: int
+
+
+# On an API request: a slow dependency must turn into a quick 503, not a Lambda timeout.
+REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=3)
+# Rotation steps and the responder: room for a slow call, still well inside the
+# function's timeout so the caller's own retry gets its chance.
+BACKGROUND = Timeouts(connect_seconds=3, read_seconds=10, max_attempts=4)
+
+_cache_lock = threading.Lock()
+_cached: dict[tuple[str, str, str | None, Timeouts], Any] = {}
+
+
+def client_config(timeouts: Timeouts) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=timeouts.connect_seconds,
+        read_timeout=timeouts.read_seconds,
+        retries={"mode": "standard", "max_attempts": timeouts.max_attempts},
+    )
+
+
+def cached_client(service: str, timeouts: Timeouts) -> Any:
+    """One client per service, region, endpoint and timeouts, created on first use."""
+    from functions.shared.settings import get_settings
+
+    settings = get_settings()
+    key = (service, settings.region, settings.aws_endpoint_url, timeouts)
+    found = _cached.get(key)
+    if found is not None:
+        return found
+    with _cache_lock:
+        found = _cached.get(key)
+        if found is None:
+            found = new_client(
+                service,
+                region_name=settings.region,
+                endpoint_url=settings.aws_endpoint_url,
+                config=client_config(timeouts),
+            )
+            _cached[key] = found
+    return found
+
+
+def clear_cached_clients() -> None:
+    """Forget every cached client (a process now pointed at another endpoint)."""
+    with _cache_lock:
+        _cached.clear()
+
+
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError, without importing botocore."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if isinstance(code, str):
+            return code
+    return None

@@ -21,15 +21,14 @@ import random
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.shared import names
-from functions.shared.aws_clients import new_client
+from functions.shared.aws_clients import BACKGROUND, cached_client, clear_cached_clients
 from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, get_settings, parse_cidrs
 
@@ -81,30 +80,12 @@ class IpSetSyncFailed(BlockError):
 # --- AWS clients ------------------------------------------------------------------
 
 
-def aws_config(max_attempts: int) -> Config:
-    # Timeouts short enough that a stuck call fails well inside the Lambda's
-    # timeout, and botocore's standard retry mode for throttling and 5xx answers.
-    return Config(
-        connect_timeout=3,
-        read_timeout=10,
-        retries={"mode": "standard", "max_attempts": max_attempts},
-    )
-
-
-@lru_cache(maxsize=16)
-def _client(service: str, region: str, endpoint_url: str | None, max_attempts: int = 5) -> Any:
-    return new_client(
-        service,
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=aws_config(max_attempts),
-    )
-
-
 def aws_client(service: str) -> Any:
     """One client per service, region, endpoint and retry budget, created on first use."""
-    s = get_settings()
-    return _client(service, s.region, s.aws_endpoint_url, s.aws_max_attempts)
+    # Timeouts short enough that a stuck call fails well inside the Lambda's timeout;
+    # the retry budget is a setting (the responder backs off on its own as well).
+    attempts = get_settings().aws_max_attempts
+    return cached_client(service, replace(BACKGROUND, max_attempts=attempts))
 
 
 def _dynamodb() -> DynamoDBClient:
@@ -369,7 +350,7 @@ class ProtectedNetworks:
 def _ssm_provider(region: str, endpoint_url: str | None) -> Any:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    ssm: SSMClient = _client("ssm", region, endpoint_url, get_settings().aws_max_attempts)
+    ssm: SSMClient = aws_client("ssm")
     return SSMProvider(boto3_client=ssm)
 
 
@@ -461,7 +442,7 @@ class _IpSetRef:
 
 @lru_cache(maxsize=8)
 def _lookup_ip_set_id(name: str, scope: str, region: str, endpoint_url: str | None) -> str:
-    client: WAFV2Client = _client("wafv2", region, endpoint_url, get_settings().aws_max_attempts)
+    client: WAFV2Client = aws_client("wafv2")
     kwargs: dict[str, Any] = {"Scope": scope, "Limit": 100}
     while True:
         page = client.list_ip_sets(**kwargs)
@@ -667,6 +648,6 @@ def unblock(
 def clear_caches() -> None:
     """Forget cached clients, IP set ids and SSM values (a process that now points at
     another endpoint: the local stack restarting in-process, tests)."""
-    _client.cache_clear()
+    clear_cached_clients()
     _lookup_ip_set_id.cache_clear()
     _ssm_provider.cache_clear()

@@ -20,7 +20,7 @@ import ipaddress
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions.shared import names
-from functions.shared.blocks import HOST_PREFIX, aws_client, aws_config
+from functions.shared.aws_clients import BACKGROUND, client_config, new_client
+from functions.shared.blocks import HOST_PREFIX, aws_client
 from functions.shared.settings import AlarmKind, IPNetwork, get_settings
 
 if TYPE_CHECKING:
@@ -239,12 +240,13 @@ def _messages(rows: list[tuple[str, int]]) -> Iterator[str]:
 
 @lru_cache(maxsize=4)
 def _rate_keys_client_for(region: str, endpoint_url: str | None, attempts: int) -> WAFV2Client:
-    import boto3
-
     # A client of its own: GetRateBasedStatementManagedKeys is the one WAF call
     # moto lacks, and tests stub exactly this client and nothing else.
-    client: WAFV2Client = boto3.session.Session().client(
-        "wafv2", region_name=region, endpoint_url=endpoint_url, config=aws_config(attempts)
+    client: WAFV2Client = new_client(
+        "wafv2",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=client_config(replace(BACKGROUND, max_attempts=attempts)),
     )
     return client
 
