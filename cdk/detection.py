@@ -29,6 +29,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.compliance import acknowledge, skip_checkov
+from cdk.queues import dead_letter_queue
 from functions.shared import names
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -189,19 +190,12 @@ class DetectionAndResponse(Construct):
         ]
 
         # --- alarm -> responder ------------------------------------------
-        self.dead_letters = sqs.Queue(
+        self.dead_letters = dead_letter_queue(
             self,
             "ResponderDeadLetters",
             queue_name=names.WAF_RESPONDER_DLQ,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of the responder's EventBridge targets.",
+            key=key,
+            holds="the responder's EventBridge targets",
         )
         dead_letter_alarm = cloudwatch.Alarm(
             self,

@@ -13,10 +13,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.compliance import acknowledge
+from cdk.queues import dead_letter_queue
 from functions.shared import names
 from functions.shared.db.roles import PRODUCTION_ROLES
 from functions.shared.inventory import INVENTORY, SecretSpec
@@ -119,19 +119,12 @@ class Secrets(Construct):
             )
         # A daily run that still fails after EventBridge's retries is kept here (the
         # detection construct alarms on it), so no day's age check is lost silently.
-        self.secret_age_dead_letters = sqs.Queue(
+        self.secret_age_dead_letters = dead_letter_queue(
             self,
             "SecretAgeDeadLetters",
             queue_name=names.SECRET_AGE_DLQ,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.secret_age_dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is the dead-letter queue of the daily secret-age EventBridge target.",
+            key=key,
+            holds="the daily secret-age EventBridge target",
         )
         events.Rule(
             self,

@@ -24,7 +24,12 @@ from typing import Any
 from functions.rotate_db import database
 from functions.shared.observability import logger
 from functions.shared.rotation.generate import generate_password
-from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
+from functions.shared.rotation.protocol import (
+    DispatchingRotator,
+    RotationError,
+    Rotator,
+    StepContext,
+)
 from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretVersion
 from functions.shared.settings import get_settings
 
@@ -140,7 +145,7 @@ class SingleUserRotator(Rotator):
         )
 
 
-class DatabaseRotator(Rotator):
+class DatabaseRotator(DispatchingRotator):
     """Single user for the admin secret, alternating users for every other tier."""
 
     def __init__(self) -> None:
@@ -149,21 +154,6 @@ class DatabaseRotator(Rotator):
 
     def _for(self, ctx: StepContext) -> Rotator:
         return self.single if ctx.spec.name == "db-admin" else self.alternating
-
-    def create_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).create_secret(ctx)
-
-    def set_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).set_secret(ctx)
-
-    def test_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).test_secret(ctx)
-
-    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
-        self._for(ctx).after_promote(ctx, previous)
-
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
-        self._for(ctx).retire(ctx, previous)
 
 
 def _check_login(ctx: StepContext, pending: SecretVersion) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from functions.rotate_iam.access_keys import AccessKeyRotator
 from functions.rotate_iam.generated import GeneratedSecretRotator
-from functions.shared.rotation.protocol import Rotator, StepContext
-from functions.shared.rotation.store import SecretVersion
+from functions.shared.rotation.protocol import DispatchingRotator, Rotator, StepContext
 
 
-class ByKindRotator(Rotator):
+class ByKindRotator(DispatchingRotator):
     """Hands each step to the rotator of the secret's inventory kind."""
 
     def __init__(self, by_kind: dict[str, Rotator]):
@@ -19,21 +18,6 @@ class ByKindRotator(Rotator):
             return self._by_kind[ctx.spec.kind]
         except KeyError:
             raise TypeError(f"{ctx.spec.name}: kind {ctx.spec.kind} is not rotated here") from None
-
-    def create_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).create_secret(ctx)
-
-    def set_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).set_secret(ctx)
-
-    def test_secret(self, ctx: StepContext) -> None:
-        self._for(ctx).test_secret(ctx)
-
-    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
-        self._for(ctx).after_promote(ctx, previous)
-
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
-        self._for(ctx).retire(ctx, previous)
 
 
 def default_rotator() -> ByKindRotator:

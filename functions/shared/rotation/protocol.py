@@ -136,6 +136,29 @@ class Rotator(ABC):
         """Emergency only: make the previous value useless at once."""
 
 
+class DispatchingRotator(Rotator):
+    """A function that rotates several kinds: every step goes to the rotator `_for` picks."""
+
+    @abstractmethod
+    def _for(self, ctx: StepContext) -> Rotator:
+        """The rotator for this secret."""
+
+    def create_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).create_secret(ctx)
+
+    def set_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).set_secret(ctx)
+
+    def test_secret(self, ctx: StepContext) -> None:
+        self._for(ctx).test_secret(ctx)
+
+    def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
+        self._for(ctx).after_promote(ctx, previous)
+
+    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+        self._for(ctx).retire(ctx, previous)
+
+
 def gate(request: RotationRequest, metadata: SecretMetadata) -> Literal["run", "done"]:
     """Decide whether a step runs; raise when the event does not fit the secret."""
     if not metadata.rotation_enabled:
