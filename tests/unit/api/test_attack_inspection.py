@@ -8,15 +8,13 @@ and API Gateway produce.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from functions.api.middleware.attack_inspection import MAX_JSON_DEPTH, MAX_JSON_STRINGS
 from functions.api.middleware.security_headers import SECURITY_HEADERS
-from ops.apigw import LocalLambdaContext, response_headers, rest_event
+from tests.support.api import ApiResponse, call_api
 from tests.support.logs import json_log_lines, raw_log_text
 
 JSON = {"Content-Type": "application/json"}
@@ -51,41 +49,12 @@ BENIGN_SEARCHES = [
 ]
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: str
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(
-    method: str,
-    path: str,
-    *,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-    body: bytes | str | None = None,
-) -> Answer:
-    from functions.api.handler import lambda_handler
-
-    event = rest_event(method, path, query=query, headers=headers or {}, body=body)
-    response = lambda_handler(event, LocalLambdaContext())
-    return Answer(
-        status=int(response["statusCode"]),
-        headers=response_headers(response),
-        body=response.get("body") or "",
-    )
-
-
-def assert_security_headers(answer: Answer) -> None:
+def assert_security_headers(answer: ApiResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert answer.headers.get(name) == value, name
 
 
-def assert_rejected_without_echo(answer: Answer, attack: str) -> None:
+def assert_rejected_without_echo(answer: ApiResponse, attack: str) -> None:
     assert answer.status == 400
     assert answer.json()["error"]["code"] == "rejected_input"
     # The generic message names neither the input nor the rule
@@ -98,19 +67,19 @@ def assert_rejected_without_echo(answer: Answer, attack: str) -> None:
 def test_attack_in_query_value_is_refused_without_echo(attack):
     # Given a search whose value is an attack
     # When it reaches the API
-    answer = call("GET", "/health", query=f"q={quote(attack)}")
+    answer = call_api("GET", "/health", query=f"q={quote(attack)}")
     # Then it is a 400 with a generic body that does not contain the input
     assert_rejected_without_echo(answer, attack)
 
 
 def test_attack_in_query_name_is_refused():
-    answer = call("GET", "/health", query=f"{quote(ATTACKS[0])}=1")
+    answer = call_api("GET", "/health", query=f"{quote(ATTACKS[0])}=1")
     assert_rejected_without_echo(answer, ATTACKS[0])
 
 
 def test_attack_in_a_repeated_query_parameter_is_refused():
     # Given the attack only in the second value of a repeated parameter
-    answer = call("GET", "/health", query=f"q=crib&q={quote(ATTACKS[0])}")
+    answer = call_api("GET", "/health", query=f"q=crib&q={quote(ATTACKS[0])}")
     # Then it is still seen
     assert_rejected_without_echo(answer, ATTACKS[0])
 
@@ -118,14 +87,14 @@ def test_attack_in_a_repeated_query_parameter_is_refused():
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_attack_in_json_body_value_is_refused(attack):
     body = json.dumps({"product": {"names": ["crib", attack]}})
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert_rejected_without_echo(answer, attack)
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_attack_in_json_body_key_is_refused(attack):
     body = json.dumps({"product": {attack: "crib"}})
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert_rejected_without_echo(answer, attack)
 
 
@@ -140,7 +109,7 @@ def test_attack_in_json_body_key_is_refused(attack):
     ],
 )
 def test_attack_in_path_is_refused(path):
-    answer = call("GET", path)
+    answer = call_api("GET", path)
     assert answer.status == 400
     assert answer.json()["error"]["code"] == "rejected_input"
     assert_security_headers(answer)
@@ -150,7 +119,7 @@ def test_attack_in_path_is_refused(path):
 def test_benign_search_in_query_is_served(search):
     # Given a recall search with apostrophes, dashes, ampersands, quotes, SQL words
     # When it reaches the API
-    answer = call("GET", "/health", query=f"q={quote(search)}&brand={quote(search)}")
+    answer = call_api("GET", "/health", query=f"q={quote(search)}&brand={quote(search)}")
     # Then it is not refused
     assert answer.status != 400
     assert answer.status == 200
@@ -161,17 +130,17 @@ def test_benign_search_in_query_is_served(search):
 def test_benign_product_names_in_json_body_and_path_pass_inspection(search):
     # A body for a path with no route is a 404, after inspection has let it through
     body = json.dumps({"product": search, "notes": [search], search: 1})
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 404
     # And a product name in a path is a 404 for an unknown route, not a 400
-    answer = call("GET", f"/products/{quote(search)}")
+    answer = call_api("GET", f"/products/{quote(search)}")
     assert answer.status == 404
     assert_security_headers(answer)
 
 
 def test_rejection_is_logged_with_category_and_part_but_not_the_input(caplog):
     attack = "' OR '1'='1' --"
-    call("GET", "/health", query=f"q={quote(attack)}")
+    call_api("GET", "/health", query=f"q={quote(attack)}")
     lines = [line for line in json_log_lines(caplog) if line.get("event") == "input_rejected"]
     assert len(lines) == 1
     assert lines[0]["category"] == "sql_injection"
@@ -181,7 +150,7 @@ def test_rejection_is_logged_with_category_and_part_but_not_the_input(caplog):
 
 
 def test_malformed_json_is_400():
-    answer = call("POST", UNROUTED, headers=JSON, body='{"product": "crib"')
+    answer = call_api("POST", UNROUTED, headers=JSON, body='{"product": "crib"')
     assert answer.status == 400
     assert answer.json()["error"]["code"] == "bad_request"
     assert_security_headers(answer)
@@ -190,7 +159,7 @@ def test_malformed_json_is_400():
 def test_deeply_nested_json_is_400():
     depth = MAX_JSON_DEPTH + 5
     body = '{"a":' * depth + '"crib"' + "}" * depth
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 400
     assert "nested" in answer.json()["error"]["message"]
     assert_security_headers(answer)
@@ -198,21 +167,21 @@ def test_deeply_nested_json_is_400():
 
 def test_json_deeper_than_the_parser_stack_is_400_not_500():
     body = "[" * 200_000 + "]" * 200_000
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 400
     assert_security_headers(answer)
 
 
 def test_json_with_too_many_strings_is_400():
     body = json.dumps(["crib"] * (MAX_JSON_STRINGS + 1))
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 400
     assert "too many" in answer.json()["error"]["message"]
     assert_security_headers(answer)
 
 
 def test_invalid_utf8_body_is_400():
-    answer = call("POST", UNROUTED, headers=JSON, body=b'{"product": "\xff\xfe"}')
+    answer = call_api("POST", UNROUTED, headers=JSON, body=b'{"product": "\xff\xfe"}')
     assert answer.status == 400
     assert "UTF-8" in answer.json()["error"]["message"]
     assert_security_headers(answer)
@@ -220,7 +189,7 @@ def test_invalid_utf8_body_is_400():
 
 def test_wrong_content_type_is_415():
     headers = {"Content-Type": "text/plain"}
-    answer = call("POST", UNROUTED, headers=headers, body="product=crib")
+    answer = call_api("POST", UNROUTED, headers=headers, body="product=crib")
     assert answer.status == 415
     assert_security_headers(answer)
 
@@ -229,7 +198,7 @@ def test_oversized_body_is_413(monkeypatch):
     # Given a small body limit (settings are re-read for each test)
     monkeypatch.setenv("MAX_BODY_BYTES", "64")
     body = json.dumps({"product": "crib" * 50})
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 413
     assert_security_headers(answer)
 
@@ -238,11 +207,11 @@ def test_oversized_body_is_refused_before_it_is_inspected(monkeypatch):
     # An oversized attack is a 413, not a 400: the size check comes first
     monkeypatch.setenv("MAX_BODY_BYTES", "64")
     body = json.dumps({"product": "' OR '1'='1' --" * 10})
-    answer = call("POST", UNROUTED, headers=JSON, body=body)
+    answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 413
 
 
 def test_absurdly_long_header_is_431():
-    answer = call("GET", "/health", headers={"X-Padding": "a" * 100_000})
+    answer = call_api("GET", "/health", headers={"X-Padding": "a" * 100_000})
     assert answer.status == 431
     assert_security_headers(answer)
