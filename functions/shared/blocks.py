@@ -354,7 +354,7 @@ def _ssm_provider(region: str, endpoint_url: str | None) -> Any:
     return SSMProvider(boto3_client=ssm)
 
 
-def _read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
     if not parameter:
         return fallback
     settings = get_settings()
@@ -372,8 +372,8 @@ def protected_networks() -> ProtectedNetworks:
     """The admin allowlist and never-block list (SSM in AWS, the environment locally)."""
     settings = get_settings()
     return ProtectedNetworks(
-        admin=_read_cidrs(settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs),
-        never_block=_read_cidrs(settings.never_block_cidrs_parameter, settings.never_block_cidrs),
+        admin=read_cidrs(settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs),
+        never_block=read_cidrs(settings.never_block_cidrs_parameter, settings.never_block_cidrs),
     )
 
 

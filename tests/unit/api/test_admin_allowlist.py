@@ -110,9 +110,9 @@ def test_allowlist_from_ssm_parameter(aws, monkeypatch):
         Name="/babyshield/admin-allowed-cidrs", Value="192.0.2.0/24", Type="StringList"
     )
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/admin-allowed-cidrs")
-    from aws_lambda_powertools.utilities import parameters
+    from functions.shared.blocks import clear_caches
 
-    parameters.clear_caches()
+    clear_caches()
     # When an allowlisted and a foreign caller call an admin path
     inside = call_api("GET", "/admin/nothing", source_ip="192.0.2.50")
     outside = call_api("GET", "/admin/nothing", source_ip="198.51.100.1")
@@ -124,9 +124,9 @@ def test_allowlist_from_ssm_parameter(aws, monkeypatch):
 def test_unreadable_ssm_parameter_fails_closed(aws, monkeypatch):
     # Given an allowlist parameter that does not exist
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/missing")
-    from aws_lambda_powertools.utilities import parameters
+    from functions.shared.blocks import clear_caches
 
-    parameters.clear_caches()
+    clear_caches()
     # When a caller asks for an admin path
     response = call_api("GET", "/admin/nothing", source_ip="192.0.2.50")
     # Then access is denied, not granted and not a 500
