@@ -65,6 +65,7 @@ import html
 import re
 import unicodedata
 from enum import StrEnum
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import unquote
 
@@ -734,8 +735,8 @@ def _forms(value: str) -> list[str]:
     return list(forms)
 
 
-def detect(value: str) -> Detection | None:
-    """The first rule that matches any form of the value, or None.
+def scan(value: str) -> Detection | None:
+    """The first rule that matches any form of the value, or None (never cached).
 
     Groups run in priority order (XSS, SQL injection, traversal), each on every
     form whose text holds one of the group's triggers.
@@ -753,6 +754,20 @@ def detect(value: str) -> Detection | None:
         if match is not None:
             return Detection(group.threat, match.lastgroup or "")
     return None
+
+
+# Paths and common search terms repeat from request to request; a short value's
+# verdict is kept so a warm function scans it once. Bounded in count and in the
+# length of what it keeps (at most ~1.5 MB), so varied input only churns it.
+_CACHED_LENGTH = 128
+_scan_cached = lru_cache(maxsize=4096)(scan)
+
+
+def detect(value: str) -> Detection | None:
+    """`scan`, remembered for short values (the verdict of a pure function)."""
+    if len(value) <= _CACHED_LENGTH:
+        return _scan_cached(value)
+    return scan(value)
 
 
 def find_threat(value: str) -> Threat | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -18,9 +19,14 @@ from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, get_settings
 
 
-def is_admin_path(path: str, prefixes: Iterable[str]) -> bool:
+def is_admin_path(path: str, prefixes: tuple[str, ...]) -> bool:
     """True for the prefix and anything below it (`/admin`, `/admin/x`), not `/administer`."""
-    return any(path == p or path.startswith(p + "/") for p in prefixes)
+    return path in prefixes or path.startswith(_below(prefixes))
+
+
+@lru_cache(maxsize=8)
+def _below(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p + "/" for p in prefixes)
 
 
 def address_allowed(source_ip: str, networks: Iterable[IPNetwork]) -> bool:

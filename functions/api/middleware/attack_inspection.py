@@ -63,13 +63,14 @@ def json_strings(document: Any) -> Iterator[str]:
 
 def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
     """Every query parameter name and value (all values of a repeated parameter)."""
-    multi = event.multi_value_query_string_parameters or {}
+    multi: dict[str, list[str] | None] = event.get("multiValueQueryStringParameters") or {}
     if multi:
         for name, values in multi.items():
             yield name
             yield from (v for v in values or () if v)
     else:
-        for name, value in (event.query_string_parameters or {}).items():
+        single: dict[str, str | None] = event.get("queryStringParameters") or {}
+        for name, value in single.items():
             yield name
             if value:
                 yield value

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -64,16 +65,24 @@ PATH_POLICIES: tuple[tuple[str, Policy], ...] = (
 )
 
 
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + "/")
+@lru_cache(maxsize=8)
+def _policy_table(
+    admin_prefixes: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[tuple[str, str, Policy], ...]]:
+    """Every (prefix, prefix + "/", policy) in precedence order, and all the prefixes."""
+    table = tuple((p, p + "/", Policy.ADMIN) for p in admin_prefixes) + tuple(
+        (p, p + "/", policy) for p, policy in PATH_POLICIES
+    )
+    return tuple(p for p, _, _ in table), table
 
 
 def policy_for(path: str, settings: Settings) -> Policy:
-    if any(_under(path, prefix) for prefix in settings.admin_path_prefixes):
-        return Policy.ADMIN
-    for prefix, policy in PATH_POLICIES:
-        if _under(path, prefix):
-            return policy
+    prefixes, table = _policy_table(settings.admin_path_prefixes)
+    # One C-level check sends most public paths (/health, /auth/login) straight out.
+    if path.startswith(prefixes):
+        for prefix, below, policy in table:
+            if path == prefix or path.startswith(below):
+                return policy
     return Policy.PUBLIC
 
 

@@ -37,19 +37,20 @@ def raw_body(event: APIGatewayProxyEvent) -> bytes:
 
 
 def check_header_sizes(event: APIGatewayProxyEvent, settings: Settings) -> None:
-    total = 0
-    for name, values in (event.multi_value_headers or {}).items():
-        for value in values or ():
-            size = len(name) + len(value or "")
-            if size > settings.max_header_bytes:
-                raise HeadersTooLarge()
-            total += size
-    if not event.multi_value_headers:
-        for name, value in (event.headers or {}).items():
-            size = len(name) + len(value or "")
-            if size > settings.max_header_bytes:
-                raise HeadersTooLarge()
-            total += size
+    # The raw dicts, not the data class's properties: `multi_value_headers` builds a
+    # case-insensitive copy on every access, which sizes do not need.
+    multi: dict[str, list[str] | None] = event.get("multiValueHeaders") or {}
+    pairs = (
+        ((name, value) for name, values in multi.items() for value in values or ())
+        if multi
+        else (event.get("headers") or {}).items()
+    )
+    limit, total = settings.max_header_bytes, 0
+    for name, value in pairs:
+        size = len(name) + len(value or "")
+        if size > limit:
+            raise HeadersTooLarge()
+        total += size
     if total > settings.max_total_header_bytes:
         raise HeadersTooLarge()
 

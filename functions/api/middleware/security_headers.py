@@ -45,16 +45,18 @@ def apply_security_headers(response: dict[str, Any]) -> dict[str, Any]:
     Works on both `headers` and `multiValueHeaders`; a route cannot override
     these (a handler setting `Cache-Control: public` would be a bug, not a wish).
     """
-    for key in ("headers", "multiValueHeaders"):
-        existing = response.get(key)
-        if isinstance(existing, dict):
-            response[key] = {k: v for k, v in existing.items() if k.lower() not in _OWNED}
-    if isinstance(response.get("multiValueHeaders"), dict):
-        response["multiValueHeaders"].update({k: [v] for k, v in SECURITY_HEADERS.items()})
-    else:
-        headers = response.get("headers")
-        if not isinstance(headers, dict):
-            headers = {}
-        headers.update(SECURITY_HEADERS)
+    headers = response.get("headers")
+    if isinstance(headers, dict):
+        headers = {k: v for k, v in headers.items() if k.lower() not in _OWNED}
         response["headers"] = headers
+    multi = response.get("multiValueHeaders")
+    if isinstance(multi, dict):
+        multi = {k: v for k, v in multi.items() if k.lower() not in _OWNED}
+        for name, value in SECURITY_HEADERS.items():
+            multi[name] = [value]
+        response["multiValueHeaders"] = multi
+    elif isinstance(headers, dict):
+        headers.update(SECURITY_HEADERS)
+    else:
+        response["headers"] = dict(SECURITY_HEADERS)
     return response

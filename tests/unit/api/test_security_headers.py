@@ -53,14 +53,14 @@ def test_headers_on_every_kind_of_response(method, path, kwargs, status):
 
 def test_headers_on_unexpected_exception(monkeypatch):
     # Given a route that fails with a bug deep in its logic
-    from functions.api.routes import health
+    from functions.api.recalls import logic
 
     def broken(**_: object) -> None:
         raise RuntimeError("database password is hunter2")
 
-    monkeypatch.setattr(health, "Health", broken)
+    monkeypatch.setattr(logic, "search_recalls", broken)
     # When it is called
-    response = call_api("GET", "/health")
+    response = call_api("GET", "/recalls")
     # Then the caller gets a 500 with a correlation id, no stack trace, no exception text
     assert response.status == 500
     body = response.json()
