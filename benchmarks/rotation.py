@@ -173,7 +173,6 @@ def _run() -> Result:
                 }
             )
         )
-        from functions.shared.db.credentials import reset_secrets_provider
         from functions.shared.db.pools import close_pools
         from functions.shared.rotation.driver import LocalRotationDriver
         from functions.shared.rotation.store import SecretStore
@@ -200,7 +199,6 @@ def _run() -> Result:
         )
 
         close_pools()
-        reset_secrets_provider()
 
         def rotate_every_database_secret_twice() -> None:
             for _ in range(2):
@@ -210,7 +208,6 @@ def _run() -> Result:
 
         ok, failed, samples = _failed_requests_during(rotate_every_database_secret_twice)
         close_pools()
-        reset_secrets_provider()
         get_settings.cache_clear()
 
     result.ratios = {

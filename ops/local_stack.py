@@ -280,14 +280,12 @@ def _restore_environment(saved: dict[str, str]) -> None:
     """Put the process back as it was: environment, settings and every cached client,
     pool and secret that pointed at this stack's moto server and database."""
     from functions.shared.blocks import clear_caches as clear_block_caches
-    from functions.shared.db.credentials import reset_secrets_provider
     from functions.shared.db.pools import close_pools
     from functions.shared.identity import reset_caches as reset_identity_caches
     from functions.shared.settings import get_settings
     from functions.waf_responder.respond import clear_caches as clear_responder_caches
 
     close_pools()
-    reset_secrets_provider()
     reset_identity_caches()
     clear_block_caches()
     clear_responder_caches()

@@ -1,11 +1,15 @@
-"""One boto3 session per process, from which the functions build their clients.
+"""One botocore session per process, from which the functions build their clients.
 
-Every `boto3.session.Session()` loads botocore's endpoint, partition and retry
-data again: about 50 ms for each client after the first in a cold start, which
-an authenticated API request pays twice (Secrets Manager for the database
-login, DynamoDB for the key's rate limit). Clients built from one session share
-what it has loaded. A session is not thread-safe, so clients are created under
-a lock; the clients themselves are thread-safe and are cached by their callers.
+Every new session loads botocore's endpoint, partition and retry data again:
+about 50 ms for each client after the first in a cold start, which an
+authenticated API request pays twice (Secrets Manager for the database login,
+DynamoDB for the key's rate limit). Clients built from one session share what it
+has loaded. A session is not thread-safe, so clients are created under a lock;
+the clients themselves are thread-safe and are cached by their callers.
+
+botocore, not boto3: the functions use low-level clients only, which are
+botocore's, and importing boto3 also imports s3transfer (about 50 ms of a cold
+start that no function needs).
 """
 
 from __future__ import annotations
@@ -15,21 +19,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import boto3
+    import botocore.session
 
 _lock = threading.Lock()
-_session: boto3.session.Session | None = None
+_session: botocore.session.Session | None = None
 
 
 def new_client(service: str, **options: Any) -> Any:
-    """A new client for `service` (boto3 `client()` options) from the shared session."""
+    """A new client for `service` (`create_client()` options) from the shared session."""
     global _session
     with _lock:
         if _session is None:
-            import boto3
+            import botocore.session
 
-            _session = boto3.session.Session()
-        return _session.client(service, **options)  # type: ignore[call-overload]
+            _session = botocore.session.get_session()
+        return _session.create_client(service, **options)
 
 
 @dataclass(frozen=True)

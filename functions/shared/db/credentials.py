@@ -1,9 +1,9 @@
 """Database credentials: Secrets Manager AWSCURRENT in AWS, a URL in local mode.
 
-A rotation changes the password under a warm Lambda. The source caches the secret
-(with the same short TTL as every other secret) and, when the database rejects the
-cached password, the connection code asks it to refetch once: the new AWSCURRENT is
-then used and no request is dropped. A second rejection is a real failure.
+A rotation changes the password under a warm Lambda. The source keeps the secret it
+read and, when the database rejects that password, the connection code asks it to
+refetch once: the new AWSCURRENT is then used and no request is dropped. A second
+rejection is a real failure.
 """
 
 from __future__ import annotations
@@ -72,61 +72,34 @@ class CredentialSource(Protocol):
         ...
 
 
+# (secret id, refresh) -> SecretString; `refresh` is True for the read that follows
+# a rejected password (a fetcher with a cache of its own must bypass it then).
 SecretFetcher = Callable[[str, bool], str]
 
 
 def fetch_secret_string(secret_id: str, force: bool) -> str:
-    """AWSCURRENT of a secret through Powertools' cached provider (force: bypass the cache)."""
+    """AWSCURRENT of a secret, read from Secrets Manager on every call.
+
+    No cache here: SecretCredentials keeps the value until the database refuses
+    it, so a TTL cache would add nothing, and Powertools' parameters package
+    imports boto3 and s3transfer (about 50 ms of every cold start that reads a
+    database secret, see docs/PERFORMANCE.md).
+    """
+    from functions.shared.aws_clients import REQUEST, cached_client
     from functions.shared.rotation.audit import audit_secret_read
     from functions.shared.settings import get_settings
 
-    provider = _secrets_provider()
     # The stage is explicit: without it some implementations answer from the version
     # that was current before a promotion, and the refresh would re-read the old password.
-    value = provider.get(
-        secret_id,
-        max_age=get_settings().secret_cache_seconds,
-        force_fetch=force,
-        VersionStage="AWSCURRENT",
+    answer = cached_client("secretsmanager", REQUEST).get_secret_value(
+        SecretId=secret_id, VersionStage="AWSCURRENT"
     )
+    value = answer.get("SecretString")
     if not isinstance(value, str):
         raise CredentialError("database secret is not a string")
-    # Called once per pool and once per refresh (SecretCredentials keeps the value).
-    # The provider does not expose the version id; name, stage and reader are what an
-    # investigation needs.
-    audit_secret_read(secret_id, "AWSCURRENT", get_settings().function_name, None)
+    version = answer.get("VersionId")
+    audit_secret_read(secret_id, "AWSCURRENT", get_settings().function_name, version)
     return value
-
-
-_provider_lock = threading.Lock()
-_provider: Any = None
-
-
-def _secrets_provider() -> Any:
-    global _provider
-    with _provider_lock:
-        if _provider is None:
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-            from botocore.config import Config
-
-            from functions.shared.aws_clients import new_client
-
-            # The provider would build its client from a session of its own; the
-            # shared one saves loading botocore's data a second time (aws_clients.py).
-            _provider = SecretsProvider(
-                boto3_client=new_client(
-                    "secretsmanager",
-                    config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3}),
-                )
-            )
-        return _provider
-
-
-def reset_secrets_provider() -> None:
-    """Forget the provider and its cache (tests point boto3 at a fresh moto server)."""
-    global _provider
-    with _provider_lock:
-        _provider = None
 
 
 class SecretCredentials:

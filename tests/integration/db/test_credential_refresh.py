@@ -47,11 +47,9 @@ def secret_backed(
     monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "2")
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "1")
     get_settings.cache_clear()
-    credentials_module.reset_secrets_provider()
     close_pools()
     yield scram_db
     close_pools()
-    credentials_module.reset_secrets_provider()
 
 
 def _secret_value(db: MigratedDatabase, password: str) -> str:
@@ -140,7 +138,6 @@ def test_outside_local_mode_tls_is_required(
     monkeypatch.delenv("BABYSHIELD_ENV", raising=False)
     monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "1")
     get_settings.cache_clear()
-    credentials_module.reset_secrets_provider()
     close_pools()
     password = secrets.token_urlsafe(18)
     scram_db.set_password(scram_db.roles.readonly_a, password)
@@ -157,4 +154,3 @@ def test_outside_local_mode_tls_is_required(
             conn.execute("SELECT 1")
     finally:
         close_pools()
-        credentials_module.reset_secrets_provider()

@@ -12,7 +12,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 from functions.migrate.run import run_migrations
 from functions.shared import names
-from functions.shared.db.credentials import reset_secrets_provider
 from functions.shared.db.migrations import load_migrations
 from functions.shared.db.roles import RoleNames
 from tests.support.postgres import fresh_database
@@ -26,7 +25,6 @@ def admin_secret_for_fresh_database(
     # Local mode: the test server has no TLS; the secret is still the source.
     monkeypatch.setenv("BABYSHIELD_ENV", "local")
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    reset_secrets_provider()
     with fresh_database(pg_cluster) as (conninfo, roles):
         parts = conninfo_to_dict(conninfo)
         value = {
@@ -41,7 +39,6 @@ def admin_secret_for_fresh_database(
             Name=names.secret_name("db-admin"), SecretString=json.dumps(value)
         )
         yield conninfo, roles
-    reset_secrets_provider()
 
 
 def test_first_run_applies_every_migration_and_second_run_none(

@@ -226,7 +226,6 @@ def test_secrets_flags_partner_api_keys_past_their_period(
     db_secrets: DatabaseSecrets, cli_environment: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Protects the API-key part of the age report: an old key is flagged, a new one not."""
-    from functions.shared.db.credentials import reset_secrets_provider
     from functions.shared.db.pools import close_pools
 
     database = db_secrets.database
@@ -243,13 +242,11 @@ def test_secrets_flags_partner_api_keys_past_their_period(
                 (key_id, owner[0] if owner else None, days),
             )
     close_pools()
-    reset_secrets_provider()
     try:
         assert main(["secrets", "--json", "--api-keys"]) == 0
         report = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     finally:
         close_pools()
-        reset_secrets_provider()
         database.empty()
     assert report["api-key/oldpartnerkey001"]["overdue"] is True
     assert report["api-key/newpartnerkey002"]["overdue"] is False

@@ -53,7 +53,6 @@ def consumers(db_secrets: DatabaseSecrets, monkeypatch: pytest.MonkeyPatch) -> I
     A short cache means new connections often start from a value one rotation old,
     which is what exercises the credential refresh on a rejected password.
     """
-    from functions.shared.db.credentials import reset_secrets_provider
     from functions.shared.db.pools import close_pools
     from functions.shared.settings import get_settings
 
@@ -61,10 +60,8 @@ def consumers(db_secrets: DatabaseSecrets, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "3")
     get_settings.cache_clear()
     close_pools()
-    reset_secrets_provider()
     yield
     close_pools()
-    reset_secrets_provider()
 
 
 def _readonly_query() -> None:
