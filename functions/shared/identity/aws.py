@@ -1,6 +1,6 @@
-"""boto3 clients for the identity code, created on first use and then reused.
+"""AWS clients for the identity code, created on first use and then reused.
 
-boto3 is imported lazily (functions/shared/aws_clients.py): a request that never
+botocore is imported lazily (functions/shared/aws_clients.py): a request that never
 authenticates never pays for it. The clients carry the request-path timeouts so
 a slow AWS dependency turns into a quick 503 rather than a Lambda timeout.
 """

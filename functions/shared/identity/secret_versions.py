@@ -1,6 +1,6 @@
 """The AWSCURRENT and AWSPREVIOUS versions of a secret, cached for a short time.
 
-Read with a plain boto3 client (never Powertools' cached provider, whose cache
+Read with a plain botocore client (never Powertools' cached provider, whose cache
 key ignores VersionStage). Consumers that accept both versions during a
 rotation's grace window (JWT keys, webhook secrets) share this cache; when the
 rotation removes AWSPREVIOUS, the old version stops being accepted as soon as

@@ -1,4 +1,4 @@
-"""boto3 clients for rotation code: one per (service, region, endpoint), short timeouts.
+"""AWS clients for rotation code: one per (service, region, endpoint), short timeouts.
 
 A rotation step runs inside a Lambda with a fixed timeout; a hung AWS call must
 fail the step quickly so that Secrets Manager's retry gets a chance, instead of

@@ -1,4 +1,4 @@
-"""Versions and staging labels of one secret, read and moved with a plain boto3 client.
+"""Versions and staging labels of one secret, read and moved with a plain botocore client.
 
 Never the Powertools parameters provider here: its cache key ignores
 VersionStage, so asking it for AWSPENDING can return a cached AWSCURRENT and a
