@@ -17,6 +17,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from functions.shared import names
 from functions.shared.observability import logger, metrics
 
+# How long an audit row waits for a database connection. The log line is written
+# first and the decision never depends on the row, so a refusal while the database
+# is down answers in about this long instead of the pool's full timeout.
+AUDIT_WRITE_WAIT_SECONDS = 1.0
+
 # Failure metric per action; the alarms and dashboards read these names.
 FAILURE_METRICS = {
     "sign_in": names.METRIC_FAILED_SIGNINS,
@@ -97,7 +102,7 @@ def _persist(
     if key_id:
         row_detail["key_id"] = key_id
     try:
-        with write_session(user_id=None) as conn:
+        with write_session(user_id=None, wait_seconds=AUDIT_WRITE_WAIT_SECONDS) as conn:
             conn.execute(
                 "INSERT INTO public.audit_log (actor, action, outcome, source_ip, detail) "
                 "VALUES (%s, %s, %s, %s, %s::jsonb)",

@@ -33,7 +33,7 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 @contextmanager
 def _session(
-    tier: Tier, user_id: UUID | None, role: CallerRole
+    tier: Tier, user_id: UUID | None, role: CallerRole, wait_seconds: float | None = None
 ) -> Iterator[psycopg.Connection[Any]]:
     import psycopg
     from psycopg_pool import PoolTimeout
@@ -42,7 +42,7 @@ def _session(
         raise ValueError("role must be 'user' or 'admin'")
     pool = get_pool(tier)
     try:
-        conn = pool.getconn()
+        conn = pool.getconn(timeout=wait_seconds)
     except PoolTimeout as exc:
         logger.warning("no database connection available", extra={"tier": tier})
         raise DatabaseUnavailable() from exc
@@ -78,8 +78,11 @@ def readonly_session(
 
 @contextmanager
 def write_session(
-    *, user_id: UUID | None, role: CallerRole = "user"
+    *, user_id: UUID | None, role: CallerRole = "user", wait_seconds: float | None = None
 ) -> Iterator[psycopg.Connection[Any]]:
-    """A read-write transaction as the app user, scoped to the caller (None: anonymous)."""
-    with _session("app", user_id, role) as conn:
+    """A read-write transaction as the app user, scoped to the caller (None: anonymous).
+
+    `wait_seconds`: how long to wait for a connection (default DB_POOL_TIMEOUT_SECONDS).
+    """
+    with _session("app", user_id, role, wait_seconds) as conn:
         yield conn
