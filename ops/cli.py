@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ops.console import CommandError, fail
 
@@ -47,6 +49,59 @@ def build_parser() -> argparse.ArgumentParser:
 LOCAL_STACK_AWARE = frozenset({"db", "rotate", "secrets", "waf", "webhook"})
 
 
+class _CurrentStderr:
+    """Whatever sys.stderr is at each write (a caller or a test may swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _worth_showing(record: logging.LogRecord) -> bool:
+    """Warnings, errors and audit lines (who did what, what a function decided)."""
+    return (
+        record.levelno >= logging.WARNING
+        or hasattr(record, "audit")
+        or hasattr(record, "audit_event")
+    )
+
+
+@contextmanager
+def function_logs_on_stderr() -> Iterator[None]:
+    """While a command runs function code in-process (the responder, a rotation, a
+    block), that code's JSON log lines go to stderr: warnings, errors and audit
+    lines only.
+
+    stdout is the command's answer (a table, an on-call message, a --json
+    document); the lines a Lambda sends to CloudWatch would bury it.
+    BABYSHIELD_DEBUG=1 keeps every line (still on stderr).
+    """
+    from functions.shared.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(_CurrentStderr())
+    only = None if os.environ.get("BABYSHIELD_DEBUG") else _worth_showing
+    if only is not None:
+        handler.addFilter(only)
+    try:
+        yield
+    finally:
+        if only is not None:
+            handler.removeFilter(only)
+        if previous is not None:
+            handler.setStream(previous)
+
+
+def _serves(args: argparse.Namespace) -> bool:
+    """`babyshield local` itself: a server whose log is its output."""
+    return args.command == "local" and getattr(args, "local_command", None) is None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -55,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ops.local_state import apply_local_environment
 
             apply_local_environment()
-        result = args.func(args)
+        if _serves(args):
+            result = args.func(args)
+        else:
+            with function_logs_on_stderr():
+                result = args.func(args)
     except CommandError as error:
         return fail(str(error), hint=error.hint)
     except KeyboardInterrupt:

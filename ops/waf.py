@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import re
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +25,6 @@ from botocore.exceptions import (
 )
 
 from functions.shared import blocks, names
-from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 from ops.console import CommandError, print_json, print_table
 from ops.provision import ensure_log_groups, ensure_tables
@@ -81,27 +78,8 @@ def _validate_targets(targets: list[str]) -> None:
             raise CommandError(str(exc), hint="give an address such as 203.0.113.7") from exc
 
 
-class _CurrentStderr:
-    """A stream that is whatever sys.stderr is at the moment of each write."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-def _logs_to_stderr() -> None:
-    # The shared logger writes JSON to stdout (right for Lambda); here stdout is
-    # the table or the --json document, so the audit lines go to stderr instead.
-    handler = logger.registered_handler
-    if isinstance(handler, logging.StreamHandler):
-        handler.setStream(_CurrentStderr())
-
-
 def _call_aws(operation: Callable[[], T]) -> T:
     """Run a block operation, turning every expected failure into a one-line message."""
-    _logs_to_stderr()
     settings = get_settings()
     where = settings.aws_endpoint_url or f"the {settings.region} endpoints"
     try:

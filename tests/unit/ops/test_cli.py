@@ -52,3 +52,41 @@ def test_openapi_lists_health():
     document = openapi_document()
     assert "/health" in document["paths"]
     assert json.dumps(document)
+
+
+def test_function_logs_go_to_stderr_warnings_and_audit_lines_only(capsys, monkeypatch):
+    import logging
+
+    from functions.shared.observability import logger
+    from ops.cli import function_logs_on_stderr
+
+    # Given the Powertools logger as a Lambda has it (JSON lines on stdout)
+    monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    stream, filters = handler.stream, list(handler.filters)
+
+    # When function code logs while a command runs
+    with function_logs_on_stderr():
+        logger.info("routine step")
+        logger.info("block applied", extra={"audit": {"action": "block"}})
+        logger.warning("worth a look")
+
+    # Then the warning and the audit line reached stderr, the routine line nowhere
+    captured = capsys.readouterr()
+    assert "worth a look" in captured.err
+    assert "block applied" in captured.err
+    assert "routine step" not in captured.err + captured.out
+    # And the handler is as it was afterwards
+    assert handler.stream is stream
+    assert handler.filters == filters
+
+
+def test_debug_keeps_every_function_log_line(capsys, monkeypatch):
+    from functions.shared.observability import logger
+    from ops.cli import function_logs_on_stderr
+
+    monkeypatch.setenv("BABYSHIELD_DEBUG", "1")
+    with function_logs_on_stderr():
+        logger.info("routine step")
+    assert "routine step" in capsys.readouterr().err
