@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from functions.api import inspection
 from functions.api.inspection import Threat, detect, find_threat, find_threat_in_path
-from tests.security.corpus import Sample, attacks, benign
+from tests.security.corpus import NAMED_BENIGN, Sample, attacks, benign
 
 ATTACKS = attacks()
 BENIGN = benign()
@@ -78,29 +78,7 @@ def test_every_corpus_benign_string_passes(sample: Sample):
     assert detect(sample.text) is None
 
 
-# The strings the issue names: they must pass, whatever the corpus files say.
-REQUIRED_BENIGN = [
-    "O'Brien crib",
-    "Drop-side crib",
-    "Rock 'n Play",
-    "Union Baby Co.",
-    "Select Comfort",
-    "Drop & Go stroller",
-    'Kids II "Bright Starts"',
-    "AT&T baby monitor",
-    "Graco 4Ever DLX 4-in-1",
-    "50% off -- limited",
-    # Decided: `<3` is not markup (a tag name cannot start with a digit).
-    "Fisher-Price <3 toys",
-    "Please select a crib or update the list and delete old entries",
-    "jane.o'neil@example.com",
-    "https://example.com/recalls?brand=Graco&since=2020-01-01",
-    "2023-01-15",
-    "$1,299.99",
-]
-
-
-@pytest.mark.parametrize("text", REQUIRED_BENIGN)
+@pytest.mark.parametrize("text", NAMED_BENIGN)
 def test_named_product_names_and_everyday_text_pass(text: str):
     assert find_threat(text) is None
     assert text in {sample.text for sample in BENIGN}

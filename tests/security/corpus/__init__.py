@@ -9,7 +9,8 @@ testing guide and cheat sheets and of sqlmap's techniques; the benign strings
 are product names, brands, hazards, remedies, searches and everyday text of a
 recall API, chosen for the characters and words that trip naive filters.
 
-Used by tests/security/test_inspection.py and benchmarks/validator.py.
+Used by tests/security/test_inspection.py, tests/unit/api/test_attack_inspection.py
+and benchmarks/validator.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,29 @@ from pathlib import Path
 from typing import NamedTuple
 
 CORPUS = Path(__file__).resolve().parent
+
+
+# The strings the validator's issue names: every one must pass, whatever the files
+# say (test_inspection.py checks each is also in a benign file).
+NAMED_BENIGN = (
+    "O'Brien crib",
+    "Drop-side crib",
+    "Rock 'n Play",
+    "Union Baby Co.",
+    "Select Comfort",
+    "Drop & Go stroller",
+    'Kids II "Bright Starts"',
+    "AT&T baby monitor",
+    "Graco 4Ever DLX 4-in-1",
+    "50% off -- limited",
+    # Decided: `<3` is not markup (a tag name cannot start with a digit).
+    "Fisher-Price <3 toys",
+    "Please select a crib or update the list and delete old entries",
+    "jane.o'neil@example.com",
+    "https://example.com/recalls?brand=Graco&since=2020-01-01",
+    "2023-01-15",
+    "$1,299.99",
+)
 
 
 class Sample(NamedTuple):
