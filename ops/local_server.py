@@ -24,6 +24,9 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 API_GATEWAY_MAX_PAYLOAD = 10 * 1024 * 1024
 
 
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"
@@ -86,8 +89,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         raw = response.get("body") or ""
         payload = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
         self.send_response(int(response.get("statusCode", 500)))
-        sent: set[str] = set()
+        # The framing is this server's, as it is API Gateway's: a handler's own
+        # Content-Length or Transfer-Encoding would be sent twice, and strict
+        # clients refuse a response with two (a request-smuggling shape).
+        sent: set[str] = set(FRAMING_HEADERS)
         for name, values in (response.get("multiValueHeaders") or {}).items():
+            if name.lower() in FRAMING_HEADERS:
+                continue
             for value in values:
                 self.send_header(name, str(value))
             sent.add(name.lower())

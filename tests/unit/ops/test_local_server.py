@@ -86,3 +86,40 @@ def test_invalid_utf8_body_is_a_clear_400(server):
 def test_malformed_content_length_is_a_clear_400(server):
     status, _, _ = request(server, "POST", "/health", headers={"Content-Length": "abc"})
     assert status == 400
+
+
+def test_a_handlers_own_framing_headers_are_not_sent_twice():
+    import socket
+
+    # Given a handler whose response carries its own (wrong) framing headers, as
+    # Mangum's responses do (content-length), in both header maps
+    def handler(event, context):
+        return {
+            "statusCode": 200,
+            "multiValueHeaders": {"content-length": ["999"], "Content-Type": ["text/plain"]},
+            "headers": {"Transfer-Encoding": "chunked", "Connection": "close"},
+            "body": "ok",
+        }
+
+    srv = LocalApiServer(("127.0.0.1", 0), handler, quiet=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # When a client reads the raw response
+        port = srv.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+    # Then there is one Content-Length, the server's, and no Transfer-Encoding
+    head, _, body = raw.partition(b"\r\n\r\n")
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")[1:]]
+    assert names.count(b"content-length") == 1
+    assert b"content-length: 2" in head.lower()
+    assert b"transfer-encoding" not in names
+    assert body == b"ok"
