@@ -205,38 +205,33 @@ def logging_off() -> None:
 
 
 def run() -> Result:
-    from moto.server import ThreadedMotoServer
-
     from functions.shared.settings import get_settings
+    from ops.moto import running_moto_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
     saved = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "ADMIN_ALLOWED_CIDRS")}
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "ADMIN_ALLOWED_CIDRS": "192.0.2.0/24",
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
-            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
-    )
-    get_settings.cache_clear()
-    try:
-        _setup_secrets(endpoint)
-        chain = _chain_figures()
-        jwt_figures = _jwt_figures(endpoint)
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with running_moto_server() as endpoint:
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "ADMIN_ALLOWED_CIDRS": "192.0.2.0/24",
+                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
+                "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
         get_settings.cache_clear()
+        try:
+            _setup_secrets(endpoint)
+            chain = _chain_figures()
+            jwt_figures = _jwt_figures(endpoint)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            get_settings.cache_clear()
 
     two_vs_one = (
         max(jwt_figures["two_keys_current_us"], jwt_figures["two_keys_previous_us"])

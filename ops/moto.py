@@ -38,13 +38,19 @@ def reset_moto(endpoint: str) -> None:
 
 @contextmanager
 def running_moto_server() -> Iterator[str]:
-    """Start a moto server on a free loopback port; yields its endpoint URL."""
+    """Start a moto server on a free loopback port; yields its endpoint URL.
+
+    Every moto server in a process serves the same in-process backends, so a new
+    server would see what an earlier one in this process created: it starts empty.
+    """
     # werkzeug logs every AWS call at INFO: thousands of lines that say nothing.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
     try:
-        yield f"http://{host}:{port}"
+        reset_moto(endpoint)
+        yield endpoint
     finally:
         server.stop()
