@@ -14,8 +14,13 @@ NODE := $(NODE_BIN)/node
 # checkov pins packages that conflict with the project's: its own virtualenv.
 CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# The HTTP benchmark's load generator: wrk and the LuaJIT it links, from Debian's
+# archive, unpacked into .tools/wrk (no root, nothing installed on the system).
+WRK_DIR := .tools/wrk
+WRK := $(WRK_DIR)/usr/bin/wrk
+WRK_PACKAGES := wrk libluajit2-5.1-2
 
-.PHONY: install run test lint format openapi bench synth security lock clean node checkov checkov-lock
+.PHONY: install run test lint format openapi bench synth security lock clean node checkov checkov-lock wrk
 
 install: $(STAMP)
 
@@ -54,8 +59,17 @@ format: install
 openapi: install
 	$(BIN)/babyshield openapi --output docs/openapi.json
 
-bench: install
+bench: install wrk
 	$(BIN)/python -m benchmarks
+
+wrk: $(WRK)
+
+$(WRK):
+	@rm -rf $(WRK_DIR) && mkdir -p $(WRK_DIR)/debs
+	@cd $(WRK_DIR)/debs && apt-get download $(WRK_PACKAGES) 2>/dev/null
+	@for deb in $(WRK_DIR)/debs/*.deb; do dpkg-deb -x "$$deb" $(WRK_DIR); done
+	@rm -rf $(WRK_DIR)/debs
+	@test -x $@
 
 # CloudFormation into cdk.out/ with no AWS credentials: context defaults are in cdk.json.
 synth: install node

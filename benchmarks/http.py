@@ -3,21 +3,22 @@
 The server is the local stack's own front (ops/local_server.py behind
 ops/local_edge.py: the WAF rules and WAF log records of `make run`) on
 127.0.0.1, serving either our handler or the FastAPI+Mangum peer, one event at
-a time as a Lambda instance does. The load comes from a second Python process
-(this module with `--child`): a fixed number of threads, each with one
-keep-alive `http.client` connection, alternating `GET /health` and an
-authenticated `GET /recalls` for a fixed time per level, then stopping.
+a time as a Lambda instance does. The load comes from wrk (Debian's package,
+unpacked into .tools/wrk by `make wrk`) running benchmarks/wrk_load.lua: N
+keep-alive connections alternating `GET /health` and an authenticated
+`GET /recalls` for a fixed time per level.
 
 Nothing leaves the loopback interface, every level is bounded in time
 (BENCH_HTTP_SECONDS, default 30) and in requests (BENCH_HTTP_MAX_REQUESTS), and
-any answer other than 200 counts as an error. The load generator needs nothing
-outside the project, so `make bench` runs on a clean clone.
+any answer other than 200 counts as an error, as does any socket error or
+timeout wrk reports.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT, Result
-from benchmarks.stack import child_environment, child_main, run_child, running_stack
+from benchmarks.stack import child_environment, running_stack
 
 SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "30"))
 MAX_REQUESTS = int(os.environ.get("BENCH_HTTP_MAX_REQUESTS", "200000"))
@@ -38,59 +39,64 @@ LOOPBACK = "127.0.0.1"
 # The local edge's per-address rate rule, set out of the way: the test measures
 # throughput, not the rule (tests/integration/ops covers the rule).
 EDGE_RATE_LIMIT = 1_000_000_000
+WRK_ROOT = ROOT / ".tools" / "wrk"
+LOAD_SCRIPT = Path(__file__).with_name("wrk_load.lua")
+# wrk threads: the server needs the other core of this 2-core machine.
+WRK_THREADS = 1
 
 
-def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """The load generator: `concurrency` keep-alive connections for `seconds`."""
-    import http.client
+def wrk_command() -> tuple[list[str], dict[str, str]]:
+    """wrk as `make wrk` unpacked it (with its LuaJIT), else one on PATH."""
+    unpacked = WRK_ROOT / "usr" / "bin" / "wrk"
+    if unpacked.exists():
+        libraries = sorted({str(lib.parent) for lib in WRK_ROOT.glob("usr/lib/*/libluajit*")})
+        return [str(unpacked)], {"LD_LIBRARY_PATH": ":".join(libraries)}
+    found = shutil.which("wrk")
+    if found:
+        return [found], {}
+    raise RuntimeError("wrk is not installed: run `make wrk` (or `make bench`, which does)")
 
-    if spec["host"] != LOOPBACK:
-        raise ValueError("the load generator only sends to 127.0.0.1")
-    requests = [
-        ("/health", {}),
-        ("/recalls?q=crib&limit=20", {"x-api-key": spec["api_key"]}),
-    ]
-    deadline = time.monotonic() + spec["seconds"]
-    budget = threading.Semaphore(spec["max_requests"])
-    latencies: list[list[float]] = [[] for _ in range(spec["concurrency"])]
-    errors = [0] * spec["concurrency"]
 
-    def worker(index: int) -> None:
-        conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
-        sent = index
-        while time.monotonic() < deadline and budget.acquire(blocking=False):
-            path, headers = requests[sent % len(requests)]
-            sent += 1
-            start = time.perf_counter()
-            try:
-                conn.request("GET", path, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection(spec["host"], spec["port"], timeout=30)
-            latencies[index].append(time.perf_counter() - start)
-            if not ok:
-                errors[index] += 1
-        conn.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(spec["concurrency"])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    every = sorted(x for found in latencies for x in found)
+def load(port: int, api_key: str, concurrency: int) -> dict[str, Any]:
+    """One level: wrk with `concurrency` connections for SECONDS against 127.0.0.1:port."""
+    command, environment = wrk_command()
+    threads = min(WRK_THREADS, concurrency)
+    proc = subprocess.run(
+        [
+            *command,
+            f"--threads={threads}",
+            f"--connections={concurrency}",
+            f"--duration={max(1, round(SECONDS))}s",
+            "--timeout=30s",
+            f"--script={LOAD_SCRIPT}",
+            f"http://{LOOPBACK}:{port}",
+        ],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            **environment,
+            "BENCH_API_KEY": api_key,
+            "BENCH_MAX_PER_THREAD": str(max(1, MAX_REQUESTS // threads)),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    raw: dict[str, int] = json.loads(lines[-1].removeprefix("BENCH "))
+    seconds = raw["duration_us"] / 1e6
+    errors = raw["not_ok"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     return {
-        "requests": len(every),
-        "errors": sum(errors),
-        "seconds": elapsed,
-        "per_second": len(every) / elapsed,
-        "p50_ms": statistics.median(every) * 1000 if every else 0.0,
-        "p99_ms": every[max(0, int(len(every) * 0.99) - 1)] * 1000 if every else 0.0,
+        "requests": raw["requests"],
+        "errors": errors,
+        "errors_by_kind": {
+            kind: raw[kind] for kind in ("not_ok", "connect", "read", "write", "timeout")
+        },
+        "seconds": seconds,
+        "per_second": raw["requests"] / seconds if seconds else 0.0,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
     }
 
 
@@ -124,14 +130,8 @@ def serve(name: str, port_file: str) -> None:
     from functions.api.handler import lambda_handler
     from functions.shared.blocks import aws_client
     from ops.local_edge import LocalEdge
-    from ops.local_server import LocalApiServer, _RequestHandler
+    from ops.local_server import LocalApiServer
     from ops.local_stack import WAF_LOG_STREAM
-
-    class NoDelayHandler(_RequestHandler):
-        # ops/local_server.py writes headers and body in two sends and leaves Nagle on,
-        # so on a keep-alive connection every response waits ~40 ms for the client's
-        # delayed ACK: the figures would measure that timer, not the API.
-        disable_nagle_algorithm = True
 
     handler = lambda_handler if name == "api" else _peer_handler()
     edge = LocalEdge(
@@ -145,7 +145,6 @@ def serve(name: str, port_file: str) -> None:
         log_stream=WAF_LOG_STREAM,
     )
     server = LocalApiServer((LOOPBACK, 0), edge, quiet=True)
-    server.RequestHandlerClass = NoDelayHandler
     Path(port_file).write_text(str(server.server_address[1]))
     server.serve_forever()
 
@@ -187,18 +186,7 @@ def run() -> Result:
             # Levels interleaved between the two servers, so drift hits both.
             for concurrency in LEVELS:
                 for name, port in ports.items():
-                    figures[name][str(concurrency)] = run_child(
-                        "benchmarks.http",
-                        {
-                            "host": LOOPBACK,
-                            "port": port,
-                            "api_key": bench.api_key,
-                            "concurrency": concurrency,
-                            "seconds": SECONDS,
-                            "max_requests": MAX_REQUESTS,
-                        },
-                        child_environment(),
-                    )
+                    figures[name][str(concurrency)] = load(port, bench.api_key, concurrency)
         database = bench.database
     result = Result(name="http")
     for level in map(str, LEVELS):
@@ -208,8 +196,8 @@ def run() -> Result:
         result.targets[f"c{level}: 0 errors"] = api["errors"] == 0
     result.figures = {"by_handler": figures, "seconds_per_level": SECONDS}
     result.notes += [
-        "load: a second process, N keep-alive connections, /health and authenticated "
-        "/recalls alternating; loopback only",
+        f"load: wrk ({WRK_THREADS} thread), N keep-alive connections, /health and "
+        "authenticated /recalls alternating (benchmarks/wrk_load.lua); loopback only",
         "server: ops/local_server.py behind ops/local_edge.py (one event at a time, "
         "WAF log record and IP-set check per request on the moto server), with "
         "TCP_NODELAY: without it each keep-alive response waits ~40 ms for a delayed ACK",
@@ -220,7 +208,7 @@ def run() -> Result:
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--serve":
     serve(sys.argv[2], sys.argv[3])
-elif __name__ == "__main__" and not child_main(child):
+elif __name__ == "__main__":
     res = run()
     res.write()
     res.print_table()
