@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmarks.common import Result, time_per_call
+from benchmarks.common import Result, environment, time_per_call
 
 # The second live key may cost at most this much more per verification.
 TWO_KEYS_RATIO_LIMIT = 1.25
@@ -181,11 +181,11 @@ def _chain_figures() -> dict[str, float]:
     }
     event = rest_event("POST", "/admin/bench", headers=headers, body=body, source_ip="192.0.2.10")
     context = cast("LambdaContext", LocalLambdaContext())
+    logging_off()
     for resolver in (secure, bare, validating):
         response = resolver.resolve(event, context)
         assert response["statusCode"] == 200, response
 
-    logging_off()
     return best_of(
         {
             "bare_us": lambda: bare.resolve(event, context),
@@ -205,12 +205,11 @@ def logging_off() -> None:
 
 
 def run() -> Result:
-    from functions.shared.settings import get_settings
     from ops.moto import running_moto_server
 
-    saved = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", "ADMIN_ALLOWED_CIDRS")}
-    with running_moto_server() as endpoint:
-        os.environ.update(
+    with (
+        running_moto_server() as endpoint,
+        environment(
             {
                 "AWS_ENDPOINT_URL": endpoint,
                 "ADMIN_ALLOWED_CIDRS": "192.0.2.0/24",
@@ -219,19 +218,11 @@ def run() -> Result:
                 "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
-        )
-        get_settings.cache_clear()
-        try:
-            _setup_secrets(endpoint)
-            chain = _chain_figures()
-            jwt_figures = _jwt_figures(endpoint)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            get_settings.cache_clear()
+        ),
+    ):
+        _setup_secrets(endpoint)
+        chain = _chain_figures()
+        jwt_figures = _jwt_figures(endpoint)
 
     two_vs_one = (
         max(jwt_figures["two_keys_current_us"], jwt_figures["two_keys_previous_us"])

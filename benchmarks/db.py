@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import Result
+from benchmarks.common import Result, environment
 
 SAMPLES = int(os.environ.get("BENCH_DB_SAMPLES", "400"))
 WARMUP = 30
@@ -58,22 +58,10 @@ def _bench(database: Any) -> Result:
     from functions.api.recalls.models import RecallSearch
     from functions.shared.db import readonly_session
     from functions.shared.db.pools import close_pools
-    from functions.shared.settings import get_settings
     from ops.apigw import LocalLambdaContext, rest_event
     from ops.seed import seed_demo_data
 
     seed_demo_data(database.admin_conninfo)
-    os.environ.update(
-        {
-            "BABYSHIELD_ENV": "local",
-            "DATABASE_READONLY_URL": database.tier("readonly"),
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_METRICS_NAMESPACE": "BabyShield",
-            "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
-        }
-    )
-    get_settings.cache_clear()
     from functions.api.handler import lambda_handler
 
     direct = psycopg.connect(database.tier("readonly"), autocommit=True)
@@ -95,15 +83,25 @@ def _bench(database: Any) -> Result:
         assert response["statusCode"] == 200, response
         return response
 
+    settings = {
+        "BABYSHIELD_ENV": "local",
+        "DATABASE_READONLY_URL": database.tier("readonly"),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_NAMESPACE": "BabyShield",
+        "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+    }
     rows = len(floor())  # type: ignore[arg-type]
     try:
-        figures = {
-            "floor": _measure(floor),
-            "session": _measure(session),
-            "handler": _measure(handler),
-        }
+        with environment(settings):
+            figures = {
+                "floor": _measure(floor),
+                "session": _measure(session),
+                "handler": _measure(handler),
+            }
     finally:
         direct.close()
+        # The pools hold this database's logins; the next benchmark gets its own.
         close_pools()
     result = Result(name="db")
     for path in ("session", "handler"):

@@ -9,32 +9,17 @@ threads while every database secret rotates; the target is zero failed queries.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
-from benchmarks.common import Result
+from benchmarks.common import Result, environment
 
 ROUNDS = 5
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _median_seconds(rotate: Callable[[], object], rounds: int = ROUNDS) -> float:
@@ -137,7 +122,7 @@ def _failed_requests_during(rotate_all: Callable[[], None]) -> tuple[int, int, l
 
 def run() -> Result:
     # Before anything imports the Powertools logger, which reads its level once.
-    with _environment(
+    with environment(
         {
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -164,7 +149,7 @@ def _run() -> Result:
         )
         database = stack.enter_context(private_database(cluster))
         stack.enter_context(
-            _environment(
+            environment(
                 {
                     "AWS_ENDPOINT_URL": endpoint,
                     "BABYSHIELD_ENV": "local",
