@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 LOCAL_STACK_AWARE = frozenset({"db", "rotate", "secrets", "waf", "webhook"})
 
 
+# Read by Powertools at every flush.
+METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+
+
 class _CurrentStderr:
     """Whatever sys.stderr is at each write (a caller or a test may swap it)."""
 
@@ -69,31 +73,40 @@ def _worth_showing(record: logging.LogRecord) -> bool:
 
 
 @contextmanager
-def function_logs_on_stderr() -> Iterator[None]:
+def command_output_only() -> Iterator[None]:
     """While a command runs function code in-process (the responder, a rotation, a
-    block), that code's JSON log lines go to stderr: warnings, errors and audit
-    lines only.
+    block), stdout carries the command's answer only (a table, an on-call message,
+    a --json document), not what a Lambda sends to CloudWatch:
 
-    stdout is the command's answer (a table, an on-call message, a --json
-    document); the lines a Lambda sends to CloudWatch would bury it.
-    BABYSHIELD_DEBUG=1 keeps every line (still on stderr).
+    - the code's JSON log lines go to stderr, warnings, errors and audit lines only;
+    - its EMF metric blobs are not written (there is no CloudWatch to read them).
+
+    BABYSHIELD_DEBUG=1 keeps every log line (still on stderr) and the metrics.
     """
-    from functions.shared.observability import logger
+    from functions.shared.observability import logger, metrics
 
+    debug = bool(os.environ.get("BABYSHIELD_DEBUG"))
     handler = logger.registered_handler
-    if not isinstance(handler, logging.StreamHandler):
-        yield
-        return
-    previous = handler.setStream(_CurrentStderr())
-    only = None if os.environ.get("BABYSHIELD_DEBUG") else _worth_showing
-    if only is not None:
-        handler.addFilter(only)
+    previous = None
+    if isinstance(handler, logging.StreamHandler):
+        previous = handler.setStream(_CurrentStderr())
+        if not debug:
+            handler.addFilter(_worth_showing)
+    metrics_setting = os.environ.get(METRICS_DISABLED)
+    if not debug:
+        os.environ[METRICS_DISABLED] = "true"
     try:
         yield
     finally:
-        if only is not None:
-            handler.removeFilter(only)
-        if previous is not None:
+        if metrics_setting is None:
+            os.environ.pop(METRICS_DISABLED, None)
+        else:
+            os.environ[METRICS_DISABLED] = metrics_setting
+        # Disabled metrics stay in the set; none of this command's may leak into
+        # a later flush.
+        metrics.clear_metrics()
+        handler.removeFilter(_worth_showing)
+        if previous is not None and isinstance(handler, logging.StreamHandler):
             handler.setStream(previous)
 
 
@@ -113,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _serves(args):
             result = args.func(args)
         else:
-            with function_logs_on_stderr():
+            with command_output_only():
                 result = args.func(args)
     except CommandError as error:
         return fail(str(error), hint=error.hint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_function_logs_go_to_stderr_warnings_and_audit_lines_only(capsys, monkey
     import logging
 
     from functions.shared.observability import logger
-    from ops.cli import function_logs_on_stderr
+    from ops.cli import command_output_only
 
     # Given the Powertools logger as a Lambda has it (JSON lines on stdout)
     monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
@@ -67,7 +68,7 @@ def test_function_logs_go_to_stderr_warnings_and_audit_lines_only(capsys, monkey
     stream, filters = handler.stream, list(handler.filters)
 
     # When function code logs while a command runs
-    with function_logs_on_stderr():
+    with command_output_only():
         logger.info("routine step")
         logger.info("block applied", extra={"audit": {"action": "block"}})
         logger.warning("worth a look")
@@ -84,9 +85,26 @@ def test_function_logs_go_to_stderr_warnings_and_audit_lines_only(capsys, monkey
 
 def test_debug_keeps_every_function_log_line(capsys, monkeypatch):
     from functions.shared.observability import logger
-    from ops.cli import function_logs_on_stderr
+    from ops.cli import command_output_only
 
     monkeypatch.setenv("BABYSHIELD_DEBUG", "1")
-    with function_logs_on_stderr():
+    with command_output_only():
         logger.info("routine step")
     assert "routine step" in capsys.readouterr().err
+
+
+def test_function_metrics_are_not_written_and_do_not_leak(capsys, monkeypatch):
+    from functions.shared.observability import metrics
+    from ops.cli import command_output_only
+
+    # Given a command whose function code records a metric and flushes
+    monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    with command_output_only():
+        metrics.add_metric(name="WafIpsBlocked", unit="Count", value=1)
+        metrics.flush_metrics()
+
+    # Then no EMF blob reached stdout, and none waits for a later flush
+    assert "WafIpsBlocked" not in capsys.readouterr().out
+    assert not metrics.metric_set
+    assert "POWERTOOLS_METRICS_DISABLED" not in os.environ
