@@ -65,11 +65,12 @@ bench: install wrk
 wrk: $(WRK)
 
 $(WRK):
-	@rm -rf $(WRK_DIR) && mkdir -p $(WRK_DIR)/debs
-	@cd $(WRK_DIR)/debs && apt-get download $(WRK_PACKAGES) 2>/dev/null
-	@for deb in $(WRK_DIR)/debs/*.deb; do dpkg-deb -x "$$deb" $(WRK_DIR); done
-	@rm -rf $(WRK_DIR)/debs
-	@test -x $@
+	@if command -v wrk >/dev/null 2>&1; then echo "make wrk: using $$(command -v wrk)"; exit 0; fi; \
+	rm -rf $(WRK_DIR) && mkdir -p $(WRK_DIR)/debs && \
+	( cd $(WRK_DIR)/debs && apt-get download -q $(WRK_PACKAGES) >/dev/null ) || \
+	{ echo "make wrk: cannot download $(WRK_PACKAGES) from Debian's archive; install wrk on PATH instead" >&2; exit 1; }; \
+	for deb in $(WRK_DIR)/debs/*.deb; do dpkg-deb -x "$$deb" $(WRK_DIR) || exit 1; done; \
+	rm -rf $(WRK_DIR)/debs; test -x $@
 
 # CloudFormation into cdk.out/ with no AWS credentials: context defaults are in cdk.json.
 synth: install node
