@@ -37,7 +37,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.common import ROOT, Result
+from benchmarks.common import ROOT, Result, bench_line
 from benchmarks.stack import BenchStack, child_environment, running_stack
 
 RUNS = max(int(os.environ.get("BENCH_COLDSTART_RUNS", "15")), 1)
@@ -145,10 +145,7 @@ def run_once(name: str, target: dict[str, Any]) -> dict[str, Any]:
         text=True,
         check=False,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"cold start of {name} failed:\n{proc.stderr[-4000:]}")
-    figures: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH "))
+    figures = bench_line(proc, f"cold start of {name}")
     if figures["outcomes"] != target["expect"]:
         raise RuntimeError(
             f"cold start of {name}: outcomes {figures['outcomes']}, expected {target['expect']}"

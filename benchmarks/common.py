@@ -23,6 +23,19 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def bench_line(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    """The JSON of the last `BENCH {...}` line a finished child printed.
+
+    A child that failed, or printed no such line, is an error naming `what`
+    with the end of its stderr.
+    """
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    found: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH "))
+    return found
+
+
 @contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for one benchmark, and put them back after it.

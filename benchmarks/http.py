@@ -16,7 +16,6 @@ timeout wrk reports.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Result
+from benchmarks.common import ROOT, Result, bench_line
 from benchmarks.stack import child_environment, running_stack
 
 SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", "30"))
@@ -81,10 +80,7 @@ def load(port: int, api_key: str, concurrency: int) -> dict[str, Any]:
         text=True,
         check=False,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    raw: dict[str, int] = json.loads(lines[-1].removeprefix("BENCH "))
+    raw = bench_line(proc, f"wrk at concurrency {concurrency}")
     seconds = raw["duration_us"] / 1e6
     errors = raw["not_ok"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
     return {
