@@ -44,7 +44,7 @@ $(BIN)/uv:
 run: install
 	$(BIN)/babyshield local
 
-test: install node checkov
+test: install node checkov wrk
 	$(BIN)/python -m pytest
 
 lint: install

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from benchmarks.common import ROOT
+
 BENCHMARKS = [
     "validator",
     "coldstart",
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         result = module.run()
         path = result.write()
         result.print_table()
-        print(f"  -> {path.relative_to(path.parents[2])}")
+        print(f"  -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
         if not all(result.targets.values()):
             failed.append(name)
     if failed:

@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def results_dir() -> Path:
+    """benchmarks/results, or BENCH_RESULTS_DIR (the smoke test writes elsewhere)."""
+    return Path(os.environ.get("BENCH_RESULTS_DIR") or RESULTS)
+
+
 def bench_line(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
     """The JSON of the last `BENCH {...}` line a finished child printed.
 
@@ -121,8 +126,9 @@ class Result:
         }
 
     def write(self) -> Path:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"{self.name}.json"
+        folder = results_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.json"
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return path
 
