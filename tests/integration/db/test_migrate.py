@@ -39,6 +39,23 @@ def test_migrate_twice_on_a_fresh_database_succeeds_and_the_second_is_a_no_op(
             assert [r[0] for r in recorded] == [m.name for m in load_migrations()]
 
 
+def test_pgaudit_setup_leaves_a_server_without_pgaudit_untouched(pg_cluster: str):
+    """008 acts only where pgaudit is preloaded (RDS); anywhere else it must not add a
+    cluster-wide role or try an extension the server cannot load."""
+    with fresh_database(pg_cluster) as (conninfo, roles), psycopg.connect(conninfo) as conn:
+        preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()
+        assert preloaded is not None
+        if "pgaudit" in str(preloaded[0]):
+            pytest.skip("this server preloads pgaudit")
+        had_role = conn.execute("SELECT to_regrole('rds_pgaudit') IS NOT NULL").fetchone()
+        apply_migrations(conninfo, roles=roles)
+        assert "008_pgaudit.sql" in {m.name for m in load_migrations()}
+        assert conn.execute("SELECT to_regrole('rds_pgaudit') IS NOT NULL").fetchone() == had_role
+        assert conn.execute(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pgaudit'"
+        ).fetchone() == (0,)
+
+
 def test_role_settings_are_visible_in_the_catalogs(pg_cluster: str):
     with fresh_database(pg_cluster) as (conninfo, roles):
         apply_migrations(conninfo, roles=roles)
