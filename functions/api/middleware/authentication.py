@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -31,6 +30,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.api.identity.audit import audit
 from functions.api.identity.caller import AuthenticatedCaller
+from functions.api.middleware.admin_allowlist import is_admin_path
 from functions.api.middleware.request_limits import raw_body
 from functions.shared.caller import CallerRole
 from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -65,23 +65,16 @@ PATH_POLICIES: tuple[tuple[str, Policy], ...] = (
 )
 
 
-@lru_cache(maxsize=8)
-def _policy_table(
-    admin_prefixes: tuple[str, ...],
-) -> tuple[tuple[str, ...], tuple[tuple[str, str, Policy], ...]]:
-    """Every (prefix, prefix + "/", policy) in precedence order, and all the prefixes."""
-    table = tuple((p, p + "/", Policy.ADMIN) for p in admin_prefixes) + tuple(
-        (p, p + "/", policy) for p, policy in PATH_POLICIES
-    )
-    return tuple(p for p, _, _ in table), table
+_POLICY_PREFIXES = tuple(prefix for prefix, _ in PATH_POLICIES)
 
 
 def policy_for(path: str, settings: Settings) -> Policy:
-    prefixes, table = _policy_table(settings.admin_path_prefixes)
+    if is_admin_path(path, settings.admin_path_prefixes):
+        return Policy.ADMIN
     # One C-level check sends most public paths (/health, /auth/login) straight out.
-    if path.startswith(prefixes):
-        for prefix, below, policy in table:
-            if path == prefix or path.startswith(below):
+    if path.startswith(_POLICY_PREFIXES):
+        for prefix, policy in PATH_POLICIES:
+            if path == prefix or path.startswith(prefix + "/"):
                 return policy
     return Policy.PUBLIC
 
