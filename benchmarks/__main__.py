@@ -15,6 +15,7 @@ from benchmarks.common import ROOT
 BENCHMARKS = [
     "validator",
     "coldstart",
+    "package",
     "warm",
     "memory",
     "db",

@@ -191,7 +191,8 @@ def run() -> Result:
         chosen = targets(bench)
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
         # One uncounted process each, so every target reads compiled bytecode as a
-        # deployed Lambda does (pip compiles on install; uv, which fills .venv, does not).
+        # deployed function does (its assets ship it, cdk/assets.py; the `package`
+        # benchmark measures the packages themselves). uv, which fills .venv, compiles none.
         for name, target in chosen.items():
             run_once(name, target)
         for _ in range(RUNS):

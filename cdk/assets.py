@@ -9,13 +9,25 @@ Two kinds of directory, each content-addressed under `.babyshield/cdk-build/`:
 * one code directory per function: `functions/__init__.py`, `functions/shared/`
   and the function's own package, never its neighbours'.
 
+Both ship bytecode compiled by an interpreter of the runtime's Python version
+(`lambda_python`). `/var/task` and `/opt` are read-only in Lambda, so a module
+without usable bytecode is compiled from source in every new execution
+environment, and for this code that is most of a cold start. The bytecode is
+hash-checked (PEP 552): the deployment zip dates every file 1980-01-01, which
+would make timestamp-checked bytecode stale on arrival, and a source that does
+not match its bytecode is still compiled rather than run stale.
+
 A directory is built in a temporary sibling and renamed into place, so two
 synths running at once (a test session and `make synth`) never see half a build.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
 import hashlib
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,9 +41,24 @@ BUILD_ROOT = REPO_ROOT / ".babyshield" / "cdk-build"
 RUNTIME_LOCK = REPO_ROOT / "requirements" / "runtime.lock"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 
-# Must match the Lambda runtime and architecture chosen in cdk/functions.py.
-LAMBDA_PYTHON_VERSION = "3.14"
+# The Lambda runtime (cdk/functions.py derives it from this) and architecture.
+# The runtime is the newest Python that the build machines have, because the
+# bytecode shipped in the assets must be compiled by that same version.
+LAMBDA_PYTHON_VERSION = "3.13"
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
+# This machine's platform tags: a layer that runs here, for tests and benchmarks
+# of the packaged code (the Lambda layer itself is always LAMBDA_PLATFORMS).
+HOST_PLATFORMS = (
+    f"manylinux_2_28_{platform.machine()}",
+    f"manylinux2014_{platform.machine()}",
+)
+# Where Lambda mounts the code and the layer: the paths recorded in the bytecode,
+# so a traceback names the deployed file rather than this machine's build folder.
+LAMBDA_TASK_ROOT = "/var/task"
+LAMBDA_LAYER_ROOT = "/opt/python"
+# Part of every build's key: a change to how assets are built gives new ones.
+BUILD_FORMAT = b"bytecode:checked-hash:1"
+LAMBDA_PYTHON_ENV = "BABYSHIELD_LAMBDA_PYTHON"
 
 STALE_BUILD_SECONDS = 24 * 3600
 
@@ -55,6 +82,114 @@ def _digest(parts: Iterable[bytes]) -> str:
     return sha.hexdigest()[:20]
 
 
+def _python_version(executable: str) -> str | None:
+    try:
+        result = subprocess.run(  # noqa: S603 - a local interpreter, no shell
+            [executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@functools.cache
+def lambda_python() -> str:
+    """An interpreter of the Lambda runtime's Python version, to compile bytecode with.
+
+    `$BABYSHIELD_LAMBDA_PYTHON` when set (and then nothing else), else the first
+    of: this interpreter, `pythonX.Y` on PATH, a pyenv installation of X.Y.
+    """
+    wanted = LAMBDA_PYTHON_VERSION
+    chosen = os.environ.get(LAMBDA_PYTHON_ENV)
+    if chosen:
+        found = _python_version(chosen)
+        if found != wanted:
+            raise RuntimeError(
+                f"{LAMBDA_PYTHON_ENV}={chosen} is Python {found or '(not runnable)'}; "
+                f"the Lambda runtime is Python {wanted}"
+            )
+        return chosen
+    pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates = [
+        sys.executable,
+        shutil.which(f"python{wanted}"),
+        *sorted(glob.glob(f"{pyenv_root}/versions/{wanted}.*/bin/python{wanted}"), reverse=True),
+    ]
+    for candidate in candidates:
+        if candidate and _python_version(candidate) == wanted:
+            return candidate
+    raise RuntimeError(
+        f"no Python {wanted} interpreter found to compile the Lambda assets' bytecode "
+        f"(the runtime is python{wanted}): put python{wanted} on PATH, install it with "
+        f"pyenv, or set {LAMBDA_PYTHON_ENV} to its path"
+    )
+
+
+def compile_bytecode(root: Path, deployed_at: str) -> None:
+    """Compile every module under `root` for the runtime, as deployed under `deployed_at`."""
+    command = [
+        lambda_python(),
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "checked-hash",
+        "-s",
+        str(root),
+        "-p",
+        deployed_at,
+        str(root),
+    ]
+    # A fixed hash seed: set constants are marshalled in hash order, and the same
+    # sources should give the same bytes.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("PYTHONPYCACHEPREFIX", None)  # bytecode goes next to its source
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"compiling the bytecode of {root} failed ({' '.join(command)}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+
+
+# Run by the runtime's interpreter: every module that lacks current bytecode.
+_STALE_BYTECODE_CHECK = r"""
+import importlib.util, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for source in sorted(root.rglob("*.py")):
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    try:
+        data = cached.read_bytes()
+    except FileNotFoundError:
+        print(f"{source.relative_to(root)}: no bytecode")
+        continue
+    flags = int.from_bytes(data[4:8], "little")
+    if data[:4] != importlib.util.MAGIC_NUMBER:
+        print(f"{source.relative_to(root)}: bytecode of another Python version")
+    elif flags != 0b11:
+        print(f"{source.relative_to(root)}: bytecode not hash-checked (flags {flags})")
+    elif data[8:16] != importlib.util.source_hash(source.read_bytes()):
+        print(f"{source.relative_to(root)}: bytecode does not match the source")
+"""
+
+
+def stale_bytecode(root: Path) -> list[str]:
+    """Modules under `root` that the Lambda runtime would compile from source, and why."""
+    result = subprocess.run(  # noqa: S603
+        [lambda_python(), "-c", _STALE_BYTECODE_CHECK, str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.splitlines()
+
+
 def _publish(build: Path, target: Path, stale_pattern: str) -> None:
     """Move a finished build into place; a concurrent synth that won the race is kept.
 
@@ -74,10 +209,21 @@ def _publish(build: Path, target: Path, stale_pattern: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def dependency_layer_dir(lock_file: Path = RUNTIME_LOCK) -> tuple[Path, str]:
-    """A directory with `python/` holding the locked dependencies, and its hash."""
+def dependency_layer_dir(
+    lock_file: Path = RUNTIME_LOCK, platforms: tuple[str, ...] = LAMBDA_PLATFORMS
+) -> tuple[Path, str]:
+    """A directory with `python/` holding the locked dependencies, and its hash.
+
+    `platforms` are the wheel tags to install: the Lambda's by default,
+    HOST_PLATFORMS for a layer that runs on this machine.
+    """
     key = _digest(
-        [lock_file.read_bytes(), LAMBDA_PYTHON_VERSION.encode(), *map(str.encode, LAMBDA_PLATFORMS)]
+        [
+            lock_file.read_bytes(),
+            LAMBDA_PYTHON_VERSION.encode(),
+            BUILD_FORMAT,
+            *map(str.encode, platforms),
+        ]
     )
     target = BUILD_ROOT / f"deps-{key}"
     if target.is_dir():
@@ -85,7 +231,7 @@ def dependency_layer_dir(lock_file: Path = RUNTIME_LOCK) -> tuple[Path, str]:
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".deps-", dir=BUILD_ROOT))
     build.chmod(0o755)  # mkdtemp's 0700 would travel into the asset
-    platform_args = [arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)]
+    platform_args = [arg for tag in platforms for arg in ("--platform", tag)]
     command = [
         sys.executable,
         "-m",
@@ -93,6 +239,8 @@ def dependency_layer_dir(lock_file: Path = RUNTIME_LOCK) -> tuple[Path, str]:
         "install",
         "--quiet",
         "--disable-pip-version-check",
+        # pip would compile with this interpreter's version; compile_bytecode below
+        # uses the runtime's.
         "--no-compile",
         "--require-hashes",
         "--requirement",
@@ -112,6 +260,11 @@ def dependency_layer_dir(lock_file: Path = RUNTIME_LOCK) -> tuple[Path, str]:
         raise RuntimeError(
             f"building the Lambda dependency layer failed ({' '.join(command)}):\n{result.stderr}"
         )
+    try:
+        compile_bytecode(build / "python", LAMBDA_LAYER_ROOT)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     _publish(build, target, "deps-*")
     return target, key
 
@@ -133,7 +286,7 @@ def function_code_dir(package: str, extra: Mapping[str, Path] | None = None) -> 
         # left out rather than failing every synth.
         **{dest: src for dest, src in (extra or {}).items() if src.exists()},
     }
-    parts: list[bytes] = []
+    parts: list[bytes] = [LAMBDA_PYTHON_VERSION.encode(), BUILD_FORMAT]
     for destination, source in sorted(sources.items()):
         for path in _files(source):
             relative = Path(destination) / path.relative_to(source) if source.is_dir() else None
@@ -152,5 +305,31 @@ def function_code_dir(package: str, extra: Mapping[str, Path] | None = None) -> 
         else:
             (build / destination).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, build / destination)
+    try:
+        compile_bytecode(build, LAMBDA_TASK_ROOT)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     _publish(build, target, f"{package}-*")
     return target, key
+
+
+# The deployment zip dates every entry 1980-01-01 00:00 (the zip format's
+# earliest date), so in Lambda every source file carries this mtime.
+ZIP_EPOCH = 315532800
+
+
+def unpack_like_lambda(code_dir: Path, layer_dir: Path, dest: Path) -> tuple[Path, Path]:
+    """Copy a function's code and its layer into `dest` as Lambda lays them out.
+
+    Returns (task root, layer's python dir): `/var/task` and `/opt/python` in
+    Lambda. Every file is dated as the zip dates it, so a test or benchmark of
+    the result meets the same bytecode checks a deployed function does.
+    """
+    task, opt = dest / "task", dest / "opt"
+    shutil.copytree(code_dir, task)
+    shutil.copytree(layer_dir, opt)
+    for root in (task, opt):
+        for path in (root, *root.rglob("*")):
+            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
+    return task, opt / "python"

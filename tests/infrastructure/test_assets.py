@@ -1,8 +1,10 @@
-"""Lambda code assets: contents, content addressing and cache pruning."""
+"""Lambda code assets: contents, bytecode, content addressing and cache pruning."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,13 +31,89 @@ def source_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_code_dir_holds_shared_code_and_its_own_package_only(source_tree: Path):
     directory, _ = assets.function_code_dir("alpha")
 
-    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+    files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.py"))
 
     assert files == [
         "functions/__init__.py",
         "functions/alpha/__init__.py",
         "functions/shared/__init__.py",
     ]
+
+
+def test_code_dir_ships_the_runtimes_bytecode_not_this_machines(source_tree: Path):
+    directory, _ = assets.function_code_dir("alpha")
+    tag = f"cpython-{assets.LAMBDA_PYTHON_VERSION.replace('.', '')}"
+
+    compiled = sorted(str(p.relative_to(directory)) for p in directory.rglob("*.pyc"))
+
+    assert compiled == [
+        f"functions/__pycache__/__init__.{tag}.pyc",
+        f"functions/alpha/__pycache__/__init__.{tag}.pyc",
+        f"functions/shared/__pycache__/__init__.{tag}.pyc",
+    ]
+    assert assets.stale_bytecode(directory) == []
+
+
+def test_bytecode_records_the_deployed_path(source_tree: Path):
+    directory, _ = assets.function_code_dir("alpha")
+    script = (
+        "import marshal, sys; data = open(sys.argv[1], 'rb').read(); "
+        "print(marshal.loads(data[16:]).co_filename)"
+    )
+    (pyc,) = (directory / "functions" / "alpha" / "__pycache__").iterdir()
+
+    recorded = subprocess.run(
+        [assets.lambda_python(), "-c", script, str(pyc)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    assert recorded == "/var/task/functions/alpha/__init__.py"
+
+
+def test_stale_bytecode_names_a_module_whose_source_changed(source_tree: Path):
+    directory, _ = assets.function_code_dir("alpha")
+    (directory / "functions" / "alpha" / "__init__.py").write_text('"""edited in place"""\n')
+    (directory / "functions" / "shared" / "late.py").write_text("")
+
+    assert assets.stale_bytecode(directory) == [
+        "functions/alpha/__init__.py: bytecode does not match the source",
+        "functions/shared/late.py: no bytecode",
+    ]
+
+
+def test_a_module_that_does_not_compile_fails_the_build_and_leaves_nothing(source_tree: Path):
+    (source_tree / "alpha" / "broken.py").write_text("def f(:\n")
+
+    with pytest.raises(RuntimeError, match="compiling the bytecode"):
+        assets.function_code_dir("alpha")
+
+    assert not list((assets.BUILD_ROOT / "functions").iterdir())
+
+
+def test_lambda_python_is_the_runtimes_version():
+    found = subprocess.run(
+        [assets.lambda_python(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    assert found == assets.LAMBDA_PYTHON_VERSION
+
+
+def test_a_chosen_interpreter_of_another_version_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(assets.LAMBDA_PYTHON_ENV, sys.executable)
+    assets.lambda_python.cache_clear()
+    try:
+        if sys.version_info[:2] == tuple(map(int, assets.LAMBDA_PYTHON_VERSION.split("."))):
+            assert assets.lambda_python() == sys.executable
+        else:
+            with pytest.raises(RuntimeError, match="the Lambda runtime is Python"):
+                assets.lambda_python()
+    finally:
+        assets.lambda_python.cache_clear()
 
 
 def test_editing_shared_code_gives_a_new_asset(source_tree: Path):

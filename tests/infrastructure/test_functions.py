@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
 from tests.infrastructure.conftest import Synthesized
 
@@ -35,7 +36,7 @@ def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
 def test_function_is_built_the_standard_way(synthesized: Synthesized, package: str):
     function = _functions(synthesized)[names.function_name(package)]["Properties"]
 
-    assert function["Runtime"] == "python3.14"
+    assert function["Runtime"] == f"python{LAMBDA_PYTHON_VERSION}"
     assert function["Architectures"] == ["arm64"]
     assert function["Handler"] == f"functions.{package}.handler.lambda_handler"
     assert function["TracingConfig"] == {"Mode": "Active"}
@@ -148,7 +149,7 @@ def test_asset_holds_shared_code_and_its_own_package_only(synthesized: Synthesiz
     asset = _asset_dir(synthesized, _functions(synthesized)[names.function_name(package)])
 
     top = sorted(p.name for p in asset.iterdir())
-    packages = sorted(p.name for p in (asset / "functions").iterdir())
+    packages = sorted(p.name for p in (asset / "functions").iterdir() if p.name != "__pycache__")
 
     expected = {"functions"}
     if package in ("api", "rotate_db", "migrate"):
@@ -158,13 +159,22 @@ def test_asset_holds_shared_code_and_its_own_package_only(synthesized: Synthesiz
     assert top == sorted(expected)
     assert packages == sorted(["__init__.py", "shared", package])
     assert (asset / "functions" / "shared" / "names.py").is_file()
-    assert not list(asset.rglob("__pycache__"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_asset_ships_current_bytecode_for_the_runtime(synthesized: Synthesized, package: str):
+    asset = _asset_dir(synthesized, _functions(synthesized)[names.function_name(package)])
+    tag = f"cpython-{LAMBDA_PYTHON_VERSION.replace('.', '')}"
+
+    assert stale_bytecode(asset) == []
+    # Only the runtime's bytecode: nothing this machine's interpreter left in the tree.
+    assert {p.name.split(".")[-2] for p in asset.rglob("*.pyc")} == {tag}
 
 
 def test_dependency_layer_is_built_for_arm64_linux(synthesized: Synthesized):
     (layer,) = synthesized.resources("AWS::Lambda::LayerVersion").values()
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.14"]
+    assert layer["Properties"]["CompatibleRuntimes"] == [f"python{LAMBDA_PYTHON_VERSION}"]
     site = _asset_dir(synthesized, layer) / "python"
 
     extensions = [p.name for p in site.rglob("*.so")]
@@ -173,3 +183,4 @@ def test_dependency_layer_is_built_for_arm64_linux(synthesized: Synthesized):
     assert extensions, "compiled dependencies (pydantic-core, psycopg-binary) are present"
     assert all("x86_64" not in name for name in extensions), extensions
     assert any("aarch64" in name for name in extensions)
+    assert stale_bytecode(site) == []

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cdk.assets import LAMBDA_PYTHON_VERSION
 from ops.security import GATES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,3 +240,19 @@ def test_actionlint_accepts_every_workflow():
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_job_that_synthesizes_sets_up_the_lambda_runtimes_python():
+    # Synth compiles the Lambda assets' bytecode with that version (cdk/assets.py).
+    scan = load(SECURITY_SCAN)
+    assert scan["env"]["LAMBDA_PYTHON_VERSION"] == LAMBDA_PYTHON_VERSION
+    jobs = {
+        "ci.yml/test": (load(WORKFLOWS / "ci.yml")["jobs"]["test"], {}),
+        "security-scan.yml/checkov": (scan["jobs"]["checkov"], scan["env"]),
+    }
+    for name, (job, env) in jobs.items():
+        (setup,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")]
+        listed = str(setup["with"]["python-version"])
+        for variable, value in env.items():
+            listed = listed.replace(f"${{{{ env.{variable} }}}}", str(value))
+        assert LAMBDA_PYTHON_VERSION in listed.split(), name

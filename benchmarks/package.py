@@ -1,0 +1,168 @@
+"""Cold start of the deployment packages, as Lambda runs them.
+
+`coldstart` measures the handlers from this checkout, where every module has
+bytecode cached by an earlier import. A deployed function has only what its
+zip holds, in a read-only `/var/task` and `/opt`: a module without usable
+bytecode there is compiled from source in every new execution environment.
+This benchmark measures the packages themselves:
+
+- each function's code asset and a dependency layer from the same lock file,
+  built by `cdk/assets.py` as `make synth` builds them, for this machine's
+  platform so they can run here (the deployed layer is arm64);
+- unpacked with the zip's dates (`cdk.assets.unpack_like_lambda`) and run by an
+  interpreter of the runtime's Python version with bytecode writing off;
+- `bytecode`: the packages as built (hash-checked bytecode for the runtime),
+  against `sources`: the same packages without it, which is what a package
+  built with `pip install --no-compile`, or one whose timestamp-checked bytecode
+  the zip's dates invalidate, gives Lambda.
+
+The events are `coldstart`'s: the API answers `GET /health` with nothing in the
+environment but `AWS_REGION`, the rotation functions reject an unknown Step,
+the responder a foreign event. Median of BENCH_COLDSTART_RUNS processes per
+target, in interleaved rounds. One more process per target counts the modules
+compiled from source while it starts: the target is none for the packages as
+built.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.coldstart import CHILD, FOREIGN_EVENT, ROTATION_EVENT, RUNS, api_events
+from benchmarks.common import Result, bench_line
+from cdk import assets
+
+FUNCTIONS = ("api", "rotate_db", "rotate_jwt", "rotate_iam", "waf_responder")
+
+# Prepended to coldstart's child for the counting run: every module compiled from
+# source is recorded and printed at exit.
+COUNTING = r"""
+import atexit, importlib.machinery, json
+compiled = []
+_compile = importlib.machinery.SourceFileLoader.source_to_code
+def _recording(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return _compile(self, data, path, *args, **kwargs)
+importlib.machinery.SourceFileLoader.source_to_code = _recording
+atexit.register(lambda: print("COMPILED " + json.dumps(compiled)))
+"""
+
+
+def events_for(package: str) -> tuple[list[dict[str, Any]], list[str]]:
+    if package == "api":
+        return api_events(None), ["200"]
+    if package == "waf_responder":
+        return [FOREIGN_EVENT], ["rejected"]
+    return [ROTATION_EVENT], ["RotationError"]
+
+
+def without_bytecode(tree: Path) -> None:
+    for cache in list(tree.rglob("__pycache__")):
+        shutil.rmtree(cache)
+
+
+def lay_out(work: Path) -> dict[str, dict[str, Any]]:
+    """name -> the unpacked package and its events, for both variants of each function."""
+    layer, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
+    bare_layer = work / "layer-sources"
+    shutil.copytree(layer, bare_layer, ignore=shutil.ignore_patterns("__pycache__"))
+    found: dict[str, dict[str, Any]] = {}
+    for package in FUNCTIONS:
+        code, _ = assets.function_code_dir(package)
+        events, expect = events_for(package)
+        for variant, variant_layer in (("bytecode", layer), ("sources", bare_layer)):
+            root = work / f"{package}-{variant}"
+            task, site = assets.unpack_like_lambda(code, variant_layer, root)
+            if variant == "sources":
+                without_bytecode(task)
+            found[f"{package}:{variant}"] = {
+                "root": root,
+                "path": f"{task}:{site}",
+                "module": f"functions.{package}.handler",
+                "events": events,
+                "expect": expect,
+            }
+    return found
+
+
+def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
+    spec = json.dumps(
+        {"module": target["module"], "attr": "lambda_handler", "events": target["events"]}
+    )
+    proc = subprocess.run(
+        [assets.lambda_python(), "-c", (COUNTING if counting else "") + CHILD, spec],
+        cwd=target["root"],
+        env={
+            "AWS_REGION": "us-east-1",
+            "PYTHONPATH": target["path"],
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    figures = bench_line(proc, f"packaged cold start of {name}")
+    if figures["outcomes"] != target["expect"]:
+        raise RuntimeError(
+            f"packaged cold start of {name}: outcomes {figures['outcomes']}, "
+            f"expected {target['expect']}"
+        )
+    if counting:
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("COMPILED "))
+        root = str(target["root"])
+        compiled = json.loads(line.removeprefix("COMPILED "))
+        figures["compiled_from_package"] = sum(path.startswith(root) for path in compiled)
+    return figures
+
+
+def run() -> Result:
+    with tempfile.TemporaryDirectory(prefix="babyshield-package-") as tmp:
+        chosen = lay_out(Path(tmp))
+        compiled = {
+            name: run_once(name, target, counting=True)["compiled_from_package"]
+            for name, target in chosen.items()
+        }
+        samples: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+        for _ in range(RUNS):
+            for name, target in chosen.items():
+                samples[name].append(run_once(name, target))
+    medians = {
+        name: {
+            "total_ms": statistics.median(s["import_s"] + s["first_s"] for s in found) * 1000,
+            "cpu_ms": statistics.median(s["cpu_s"] for s in found) * 1000,
+            "rss_mb": statistics.median(s["rss_kb"] for s in found) / 1024,
+            "modules_compiled_at_start": compiled[name],
+            "runs": len(found),
+        }
+        for name, found in samples.items()
+    }
+    result = Result(name="package")
+    for package in FUNCTIONS:
+        shipped, bare = medians[f"{package}:bytecode"], medians[f"{package}:sources"]
+        result.ratios[f"{package}_bytecode_vs_sources"] = shipped["total_ms"] / bare["total_ms"]
+    result.targets["every packaged module loads from shipped bytecode"] = all(
+        medians[f"{package}:bytecode"]["modules_compiled_at_start"] == 0 for package in FUNCTIONS
+    )
+    result.figures["targets"] = medians
+    result.figures["runtime_python"] = assets.LAMBDA_PYTHON_VERSION
+    result.notes += [
+        f"median of {RUNS} fresh processes per target, interleaved rounds, "
+        f"Python {assets.LAMBDA_PYTHON_VERSION} ({assets.lambda_python()})",
+        "packages built by cdk/assets.py for this machine's platform and unpacked with "
+        "the deployment zip's dates; bytecode writing off, as in Lambda's read-only /var/task",
+        "sources: the same packages without bytecode, as Lambda sees timestamp-checked "
+        "bytecode under the zip's 1980 dates",
+    ]
+    return result
+
+
+if __name__ == "__main__":
+    res = run()
+    res.write()
+    res.print_table()

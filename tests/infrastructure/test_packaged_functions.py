@@ -1,0 +1,119 @@
+"""The packaged functions run as Lambda runs them, and compile nothing at cold start.
+
+Each function's code asset and a layer built from the same lock file for this
+machine's platform are unpacked with the dates the deployment zip gives them
+(`cdk.assets.unpack_like_lambda`), and the runtime's Python imports the handler
+from there with bytecode writing off, as in Lambda's read-only `/var/task`.
+Every module loaded from the package must come from its shipped bytecode: one
+compiled from source at import is a cold-start cost in every new execution
+environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk import assets
+from functions.shared import names
+from ops.apigw import rest_event
+
+# The child: records every module compiled from source while it imports the
+# handler and serves its events.
+CHILD = r"""
+import importlib, importlib.machinery, json, sys
+
+compiled = []
+_compile = importlib.machinery.SourceFileLoader.source_to_code
+
+def recording(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return _compile(self, data, path, *args, **kwargs)
+
+importlib.machinery.SourceFileLoader.source_to_code = recording
+
+class Context:
+    function_name = "babyshield-packaged"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:babyshield-packaged"
+    def get_remaining_time_in_millis(self):
+        return 29000
+
+spec = json.loads(sys.argv[1])
+handler = importlib.import_module(spec["module"]).lambda_handler
+statuses = [handler(event, Context())["statusCode"] for event in spec["events"]]
+for module in spec["also_import"]:
+    importlib.import_module(module)
+print(json.dumps({"statuses": statuses, "compiled": compiled, "version": sys.version}))
+"""
+
+# Imported lazily by the handlers, on their first database or AWS call.
+LAZY_DEPENDENCIES = ["psycopg", "psycopg_pool", "botocore.session", "jwt", "cryptography.x509"]
+
+
+@pytest.fixture(scope="module")
+def host_layer() -> Path:
+    layer, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
+    return layer
+
+
+def _run_packaged(
+    package: str, layer: Path, tmp_path: Path, events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    code, _ = assets.function_code_dir(package)
+    task, site = assets.unpack_like_lambda(code, layer, tmp_path)
+    spec = {
+        "module": f"functions.{package}.handler",
+        "events": events,
+        "also_import": LAZY_DEPENDENCIES,
+    }
+    proc = subprocess.run(
+        [assets.lambda_python(), "-c", CHILD, json.dumps(spec)],
+        cwd=tmp_path,
+        env={
+            "AWS_REGION": "us-east-1",
+            "PYTHONPATH": f"{task}:{site}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    found: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    found["packaged"] = [p for p in found["compiled"] if p.startswith(str(tmp_path))]
+    return found
+
+
+@pytest.mark.parametrize("package", names.FUNCTION_PACKAGES)
+def test_packaged_function_loads_every_module_from_shipped_bytecode(
+    package: str, host_layer: Path, tmp_path: Path
+):
+    events = [rest_event("GET", "/health")] if package == "api" else []
+
+    found = _run_packaged(package, host_layer, tmp_path, events)
+
+    assert found["version"].startswith(assets.LAMBDA_PYTHON_VERSION + ".")
+    assert found["statuses"] == [200] * len(events)
+    assert found["packaged"] == []
+
+
+def test_without_shipped_bytecode_the_same_import_compiles_the_package(
+    host_layer: Path, tmp_path: Path
+):
+    # The control for the test above: the spy does see compilation when there is some.
+    bare_layer = tmp_path / "layer"
+    shutil.copytree(host_layer, bare_layer, ignore=shutil.ignore_patterns("__pycache__"))
+
+    found = _run_packaged("api", bare_layer, tmp_path / "lambda", [rest_event("GET", "/health")])
+
+    assert found["statuses"] == [200]
+    assert any("/opt/python/pydantic/" in path for path in found["packaged"])
