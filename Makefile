@@ -20,7 +20,11 @@ WRK_DIR := .tools/wrk
 WRK := $(WRK_DIR)/usr/bin/wrk
 WRK_PACKAGES := wrk libluajit2-5.1-2
 
-.PHONY: install run test lint format openapi bench synth security lock clean node checkov checkov-lock wrk
+# The Lambda runtime's Python compiles the assets' bytecode (cdk/assets.py):
+# found on this machine (PATH, pyenv), else uv installs it into .tools/python.
+LAMBDA_PYTHON_DIR := .tools/python
+
+.PHONY: install run test lint format openapi bench synth security lock clean node checkov checkov-lock wrk lambda-python
 
 install: $(STAMP)
 
@@ -44,7 +48,7 @@ $(BIN)/uv:
 run: install
 	$(BIN)/babyshield local
 
-test: install node checkov wrk
+test: install node checkov wrk lambda-python
 	$(BIN)/python -m pytest
 
 lint: install
@@ -59,10 +63,17 @@ format: install
 openapi: install
 	$(BIN)/babyshield openapi --output docs/openapi.json
 
-bench: install wrk
+bench: install wrk lambda-python
 	$(BIN)/python -m benchmarks
 
 wrk: $(WRK)
+
+lambda-python: install
+	@$(BIN)/python -c "from cdk.assets import lambda_python; lambda_python()" 2>/dev/null || \
+	{ version=$$($(BIN)/python -c "from cdk.assets import LAMBDA_PYTHON_VERSION as v; print(v)") && \
+	  echo "make lambda-python: no Python $$version here; installing it with uv into $(LAMBDA_PYTHON_DIR)" && \
+	  $(BIN)/uv python install --no-bin --install-dir $(LAMBDA_PYTHON_DIR) "$$version"; } || \
+	{ echo "make lambda-python: cannot install it; put it on PATH or set BABYSHIELD_LAMBDA_PYTHON" >&2; exit 1; }
 
 $(WRK):
 	@if command -v wrk >/dev/null 2>&1; then echo "make wrk: using $$(command -v wrk)"; exit 0; fi; \
@@ -73,7 +84,7 @@ $(WRK):
 	rm -rf $(WRK_DIR)/debs; test -x $@
 
 # CloudFormation into cdk.out/ with no AWS credentials: context defaults are in cdk.json.
-synth: install node
+synth: install node lambda-python
 	@rm -rf cdk.out
 	@PATH="$(CURDIR)/$(NODE_BIN):$$PATH" CDK_OUTDIR=cdk.out $(BIN)/python -m cdk.app
 

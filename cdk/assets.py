@@ -59,6 +59,7 @@ LAMBDA_LAYER_ROOT = "/opt/python"
 # Part of every build's key: a change to how assets are built gives new ones.
 BUILD_FORMAT = b"bytecode:checked-hash:1"
 LAMBDA_PYTHON_ENV = "BABYSHIELD_LAMBDA_PYTHON"
+UV_PYTHON_DIR = REPO_ROOT / ".tools" / "python"  # the Makefile's LAMBDA_PYTHON_DIR
 
 STALE_BUILD_SECONDS = 24 * 3600
 
@@ -101,7 +102,8 @@ def lambda_python() -> str:
     """An interpreter of the Lambda runtime's Python version, to compile bytecode with.
 
     `$BABYSHIELD_LAMBDA_PYTHON` when set (and then nothing else), else the first
-    of: this interpreter, `pythonX.Y` on PATH, a pyenv installation of X.Y.
+    of: this interpreter, `pythonX.Y` on PATH, a pyenv installation of X.Y, one
+    that `make lambda-python` installed with uv into `.tools/python`.
     """
     wanted = LAMBDA_PYTHON_VERSION
     chosen = os.environ.get(LAMBDA_PYTHON_ENV)
@@ -118,14 +120,15 @@ def lambda_python() -> str:
         sys.executable,
         shutil.which(f"python{wanted}"),
         *sorted(glob.glob(f"{pyenv_root}/versions/{wanted}.*/bin/python{wanted}"), reverse=True),
+        *sorted(glob.glob(f"{UV_PYTHON_DIR}/cpython-{wanted}.*/bin/python{wanted}"), reverse=True),
     ]
     for candidate in candidates:
         if candidate and _python_version(candidate) == wanted:
             return candidate
     raise RuntimeError(
         f"no Python {wanted} interpreter found to compile the Lambda assets' bytecode "
-        f"(the runtime is python{wanted}): put python{wanted} on PATH, install it with "
-        f"pyenv, or set {LAMBDA_PYTHON_ENV} to its path"
+        f"(the runtime is python{wanted}): run `make lambda-python`, put python{wanted} on "
+        f"PATH, or set {LAMBDA_PYTHON_ENV} to its path"
     )
 
 
