@@ -228,7 +228,10 @@ def dependency_layer_dir(
             *map(str.encode, platforms),
         ]
     )
-    target = BUILD_ROOT / f"deps-{key}"
+    # One name per architecture, so building this machine's layer never prunes
+    # the Lambda's (each prunes only superseded builds of its own kind).
+    kind = f"deps-{platforms[0].rsplit('_', 1)[-1]}"
+    target = BUILD_ROOT / f"{kind}-{key}"
     if target.is_dir():
         return target, key
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
@@ -268,7 +271,7 @@ def dependency_layer_dir(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    _publish(build, target, "deps-*")
+    _publish(build, target, f"{kind}-*")
     return target, key
 
 

@@ -155,3 +155,48 @@ def test_day_old_builds_of_the_same_function_are_pruned(source_tree: Path):
 def test_unknown_package_is_refused(source_tree: Path):
     with pytest.raises(FileNotFoundError, match="no such function"):
         assets.function_code_dir("gamma")
+
+
+def _one_package_lock(tmp_path: Path, comment: str = "") -> Path:
+    """A lock file holding only `six`, copied with its hashes from the runtime lock."""
+    lines = assets.RUNTIME_LOCK.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("six=="))
+    block = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.strip().startswith("--hash="):
+            break
+        block.append(line)
+    lock = tmp_path / f"six{len(comment)}.lock"
+    lock.write_text(f"# {comment}\n" + "\n".join(block) + "\n")
+    return lock
+
+
+def test_layer_ships_the_runtimes_bytecode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(assets, "BUILD_ROOT", tmp_path / "build")
+
+    layer, _ = assets.dependency_layer_dir(_one_package_lock(tmp_path))
+
+    assert (layer / "python" / "six.py").is_file()
+    assert assets.stale_bytecode(layer) == []
+
+
+@pytest.mark.skipif(
+    assets.HOST_PLATFORMS == assets.LAMBDA_PLATFORMS, reason="this machine is the Lambda's kind"
+)
+def test_a_layer_prunes_its_superseded_builds_but_not_the_other_architectures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(assets, "BUILD_ROOT", tmp_path / "build")
+    lock = _one_package_lock(tmp_path)
+    lambda_layer, _ = assets.dependency_layer_dir(lock)
+    host_layer, _ = assets.dependency_layer_dir(lock, platforms=assets.HOST_PLATFORMS)
+    day_ago = time.time() - assets.STALE_BUILD_SECONDS - 60
+    for directory in (lambda_layer, host_layer):
+        os.utime(directory, (day_ago, day_ago))
+
+    # A new lock file supersedes the Lambda layer built from the old one.
+    newer, _ = assets.dependency_layer_dir(_one_package_lock(tmp_path, "relocked"))
+
+    assert newer.is_dir()
+    assert not lambda_layer.exists()
+    assert host_layer.is_dir()
