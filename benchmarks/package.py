@@ -28,20 +28,26 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.coldstart import CHILD, FOREIGN_EVENT, ROTATION_EVENT, RUNS, api_events
+from benchmarks.coldstart import (
+    CHILD,
+    FOREIGN_EVENT,
+    ROTATION_EVENT,
+    RUNS,
+    api_events,
+    summarise,
+)
 from benchmarks.common import Result, bench_line
 from cdk import assets
 
 FUNCTIONS = ("api", "rotate_db", "rotate_jwt", "rotate_iam", "waf_responder")
 
-# Prepended to coldstart's child for the counting run: every module compiled from
-# source is recorded and printed at exit.
+# Prepended to a child script: every module compiled from source is recorded and
+# printed at exit as `COMPILED [paths]` (see compiled_paths).
 COUNTING = r"""
 import atexit, importlib.machinery, json
 compiled = []
@@ -52,6 +58,13 @@ def _recording(self, data, path, *args, **kwargs):
 importlib.machinery.SourceFileLoader.source_to_code = _recording
 atexit.register(lambda: print("COMPILED " + json.dumps(compiled)))
 """
+
+
+def compiled_paths(stdout: str) -> list[str]:
+    """The paths a child that ran COUNTING compiled from source."""
+    line = next(x for x in stdout.splitlines() if x.startswith("COMPILED "))
+    found: list[str] = json.loads(line.removeprefix("COMPILED "))
+    return found
 
 
 def events_for(package: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -114,9 +127,8 @@ def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> di
             f"expected {target['expect']}"
         )
     if counting:
-        line = next(x for x in proc.stdout.splitlines() if x.startswith("COMPILED "))
         root = str(target["root"])
-        compiled = json.loads(line.removeprefix("COMPILED "))
+        compiled = compiled_paths(proc.stdout)
         figures["compiled_from_package"] = sum(path.startswith(root) for path in compiled)
     return figures
 
@@ -133,13 +145,7 @@ def run() -> Result:
             for name, target in chosen.items():
                 samples[name].append(run_once(name, target))
     medians = {
-        name: {
-            "total_ms": statistics.median(s["import_s"] + s["first_s"] for s in found) * 1000,
-            "cpu_ms": statistics.median(s["cpu_s"] for s in found) * 1000,
-            "rss_mb": statistics.median(s["rss_kb"] for s in found) / 1024,
-            "modules_compiled_at_start": compiled[name],
-            "runs": len(found),
-        }
+        name: {**summarise(found), "modules_compiled_at_start": compiled[name]}
         for name, found in samples.items()
     }
     result = Result(name="package")

@@ -19,23 +19,17 @@ from typing import Any
 
 import pytest
 
+from benchmarks.package import COUNTING, compiled_paths
 from cdk import assets
 from functions.shared import names
 from ops.apigw import rest_event
 
-# The child: records every module compiled from source while it imports the
-# handler and serves its events.
-CHILD = r"""
-import importlib, importlib.machinery, json, sys
-
-compiled = []
-_compile = importlib.machinery.SourceFileLoader.source_to_code
-
-def recording(self, data, path, *args, **kwargs):
-    compiled.append(path)
-    return _compile(self, data, path, *args, **kwargs)
-
-importlib.machinery.SourceFileLoader.source_to_code = recording
+# The child: imports the handler and serves its events, while COUNTING records
+# every module compiled from source.
+CHILD = (
+    COUNTING
+    + r"""
+import importlib, sys
 
 class Context:
     function_name = "babyshield-packaged"
@@ -51,8 +45,9 @@ handler = importlib.import_module(spec["module"]).lambda_handler
 statuses = [handler(event, Context())["statusCode"] for event in spec["events"]]
 for module in spec["also_import"]:
     importlib.import_module(module)
-print(json.dumps({"statuses": statuses, "compiled": compiled, "version": sys.version}))
+print("RESULT " + json.dumps({"statuses": statuses, "version": sys.version}))
 """
+)
 
 # Imported lazily by the handlers, on their first database or AWS call.
 LAZY_DEPENDENCIES = ["psycopg", "psycopg_pool", "botocore.session", "jwt", "cryptography.x509"]
@@ -88,8 +83,9 @@ def _run_packaged(
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    found: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
-    found["packaged"] = [p for p in found["compiled"] if p.startswith(str(tmp_path))]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    found: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    found["packaged"] = [p for p in compiled_paths(proc.stdout) if p.startswith(str(tmp_path))]
     return found
 
 
