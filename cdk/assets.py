@@ -41,9 +41,9 @@ BUILD_ROOT = REPO_ROOT / ".babyshield" / "cdk-build"
 RUNTIME_LOCK = REPO_ROOT / "requirements" / "runtime.lock"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 
-# The Lambda runtime (cdk/functions.py derives it from this) and architecture.
-# The runtime is the newest Python that the build machines have, because the
-# bytecode shipped in the assets must be compiled by that same version.
+# The Lambda runtime's Python (cdk/functions.py's RUNTIME names the same version;
+# a test keeps them equal) and architecture. The runtime is the newest Python the
+# build machines have, because the assets' bytecode is compiled by that version.
 LAMBDA_PYTHON_VERSION = "3.13"
 LAMBDA_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 # This machine's platform tags: a layer that runs here, for tests and benchmarks

@@ -48,7 +48,8 @@ INLINE_POLICY_REASON = (
     "with it; a managed policy would be a separately attachable object and narrow nothing."
 )
 
-# The version the assets' bytecode is compiled for (cdk/assets.py).
+# The version the assets' bytecode is compiled for: LAMBDA_PYTHON_VERSION, which
+# test_function_is_built_the_standard_way holds it to.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 # The RDS CAs (cdk/certs/README.md), shipped with every function that reaches the
