@@ -5,7 +5,9 @@ rounds (one process of every target per round) so a burst of load from a
 neighbour on this shared machine hits every target rather than one. Time is
 taken inside the child, from before the handler import to after the last first
 event, which is what Lambda bills as init plus the first invocation;
-interpreter start-up is the same for every target and left out.
+interpreter start-up is the same for every target and left out. Every child
+carries the environment Lambda's runtime sets (`lambda_runtime_environment`),
+since Powertools and the X-Ray SDK take other paths outside Lambda.
 
 Targets, all in the same run:
 
@@ -37,11 +39,12 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.common import ROOT, Result, bench_line
+from benchmarks.common import ROOT, Result, bench_line, lambda_runtime_environment
 from benchmarks.stack import BenchStack, child_environment, running_stack
 
 RUNS = max(int(os.environ.get("BENCH_COLDSTART_RUNS", "15")), 1)
 TARGET_RATIO = 0.6
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 # The child: nothing imported before the clock starts but importlib, json, sys and time.
 CHILD = r"""
@@ -140,7 +143,9 @@ def run_once(name: str, target: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, spec],
         cwd=ROOT,
-        env=child_environment(target.get("env")),
+        env=child_environment(
+            {**lambda_runtime_environment(ROOT, name, PYTHON), **target.get("env", {})}
+        ),
         capture_output=True,
         text=True,
         check=False,

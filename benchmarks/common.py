@@ -65,6 +65,30 @@ def environment(values: dict[str, str]) -> Iterator[None]:
         get_settings.cache_clear()
 
 
+def lambda_runtime_environment(task_root: Path | str, name: str, python: str) -> dict[str, str]:
+    """What Lambda's runtime sets for a function, for a child that stands in for one.
+
+    Libraries branch on it. Outside Lambda, Powertools' Tracer turns itself off,
+    and the X-Ray SDK builds two botocore X-Ray clients for centralised sampling
+    at import; in Lambda the Tracer patches its libraries and the SDK samples
+    locally. Without these a cold start would measure code that Lambda never
+    runs. `python` is the runtime's version ("3.13").
+    """
+    return {
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "AWS_LAMBDA_FUNCTION_NAME": f"babyshield-{name}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{python}",
+        # A sampled trace, as active tracing hands each invocation; the segments go
+        # to the daemon's address over UDP, here to a closed port.
+        "_X_AMZN_TRACE_ID": (
+            "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=1"
+        ),
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    }
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     try:

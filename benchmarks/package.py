@@ -41,8 +41,9 @@ from benchmarks.coldstart import (
     api_events,
     summarise,
 )
-from benchmarks.common import Result, bench_line
+from benchmarks.common import Result, bench_line, lambda_runtime_environment
 from cdk import assets
+from cdk.assets import LAMBDA_PYTHON_VERSION
 
 FUNCTIONS = ("api", "rotate_db", "rotate_jwt", "rotate_iam", "waf_responder")
 
@@ -96,6 +97,8 @@ def lay_out(work: Path) -> dict[str, dict[str, Any]]:
                 without_bytecode(task)
             found[f"{package}:{variant}"] = {
                 "root": root,
+                "task": task,
+                "name": package,
                 "path": f"{task}:{site}",
                 "module": f"functions.{package}.handler",
                 "events": events,
@@ -112,6 +115,7 @@ def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> di
         [assets.lambda_python(), "-c", (COUNTING if counting else "") + CHILD, spec],
         cwd=target["root"],
         env={
+            **lambda_runtime_environment(target["task"], target["name"], LAMBDA_PYTHON_VERSION),
             "AWS_REGION": "us-east-1",
             "PYTHONPATH": target["path"],
             "PYTHONDONTWRITEBYTECODE": "1",
