@@ -7,7 +7,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.migrate.run import run_migrations
-from functions.shared.observability import logger, tracer
+from functions.shared.observability import logger, trace_sql, tracer
+
+trace_sql()
 
 
 @logger.inject_lambda_context
