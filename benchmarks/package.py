@@ -10,7 +10,8 @@ This benchmark measures the packages themselves:
   built by `cdk/assets.py` as `make synth` builds them, for this machine's
   platform so they can run here (the deployed layer is arm64);
 - unpacked with the zip's dates (`cdk.assets.unpack_like_lambda`) and run by an
-  interpreter of the runtime's Python version with bytecode writing off;
+  interpreter of the runtime's Python version with bytecode writing off and the
+  environment Lambda's runtime sets (`lambda_runtime_environment`);
 - `bytecode`: the packages as built (hash-checked bytecode for the runtime),
   against `sources`: the same packages without it, which is what a package
   built with `pip install --no-compile`, or one whose timestamp-checked bytecode
