@@ -83,24 +83,30 @@ def without_bytecode(tree: Path) -> None:
 
 
 def lay_out(work: Path) -> dict[str, dict[str, Any]]:
-    """name -> the unpacked package and its events, for both variants of each function."""
+    """name -> the unpacked package and its events, for both variants of each function.
+
+    Each variant's layer is unpacked once and shared by every function, as one
+    layer is in Lambda.
+    """
     layer, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
-    bare_layer = work / "layer-sources"
-    shutil.copytree(layer, bare_layer, ignore=shutil.ignore_patterns("__pycache__"))
+    opts = {
+        "bytecode": assets.unpack_like_lambda(layer, work / "opt-bytecode"),
+        "sources": assets.unpack_like_lambda(layer, work / "opt-sources"),
+    }
+    without_bytecode(opts["sources"])
     found: dict[str, dict[str, Any]] = {}
     for package in FUNCTIONS:
         code, _ = assets.function_code_dir(package)
         events, expect = events_for(package)
-        for variant, variant_layer in (("bytecode", layer), ("sources", bare_layer)):
-            root = work / f"{package}-{variant}"
-            task, site = assets.unpack_like_lambda(code, variant_layer, root)
+        for variant, opt in opts.items():
+            task = assets.unpack_like_lambda(code, work / f"{package}-{variant}")
             if variant == "sources":
                 without_bytecode(task)
             found[f"{package}:{variant}"] = {
-                "root": root,
-                "task": task,
+                "root": task,
+                "packaged": (str(task), str(opt)),
                 "name": package,
-                "path": f"{task}:{site}",
+                "path": f"{task}:{opt / 'python'}",
                 "module": f"functions.{package}.handler",
                 "events": events,
                 "expect": expect,
@@ -116,7 +122,7 @@ def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> di
         [assets.lambda_python(), "-c", (COUNTING if counting else "") + CHILD, spec],
         cwd=target["root"],
         env={
-            **lambda_runtime_environment(target["task"], target["name"], LAMBDA_PYTHON_VERSION),
+            **lambda_runtime_environment(target["root"], target["name"], LAMBDA_PYTHON_VERSION),
             "AWS_REGION": "us-east-1",
             "PYTHONPATH": target["path"],
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -132,9 +138,8 @@ def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> di
             f"expected {target['expect']}"
         )
     if counting:
-        root = str(target["root"])
         compiled = compiled_paths(proc.stdout)
-        figures["compiled_from_package"] = sum(path.startswith(root) for path in compiled)
+        figures["compiled_from_package"] = sum(p.startswith(target["packaged"]) for p in compiled)
     return figures
 
 

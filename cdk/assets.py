@@ -325,17 +325,15 @@ def function_code_dir(package: str, extra: Mapping[str, Path] | None = None) -> 
 ZIP_EPOCH = 315532800
 
 
-def unpack_like_lambda(code_dir: Path, layer_dir: Path, dest: Path) -> tuple[Path, Path]:
-    """Copy a function's code and its layer into `dest` as Lambda lays them out.
+def unpack_like_lambda(source: Path, dest: Path) -> Path:
+    """Copy an asset directory to `dest` as Lambda unpacks its zip, and return `dest`.
 
-    Returns (task root, layer's python dir): `/var/task` and `/opt/python` in
-    Lambda. Every file is dated as the zip dates it, so a test or benchmark of
-    the result meets the same bytecode checks a deployed function does.
+    Every file is dated as the zip dates it, so a test or benchmark of the copy
+    meets the same bytecode checks a deployed function does. A function's code
+    goes where `/var/task` would be; its layer's `python/` is `/opt/python`, and
+    one unpacked layer can serve several functions, as it does in Lambda.
     """
-    task, opt = dest / "task", dest / "opt"
-    shutil.copytree(code_dir, task)
-    shutil.copytree(layer_dir, opt)
-    for root in (task, opt):
-        for path in (root, *root.rglob("*")):
-            os.utime(path, (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
-    return task, opt / "python"
+    shutil.copytree(source, dest)
+    for path in (dest, *dest.rglob("*")):
+        os.utime(path, (ZIP_EPOCH, ZIP_EPOCH), follow_symlinks=False)
+    return dest

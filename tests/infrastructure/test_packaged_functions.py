@@ -2,8 +2,9 @@
 
 Each function's code asset and a layer built from the same lock file for this
 machine's platform are unpacked with the dates the deployment zip gives them
-(`cdk.assets.unpack_like_lambda`), and the runtime's Python imports the handler
-from there with bytecode writing off, as in Lambda's read-only `/var/task`.
+(`cdk.assets.unpack_like_lambda`; one layer serves them all), and the runtime's
+Python imports the handler from there with bytecode writing off, as in
+Lambda's read-only `/var/task`.
 Every module loaded from the package must come from its shipped bytecode: one
 compiled from source at import is a cold-start cost in every new execution
 environment.
@@ -12,14 +13,13 @@ environment.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.package import COUNTING, compiled_paths
+from benchmarks.package import COUNTING, compiled_paths, without_bytecode
 from cdk import assets
 from functions.shared import names
 from ops.apigw import rest_event
@@ -54,16 +54,17 @@ LAZY_DEPENDENCIES = ["psycopg", "psycopg_pool", "botocore.session", "jwt", "cryp
 
 
 @pytest.fixture(scope="module")
-def host_layer() -> Path:
+def host_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This machine's layer, unpacked once for every function, as Lambda's /opt."""
     layer, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
-    return layer
+    return assets.unpack_like_lambda(layer, tmp_path_factory.mktemp("packaged") / "opt")
 
 
 def _run_packaged(
-    package: str, layer: Path, tmp_path: Path, events: list[dict[str, Any]]
+    package: str, opt: Path, tmp_path: Path, events: list[dict[str, Any]]
 ) -> dict[str, Any]:
     code, _ = assets.function_code_dir(package)
-    task, site = assets.unpack_like_lambda(code, layer, tmp_path)
+    task, site = assets.unpack_like_lambda(code, tmp_path / "task"), opt / "python"
     spec = {
         "module": f"functions.{package}.handler",
         "events": events,
@@ -85,7 +86,8 @@ def _run_packaged(
     assert proc.returncode == 0, proc.stderr[-4000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     found: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    found["packaged"] = [p for p in compiled_paths(proc.stdout) if p.startswith(str(tmp_path))]
+    packaged = (str(task), str(opt))
+    found["packaged"] = [p for p in compiled_paths(proc.stdout) if p.startswith(packaged)]
     return found
 
 
@@ -106,10 +108,11 @@ def test_without_shipped_bytecode_the_same_import_compiles_the_package(
     host_layer: Path, tmp_path: Path
 ):
     # The control for the test above: the spy does see compilation when there is some.
-    bare_layer = tmp_path / "layer"
-    shutil.copytree(host_layer, bare_layer, ignore=shutil.ignore_patterns("__pycache__"))
+    layer, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
+    bare_opt = assets.unpack_like_lambda(layer, tmp_path / "opt")
+    without_bytecode(bare_opt)
 
-    found = _run_packaged("api", bare_layer, tmp_path / "lambda", [rest_event("GET", "/health")])
+    found = _run_packaged("api", bare_opt, tmp_path, [rest_event("GET", "/health")])
 
     assert found["statuses"] == [200]
     assert any("/opt/python/pydantic/" in path for path in found["packaged"])
