@@ -31,7 +31,7 @@ print(json.dumps({
 
 def _traced(package: str) -> dict[str, list[str]]:
     env = {
-        **lambda_runtime_environment(ROOT, package, "3.13"),
+        **lambda_runtime_environment(ROOT, package, f"{sys.version_info[0]}.{sys.version_info[1]}"),
         "AWS_REGION": "us-east-1",
         "PYTHONPATH": str(ROOT),
     }
