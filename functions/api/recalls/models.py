@@ -6,7 +6,9 @@ from datetime import date, datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from functions.api.models import ApiModel
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -15,7 +17,7 @@ ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 BrandName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class Recall(BaseModel):
+class Recall(ApiModel):
     id: int
     source_id: str
     product: str
@@ -28,13 +30,13 @@ class Recall(BaseModel):
     url: str | None = None
 
 
-class RecallPage(BaseModel):
+class RecallPage(ApiModel):
     items: list[Recall]
     # Opaque: pass it back as `cursor` for the next page; null on the last page.
     next_cursor: str | None = None
 
 
-class RecallSearch(BaseModel):
+class RecallSearch(ApiModel):
     """A validated search: every field is bound as a parameter, never spliced into SQL."""
 
     model_config = ConfigDict(frozen=True)
@@ -46,19 +48,19 @@ class RecallSearch(BaseModel):
     after: tuple[date, int] | None = None
 
 
-class NewSubscription(BaseModel):
+class NewSubscription(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     product: ProductName
     brand: BrandName | None = None
 
 
-class Subscription(BaseModel):
+class Subscription(ApiModel):
     id: UUID
     product: str
     brand: str | None = None
     created_at: datetime
 
 
-class SubscriptionList(BaseModel):
+class SubscriptionList(ApiModel):
     items: list[Subscription]

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api.caller_context import require_caller
+from functions.api.models import ApiModel
 from functions.shared.caller import Caller
 from functions.shared.errors import (
     BadRequest,
@@ -30,7 +31,7 @@ MIN_BLOCK_SECONDS = 60
 MAX_BLOCK_SECONDS = 30 * 24 * 3600
 
 
-class BlockView(BaseModel):
+class BlockView(ApiModel):
     ip: str
     version: int
     reason: str
@@ -45,11 +46,11 @@ class BlockView(BaseModel):
     actor: str | None
 
 
-class BlockList(BaseModel):
+class BlockList(ApiModel):
     blocks: list[BlockView]
 
 
-class BlockRequest(BaseModel):
+class BlockRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     targets: Annotated[
@@ -60,7 +61,7 @@ class BlockRequest(BaseModel):
     duration_seconds: Annotated[int, Field(ge=MIN_BLOCK_SECONDS, le=MAX_BLOCK_SECONDS)] = 4 * 3600
 
 
-class BlockChange(BaseModel):
+class BlockChange(ApiModel):
     changed: list[BlockView]
     not_found: list[str]
 

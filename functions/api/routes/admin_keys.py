@@ -16,10 +16,11 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.api.caller_context import require_caller
 from functions.api.identity.audit import audit
+from functions.api.models import ApiModel
 from functions.shared.caller import Caller
 from functions.shared.errors import Forbidden, NotFound
 from functions.shared.identity.api_keys import KEY_ID_PATTERN
@@ -30,7 +31,7 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 Scope = Literal["recalls:read", "admin"]
 
 
-class NewKeyRequest(BaseModel):
+class NewKeyRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     owner_id: UUID
@@ -39,13 +40,13 @@ class NewKeyRequest(BaseModel):
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
-class RotateRequest(BaseModel):
+class RotateRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     grace_days: int | None = Field(default=None, ge=0, le=90)
 
 
-class ApiKeyView(BaseModel):
+class ApiKeyView(ApiModel):
     key_id: str
     owner_id: UUID
     scopes: list[str]
@@ -61,12 +62,12 @@ class CreatedKey(ApiKeyView):
     api_key: str
 
 
-class RotatedKey(BaseModel):
+class RotatedKey(ApiModel):
     new_key: CreatedKey
     old_key: ApiKeyView
 
 
-class KeyList(BaseModel):
+class KeyList(ApiModel):
     keys: list[ApiKeyView]
 
 

@@ -6,22 +6,22 @@ from datetime import datetime
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel
 
 from functions.api.caller_context import require_caller
+from functions.api.models import ApiModel
 from functions.shared.errors import Forbidden
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-class UserView(BaseModel):
+class UserView(ApiModel):
     id: UUID
     email: str
     role: str
     created_at: datetime
 
 
-class UserList(BaseModel):
+class UserList(ApiModel):
     users: list[UserView]
 
 

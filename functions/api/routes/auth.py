@@ -13,10 +13,11 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from functions.api.caller_context import require_caller
 from functions.api.identity.audit import audit
+from functions.api.models import ApiModel
 from functions.shared import names
 from functions.shared.errors import ServiceUnavailable, TooManyRequests, Unauthorized
 from functions.shared.observability import logger, metrics
@@ -34,20 +35,20 @@ Email = Annotated[
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
     password: Password
 
 
-class TokenResponse(BaseModel):
+class TokenResponse(ApiModel):
     access_token: str
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the RFC 6750 scheme name
     expires_in: int
 
 
-class Me(BaseModel):
+class Me(ApiModel):
     user_id: str
     role: str
     authenticated_by: str

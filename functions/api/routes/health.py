@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel
+
+from functions.api.models import ApiModel
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-class Health(BaseModel):
+class Health(ApiModel):
     status: str
 
 

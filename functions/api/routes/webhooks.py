@@ -13,10 +13,11 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from functions.api.identity.audit import audit
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
+from functions.api.models import ApiModel
 from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
 from functions.shared.observability import logger
 
@@ -31,7 +32,7 @@ Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, 
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]
 
 
-class RecallData(BaseModel):
+class RecallData(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     source_id: SourceId
@@ -45,7 +46,7 @@ class RecallData(BaseModel):
     url: HttpsUrl | None = None
 
 
-class RecallEvent(BaseModel):
+class RecallEvent(ApiModel):
     """A Standard Webhooks event: `type`, `timestamp` and the recall as `data`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +56,7 @@ class RecallEvent(BaseModel):
     data: RecallData
 
 
-class WebhookAccepted(BaseModel):
+class WebhookAccepted(ApiModel):
     status: Literal["accepted"] = "accepted"
     source_id: str
     recall_id: int
