@@ -17,6 +17,12 @@ This benchmark measures the packages themselves:
   built with `pip install --no-compile`, or one whose timestamp-checked bytecode
   the zip's dates invalidate, gives Lambda.
 
+Also the botocore clients the API's first authenticated request builds
+(Secrets Manager for the database login, DynamoDB for the key's count), from
+the layer as shipped, whose botocore keeps only the services the functions call
+(`cdk.assets.BOTOCORE_SERVICES`), against the same layer with every service's
+model: a client's first creation lists every service directory botocore ships.
+
 The events are `coldstart`'s: the API answers `GET /health` with nothing in the
 environment but `AWS_REGION`, the rotation functions reject an unknown Step,
 the responder a foreign event. Median of BENCH_COLDSTART_RUNS processes per
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -114,6 +121,48 @@ def lay_out(work: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+# Run by the runtime's Python on an unpacked layer: botocore's import, then the two
+# clients an authenticated API request creates, from one session as the API does.
+CLIENTS_CHILD = r"""
+import json, sys, time
+start = time.perf_counter()
+import botocore.session
+imported = time.perf_counter()
+session = botocore.session.get_session()
+for service in ("secretsmanager", "dynamodb"):
+    session.create_client(
+        service, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+    )
+done = time.perf_counter()
+print("BENCH " + json.dumps({
+    "import_s": imported - start, "clients_s": done - imported,
+    "services": len(session.get_available_services()),
+}))
+"""
+
+
+def lay_out_layers(work: Path) -> dict[str, Path]:
+    """variant -> an unpacked layer's python/: as shipped, and with every botocore model."""
+    shipped, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
+    full, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS, botocore_services=None)
+    return {
+        "shipped": assets.unpack_like_lambda(shipped, work / "opt-shipped") / "python",
+        "all_services": assets.unpack_like_lambda(full, work / "opt-all-services") / "python",
+    }
+
+
+def clients_once(variant: str, site: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [assets.lambda_python(), "-c", CLIENTS_CHILD],
+        cwd=site,
+        env={"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return bench_line(proc, f"botocore clients from the {variant} layer")
+
+
 def run_once(name: str, target: dict[str, Any], *, counting: bool = False) -> dict[str, Any]:
     spec = json.dumps(
         {"module": target["module"], "attr": "lambda_handler", "events": target["events"]}
@@ -151,9 +200,22 @@ def run() -> Result:
             for name, target in chosen.items()
         }
         samples: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+        layers = lay_out_layers(Path(tmp))
+        client_samples: dict[str, list[dict[str, Any]]] = {name: [] for name in layers}
         for _ in range(RUNS):
             for name, target in chosen.items():
                 samples[name].append(run_once(name, target))
+            for variant, site in layers.items():
+                client_samples[variant].append(clients_once(variant, site))
+    clients = {
+        variant: {
+            "import_ms": statistics.median(s["import_s"] for s in found) * 1000,
+            "clients_ms": statistics.median(s["clients_s"] for s in found) * 1000,
+            "services": found[0]["services"],
+            "runs": len(found),
+        }
+        for variant, found in client_samples.items()
+    }
     medians = {
         name: {**summarise(found), "modules_compiled_at_start": compiled[name]}
         for name, found in samples.items()
@@ -162,10 +224,14 @@ def run() -> Result:
     for package in FUNCTIONS:
         shipped, bare = medians[f"{package}:bytecode"], medians[f"{package}:sources"]
         result.ratios[f"{package}_bytecode_vs_sources"] = shipped["total_ms"] / bare["total_ms"]
+    result.ratios["api_clients_shipped_vs_all_services"] = (
+        clients["shipped"]["clients_ms"] / clients["all_services"]["clients_ms"]
+    )
     result.targets["every packaged module loads from shipped bytecode"] = all(
         medians[f"{package}:bytecode"]["modules_compiled_at_start"] == 0 for package in FUNCTIONS
     )
     result.figures["targets"] = medians
+    result.figures["botocore_clients"] = clients
     result.figures["runtime_python"] = assets.LAMBDA_PYTHON_VERSION
     result.notes += [
         f"median of {RUNS} fresh processes per target, interleaved rounds, "
@@ -174,6 +240,8 @@ def run() -> Result:
         "the deployment zip's dates; bytecode writing off, as in Lambda's read-only /var/task",
         "sources: the same packages without bytecode, as Lambda sees timestamp-checked "
         "bytecode under the zip's 1980 dates",
+        "botocore_clients: Secrets Manager and DynamoDB clients created from the layer as "
+        "shipped (the functions' services only) and from one with every service's model",
     ]
     return result
 

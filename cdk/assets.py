@@ -58,6 +58,25 @@ LAMBDA_TASK_ROOT = "/var/task"
 LAMBDA_LAYER_ROOT = "/opt/python"
 # Part of every build's key: a change to how assets are built gives new ones.
 BUILD_FORMAT = b"bytecode:checked-hash:1"
+# The AWS APIs the functions call (their clients' service names; a test reads every
+# client the functions create and keeps this list complete), and `xray`, which the
+# X-Ray SDK's sampling client uses outside Lambda. The layer keeps botocore's models
+# of these and drops the other ~440 services' (28 MB of an 87 MB layer). A botocore
+# client's first creation lists every service directory it ships, twice, to check
+# the name it was given: about 12 ms of each function's first client on the build
+# machine with the full set (docs/PERFORMANCE.md, "Deployment packages").
+BOTOCORE_SERVICES = (
+    "cloudwatch",
+    "dynamodb",
+    "iam",
+    "logs",
+    "secretsmanager",
+    "sns",
+    "ssm",
+    "sts",
+    "wafv2",
+    "xray",
+)
 LAMBDA_PYTHON_ENV = "BABYSHIELD_LAMBDA_PYTHON"
 UV_PYTHON_DIR = REPO_ROOT / ".tools" / "python"  # the Makefile's LAMBDA_PYTHON_DIR
 
@@ -130,6 +149,28 @@ def lambda_python() -> str:
         f"(the runtime is python{wanted}): run `make lambda-python`, put python{wanted} on "
         f"PATH, or set {LAMBDA_PYTHON_ENV} to its path"
     )
+
+
+def prune_botocore_data(site: Path, keep: Iterable[str] = BOTOCORE_SERVICES) -> None:
+    """Drop the service models under `site/botocore/data` that no function uses.
+
+    The shared files beside them (endpoints, partitions, retry and default
+    configuration) stay. A kept service that botocore does not ship is an error,
+    not a silent gap: the function calling it would fail in AWS only.
+    """
+    data = site / "botocore" / "data"
+    if not data.is_dir():
+        return
+    kept = set(keep)
+    missing = sorted(name for name in kept if not (data / name).is_dir())
+    if missing:
+        raise RuntimeError(
+            f"botocore in the layer has no model for {', '.join(missing)}; "
+            "fix BOTOCORE_SERVICES in cdk/assets.py"
+        )
+    for service in data.iterdir():
+        if service.is_dir() and service.name not in kept:
+            shutil.rmtree(service)
 
 
 def compile_bytecode(root: Path, deployed_at: str) -> None:
@@ -213,12 +254,15 @@ def _publish(build: Path, target: Path, stale_pattern: str) -> None:
 
 
 def dependency_layer_dir(
-    lock_file: Path = RUNTIME_LOCK, platforms: tuple[str, ...] = LAMBDA_PLATFORMS
+    lock_file: Path = RUNTIME_LOCK,
+    platforms: tuple[str, ...] = LAMBDA_PLATFORMS,
+    botocore_services: tuple[str, ...] | None = BOTOCORE_SERVICES,
 ) -> tuple[Path, str]:
     """A directory with `python/` holding the locked dependencies, and its hash.
 
     `platforms` are the wheel tags to install: the Lambda's by default,
-    HOST_PLATFORMS for a layer that runs on this machine.
+    HOST_PLATFORMS for a layer that runs on this machine. `botocore_services`:
+    the service models the layer keeps (None: all of them, for comparison).
     """
     key = _digest(
         [
@@ -226,11 +270,12 @@ def dependency_layer_dir(
             LAMBDA_PYTHON_VERSION.encode(),
             BUILD_FORMAT,
             *map(str.encode, platforms),
+            b"*" if botocore_services is None else ",".join(sorted(botocore_services)).encode(),
         ]
     )
     # One name per architecture, so building this machine's layer never prunes
     # the Lambda's (each prunes only superseded builds of its own kind).
-    kind = f"deps-{platforms[0].rsplit('_', 1)[-1]}"
+    kind = f"deps-{platforms[0].removeprefix('manylinux_2_28_')}"
     target = BUILD_ROOT / f"{kind}-{key}"
     if target.is_dir():
         return target, key
@@ -267,6 +312,8 @@ def dependency_layer_dir(
             f"building the Lambda dependency layer failed ({' '.join(command)}):\n{result.stderr}"
         )
     try:
+        if botocore_services is not None:
+            prune_botocore_data(build / "python", botocore_services)
         compile_bytecode(build / "python", LAMBDA_LAYER_ROOT)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)

@@ -65,5 +65,7 @@ def test_every_benchmark_runs_in_one_process_and_writes_its_result(tmp_path: Pat
     assert rotation["figures"]["load_during_rotation"]["failed"] == 0
     package = json.loads((tmp_path / "package.json").read_text())
     assert all(package["targets"].values()), package["targets"]
+    clients = package["figures"]["botocore_clients"]
+    assert clients["shipped"]["services"] < clients["all_services"]["services"]
     http = json.loads((tmp_path / "http.json").read_text())
     assert http["figures"]["by_handler"]["api"]["2"]["errors"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -200,3 +201,66 @@ def test_a_layer_prunes_its_superseded_builds_but_not_the_other_architectures(
     assert newer.is_dir()
     assert not lambda_layer.exists()
     assert host_layer.is_dir()
+
+
+def _client_services(root: Path) -> dict[str, list[str]]:
+    """Service name -> where: every `...client("name", ...)` call under `root`."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            callee = node.func
+            name = callee.attr if isinstance(callee, ast.Attribute) else getattr(callee, "id", "")
+            first = node.args[0]
+            service = first.value if isinstance(first, ast.Constant) else None
+            if name.endswith("client") and isinstance(service, str):
+                found.setdefault(service, []).append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_the_layer_keeps_the_model_of_every_service_a_function_calls():
+    # Given every AWS client the functions create
+    called = _client_services(assets.FUNCTIONS_DIR)
+    assert {"secretsmanager", "dynamodb", "wafv2", "sts"} <= called.keys()
+
+    # Then the layer keeps each one's botocore model
+    dropped = {
+        name: where for name, where in called.items() if name not in assets.BOTOCORE_SERVICES
+    }
+    assert not dropped, f"add to BOTOCORE_SERVICES in cdk/assets.py: {dropped}"
+
+
+def test_pruning_keeps_the_listed_services_and_botocores_shared_files(tmp_path: Path):
+    # Given a layer's botocore data with three services and the shared files
+    data = tmp_path / "botocore" / "data"
+    for service in ("dynamodb", "ec2", "s3"):
+        (data / service / "2012-08-10").mkdir(parents=True)
+        (data / service / "2012-08-10" / "service-2.json.gz").write_bytes(b"model")
+    (data / "endpoints.json").write_text("{}")
+
+    # When it is pruned to one of them
+    assets.prune_botocore_data(tmp_path, keep=("dynamodb",))
+
+    # Then that service and the shared file stay, the others are gone
+    assert sorted(p.name for p in data.iterdir()) == ["dynamodb", "endpoints.json"]
+    assert (data / "dynamodb" / "2012-08-10" / "service-2.json.gz").is_file()
+
+
+def test_pruning_refuses_a_kept_service_botocore_does_not_ship(tmp_path: Path):
+    # Given botocore data without the service a function is said to call
+    (tmp_path / "botocore" / "data" / "dynamodb").mkdir(parents=True)
+    (tmp_path / "botocore" / "data" / "s3").mkdir()
+
+    # Then pruning fails, naming it, and removes nothing
+    with pytest.raises(RuntimeError, match="no model for wafv3"):
+        assets.prune_botocore_data(tmp_path, keep=("dynamodb", "wafv3"))
+    assert (tmp_path / "botocore" / "data" / "s3").is_dir()
+
+
+def test_a_layer_without_botocore_is_left_as_it_is(tmp_path: Path):
+    (tmp_path / "six.py").write_text("")
+
+    assets.prune_botocore_data(tmp_path)
+
+    assert [p.name for p in tmp_path.iterdir()] == ["six.py"]

@@ -116,3 +116,43 @@ def test_without_shipped_bytecode_the_same_import_compiles_the_package(
 
     assert found["statuses"] == [200]
     assert any("/opt/python/pydantic/" in path for path in found["packaged"])
+
+
+# Run by the runtime's Python on the unpacked layer: what botocore finds there.
+BOTOCORE_CHILD = r"""
+import json, botocore.session
+session = botocore.session.get_session()
+services = session.get_available_services()
+for service in services:
+    session.create_client(
+        service, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+print("RESULT " + json.dumps({"services": services, "from": botocore.__file__}))
+"""
+
+
+def test_the_layers_botocore_has_the_functions_services_and_no_others(
+    host_layer: Path, tmp_path: Path
+):
+    # When the runtime's Python lists and builds botocore clients from the layer
+    proc = subprocess.run(
+        [
+            assets.lambda_python(),
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(host_layer / 'python')!r})\n" + BOTOCORE_CHILD,
+        ],
+        cwd=tmp_path,
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    found = json.loads(line.removeprefix("RESULT "))
+
+    # Then it is the layer's botocore, holding exactly the kept services, each usable
+    assert found["from"].startswith(str(host_layer))
+    assert found["services"] == sorted(assets.BOTOCORE_SERVICES)
