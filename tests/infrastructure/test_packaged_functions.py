@@ -70,14 +70,23 @@ def _run_packaged(
         "events": events,
         "also_import": LAZY_DEPENDENCIES,
     }
+    found, stdout = _run_runtime_python(
+        [CHILD, json.dumps(spec)], f"{task}:{site}", tmp_path, {"AWS_REGION": "us-east-1"}
+    )
+    packaged = (str(task), str(opt))
+    found["packaged"] = [p for p in compiled_paths(stdout) if p.startswith(packaged)]
+    return found
+
+
+def _run_runtime_python(
+    script: list[str], path: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """Run `-c script...` with the runtime's Python on `path`, bytecode writing off, as
+    in Lambda's read-only /var/task; the child's `RESULT {json}` line, and its stdout."""
     proc = subprocess.run(
-        [assets.lambda_python(), "-c", CHILD, json.dumps(spec)],
-        cwd=tmp_path,
-        env={
-            "AWS_REGION": "us-east-1",
-            "PYTHONPATH": f"{task}:{site}",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
+        [assets.lambda_python(), "-c", *script],
+        cwd=cwd,
+        env={**(env or {}), "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -86,9 +95,7 @@ def _run_packaged(
     assert proc.returncode == 0, proc.stderr[-4000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     found: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    packaged = (str(task), str(opt))
-    found["packaged"] = [p for p in compiled_paths(proc.stdout) if p.startswith(packaged)]
-    return found
+    return found, proc.stdout
 
 
 @pytest.mark.parametrize("package", names.FUNCTION_PACKAGES)
@@ -135,23 +142,7 @@ def test_the_layers_botocore_has_the_functions_services_and_no_others(
     host_layer: Path, tmp_path: Path
 ):
     # When the runtime's Python lists and builds botocore clients from the layer
-    proc = subprocess.run(
-        [
-            assets.lambda_python(),
-            "-I",
-            "-c",
-            f"import sys; sys.path.insert(0, {str(host_layer / 'python')!r})\n" + BOTOCORE_CHILD,
-        ],
-        cwd=tmp_path,
-        env={"PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    found = json.loads(line.removeprefix("RESULT "))
+    found, _ = _run_runtime_python([BOTOCORE_CHILD], str(host_layer / "python"), tmp_path)
 
     # Then it is the layer's botocore, holding exactly the kept services, each usable
     assert found["from"].startswith(str(host_layer))
