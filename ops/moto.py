@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 REGION = "us-east-1"
 
@@ -36,6 +43,31 @@ def reset_moto(endpoint: str) -> None:
         response.read()
 
 
+class OneCallAtATime:
+    """A WSGI app that serves one AWS call at a time, as AWS applies each atomically.
+
+    In AWS a conditional write (a rate-limit slot, a DynamoDB idempotency record)
+    and a WAF IP-set update under its lock token are atomic. moto's backends take
+    no lock: two calls served by two threads at once can both pass one condition
+    (two callers taking the last rate-limit slot). Connections are still accepted
+    in parallel; only the calls' work is serialised.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            body = self._app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+
 @contextmanager
 def running_moto_server() -> Iterator[str]:
     """Start a moto server on a free loopback port; yields its endpoint URL.
@@ -45,12 +77,15 @@ def running_moto_server() -> Iterator[str]:
     """
     # werkzeug logs every AWS call at INFO: thousands of lines that say nothing.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    app = OneCallAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
         reset_moto(endpoint)
         yield endpoint
     finally:
-        server.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join()
