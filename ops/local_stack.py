@@ -20,6 +20,7 @@ rate counters and secrets do not survive a restart, by design.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -273,6 +274,13 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
         }
         write_state(state)
         stack.callback(remove_state)
+        # What exists now (imported modules, moto's backends, the provisioned
+        # resources) lives as long as the stack. The collector's full passes walked
+        # all of it, 17-276 ms each in the HTTP benchmark, while every AWS call and
+        # local request in flight waited; frozen, they walk only what came after.
+        gc.collect()
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         yield state
 
 

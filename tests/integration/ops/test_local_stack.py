@@ -9,6 +9,7 @@ stays allowlisted and is never blocked.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import time
@@ -188,3 +189,18 @@ def test_audit_fails_on_a_weakened_database_user(stack, capsys):
     assert database["status"] == "FAIL"
     assert login in database["detail"]
     assert "500" in database["detail"]
+
+
+def test_the_running_stack_keeps_its_startup_state_out_of_full_collections(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    # Given no frozen objects before the stack starts
+    monkeypatch.chdir(tmp_path)
+    assert gc.get_freeze_count() == 0
+
+    # When the stack runs, what it started with is frozen: full collections skip it
+    with running_stack(pg_cluster, DEFAULT_RATE_LIMIT):
+        assert gc.get_freeze_count() > 10_000
+
+    # And once it stops, the process collects as before
+    assert gc.get_freeze_count() == 0
