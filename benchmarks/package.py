@@ -124,7 +124,7 @@ def lay_out(work: Path) -> dict[str, dict[str, Any]]:
 # Run by the runtime's Python on an unpacked layer: botocore's import, then the two
 # clients an authenticated API request creates, from one session as the API does.
 CLIENTS_CHILD = r"""
-import json, sys, time
+import json, time
 start = time.perf_counter()
 import botocore.session
 imported = time.perf_counter()

@@ -56,9 +56,8 @@ class OneCallAtATime:
     After each call it also lets go of the model objects moto keeps for its
     dashboard (`/moto-api/data.json`, unused here): moto appends every model it
     ever creates to a list on the model's class, so each rate-limit update left an
-    item copy behind for good. A long `make run`, or a load test, grew without
-    bound, and the garbage collector's full passes over that heap grew with it
-    (to 276 ms in the HTTP benchmark), stalling every caller of the server.
+    item copy behind for good, and a long `make run` or a load test grew without
+    bound (and made each of the collector's full passes longer).
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
