@@ -142,11 +142,11 @@ print("BENCH " + json.dumps({
 
 
 def lay_out_layers(work: Path) -> dict[str, Path]:
-    """variant -> an unpacked layer's python/: as shipped, and with every botocore model."""
-    shipped, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS)
+    """variant -> an unpacked layer's python/: as shipped (lay_out's, already
+    unpacked), and with every botocore model."""
     full, _ = assets.dependency_layer_dir(platforms=assets.HOST_PLATFORMS, botocore_services=None)
     return {
-        "shipped": assets.unpack_like_lambda(shipped, work / "opt-shipped") / "python",
+        "shipped": work / "opt-bytecode" / "python",
         "all_services": assets.unpack_like_lambda(full, work / "opt-all-services") / "python",
     }
 
