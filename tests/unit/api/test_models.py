@@ -26,16 +26,7 @@ CHILD = r"""
 import json, sys
 from functions.api.handler import lambda_handler
 from functions.api.models import ApiModel
-from ops.apigw import rest_event
-
-class Context:
-    function_name = "babyshield-api"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:babyshield-api"
-    def get_remaining_time_in_millis(self):
-        return 29000
+from ops.apigw import LocalLambdaContext, rest_event
 
 def models():
     found, pending = [], list(ApiModel.__subclasses__())
@@ -49,7 +40,7 @@ def built():
     return sorted(model.__name__ for model in models() if model.__pydantic_complete__)
 
 after_import = built()
-health = lambda_handler(rest_event("GET", "/health"), Context())["statusCode"]
+health = lambda_handler(rest_event("GET", "/health"), LocalLambdaContext())["statusCode"]
 print(json.dumps({
     "models": sorted(model.__name__ for model in models()),
     "after_import": after_import,
