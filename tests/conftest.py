@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -42,4 +43,11 @@ def _fresh_settings() -> Iterator[None]:
 
     get_settings.cache_clear()
     yield
+    # A pool a test opened without meaning to (an audit row written on a refused
+    # admin request, say) keeps retrying its connection in a background thread; left
+    # open, that thread reads and caches the next test's settings before the test has
+    # set its environment. Closed first, so nothing re-caches after the clear.
+    pools = sys.modules.get("functions.shared.db.pools")
+    if pools is not None:
+        pools.close_pools()
     get_settings.cache_clear()
