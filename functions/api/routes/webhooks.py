@@ -1,109 +1,21 @@
-"""POST /webhooks/recalls: recall changes pushed by the upstream feed.
+"""POST /webhooks/recalls over HTTP: a recall change pushed by the upstream feed.
 
-The signature was checked on the raw body by the authentication edge guard
-before anything parsed it; here the event is validated, its `webhook-id` is
-claimed (a replay is refused), and the recall is upserted by `source_id`. If the
-upsert fails the id is released, so the sender's retry is not taken for a
-replay and nothing is left half-done.
+The signature was checked by the authentication edge guard, which left the
+verified delivery in the resolver context; what the route does with it is
+functions/api/recalls/feed.py.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Literal
-
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import ConfigDict, StringConstraints
 
-from functions.api.identity.audit import audit
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
-from functions.api.models import ApiModel
-from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
-from functions.shared.observability import logger
+from functions.api.recalls.feed import RecallEvent, WebhookAccepted, accept_recall
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
-
-SourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)]
-# A bounded repetition in the pattern would compile to a huge automaton; the length
-# limit is a separate, cheap constraint.
-HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]
-
-
-class RecallData(ApiModel):
-    model_config = ConfigDict(extra="forbid")
-
-    source_id: SourceId
-    product: Text
-    brand: Text
-    hazard: Text
-    remedy: Text
-    recall_date: date
-    description: LongText | None = None
-    country: Country | None = None
-    url: HttpsUrl | None = None
-
-
-class RecallEvent(ApiModel):
-    """A Standard Webhooks event: `type`, `timestamp` and the recall as `data`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["recall.created", "recall.updated"]
-    timestamp: datetime
-    data: RecallData
-
-
-class WebhookAccepted(ApiModel):
-    status: Literal["accepted"] = "accepted"
-    source_id: str
-    recall_id: int
-    created: bool
 
 
 @router.post("/webhooks/recalls", summary="Recall feed webhook", tags=["webhooks"])
 def receive_recall(event: RecallEvent) -> WebhookAccepted:
-    from functions.api.identity.store import upsert_recall
-    from functions.shared.identity.webhooks import (
-        WebhookReplayed,
-        claim_message_id,
-        release_message_id,
-    )
-
-    message = router.context.get(WEBHOOK_CONTEXT_KEY)
     source_ip = router.current_event.request_context.identity.source_ip or ""
-    if message is None:
-        raise Unauthorized()
-    try:
-        claim_message_id(message)
-    except WebhookReplayed as exc:
-        audit(
-            "webhook",
-            "failure",
-            reason="replayed",
-            source_ip=source_ip,
-            message_id=message.message_id,
-        )
-        raise Conflict("This webhook was already received.") from exc
-    except Exception as exc:
-        logger.exception("webhook id store unavailable")
-        raise ServiceUnavailable() from exc
-    try:
-        recall_id, created = upsert_recall(event.data.model_dump())
-    except BaseException:
-        try:
-            release_message_id(message)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            logger.exception("webhook id not released", extra={"message_id": message.message_id})
-        raise
-    audit(
-        "webhook",
-        "success",
-        source_ip=source_ip,
-        message_id=message.message_id,
-        event_type=event.type,
-        source_id=event.data.source_id,
-    )
-    return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)
+    return accept_recall(router.context.get(WEBHOOK_CONTEXT_KEY), event, source_ip)

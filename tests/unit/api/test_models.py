@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from functions.api.admin.keys import NewKeyRequest
 from functions.api.models import ApiModel
-from functions.api.routes.admin_keys import NewKeyRequest
 
 API_DIR = Path(__file__).resolve().parents[3] / "functions" / "api"
 

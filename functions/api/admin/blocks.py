@@ -1,0 +1,128 @@
+"""The WAF auto-block list for an admin: list, block, unblock.
+
+The same operations as `babyshield waf list|block|unblock` and the responder
+(functions/shared/blocks.py): the registry is written first and the IP sets are
+then synced to it, so a block or unblock here takes effect at the WAF at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import ConfigDict, Field
+
+from functions.api.admin import require_admin
+from functions.api.models import ApiModel
+from functions.shared.caller import Caller
+from functions.shared.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+
+T = TypeVar("T")
+
+MAX_TARGETS = 100
+MIN_BLOCK_SECONDS = 60
+MAX_BLOCK_SECONDS = 30 * 24 * 3600
+
+
+class BlockView(ApiModel):
+    ip: str
+    version: int
+    reason: str
+    alarm: str
+    source: str
+    first_seen: int
+    last_seen: int
+    blocked_until: int
+    offences: int
+    requests: int
+    event_id: str | None
+    actor: str | None
+
+
+class BlockList(ApiModel):
+    blocks: list[BlockView]
+
+
+class BlockRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    targets: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=MAX_TARGETS),
+    ]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    duration_seconds: Annotated[int, Field(ge=MIN_BLOCK_SECONDS, le=MAX_BLOCK_SECONDS)] = 4 * 3600
+
+
+class BlockChange(ApiModel):
+    changed: list[BlockView]
+    not_found: list[str]
+
+
+def _change(result: Any) -> BlockChange:
+    return BlockChange(
+        changed=[BlockView(**block.to_json()) for block in result.changed],
+        not_found=list(result.not_found),
+    )
+
+
+def _run(operation: Callable[[], T]) -> T:
+    """Map the block module's refusals to HTTP; their texts are fixed here, never echoed."""
+    from functions.shared import blocks
+
+    try:
+        return operation()
+    except blocks.InvalidTarget as exc:
+        raise BadRequest("Each target must be an IP address or CIDR, not too wide.") from exc
+    except blocks.ProtectedAddress as exc:
+        raise Conflict("A target is on the admin allowlist or the never-block list.") from exc
+    except (blocks.ProtectedListUnavailable, blocks.IpSetSyncFailed) as exc:
+        raise ServiceUnavailable() from exc
+
+
+def list_blocks(caller: Caller) -> BlockList:
+    from functions.shared import blocks
+
+    require_admin(caller)
+    return BlockList(blocks=[BlockView(**b.to_json()) for b in _run(blocks.list_blocks)])
+
+
+def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> BlockChange:
+    from functions.api.identity.audit import record_admin_action
+    from functions.shared import blocks
+
+    actor = require_admin(caller)
+    result = _run(
+        lambda: blocks.block(
+            request.targets,
+            reason=request.reason,
+            duration_seconds=request.duration_seconds,
+            actor=str(actor.user_id),
+        )
+    )
+    change = _change(result)
+    record_admin_action(
+        "waf_block",
+        actor=actor.user_id,
+        source_ip=source_ip,
+        targets=",".join(b.ip for b in change.changed),
+        duration_seconds=request.duration_seconds,
+    )
+    return change
+
+
+def remove_block(caller: Caller, ip: str, source_ip: str | None) -> None:
+    """Unblock one address at once; NotFound if it was not blocked."""
+    from functions.api.identity.audit import record_admin_action
+    from functions.shared import blocks
+
+    actor = require_admin(caller)
+    result = _run(lambda: blocks.unblock([ip], actor=str(actor.user_id)))
+    if not result.changed:
+        raise NotFound()
+    record_admin_action(
+        "waf_unblock",
+        actor=actor.user_id,
+        source_ip=source_ip,
+        targets=",".join(b.ip for b in result.changed),
+    )

@@ -1,0 +1,155 @@
+"""API keys for an admin: create, list, rotate, revoke.
+
+A key's secret is in the answer to create and rotate, once; only its SHA-256 is
+stored, so it can never be shown again. Rotation issues a successor with the
+same owner, scopes and limit, and cuts the old key's life to a grace period
+(default 7 days) so clients can switch without an outage.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+from pydantic import ConfigDict, Field
+
+from functions.api.admin import require_admin
+from functions.api.identity.audit import audit
+from functions.api.models import ApiModel
+from functions.shared.caller import Caller
+from functions.shared.errors import NotFound
+from functions.shared.identity.api_keys import KEY_ID_PATTERN
+from functions.shared.settings import get_settings
+
+Scope = Literal["recalls:read", "admin"]
+
+
+class NewKeyRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner_id: UUID
+    scopes: list[Scope] = Field(min_length=1, max_length=2)
+    rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class RotateRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_days: int | None = Field(default=None, ge=0, le=90)
+
+
+class ApiKeyView(ApiModel):
+    key_id: str
+    owner_id: UUID
+    scopes: list[str]
+    rate_limit_per_minute: int
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_from: str | None
+
+
+class CreatedKey(ApiKeyView):
+    # The only time the full key leaves the service; store it now.
+    api_key: str
+
+
+class RotatedKey(ApiModel):
+    new_key: CreatedKey
+    old_key: ApiKeyView
+
+
+class KeyList(ApiModel):
+    keys: list[ApiKeyView]
+
+
+def _key_id(raw: str) -> str:
+    if not KEY_ID_PATTERN.fullmatch(raw):
+        raise NotFound()
+    return raw
+
+
+def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> CreatedKey:
+    from functions.api.identity.store import insert_api_key
+    from functions.shared.identity.api_keys import generate_api_key
+
+    actor = require_admin(caller)
+    new_key = generate_api_key()
+    expires_at = (
+        datetime.now(UTC) + timedelta(days=request.expires_in_days)
+        if request.expires_in_days
+        else None
+    )
+    row = insert_api_key(
+        actor,
+        new_key,
+        owner_id=request.owner_id,
+        scopes=sorted(set(request.scopes)),
+        rate_limit_per_minute=request.rate_limit_per_minute,
+        expires_at=expires_at,
+    )
+    audit(
+        "api_key_create",
+        "success",
+        user_id=actor.user_id,
+        key_id=new_key.key_id,
+        source_ip=source_ip,
+        persist=True,
+        owner_id=str(request.owner_id),
+    )
+    return CreatedKey(**row, api_key=new_key.plaintext)
+
+
+def list_keys(caller: Caller, owner_id: UUID | None) -> KeyList:
+    from functions.api.identity.store import list_api_keys
+
+    rows = list_api_keys(require_admin(caller), owner_id)
+    return KeyList(keys=[ApiKeyView(**row) for row in rows])
+
+
+def rotate_key(
+    caller: Caller, key_id: str, request: RotateRequest | None, source_ip: str
+) -> RotatedKey:
+    from functions.api.identity.store import rotate_api_key
+    from functions.shared.identity.api_keys import generate_api_key
+
+    actor = require_admin(caller)
+    old_id = _key_id(key_id)
+    grace_days = (
+        request.grace_days
+        if request is not None and request.grace_days is not None
+        else get_settings().api_key_rotation_grace_days
+    )
+    new_key = generate_api_key()
+    new_row, old_row = rotate_api_key(actor, old_id, new_key, timedelta(days=grace_days))
+    audit(
+        "api_key_rotate",
+        "success",
+        user_id=actor.user_id,
+        key_id=new_key.key_id,
+        source_ip=source_ip,
+        persist=True,
+        rotated_from=old_id,
+        grace_days=grace_days,
+    )
+    return RotatedKey(
+        new_key=CreatedKey(**new_row, api_key=new_key.plaintext), old_key=ApiKeyView(**old_row)
+    )
+
+
+def revoke_key(caller: Caller, key_id: str, source_ip: str) -> ApiKeyView:
+    from functions.api.identity.store import revoke_api_key
+
+    actor = require_admin(caller)
+    row = revoke_api_key(actor, _key_id(key_id))
+    audit(
+        "api_key_revoke",
+        "success",
+        user_id=actor.user_id,
+        key_id=row["key_id"],
+        source_ip=source_ip,
+        persist=True,
+    )
+    return ApiKeyView(**row)

@@ -1,0 +1,125 @@
+"""Sign-in (email + password -> access token) and who-am-I, without the HTTP framework.
+
+Sign-in answers the same way whether the email is unknown or the password is
+wrong, and costs the same time (a dummy scrypt for unknown emails). Failures are
+counted per account and per source IP in DynamoDB; past the threshold the caller
+waits (429 with Retry-After), whichever instance it reaches.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ConfigDict, StringConstraints
+
+from functions.api.identity.audit import audit
+from functions.api.models import ApiModel
+from functions.shared import names
+from functions.shared.caller import Caller
+from functions.shared.errors import ServiceUnavailable, TooManyRequests, Unauthorized
+from functions.shared.observability import logger, metrics
+
+INVALID_CREDENTIALS = "Invalid email or password."
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    ),
+]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class LoginRequest(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: Password
+
+
+class TokenResponse(ApiModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the RFC 6750 scheme name
+    expires_in: int
+
+
+class Me(ApiModel):
+    user_id: str
+    role: str
+    authenticated_by: str
+
+
+def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
+    from functions.api.identity.store import user_for_login
+    from functions.shared.identity.lockout import LockoutUnavailable, SignInLockout, lockout_keys
+    from functions.shared.identity.passwords import verify_password
+
+    email = credentials.email.lower()
+    lockout = SignInLockout()
+    keys = lockout_keys(email, source_ip)
+    try:
+        wait = lockout.retry_after(keys)
+    except LockoutUnavailable as exc:
+        # Without the counters, guessing would be unlimited: refuse rather than guess.
+        logger.exception("sign-in lockout store unavailable")
+        raise ServiceUnavailable() from exc
+    if wait > 0:
+        audit("sign_in", "failure", reason="locked_out", source_ip=source_ip)
+        raise TooManyRequests(wait)
+
+    user = user_for_login(email)
+    if (
+        not verify_password(credentials.password, user.password_hash if user else None)
+        or user is None
+    ):
+        try:
+            outcome = lockout.record_failure(keys)
+        except LockoutUnavailable:
+            logger.exception("sign-in failure not counted")
+        else:
+            if outcome.locked_for_seconds:
+                metrics.add_metric(name=names.METRIC_LOCKOUTS, unit=MetricUnit.Count, value=1)
+        audit(
+            "sign_in",
+            "failure",
+            reason="unknown_user" if user is None else "wrong_password",
+            user_id=user.user_id if user else None,
+            source_ip=source_ip,
+        )
+        raise Unauthorized(INVALID_CREDENTIALS)
+
+    from functions.shared.identity.jwt_keys import KeyMaterialError
+    from functions.shared.identity.secret_versions import SecretUnavailable
+    from functions.shared.identity.tokens import issue_access_token
+
+    try:
+        lockout.record_success(keys)
+    except LockoutUnavailable:
+        logger.exception("sign-in success not recorded")
+    _upgrade_hash(user.user_id, user.role, user.password_hash, credentials.password)
+    try:
+        issued = issue_access_token(user.user_id, user.role)
+    except (SecretUnavailable, KeyMaterialError) as exc:
+        logger.exception("cannot sign access tokens")
+        raise ServiceUnavailable() from exc
+    audit("sign_in", "success", user_id=user.user_id, source_ip=source_ip, kid=issued.kid)
+    return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:
+    """Re-hash with today's cost after a raised scrypt setting; the sign-in proved the password."""
+    from functions.api.identity.store import update_password_hash
+    from functions.shared.identity.passwords import hash_password, needs_rehash
+
+    if not needs_rehash(stored):
+        return
+    try:
+        update_password_hash(user_id, role, hash_password(password))
+    except Exception:  # noqa: BLE001 - the sign-in stands; the upgrade retries next time
+        logger.exception("password hash upgrade failed", extra={"user_id": str(user_id)})
+
+
+def who_am_i(caller: Caller) -> Me:
+    return Me(user_id=str(caller.user_id), role=caller.role, authenticated_by=caller.kind)

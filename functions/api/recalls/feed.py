@@ -1,0 +1,108 @@
+"""Recall changes pushed by the upstream feed (a Standard Webhooks delivery).
+
+The signature was checked on the raw body before anything parsed it (the
+authentication edge, functions/api/middleware/authentication.py); here the
+event's `webhook-id` is claimed (a replay is refused) and the recall is upserted
+by `source_id`. If the upsert fails the id is released, so the sender's retry is
+not taken for a replay and nothing is left half-done.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import ConfigDict, StringConstraints
+
+from functions.api.identity.audit import audit
+from functions.api.models import ApiModel
+from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
+from functions.shared.observability import logger
+
+if TYPE_CHECKING:
+    from functions.shared.identity.webhooks import VerifiedWebhook
+
+SourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)]
+# A bounded repetition in the pattern would compile to a huge automaton; the length
+# limit is a separate, cheap constraint.
+HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]
+
+
+class RecallData(ApiModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: SourceId
+    product: Text
+    brand: Text
+    hazard: Text
+    remedy: Text
+    recall_date: date
+    description: LongText | None = None
+    country: Country | None = None
+    url: HttpsUrl | None = None
+
+
+class RecallEvent(ApiModel):
+    """A Standard Webhooks event: `type`, `timestamp` and the recall as `data`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["recall.created", "recall.updated"]
+    timestamp: datetime
+    data: RecallData
+
+
+class WebhookAccepted(ApiModel):
+    status: Literal["accepted"] = "accepted"
+    source_id: str
+    recall_id: int
+    created: bool
+
+
+def accept_recall(
+    message: VerifiedWebhook | None, event: RecallEvent, source_ip: str
+) -> WebhookAccepted:
+    """Claim the delivery's id, upsert its recall; `message` is the verified signature."""
+    from functions.api.identity.store import upsert_recall
+    from functions.shared.identity.webhooks import (
+        WebhookReplayed,
+        claim_message_id,
+        release_message_id,
+    )
+
+    if message is None:
+        raise Unauthorized()
+    try:
+        claim_message_id(message)
+    except WebhookReplayed as exc:
+        audit(
+            "webhook",
+            "failure",
+            reason="replayed",
+            source_ip=source_ip,
+            message_id=message.message_id,
+        )
+        raise Conflict("This webhook was already received.") from exc
+    except Exception as exc:
+        logger.exception("webhook id store unavailable")
+        raise ServiceUnavailable() from exc
+    try:
+        recall_id, created = upsert_recall(event.data.model_dump())
+    except BaseException:
+        try:
+            release_message_id(message)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            logger.exception("webhook id not released", extra={"message_id": message.message_id})
+        raise
+    audit(
+        "webhook",
+        "success",
+        source_ip=source_ip,
+        message_id=message.message_id,
+        event_type=event.type,
+        source_id=event.data.source_id,
+    )
+    return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)
