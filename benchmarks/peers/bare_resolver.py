@@ -1,9 +1,9 @@
 """The baseline: a bare Powertools REST resolver, no edge guards, no validation.
 
 The same routes call the same domain logic and, on `/recalls`, the same API-key
-check as the peer (identity lookup, SHA-256 compare, per-key rate limit, audit
-line) inline in the route, so what our handler adds over this is exactly the
-chain: request limits, admin allowlist, the authentication policy table, attack
+check as our handler (identity lookup, SHA-256 compare, per-key rate limit,
+audit line) inline in the route (`check_key`), so what our handler adds over
+this is exactly the chain: request limits, admin allowlist, the authentication policy table, attack
 inspection, pydantic validation, the error mapping and the security headers.
 It serves an attack request like any other, which is what "no middleware" means.
 """
@@ -15,13 +15,37 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 
-from benchmarks.peers.identity import check_key
 from functions.api.recalls import logic
 from functions.api.recalls.models import DEFAULT_PAGE_SIZE
-from functions.shared.errors import DomainError, to_http
+from functions.shared.errors import DomainError, Forbidden, Unauthorized, to_http
 from functions.shared.observability import logger, metrics
 
 app = APIGatewayRestResolver()
+
+
+def check_key(raw: str, source_ip: str) -> None:
+    """The steps of functions/api/middleware/authentication.py::_key_caller, in line:
+    parse, look the key up, compare the SHA-256 in constant time, check the scope,
+    count the request against the key's limit in DynamoDB, audit."""
+    from functions.api.identity.audit import audit
+    from functions.api.identity.store import api_key_record
+    from functions.api.middleware.authentication import enforce_key_rate_limit
+    from functions.shared.identity.api_keys import (
+        SCOPE_RECALLS_READ,
+        ApiKeyRejected,
+        check_api_key,
+    )
+
+    try:
+        record = check_api_key(raw, api_key_record)
+    except ApiKeyRejected as rejected:
+        audit("api_key", "failure", reason=rejected.reason, source_ip=source_ip)
+        raise Unauthorized() from rejected
+    if SCOPE_RECALLS_READ not in record.scopes:
+        audit("api_key", "failure", reason="missing_scope", source_ip=source_ip)
+        raise Forbidden()
+    enforce_key_rate_limit(record, source_ip)
+    audit("api_key", "success", key_id=record.key_id, user_id=record.owner_id, source_ip=source_ip)
 
 
 @app.get("/health")

@@ -1,65 +1,122 @@
-"""The peer: the same API edge and routes written with FastAPI behind Mangum.
+"""The peer: the same API, every route, written with FastAPI behind Mangum.
 
-This is what most teams would pick for a Python API on Lambda. For the
-benchmarked routes it behaves as our handler does: security headers on every
-response, header and body size limits, attack inspection of path, query and
-JSON body with the same detector, the admin allowlist from the connection's
-address, 422s that never echo input, domain errors mapped by the same
-`to_http`, and on `/recalls` an optional API key checked by the same identity
-code (lookup in PostgreSQL, SHA-256 compare, per-key rate limit in DynamoDB,
-audit line) before the same domain logic and data layer run the search.
+This is what most teams would pick for a Python API on Lambda. It answers what
+our handler answers (tests/integration/identity/test_peer_parity.py holds the
+two to it): security headers on every response; then, in our edge's order,
+header and body limits and the JSON media type, the admin allowlist from the
+connection's address, the caller's identity under the same path policies
+(API key with its rate limit, JWT, the admin chain, webhook signatures), and
+attack inspection of path, query and JSON body; 422s that never echo input,
+and the same error mapping. The routes validate with the same models and call
+the same framework-free logic.
 
+The edge is written against Starlette's request, as a FastAPI team would
+write it, from our framework-free parts (the detector, the allowlist and JSON
+walkers, the policy table); identity runs our authentication code on the
+Lambda event, imported when a request first needs it, as our handler does.
 Only the framework differs, so the benchmarks compare framework cost, not
 features. A dev dependency only; nothing in functions/ imports it.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
+import warnings
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import unquote
+from uuid import UUID
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from mangum import Mangum
+from pydantic.warnings import UnsupportedFieldAttributeWarning
+from starlette.exceptions import HTTPException
 
-from benchmarks.peers.identity import check_key
-from functions.api.inspection import find_threat, find_threat_in_path
+from functions.api.admin import blocks, keys, users
+from functions.api.admin.blocks import BlockChange, BlockList, BlockRequest
+from functions.api.admin.keys import (
+    ApiKeyView,
+    CreatedKey,
+    KeyList,
+    NewKeyRequest,
+    RotatedKey,
+    RotateRequest,
+)
+from functions.api.admin.users import UserList
+from functions.api.identity.sign_in import (
+    LoginRequest,
+    Me,
+    TokenResponse,
+    published_keys,
+    sign_in,
+    who_am_i,
+)
+from functions.api.inspection import find_threat
+from functions.api.middleware.admin_allowlist import address_allowed, is_admin_path
+from functions.api.middleware.allowlist_source import current_allowlist
+from functions.api.middleware.attack_inspection import json_strings, parse_json_body
+from functions.api.middleware.policies import Policy, policy_for
+from functions.api.middleware.request_limits import BODY_METHODS, JSON_MEDIA_TYPES
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.api.recalls import logic
 from functions.api.recalls.cursor import MAX_CURSOR_LENGTH
-from functions.api.recalls.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RecallPage
-from functions.shared.errors import DomainError, to_http
+from functions.api.recalls.feed import RecallEvent, WebhookAccepted, accept_recall
+from functions.api.recalls.models import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    NewSubscription,
+    Recall,
+    RecallPage,
+    Subscription,
+    SubscriptionList,
+)
+from functions.shared.caller import Caller
+from functions.shared.errors import (
+    BadRequest,
+    DomainError,
+    Forbidden,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RejectedInput,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+    internal_error,
+    to_http,
+)
 from functions.shared.settings import get_settings
+
+# FastAPI passes each body parameter's name to pydantic as an alias that pydantic
+# then ignores, and says so on every first validation: noise, not a finding.
+warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
 
 app = FastAPI(title="BabyShield peer", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-def _error(status: int, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code}}, status_code=status)
+def _event(request: Request) -> dict[str, Any]:
+    event: dict[str, Any] = request.scope.get("aws.event", {})
+    return event
 
 
-def _strings(node: Any) -> list[str]:
-    out: list[str] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            out.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return out
+def _source_ip(request: Request) -> str:
+    return str(_event(request).get("requestContext", {}).get("identity", {}).get("sourceIp", ""))
+
+
+def _error(error: DomainError, request: Request) -> JSONResponse:
+    request_id = _event(request).get("requestContext", {}).get("requestId")
+    http = to_http(error, request_id)
+    return JSONResponse(http.body, status_code=http.status, headers=http.headers)
 
 
 @app.middleware("http")
 async def security_edge(request: Request, call_next: Any) -> Response:
-    response = await _guarded(request, call_next)
+    try:
+        response = await _guarded(request, call_next)
+    except DomainError as error:
+        response = _error(error, request)
     for name in ("server", "x-powered-by"):
         if name in response.headers:
             del response.headers[name]
@@ -68,66 +125,122 @@ async def security_edge(request: Request, call_next: Any) -> Response:
     return response
 
 
-def _admin_allowed(request: Request) -> bool:
-    event = request.scope.get("aws.event", {})
-    source = event.get("requestContext", {}).get("identity", {}).get("sourceIp", "")
-    try:
-        address = ipaddress.ip_address(source)
-    except ValueError:
-        return False
-    return any(
-        address.version == net.version and address in net
-        for net in get_settings().admin_allowed_cidrs
-    )
-
-
-async def _guarded(request: Request, call_next: Any) -> Response:
+def _check_limits(request: Request, body: bytes) -> str | None:
     settings = get_settings()
     total = 0
     for name, value in request.headers.items():
         size = len(name) + len(value)
         if size > settings.max_header_bytes:
-            return _error(431, "headers_too_large")
+            raise HeadersTooLarge()
         total += size
     if total > settings.max_total_header_bytes:
-        return _error(431, "headers_too_large")
-    body = await request.body()
+        raise HeadersTooLarge()
     if len(body) > settings.max_body_bytes:
-        return _error(413, "payload_too_large")
+        raise PayloadTooLarge()
+    if not body:
+        return None
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if request.method in BODY_METHODS and media_type not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("The request body is not valid UTF-8.") from exc
+
+
+def _routed(path: str) -> bool:
+    return any(
+        isinstance(route, APIRoute) and route.path_regex.match(path) for route in app.router.routes
+    )
+
+
+def _check_allowlist(request: Request, path: str) -> None:
+    if not is_admin_path(path, get_settings().admin_path_prefixes):
+        return
+    if address_allowed(_source_ip(request), current_allowlist()):
+        return
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    from functions.api.middleware.admin_chain import record_allowlist_refusal
+
+    record_allowlist_refusal(APIGatewayProxyEvent(_event(request)), routed=_routed(path))
+    raise Forbidden()
+
+
+def _identify(request: Request, path: str) -> None:
+    request.state.caller = None
+    request.state.webhook = None
+    settings = get_settings()
+    if policy_for(path, settings) is Policy.PUBLIC:
+        return
+    if not _routed(path) and not is_admin_path(path, settings.admin_path_prefixes):
+        return
+    # Our authentication code, on the Lambda event Mangum was given, loaded on the
+    # first request that needs it (as in our handler, where tokens, keys and
+    # webhook secrets load on first use).
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    from functions.api.middleware.authentication import authenticate
+
+    identity = authenticate(APIGatewayProxyEvent(_event(request)))
+    request.state.caller = identity.caller
+    request.state.webhook = identity.webhook
+
+
+def _inspect(request: Request, body_text: str | None) -> None:
+    # The path as API Gateway passed it: the detector does its own decoding.
+    path = str(_event(request).get("path") or request.url.path)
+    values = [v for pair in request.query_params.multi_items() for v in pair]
+    if find_threat(path) or any(find_threat(v) for v in values if v):
+        raise RejectedInput()
+    if body_text is not None and any(
+        find_threat(v) for v in json_strings(parse_json_body(body_text))
+    ):
+        raise RejectedInput()
+
+
+async def _guarded(request: Request, call_next: Any) -> Response:
+    # The same order as our edge (functions/api/app.py): cheapest refusals first,
+    # the allowlist before anything looks at content, identity before inspection.
     path = request.url.path
-    prefixes = settings.admin_path_prefixes
-    if any(path == p or path.startswith(p + "/") for p in prefixes) and not _admin_allowed(request):
-        return _error(403, "forbidden")
-    values = list(request.query_params.values()) + list(request.query_params.keys())
-    if find_threat_in_path(unquote(path)) or any(find_threat(v) for v in values):
-        return _error(400, "rejected_input")
-    if body:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return _error(400, "bad_request")
-        if any(find_threat(v) for v in _strings(document)):
-            return _error(400, "rejected_input")
+    body_text = _check_limits(request, await request.body())
+    _check_allowlist(request, path)
+    _identify(request, path)
+    _inspect(request, body_text)
     response: Response = await call_next(request)
     return response
 
 
 @app.exception_handler(DomainError)
 async def domain_error(request: Request, error: DomainError) -> JSONResponse:
-    http = to_http(error, None)
-    return JSONResponse(http.body, status_code=http.status, headers=http.headers)
+    return _error(error, request)
 
 
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     # FastAPI's default handler echoes the input; ours never does, so neither does the peer.
-    fields = sorted({".".join(str(p) for p in item.get("loc", ())) for item in error.errors()})
-    return JSONResponse({"error": {"code": "validation_failed", "fields": fields}}, status_code=422)
+    return _error(ValidationFailed.from_errors(error.errors()), request)
 
 
-def _source_ip(request: Request) -> str:
-    event = request.scope.get("aws.event", {})
-    return str(event.get("requestContext", {}).get("identity", {}).get("sourceIp", ""))
+@app.exception_handler(HTTPException)
+async def routing_error(request: Request, error: HTTPException) -> JSONResponse:
+    if error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        return _error(MethodNotAllowed([m.strip() for m in allowed.split(",") if m]), request)
+    return _error(NotFound(), request)
+
+
+@app.exception_handler(Exception)
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    http = internal_error(_event(request).get("requestContext", {}).get("requestId"))
+    return JSONResponse(http.body, status_code=http.status)
+
+
+def _caller(request: Request) -> Caller:
+    caller = request.state.caller
+    if not isinstance(caller, Caller):
+        raise Unauthorized()
+    return caller
 
 
 @app.get("/health")
@@ -135,19 +248,97 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/recalls", response_model=RecallPage)
+@app.get("/recalls")
 def search_recalls(
-    request: Request,
     q: Annotated[str | None, Query(max_length=200)] = None,
     brand: Annotated[str | None, Query(max_length=100)] = None,
     since: date | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
 ) -> RecallPage:
-    if x_api_key is not None:
-        check_key(x_api_key, _source_ip(request))
     return logic.search_recalls(q=q, brand=brand, since=since, limit=limit, cursor=cursor)
+
+
+@app.get("/recalls/{recall_id}")
+def get_recall(recall_id: str) -> Recall:
+    return logic.recall_by_id(recall_id)
+
+
+@app.get("/me/subscriptions")
+def list_subscriptions(request: Request) -> SubscriptionList:
+    return logic.subscriptions_of(_caller(request))
+
+
+@app.post("/me/subscriptions", status_code=201)
+def create_subscription(request: Request, subscription: NewSubscription) -> Subscription:
+    return logic.subscribe(_caller(request), subscription)
+
+
+@app.delete("/me/subscriptions/{subscription_id}", status_code=204)
+def delete_subscription(request: Request, subscription_id: str) -> Response:
+    logic.unsubscribe(_caller(request), subscription_id)
+    return Response(status_code=204)
+
+
+@app.post("/auth/login")
+def login(request: Request, credentials: LoginRequest) -> TokenResponse:
+    return sign_in(credentials, _source_ip(request))
+
+
+@app.get("/auth/me")
+def me(request: Request) -> Me:
+    return who_am_i(_caller(request))
+
+
+@app.get("/.well-known/jwks.json")
+def jwks() -> dict[str, Any]:
+    return published_keys()
+
+
+@app.post("/webhooks/recalls")
+def receive_recall(request: Request, event: RecallEvent) -> WebhookAccepted:
+    return accept_recall(request.state.webhook, event, _source_ip(request))
+
+
+@app.post("/admin/api-keys", status_code=201)
+def create_key(request: Request, body: NewKeyRequest) -> CreatedKey:
+    return keys.create_key(_caller(request), body, _source_ip(request))
+
+
+@app.get("/admin/api-keys")
+def list_keys(request: Request, owner_id: UUID | None = None) -> KeyList:
+    return keys.list_keys(_caller(request), owner_id)
+
+
+@app.post("/admin/api-keys/{key_id}/rotate", status_code=201)
+def rotate_key(request: Request, key_id: str, body: RotateRequest | None = None) -> RotatedKey:
+    return keys.rotate_key(_caller(request), key_id, body, _source_ip(request))
+
+
+@app.post("/admin/api-keys/{key_id}/revoke")
+def revoke_key(request: Request, key_id: str) -> ApiKeyView:
+    return keys.revoke_key(_caller(request), key_id, _source_ip(request))
+
+
+@app.get("/admin/users")
+def list_users(request: Request) -> UserList:
+    return users.list_users(_caller(request))
+
+
+@app.get("/admin/blocks")
+def list_blocks(request: Request) -> BlockList:
+    return blocks.list_blocks(_caller(request))
+
+
+@app.post("/admin/blocks", status_code=201)
+def add_blocks(request: Request, body: BlockRequest) -> BlockChange:
+    return blocks.add_blocks(_caller(request), body, _source_ip(request))
+
+
+@app.delete("/admin/blocks/{ip}", status_code=204)
+def remove_block(request: Request, ip: str) -> Response:
+    blocks.remove_block(_caller(request), ip, _source_ip(request))
+    return Response(status_code=204)
 
 
 handler = Mangum(app, lifespan="off")

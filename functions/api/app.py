@@ -13,7 +13,8 @@ from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
 from functions.api.middleware.admin_allowlist import enforce_admin_allowlist, is_admin_path
 from functions.api.middleware.admin_chain import record_allowlist_refusal
 from functions.api.middleware.attack_inspection import inspect_request
-from functions.api.middleware.authentication import Policy, authenticate, policy_for
+from functions.api.middleware.authentication import authenticate
+from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import body_text, check_request_limits
 from functions.api.resolver import SecureResolver
 from functions.api.routes import (
@@ -122,15 +123,7 @@ def handle_domain_error(error: DomainError) -> Response[Any]:
 
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(error: RequestValidationError) -> Response[Any]:
-    # Only the location of each failure, never its input or pydantic's message;
-    # for unexpected fields even the name is the caller's, so it is dropped.
-    fields = []
-    for item in error.errors():
-        loc = [str(part) for part in item.get("loc", ())]
-        if item.get("type") == "extra_forbidden":
-            loc = loc[:1]
-        fields.append(".".join(loc))
-    return _response(ValidationFailed(sorted(set(fields))))
+    return _response(ValidationFailed.from_errors(error.errors()))
 
 
 @app.not_found

@@ -7,6 +7,7 @@ taken from the request, so an error can't echo an attacker's input.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -81,6 +82,19 @@ class ValidationFailed(DomainError):
     def __init__(self, fields: list[str]):
         super().__init__()
         self.fields = fields
+
+    @classmethod
+    def from_errors(cls, errors: Iterable[Mapping[str, Any]]) -> ValidationFailed:
+        """From pydantic's error list: only where each failure is, never its input or
+        pydantic's message; for an unexpected field even the name is the caller's, so
+        only the part of the request it was in is kept."""
+        fields = []
+        for item in errors:
+            loc = [str(part) for part in item.get("loc", ())]
+            if item.get("type") == "extra_forbidden":
+                loc = loc[:1]
+            fields.append(".".join(loc))
+        return cls(sorted(set(fields)))
 
 
 class TooManyRequests(DomainError):

@@ -1,4 +1,5 @@
-"""Sign-in (email + password -> access token) and who-am-I, without the HTTP framework.
+"""Access tokens, without the HTTP framework: sign-in (email + password -> token),
+who-am-I, and the public keys that verify the tokens.
 
 Sign-in answers the same way whether the email is unknown or the password is
 wrong, and costs the same time (a dummy scrypt for unknown emails). Failures are
@@ -8,7 +9,7 @@ waits (429 with Retry-After), whichever instance it reaches.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -123,3 +124,16 @@ def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:
 
 def who_am_i(caller: Caller) -> Me:
     return Me(user_id=str(caller.user_id), role=caller.role, authenticated_by=caller.kind)
+
+
+def published_keys() -> dict[str, Any]:
+    """The JWKS: both live keys (AWSCURRENT and, during a rotation's grace window,
+    AWSPREVIOUS), so a relying party can verify every token the API still accepts."""
+    from functions.shared.identity.jwt_keys import KeyMaterialError, key_store
+    from functions.shared.identity.secret_versions import SecretUnavailable
+
+    try:
+        return key_store().key_ring().jwks()
+    except (SecretUnavailable, KeyMaterialError) as exc:
+        logger.exception("JWT keys unavailable")
+        raise ServiceUnavailable() from exc

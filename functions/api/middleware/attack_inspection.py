@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from typing import TYPE_CHECKING, Any
 
 from functions.api.inspection import Detection, detect
 from functions.shared.errors import BadRequest, RejectedInput
 from functions.shared.observability import logger
+
+if TYPE_CHECKING:
+    # For annotations only: the helpers here import without Powertools' event
+    # classes, so the benchmarks' FastAPI peer runs the same checks.
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 # Deeper JSON than this is refused: no legitimate API body nests so far, and
 # deep nesting is a cheap way to exhaust the parser's stack.

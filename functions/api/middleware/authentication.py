@@ -2,17 +2,9 @@
 
 Runs as an edge guard (see resolver.py): Powertools validates a body before any
 `app.use()` middleware, and an unauthenticated caller must get 401, not a 422
-that describes the body it may not send. Which credential a path needs is a
-table here, by path prefix, so a new route under a protected prefix cannot
-forget its check:
-
-- `/admin`, `/monitoring`: the admin chain (admin_chain.py);
-- `/me`, `/auth/me`: a JWT access token (`Authorization: Bearer`);
-- `/webhooks/`: a Standard Webhooks signature over the raw body;
-- `/recalls`: public data; a presented API key or token is verified, and an API
-  key is held to its own rate limit;
-- everything else: public, credentials ignored (so `/health` never loads a crypto
-  library).
+that describes the body it may not send. Which credential a path needs is the
+table in policies.py, by path prefix, so a new route under a protected prefix
+cannot forget its check.
 
 Each decision is audited (audit.py); refusals never say more than "authentication
 is required" or "access denied".
@@ -21,7 +13,6 @@ is required" or "access denied".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -30,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.api.identity.audit import audit
 from functions.api.identity.caller import AuthenticatedCaller
-from functions.api.middleware.admin_allowlist import is_admin_path
+from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import raw_body
 from functions.shared.caller import CallerRole
 from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
@@ -47,36 +38,6 @@ if TYPE_CHECKING:
 API_KEY_HEADER = "x-api-key"
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}
 INVALID_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield", error="invalid_token"'}
-
-
-class Policy(StrEnum):
-    PUBLIC = "public"
-    OPTIONAL = "optional"
-    USER = "user"
-    ADMIN = "admin"
-    WEBHOOK = "webhook"
-
-
-PATH_POLICIES: tuple[tuple[str, Policy], ...] = (
-    ("/webhooks", Policy.WEBHOOK),
-    ("/me", Policy.USER),
-    ("/auth/me", Policy.USER),
-    ("/recalls", Policy.OPTIONAL),
-)
-
-
-_POLICY_PREFIXES = tuple(prefix for prefix, _ in PATH_POLICIES)
-
-
-def policy_for(path: str, settings: Settings) -> Policy:
-    if is_admin_path(path, settings.admin_path_prefixes):
-        return Policy.ADMIN
-    # One C-level check sends most public paths (/health, /auth/login) straight out.
-    if path.startswith(_POLICY_PREFIXES):
-        for prefix, policy in PATH_POLICIES:
-            if path == prefix or path.startswith(prefix + "/"):
-                return policy
-    return Policy.PUBLIC
 
 
 @dataclass(frozen=True)

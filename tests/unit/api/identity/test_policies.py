@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from functions.api.middleware.authentication import Policy, policy_for
+from functions.api.middleware.policies import Policy, policy_for
 from functions.shared.settings import get_settings
 from tests.support.api import call_api
 
