@@ -14,7 +14,10 @@ from typing import Any
 
 from constructs import Node
 
+from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
+
 CONTEXT_PREFIX = "babyshield:"
+MAX_INSPECTED_BODY_BYTES = 64 * 1024
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -27,9 +30,11 @@ class DeploymentConfig:
     geo_block_countries: tuple[str, ...] = ()
     admin_allowed_cidrs_v4: tuple[str, ...] = ()
     admin_allowed_cidrs_v6: tuple[str, ...] = ()
-    # WAF: requests per IP per 5 minutes, and the body size WAF can inspect.
+    # WAF: requests per IP per 5 minutes; the largest body: WAF refuses a larger
+    # one (it could not inspect the rest) and so does the API (MAX_BODY_BYTES).
+    # API Gateway sends WAF 16 KB of body at no extra charge, up to 64 KB for a fee.
     rate_limit_per_5_minutes: int = 2000
-    max_body_bytes: int = 8 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Alarms: thresholds per 5-minute period.
     waf_blocked_threshold: int = 100
     failed_signin_threshold: int = 20
@@ -53,6 +58,11 @@ class DeploymentConfig:
         for cidr in self.admin_allowed_cidrs_v6:
             if ipaddress.ip_network(cidr, strict=True).version != 6:
                 raise ValueError(f"adminAllowedCidrsV6: {cidr!r} is not an IPv6 network")
+        if not 1 <= self.max_body_bytes <= MAX_INSPECTED_BODY_BYTES:
+            raise ValueError(
+                f"maxBodyBytes must be between 1 and {MAX_INSPECTED_BODY_BYTES}: "
+                "WAF inspects at most 64 KB of an API Gateway request's body"
+            )
         if not 10 <= self.rate_limit_per_5_minutes <= 2_000_000_000:
             raise ValueError("rateLimitPer5Minutes must be between 10 and 2e9 (WAF's bounds)")
         for name in ("waf_blocked_threshold", "failed_signin_threshold", "api_5xx_threshold"):

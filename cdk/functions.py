@@ -87,7 +87,7 @@ def _database_tls() -> dict[str, str]:
     return {"DB_SSL_ROOT_CERT": f"{LAMBDA_TASK_ROOT}/{RDS_CA_IN_ASSET}"}
 
 
-def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
+def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[FunctionSpec, ...]:
     secrets = _secret_environment()
     database_tls = _database_tls()
     return (
@@ -100,6 +100,9 @@ def function_specs(api_reserved_concurrency: int) -> tuple[FunctionSpec, ...]:
             memory_mb=1024,
             environment={
                 "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
+                # The WAF's body limit (cdk/waf.py): the API refuses the same bodies,
+                # also when maxBodyBytes is set away from the default the two share.
+                "MAX_BODY_BYTES": str(max_body_bytes),
                 "RATE_LIMIT_TABLE": names.RATE_LIMIT_TABLE,
                 "WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE,
                 "IDEMPOTENCY_TABLE": names.IDEMPOTENCY_TABLE,
@@ -191,6 +194,7 @@ class LambdaFunctions(Construct):
         subnets: ec2.SubnetSelection,
         log_retention: logs.RetentionDays,
         api_reserved_concurrency: int,
+        max_body_bytes: int,
     ) -> None:
         super().__init__(scope, construct_id)
         self._key = key
@@ -211,7 +215,7 @@ class LambdaFunctions(Construct):
         self.by_package: dict[str, lambda_.Function] = {}
         self.security_groups: dict[str, ec2.SecurityGroup] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
-        for spec in function_specs(api_reserved_concurrency):
+        for spec in function_specs(api_reserved_concurrency, max_body_bytes):
             self.by_package[spec.package] = self._build(spec)
 
     @property

@@ -48,6 +48,7 @@ class BabyShieldStack(Stack):
             subnets=self.network.subnets,
             log_retention=retention,
             api_reserved_concurrency=config.api_reserved_concurrency,
+            max_body_bytes=config.max_body_bytes,
         )
         for package, function in zip(
             self.functions.security_groups, self.functions.vpc_functions, strict=True

@@ -88,6 +88,14 @@ def _any_of(
     )
 
 
+def inspection_limit(max_body_bytes: int) -> str:
+    """The smallest body inspection window WAF offers API Gateway that covers the limit."""
+    for kilobytes in (16, 32, 48, 64):
+        if max_body_bytes <= kilobytes * 1024:
+            return f"KB_{kilobytes}"
+    raise ValueError("WAF inspects at most 64 KB of an API Gateway request's body")
+
+
 def _size_over(
     field: wafv2.CfnWebACL.FieldToMatchProperty, size: int
 ) -> wafv2.CfnWebACL.StatementProperty:
@@ -392,6 +400,16 @@ class WebAcl(Construct):
             },
             rules=rules,
             visibility_config=_visibility(names.WEB_ACL),
+            # The size rule refuses bodies past max_body_bytes, so WAF must be sent at
+            # least that much of each body, or a payload past its window would pass
+            # every other rule unseen. 16 KB is API Gateway's default and free.
+            association_config=wafv2.CfnWebACL.AssociationConfigProperty(
+                request_body={
+                    "API_GATEWAY": wafv2.CfnWebACL.RequestBodyAssociatedResourceTypeConfigProperty(
+                        default_size_inspection_limit=inspection_limit(max_body_bytes)
+                    )
+                }
+            ),
         )
 
         self.log_group = logs.LogGroup(

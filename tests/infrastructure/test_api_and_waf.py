@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
 
-from cdk.waf import MANAGED_RULE_GROUPS
+from cdk.waf import MANAGED_RULE_GROUPS, inspection_limit
 from functions.shared import names
 from tests.infrastructure.conftest import Synthesized
 
@@ -100,6 +101,43 @@ def test_admin_paths_need_the_allowlist_with_and_without_stage_prefix(synthesize
     assert len(ip_sets) == 2
 
 
+def test_the_api_and_the_waf_refuse_the_same_bodies_and_waf_sees_all_it_allows(
+    synthesized: Synthesized,
+):
+    acl = _web_acl(synthesized)
+    (body_size,) = [
+        statement["SizeConstraintStatement"]
+        for statement in _rule(acl, "size-limits")["Statement"]["OrStatement"]["Statements"]
+        if "Body" in statement["SizeConstraintStatement"]["FieldToMatch"]
+    ]
+    (api,) = [
+        fn["Properties"]
+        for fn in synthesized.resources("AWS::Lambda::Function").values()
+        if fn["Properties"].get("Handler") == "functions.api.handler.lambda_handler"
+    ]
+    inspected = acl["AssociationConfig"]["RequestBody"]["API_GATEWAY"]
+
+    # A larger body is refused by the WAF, and by the API itself (a local stack has no WAF)
+    assert body_size["ComparisonOperator"] == "GT"
+    assert body_size["FieldToMatch"]["Body"] == {"OversizeHandling": "MATCH"}
+    limit = body_size["Size"]
+    assert api["Environment"]["Variables"]["MAX_BODY_BYTES"] == str(limit)
+    # The largest body anyone may send is all inside what WAF is sent to inspect
+    window = int(inspected["DefaultSizeInspectionLimit"].removeprefix("KB_")) * 1024
+    assert limit <= window
+    # The default, 16 KB: no inspection surcharge
+    assert limit == 16 * 1024
+    assert window == 16 * 1024
+
+
+@pytest.mark.parametrize(
+    ("limit", "window"),
+    [(1, "KB_16"), (16384, "KB_16"), (16385, "KB_32"), (49152, "KB_48"), (65536, "KB_64")],
+)
+def test_the_inspection_window_is_the_smallest_that_covers_the_limit(limit: int, window: str):
+    assert inspection_limit(limit) == window
+
+
 def test_rate_rule_answers_429_with_retry_after_and_json(synthesized: Synthesized):
     acl = _web_acl(synthesized)
     rule = _rule(acl, names.RATE_RULE)
@@ -176,7 +214,7 @@ def test_geo_block_rule_appears_when_countries_are_configured(tmp_path: Path):
         admin_cidrs_v6=[],
         geo_block_countries=["KP", "IR"],
         rate_limit=2000,
-        max_body_bytes=8192,
+        max_body_bytes=16384,
     )
 
     # When it is synthesized

@@ -53,6 +53,8 @@ def test_comma_separated_context_values_are_parsed():
         ("babyshield:adminAllowedCidrsV4", "10.0.0.1/8", "host bits"),
         ("babyshield:rateLimitPer5Minutes", "5", "between 10"),
         ("babyshield:failedSigninThreshold", "0", "at least 1"),
+        ("babyshield:maxBodyBytes", "65537", "at most 64 KB"),
+        ("babyshield:maxBodyBytes", "0", "between 1"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_clear_message(key: str, value: str, message: str):

@@ -40,7 +40,10 @@ def test_current_generation_roots_are_present():
 
 
 def test_database_functions_ship_the_bundle_and_verify_against_it(synthesized: Synthesized):
-    specs = {spec.package: spec for spec in function_specs(api_reserved_concurrency=1)}
+    specs = {
+        spec.package: spec
+        for spec in function_specs(api_reserved_concurrency=1, max_body_bytes=16384)
+    }
     for package in DATABASE_FUNCTIONS:
         code_dir, _ = function_code_dir(package, specs[package].extra_assets)
         assert (code_dir / RDS_CA_IN_ASSET).read_bytes() == RDS_CA_BUNDLE.read_bytes()

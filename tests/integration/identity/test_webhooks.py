@@ -59,6 +59,39 @@ def test_reference_library_signed_event_is_upserted(world):
     assert rows == [("CPSC-26-001", "Sleeper", "Suffocation")]
 
 
+def test_the_largest_valid_recall_fits_the_deployed_body_limit(world, monkeypatch):
+    # Given the body limit a deployed stack gives the WAF and the API (cdk/config.py)
+    from cdk.config import DeploymentConfig
+    from functions.shared.settings import get_settings
+
+    limit = DeploymentConfig().max_body_bytes
+    monkeypatch.setenv("MAX_BODY_BYTES", str(limit))
+    get_settings.cache_clear()
+    # and a recall with every field at the longest the event model accepts
+    body = event(
+        source_id="C" * 100,
+        product="p" * 500,
+        brand="b" * 500,
+        hazard="h" * 500,
+        remedy="r" * 500,
+        description="d" * 5000,
+        country="c" * 64,
+        url="https://" + "u" * 2040,
+    )
+
+    # When the feed delivers it
+    response = post(body, signed_headers(world.webhook_secret, body))
+
+    # Then it fits, with room to spare, and is stored
+    assert len(body) < limit
+    assert response.status == 200
+    assert world.recall_count() == 1
+    # while one byte past the limit is refused before anything parses it
+    padded = body[:-1] + b" " * (limit - len(body) + 1) + b"}"
+    refused = post(padded, signed_headers(world.webhook_secret, padded))
+    assert refused.status == 413
+
+
 def test_update_event_changes_the_existing_recall(world):
     first = event()
     post(first, signed_headers(world.webhook_secret, first))

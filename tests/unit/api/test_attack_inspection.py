@@ -152,14 +152,18 @@ def test_deeply_nested_json_is_400():
     assert_security_headers(answer)
 
 
-def test_json_deeper_than_the_parser_stack_is_400_not_500():
+def test_json_deeper_than_the_parser_stack_is_400_not_500(monkeypatch):
+    # Given a body limit an operator raised far past the default, where this guard,
+    # not the size check, is what stands
+    monkeypatch.setenv("MAX_BODY_BYTES", str(1024 * 1024))
     body = "[" * 200_000 + "]" * 200_000
     answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 400
     assert_security_headers(answer)
 
 
-def test_json_with_too_many_strings_is_400():
+def test_json_with_too_many_strings_is_400(monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", str(1024 * 1024))  # as above
     body = json.dumps(["crib"] * (MAX_JSON_STRINGS + 1))
     answer = call_api("POST", UNROUTED, headers=JSON, body=body)
     assert answer.status == 400
