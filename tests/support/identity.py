@@ -12,6 +12,7 @@ import functools
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -206,3 +207,20 @@ def hs256_with_public_key(claims: dict[str, Any], kid: str) -> str:
     encoded = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
     mac = hmac.new(public_pem_of().encode(), encoded.encode(), hashlib.sha256).digest()
     return f"{encoded}.{b64url(mac)}"
+
+
+def recall_event(
+    source_id: str = "CPSC-26-001", kind: str = "recall.created", **data: Any
+) -> bytes:
+    """The body of a feed webhook delivery: one recall, `data` overriding its fields."""
+    recall = {
+        "source_id": source_id,
+        "product": "Sleeper",
+        "brand": "Dreamy",
+        "hazard": "Suffocation",
+        "remedy": "Refund",
+        "recall_date": "2026-01-15",
+        **data,
+    }
+    document = {"type": kind, "timestamp": datetime.now(UTC).isoformat(), "data": recall}
+    return json.dumps(document).encode()

@@ -16,7 +16,6 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from ops.apigw import LocalLambdaContext, response_headers, rest_event
 from ops.seed import seed_demo_data
 from ops.webhook import signed_request
 from tests.integration.identity.conftest import ADMIN_IP
+from tests.support.identity import recall_event
 from tests.support.waf import create_resources
 
 OUTSIDE_IP = "198.51.100.20"
@@ -43,20 +43,6 @@ class Call:
 
 def _json(document: Any) -> bytes:
     return json.dumps(document).encode()
-
-
-def _recall_event(source_id: str) -> bytes:
-    data = {
-        "source_id": source_id,
-        "product": "Sleeper",
-        "brand": "Dreamy",
-        "hazard": "Suffocation",
-        "remedy": "Refund",
-        "recall_date": "2026-01-15",
-    }
-    return _json(
-        {"type": "recall.created", "timestamp": datetime.now(UTC).isoformat(), "data": data}
-    )
 
 
 @pytest.fixture
@@ -220,13 +206,11 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
     "jwks": (200, lambda c, n: Call("GET", "/.well-known/jwks.json")),
     "webhook": (
         200,
-        lambda c, n: _signed(c, _recall_event(f"PARITY-{n}")),
+        lambda c, n: _signed(c, recall_event(f"PARITY-{n}")),
     ),
     "webhook, unsigned": (
         401,
-        lambda c, n: Call(
-            "POST", "/webhooks/recalls", headers=JSON, body=_recall_event("PARITY-X")
-        ),
+        lambda c, n: Call("POST", "/webhooks/recalls", headers=JSON, body=recall_event("PARITY-X")),
     ),
     "webhook, invalid event": (
         422,

@@ -3,7 +3,6 @@ source_id, and every refused message leaves the database untouched."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,25 +12,14 @@ from standardwebhooks import Webhook
 
 from tests.support.api import call_api
 from tests.support.identity import (
+    recall_event,
     reset_identity_caches,
     retire_previous,
     rotate_webhook_secret,
     webhook_secret_id,
 )
 
-
-def event(source_id: str = "CPSC-26-001", kind: str = "recall.created", **data) -> bytes:
-    recall = {
-        "source_id": source_id,
-        "product": "Sleeper",
-        "brand": "Dreamy",
-        "hazard": "Suffocation",
-        "remedy": "Refund",
-        "recall_date": "2026-01-15",
-        **data,
-    }
-    document = {"type": kind, "timestamp": datetime.now(UTC).isoformat(), "data": recall}
-    return json.dumps(document).encode()
+event = recall_event
 
 
 def signed_headers(secret: str, body: bytes, msg_id: str | None = None, at: float | None = None):
