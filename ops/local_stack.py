@@ -92,6 +92,8 @@ def local_database(stack: ExitStack) -> tuple[str, str]:
 class OncallPrinter:
     """Prints every message of the on-call topic, through an SQS subscription."""
 
+    POLL_SECONDS = 1.0
+
     def __init__(self, topic_arn: str):
         self._sqs = _aws_client("sqs")
         self._queue_url = self._sqs.create_queue(QueueName=ONCALL_CONSOLE_QUEUE)["QueueUrl"]
@@ -117,18 +119,24 @@ class OncallPrinter:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                # A short poll, and the wait here: the moto server serves one call at a
+                # time (ops/moto.py), so a long poll would hold every other AWS call of
+                # the stack, each API request's included, for up to its wait.
                 answer = self._sqs.receive_message(
-                    QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                    QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
                 )
             except Exception:  # noqa: BLE001 - the server is going away at shutdown
-                if self._stop.wait(1):
+                if self._stop.wait(self.POLL_SECONDS):
                     return
                 continue
-            for message in answer.get("Messages", []):
+            messages = answer.get("Messages", [])
+            for message in messages:
                 print(f"\n===== ON-CALL =====\n{message['Body']}\n===================", flush=True)
                 self._sqs.delete_message(
                     QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+            if not messages and self._stop.wait(self.POLL_SECONDS):
+                return
 
 
 def _webhook_secret() -> str:

@@ -51,7 +51,9 @@ class OneCallAtATime:
     and a WAF IP-set update under its lock token are atomic. moto's backends take
     no lock: two calls served by two threads at once can both pass one condition
     (two callers taking the last rate-limit slot). Connections are still accepted
-    in parallel; only the calls' work is serialised.
+    in parallel; only the calls' work is serialised, so a call that waits inside
+    moto (an SQS long poll) holds every other: callers poll short and wait on
+    their side (ops/local_stack.py::OncallPrinter).
 
     After each call it also lets go of the model objects moto keeps for its
     dashboard (`/moto-api/data.json`, unused here): moto appends every model it
