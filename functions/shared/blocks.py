@@ -111,7 +111,14 @@ def parse_target(text: str) -> IPNetwork:
     try:
         network = ipaddress.ip_network(raw, strict=True)
     except ValueError as exc:
-        raise InvalidTarget(f"not an IP address or CIDR: {raw!r}") from exc
+        try:
+            meant = ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            raise InvalidTarget(f"not an IP address or CIDR: {raw!r}") from exc
+        # A typo more often than an intent: say which network it would have been.
+        raise InvalidTarget(
+            f"{raw!r} has host bits set: the network is {meant}; name that, or one address"
+        ) from exc
     if network.prefixlen < MIN_PREFIX[network.version]:
         raise InvalidTarget(
             f"{network} is wider than /{MIN_PREFIX[network.version]}; "

@@ -47,7 +47,8 @@ def test_bare_addresses_become_host_networks() -> None:
     [
         ("203.0.113", "not an IP address or CIDR"),
         ("example.com", "not an IP address or CIDR"),
-        ("203.0.113.7/24", "not an IP address or CIDR"),
+        ("203.0.113.7/24", "host bits set: the network is 203.0.113.0/24"),
+        ("10.0.0.0/4", "host bits set: the network is 0.0.0.0/4"),
         ("10.0.0.0/8", "wider than /16"),
         ("2001:db8::/32", "wider than /48"),
     ],
