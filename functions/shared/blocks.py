@@ -308,7 +308,12 @@ class BlockRegistry:
         return [b for b in self.all() if b.is_live(now)]
 
     def put_many(self, blocks: Sequence[Block], memory_seconds: int) -> None:
-        self._batch([{"PutRequest": {"Item": _to_item(b, memory_seconds)}} for b in blocks])
+        # One write per address (the last wins): BatchWriteItem refuses a batch that
+        # names a key twice, and refuses all of it.
+        latest = {b.ip: b for b in blocks}
+        self._batch(
+            [{"PutRequest": {"Item": _to_item(b, memory_seconds)}} for b in latest.values()]
+        )
 
     def delete_many(self, networks: Iterable[IPNetwork]) -> None:
         keys = {str(n) for n in networks}
@@ -589,7 +594,8 @@ def block(
         raise InvalidTarget("the block duration must be positive")
     if not reason.strip():
         raise InvalidTarget("give a reason for the block")
-    networks = [parse_target(t) for t in targets]
+    # Named twice ("203.0.113.7" and "203.0.113.7/32" too) is one block, one offence.
+    networks = list(dict.fromkeys(parse_target(t) for t in targets))
     protected = protected_networks()
     for network in networks:
         why = protected.why_protected(network)
@@ -636,7 +642,7 @@ def unblock(
     """
     if not targets and not event_id:
         raise InvalidTarget("name an address to unblock, or --event")
-    networks = [parse_target(t) for t in targets]
+    networks = list(dict.fromkeys(parse_target(t) for t in targets))
     reg = registry()
     known = {b.ip: b for b in reg.all()}
     chosen = {str(n) for n in networks if str(n) in known}

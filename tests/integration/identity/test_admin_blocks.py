@@ -81,6 +81,22 @@ def test_bad_block_requests_are_refused_and_change_nothing(world, admin, body, s
     assert ip_set_addresses() == []
 
 
+def test_an_address_named_twice_is_one_block(world, admin):
+    # Given a request that names one address three ways
+    body = {"targets": ["203.0.113.7", "203.0.113.7/32", " 203.0.113.7 "], "reason": "dup"}
+
+    # When it is sent (DynamoDB refuses a batch that writes one key twice)
+    response = call_api(
+        "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
+    )
+
+    # Then it is one block, counted as one offence, once in the IP set
+    assert response.status == 201, response.body
+    (change,) = response.json()["changed"]
+    assert (change["ip"], change["offences"]) == ("203.0.113.7/32", 1)
+    assert ip_set_addresses() == ["203.0.113.7/32"]
+
+
 def test_unblocking_an_unknown_address_is_404(world, admin):
     response = call_api(
         "DELETE", "/admin/blocks/198.51.100.1", headers=admin["headers"], source_ip=ADMIN_IP

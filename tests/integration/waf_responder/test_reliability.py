@@ -132,6 +132,24 @@ def test_failure_between_registry_write_and_ip_set_update_is_repaired_by_the_swe
     assert result["removed"] == ["192.0.2.99/32"]
 
 
+def test_a_registry_batch_naming_one_address_twice_writes_it_once(waf: WafResources) -> None:
+    """Protects every writer of the registry: BatchWriteItem refuses a whole batch that
+    names a key twice, so a repeated address must become one write. (DynamoDB refuses
+    a repeated key whatever the other attributes; moto only a repeated identical item,
+    which is what an address named twice in one request produced.)"""
+    # Given the same entry twice in one batch
+    now = int(time.time())
+    entry = blocks.Block(
+        ipaddress.ip_network("203.0.113.50/32"), "dup", "manual", "manual", now, now, now + 3600
+    )
+
+    # When it is written
+    blocks.registry().put_many([entry, entry], memory_seconds=86400)
+
+    # Then the registry holds the address once
+    assert registry_ips() == ["203.0.113.50/32"]
+
+
 def test_sweep_removes_expired_blocks_and_keeps_live_ones(
     waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
