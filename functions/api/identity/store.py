@@ -14,7 +14,7 @@ from uuid import UUID
 from functions.shared.caller import Caller
 from functions.shared.db import readonly_session, write_session
 from functions.shared.errors import Conflict, NotFound
-from functions.shared.identity.api_keys import ApiKeyRecord, NewApiKey
+from functions.shared.identity.api_keys import SCOPE_ADMIN, ApiKeyRecord, NewApiKey
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,15 @@ def insert_api_key(
 
     try:
         with write_session(user_id=actor.user_id, role=actor.role) as conn:
+            owner = conn.execute(
+                "SELECT role FROM public.users WHERE id = %s", (owner_id,)
+            ).fetchone()
+            if owner is None:
+                raise NotFound("The owner does not exist.")
+            # The admin chain refuses such a key only while its owner is not an admin:
+            # issued to a user, it would turn into an admin credential on promotion.
+            if SCOPE_ADMIN in scopes and owner[0] != "admin":
+                raise Conflict("Only an admin's key may have the admin scope.")
             row = conn.execute(
                 "INSERT INTO public.api_keys "
                 "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, expires_at) "

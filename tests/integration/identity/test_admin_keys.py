@@ -138,6 +138,22 @@ def test_create_for_missing_owner_is_404_and_writes_nothing(world, admin):
     assert world.query("SELECT count(*) FROM api_keys")[0][0] == before
 
 
+def test_an_admin_scoped_key_is_issued_only_to_an_admin(world, admin):
+    # Given a user who is not an admin (the partner) and one who is
+    before = world.query("SELECT count(*) FROM api_keys")[0][0]
+
+    # When an admin-scoped key is asked for each
+    for_user = create(admin, scopes=["admin", "recalls:read"])
+    for_admin = create(admin, owner_id=str(admin["id"]), scopes=["admin"])
+
+    # Then the user's is refused and nothing written (promoting the user later
+    # would otherwise turn it into an admin credential); the admin's is issued
+    assert for_user.status == 409
+    assert for_user.json()["error"]["message"] == "Only an admin's key may have the admin scope."
+    assert for_admin.status == 201
+    assert world.query("SELECT count(*) FROM api_keys")[0][0] == before + 1
+
+
 def test_changes_are_audited(world, admin):
     key = create(admin).json()
     admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/rotate")
