@@ -105,9 +105,13 @@ def _source_ip(request: Request) -> str:
     return str(_event(request).get("requestContext", {}).get("identity", {}).get("sourceIp", ""))
 
 
-def _error(error: DomainError, request: Request) -> JSONResponse:
+def _request_id(request: Request) -> str | None:
     request_id = _event(request).get("requestContext", {}).get("requestId")
-    http = to_http(error, request_id)
+    return str(request_id) if request_id is not None else None
+
+
+def _error(error: DomainError, request: Request) -> JSONResponse:
+    http = to_http(error, _request_id(request))
     return JSONResponse(http.body, status_code=http.status, headers=http.headers)
 
 
@@ -232,7 +236,7 @@ async def routing_error(request: Request, error: HTTPException) -> JSONResponse:
 
 @app.exception_handler(Exception)
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    http = internal_error(_event(request).get("requestContext", {}).get("requestId"))
+    http = internal_error(_request_id(request))
     return JSONResponse(http.body, status_code=http.status)
 
 

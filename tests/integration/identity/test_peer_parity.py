@@ -404,11 +404,11 @@ def test_the_peer_answers_every_case_as_our_handler_does(ctx):
     from functions.api.app import app
 
     routes = app._static_routes + app._dynamic_routes
+    successes = [build(ctx, 0) for status, build in CASES.values() if status < 300]
     served = {
         (route.method, route.path)
-        for name, (status, build) in CASES.items()
-        if status < 300
+        for call in successes
         for route in routes
-        if route.method == build(ctx, 0).method and route.rule.match(build(ctx, 0).path)
+        if route.method == call.method and route.rule.match(call.path)
     }
     assert served == {(route.method, route.path) for route in routes}
