@@ -9,10 +9,10 @@ not taken for a replay and nothing is left half-done.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel
@@ -30,6 +30,29 @@ Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, 
 # limit is a separate, cheap constraint.
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]
 
+# Older than any recall register; a year like 0202 is a typo.
+EARLIEST_RECALL_DATE = date(1900, 1, 1)
+
+
+def _announced(value: date) -> date:
+    """A recall date is when the recall was announced, so never in the future.
+
+    Searches list the newest first: a recall dated 2999 would head every result
+    until someone deleted it. Tomorrow in UTC is allowed: a feed a few hours
+    ahead of UTC sends its own today.
+    """
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    if not EARLIEST_RECALL_DATE <= value <= latest:
+        raise ValueError("recall_date is out of range")
+    return value
+
+
+RecallDate = Annotated[
+    date,
+    AfterValidator(_announced),
+    Field(description="The announcement date: from 1900-01-01 to tomorrow (UTC)."),
+]
+
 
 class RecallData(ApiModel):
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +62,7 @@ class RecallData(ApiModel):
     brand: Text
     hazard: Text
     remedy: Text
-    recall_date: date
+    recall_date: RecallDate
     description: LongText | None = None
     country: Country | None = None
     url: HttpsUrl | None = None
@@ -51,7 +74,8 @@ class RecallEvent(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["recall.created", "recall.updated"]
-    timestamp: datetime
+    # With its offset: a time without one means nothing certain to the receiver.
+    timestamp: AwareDatetime
     data: RecallData
 
 

@@ -3,9 +3,10 @@ source_id, and every refused message leaves the database untouched."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook
@@ -158,6 +159,39 @@ def test_signed_but_invalid_event_is_4xx_and_writes_nothing(world, body):
     response = post(body, signed_headers(world.webhook_secret, body))
     assert 400 <= response.status < 500
     assert world.recall_count() == 0
+
+
+def _days_from_today(days: int) -> str:
+    return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # Newest first: a recall dated in the future would head every search.
+        (event(recall_date="2999-12-31"), "body.data.recall_date"),
+        (lambda: event(recall_date=_days_from_today(2)), "body.data.recall_date"),
+        (event(recall_date="0202-05-01"), "body.data.recall_date"),
+        (event(recall_date="1899-12-31"), "body.data.recall_date"),
+        (
+            json.dumps({**json.loads(event()), "timestamp": "2026-01-15T10:00:00"}).encode(),
+            "body.timestamp",
+        ),
+    ],
+)
+def test_implausible_dates_are_422_naming_the_field(world, body, field):
+    body = body() if callable(body) else body
+    response = post(body, signed_headers(world.webhook_secret, body))
+    assert response.status == 422
+    assert response.json()["error"]["fields"] == [field]
+    assert world.recall_count() == 0
+
+
+def test_a_feed_ahead_of_utc_may_send_tomorrow(world):
+    body = event(recall_date=_days_from_today(1))
+    response = post(body, signed_headers(world.webhook_secret, body))
+    assert response.status == 200, response.body
+    assert world.recall_count() == 1
 
 
 def test_failed_upsert_releases_the_id_for_the_senders_retry(world, monkeypatch):
