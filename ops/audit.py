@@ -17,7 +17,6 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -344,16 +343,12 @@ def run_audit(target: Target, *, aws: bool = False) -> list[Check]:
     return results
 
 
-LOCAL_STATE = Path(".babyshield/local.json")
-
-
 def local_defaults(url: str) -> dict[str, Any]:
     """Credentials the local stack wrote, when auditing that same stack."""
-    try:
-        state = json.loads(LOCAL_STATE.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(state, dict) or state.get("api_url", "").rstrip("/") != url.rstrip("/"):
+    from ops.local_state import read_state
+
+    state = read_state()
+    if state is None or str(state.get("api_url", "")).rstrip("/") != url.rstrip("/"):
         return {}
     return state
 

@@ -21,8 +21,11 @@ def test_bad_port_is_a_clear_error(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-def test_busy_port_is_a_clear_error(capsys):
+def test_busy_port_is_a_clear_error(capsys, tmp_path, monkeypatch):
     from ops.local_server import api_handler
+
+    # Away from a `make run` of this checkout, which `local` would refuse to start beside.
+    monkeypatch.chdir(tmp_path)
 
     busy = LocalApiServer(("127.0.0.1", 0), api_handler(), quiet=True)
     try:
