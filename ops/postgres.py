@@ -74,9 +74,10 @@ def _run(command: list[str], user: str | None) -> None:
 
 
 @contextlib.contextmanager
-def embedded_cluster() -> Iterator[str]:
+def embedded_cluster(auth: str = "scram-sha-256") -> Iterator[str]:
     """A private PostgreSQL cluster on a free loopback port that checks passwords
-    (scram-sha-256 for every connection); yields the superuser's conninfo."""
+    (scram-sha-256 for every connection, or `auth`: the tests' "trust" stands in
+    for a server that does not); yields the superuser's conninfo."""
     bin_dir = _pg_bin()
     user = _server_user()
     base = Path(tempfile.mkdtemp(prefix="babyshield-pg-"))
@@ -95,7 +96,7 @@ def embedded_cluster() -> Iterator[str]:
                 str(bin_dir / "initdb"),
                 "-D",
                 str(data),
-                "--auth=scram-sha-256",
+                f"--auth={auth}",
                 "--username=postgres",
                 f"--pwfile={password_file}",
                 "--encoding=UTF8",

@@ -18,6 +18,7 @@ from functions.shared.db.credentials import (
     is_authentication_failure,
 )
 from functions.shared.db.roles import set_login_password
+from functions.shared.rotation.generate import generate_password
 from functions.shared.settings import get_settings
 
 if TYPE_CHECKING:
@@ -60,6 +61,20 @@ def logs_in(value: Mapping[str, Any] | None) -> bool:
     except (LoginRefused, CredentialError):
         return False
     return True
+
+
+def holds_password(value: Mapping[str, Any]) -> bool:
+    """Whether the database already holds `value`'s password: a retried setSecret.
+
+    A login alone cannot tell on a server that lets any password in (trust
+    authentication, as on a developer's PostgreSQL): there a login with a
+    password nobody holds succeeds too, so the answer is no and the password is
+    set again, which is harmless. Otherwise a secret would name a password the
+    database never stored, and the first server that checks would refuse it.
+    """
+    if not logs_in(value):
+        return False
+    return not logs_in({**value, "password": generate_password()})
 
 
 def change_password(conn: psycopg.Connection[tuple[Any, ...]], role: str, password: str) -> None:

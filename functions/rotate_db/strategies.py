@@ -50,7 +50,7 @@ class AlternatingUsersRotator(Rotator):
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        if database.logs_in(pending.value):
+        if database.holds_password(pending.value):
             return
         current = ctx.current()
         with database.connect(self._admin_value(ctx, current)) as conn:
@@ -113,7 +113,7 @@ class SingleUserRotator(Rotator):
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        if database.logs_in(pending.value):
+        if database.holds_password(pending.value):
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.

@@ -159,6 +159,16 @@ def scram_cluster(pg_cluster: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def trust_cluster(pg_cluster: str) -> Iterator[str]:
+    """A cluster that lets any password in (trust): the main one if so, else embedded."""
+    if not checks_passwords(pg_cluster):
+        yield pg_cluster
+        return
+    with embedded_cluster(auth="trust") as conninfo:
+        yield conninfo
+
+
+@pytest.fixture(scope="session")
 def migrated_db(pg_cluster: str) -> Iterator[MigratedDatabase]:
     with private_database(pg_cluster) as database:
         yield database

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,47 +66,56 @@ class DatabaseSecrets:
         return self.logs_in(self.current(name))
 
 
-@pytest.fixture
-def db_secrets(
-    rotation_db: MigratedDatabase, store: SecretStore, monkeypatch: pytest.MonkeyPatch
+@contextmanager
+def database_secrets(
+    database: MigratedDatabase, store: SecretStore, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DatabaseSecrets]:
+    """The three database secrets on moto, each on a fresh password of `database`."""
     # Local mode: the test cluster has no TLS; in AWS the same code uses verify-full.
     monkeypatch.setenv("BABYSHIELD_ENV", "local")
     for variable in ("DATABASE_URL", "DATABASE_READONLY_URL", "DATABASE_APP_URL"):
         monkeypatch.delenv(variable, raising=False)
-    target = conninfo_to_dict(rotation_db.admin_conninfo)
+    target = conninfo_to_dict(database.admin_conninfo)
     proxy = TcpProxy(str(target["host"]), int(str(target["port"])))
     endpoint = {
         "engine": "postgres",
         "host": "127.0.0.1",
         "port": proxy.port,
-        "dbname": rotation_db.name,
+        "dbname": database.name,
     }
-    admin_login = rotation_db.roles.migrator
-    rotation_db.set_password(admin_login, secrets.token_urlsafe(18))
+    admin_login = database.roles.migrator
+    database.set_password(admin_login, secrets.token_urlsafe(18))
     seed_secret(
         store,
         spec("db-admin"),
-        {**endpoint, "username": admin_login, "password": rotation_db.passwords[admin_login]},
+        {**endpoint, "username": admin_login, "password": database.passwords[admin_login]},
     )
     admin_arn = store.describe(spec("db-admin").secret_name).arn
     for name in ("db-readonly", "db-app"):
-        login = rotation_db.roles.login_roles(TIERS[name])[0]
-        rotation_db.set_password(login, secrets.token_urlsafe(18))
+        login = database.roles.login_roles(TIERS[name])[0]
+        database.set_password(login, secrets.token_urlsafe(18))
         seed_secret(
             store,
             spec(name),
             {
                 **endpoint,
                 "username": login,
-                "password": rotation_db.passwords[login],
+                "password": database.passwords[login],
                 "masterarn": admin_arn,
             },
         )
     try:
-        yield DatabaseSecrets(rotation_db, store, proxy)
+        yield DatabaseSecrets(database, store, proxy)
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def db_secrets(
+    rotation_db: MigratedDatabase, store: SecretStore, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DatabaseSecrets]:
+    with database_secrets(rotation_db, store, monkeypatch) as found:
+        yield found
 
 
 @pytest.fixture
