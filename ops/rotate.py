@@ -31,9 +31,12 @@ Mode = Literal["local", "service"]
 # What an emergency rotation does to the old value, per kind (printed per secret).
 RETIRED = {
     "database": "old login's password replaced and its sessions ended",
-    "jwt-signing-key": "old key dropped from verification: every token it signed is refused",
+    # Warm API instances hold the keys for SECRET_CACHE_SECONDS (docs/RUNBOOK.md).
+    "jwt-signing-key": "old key dropped from verification: tokens it signed are refused "
+    "once each warm API instance reloads its keys (SECRET_CACHE_SECONDS, 60 s by default)",
     "iam-access-key": "old access key deactivated",
-    "generated": "old secret retired: signatures made with it are refused",
+    "generated": "old secret retired: signatures made with it are refused once each warm "
+    "API instance reloads it (SECRET_CACHE_SECONDS, 60 s by default)",
 }
 
 
@@ -76,16 +79,62 @@ def rotate_locally(
         return Outcome(
             item.name,
             False,
-            failed.token,
-            f"{failed.step} failed {failed.attempts}x ({type(failed.cause).__name__}); "
-            f"left AWSPENDING: `babyshield rotate {item.name} --resume` or --cancel",
+            failed.token if failed.left_pending else None,
+            f"{failed.step} failed {failed.attempts}x ({_cause(failed.cause)}); "
+            + _what_now(store, item, failed.left_pending),
         )
     except RotationError as exc:
-        return Outcome(item.name, False, None, str(exc))
+        return Outcome(item.name, False, _pending(store, item), str(exc))
     detail = f"in {result.seconds:.1f}s"
-    if emergency:
-        detail += f"; {RETIRED[item.kind]}"
+    if result.emergency:
+        detail += ("; resumed as an emergency" if resume and not emergency else "") + (
+            f"; {RETIRED[item.kind]}"
+        )
     return Outcome(item.name, True, result.version_id, detail)
+
+
+def _cause(error: BaseException) -> str:
+    """The failure's type, and its message where it is ours (a login name, a rule),
+    never a library's text, which may quote a connection string."""
+    from functions.rotate_db.database import LoginRefused
+    from functions.shared.rotation.protocol import RotationError
+
+    if isinstance(error, LoginRefused):
+        return f"LoginRefused: the database refused the login {error}"
+    if isinstance(error, RotationError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
+
+
+def _pending(store: SecretStore, item: SecretSpec) -> str | None:
+    try:
+        return store.describe(item.secret_name).pending_elsewhere()
+    except Exception:  # noqa: BLE001 - only for the report; the failure is already known
+        return None
+
+
+def _what_now(store: SecretStore, item: SecretSpec, left_pending: bool) -> str:
+    """What the next run must be, after a failure or an interruption."""
+    if not left_pending:
+        advice = f"nothing was stored; run `babyshield rotate {item.name}` again once fixed"
+    elif item.name == "db-admin":
+        # The database may hold the pending password already: only finishing is safe.
+        advice = f"left AWSPENDING: finish it with `babyshield rotate {item.name} --resume`"
+    else:
+        advice = (
+            f"left AWSPENDING: finish it with `babyshield rotate {item.name} --resume` "
+            "or drop it with --cancel"
+        )
+    if item.kind == "database" and item.name != "db-admin":
+        from functions.shared.inventory import spec
+
+        # A tier's rotation logs in with the admin secret: an interrupted admin rotation
+        # leaves the database on a password that secret does not name yet.
+        if _pending(store, spec("db-admin")) is not None:
+            advice += (
+                "; db-admin has a rotation in progress: `babyshield rotate db-admin --resume` first"
+            )
+    return advice
 
 
 def rotate_via_service(
@@ -163,11 +212,20 @@ def _rotate(args: argparse.Namespace) -> int:
         raise CommandError("--resume and --cancel take one secret name")
     if args.cancel and (args.emergency or args.resume):
         raise CommandError("--cancel cannot be combined with --emergency or --resume")
+    if args.wait <= 0:
+        raise CommandError("--wait takes a number of seconds above 0")
 
     from functions.shared.inventory import INVENTORY, spec
     from functions.shared.settings import get_settings
 
     mode = choose_mode(args.mode)
+    if mode == "service" and get_settings().aws_endpoint_url:
+        # moto accepts RotateSecret but has no rotation function to call: it would add
+        # an empty version and label it AWSCURRENT beside the real one.
+        raise CommandError(
+            "--mode service needs Secrets Manager itself; AWS_ENDPOINT_URL points elsewhere",
+            hint="use --mode local (the default there), or unset AWS_ENDPOINT_URL for AWS",
+        )
     if mode == "local":
         # The handlers run in this process: local database (no TLS), no CloudWatch.
         os.environ.setdefault("BABYSHIELD_ENV", "local")
@@ -195,8 +253,13 @@ def _rotate(args: argparse.Namespace) -> int:
                 outcome = rotate_via_service(
                     store, item, emergency=args.emergency, wait_seconds=args.wait
                 )
+        except KeyboardInterrupt:
+            _report_interrupted(store, item, mode)
+            return 130
         except Exception as exc:  # noqa: BLE001 - one secret's failure must not stop the others
-            outcome = Outcome(item.name, False, None, f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(
+                item.name, False, _pending(store, item), f"{type(exc).__name__}: {exc}"
+            )
         outcomes.append(outcome)
         if not args.json:
             status = "rotated" if outcome.ok else "FAILED"
@@ -207,9 +270,25 @@ def _rotate(args: argparse.Namespace) -> int:
         print()
         print_table(
             ("SECRET", "RESULT", "VERSION"),
+            # A failed row's version is the one left AWSPENDING, if any.
             [(o.name, "ok" if o.ok else "FAILED", o.version_id or "-") for o in outcomes],
         )
     return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def _report_interrupted(store: SecretStore, item: SecretSpec, mode: Mode) -> None:
+    """Ctrl-C between two steps: say what is left, since the next run depends on it."""
+    import sys
+
+    if mode == "service":
+        state = "Secrets Manager carries on with the rotation; `babyshield secrets` shows it"
+    else:
+        pending = _pending(store, item)
+        if pending is None:
+            state = f"nothing was left pending; run `babyshield rotate {item.name}` again"
+        else:
+            state = f"version {pending} {_what_now(store, item, True)}"
+    print(f"{item.name}: INTERRUPTED; {state}", file=sys.stderr)
 
 
 def _cancel(store: SecretStore, item: SecretSpec) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 
 from functions.shared.errors import ServiceUnavailable
 from functions.shared.inventory import API_KEY_PERIOD_DAYS
@@ -27,7 +28,16 @@ def _run(args: argparse.Namespace) -> int:
         print_json([age.as_json() for age in ages])
     else:
         print_table(
-            ("NAME", "KIND", "PERIOD", "LAST ROTATED", "AGE (DAYS)", "NEXT DUE", "OVERDUE"),
+            (
+                "NAME",
+                "KIND",
+                "PERIOD",
+                "LAST ROTATED",
+                "AGE (DAYS)",
+                "NEXT DUE",
+                "OVERDUE",
+                "PENDING",
+            ),
             [
                 (
                     age.name,
@@ -37,9 +47,27 @@ def _run(args: argparse.Namespace) -> int:
                     "-" if age.age_days is None else f"{age.age_days:.1f}",
                     age.as_json()["next_due"] or "-",
                     "OVERDUE" if age.overdue else "no",
+                    age.pending or "-",
                 )
                 for age in ages
             ],
+        )
+    if ages and all(age.problem for age in ages):
+        # Not one secret could be read: the command failed, and a table of dashes
+        # must not pass for an answer in a script. (A missing secret among readable
+        # ones is an answer: OVERDUE, and --fail-on-overdue for scripts.)
+        problems = sorted({str(age.problem) for age in ages})
+        print(f"error: could not read any secret ({', '.join(problems)})", file=sys.stderr)
+        print(
+            "  next: check AWS credentials and region, or start the local stack (`make run`)",
+            file=sys.stderr,
+        )
+        return 1
+    pending = [age.name for age in ages if age.pending]
+    if pending and not args.json:
+        print(
+            f"\nrotation pending for {', '.join(pending)}: running now, or stopped halfway;"
+            " `babyshield rotate NAME --resume` finishes one that stopped",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
 

@@ -21,8 +21,8 @@ from typing import Any
 from functions.shared import names
 from functions.shared.inventory import SecretSpec, spec
 from functions.shared.rotation.clients import error_code
-from functions.shared.rotation.protocol import STEPS, RotationInProgress, Step
-from functions.shared.rotation.store import CURRENT, PENDING, SecretStore
+from functions.shared.rotation.protocol import STEPS, RotationError, RotationInProgress, Step
+from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG, PENDING, SecretStore
 
 Handler = Callable[[Mapping[str, Any], Any], Any]
 
@@ -47,18 +47,34 @@ class DriverContext:
 
 
 class RotationFailed(Exception):
-    """A step kept failing; the rotation is left AWSPENDING under `token`."""
+    """A step kept failing. `left_pending`: version `token` holds AWSPENDING, to be
+    resumed or cancelled; otherwise nothing was stored (createSecret failed before
+    its put) and the rotation can simply run again."""
 
-    def __init__(self, name: str, token: str, step: Step, attempts: int, cause: BaseException):
+    def __init__(
+        self,
+        name: str,
+        token: str,
+        step: Step,
+        attempts: int,
+        cause: BaseException,
+        *,
+        left_pending: bool,
+    ):
+        where = f"version {token} is left AWSPENDING" if left_pending else "nothing was stored"
         super().__init__(
-            f"{name}: {step} failed {attempts} time(s) ({type(cause).__name__}); "
-            f"version {token} is left AWSPENDING"
+            f"{name}: {step} failed {attempts} time(s) ({type(cause).__name__}); {where}"
         )
         self.name = name
         self.token = token
         self.step = step
         self.attempts = attempts
         self.cause = cause
+        self.left_pending = left_pending
+
+
+class NothingToResume(RotationError):
+    """--resume with no version AWSPENDING: resuming must not start a new rotation."""
 
 
 @dataclass
@@ -139,9 +155,14 @@ class LocalRotationDriver:
             raise RotationInProgress(
                 f"{name}: version {in_progress} is already AWSPENDING; resume it or cancel it first"
             )
+        if in_progress is None and resume:
+            # A new rotation here would surprise: an emergency one logs everyone out again.
+            raise NothingToResume(f"{name}: nothing to resume: no version is AWSPENDING")
         token = in_progress if in_progress is not None else str(uuid.uuid4())
         if emergency:
             self.store.mark_emergency(item.secret_name, token)
+        # A resumed emergency finishes as one, whether or not --emergency was repeated.
+        emergency = emergency or metadata.tags.get(EMERGENCY_TAG) == token
         handler = self._handler or handler_for(item)
         attempts: dict[str, int] = {}
         for step in STEPS:
@@ -169,6 +190,12 @@ class LocalRotationDriver:
         self.store.clear_emergency(item.secret_name)
         return pending
 
+    def _left(self, item: SecretSpec, token: str) -> bool:
+        try:
+            return self.store.describe(item.secret_name).pending_elsewhere() == token
+        except Exception:  # noqa: BLE001 - unknown: report what may be left, not this error
+            return True
+
     def _invoke(self, handler: Handler, item: SecretSpec, step: Step, arn: str, token: str) -> int:
         event = {"Step": step, "SecretId": arn, "ClientRequestToken": token}
         context = DriverContext(function_name=names.function_name(item.method))
@@ -178,7 +205,9 @@ class LocalRotationDriver:
                 return attempt
             except Exception as exc:
                 if attempt == self.max_attempts:
-                    raise RotationFailed(item.name, token, step, attempt, exc) from exc
+                    raise RotationFailed(
+                        item.name, token, step, attempt, exc, left_pending=self._left(item, token)
+                    ) from exc
                 self.sleep(self.backoff_seconds * attempt)
         raise AssertionError("unreachable")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
+from functions.shared.rotation.driver import LocalRotationDriver, NothingToResume, RotationFailed
 from tests.integration.rotation.database_fixtures import DatabaseSecrets
 from tests.integration.rotation.state import stages
 
@@ -121,16 +121,17 @@ def test_database_down_at_any_step_never_lets_secret_and_database_disagree(
     assert db_secrets.agree("db-readonly")
     pending = [v for v, s in stages(db_secrets.store, "db-readonly").items() if "AWSPENDING" in s]
     assert pending == ([] if step == "createSecret" else [failed.value.token])
+    assert failed.value.left_pending == (step != "createSecret")
     # When the database is back, resuming finishes the same version
     db_secrets.proxy.up()
-    resumed = LocalRotationDriver(store=db_secrets.store, backoff_seconds=0.0).rotate(
-        "db-readonly", resume=True
-    )
+    driver = LocalRotationDriver(store=db_secrets.store, backoff_seconds=0.0)
     if step == "createSecret":
-        # Nothing was stored: the resumed rotation simply starts a version of its own.
-        assert resumed.version_id != failed.value.token
+        # Nothing was stored: nothing to resume, and a plain run starts a version of its own.
+        with pytest.raises(NothingToResume):
+            driver.rotate("db-readonly", resume=True)
+        assert driver.rotate("db-readonly").version_id != failed.value.token
     else:
-        assert resumed.version_id == failed.value.token
+        assert driver.rotate("db-readonly", resume=True).version_id == failed.value.token
     assert db_secrets.agree("db-readonly")
     assert db_secrets.current("db-readonly")["username"] != before["username"]
 

@@ -1,0 +1,180 @@
+"""`babyshield rotate` when a rotation stops halfway: Ctrl-C, a failing step, --resume.
+
+On-call reads the command's words to decide the next one, so each case checks
+what it says as well as what it leaves in Secrets Manager and the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.shared.identity.jwt_keys import generate_jwt_secret_value
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
+from functions.shared.rotation.store import SecretStore
+from ops.cli import main
+from tests.integration.rotation.conftest import PartnerUser
+from tests.integration.rotation.database_fixtures import DatabaseSecrets
+
+
+@pytest.fixture(autouse=True)
+def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
+
+
+@contextmanager
+def ctrl_c_after(step: str) -> Iterator[None]:
+    """Ctrl-C as soon as `step` has run, as an operator's would land between two steps."""
+    real = LocalRotationDriver._invoke
+
+    def invoke(self: LocalRotationDriver, handler: Any, item: Any, name: str, *rest: Any) -> int:
+        attempts = real(self, handler, item, name, *rest)  # type: ignore[arg-type]
+        if name == step:
+            raise KeyboardInterrupt
+        return attempts
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalRotationDriver, "_invoke", invoke)
+        yield
+
+
+def current(store: SecretStore, name: str) -> dict[str, Any]:
+    found = store.read(spec(name).secret_name, stage="AWSCURRENT")
+    assert found is not None
+    return found.value
+
+
+def pending(store: SecretStore, name: str) -> str | None:
+    return store.describe(spec(name).secret_name).pending_elsewhere()
+
+
+def test_resume_with_nothing_pending_starts_no_rotation(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = store.describe(spec("webhook-signing-secret").secret_name).stages
+    assert main(["rotate", "webhook-signing-secret", "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().out
+    assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
+
+
+def test_ctrl_c_says_what_is_left_and_secrets_shows_it_until_resumed(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a rotation interrupted after its new value was stored
+    with ctrl_c_after("setSecret"):
+        assert main(["rotate", "webhook-signing-secret"]) == 130
+    left = pending(store, "webhook-signing-secret")
+    assert left is not None
+    err = capsys.readouterr().err
+    assert f"webhook-signing-secret: INTERRUPTED; version {left} left AWSPENDING" in err
+    assert "babyshield rotate webhook-signing-secret --resume" in err
+    # Then `secrets` shows the pending version in its table and its JSON
+    assert main(["secrets"]) == 0
+    out = capsys.readouterr().out
+    assert left in out
+    assert "rotation pending for webhook-signing-secret" in out
+    assert main(["secrets", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["webhook-signing-secret"]["pending_version"] == left
+    # And --resume finishes that same version
+    assert main(["rotate", "webhook-signing-secret", "--resume"]) == 0
+    version = store.describe(spec("webhook-signing-secret").secret_name).version_with("AWSCURRENT")
+    assert version == left
+    assert current(store, "webhook-signing-secret")["secret"] != webhook_secret
+
+
+def test_a_resumed_emergency_finishes_as_one_and_says_so(
+    store: SecretStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed_secret(store, spec("jwt-signing-key"), json.loads(generate_jwt_secret_value()))
+    with ctrl_c_after("createSecret"):
+        assert main(["rotate", "jwt-signing-key", "--emergency"]) == 130
+    capsys.readouterr()
+    assert main(["rotate", "jwt-signing-key", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed as an emergency" in out
+    # The emergency retired the old key: nothing keeps AWSPREVIOUS
+    stages = store.describe(spec("jwt-signing-key").secret_name).stages
+    assert not any("AWSPREVIOUS" in labels for labels in stages.values())
+
+
+def test_a_failed_create_says_nothing_was_stored(
+    store: SecretStore, partner_user: PartnerUser, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the partner user is gone, so no new access key can be made
+    iam = boto3.client("iam")
+    iam.delete_access_key(UserName=partner_user.name, AccessKeyId=partner_user.first_key_id)
+    iam.delete_user(UserName=partner_user.name)
+    assert main(["rotate", "iam-partner-export", "--json"]) == 1
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["version_id"] is None
+    assert "nothing was stored" in result["detail"]
+    assert "--resume" not in result["detail"]
+    assert pending(store, "iam-partner-export") is None
+
+
+def test_an_interrupted_admin_rotation_is_named_when_a_tier_then_fails(
+    db_secrets: DatabaseSecrets, store: SecretStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe's case: Ctrl-C after the admin's password changed, before its secret did."""
+    with ctrl_c_after("setSecret"):
+        assert main(["rotate", "db-admin"]) == 130
+    err = capsys.readouterr().err
+    assert "db-admin --resume" in err
+    assert "--cancel" not in err  # refused for the admin: the database may hold the new password
+    # A tier's rotation logs in with the stale admin secret and fails; it says why
+    assert main(["rotate", "db-app"]) == 1
+    out = capsys.readouterr().out
+    assert "LoginRefused" in out
+    assert "db-admin has a rotation in progress: `babyshield rotate db-admin --resume` first" in out
+    assert db_secrets.agree("db-app")
+    # Following the advice brings everything back into agreement
+    assert main(["rotate", "db-admin", "--resume"]) == 0
+    assert db_secrets.agree("db-admin")
+    assert main(["rotate", "db-app"]) == 0
+    assert db_secrets.agree("db-app")
+
+
+def test_service_mode_is_refused_against_a_local_endpoint(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = store.describe(spec("webhook-signing-secret").secret_name).stages
+    assert main(["rotate", "webhook-signing-secret", "--mode", "service"]) == 1
+    assert "--mode service needs Secrets Manager itself" in capsys.readouterr().err
+    assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
+
+
+@pytest.mark.parametrize("wait", ["0", "-5"])
+def test_wait_must_be_positive(wait: str, aws: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rotate", "db-app", "--wait", wait]) == 1
+    assert "--wait" in capsys.readouterr().err
+
+
+def test_secrets_exits_non_zero_when_it_cannot_read_aws(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # No `aws` fixture: the endpoint is a closed port (tests/conftest.py).
+    assert main(["secrets"]) == 1
+    assert "could not read any secret" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_anything_was_stored_says_so(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LocalRotationDriver, "rotate", interrupted)
+        assert main(["rotate", "webhook-signing-secret"]) == 130
+    assert "nothing was left pending" in capsys.readouterr().err
+    assert pending(store, "webhook-signing-secret") is None
