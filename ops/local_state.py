@@ -20,6 +20,18 @@ from ops.console import CommandError
 
 STATE_FILE = Path(".babyshield") / "local.json"
 
+
+def find_state_file(start: Path | None = None) -> Path:
+    """The state file of the checkout the shell is in: in this folder or the nearest
+    parent that has one (as git finds `.git`), so a command run from `docs/` still
+    finds the stack `make run` started at the top. STATE_FILE when there is none."""
+    folder = (start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / STATE_FILE).is_file():
+            return candidate / STATE_FILE
+    return STATE_FILE
+
+
 # Anything here means the shell is aimed at AWS (or another endpoint): never override it.
 AWS_TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID")
 
@@ -34,7 +46,8 @@ def write_state(state: dict[str, Any], path: Path = STATE_FILE) -> None:
     os.replace(temporary, path)
 
 
-def read_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+def read_state(path: Path | None = None) -> dict[str, Any] | None:
+    path = path or find_state_file()
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -58,7 +71,7 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
-def running_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+def running_state(path: Path | None = None) -> dict[str, Any] | None:
     """The state of a local stack that is running now, or None."""
     state = read_state(path)
     endpoint = (state or {}).get("aws_endpoint_url")
@@ -67,8 +80,9 @@ def running_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
     return state if _answers(endpoint) else None
 
 
-def apply_local_environment(*, required: bool = False, path: Path = STATE_FILE) -> bool:
+def apply_local_environment(*, required: bool = False, path: Path | None = None) -> bool:
     """Point this process at the running local stack, unless the shell targets AWS."""
+    path = path or find_state_file()
     state = running_state(path)
     if state is not None and os.environ.get("AWS_ENDPOINT_URL") == state["aws_endpoint_url"]:
         return True  # already pointed at it (the stack's own process, or an exported URL)
