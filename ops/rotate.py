@@ -11,12 +11,18 @@ and exits non-zero at the end if any failed.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import getpass
+import hashlib
 import json
 import os
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ops.console import CommandError, print_json, print_table
@@ -74,7 +80,10 @@ def rotate_locally(
 
     driver = LocalRotationDriver(store=store)
     try:
-        result = driver.rotate(item.name, emergency=emergency, resume=resume)
+        with _only_rotation_of(item):
+            result = driver.rotate(item.name, emergency=emergency, resume=resume)
+    except RotationBusy as busy:
+        return Outcome(item.name, False, None, str(busy))
     except RotationFailed as failed:
         return Outcome(
             item.name,
@@ -91,6 +100,34 @@ def rotate_locally(
             f"; {RETIRED[item.kind]}"
         )
     return Outcome(item.name, True, result.version_id, detail)
+
+
+class RotationBusy(Exception):
+    pass
+
+
+def rotation_lock_path(item: SecretSpec) -> Path:
+    from functions.shared.settings import get_settings
+
+    stack = hashlib.sha256(str(get_settings().aws_endpoint_url).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"babyshield-rotate-{stack}-{item.name}.lock"
+
+
+@contextmanager
+def _only_rotation_of(item: SecretSpec) -> Iterator[None]:
+    """Secrets Manager refuses a second RotateSecret while one runs; moto runs none,
+    so two local runs of the same secret could each store a pending version and
+    leave one naming a login already in use. A lock per stack and secret, held for
+    the four steps, refuses the second run as the service would."""
+    with rotation_lock_path(item).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RotationBusy(
+                f"another `babyshield rotate` of {item.name} is running on this machine; "
+                "let it finish"
+            ) from None
+        yield
 
 
 def _cause(error: BaseException) -> str:

@@ -178,3 +178,23 @@ def test_ctrl_c_before_anything_was_stored_says_so(
         assert main(["rotate", "webhook-signing-secret"]) == 130
     assert "nothing was left pending" in capsys.readouterr().err
     assert pending(store, "webhook-signing-secret") is None
+
+
+def test_a_second_local_rotation_of_the_same_secret_is_refused(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    from ops.rotate import rotation_lock_path
+
+    before = store.describe(spec("webhook-signing-secret").secret_name).stages
+    # Given another run holds the secret's lock (as one between its steps does)
+    with rotation_lock_path(spec("webhook-signing-secret")).open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert main(["rotate", "webhook-signing-secret"]) == 1
+    assert "another `babyshield rotate` of webhook-signing-secret is running" in (
+        capsys.readouterr().out
+    )
+    assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
+    # And once it is released, the rotation runs
+    assert main(["rotate", "webhook-signing-secret"]) == 0
