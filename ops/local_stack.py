@@ -23,12 +23,14 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from functions.shared import names
+from ops.console import CommandError
 
 if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
@@ -150,6 +152,48 @@ def _webhook_secret() -> str:
     return str(json.loads(secret["SecretString"])["secret"])
 
 
+class RolesInUse(CommandError):
+    """Another local stack runs on these database roles."""
+
+
+def _claim_roles(stack: ExitStack, admin_conninfo: str, roles: RoleNames) -> None:
+    """Refuse to start beside another local stack on the same roles.
+
+    Roles belong to the whole PostgreSQL server, and provisioning gives the tiers'
+    logins fresh passwords: a second stack on the same server (any database, any
+    folder) would leave the first one's secrets naming passwords that no longer
+    work. Each stack keeps a session named after its role prefix for as long as it
+    runs; the server's own activity view shows the other's. An advisory lock
+    around the check and the naming makes two stacks starting at once on one
+    database take turns.
+    """
+    import psycopg
+
+    name = f"babyshield-local-stack:{roles.prefix}"
+    conn = psycopg.connect(admin_conninfo, autocommit=True)
+    stack.callback(conn.close)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+        # A stack that just stopped closed its session; the server ends it a moment later.
+        for _ in range(20):
+            # The activity view is read once per transaction unless told to read again.
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+            if not (row and row[0]):
+                break
+            time.sleep(0.1)
+        else:
+            raise RolesInUse(
+                f"another local stack is running on this PostgreSQL server's "
+                f"{roles.prefix}_* roles; starting would change their passwords under it",
+                hint="stop it first (Ctrl-C in its terminal), or set DATABASE_URL to "
+                "another server",
+            )
+        conn.execute("SELECT set_config('application_name', %s, false)", (name,))
+
+
 def _provision(admin_conninfo: str, admin_cidrs: str, roles: RoleNames) -> dict[str, str]:
     """Every resource and every row the local stack needs; returns the discovered env."""
     from functions.shared.db.migrations import apply_migrations
@@ -227,6 +271,15 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
             raise PortUnavailable(options.port, exc.strerror or str(exc)) from exc
         stack.callback(server.server_close)
         stack.callback(_restore_environment, saved_environment)
+        from functions.shared.db.roles import PRODUCTION_ROLES
+
+        if options.admin_conninfo:
+            admin_conninfo, where = options.admin_conninfo, "as given"
+        else:
+            admin_conninfo, where = local_database(stack)
+        roles = options.roles or PRODUCTION_ROLES
+        # Before anything else changes: a refusal must leave the other stack untouched.
+        _claim_roles(stack, admin_conninfo, roles)
         endpoint = stack.enter_context(running_moto_server())
         reset_moto(endpoint)
         use_fake_credentials()
@@ -242,15 +295,7 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
             # The tiers read their secrets, so a rotation reaches live requests.
             os.environ.pop(override, None)
         get_settings.cache_clear()
-        from functions.shared.db.roles import PRODUCTION_ROLES
-
-        if options.admin_conninfo:
-            admin_conninfo, where = options.admin_conninfo, "as given"
-        else:
-            admin_conninfo, where = local_database(stack)
-        environment.update(
-            _provision(admin_conninfo, admin_cidrs, options.roles or PRODUCTION_ROLES)
-        )
+        environment.update(_provision(admin_conninfo, admin_cidrs, roles))
         os.environ.update(environment)
         get_settings.cache_clear()
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ops.cli import main
-from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, local_stack
+from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, RolesInUse, local_stack
 from ops.local_state import read_state
 from tests.support.postgres import private_database
 
@@ -145,6 +145,33 @@ def test_printed_demo_commands_work(stack):
     user_key = next(k["key"] for k in stack["api_keys"] if k["purpose"] == "demo")
     assert get(stack, "/recalls?q=crib", **{"X-API-Key": user_key}) == 200
     assert get(stack, "/health") == 200
+
+
+def test_a_second_stack_on_the_same_roles_is_refused_and_the_first_keeps_working(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Roles are server-wide: a second stack would re-password the first one's logins."""
+    monkeypatch.chdir(tmp_path)
+    with private_database(pg_cluster) as database:
+        options = LocalStackOptions(
+            port=0,
+            quiet=True,
+            oncall_printer=False,
+            admin_conninfo=database.admin_conninfo,
+            roles=database.roles,
+        )
+        with local_stack(options) as first:
+            user_key = next(k["key"] for k in first["api_keys"] if k["purpose"] == "demo")
+            with (
+                pytest.raises(RolesInUse, match="another local stack is running"),
+                local_stack(options),
+            ):
+                pass
+            # The refusal changed nothing: the first stack's tiers still log in
+            assert get(first, "/recalls?q=crib", **{"X-API-Key": user_key}) == 200
+        # Once the first has stopped, the roles are free again
+        with local_stack(options) as again:
+            assert get(again, "/health") == 200
 
 
 def test_audit_passes_against_the_local_stack(stack, capsys):
