@@ -1,9 +1,11 @@
 """`babyshield audit`: the security audit of a running deployment, local or in AWS.
 
 One line per check with PASS, FAIL or SKIP and the reason; exit code 1 on any
-FAIL; `--json` for machines. Every request is read-only (GET, or a POST that
-the edge must refuse before it reaches a route), the request count is bounded
-and requests are paced, so the audit is safe against production.
+FAIL, and a check whose requests were rate-limited before they reached the API
+was not performed, so it FAILs too; `--json` for machines. Every request is
+read-only (GET, or a POST that the edge must refuse before it reaches a route),
+the request count is bounded and requests are paced, so the audit is safe
+against production.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -57,6 +59,8 @@ XSS_PROBES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 
 MAX_RATE_PROBES = 300
 PACE_SECONDS = 0.005
+# Beyond this a socket timeout overflows; no audit request should wait an hour.
+MAX_TIMEOUT_SECONDS = 3600.0
 
 
 @dataclass
@@ -121,11 +125,37 @@ def leaked(answer: Answer) -> str | None:
     return next((marker for marker in LEAK_MARKERS if marker in lowered), None)
 
 
+def rate_limited(answers: Iterable[Answer]) -> str | None:
+    """Why a check is not performed when any of its requests was answered 429.
+
+    A 429 comes from the edge's rate rule or the API key's limit, before the request
+    reaches the code under test: it says nothing about that code, and counting it as
+    a refusal would PASS a check that never ran (a second audit within the window).
+    """
+    limited = [answer for answer in answers if answer.status == 429]
+    if not limited:
+        return None
+    return (
+        "not performed: rate-limited (429) before the probe reached the API; "
+        f"{_wait(limited[-1])} and run again"
+    )
+
+
+def _wait(answer: Answer) -> str:
+    retry_after = answer.header("retry-after")
+    return f"wait {retry_after} s (Retry-After)" if retry_after else "wait for the window"
+
+
 def check_security_headers(target: Target) -> Iterator[Check]:
     answers = {
         "GET /health": target.request("GET", "/health"),
         "GET (unknown route)": target.request("GET", "/audit-no-such-route"),
     }
+    limited = rate_limited(answers.values())
+    if limited:
+        yield Check("security_headers", FAIL, limited)
+        yield Check("no_server_banner", FAIL, limited)
+        return
     problems = []
     for label, answer in answers.items():
         for name, expected in REQUIRED_HEADERS.items():
@@ -161,13 +191,19 @@ def check_admin_protection(target: Target) -> Iterator[Check]:
         ),
     ):
         answer = target.request("GET", path, headers=headers)
-        if answer.status in (401, 403):
+        limited = rate_limited([answer])
+        if limited:
+            yield Check(name, FAIL, limited)
+        elif answer.status in (401, 403):
             yield Check(name, PASS, f"GET {path} refused with {answer.status}")
         else:
             yield Check(name, FAIL, f"GET {path} answered {answer.status} without credentials")
 
 
 def _probe_result(name: str, answers: list[tuple[str, Answer]], reflected: str | None) -> Check:
+    limited = rate_limited(answer for _, answer in answers)
+    if limited:
+        return Check(name, FAIL, limited)
     for probe, answer in answers:
         marker = leaked(answer)
         if answer.status >= 500:
@@ -188,7 +224,10 @@ def check_injection(target: Target) -> Iterator[Check]:
     xss = [(p, target.request("GET", f"/recalls?q={quote(p)}", headers=auth)) for p in XSS_PROBES]
     yield _probe_result("xss_probes", xss, reflected="yes")
     traversal = target.request("GET", "/recalls/..%2f..%2f..%2fetc%2fpasswd")
-    if 400 <= traversal.status < 500 and "root:" not in traversal.body:
+    limited = rate_limited([traversal])
+    if limited:
+        yield Check("path_traversal_probe", FAIL, limited)
+    elif 400 <= traversal.status < 500 and "root:" not in traversal.body:
         yield Check("path_traversal_probe", PASS, f"refused with {traversal.status}")
     else:
         yield Check("path_traversal_probe", FAIL, f"answered {traversal.status}")
@@ -203,7 +242,10 @@ def check_error_hygiene(target: Target) -> Iterator[Check]:
         target.request("GET", "/health", headers={"X-Audit-Long": "a" * 20000}),
     ]
     bad = [a for a in answers if not 400 <= a.status < 500 or leaked(a)]
-    if bad:
+    limited = rate_limited(answers)
+    if limited:
+        yield Check("bad_input_is_4xx", FAIL, limited)
+    elif bad:
         detail = ", ".join(f"{a.status} {leaked(a) or ''}".strip() for a in bad)
         yield Check("bad_input_is_4xx", FAIL, f"malformed requests answered {detail}")
     else:
@@ -238,11 +280,16 @@ def check_authentication(target: Target) -> Iterator[Check]:
         "unknown API key": {"X-API-Key": "bs_auditnokey_" + "x" * 32},
     }
     failures = []
+    answers = []
     for label, headers in cases.items():
         answer = target.request("GET", "/me/subscriptions", headers=headers)
+        answers.append(answer)
         if answer.status != 401:
             failures.append(f"{label}: {answer.status}")
-    if failures:
+    limited = rate_limited(answers)
+    if limited:
+        yield Check("authentication_required", FAIL, limited)
+    elif failures:
         yield Check("authentication_required", FAIL, "; ".join(failures))
     else:
         yield Check("authentication_required", PASS, f"{len(cases)} bad credentials -> 401")
@@ -257,9 +304,20 @@ def check_rate_limiting(target: Target) -> Iterator[Check]:
         answer = target.request("GET", "/recalls?limit=1", headers=headers)
         if answer.status == 429:
             retry_after = answer.header("retry-after")
-            if retry_after and retry_after.isdigit() and int(retry_after) > 0:
+            if sent == 1:
+                # Refused before this check's first request counted: an earlier run (or
+                # another client of the key) spent the limit, so this run proved nothing.
                 yield Check(
-                    "rate_limiting", PASS, f"429 after {sent} requests, Retry-After {retry_after}"
+                    "rate_limiting",
+                    FAIL,
+                    "not performed: the key's limit was already spent (429 on the first "
+                    f"request); {_wait(answer)} and run again",
+                )
+            elif retry_after and retry_after.isdigit() and int(retry_after) > 0:
+                yield Check(
+                    "rate_limiting",
+                    PASS,
+                    f"{sent - 1} requests accepted, then 429 with Retry-After {retry_after}",
                 )
             else:
                 yield Check("rate_limiting", FAIL, "429 without a usable Retry-After header")
@@ -290,7 +348,10 @@ def check_tls(target: Target) -> Iterator[Check]:
         yield Check("tls", FAIL, f"TLS 1.2+ with a valid certificate failed: {exc}")
     answer = target.request("GET", "/health")
     hsts = answer.header("strict-transport-security") or ""
-    if "max-age=" in hsts and "includesubdomains" in hsts.lower():
+    limited = rate_limited([answer])
+    if limited:
+        yield Check("hsts_over_tls", FAIL, limited)
+    elif "max-age=" in hsts and "includesubdomains" in hsts.lower():
         yield Check("hsts_over_tls", PASS, hsts)
     else:
         yield Check("hsts_over_tls", FAIL, f"Strict-Transport-Security is {hsts!r}")
@@ -308,6 +369,8 @@ CHECKS: list[Callable[[Target], Iterator[Check]]] = [
 
 
 AWS_CHECK_NAMES = ("secret_ages", "database_users", "waf_association", "waf_logging")
+NO_AWS_ACCESS = "no AWS access: set a profile or credentials, or audit the running local stack"
+SKIPPED_BY_FLAG = "skipped: --no-aws (HTTP checks only)"
 
 
 def run_aws_checks() -> list[Check]:
@@ -328,18 +391,18 @@ def run_aws_checks() -> list[Check]:
     return results
 
 
-def run_audit(target: Target, *, aws: bool = False) -> list[Check]:
+def run_audit(target: Target, *, aws_skip_reason: str | None = NO_AWS_ACCESS) -> list[Check]:
+    """Every HTTP check, then the AWS checks unless there is a reason to skip them."""
     results: list[Check] = []
     for check in CHECKS:
         try:
             results.extend(check(target))
         except (OSError, http.client.HTTPException) as exc:
             results.append(Check(check.__name__.removeprefix("check_"), FAIL, f"no answer: {exc}"))
-    if aws:
+    if aws_skip_reason is None:
         results.extend(run_aws_checks())
     else:
-        reason = "no AWS access: set a profile or credentials, or audit the running local stack"
-        results.extend(Check(name, SKIP, reason) for name in AWS_CHECK_NAMES)
+        results.extend(Check(name, SKIP, aws_skip_reason) for name in AWS_CHECK_NAMES)
     return results
 
 
@@ -353,9 +416,17 @@ def local_defaults(url: str) -> dict[str, Any]:
     return state
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+    except ValueError:  # that, or an unclosed [IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
 def _run(args: argparse.Namespace) -> int:
-    parts = urlsplit(args.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _is_http_url(args.url):
         raise CommandError(
             f"not an http(s) URL: {args.url!r}", hint="e.g. --url http://127.0.0.1:8080"
         )
@@ -372,7 +443,11 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"cannot reach {args.url}: {exc}", hint="is the stack running? start it with `make run`"
         ) from exc
-    results = run_audit(target, aws=not args.no_aws and _aws_access(args.url))
+    if args.no_aws:
+        aws_skip_reason: str | None = SKIPPED_BY_FLAG
+    else:
+        aws_skip_reason = None if _aws_access(args.url) else NO_AWS_ACCESS
+    results = run_audit(target, aws_skip_reason=aws_skip_reason)
     if args.json:
         print_json({"checks": [asdict(r) for r in results]})
     else:
@@ -395,12 +470,25 @@ def _aws_access(url: str) -> bool:
     return any(os.environ.get(name) for name in AWS_TARGET_VARIABLES)
 
 
+def request_timeout(text: str) -> float:
+    """--timeout: 0 would make the sockets non-blocking, a negative one is refused by them."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # NaN and infinity fail this too
+        raise argparse.ArgumentTypeError(
+            f"the timeout is more than 0 and at most {MAX_TIMEOUT_SECONDS:g} seconds"
+        )
+    return seconds
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("audit", help="security audit of a running deployment")
     parser.add_argument("--url", required=True, help="the API's base URL")
     parser.add_argument("--api-key", help="an API key whose rate limit the audit may spend")
     parser.add_argument("--token", help="a valid access token (enables authenticated probes)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    parser.add_argument("--timeout", type=request_timeout, default=10.0, help="seconds per request")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
         "--no-aws", action="store_true", help="HTTP checks only (skip secrets, database, WAF)"

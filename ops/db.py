@@ -15,6 +15,31 @@ if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
 
 
+# libpq's parse errors quote the part of the value they stumbled on, which may be a
+# password: the value is never repeated, only what shape it should have.
+NOT_A_DATABASE_URL = "not a PostgreSQL connection URL or conninfo string"
+DATABASE_URL_EXAMPLE = "e.g. postgresql://USER@HOST:5432/DBNAME"
+
+
+def is_conninfo(value: str) -> bool:
+    """Does libpq parse it (a postgresql:// URL or key=value pairs); connecting is later."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(value)
+    except psycopg.ProgrammingError:
+        return False
+    return True
+
+
+def database_url(text: str) -> str:
+    """--database-url: a malformed one is a usage error, refused before anything runs."""
+    if not is_conninfo(text):
+        raise argparse.ArgumentTypeError(f"{NOT_A_DATABASE_URL} ({DATABASE_URL_EXAMPLE})")
+    return text
+
+
 def admin_conninfo(explicit: str | None) -> str:
     """The admin connection: flag, DATABASE_URL, or the db-admin secret (AWS)."""
     if explicit:
@@ -26,6 +51,8 @@ def admin_conninfo(explicit: str | None) -> str:
 
     settings = get_settings()
     if settings.database_url:
+        if not is_conninfo(settings.database_url):
+            raise CommandError(f"DATABASE_URL is {NOT_A_DATABASE_URL}", hint=DATABASE_URL_EXAMPLE)
         return settings.database_url
     try:
         parameters = source_for("admin", settings).current()
@@ -124,6 +151,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     migrate = commands.add_parser("migrate", help="apply pending migrations in sql/")
     migrate.add_argument(
         "--database-url",
+        type=database_url,
         default=None,
         help="admin connection (default: $DATABASE_URL, else the db-admin secret)",
     )
@@ -135,5 +163,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     migrate.set_defaults(func=_migrate)
     seed = commands.add_parser("seed", help="insert the demo recalls (idempotent)")
-    seed.add_argument("--database-url", default=None, help="as for migrate")
+    seed.add_argument("--database-url", type=database_url, default=None, help="as for migrate")
     seed.set_defaults(func=_seed)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ops.console import CommandError
+
 
 def openapi_document() -> dict[str, Any]:
     from functions.api.app import API_TITLE, API_VERSION, app
@@ -25,7 +27,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.output == "-":
         print(text, end="")
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:  # no such directory, not writable, a directory
+            raise CommandError(
+                f"cannot write {args.output}: {exc.strerror or exc}",
+                hint="pass a file in an existing, writable directory, or --output - for stdout",
+            ) from exc
         print(f"wrote {args.output}")
     return 0
 

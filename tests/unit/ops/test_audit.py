@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ops.audit import Target, run_audit
+from ops.audit import AWS_CHECK_NAMES, Target, run_audit
 from ops.audit_checks import FAIL, PASS, SKIP
 from ops.cli import main
 from ops.local_server import LocalApiServer, api_handler
@@ -80,6 +80,47 @@ def leaking_errors() -> Handler:
     return handler
 
 
+def too_many_requests() -> dict[str, Any]:
+    """A 429 as the edge's rate rule or a spent API key answers it, headers and all."""
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    return apply_security_headers(
+        {
+            "statusCode": 429,
+            "headers": {"Content-Type": "application/json", "Retry-After": "42"},
+            "body": '{"error":{"code":"too_many_requests","message":"Too many requests."}}',
+        }
+    )
+
+
+AUDIT_KEY = "bs_audit_key"
+
+
+def key_with_limit(limit: int) -> Handler:
+    """The API with the audit key limited to `limit` requests for the whole test: what
+    a second audit within the key's window meets once the first has spent it."""
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    real = api_handler()
+    spent = 0
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        nonlocal spent
+        if (event.get("headers") or {}).get("X-API-Key") != AUDIT_KEY:
+            return real(event, context)
+        spent += 1
+        if spent > limit:
+            return too_many_requests()
+        ok = {"statusCode": 200, "headers": {}, "body": '{"items":[]}'}
+        return apply_security_headers(ok)
+
+    return handler
+
+
+def everything_rate_limited(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return too_many_requests()
+
+
 def test_real_edge_passes_every_applicable_check():
     # Given the API as built, served over HTTP
     with serving(api_handler()) as url:
@@ -136,3 +177,88 @@ def test_not_a_url_is_a_clear_error(capsys):
     code = main(["audit", "--url", "ftp://example"])
     assert code == 1
     assert "not an http(s) URL" in capsys.readouterr().err
+
+
+def test_a_second_audit_in_the_key_window_does_not_pass_what_it_did_not_test():
+    # Given a key whose limit covers one audit's probes and a few more requests
+    probes_with_key = 5  # the SQL injection and XSS probes carry the key
+    with serving(key_with_limit(probes_with_key + 3)) as url:
+        # When the audit runs twice within the key's window
+        first = {c.name: c for c in run_audit(Target(url=url, api_key=AUDIT_KEY))}
+        second = {c.name: c for c in run_audit(Target(url=url, api_key=AUDIT_KEY))}
+    # Then the first run saw the limit hit by its own requests
+    assert first["rate_limiting"].status == PASS
+    assert first["rate_limiting"].detail.startswith("3 requests accepted, then 429")
+    assert first["xss_probes"].status == PASS
+    # And the second, refused before its requests reached the API, passes none of those
+    for name in ("sql_injection_probes", "xss_probes", "rate_limiting"):
+        assert second[name].status == FAIL, second[name]
+        assert second[name].detail.startswith("not performed:"), second[name]
+        assert "wait 42 s" in second[name].detail
+    assert "already spent" in second["rate_limiting"].detail
+
+
+def test_checks_answered_only_by_the_rate_limit_are_not_performed():
+    # Given an edge whose rate rule answers every request 429 (with the security headers)
+    with serving(everything_rate_limited) as url:
+        # When the audit runs
+        results = run_audit(Target(url=url, api_key=AUDIT_KEY))
+    # Then no HTTP check passes: each says it was not performed and why
+    http_checks = [c for c in results if c.name not in AWS_CHECK_NAMES and c.status != SKIP]
+    assert {c.name for c in http_checks} >= {
+        "security_headers",
+        "admin_requires_allowlist",
+        "path_traversal_probe",
+        "bad_input_is_4xx",
+        "authentication_required",
+        "rate_limiting",
+    }
+    for check in http_checks:
+        assert check.status == FAIL, check
+        assert check.detail.startswith("not performed:"), check
+
+
+def test_a_rate_limited_audit_exits_non_zero(capsys):
+    # Given an API that answers /health but rate-limits the rest
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["path"] == "/health":
+            return api_handler()(event, context)
+        return too_many_requests()
+
+    with serving(handler) as url:
+        # When the audit runs from the command line
+        code = main(["audit", "--url", url, "--no-aws"])
+    out = capsys.readouterr().out
+    # Then it does not report success
+    assert code == 1
+    assert "not performed: rate-limited (429)" in out
+
+
+def test_no_aws_flag_is_the_reason_the_aws_checks_are_skipped(capsys, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    with serving(api_handler()) as url:
+        main(["audit", "--url", url, "--json", "--no-aws"])
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    for name in AWS_CHECK_NAMES:
+        assert checks[name]["status"] == SKIP
+        assert "--no-aws" in checks[name]["detail"]
+        assert "no AWS access" not in checks[name]["detail"]
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "1e300"])
+def test_bad_timeout_is_a_usage_error(capsys, timeout):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "--url", "http://127.0.0.1:9", f"--timeout={timeout}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "argument --timeout" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:port", "http://[::1"])
+def test_malformed_url_is_a_clear_error(capsys, url):
+    code = main(["audit", "--url", url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "not an http(s) URL" in err
+    assert "unexpected failure" not in err

@@ -1,0 +1,67 @@
+"""`babyshield audit` run twice against the local stack: the second run, whose requests
+the spent audit key gets refused with 429, must not report what it did not test."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ops.cli import main
+from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, local_stack
+from tests.support.postgres import private_database
+
+
+@pytest.fixture
+def stack(pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.chdir(tmp_path)  # .babyshield/local.json goes here
+    with private_database(pg_cluster) as database:
+        options = LocalStackOptions(
+            port=0,
+            rate_limit=DEFAULT_RATE_LIMIT,
+            quiet=True,
+            oncall_printer=False,
+            admin_conninfo=database.admin_conninfo,
+            roles=database.roles,
+        )
+        with local_stack(options) as state:
+            yield state
+
+
+def audit(url: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, dict[str, str]]]:
+    code = main(["audit", "--url", url, "--json", "--no-aws"])
+    # The API runs in this process and logs to the same stdout: take the report only.
+    out = capsys.readouterr().out
+    checks = json.loads(out[out.index('{\n  "checks"') :])["checks"]
+    return code, {c["name"]: c for c in checks}
+
+
+def test_second_audit_within_the_key_window_is_not_a_pass(stack, capsys, monkeypatch):
+    # Given a key window long enough that both runs fall in the same one
+    from functions.shared.identity import rate_limit
+
+    monkeypatch.setattr(
+        rate_limit,
+        "FixedWindowRateLimiter",
+        functools.partial(rate_limit.FixedWindowRateLimiter, window_seconds=3600),
+    )
+    # And a first audit that spent the audit key's limit with its own requests
+    code, first = audit(stack["api_url"], capsys)
+    assert code == 0, first
+    assert first["rate_limiting"]["status"] == "PASS"
+    assert first["xss_probes"]["status"] == "PASS"
+
+    # When the audit runs again
+    code, second = audit(stack["api_url"], capsys)
+
+    # Then the checks the key's 429 answered were not performed, and the exit says so
+    assert code == 1
+    for name in ("sql_injection_probes", "xss_probes", "rate_limiting"):
+        assert second[name]["status"] == "FAIL", second[name]
+        assert second[name]["detail"].startswith("not performed:"), second[name]
+    # And the checks that never used the key still ran
+    assert second["security_headers"]["status"] == "PASS"
+    assert second["authentication_required"]["status"] == "PASS"
