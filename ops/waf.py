@@ -65,6 +65,18 @@ def _host_text(block: blocks.Block) -> str:
     return str(block.network.network_address) if full else block.ip
 
 
+def _shown(text: str | None, limit: int = blocks.MAX_REASON_LENGTH) -> str:
+    """Registry text as a terminal should print it: every control or format character
+    escaped (`\\x1b`, `\\n`), cut to `limit`. Entries may predate the rule on reasons,
+    or come from a hand edit, and an escape sequence printed raw takes effect."""
+    if text is None:
+        return ""
+    shown = "".join(
+        c.encode("unicode_escape").decode("ascii") if blocks.is_unprintable(c) else c for c in text
+    )
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def _block_json(block: blocks.Block) -> dict[str, Any]:
     return {**block.to_json(), "expires": _when(block.blocked_until)}
 
@@ -136,10 +148,10 @@ def _list(args: argparse.Namespace) -> int:
                 _host_text(b),
                 _when(b.blocked_until),
                 _remaining(b.blocked_until, now),
-                b.alarm,
+                _shown(b.alarm),
                 b.offences,
                 b.requests,
-                b.reason,
+                _shown(b.reason),
             )
             for b in found
         ],
@@ -149,6 +161,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _block(args: argparse.Namespace) -> int:
     _validate_targets(args.targets)
+    try:
+        blocks.check_reason(args.reason)
+    except blocks.InvalidReason as exc:
+        raise CommandError(
+            str(exc),
+            hint=f"one line of at most {blocks.MAX_REASON_LENGTH} characters, "
+            'e.g. --reason "credential stuffing"',
+        ) from exc
     result = _call_aws(
         lambda: blocks.block(
             args.targets, reason=args.reason, duration_seconds=args.duration, actor=args.by
@@ -173,15 +193,33 @@ def _unblock(args: argparse.Namespace) -> int:
     result = _call_aws(lambda: blocks.unblock(args.targets, actor=args.by, event_id=args.event))
     if args.json:
         print_json(
-            {"unblocked": [_block_json(b) for b in result.changed], "not_blocked": result.not_found}
+            {
+                "unblocked": [_block_json(b) for b in result.changed],
+                "not_blocked": result.not_found,
+                "covered_by": result.covered_by,
+            }
         )
     else:
         for b in result.changed:
-            print(f"unblocked {_host_text(b)} (was: {b.reason})")
+            print(f"unblocked {_host_text(b)} (was: {_shown(b.reason)})")
         for ip in result.not_found:
-            print(f"not blocked: {ip}")
+            covering = result.covered_by.get(ip)
+            if covering:
+                # Still refused at the WAF: say which block does it and what lifts it.
+                print(
+                    f"not blocked by itself: {ip} is inside the blocked {', '.join(covering)}; "
+                    "only unblocking that network lets it through"
+                )
+            else:
+                print(f"not blocked: {ip}")
     if not result.changed:
-        raise CommandError("nothing was unblocked", hint="babyshield waf list shows live blocks")
+        wider = sorted({n for networks in result.covered_by.values() for n in networks})
+        hint = (
+            f"babyshield waf unblock {' '.join(wider)}"
+            if wider
+            else "babyshield waf list shows live blocks"
+        )
+        raise CommandError("nothing was unblocked", hint=hint)
     return 0
 
 

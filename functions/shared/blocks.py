@@ -20,6 +20,7 @@ import ipaddress
 import random
 import socket
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -48,6 +49,12 @@ MAX_SYNC_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 PROTECTED_LIST_CACHE_SECONDS = 300
+# A reason is printed in `babyshield waf list` and the on-call message: a sentence,
+# not a document.
+MAX_REASON_LENGTH = 500
+# Control, format (bidi overrides, zero-width) and line/paragraph separator
+# characters: they move the cursor, recolour or reorder a terminal, or break a table.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 _DYNAMODB_BATCH = 25
 _RETRYABLE_WAF_ERRORS = {
     "WAFOptimisticLockException",
@@ -62,6 +69,10 @@ class BlockError(Exception):
 
 
 class InvalidTarget(BlockError):
+    pass
+
+
+class InvalidReason(BlockError):
     pass
 
 
@@ -108,6 +119,7 @@ def parse_target(text: str) -> IPNetwork:
     than MIN_PREFIX is refused with a message saying why.
     """
     raw = text.strip()
+    _refuse_zone_id(raw)
     try:
         network = ipaddress.ip_network(raw, strict=True)
     except ValueError as exc:
@@ -125,6 +137,45 @@ def parse_target(text: str) -> IPNetwork:
             "block narrower ranges or change the WAF rules instead"
         )
     return network
+
+
+def _refuse_zone_id(raw: str) -> None:
+    # ipaddress keeps an IPv6 zone id (`fe80::1%eth0`) in a network: the registry
+    # would store `fe80::1%eth0/128` and the IP set `fe80::1/128`, one block under two
+    # names that no unblock matches. A zone names one host's interface; WAF has none.
+    address = raw.split("/", 1)[0]
+    if "%" not in address:
+        return
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return  # not an address at all: the caller says so
+    raise InvalidTarget(
+        f"{raw!r} has an IPv6 zone id (the part after %), which means nothing "
+        "to the WAF: name the address without it"
+    )
+
+
+def is_unprintable(character: str) -> bool:
+    return unicodedata.category(character) in _UNPRINTABLE_CATEGORIES
+
+
+def check_reason(reason: str) -> str:
+    """The reason a block is kept with, stripped; refused when empty, too long or
+    holding characters a terminal would act on rather than show."""
+    text = reason.strip()
+    if not text:
+        raise InvalidReason("give a reason for the block")
+    if len(text) > MAX_REASON_LENGTH:
+        raise InvalidReason(
+            f"the reason is {len(text)} characters; at most {MAX_REASON_LENGTH} are kept"
+        )
+    if any(is_unprintable(c) for c in text):
+        raise InvalidReason(
+            "the reason holds control characters (newline, tab, escape...); "
+            "give it as one line of plain text"
+        )
+    return text
 
 
 def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
@@ -560,6 +611,9 @@ class ChangeResult:
     changed: list[Block]
     not_found: list[str]
     sync: SyncReport
+    # A target that is not a block itself but lies inside live blocked networks: only
+    # unblocking one of those lets it through (target -> covering networks).
+    covered_by: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _audit(action: str, actor: str, block: Block) -> None:
@@ -592,8 +646,7 @@ def block(
         raise InvalidTarget("name at least one address to block")
     if duration_seconds <= 0:
         raise InvalidTarget("the block duration must be positive")
-    if not reason.strip():
-        raise InvalidTarget("give a reason for the block")
+    reason = check_reason(reason)
     # Named twice ("203.0.113.7" and "203.0.113.7/32" too) is one block, one offence.
     networks = list(dict.fromkeys(parse_target(t) for t in targets))
     protected = protected_networks()
@@ -610,7 +663,7 @@ def block(
         blocks.append(
             Block(
                 network=network,
-                reason=reason.strip(),
+                reason=reason,
                 alarm="manual",
                 source="manual",
                 first_seen=previous.first_seen if previous else when,
@@ -650,12 +703,31 @@ def unblock(
     if event_id:
         chosen.update(ip for ip, b in known.items() if b.event_id == event_id)
     found = [known[ip] for ip in sorted(chosen)]
-    reg.delete_many(b.network for b in found)
     when = time.time() if now is None else now
+    # What stays blocked after this call, so a network unblocked with it covers nothing.
+    remaining = [b for ip, b in known.items() if ip not in chosen and b.is_live(when)]
+    covered_by = _covering_blocks([n for n in networks if str(n) not in known], remaining)
+    reg.delete_many(b.network for b in found)
     report = sync_ip_sets(now=when, reg=reg)
     for b in found:
         _audit("unblock", actor, b)
-    return ChangeResult(changed=found, not_found=not_found, sync=report)
+    return ChangeResult(changed=found, not_found=not_found, sync=report, covered_by=covered_by)
+
+
+def _covering_blocks(networks: Sequence[IPNetwork], live: Sequence[Block]) -> dict[str, list[str]]:
+    """For each network, the live blocked networks that contain it (widest first)."""
+    covered: dict[str, list[str]] = {}
+    for network in networks:
+        inside = [
+            str(n)
+            for n in sorted((b.network for b in live), key=lambda n: n.prefixlen)
+            if n.version == network.version
+            and n.prefixlen < network.prefixlen
+            and network.network_address in n
+        ]
+        if inside:
+            covered[str(network)] = inside
+    return covered
 
 
 def clear_caches() -> None:

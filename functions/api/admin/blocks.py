@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from functions.api.admin import require_admin
 from functions.api.models import ApiModel
@@ -22,6 +22,31 @@ T = TypeVar("T")
 MAX_TARGETS = 100
 MIN_BLOCK_SECONDS = 60
 MAX_BLOCK_SECONDS = 30 * 24 * 3600
+# functions.shared.blocks.MAX_REASON_LENGTH, which this module does not import at
+# load time (it brings botocore into every cold start); a test keeps the two equal.
+MAX_REASON_LENGTH = 500
+
+
+def _plain_reason(value: str) -> str:
+    """The rule every writer of a block follows (one line, no control characters),
+    checked here so the caller gets a 422 naming the field."""
+    from functions.shared.blocks import InvalidReason, check_reason
+
+    try:
+        return check_reason(value)
+    except InvalidReason as exc:
+        raise ValueError("reason is not one line of plain text") from exc
+
+
+Reason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_REASON_LENGTH,
+        description="Why: one line of plain text, no control characters.",
+    ),
+    AfterValidator(_plain_reason),
+]
 
 
 class BlockView(ApiModel):
@@ -50,7 +75,7 @@ class BlockRequest(ApiModel):
         list[Annotated[str, Field(min_length=1, max_length=64)]],
         Field(min_length=1, max_length=MAX_TARGETS),
     ]
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    reason: Reason
     duration_seconds: Annotated[int, Field(ge=MIN_BLOCK_SECONDS, le=MAX_BLOCK_SECONDS)] = 4 * 3600
 
 
@@ -73,7 +98,13 @@ def _run(operation: Callable[[], T]) -> T:
     try:
         return operation()
     except blocks.InvalidTarget as exc:
-        raise BadRequest("Each target must be an IP address or CIDR, not too wide.") from exc
+        raise BadRequest(
+            "Each target must be an IP address or CIDR, not too wide, without an IPv6 zone id."
+        ) from exc
+    except blocks.InvalidReason as exc:
+        raise BadRequest(
+            f"The reason must be one line of plain text of at most {MAX_REASON_LENGTH} characters."
+        ) from exc
     except blocks.ProtectedAddress as exc:
         raise Conflict("A target is on the admin allowlist or the never-block list.") from exc
     except (blocks.ProtectedListUnavailable, blocks.IpSetSyncFailed) as exc:
@@ -112,13 +143,21 @@ def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> 
 
 
 def remove_block(caller: Caller, ip: str, source_ip: str | None) -> None:
-    """Unblock one address at once; NotFound if it was not blocked."""
+    """Unblock one address at once; NotFound if it was not blocked, naming the blocked
+    network that still covers it, if one does."""
     from functions.api.identity.audit import record_admin_action
     from functions.shared import blocks
 
     actor = require_admin(caller)
     result = _run(lambda: blocks.unblock([ip], actor=str(actor.user_id)))
     if not result.changed:
+        covering = [n for networks in result.covered_by.values() for n in networks]
+        if covering:
+            # Registry CIDRs in canonical form, never the caller's text.
+            raise NotFound(
+                f"The address is not blocked by itself: it is inside the blocked network "
+                f"{', '.join(covering)}. Only unblocking that network lets it through."
+            )
         raise NotFound()
     record_admin_action(
         "waf_unblock",

@@ -69,8 +69,25 @@ def test_block_list_unblock_round_trip(world, admin):
         ({"targets": ["203.0.113.9"], "reason": ""}, 422),
         ({"targets": ["203.0.113.9"], "reason": "x", "duration_seconds": 5}, 422),
         ({"targets": [ADMIN_IP], "reason": "oops"}, 409),
+        ({"targets": ["fe80::1%eth0"], "reason": "x"}, 400),
+        ({"targets": ["203.0.113.9"], "reason": "   "}, 422),
+        ({"targets": ["203.0.113.9"], "reason": "scan\nADDRESS fake"}, 422),
+        ({"targets": ["203.0.113.9"], "reason": "scan \x1b[2J"}, 422),
+        ({"targets": ["203.0.113.9"], "reason": "x" * 501}, 422),
     ],
-    ids=["not-an-ip", "too-wide", "no-targets", "no-reason", "too-short", "allowlisted"],
+    ids=[
+        "not-an-ip",
+        "too-wide",
+        "no-targets",
+        "no-reason",
+        "too-short",
+        "allowlisted",
+        "ipv6-zone-id",
+        "blank-reason",
+        "newline-in-reason",
+        "escape-in-reason",
+        "reason-too-long",
+    ],
 )
 def test_bad_block_requests_are_refused_and_change_nothing(world, admin, body, status):
     response = call_api(
@@ -114,3 +131,33 @@ def test_blocks_need_the_admin_chain(world, admin):
         source_ip=ADMIN_IP,
     )
     assert response.status in (401, 403)
+
+
+def test_a_reason_of_the_longest_allowed_length_is_kept(world, admin):
+    body = {"targets": ["203.0.113.9"], "reason": "x" * 500}
+    response = call_api(
+        "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
+    )
+    assert response.status == 201, response.body
+    assert response.json()["changed"][0]["reason"] == "x" * 500
+
+
+def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world, admin):
+    # Given a blocked /24
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["198.51.100.0/24"], "reason": "scanner farm"},
+    )
+    assert created.status == 201, created.body
+    # When an admin unblocks one address in it
+    response = call_api(
+        "DELETE", "/admin/blocks/198.51.100.5", headers=admin["headers"], source_ip=ADMIN_IP
+    )
+    # Then it is not a block of its own, and the answer says which network holds it
+    assert response.status == 404
+    message = response.json()["error"]["message"]
+    assert "inside the blocked network 198.51.100.0/24" in message
+    assert ip_set_addresses() == ["198.51.100.0/24"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -172,3 +174,77 @@ def test_local_alarm_blocks_seeded_offenders_and_list_shows_them_with_expiry(
     table = capsys.readouterr().out
     assert "203.0.113.44" in table
     assert "3h59m" in table
+
+
+def test_unblocking_an_address_inside_a_blocked_network_names_the_network(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects on-call from a false "not blocked": the address is still refused at the
+    WAF because a wider block covers it, and only unblocking that network helps."""
+    # Given a blocked /24
+    assert main(["waf", "block", "198.51.100.0/24", "--reason", "scanner farm"]) == 0
+    capsys.readouterr()
+
+    # When on-call unblocks one address in it
+    code = main(["waf", "unblock", "198.51.100.5"])
+
+    # Then the answer names the covering network and the command that lifts it
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "198.51.100.5/32 is inside the blocked 198.51.100.0/24" in captured.out
+    assert "nothing was unblocked" in captured.err
+    assert "next: babyshield waf unblock 198.51.100.0/24" in captured.err
+    assert ip_set_addresses(waf, 4) == ["198.51.100.0/24"]
+
+    # And --json says the same for scripts
+    assert main(["waf", "unblock", "198.51.100.5", "--json"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["covered_by"] == {"198.51.100.5/32": ["198.51.100.0/24"]}
+
+    # And a network unblocked in the same call covers nothing any more
+    assert main(["waf", "unblock", "198.51.100.5", "198.51.100.0/24"]) == 0
+    out = capsys.readouterr().out
+    assert "unblocked 198.51.100.0/24" in out
+    assert "not blocked: 198.51.100.5/32" in out
+    assert "inside" not in out
+    assert ip_set_addresses(waf, 4) == []
+
+
+def test_list_never_prints_control_characters_from_the_registry(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects the on-call terminal: a reason stored before the reason rule (or by a
+    hand edit) with escape sequences and newlines is shown escaped, on one row."""
+    from functions.shared import blocks
+
+    # Given registry entries written past the rule
+    now = int(time.time())
+    hostile = "pwn\x1b]0;owned\x07\x1b[2J\nADDRESS fake row\u202e" + "x" * 100_000
+    blocks.registry().put_many(
+        [
+            blocks.Block(
+                network=ipaddress.ip_network("203.0.113.66/32"),
+                reason=hostile,
+                alarm="manual\x1b[31m",
+                source="manual",
+                first_seen=now,
+                last_seen=now,
+                blocked_until=now + 3600,
+            )
+        ],
+        memory_seconds=60,
+    )
+
+    # When on-call lists the blocks, then unblocks the entry
+    assert main(["waf", "list"]) == 0
+    table = capsys.readouterr().out
+    assert main(["waf", "unblock", "203.0.113.66"]) == 0
+    unblocked = capsys.readouterr().out
+
+    # Then no control character reached the terminal, and the row stays one line
+    for out in (table, unblocked):
+        assert not any((ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in out)
+        assert "\u202e" not in out
+        assert "\\x1b]0;owned\\x07" in out
+    assert len(table.splitlines()) == 3
+    assert len(table.splitlines()[2]) < 1000

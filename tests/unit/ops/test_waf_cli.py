@@ -19,10 +19,15 @@ from ops.waf import parse_duration
         ),
         (["waf", "block", "10.0.0.0/8", "--reason", "scan"], "wider than /16"),
         (["waf", "unblock", "2001:db8::zz"], "not an IP address or CIDR"),
+        (["waf", "block", "fe80::1%eth0", "--reason", "scan"], "IPv6 zone id"),
+        (["waf", "unblock", "fe80::1%eth0"], "IPv6 zone id"),
+        (["waf", "block", "203.0.113.7", "--reason", "a\nb"], "control characters"),
+        (["waf", "block", "203.0.113.7", "--reason", "\x1b[2Jx"], "control characters"),
+        (["waf", "block", "203.0.113.7", "--reason", "x" * 100_000], "at most 500"),
         (["waf", "unblock"], "name the addresses to unblock"),
     ],
 )
-def test_bad_addresses_fail_before_any_aws_call(
+def test_bad_addresses_and_reasons_fail_before_any_aws_call(
     argv: list[str],
     message: str,
     capsys: pytest.CaptureFixture[str],

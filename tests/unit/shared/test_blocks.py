@@ -9,11 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.shared.blocks import (
+    MAX_REASON_LENGTH,
     Block,
+    InvalidReason,
     InvalidTarget,
     ProtectedNetworks,
     aggregate,
     aggregate_cidrs,
+    check_reason,
     parse_target,
     plan_ip_set,
 )
@@ -148,3 +151,45 @@ def test_cidr_strings_match_the_networks_for_both_versions(
     base = ipaddress.ip_address("198.51.0.0" if version == 4 else "2001:db8::")
     nets = [ipaddress.ip_network(base + o) for o in offsets]
     assert aggregate_cidrs(nets, version) == [str(n) for n in aggregate(nets, version)]
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%1", "fe80::%eth0/64", "fe80::1%eth0/64"])
+def test_ipv6_zone_ids_are_refused(text: str) -> None:
+    """Protects unblock: `fe80::1%eth0` was stored as `fe80::1%eth0/128` while the IP set
+    got `fe80::1/128`, so `waf unblock fe80::1` found nothing. A zone means nothing to WAF."""
+    with pytest.raises(InvalidTarget, match="IPv6 zone id"):
+        parse_target(text)
+
+
+def test_a_reason_is_kept_stripped() -> None:
+    assert check_reason("  credential stuffing \n") == "credential stuffing"
+    assert check_reason("x" * MAX_REASON_LENGTH) == "x" * MAX_REASON_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("   ", "give a reason"),
+        ("x" * (MAX_REASON_LENGTH + 1), f"at most {MAX_REASON_LENGTH}"),
+        ("x" * 100_000, f"at most {MAX_REASON_LENGTH}"),
+        ("scan\nADDRESS  fake row", "control characters"),
+        ("scan \x1b[31mred\x1b[0m", "control characters"),
+        ("scan\tfrom x", "control characters"),
+        ("scan \x9b2J", "control characters"),  # the C1 form of ESC [
+        ("user \u202egnp.exe", "control characters"),  # right-to-left override
+        ("one\u2028two", "control characters"),  # line separator
+    ],
+)
+def test_reasons_a_terminal_would_act_on_are_refused(reason: str, message: str) -> None:
+    """Protects `waf list` and the audit trail: a reason is one line of plain text of
+    bounded length, whoever writes it (the CLI and the admin API share this check)."""
+    with pytest.raises(InvalidReason, match=message):
+        check_reason(reason)
+
+
+def test_the_admin_api_bounds_a_reason_as_the_registry_does() -> None:
+    """The API model cannot import the block module at load time; its copy of the
+    limit must not drift."""
+    from functions.api.admin import blocks as admin_blocks
+
+    assert admin_blocks.MAX_REASON_LENGTH == MAX_REASON_LENGTH
