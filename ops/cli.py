@@ -72,13 +72,23 @@ def _worth_showing(record: logging.LogRecord) -> bool:
     )
 
 
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Keep the line, drop its traceback: the command reports the failure itself, in
+    one line (BABYSHIELD_DEBUG=1 keeps tracebacks)."""
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
+
+
 @contextmanager
 def command_output_only() -> Iterator[None]:
     """While a command runs function code in-process (the responder, a rotation, a
     block), stdout carries the command's answer only (a table, an on-call message,
     a --json document), not what a Lambda sends to CloudWatch:
 
-    - the code's JSON log lines go to stderr, warnings, errors and audit lines only;
+    - the code's JSON log lines go to stderr, warnings, errors and audit lines only,
+      without tracebacks;
     - its EMF metric blobs are not written (there is no CloudWatch to read them).
 
     BABYSHIELD_DEBUG=1 keeps every log line (still on stderr) and the metrics.
@@ -92,6 +102,7 @@ def command_output_only() -> Iterator[None]:
         previous = handler.setStream(_CurrentStderr())
         if not debug:
             handler.addFilter(_worth_showing)
+            handler.addFilter(_without_traceback)
     metrics_setting = os.environ.get(METRICS_DISABLED)
     if not debug:
         os.environ[METRICS_DISABLED] = "true"
@@ -106,6 +117,7 @@ def command_output_only() -> Iterator[None]:
         # a later flush.
         metrics.clear_metrics()
         handler.removeFilter(_worth_showing)
+        handler.removeFilter(_without_traceback)
         if previous is not None and isinstance(handler, logging.StreamHandler):
             handler.setStream(previous)
 
@@ -113,6 +125,25 @@ def command_output_only() -> Iterator[None]:
 def _serves(args: argparse.Namespace) -> bool:
     """`babyshield local` itself: a server whose log is its output."""
     return args.command == "local" and getattr(args, "local_command", None) is None
+
+
+def _bad_setting(error: Exception) -> str | None:
+    """One line naming the environment variable behind an invalid setting, instead of
+    pydantic's multi-line dump; None for any other error."""
+    from pydantic import ValidationError
+
+    from functions.shared.settings import ENVIRONMENT_VARIABLES, Settings
+
+    if not isinstance(error, ValidationError) or error.title != Settings.__name__:
+        return None
+    variables = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
+    problems = error.errors()
+    first = problems[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = variables.get(field, field.upper())
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"environment variable {variable} is invalid: {message}{more}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # on-call gets one line, not a traceback
         if os.environ.get("BABYSHIELD_DEBUG"):
             raise
+        setting = _bad_setting(error)
+        if setting:
+            return fail(setting, hint="correct that environment variable, or unset it")
         return fail(
             f"unexpected failure: {type(error).__name__}: {error}",
             hint="rerun with BABYSHIELD_DEBUG=1 for the traceback, and report it",

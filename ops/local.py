@@ -13,9 +13,50 @@ import signal
 import threading
 from typing import Any
 
+from functions.shared import names
 from ops.console import CommandError
 
 DEFAULT_PORT = 8080
+MAX_PORT = 65535
+
+# The alarms the responder acts on (functions/shared/settings.py), by short name.
+RESPONDER_ALARMS = {
+    name.removeprefix(f"{names.PREFIX}-"): name
+    for name in (names.ALARM_WAF_BLOCKED, names.ALARM_FAILED_SIGNINS, names.ALARM_WAF_RATE)
+}
+# Its offenders are the keys WAF's rate-based rule is limiting, read from the WebACL
+# (GetRateBasedStatementManagedKeys). The local stack has no WebACL (the local edge
+# applies the rate rule in its own process) and moto lacks that call.
+NOT_SIMULATED = {
+    names.ALARM_WAF_RATE: (
+        "its offenders come from the WebACL's rate rule, and the local stack has no "
+        "WebACL (the local edge applies the rate rule itself; moto has no "
+        "GetRateBasedStatementManagedKeys)"
+    )
+}
+
+
+def _port(text: str) -> int:
+    """--port: checked by the parser, before anything starts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"port {value} is out of range: use 0 to {MAX_PORT} (0 picks a free one)"
+        )
+    return value
+
+
+def _alarm_name(text: str) -> str:
+    """A responder alarm, by short name (`waf-blocked-requests`) or full name."""
+    short = text.removeprefix(f"{names.PREFIX}-")
+    if short not in RESPONDER_ALARMS:
+        raise argparse.ArgumentTypeError(
+            f"unknown alarm {text!r}; the responder acts on: {', '.join(RESPONDER_ALARMS)}"
+        )
+    return RESPONDER_ALARMS[short]
 
 
 def _int_from_environment(name: str, default: int, *, low: int, high: int) -> int:
@@ -95,11 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     port = (
         args.port
         if args.port is not None
-        else _int_from_environment("PORT", DEFAULT_PORT, low=0, high=65535)
+        else _int_from_environment("PORT", DEFAULT_PORT, low=0, high=MAX_PORT)
     )
     rate_limit = _int_from_environment(
         "BABYSHIELD_LOCAL_RATE_LIMIT", DEFAULT_RATE_LIMIT, low=1, high=10_000_000
     )
+    _check_admin_cidrs()
     if running_state() is not None:
         raise CommandError(
             "a local stack is already running (.babyshield/local.json)",
@@ -126,12 +168,44 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_admin_cidrs() -> None:
+    # The stack reads it only after moto and PostgreSQL are up; a typo should cost a
+    # second and name the variable, not end a whole start-up in a settings dump.
+    from functions.shared.settings import parse_cidrs
+
+    raw = os.environ.get("ADMIN_ALLOWED_CIDRS")
+    if not raw:
+        return
+    try:
+        parse_cidrs(raw)
+    except ValueError as exc:
+        raise CommandError(
+            f"ADMIN_ALLOWED_CIDRS is not a list of CIDRs: {exc}",
+            hint="export ADMIN_ALLOWED_CIDRS=127.0.0.1/32,::1/128 (comma-separated, "
+            "no host bits set), or unset it",
+        ) from exc
+
+
 def _alarm(args: argparse.Namespace) -> int:
+    from functions.waf_responder.offenders import OffenderLookupFailed
     from ops.local_state import apply_local_environment
     from ops.waf import trigger_alarm
 
+    why = NOT_SIMULATED.get(args.name)
+    if why:
+        raise CommandError(
+            f"{args.name} cannot be simulated on the local stack: {why}",
+            hint="babyshield local alarm waf-blocked-requests (the local edge logs its "
+            "rate-rule blocks to the WAF log, which that alarm reads)",
+        )
     apply_local_environment(required=True)
-    result = trigger_alarm(args.name)
+    try:
+        result = trigger_alarm(args.name)
+    except OffenderLookupFailed as exc:
+        raise CommandError(
+            f"the responder could not find the offenders: {exc}",
+            hint="BABYSHIELD_DEBUG=1 shows the responder's whole log",
+        ) from exc
     message = result.get("message") or result.get("status") or result
     print(message)
     return 0 if result.get("status") != "rejected" else 1
@@ -139,12 +213,20 @@ def _alarm(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("local", help="run the platform on this machine")
-    parser.add_argument("--port", type=int, default=None, help="default: $PORT or 8080")
+    parser.add_argument(
+        "--port", type=_port, default=None, help="0 to 65535 (default: $PORT or 8080)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.set_defaults(func=_run)
     commands = parser.add_subparsers(dest="local_command", metavar="SUBCOMMAND")
     alarm = commands.add_parser(
         "alarm", help="fire an alarm's EventBridge event into the responder (local stack)"
     )
-    alarm.add_argument("name", help="alarm name, e.g. waf-blocked-requests")
+    alarm.add_argument(
+        "name",
+        type=_alarm_name,
+        metavar="NAME",
+        help=f"one of {', '.join(RESPONDER_ALARMS)} "
+        f"({names.ALARM_WAF_RATE.removeprefix(f'{names.PREFIX}-')} only in AWS)",
+    )
     alarm.set_defaults(func=_alarm)

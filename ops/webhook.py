@@ -21,7 +21,9 @@ from typing import Any
 
 from ops.console import CommandError
 
-DEFAULT_URL = "http://127.0.0.1:8080/webhooks/recalls"
+WEBHOOK_PATH = "/webhooks/recalls"
+# Where `make run` serves when nothing says otherwise (no running stack to ask).
+DEFAULT_URL = f"http://127.0.0.1:8080{WEBHOOK_PATH}"
 
 
 def signed_request(
@@ -95,7 +97,20 @@ def _is_loopback(url: str | None) -> bool:
     return bool(url) and urlparse(url).hostname in {"127.0.0.1", "localhost", "::1"}
 
 
+def default_url() -> str:
+    """The running local stack's webhook endpoint (it may serve on any port), else
+    DEFAULT_URL."""
+    from ops.local_state import running_state
+
+    api_url = (running_state() or {}).get("api_url")
+    if isinstance(api_url, str) and api_url.startswith(("http://", "https://")):
+        return f"{api_url.rstrip('/')}{WEBHOOK_PATH}"
+    return DEFAULT_URL
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.url is None:
+        args.url = default_url()
     secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
     body = json.dumps(recall_event(args), separators=(",", ":")).encode()
     try:
@@ -125,7 +140,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("webhook", help="send signed recall webhooks")
     commands = parser.add_subparsers(dest="webhook_command", metavar="COMMAND", required=True)
     send = commands.add_parser("send", help="sign a recall event and POST it")
-    send.add_argument("--url", default=DEFAULT_URL)
+    send.add_argument(
+        "--url",
+        help=f"where to POST (default: the running local stack's {WEBHOOK_PATH}, "
+        f"else {DEFAULT_URL})",
+    )
     send.add_argument("--secret", help="whsec_... (default: $WEBHOOK_SECRET or Secrets Manager)")
     send.add_argument("--file", help="a JSON event to send as is")
     send.add_argument(

@@ -211,8 +211,9 @@ class Settings(BaseModel):
         return self.environment == "local"
 
 
-# Environment variable -> settings field. One table, so a reader sees every knob.
-_ENVIRONMENT = {
+# Environment variable -> settings field. One table, so a reader sees every knob
+# (and `babyshield` names the variable behind an invalid setting).
+ENVIRONMENT_VARIABLES = {
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "BABYSHIELD_ENV": "environment",
     "AWS_REGION": "region",
@@ -287,7 +288,7 @@ _ENVIRONMENT = {
 
 def settings_from_environment(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    values = {field: env[name] for name, field in _ENVIRONMENT.items() if env.get(name)}
+    values = {field: env[name] for name, field in ENVIRONMENT_VARIABLES.items() if env.get(name)}
     return Settings.model_validate(values)
 
 

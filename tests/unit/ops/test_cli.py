@@ -111,3 +111,37 @@ def test_function_metrics_are_not_written_and_do_not_leak(capsys, monkeypatch):
     assert "WafIpsBlocked" not in capsys.readouterr().out
     assert not metrics.metric_set
     assert "POWERTOOLS_METRICS_DISABLED" not in os.environ
+
+
+def test_function_errors_reach_stderr_without_their_traceback(capsys, monkeypatch):
+    """Protects on-call from a traceback: a responder that logs its failure with
+    logger.exception (then raises) had its whole stack printed as a JSON field."""
+    from functions.shared.observability import logger
+    from ops.cli import command_output_only
+
+    monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    with command_output_only():
+        try:
+            raise RuntimeError("lookup failed")
+        except RuntimeError:
+            logger.exception("WAF responder failed")
+
+    err = capsys.readouterr().err
+    assert "WAF responder failed" in err
+    assert "Traceback" not in err
+    assert "RuntimeError" not in err
+
+
+def test_an_invalid_setting_is_one_line_naming_the_variable(capsys, monkeypatch):
+    """Protects every command from pydantic's multi-line dump: name the variable."""
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "bogus")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    code = main(["waf", "list"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[0] == (
+        "error: environment variable ADMIN_ALLOWED_CIDRS is invalid: "
+        "invalid CIDR in allowlist: 'bogus'"
+    )
+    assert err.splitlines()[1].startswith("  next:")
+    assert len(err.splitlines()) == 2

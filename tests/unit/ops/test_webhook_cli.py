@@ -43,3 +43,64 @@ def test_non_http_url_is_refused(capsys):
     code = main(["webhook", "send", "--url", "file:///etc/passwd", "--secret", secret])
     assert code == 1
     assert "http" in capsys.readouterr().err
+
+
+def test_without_url_it_posts_to_the_running_local_stack(monkeypatch, capsys):
+    """Protects `make run` on another port (PORT=9090): the default follows the stack's
+    own api_url in .babyshield/local.json, not a fixed 127.0.0.1:8080."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import ops.local_state
+
+    received: list[str] = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.path)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(202)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    # Given a running stack whose API is on a port other than 8080
+    server = HTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api_url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(ops.local_state, "running_state", lambda *_: {"api_url": api_url})
+    # (The stack's AWS environment is not needed: the secret is given.)
+    monkeypatch.setattr(ops.local_state, "apply_local_environment", lambda **_: False)
+    secret = json.loads(generate_webhook_secret_value())["secret"]
+    try:
+        # When a webhook is sent without --url
+        code = main(["webhook", "send", "--secret", secret])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # Then it reached that stack's webhook endpoint
+    assert code == 0, capsys.readouterr().err
+    assert received == ["/webhooks/recalls"]
+    assert "HTTP 202" in capsys.readouterr().out
+
+
+def test_without_a_running_stack_the_default_is_the_make_run_port(monkeypatch):
+    import ops.local_state
+    from ops.webhook import DEFAULT_URL, default_url
+
+    monkeypatch.setattr(ops.local_state, "running_state", lambda *_: None)
+    assert default_url() == DEFAULT_URL == "http://127.0.0.1:8080/webhooks/recalls"
+
+
+def test_url_has_a_help_text(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["webhook", "send", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--url URL" in help_text
+    assert "running local stack" in help_text
