@@ -72,6 +72,14 @@ def _worth_showing(record: logging.LogRecord) -> bool:
     )
 
 
+def show_every_log_line() -> None:
+    """For the rest of this command, every log line of the code it runs (a --verbose
+    flag): the filter goes; tracebacks stay out without BABYSHIELD_DEBUG."""
+    from functions.shared.observability import logger
+
+    logger.registered_handler.removeFilter(_worth_showing)
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Keep the line, drop its traceback: the command reports the failure itself, in
     one line (BABYSHIELD_DEBUG=1 keeps tracebacks)."""

@@ -234,7 +234,11 @@ def _run(args: argparse.Namespace) -> int:
     from functions.shared.observability import logger
 
     previous = logger.log_level
-    if not args.verbose:
+    if args.verbose:
+        from ops.cli import show_every_log_line
+
+        show_every_log_line()
+    else:
         logger.setLevel("WARNING")
     try:
         return _rotate(args)
@@ -374,7 +378,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wait", type=float, default=300.0, help="seconds to wait for Secrets Manager"
     )
     parser.add_argument("--json", action="store_true", help="results as JSON")
-    parser.add_argument("--verbose", action="store_true", help="show the rotation step logs")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the rotation step logs (on stderr)"
+    )
     parser.set_defaults(func=_run)
 
 

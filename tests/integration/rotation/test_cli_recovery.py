@@ -198,3 +198,18 @@ def test_a_second_local_rotation_of_the_same_secret_is_refused(
     assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
     # And once it is released, the rotation runs
     assert main(["rotate", "webhook-signing-secret"]) == 0
+
+
+def test_verbose_shows_each_step_and_plain_runs_do_not(
+    store: SecretStore,
+    webhook_secret: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POWERTOOLS_LOG_LEVEL")
+    assert main(["rotate", "webhook-signing-secret"]) == 0
+    assert '"step":"createSecret"' not in capsys.readouterr().err
+    assert main(["rotate", "webhook-signing-secret", "--verbose"]) == 0
+    err = capsys.readouterr().err
+    for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+        assert f'"step":"{step}"' in err
