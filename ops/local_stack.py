@@ -21,6 +21,7 @@ rate counters and secrets do not survive a restart, by design.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 LOCAL_DATABASE = "babyshield_local"
 ONCALL_CONSOLE_QUEUE = f"{names.PREFIX}-oncall-console"
 WAF_LOG_STREAM = "local-edge"
+API_LOG_STREAM = "local-api"
 # The WebACL's rate-based rule: requests per 5 minutes per address (cdk/waf.py).
 DEFAULT_RATE_LIMIT = 2000
 DEFAULT_ADMIN_CIDRS = "127.0.0.1/32,::1/128"
@@ -89,6 +91,57 @@ def local_database(stack: ExitStack) -> tuple[str, str]:
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DATABASE)))
     return make_conninfo(server, dbname=LOCAL_DATABASE), where
+
+
+class RefusalLogShipper(logging.Handler):
+    """Sends the API's refused-authentication lines to its log group on moto.
+
+    In AWS, Lambda sends every line the API logs to CloudWatch, and the
+    failed-sign-ins alarm's responder reads them back with Logs Insights. Here
+    the API runs in this process and logs to stdout; this handler puts the
+    lines that alarm is about (authentication decisions that refused) where the
+    responder looks, so `babyshield local alarm failed-sign-ins` blocks as in
+    AWS. Only refusals: one moto call per accepted request would slow every
+    local request for lines no alarm reads.
+    """
+
+    def __init__(self, logs: Any, group: str, stream: str, formatter: logging.Formatter):
+        super().__init__()
+        self._logs = logs
+        self._group = group
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(record, "auth_event", "").endswith("_failed"):
+            return
+        try:
+            message = self.format(record)
+            with self._lock:
+                self._logs.put_log_events(
+                    logGroupName=self._group,
+                    logStreamName=self._stream,
+                    logEvents=[{"timestamp": int(record.created * 1000), "message": message}],
+                )
+        except Exception:  # noqa: BLE001 - a lost log line must not fail the request
+            self.handleError(record)
+
+
+def ship_refusals(stack: ExitStack) -> None:
+    """Attach a RefusalLogShipper to the functions' logger until the stack stops."""
+    from functions.shared.observability import logger
+    from functions.shared.settings import get_settings
+    from ops.provision import ensure_log_stream
+
+    logs = _aws_client("logs")
+    group = get_settings().api_log_group
+    ensure_log_stream(logs, group, API_LOG_STREAM)
+    shipper = RefusalLogShipper(logs, group, API_LOG_STREAM, logger.registered_formatter)
+    # Powertools' Logger writes through the standard logger of its name.
+    functions_logger = logging.getLogger(logger.name)
+    functions_logger.addHandler(shipper)
+    stack.callback(functions_logger.removeHandler, shipper)
 
 
 class OncallPrinter:
@@ -310,6 +363,7 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
             log_stream=WAF_LOG_STREAM,
         )
         server.set_handler(edge)
+        ship_refusals(stack)
         thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
         thread.start()
         stack.callback(server.shutdown)

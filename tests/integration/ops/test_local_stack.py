@@ -140,6 +140,42 @@ def test_flood_alarm_block_refuse_sweep_allow(flood_stack, monkeypatch, capsys):
     assert get(stack, "/health", ATTACKER) == 200
 
 
+def post_json(state: dict[str, Any], path: str, body: dict[str, Any], source: str) -> int:
+    host, port = state["api_url"].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        conn.request(
+            "POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_failed_sign_ins_alarm_blocks_the_guesser(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Flow 3 for the sign-in alarm: the API's refusals reach its log group, as in AWS."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAILED_SIGN_INS_THRESHOLD", "3")
+    with running_stack(pg_cluster, DEFAULT_RATE_LIMIT) as stack:
+        # Given one address guessing passwords (another account's user guessing too little)
+        guess = {"email": "parent@demo.babyshield.local", "password": "not-the-password"}
+        for _ in range(4):
+            assert post_json(stack, "/auth/login", guess, ATTACKER) in (401, 429)
+        assert post_json(stack, "/auth/login", guess, "127.0.0.3") == 401
+        # When the failed-sign-ins alarm fires into the real responder
+        assert main(["local", "alarm", "failed-sign-ins"]) == 0
+        message = capsys.readouterr().out
+        # Then the guesser is blocked and refused; the one-off caller is not
+        assert ATTACKER in message
+        assert "127.0.0.3" not in message
+        assert get(stack, "/health", ATTACKER) == 403
+        assert get(stack, "/health", "127.0.0.3") == 200
+
+
 def test_printed_demo_commands_work(stack):
     # The README and banner promise these exact credentials work on the local stack.
     user_key = next(k["key"] for k in stack["api_keys"] if k["purpose"] == "demo")
