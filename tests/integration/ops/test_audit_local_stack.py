@@ -11,24 +11,14 @@ from typing import Any
 import pytest
 
 from ops.cli import main
-from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, local_stack
-from tests.support.postgres import private_database
+from tests.support.local_stack import running_stack
 
 
 @pytest.fixture
 def stack(pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     monkeypatch.chdir(tmp_path)  # .babyshield/local.json goes here
-    with private_database(pg_cluster) as database:
-        options = LocalStackOptions(
-            port=0,
-            rate_limit=DEFAULT_RATE_LIMIT,
-            quiet=True,
-            oncall_printer=False,
-            admin_conninfo=database.admin_conninfo,
-            roles=database.roles,
-        )
-        with local_stack(options) as state:
-            yield state
+    with running_stack(pg_cluster) as state:
+        yield state
 
 
 def audit(url: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, dict[str, str]]]:

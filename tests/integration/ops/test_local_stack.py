@@ -14,34 +14,19 @@ import http.client
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ops.cli import main
-from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, RolesInUse, local_stack
+from ops.local_stack import DEFAULT_RATE_LIMIT, RolesInUse, local_stack
 from ops.local_state import read_state
+from tests.support.local_stack import running_stack, stack_options
 from tests.support.postgres import private_database
 
 ATTACKER = "127.0.0.2"
 RATE_LIMIT = 5
-
-
-@contextmanager
-def running_stack(cluster: str, rate_limit: int) -> Iterator[dict[str, Any]]:
-    with private_database(cluster) as database:
-        options = LocalStackOptions(
-            port=0,
-            rate_limit=rate_limit,
-            quiet=True,
-            oncall_printer=False,
-            admin_conninfo=database.admin_conninfo,
-            roles=database.roles,
-        )
-        with local_stack(options) as state:
-            yield state
 
 
 @pytest.fixture
@@ -189,13 +174,7 @@ def test_a_second_stack_on_the_same_roles_is_refused_and_the_first_keeps_working
     """Roles are server-wide: a second stack would re-password the first one's logins."""
     monkeypatch.chdir(tmp_path)
     with private_database(pg_cluster) as database:
-        options = LocalStackOptions(
-            port=0,
-            quiet=True,
-            oncall_printer=False,
-            admin_conninfo=database.admin_conninfo,
-            roles=database.roles,
-        )
+        options = stack_options(database)
         with local_stack(options) as first:
             user_key = next(k["key"] for k in first["api_keys"] if k["purpose"] == "demo")
             with (
