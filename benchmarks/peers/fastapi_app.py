@@ -345,4 +345,10 @@ def remove_block(request: Request, ip: str) -> Response:
     return Response(status_code=204)
 
 
+@app.delete("/admin/blocks/{address}/{prefix}", status_code=204)
+def remove_network_block(request: Request, address: str, prefix: str) -> Response:
+    blocks.remove_block(_caller(request), f"{address}/{prefix}", _source_ip(request))
+    return Response(status_code=204)
+
+
 handler = Mangum(app, lifespan="off")

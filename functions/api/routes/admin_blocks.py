@@ -3,6 +3,8 @@ chain); what each operation does is functions/api/admin/blocks.py."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
@@ -28,7 +30,20 @@ def add_blocks(request: BlockRequest) -> Response[BlockChange]:
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=change)
 
 
+# A path parameter reaches the route as sent: percent-decoded here, so an encoded
+# IPv6 address (2001%3Adb8%3A%3A1) or a CIDR sent as one segment (198.51.100.0%2F24)
+# means what it says. A CIDR's natural spelling, /admin/blocks/198.51.100.0/24, is
+# two segments: the route below.
 @router.delete("/admin/blocks/<ip>", summary="Remove a block at once", tags=["admin"])
 def remove_block(ip: str) -> Response[None]:
-    blocks.remove_block(require_caller(router), ip, _source_ip())
+    blocks.remove_block(require_caller(router), unquote(ip), _source_ip())
+    return Response(status_code=204, content_type=None, body=None)
+
+
+@router.delete(
+    "/admin/blocks/<address>/<prefix>", summary="Remove a network's block at once", tags=["admin"]
+)
+def remove_network_block(address: str, prefix: str) -> Response[None]:
+    target = f"{unquote(address)}/{unquote(prefix)}"
+    blocks.remove_block(require_caller(router), target, _source_ip())
     return Response(status_code=204, content_type=None, body=None)

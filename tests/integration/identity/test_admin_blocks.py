@@ -161,3 +161,39 @@ def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world,
     message = response.json()["error"]["message"]
     assert "inside the blocked network 198.51.100.0/24" in message
     assert ip_set_addresses() == ["198.51.100.0/24"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/blocks/198.51.100.0/24",  # a CIDR as written: two path segments
+        "/admin/blocks/198.51.100.0%2F24",  # or as one, percent-encoded
+    ],
+)
+def test_an_admin_unblocks_a_network(world, admin, path):
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["198.51.100.0/24"], "reason": "scanner farm"},
+    )
+    assert created.status == 201, created.body
+    response = call_api("DELETE", path, headers=admin["headers"], source_ip=ADMIN_IP)
+    assert response.status == 204, response.body
+    assert ip_set_addresses() == []
+
+
+def test_an_encoded_ipv6_address_is_unblocked(world, admin):
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["2001:db8::7"], "reason": "scanner"},
+    )
+    assert created.status == 201, created.body
+    response = call_api(
+        "DELETE", "/admin/blocks/2001%3Adb8%3A%3A7", headers=admin["headers"], source_ip=ADMIN_IP
+    )
+    assert response.status == 204, response.body

@@ -304,7 +304,9 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
             "POST",
             "/admin/blocks",
             headers={**_admin(c), **JSON},
-            body=_json({"targets": [f"203.0.113.{10 + n}"], "reason": "parity"}),
+            body=_json(
+                {"targets": [f"203.0.113.{10 + n}", f"198.51.{100 + n}.0/24"], "reason": "parity"}
+            ),
             source_ip=ADMIN_IP,
         ),
     ),
@@ -326,6 +328,12 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
         204,
         lambda c, n: Call(
             "DELETE", f"/admin/blocks/203.0.113.{10 + n}", headers=_admin(c), source_ip=ADMIN_IP
+        ),
+    ),
+    "unblock a network": (
+        204,
+        lambda c, n: Call(
+            "DELETE", f"/admin/blocks/198.51.{100 + n}.0/24", headers=_admin(c), source_ip=ADMIN_IP
         ),
     ),
     "unblock, not blocked": (
