@@ -148,6 +148,15 @@ def rotate_api_key(
             raise NotFound()
         if old[6] is not None or (old[5] is not None and old[5] <= _now(conn)):
             raise Conflict("The key is revoked or expired and cannot be rotated.")
+        # Read under the old key's row lock: a concurrent rotation of it has committed
+        # its successor by now, or waits for this one.
+        successor = conn.execute(
+            "SELECT key_id FROM public.api_keys WHERE rotated_from = %s", (key_id,)
+        ).fetchone()
+        if successor is not None:
+            raise Conflict(
+                f"The key was already rotated to {successor[0]}; rotate that key instead."
+            )
         new = conn.execute(
             "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes, "
             "rate_limit_per_minute, expires_at, rotated_from) "

@@ -92,6 +92,26 @@ def test_rotation_issues_a_successor_and_keeps_the_old_key_for_the_grace_period(
     assert abs(expires - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=1)
 
 
+def test_a_key_is_rotated_once_and_its_successor_keeps_its_life(world, admin):
+    """A repeated rotation would copy the grace-shortened expiry into a new key."""
+    old = create(admin).json()
+    first = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate")
+    assert first.status == 201
+    successor = first.json()["new_key"]
+    assert successor["expires_at"] is None
+    # When the same key is rotated again (a retried request, a double click)
+    again = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate")
+    # Then it is refused, naming the key to rotate instead, and no second successor exists
+    assert again.status == 409
+    assert successor["key_id"] in again.json()["error"]["message"]
+    listed = admin_call(admin, "GET", "/admin/api-keys", None).json()["keys"]
+    assert [k["key_id"] for k in listed if k.get("rotated_from") == old["key_id"]] == [
+        successor["key_id"]
+    ]
+    # And the successor rotates as any key does
+    assert admin_call(admin, "POST", f"/admin/api-keys/{successor['key_id']}/rotate").status == 201
+
+
 def test_rotation_with_no_grace_ends_the_old_key_now(world, admin):
     old = create(admin).json()
     response = admin_call(
