@@ -21,7 +21,6 @@ features. A dev dependency only; nothing in functions/ imports it.
 from __future__ import annotations
 
 import warnings
-from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -59,6 +58,7 @@ from functions.api.middleware.attack_inspection import json_strings, parse_json_
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import BODY_METHODS, JSON_MEDIA_TYPES
 from functions.api.middleware.security_headers import SECURITY_HEADERS
+from functions.api.models import Digits, IsoDate
 from functions.api.recalls import logic
 from functions.api.recalls.cursor import MAX_CURSOR_LENGTH
 from functions.api.recalls.feed import RecallEvent, WebhookAccepted, accept_recall
@@ -256,8 +256,8 @@ def health() -> dict[str, str]:
 def search_recalls(
     q: Annotated[str | None, Query(max_length=200)] = None,
     brand: Annotated[str | None, Query(max_length=100)] = None,
-    since: date | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    since: IsoDate | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE), Digits] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
 ) -> RecallPage:
     return logic.search_recalls(q=q, brand=brand, since=since, limit=limit, cursor=cursor)

@@ -11,9 +11,53 @@ per process, so only the first request to a route pays for its models.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import re
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class ApiModel(BaseModel):
     # Subclasses' own model_config is merged with this one, so they keep the deferral.
     model_config = ConfigDict(defer_build=True)
+
+
+# What the API reads as a number or a date is written one way. pydantic's lax mode
+# reads more: `since=1735689600` as a Unix time, `limit=1_0` as 10, `true` as 1.
+# Those are a client's bug or a probe; either way a 422 says so.
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("a date is written YYYY-MM-DD")
+
+
+def _digits(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    raise ValueError("a whole number in digits")
+
+
+def _iso_timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise ValueError("a timestamp is an ISO 8601 string")
+
+
+# A calendar date, YYYY-MM-DD only.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+# A query parameter that is a whole number: digits only (no sign, `_`, `.` or spaces).
+# Written `Annotated[int, Field(ge=1, le=100), Query(), Digits]`: beside a Field,
+# Powertools keeps the whole annotation, and with the validator after the bounds
+# pydantic still runs it first but documents them as minimum and maximum.
+Digits = BeforeValidator(_digits)
+# A JSON number that is a whole number: not a boolean, a string or a float.
+JsonInt = Annotated[int, Field(strict=True)]
+# An ISO 8601 date-time string (not a number of seconds).
+IsoTimestamp = BeforeValidator(_iso_timestamp)

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 
 from functions.api.admin import require_admin
 from functions.api.identity.audit import audit
-from functions.api.models import ApiModel
+from functions.api.models import ApiModel, JsonInt
 from functions.shared.caller import Caller
 from functions.shared.errors import NotFound
 from functions.shared.identity.api_keys import KEY_ID_PATTERN
@@ -30,14 +30,14 @@ class NewKeyRequest(ApiModel):
 
     owner_id: UUID
     scopes: list[Scope] = Field(min_length=1, max_length=2)
-    rate_limit_per_minute: int = Field(default=60, ge=1, le=100_000)
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    rate_limit_per_minute: JsonInt = Field(default=60, ge=1, le=100_000)
+    expires_in_days: JsonInt | None = Field(default=None, ge=1, le=3650)
 
 
 class RotateRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_days: int | None = Field(default=None, ge=0, le=90)
+    grace_days: JsonInt | None = Field(default=None, ge=0, le=90)
 
 
 class ApiKeyView(ApiModel):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
-from functions.api.models import ApiModel
+from functions.api.models import ApiModel, IsoDate, IsoTimestamp
 from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
 from functions.shared.observability import logger
 
@@ -48,7 +48,7 @@ def _announced(value: date) -> date:
 
 
 RecallDate = Annotated[
-    date,
+    IsoDate,
     AfterValidator(_announced),
     Field(description="The announcement date: from 1900-01-01 to tomorrow (UTC)."),
 ]
@@ -75,7 +75,7 @@ class RecallEvent(ApiModel):
 
     type: Literal["recall.created", "recall.updated"]
     # With its offset: a time without one means nothing certain to the receiver.
-    timestamp: AwareDatetime
+    timestamp: Annotated[AwareDatetime, IsoTimestamp]
     data: RecallData
 
 

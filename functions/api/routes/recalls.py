@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import Field
 
+from functions.api.models import Digits, IsoDate
 from functions.api.recalls import logic
 from functions.api.recalls.cursor import MAX_CURSOR_LENGTH
 from functions.api.recalls.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Recall, RecallPage
@@ -19,8 +20,8 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 def search_recalls(
     q: Annotated[str | None, Query(max_length=200, description="words to search")] = None,
     brand: Annotated[str | None, Query(max_length=100, description="exact brand")] = None,
-    since: Annotated[date | None, Query(description="recalls on or after (YYYY-MM-DD)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    since: Annotated[IsoDate | None, Query(description="recalls on or after (YYYY-MM-DD)")] = None,
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), Query(), Digits] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
         str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of a page")
     ] = None,

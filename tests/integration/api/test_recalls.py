@@ -106,11 +106,21 @@ def test_pagination_is_stable_while_recalls_are_inserted(seeded: MigratedDatabas
     assert "LATE-NEWEST" not in rest
 
 
-@pytest.mark.parametrize("limit", ["0", "101", "-5", "ten", "1e2"])
+# Digits only: pydantic alone would read 1_0 as 10, +5 as 5 and 1.0 as 1.
+@pytest.mark.parametrize("limit", ["0", "101", "-5", "ten", "1e2", "1_0", "%2B5", "1.0", "%201"])
 def test_a_limit_outside_1_to_100_is_refused(seeded: MigratedDatabase, limit: str):
     response = call_api("GET", "/recalls", query=f"limit={limit}")
     assert response.status == 422
     assert response.json()["error"]["fields"] == ["query.limit"]
+
+
+@pytest.mark.parametrize("since", ["1735689600", "0", "-5.46e-47", "2025-1-1", "20250101"])
+def test_since_is_a_date_written_yyyy_mm_dd(seeded: MigratedDatabase, since: str):
+    # pydantic alone would read a number as Unix time: 1735689600 is 2025-01-01
+    response = call_api("GET", "/recalls", query=f"since={since}")
+    assert response.status == 422
+    assert response.json()["error"]["fields"] == ["query.since"]
+    assert call_api("GET", "/recalls", query="since=2025-01-01").status == 200
 
 
 def test_the_largest_page_is_100(api_db: MigratedDatabase):

@@ -197,3 +197,16 @@ def test_an_encoded_ipv6_address_is_unblocked(world, admin):
         "DELETE", "/admin/blocks/2001%3Adb8%3A%3A7", headers=admin["headers"], source_ip=ADMIN_IP
     )
     assert response.status == 204, response.body
+
+
+@pytest.mark.parametrize("duration", ["3600", 3600.0, True])
+def test_a_duration_is_a_json_whole_number(world, admin, duration):
+    response = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.7"], "reason": "x", "duration_seconds": duration},
+    )
+    assert response.status == 422
+    assert response.json()["error"]["fields"] == ["body.duration_seconds"]

@@ -118,6 +118,11 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
     ),
     "recalls, limit out of range": (422, lambda c, n: Call("GET", "/recalls", query="limit=0")),
     "recalls, bad date": (422, lambda c, n: Call("GET", "/recalls", query="since=yesterday")),
+    "recalls, date as Unix time": (
+        422,
+        lambda c, n: Call("GET", "/recalls", query="since=1735689600"),
+    ),
+    "recalls, limit not in digits": (422, lambda c, n: Call("GET", "/recalls", query="limit=1_0")),
     "recalls, SQL injection": (400, lambda c, n: Call("GET", "/recalls", query="q=' OR 1=1--")),
     "recall by id": (200, lambda c, n: Call("GET", f"/recalls/{c['recall']}")),
     "recall by id, unknown": (404, lambda c, n: Call("GET", "/recalls/987654")),

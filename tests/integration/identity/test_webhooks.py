@@ -173,6 +173,9 @@ def _days_from_today(days: int) -> str:
         (lambda: event(recall_date=_days_from_today(2)), "body.data.recall_date"),
         (event(recall_date="0202-05-01"), "body.data.recall_date"),
         (event(recall_date="1899-12-31"), "body.data.recall_date"),
+        # Numbers are not dates: pydantic alone would read them as Unix time
+        (event(recall_date=1767225600), "body.data.recall_date"),
+        (json.dumps({**json.loads(event()), "timestamp": 1764374400}).encode(), "body.timestamp"),
         (
             json.dumps({**json.loads(event()), "timestamp": "2026-01-15T10:00:00"}).encode(),
             "body.timestamp",
