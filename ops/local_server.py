@@ -57,6 +57,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a method it has no handler for, such as TRACE; a
+        malformed request line; an over-long URI or header) in the API's JSON shape
+        with the security headers, instead of its HTML page."""
+        status = HTTPStatus(code)
+        self._answer_directly(status, status.phrase.lower().replace(" ", "_"), f"{status.phrase}.")
+
     def _handle(self) -> None:
         length_header = self.headers.get("Content-Length", "0") or "0"
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from collections.abc import Iterator
 
@@ -123,3 +124,13 @@ def test_a_handlers_own_framing_headers_are_not_sent_twice():
     assert b"content-length: 2" in head.lower()
     assert b"transfer-encoding" not in names
     assert body == b"ok"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "BREW"])
+def test_a_method_the_server_has_no_handler_for_gets_json_not_a_page(server, method):
+    status, headers, body = request(server, method, "/health")
+    assert status == 501
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert json.loads(body)["error"]["code"] == "not_implemented"
+    assert b"<html" not in body.lower()
