@@ -270,6 +270,13 @@ class LambdaFunctions(Construct):
         log_group.grant_write(role)
         security_groups: list[ec2.ISecurityGroup] = []
         if spec.in_vpc:
+            # CDK attaches this only to a role it creates itself: without it Lambda
+            # cannot create the function's network interfaces and CreateFunction fails.
+            role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AWSLambdaVPCAccessExecutionRole"
+                )
+            )
             group = ec2.SecurityGroup(
                 scope,
                 "SecurityGroup",

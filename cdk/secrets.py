@@ -98,6 +98,14 @@ class Secrets(Construct):
 
         for spec in INVENTORY:
             secret_arn = self.by_name[spec.name].secret_arn
+            # Every step starts by reading the version stages (SecretStore.describe):
+            # CDK's rotation grant covers Describe/Get/Put/UpdateVersionStage only.
+            rotation_functions[spec.method].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:ListSecretVersionIds"],
+                    resources=[secret_arn],
+                )
+            )
             # The last step of an emergency rotation removes the tag that marked it
             # (functions/shared/rotation/store.py); only that tag, only this secret.
             rotation_functions[spec.method].add_to_role_policy(

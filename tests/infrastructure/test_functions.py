@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,22 @@ def test_each_function_has_a_role_of_its_own(synthesized: Synthesized):
 
     assert len(roles) == len(PACKAGES)
     assert len(set(roles)) == len(roles)
+
+
+def test_a_function_in_the_vpc_may_create_its_network_interfaces(synthesized: Synthesized):
+    """Lambda needs ec2:CreateNetworkInterface and friends to place a function in a
+    VPC; CDK adds the managed policy only to roles it creates, and ours are our own."""
+    roles = synthesized.resources("AWS::IAM::Role")
+    in_vpc = [f for f in _functions(synthesized).values() if "VpcConfig" in f["Properties"]]
+    assert {f["Properties"]["FunctionName"] for f in in_vpc} == {
+        names.function_name(p) for p in ("api", "rotate_db", "migrate")
+    }
+    for function in in_vpc:
+        role = roles[function["Properties"]["Role"]["Fn::GetAtt"][0]]
+        managed = json.dumps(role["Properties"].get("ManagedPolicyArns", []))
+        assert "service-role/AWSLambdaVPCAccessExecutionRole" in managed, function["Properties"][
+            "FunctionName"
+        ]
 
 
 def test_api_environment_names_its_tables_secrets_and_allowlist(synthesized: Synthesized):
