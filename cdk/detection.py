@@ -111,6 +111,45 @@ class DetectionAndResponse(Construct):
         )
         if oncall_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(oncall_email))
+        # The topic's policy replaces SNS's default one, so the alarms' publisher is
+        # named: CloudWatch, for this account's alarms only.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisStackPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="cloudwatch",
+                            resource="alarm",
+                            resource_name=f"{names.PREFIX}-*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    },
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                },
+            )
+        )
+        # CDK's EventBridge target allows events.amazonaws.com without a condition:
+        # any account's rule could then page on-call. Only this stack's rules may.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisStacksRulesPublish",
+                effect=iam.Effect.DENY,
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnNotLike": {
+                        "aws:SourceArn": stack.format_arn(
+                            service="events", resource="rule", resource_name=f"{names.PREFIX}-*"
+                        )
+                    }
+                },
+            )
+        )
         self.topic.grant_publish(waf_responder)
         waf_responder.add_environment("ONCALL_TOPIC_ARN", self.topic.topic_arn)
         notify = cloudwatch_actions.SnsAction(self.topic)
@@ -411,4 +450,10 @@ class DetectionAndResponse(Construct):
                     )
                 ],
             )
+            # A read is a read-only management event: a rule in the plain ENABLED
+            # state never sees one (EventBridge delivers those only to rules that
+            # ask). CloudFormation takes the state; CDK's Rule does not expose it.
+            cfn_rule = rule.node.default_child
+            assert isinstance(cfn_rule, events.CfnRule)
+            cfn_rule.state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
             self.secret_read_rules[name] = rule

@@ -130,6 +130,24 @@ def test_unexpected_secret_reads_alert_oncall(synthesized: Synthesized):
     assert not any(role.startswith("FunctionswafresponderRole") for role in reader_roles)
     (target,) = rule["Targets"]
     assert target["Arn"]["Ref"].startswith("DetectionOnCall")
+    # GetSecretValue is a read-only management event: plain ENABLED never matches it
+    assert {r["State"] for r in rules.values()} == {"ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"}
+
+
+def test_oncall_topic_takes_this_stacks_alarms_and_rules_only(synthesized: Synthesized):
+    (policy,) = synthesized.resources("AWS::SNS::TopicPolicy").values()
+    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    # The policy replaces SNS's default one: CloudWatch must be named to publish alarms
+    alarms = statements["AlarmsOfThisStackPublish"]
+    assert alarms["Effect"] == "Allow"
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert ":alarm:babyshield-*" in json.dumps(alarms["Condition"]["ArnLike"])
+    assert "aws:SourceAccount" in alarms["Condition"]["StringEquals"]
+    # EventBridge may publish only for this stack's rules, whatever CDK's grant says
+    deny = statements["OnlyThisStacksRulesPublish"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == {"Service": "events.amazonaws.com"}
+    assert ":rule/babyshield-*" in json.dumps(deny["Condition"]["ArnNotLike"])
 
 
 def test_trail_records_management_events_with_validation(template: Any):
