@@ -128,6 +128,17 @@ def test_the_api_and_the_waf_refuse_the_same_bodies_and_waf_sees_all_it_allows(
     # The default, 16 KB: no inspection surcharge
     assert limit == 16 * 1024
     assert window == 16 * 1024
+    # And no rule before it refuses a smaller body: the common rule set's fixed
+    # limits (body 8 KB, query 2 KB, path 1 KB) only count
+    common = _rule(acl, "AWSManagedRulesCommonRuleSet")["Statement"]["ManagedRuleGroupStatement"]
+    counted = {
+        o["Name"] for o in common["RuleActionOverrides"] if o["ActionToUse"] == {"Count": {}}
+    }
+    assert {
+        "SizeRestrictions_BODY",
+        "SizeRestrictions_QUERYSTRING",
+        "SizeRestrictions_URIPATH",
+    } <= counted
 
 
 @pytest.mark.parametrize(
