@@ -21,6 +21,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -240,7 +241,8 @@ class DetectionAndResponse(Construct):
             self,
             "ResponderDeadLettersAlarm",
             alarm_name=f"{names.WAF_RESPONDER_DLQ}-not-empty",
-            alarm_description="An attack or sweep event could not be delivered to waf_responder",
+            alarm_description="waf_responder could not be sent, or could not handle, an attack "
+            "or sweep event",
             metric=self.dead_letters.metric_approximate_number_of_messages_visible(
                 period=FIVE_MINUTES, statistic="Maximum"
             ),
@@ -267,6 +269,15 @@ class DetectionAndResponse(Construct):
         )
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
+
+        # EventBridge's queue holds only events it could not deliver; Lambda runs the
+        # delivered ones asynchronously, and an alarm the responder failed to act on
+        # after Lambda's retries lands here too, so the alarm above pages on-call.
+        waf_responder.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),
+        )
 
         def responder_target() -> targets.LambdaFunction:
             return targets.LambdaFunction(

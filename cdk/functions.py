@@ -36,7 +36,8 @@ OUTSIDE_VPC_REASON = (
 )
 NO_FUNCTION_DLQ_REASON = (
     "Invoked synchronously (API Gateway, Secrets Manager, CloudFormation), where the "
-    "caller sees the error, or by EventBridge, whose target carries the DLQ and retries."
+    "caller sees the error, or by EventBridge, whose target has a DLQ and whose "
+    "asynchronous runs have an on-failure destination to the same queue."
 )
 PREVIOUS_RUNTIME_REASON = (
     f"python{LAMBDA_PYTHON_VERSION} is a supported runtime and the newest Python the build "

@@ -11,6 +11,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -148,6 +149,20 @@ class Secrets(Construct):
                     max_event_age=Duration.hours(6),
                 )
             ],
+        )
+        # EventBridge's queue holds only events it could not deliver; Lambda runs the
+        # delivered ones asynchronously, and a run that fails its retries goes here too.
+        secret_age.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.secret_age_dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
+        acknowledge(
+            secret_age.role,  # type: ignore[arg-type]
+            "AwsSolutions-IAM5",
+            "CDK's send grant on a queue encrypted with the platform key; the KMS "
+            "actions are limited to that one key.",
+            applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
         )
 
         # Multi-user rotation logs in as the admin user to change the others.

@@ -170,3 +170,35 @@ def test_backup_plan_covers_the_database_and_tables(synthesized: Synthesized):
     assert database_id in resources
     for table_id in synthesized.resources("AWS::DynamoDB::Table"):
         assert table_id in resources
+
+
+def test_a_responder_or_age_run_that_keeps_failing_lands_in_its_alarmed_queue(
+    synthesized: Synthesized,
+):
+    """EventBridge's DLQ holds undelivered events only; Lambda's own retries of a
+    delivered one end in the on-failure destination, else the event is dropped."""
+    functions = {
+        logical_id: f["Properties"]["FunctionName"]
+        for logical_id, f in synthesized.resources("AWS::Lambda::Function").items()
+        if "FunctionName" in f["Properties"]
+    }
+    queues = {
+        logical_id: q["Properties"]["QueueName"]
+        for logical_id, q in synthesized.resources("AWS::SQS::Queue").items()
+    }
+    routed = {
+        functions[config["Properties"]["FunctionName"]["Ref"]]: queues[
+            config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        ]
+        for config in synthesized.resources("AWS::Lambda::EventInvokeConfig").values()
+    }
+    assert routed == {
+        names.function_name("waf_responder"): names.WAF_RESPONDER_DLQ,
+        names.function_name("secret_age"): names.SECRET_AGE_DLQ,
+    }
+    alarmed = {
+        json.dumps(a["Properties"]["Dimensions"])
+        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert len(alarmed) >= 2
