@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from functions.shared import names
-from functions.shared.aws_clients import BACKGROUND, cached_client, clear_cached_clients
+from functions.shared.aws_clients import BACKGROUND, Timeouts, cached_client, clear_cached_clients
 from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, get_settings, parse_cidrs
 
@@ -409,19 +409,23 @@ class ProtectedNetworks:
         return None
 
 
-@lru_cache(maxsize=1)
-def _ssm_provider(region: str, endpoint_url: str | None) -> Any:
+@lru_cache(maxsize=4)
+def _ssm_provider(region: str, endpoint_url: str | None, timeouts: Timeouts | None) -> Any:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    ssm: SSMClient = aws_client("ssm")
+    ssm: SSMClient = cached_client("ssm", timeouts) if timeouts else aws_client("ssm")
     return SSMProvider(boto3_client=ssm)
 
 
-def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+def read_cidrs(
+    parameter: str | None, fallback: tuple[IPNetwork, ...], *, timeouts: Timeouts | None = None
+) -> tuple[IPNetwork, ...]:
+    """The CIDRs in an SSM parameter (cached), else `fallback`. `timeouts`: the
+    caller's budget, where it is shorter than a background job's (an API request)."""
     if not parameter:
         return fallback
     settings = get_settings()
-    provider = _ssm_provider(settings.region, settings.aws_endpoint_url)
+    provider = _ssm_provider(settings.region, settings.aws_endpoint_url, timeouts)
     try:
         raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
         return parse_cidrs(str(raw))

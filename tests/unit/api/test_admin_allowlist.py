@@ -121,6 +121,31 @@ def test_allowlist_from_ssm_parameter(aws, monkeypatch):
     assert outside.status == 403
 
 
+def test_the_ssm_read_on_a_request_has_a_requests_time_budget(aws, monkeypatch):
+    """A stalled SSM must become a quick refusal, not an API Gateway timeout: the
+    background client's budget (10 s reads, more attempts) is for the responder."""
+    import boto3
+
+    from functions.shared import blocks
+    from functions.shared.aws_clients import REQUEST
+
+    boto3.client("ssm").put_parameter(
+        Name="/babyshield/admin-allowed-cidrs", Value="192.0.2.0/24", Type="StringList"
+    )
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/admin-allowed-cidrs")
+    blocks.clear_caches()
+    budgets = []
+    real = blocks.cached_client
+
+    def recording(service, timeouts):
+        budgets.append((service, timeouts))
+        return real(service, timeouts)
+
+    monkeypatch.setattr(blocks, "cached_client", recording)
+    assert call_api("GET", "/admin/nothing", source_ip="192.0.2.50").status == 401
+    assert budgets == [("ssm", REQUEST)]
+
+
 def test_unreadable_ssm_parameter_fails_closed(aws, monkeypatch):
     # Given an allowlist parameter that does not exist
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/missing")
