@@ -89,8 +89,10 @@ class DetectionAndResponse(Construct):
         self.tables = [self.rate_limits, self.webhook_nonces, self.block_registry, self.idempotency]
         for table in (self.rate_limits, self.webhook_nonces, self.idempotency):
             table.grant_read_write_data(api)
-        # The responder's registry, and its exactly-once record per EventBridge event.
+        # The responder's registry, and its exactly-once record per EventBridge event;
+        # the API's admin block routes keep the same registry.
         self.block_registry.grant_read_write_data(waf_responder)
+        self.block_registry.grant_read_write_data(api)
         self.idempotency.grant_read_write_data(waf_responder)
         for function in (api, waf_responder):
             acknowledge(

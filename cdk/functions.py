@@ -107,6 +107,11 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
                 "RATE_LIMIT_TABLE": names.RATE_LIMIT_TABLE,
                 "WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE,
                 "IDEMPOTENCY_TABLE": names.IDEMPOTENCY_TABLE,
+                # /admin/blocks: the responder's registry, IP sets and never-block list.
+                "BLOCK_REGISTRY_TABLE": names.BLOCK_REGISTRY_TABLE,
+                "NEVER_BLOCK_CIDRS_PARAMETER": names.NEVER_BLOCK_PARAMETER,
+                "AUTO_BLOCK_IPSET_V4_NAME": names.AUTO_BLOCK_IPSET_V4,
+                "AUTO_BLOCK_IPSET_V6_NAME": names.AUTO_BLOCK_IPSET_V6,
                 "DB_READONLY_SECRET_ID": secrets["DB_READONLY_SECRET_ID"],
                 "DB_APP_SECRET_ID": secrets["DB_APP_SECRET_ID"],
                 "JWT_SECRET_ID": secrets["JWT_SECRET_ID"],

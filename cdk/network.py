@@ -39,7 +39,7 @@ class NetworkAndDatabase(Construct):
     """A VPC without internet routes, and PostgreSQL reachable only from admitted functions.
 
     Isolated subnets have no NAT and no internet gateway: functions in the VPC
-    reach AWS through interface endpoints (Secrets Manager, SSM, X-Ray) and the
+    reach AWS through interface endpoints (Secrets Manager, SSM, X-Ray, WAF) and the
     DynamoDB gateway endpoint, and nothing else.
     """
 
@@ -101,6 +101,8 @@ class NetworkAndDatabase(Construct):
                 ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
                 ("Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
                 ("XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
+                # The admin block routes (/admin/blocks) update the auto-block IP sets.
+                ("Wafv2", ec2.InterfaceVpcEndpointAwsService.WAFV2),
             )
         ]
 

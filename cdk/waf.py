@@ -501,5 +501,17 @@ class WebAcl(Construct):
         self.never_block_parameter.grant_read(responder)
 
     def grant_api(self, api: lambda_.Function) -> None:
-        """The API reads the admin allowlist for its own (second) check."""
+        """The API reads the admin allowlist for its own (second) check, and its admin
+        block routes (/admin/blocks) change the auto-block IP sets as the responder
+        does, never blocking what the never-block list protects."""
         self.admin_allowlist_parameter.grant_read(api)
+        self.never_block_parameter.grant_read(api)
+        api.add_environment("AUTO_BLOCK_IPSET_V4_ID", self.auto_block_v4.attr_id)
+        api.add_environment("AUTO_BLOCK_IPSET_V6_ID", self.auto_block_v6.attr_id)
+        api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="AdminBlockIpSets",
+                actions=["wafv2:GetIPSet", "wafv2:UpdateIPSet"],
+                resources=[self.auto_block_v4.attr_arn, self.auto_block_v6.attr_arn],
+            )
+        )

@@ -93,6 +93,35 @@ def test_api_environment_names_its_tables_secrets_and_allowlist(synthesized: Syn
     assert "DB_ADMIN_SECRET_ID" not in environment
 
 
+def test_the_admin_block_routes_reach_what_they_change(synthesized: Synthesized):
+    """/admin/blocks keeps the responder's registry and IP sets from inside the VPC."""
+    api = _functions(synthesized)[names.function_name("api")]["Properties"]
+    environment = api["Environment"]["Variables"]
+    assert environment["BLOCK_REGISTRY_TABLE"] == names.BLOCK_REGISTRY_TABLE
+    assert environment["NEVER_BLOCK_CIDRS_PARAMETER"] == names.NEVER_BLOCK_PARAMETER
+    # The IP sets by id: no ListIPSets call, which takes no resource scoping
+    assert "Fn::GetAtt" in environment["AUTO_BLOCK_IPSET_V4_ID"]
+    assert "Fn::GetAtt" in environment["AUTO_BLOCK_IPSET_V6_ID"]
+    role = api["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (ip_sets,) = [s for s in statements if s.get("Sid") == "AdminBlockIpSets"]
+    assert sorted(ip_sets["Action"]) == ["wafv2:GetIPSet", "wafv2:UpdateIPSet"]
+    assert len(ip_sets["Resource"]) == 2
+    # The VPC has no route out but its endpoints: WAF's is one of them
+    services = json.dumps(
+        [
+            e["Properties"]["ServiceName"]
+            for e in synthesized.resources("AWS::EC2::VPCEndpoint").values()
+        ]
+    )
+    assert ".wafv2" in services
+
+
 def test_responder_environment_names_ip_sets_topic_and_log_group(synthesized: Synthesized):
     environment = _functions(synthesized)[names.function_name("waf_responder")]["Properties"][
         "Environment"
