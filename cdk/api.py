@@ -10,6 +10,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.compliance import acknowledge, skip_checkov
+from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
 
 # One JSON object per request. `ip` is API Gateway's own view of the caller
@@ -31,6 +32,16 @@ ACCESS_LOG_FIELDS = {
     "wafError": "$context.waf.error",
     "xrayTraceId": "$context.xrayTraceId",
 }
+
+
+def gateway_security_headers() -> dict[str, str]:
+    """SECURITY_HEADERS as API Gateway's static header mappings ('value').
+
+    The Content-Security-Policy is left out: its 'none' carries single quotes,
+    which a static mapping cannot hold. A gateway error is a short JSON body sent
+    with nosniff and X-Frame-Options DENY, so it is neither rendered nor framed.
+    """
+    return {name: f"'{value}'" for name, value in SECURITY_HEADERS.items() if "'" not in value}
 
 
 class Api(Construct):
@@ -109,6 +120,26 @@ class Api(Construct):
             request_parameters={"method.request.path.proxy": True},
         )
         self.stage = self.rest_api.deployment_stage
+        # What API Gateway answers itself (the validator's 400, its throttle's 429, a
+        # WAF block's 403, a timeout's 504) never reaches the function, whose last
+        # step sets the security headers: they are set here as well, and the body
+        # takes the API's error shape.
+        for response_type, code in (
+            (apigateway.ResponseType.DEFAULT_4_XX, "request_refused"),
+            (apigateway.ResponseType.DEFAULT_5_XX, "gateway_error"),
+        ):
+            self.rest_api.add_gateway_response(
+                f"Gateway{code.title().replace('_', '')}",
+                type=response_type,
+                response_headers=gateway_security_headers(),
+                templates={
+                    "application/json": (
+                        f'{{"error":{{"code":"{code}",'
+                        '"message":$context.error.messageString,'
+                        '"correlation_id":"$context.requestId"}}'
+                    )
+                },
+            )
 
         no_gateway_auth = (
             "Authentication is the API's own: public recall reads need none, and "

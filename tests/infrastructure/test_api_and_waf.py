@@ -241,3 +241,26 @@ def test_geo_block_rule_appears_when_countries_are_configured(tmp_path: Path):
     assert ordered.index("geo-block") == ordered.index(names.RATE_RULE) + 1
     assert geo["Statement"]["GeoMatchStatement"]["CountryCodes"] == ["KP", "IR"]
     assert geo["Action"] == {"Block": {}}
+
+
+def test_the_gateways_own_errors_carry_the_security_headers(synthesized: Synthesized):
+    """A throttle's 429, the validator's 400, a WAF 403 or a 504 never reach the
+    function that sets the headers on every other answer."""
+    from functions.api.middleware.security_headers import SECURITY_HEADERS
+
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synthesized.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    assert set(responses) == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    for response in responses.values():
+        headers = {
+            name.removeprefix("gatewayresponse.header."): value
+            for name, value in response["ResponseParameters"].items()
+        }
+        expected = {n: f"'{v}'" for n, v in SECURITY_HEADERS.items() if "'" not in v}
+        assert headers == expected
+        assert "Strict-Transport-Security" in headers
+        body = response["ResponseTemplates"]["application/json"]
+        assert body.startswith('{"error":{"code":')
+        assert "$context.requestId" in body
