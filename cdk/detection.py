@@ -272,6 +272,19 @@ class DetectionAndResponse(Construct):
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
 
+        # The sweep looks again for the offenders of an alarm that stays in ALARM
+        # (functions/waf_responder/respond.py::recheck_alarms): it reads their states.
+        waf_responder.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadResponderAlarmStates",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[
+                    self.waf_blocked_alarm.alarm_arn,
+                    self.waf_rate_alarm.alarm_arn,
+                    self.failed_signins_alarm.alarm_arn,
+                ],
+            )
+        )
         # EventBridge's queue holds only events it could not deliver; Lambda runs the
         # delivered ones asynchronously, and an alarm the responder failed to act on
         # after Lambda's retries lands here too, so the alarm above pages on-call.

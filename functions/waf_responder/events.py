@@ -71,6 +71,9 @@ class Alarm:
     reason: str
     at: datetime
     period_seconds: int | None
+    # Found still in ALARM by the sweep, not announced by EventBridge: on-call hears
+    # only of new blocks, not every five minutes that nothing changed.
+    recheck: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,18 @@ def respond(alarm: Alarm) -> dict[str, Any]:
     )
     reg.put_many(decision.to_block, settings.offence_memory_seconds)
     sync = sync_ip_sets(reg=reg)
+    if alarm.recheck and not decision.to_block:
+        logger.info(
+            "alarm still in ALARM: no new offender",
+            extra={"alarm": alarm.name, "skipped": len(decision.skipped)},
+        )
+        return {
+            "status": "unchanged",
+            "alarm": alarm.name,
+            "event_id": alarm.event_id,
+            "blocked_count": 0,
+            "skipped_count": len(decision.skipped),
+        }
     notification = compose(
         alarm=alarm.name,
         alarm_reason=alarm.reason,
@@ -155,7 +167,9 @@ def run(
         return {"status": "rejected", "reason": parsed.reason}
     try:
         if isinstance(parsed, Sweep):
-            return sweep()
+            result = sweep()
+            result["rechecked"] = recheck_alarms(parsed, context)
+            return result
         if parsed.state != "ALARM":
             logger.info(
                 "alarm state change ignored",
@@ -167,6 +181,56 @@ def run(
         metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
         logger.exception("WAF responder failed; the invocation will be retried")
         raise
+
+
+def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str, Any]]:
+    """Look again for the offenders of every alarm still in ALARM.
+
+    EventBridge starts the responder when an alarm changes into ALARM, not while
+    it stays there: an address that joins a long attack after that first look
+    would go unblocked until the alarm clears and fires again. The sweep runs
+    every five minutes, so it looks again; each look is handled once per sweep
+    event, like an alarm event, and tells on-call only of new blocks. A failed
+    look is logged and counted, and does not undo the sweep.
+    """
+    settings = get_settings()
+    alarm_names = sorted(settings.waf_alarm_kinds)
+    if not alarm_names:
+        return []
+    try:
+        answer = aws_client("cloudwatch").describe_alarms(
+            AlarmNames=alarm_names, StateValue="ALARM", AlarmTypes=["MetricAlarm"]
+        )
+    except Exception:  # noqa: BLE001 - the sweep is done; a failed look must not undo it
+        metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.exception("alarm states unreadable; no recheck this sweep")
+        return []
+    results = []
+    for found in answer.get("MetricAlarms", []):
+        name = found["AlarmName"]
+        kind = settings.waf_alarm_kinds.get(name)
+        # The state is checked here too: the filter is the service's, the decision ours.
+        if kind is None or found.get("StateValue") != "ALARM":
+            continue
+        alarm = Alarm(
+            event_id=f"{swept.event_id}:{name}",
+            name=name,
+            kind=kind,
+            state="ALARM",
+            reason="still in ALARM at the expiry sweep",
+            at=swept.at,
+            period_seconds=found.get("Period"),
+            recheck=True,
+        )
+        try:
+            results.append(respond_once(alarm, {"id": alarm.event_id}, context))
+        except Exception:  # noqa: BLE001 - one alarm's failed look must not stop the others
+            metrics.add_metric(
+                name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1
+            )
+            logger.exception("recheck of an alarm failed", extra={"alarm": name})
+            results.append({"status": "failed", "alarm": name})
+    return results
 
 
 def clear_caches() -> None:

@@ -259,3 +259,50 @@ def test_alarm_and_sweep_publish_emf_metrics(
     with pytest.raises(Exception, match="ResourceNotFoundException"):
         invoke(scheduled_sweep_event())
     assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1
+
+
+def _alarm_in_state(name: str, state: str) -> None:
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/WAFV2",
+        MetricName="BlockedRequests",
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
+def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """EventBridge starts the responder only on the change into ALARM; while the alarm
+    stays there, the five-minute sweep looks for new offenders itself."""
+    from functions.waf_responder.events import scheduled_sweep_event
+
+    # Given the blocked-requests alarm fired and its offender was blocked
+    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    put_waf_records({"203.0.113.7": 12})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    assert len(oncall_messages(waf)) == 1
+    # When a second address joins while the alarm is still in ALARM
+    put_waf_records({"198.51.100.44": 9})
+    swept = invoke(scheduled_sweep_event())
+    # Then the sweep blocks it and tells on-call about it alone
+    assert ip_set_addresses(waf, 4) == ["198.51.100.44/32", "203.0.113.7/32"]
+    (recheck,) = swept["rechecked"]
+    assert recheck["blocked"] == ["198.51.100.44/32"]
+    (message,) = oncall_messages(waf)  # each call returns what arrived since the last
+    assert "198.51.100.44" in message["Message"]
+    assert "203.0.113.7 " not in message["Message"]
+    # And a sweep that finds nobody new tells on-call nothing
+    assert invoke(scheduled_sweep_event())["rechecked"][0]["status"] == "unchanged"
+    assert oncall_messages(waf) == []
+    # And once the alarm is back to OK, sweeps only sweep
+    _alarm_in_state(names.ALARM_WAF_BLOCKED, "OK")
+    put_waf_records({"192.0.2.99": 30})
+    assert invoke(scheduled_sweep_event())["rechecked"] == []
+    assert "192.0.2.99/32" not in ip_set_addresses(waf, 4)
