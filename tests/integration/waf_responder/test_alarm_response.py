@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -261,7 +261,7 @@ def test_alarm_and_sweep_publish_emf_metrics(
     assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1
 
 
-def _alarm_in_state(name: str, state: str) -> None:
+def _alarm_in_state(name: str, state: Literal["ALARM", "OK"]) -> None:
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     cloudwatch.put_metric_alarm(
         AlarmName=name,

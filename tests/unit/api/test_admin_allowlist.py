@@ -128,6 +128,7 @@ def test_the_ssm_read_on_a_request_has_a_requests_time_budget(aws, monkeypatch):
 
     from functions.shared import blocks
     from functions.shared.aws_clients import REQUEST
+    from functions.shared.aws_clients import cached_client as real
 
     boto3.client("ssm").put_parameter(
         Name="/babyshield/admin-allowed-cidrs", Value="192.0.2.0/24", Type="StringList"
@@ -135,7 +136,6 @@ def test_the_ssm_read_on_a_request_has_a_requests_time_budget(aws, monkeypatch):
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/admin-allowed-cidrs")
     blocks.clear_caches()
     budgets = []
-    real = blocks.cached_client
 
     def recording(service, timeouts):
         budgets.append((service, timeouts))
