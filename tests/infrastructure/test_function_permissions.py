@@ -1,0 +1,519 @@
+"""Each function's execution role allows every AWS call the function's code makes.
+
+moto checks no IAM, so the unit and integration tests pass whatever the roles say:
+a missing action shows up only once deployed (the rotation roles once lacked
+ListSecretVersionIds, which every rotation step calls first). Here the two sides
+meet without AWS:
+
+- What the function needs: the AWS calls of the code reachable from its handler
+  (tests/support/aws_calls.py, whose docstring states the rules: lazy imports
+  followed, clients and their calls found with `ast`, each call mapped to its IAM
+  action through botocore's service models, Powertools utilities that call AWS
+  for the code from a table), and what Lambda itself does with the role given
+  the function's configuration (lambda_needs: logs, active tracing, VPC network
+  interfaces, failure destinations).
+- What the role allows: the synthesized template's policies of the function's
+  role (the inline policies CDK's grants write, customer managed policies, AWS
+  managed policies by name from AWS_MANAGED_POLICIES; any other AWS managed
+  policy counts as allowing nothing). Wildcards (`dynamodb:*`, `ssm:Get*`) match
+  case-insensitively, as IAM matches them.
+
+Out of scope: resources and conditions. An action allowed on one table counts as
+allowed on all (a statement's Condition is ignored, and so is a Deny with one),
+so a grant on the wrong table, secret or parameter, a KMS key policy, an SCP or a
+permissions boundary is not checked here; a role with a boundary fails, so that
+the boundary is modelled before this test vouches for the role.
+
+Calls the code makes only when a setting is missing (looking an IP set's id up by
+name) are required only when the function's environment lacks it
+(ENVIRONMENT_GUARDED).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from functions.shared import names
+from tests.infrastructure.conftest import Synthesized
+from tests.support import aws_calls
+
+PACKAGES = names.FUNCTION_PACKAGES
+
+# AWS managed policies the stack attaches, with the actions AWS publishes for them.
+AWS_MANAGED_POLICIES: dict[str, frozenset[str]] = {
+    "AWSLambdaBasicExecutionRole": frozenset(
+        {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    ),
+    "AWSLambdaVPCAccessExecutionRole": frozenset(
+        {
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeSubnets",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        }
+    ),
+}
+
+# Code that calls AWS only when the function's environment lacks a setting: the
+# unit (module.qualname) is skipped when every variable listed is set.
+ENVIRONMENT_GUARDED: dict[str, tuple[str, ...]] = {
+    # `_ip_set_refs`: ListIPSets by name unless the ids are given.
+    "functions.shared.blocks._lookup_ip_set_id": (
+        "AUTO_BLOCK_IPSET_V4_ID",
+        "AUTO_BLOCK_IPSET_V6_ID",
+    ),
+    # `rate_limited_offenders`: ListWebACLs by name unless the id is given.
+    "functions.waf_responder.offenders._web_acl_id": ("WEB_ACL_ID",),
+}
+
+# Granted by design though the code never calls them. KMS: DynamoDB, Secrets
+# Manager and SNS use the platform key on the caller's behalf, and CDK's grants on
+# resources encrypted with it add these. GetRandomPassword: CDK's RotationSchedule
+# grants it to every rotation function, for AWS's rotation templates; the project's
+# rotators make their values themselves.
+GRANTED_BY_DESIGN = ("kms:*", "secretsmanager:GetRandomPassword")
+
+# What CDK's grant methods write. A statement holding all of one bundle's actions
+# is that grant, and the bundle's actions the code does not call are CDK's choice,
+# not ours: reported by the reverse test only when the code calls none of them.
+CDK_GRANT_BUNDLES: dict[str, frozenset[str]] = {
+    "Table.grant_read_write_data": frozenset(
+        {
+            "dynamodb:BatchGetItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:DescribeTable",
+            "dynamodb:GetItem",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+            "dynamodb:UpdateItem",
+        }
+    ),
+    "Table.grant_read_data": frozenset(
+        {
+            "dynamodb:BatchGetItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:DescribeTable",
+            "dynamodb:GetItem",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+        }
+    ),
+    "StringParameter.grant_read": frozenset(
+        {
+            "ssm:DescribeParameters",
+            "ssm:GetParameter",
+            "ssm:GetParameterHistory",
+            "ssm:GetParameters",
+        }
+    ),
+    "Secret.grant_read": frozenset(
+        {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}
+    ),
+    "Queue.grant_send_messages": frozenset(
+        {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"}
+    ),
+}
+
+# What Lambda itself does with the execution role, by the function's configuration
+# (destination or dead-letter target type -> the action that delivers to it).
+DELIVERY_ACTIONS = {
+    "AWS::SQS::Queue": "sqs:SendMessage",
+    "AWS::SNS::Topic": "sns:Publish",
+    "AWS::Lambda::Function": "lambda:InvokeFunction",
+    "AWS::Events::EventBus": "events:PutEvents",
+}
+VPC_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
+# --- the template side --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    actions: tuple[str, ...]
+    not_actions: tuple[str, ...]
+    conditional: bool
+    source: str  # policy logical id, or `aws-managed:<name>`
+
+    def matches(self, action: str) -> bool:
+        if self.not_actions:
+            return not _matches_any(action, self.not_actions)
+        return _matches_any(action, self.actions)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches_any(action: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns)
+
+
+def _statements(document: dict[str, Any], source: str) -> list[Statement]:
+    return [
+        Statement(
+            effect=s["Effect"],
+            actions=tuple(_list(s.get("Action", []))),
+            not_actions=tuple(_list(s.get("NotAction", []))),
+            conditional="Condition" in s,
+            source=source,
+        )
+        for s in _list(document["Statement"])
+    ]
+
+
+def _function(synthesized: Synthesized, package: str) -> dict[str, Any]:
+    properties: dict[str, Any] = synthesized.template_json["Resources"][
+        _function_id(synthesized, package)
+    ]["Properties"]
+    return properties
+
+
+def _function_id(synthesized: Synthesized, package: str) -> str:
+    (found,) = (
+        logical_id
+        for logical_id, f in synthesized.resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("FunctionName") == names.function_name(package)
+    )
+    return found
+
+
+def _aws_managed_name(arn: Any) -> str | None:
+    """`arn:<partition>:iam::aws:policy/service-role/X` -> X, however CDK spelled it."""
+    if isinstance(arn, dict) and "Fn::Join" in arn:
+        text = "".join(p if isinstance(p, str) else "" for p in arn["Fn::Join"][1])
+    elif isinstance(arn, dict) and "Fn::Sub" in arn:
+        text = arn["Fn::Sub"]
+    elif isinstance(arn, str):
+        text = arn
+    else:
+        return None
+    if ":iam::aws:policy/" not in text:
+        return None
+    return str(text.rsplit("/", 1)[-1])
+
+
+def role_statements(synthesized: Synthesized, role_id: str) -> list[Statement]:
+    """Every policy statement that applies to the role, wherever the template puts it."""
+    role = synthesized.template_json["Resources"][role_id]["Properties"]
+    assert "PermissionsBoundary" not in role, f"{role_id}: model its permissions boundary here"
+    found: list[Statement] = []
+    for policy in role.get("Policies", []):
+        found += _statements(policy["PolicyDocument"], f"{role_id}.{policy['PolicyName']}")
+    for resource_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for logical_id, policy in synthesized.resources(resource_type).items():
+            if {"Ref": role_id} in policy["Properties"].get("Roles", []):
+                found += _statements(policy["Properties"]["PolicyDocument"], logical_id)
+    managed = synthesized.resources("AWS::IAM::ManagedPolicy")
+    for arn in role.get("ManagedPolicyArns", []):
+        if isinstance(arn, dict) and arn.get("Ref") in managed:
+            ref = arn["Ref"]
+            found += _statements(managed[ref]["Properties"]["PolicyDocument"], ref)
+            continue
+        name = _aws_managed_name(arn)
+        # An AWS managed policy not in the table allows nothing, as far as this test knows.
+        actions = AWS_MANAGED_POLICIES.get(name or "", frozenset())
+        if actions:
+            found.append(
+                Statement("Allow", tuple(sorted(actions)), (), False, f"aws-managed:{name}")
+            )
+    return found
+
+
+def is_allowed(action: str, statements: list[Statement]) -> bool:
+    allowed = any(s.effect == "Allow" and s.matches(action) for s in statements)
+    denied = any(s.effect == "Deny" and not s.conditional and s.matches(action) for s in statements)
+    return allowed and not denied
+
+
+def granted_actions(statements: list[Statement]) -> dict[str, set[str]]:
+    """Action -> sources, wildcards expanded against botocore's actions of the prefix."""
+    granted: dict[str, set[str]] = {}
+    for statement in statements:
+        if statement.effect != "Allow":
+            continue
+        for pattern in statement.actions:
+            prefix = pattern.split(":", 1)[0]
+            expanded = (
+                {a for a in aws_calls.actions_of_prefix(prefix) if _matches_any(a, (pattern,))}
+                if "*" in pattern or "?" in pattern
+                else {pattern}
+            )
+            for action in expanded or {pattern}:
+                granted.setdefault(action, set()).add(statement.source)
+    return granted
+
+
+# --- what the function needs --------------------------------------------------------
+
+
+def _target_type(synthesized: Synthesized, arn: Any) -> str | None:
+    resources = synthesized.template_json["Resources"]
+    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+        return str(resources[arn["Fn::GetAtt"][0]]["Type"])
+    if isinstance(arn, dict) and "Ref" in arn and arn["Ref"] in resources:
+        return str(resources[arn["Ref"]]["Type"])  # an SNS topic's Ref is its ARN
+    if isinstance(arn, str):
+        service = arn.split(":")[2] if arn.count(":") >= 5 else ""
+        return {"sqs": "AWS::SQS::Queue", "sns": "AWS::SNS::Topic"}.get(service)
+    return None
+
+
+def lambda_needs(synthesized: Synthesized, package: str) -> dict[str, str]:
+    """Action -> why, for what Lambda does with the execution role."""
+    function = _function(synthesized, package)
+    needs = {
+        "logs:CreateLogStream": "Lambda writes the function's logs",
+        "logs:PutLogEvents": "Lambda writes the function's logs",
+    }
+    if function.get("TracingConfig", {}).get("Mode") == "Active":
+        needs |= dict.fromkeys(
+            ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), "active tracing"
+        )
+    if "VpcConfig" in function:
+        needs |= dict.fromkeys(VPC_ACTIONS, "network interfaces in the VPC")
+    targets = [function.get("DeadLetterConfig", {}).get("TargetArn")]
+    logical_id = _function_id(synthesized, package)
+    for config in synthesized.resources("AWS::Lambda::EventInvokeConfig").values():
+        if config["Properties"]["FunctionName"] == {"Ref": logical_id}:
+            destinations = config["Properties"].get("DestinationConfig", {})
+            targets += [d.get("Destination") for d in destinations.values()]
+    for target in targets:
+        if target is None:
+            continue
+        target_type = _target_type(synthesized, target)
+        assert target_type in DELIVERY_ACTIONS, f"{package}: unknown destination {target}"
+        needs[DELIVERY_ACTIONS[target_type]] = f"Lambda delivers to its {target_type}"
+    return needs
+
+
+def code_calls(synthesized: Synthesized, package: str) -> list[aws_calls.Call]:
+    """The code's AWS calls, less the lookups its environment makes unnecessary."""
+    function = _function(synthesized, package)
+    environment = function.get("Environment", {}).get("Variables", {})
+    return [
+        call
+        for call in aws_calls.reachable(function["Handler"]).calls
+        if not all(v in environment for v in ENVIRONMENT_GUARDED.get(call.qualname, ("-",)))
+    ]
+
+
+def required_actions(synthesized: Synthesized, package: str) -> dict[str, list[str]]:
+    """Action -> where it is called (module:qualname:line) or why Lambda needs it."""
+    required: dict[str, list[str]] = {}
+    for call in code_calls(synthesized, package):
+        required.setdefault(call.action, []).append(call.where)
+    for action, why in lambda_needs(synthesized, package).items():
+        required.setdefault(action, []).append(why)
+    return required
+
+
+def _role_statements(synthesized: Synthesized, package: str) -> list[Statement]:
+    return role_statements(synthesized, _function(synthesized, package)["Role"]["Fn::GetAtt"][0])
+
+
+def unused_grants(
+    synthesized: Synthesized, package: str
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Granted actions nothing needs: (unexplained: action -> policies,
+    explained: action -> why it is granted anyway)."""
+    statements = _role_statements(synthesized, package)
+    needed = {a.lower() for a in required_actions(synthesized, package)}
+    unexplained: dict[str, list[str]] = {}
+    explained: dict[str, str] = {}
+    for action, sources in granted_actions(statements).items():
+        if action.lower() in needed:
+            continue
+        if _matches_any(action, GRANTED_BY_DESIGN):
+            explained[action] = "granted by design (GRANTED_BY_DESIGN)"
+        elif all(s.startswith("aws-managed:") for s in sources):
+            explained[action] = f"in {', '.join(sorted(sources))}"
+        elif bundle := _bundle_in_use(action, statements, needed):
+            explained[action] = f"part of CDK's {bundle}"
+        else:
+            unexplained[action] = sorted(sources)
+    return unexplained, explained
+
+
+def _bundle_in_use(action: str, statements: list[Statement], needed: set[str]) -> str | None:
+    """The CDK grant that put `action` in the role, if that grant is needed at all."""
+    for statement in statements:
+        if statement.effect != "Allow" or action not in statement.actions:
+            continue
+        for bundle, actions in CDK_GRANT_BUNDLES.items():
+            if (
+                action in actions
+                and actions <= set(statement.actions)
+                and any(a.lower() in needed for a in actions)
+            ):
+                return bundle
+    return None
+
+
+# --- tests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_role_allows_every_aws_call_the_function_makes(synthesized: Synthesized, package: str):
+    statements = _role_statements(synthesized, package)
+
+    missing = {
+        action: where
+        for action, where in required_actions(synthesized, package).items()
+        if not is_allowed(action, statements)
+    }
+
+    assert not missing, f"{names.function_name(package)}'s role lacks " + "; ".join(
+        f"{action} (needed at {', '.join(sorted(set(where)))})"
+        for action, where in sorted(missing.items())
+    )
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_role_grants_nothing_the_function_never_needs(synthesized: Synthesized, package: str):
+    """The reverse, softer: a granted action that neither the code nor Lambda uses.
+
+    Not counted: GRANTED_BY_DESIGN (KMS, GetRandomPassword), the AWS managed
+    policies' actions, and the rest of a CDK grant (CDK_GRANT_BUNDLES: read-write
+    data on a table is twelve actions) when the code calls at least one of its
+    actions. Less certain than the test above: the analysis cannot see a call made
+    through a client it does not recognise, so a failure is a question (is the
+    grant still needed, or does the code reach it in a way aws_calls misses?) whose
+    answer is a narrower grant or a new rule in aws_calls.
+    """
+    unexplained, _ = unused_grants(synthesized, package)
+
+    assert not unexplained, f"{names.function_name(package)}'s role grants, unused: " + "; ".join(
+        f"{action} (from {', '.join(sources)})" for action, sources in sorted(unexplained.items())
+    )
+
+
+def test_every_deployed_function_is_checked(synthesized: Synthesized):
+    from cdk.functions import function_specs
+
+    deployed = {
+        f["Properties"]["FunctionName"]
+        for f in synthesized.resources("AWS::Lambda::Function").values()
+        if str(f["Properties"].get("FunctionName", "")).startswith(f"{names.PREFIX}-")
+    }
+    specs = {spec.package for spec in function_specs(1, 1)}
+
+    assert specs == set(PACKAGES)
+    assert deployed == {names.function_name(p) for p in PACKAGES}
+
+
+# --- the analysis itself: it must keep seeing what it is meant to see ---------------
+
+
+@pytest.mark.parametrize(
+    ("handler", "action", "where"),
+    [
+        # Every rotation step starts with SecretStore.describe.
+        *(
+            (
+                f"functions.{package}.handler.lambda_handler",
+                "secretsmanager:ListSecretVersionIds",
+                "functions.shared.rotation.store:SecretStore.describe",
+            )
+            for package in ("rotate_db", "rotate_jwt", "rotate_iam")
+        ),
+        # /admin/blocks: the registry, the IP sets and the protected lists (lazy imports).
+        *(
+            ("functions.api.handler.lambda_handler", action, "functions.shared.blocks:")
+            for action in (
+                "dynamodb:Scan",
+                "dynamodb:BatchWriteItem",
+                "wafv2:GetIPSet",
+                "wafv2:UpdateIPSet",
+                "wafv2:ListIPSets",
+            )
+        ),
+        (
+            "functions.api.handler.lambda_handler",
+            "ssm:GetParameter",
+            "aws_lambda_powertools.utilities.parameters.ssm:SSMProvider",
+        ),
+        # A call through a client factory's return annotation, and a library's calls.
+        (
+            "functions.waf_responder.handler.lambda_handler",
+            "logs:StartQuery",
+            "functions.waf_responder.offenders:run_insights_query",
+        ),
+        (
+            "functions.waf_responder.handler.lambda_handler",
+            "dynamodb:PutItem",
+            "aws_lambda_powertools.utilities.idempotency.persistence.dynamodb:",
+        ),
+        (
+            "functions.rotate_iam.handler.lambda_handler",
+            "iam:CreateAccessKey",
+            "functions.rotate_iam.access_keys:AccessKeyRotator.create_secret",
+        ),
+    ],
+)
+def test_analysis_finds_known_calls(handler: str, action: str, where: str):
+    found = aws_calls.reachable(handler)
+
+    assert any(w.startswith(where) for w in found.where(action)), (action, found.where(action))
+
+
+def test_analysis_keeps_what_deployed_code_never_calls_out():
+    rotate_iam = aws_calls.reachable("functions.rotate_iam.handler.lambda_handler")
+    rotators = [
+        aws_calls.reachable(f"functions.{p}.handler.lambda_handler")
+        for p in ("rotate_db", "rotate_jwt", "rotate_iam")
+    ]
+
+    # Only the CLI starts an emergency rotation (SecretStore.mark_emergency).
+    assert all("secretsmanager:TagResource" not in r.actions for r in rotators)
+    # The rotators' own createSecret step is not Secrets Manager's CreateSecret.
+    assert all("secretsmanager:CreateSecret" not in r.actions for r in rotators)
+    # The new key's STS check signs with that key, not with the role.
+    assert not any(a.startswith("sts:") for a in rotate_iam.actions)
+
+
+def test_library_table_matches_the_installed_libraries():
+    for symbol, (module, actions) in aws_calls.LIBRARY_CALLS.items():
+        called = aws_calls.library_client_calls(module)
+        for action in actions:
+            # These libraries' services are named as their IAM prefixes are.
+            service, operation = action.split(":")
+            methods = {op: method for method, op in aws_calls.operations(service).items()}
+            assert methods[operation] in called, (symbol, module, action)
+
+
+def test_environment_guards_name_real_code_and_settings():
+    from functions.shared.settings import ENVIRONMENT_VARIABLES
+
+    units = {
+        unit
+        for package in PACKAGES
+        for unit in aws_calls.reachable(f"functions.{package}.handler.lambda_handler").units
+    }
+    for unit, variables in ENVIRONMENT_GUARDED.items():
+        assert unit in units, unit
+        assert set(variables) <= set(ENVIRONMENT_VARIABLES), variables
