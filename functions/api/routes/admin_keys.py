@@ -14,7 +14,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api.admin import keys
-from functions.api.admin.keys import ApiKeyView, KeyList, NewKeyRequest, RotateRequest
+from functions.api.admin.keys import (
+    ApiKeyView,
+    CreatedKey,
+    KeyList,
+    NewKeyRequest,
+    RotatedKey,
+    RotateRequest,
+)
 from functions.api.caller_context import require_caller
 from functions.api.models import ApiModel
 
@@ -37,7 +44,14 @@ def _created(body: ApiModel) -> Response[Any]:
     "/admin/api-keys",
     summary="Create an API key",
     tags=["admin"],
-    responses={201: {"description": "Created; the key is shown once"}},
+    responses={
+        201: {
+            "description": "Created; the key is shown once",
+            "content": {"application/json": {"model": CreatedKey}},
+        },
+        404: {"description": "The owner does not exist."},
+        409: {"description": "Only an admin's key may have the admin scope."},
+    },
 )
 def create_key(request: NewKeyRequest) -> Response[Any]:
     return _created(keys.create_key(require_caller(router), request, _source_ip()))
@@ -53,13 +67,26 @@ def list_keys(owner_id: Annotated[UUID | None, Query()] = None) -> KeyList:
     summary="Rotate an API key",
     tags=["admin"],
     responses={
-        201: {"description": "Successor created; the old key expires after the grace period"}
+        201: {
+            "description": "Successor created; the old key expires after the grace period",
+            "content": {"application/json": {"model": RotatedKey}},
+        },
+        404: {"description": "No API key has this id."},
+        409: {"description": "The key is revoked, expired or already rotated."},
     },
 )
 def rotate_key(key_id: str, request: RotateRequest | None = None) -> Response[Any]:
     return _created(keys.rotate_key(require_caller(router), key_id, request, _source_ip()))
 
 
-@router.post("/admin/api-keys/<key_id>/revoke", summary="Revoke an API key now", tags=["admin"])
+@router.post(
+    "/admin/api-keys/<key_id>/revoke",
+    summary="Revoke an API key now",
+    tags=["admin"],
+    responses={
+        200: {"description": "Revoked (a revoked key stays revoked)"},
+        404: {"description": "No API key has this id."},
+    },
+)
 def revoke_key(key_id: str) -> ApiKeyView:
     return keys.revoke_key(require_caller(router), key_id, _source_ip())

@@ -11,7 +11,17 @@ from functions.api.identity.sign_in import LoginRequest, Me, TokenResponse, sign
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-@router.post("/auth/login", summary="Sign in", tags=["auth"])
+@router.post(
+    "/auth/login",
+    summary="Sign in",
+    tags=["auth"],
+    responses={
+        200: {"description": "An access token"},
+        401: {"description": "Invalid email or password."},
+        429: {"description": "Too many failed sign-ins for the account or the address."},
+        503: {"description": "Sign-in cannot be checked or tokens signed right now."},
+    },
+)
 def login(credentials: LoginRequest) -> TokenResponse:
     return sign_in(credentials, router.current_event.request_context.identity.source_ip or "")
 

@@ -12,6 +12,14 @@ from functions.api.identity.sign_in import published_keys
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-@router.get("/.well-known/jwks.json", summary="Token verification keys", tags=["auth"])
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Token verification keys",
+    tags=["auth"],
+    responses={
+        200: {"description": "A JSON Web Key Set: the current and previous signing keys"},
+        503: {"description": "The signing keys cannot be read right now."},
+    },
+)
 def jwks() -> dict[str, Any]:
     return published_keys()

@@ -16,7 +16,15 @@ from functions.api.recalls.models import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Recal
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-@router.get("/recalls", summary="Search recalls", tags=["recalls"])
+@router.get(
+    "/recalls",
+    summary="Search recalls",
+    tags=["recalls"],
+    responses={
+        200: {"description": "A page of recalls, newest first"},
+        400: {"description": "The cursor is not valid, or a filter has control characters."},
+    },
+)
 def search_recalls(
     q: Annotated[str | None, Query(max_length=200, description="words to search")] = None,
     brand: Annotated[str | None, Query(max_length=100, description="exact brand")] = None,
@@ -29,6 +37,15 @@ def search_recalls(
     return logic.search_recalls(q=q, brand=brand, since=since, limit=limit, cursor=cursor)
 
 
-@router.get("/recalls/<recall_id>", summary="One recall", tags=["recalls"])
+@router.get(
+    "/recalls/<recall_id>",
+    summary="One recall",
+    tags=["recalls"],
+    responses={
+        200: {"description": "The recall"},
+        400: {"description": "The id is malformed."},
+        404: {"description": "No recall has this id."},
+    },
+)
 def get_recall(recall_id: str) -> Recall:
     return logic.recall_by_id(recall_id)

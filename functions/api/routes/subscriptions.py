@@ -24,7 +24,11 @@ def list_subscriptions() -> SubscriptionList:
     "/me/subscriptions",
     summary="Watch a product",
     tags=["subscriptions"],
-    responses={201: {"description": "Created"}},
+    responses={
+        201: {"description": "Created"},
+        400: {"description": "No product, or a control character in the product or brand."},
+        409: {"description": "This product is already watched."},
+    },
 )
 def create_subscription(subscription: NewSubscription) -> Response[Subscription]:
     created = logic.subscribe(require_caller(router), subscription)
@@ -35,7 +39,12 @@ def create_subscription(subscription: NewSubscription) -> Response[Subscription]
     "/me/subscriptions/<subscription_id>",
     summary="Stop watching a product",
     tags=["subscriptions"],
-    responses={204: {"description": "Deleted"}},
+    # No body: an empty content map, else Powertools documents the return annotation.
+    responses={
+        204: {"description": "Deleted", "content": {}},
+        400: {"description": "The id is malformed."},
+        404: {"description": "No subscription has this id."},
+    },
 )
 def delete_subscription(subscription_id: str) -> Response[Any]:
     logic.unsubscribe(require_caller(router), subscription_id)

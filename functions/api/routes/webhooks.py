@@ -15,7 +15,15 @@ from functions.api.recalls.feed import RecallEvent, WebhookAccepted, accept_reca
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
 
-@router.post("/webhooks/recalls", summary="Recall feed webhook", tags=["webhooks"])
+@router.post(
+    "/webhooks/recalls",
+    summary="Recall feed webhook",
+    tags=["webhooks"],
+    responses={
+        200: {"description": "Accepted: the recall was created or updated"},
+        409: {"description": "This webhook-id was already received."},
+    },
+)
 def receive_recall(event: RecallEvent) -> WebhookAccepted:
     source_ip = router.current_event.request_context.identity.source_ip or ""
     return accept_recall(router.context.get(WEBHOOK_CONTEXT_KEY), event, source_ip)
