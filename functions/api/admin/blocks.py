@@ -95,10 +95,18 @@ def _change(result: Any) -> BlockChange:
 
 def _run(operation: Callable[[], T]) -> T:
     """Map the block module's refusals to HTTP; their texts are fixed here, never echoed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from functions.shared import blocks
+    from functions.shared.observability import logger
 
     try:
         return operation()
+    except (ClientError, BotoCoreError) as exc:
+        # The registry (DynamoDB) or WAF refused or could not be reached: the caller
+        # may retry; what failed goes to the log, not to the answer.
+        logger.exception("block operation failed on an AWS call")
+        raise ServiceUnavailable() from exc
     except blocks.InvalidTarget as exc:
         raise BadRequest(
             "Each target must be an IP address or CIDR, not too wide, without an IPv6 zone id."

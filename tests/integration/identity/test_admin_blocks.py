@@ -210,3 +210,20 @@ def test_a_duration_is_a_json_whole_number(world, admin, duration):
     )
     assert response.status == 422
     assert response.json()["error"]["fields"] == ["body.duration_seconds"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/admin/blocks", None),
+        ("POST", "/admin/blocks", {"targets": ["203.0.113.7"], "reason": "scanner"}),
+        ("DELETE", "/admin/blocks/203.0.113.7", None),
+    ],
+)
+def test_an_unreachable_block_registry_is_a_503_not_a_500(world, admin, method, path, body):
+    # Given the registry table is gone (DynamoDB refuses every call on it)
+    boto3.client("dynamodb").delete_table(TableName=names.BLOCK_REGISTRY_TABLE)
+    response = call_api(method, path, headers=admin["headers"], source_ip=ADMIN_IP, json_body=body)
+    assert response.status == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert "dynamodb" not in response.body.lower()
