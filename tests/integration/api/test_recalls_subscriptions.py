@@ -95,7 +95,17 @@ def test_the_test_identity_header_is_ignored_unless_switched_on(
     assert response.status == 401
 
 
-@pytest.mark.parametrize("raw_id", ["not-a-uuid", "1", "{12345678-1234-5678-1234-567812345678}"])
+@pytest.mark.parametrize(
+    "raw_id",
+    [
+        "not-a-uuid",
+        "1",
+        "{12345678-1234-5678-1234-567812345678}",
+        # 36 characters that UUID() reads, but not the canonical form
+        "12345678123456781234567812345678----",
+        "1234-5678-1234-5678-1234-567812345678",
+    ],
+)
 def test_a_malformed_subscription_id_is_400(api_db: MigratedDatabase, raw_id: str):
     alice = _user(api_db)
     response = call_api("DELETE", f"/me/subscriptions/{raw_id}", headers=_as(alice))
