@@ -32,6 +32,17 @@ def ip_set_addresses(version: int = 4) -> list[str]:
     return list(found["IPSet"]["Addresses"])
 
 
+def block_by_hand(admin, *targets: str, reason: str = "scanner") -> None:
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": list(targets), "reason": reason},
+    )
+    assert created.status == 201, created.body
+
+
 def test_block_list_unblock_round_trip(world, admin):
     # Given an admin with every lock
     headers = admin["headers"]
@@ -144,14 +155,7 @@ def test_a_reason_of_the_longest_allowed_length_is_kept(world, admin):
 
 def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world, admin):
     # Given a blocked /24
-    created = call_api(
-        "POST",
-        "/admin/blocks",
-        headers=admin["headers"],
-        source_ip=ADMIN_IP,
-        json_body={"targets": ["198.51.100.0/24"], "reason": "scanner farm"},
-    )
-    assert created.status == 201, created.body
+    block_by_hand(admin, "198.51.100.0/24", reason="scanner farm")
     # When an admin unblocks one address in it
     response = call_api(
         "DELETE", "/admin/blocks/198.51.100.5", headers=admin["headers"], source_ip=ADMIN_IP
@@ -171,28 +175,14 @@ def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world,
     ],
 )
 def test_an_admin_unblocks_a_network(world, admin, path):
-    created = call_api(
-        "POST",
-        "/admin/blocks",
-        headers=admin["headers"],
-        source_ip=ADMIN_IP,
-        json_body={"targets": ["198.51.100.0/24"], "reason": "scanner farm"},
-    )
-    assert created.status == 201, created.body
+    block_by_hand(admin, "198.51.100.0/24", reason="scanner farm")
     response = call_api("DELETE", path, headers=admin["headers"], source_ip=ADMIN_IP)
     assert response.status == 204, response.body
     assert ip_set_addresses() == []
 
 
 def test_an_encoded_ipv6_address_is_unblocked(world, admin):
-    created = call_api(
-        "POST",
-        "/admin/blocks",
-        headers=admin["headers"],
-        source_ip=ADMIN_IP,
-        json_body={"targets": ["2001:db8::7"], "reason": "scanner"},
-    )
-    assert created.status == 201, created.body
+    block_by_hand(admin, "2001:db8::7")
     response = call_api(
         "DELETE", "/admin/blocks/2001%3Adb8%3A%3A7", headers=admin["headers"], source_ip=ADMIN_IP
     )
