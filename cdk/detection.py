@@ -272,17 +272,19 @@ class DetectionAndResponse(Construct):
         for alarm in self.alarms:
             alarm.add_alarm_action(notify)
 
-        # The sweep looks again for the offenders of an alarm that stays in ALARM
-        # (functions/waf_responder/respond.py::recheck_alarms): it reads their states.
+        # The alarms the responder acts on: their changes into ALARM start it, and
+        # the sweep looks again for the offenders of one that stays in ALARM
+        # (functions/waf_responder/respond.py::recheck_alarms), reading their states.
+        responder_alarm_arns = [
+            self.waf_blocked_alarm.alarm_arn,
+            self.waf_rate_alarm.alarm_arn,
+            self.failed_signins_alarm.alarm_arn,
+        ]
         waf_responder.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadResponderAlarmStates",
                 actions=["cloudwatch:DescribeAlarms"],
-                resources=[
-                    self.waf_blocked_alarm.alarm_arn,
-                    self.waf_rate_alarm.alarm_arn,
-                    self.failed_signins_alarm.alarm_arn,
-                ],
+                resources=responder_alarm_arns,
             )
         )
         # EventBridge's queue holds only events it could not deliver; Lambda runs the
@@ -310,11 +312,7 @@ class DetectionAndResponse(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.cloudwatch"],
                 detail_type=["CloudWatch Alarm State Change"],
-                resources=[
-                    self.waf_blocked_alarm.alarm_arn,
-                    self.waf_rate_alarm.alarm_arn,
-                    self.failed_signins_alarm.alarm_arn,
-                ],
+                resources=responder_alarm_arns,
                 detail={"state": {"value": ["ALARM"]}},
             ),
             targets=[responder_target()],

@@ -458,16 +458,8 @@ class WebAcl(Construct):
         self, responder: lambda_.Function, *, also_query: Sequence[logs.ILogGroup]
     ) -> None:
         """What `waf_responder` needs: its IP sets, rate-rule keys, log queries, settings."""
-        responder.add_environment("AUTO_BLOCK_IPSET_V4_ID", self.auto_block_v4.attr_id)
-        responder.add_environment("AUTO_BLOCK_IPSET_V6_ID", self.auto_block_v6.attr_id)
+        self._grant_blocking(responder, sid="AutoBlockIpSets")
         responder.add_environment("WEB_ACL_ID", self.web_acl.attr_id)
-        responder.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="AutoBlockIpSets",
-                actions=["wafv2:GetIPSet", "wafv2:UpdateIPSet"],
-                resources=[self.auto_block_v4.attr_arn, self.auto_block_v6.attr_arn],
-            )
-        )
         responder.add_to_role_policy(
             iam.PolicyStatement(
                 sid="RateRuleOffenders",
@@ -497,21 +489,24 @@ class WebAcl(Construct):
             "ARN (queries start only on two log groups); X-Ray trace APIs likewise.",
             applies_to=["Resource::*"],
         )
-        self.admin_allowlist_parameter.grant_read(responder)
-        self.never_block_parameter.grant_read(responder)
 
     def grant_api(self, api: lambda_.Function) -> None:
         """The API reads the admin allowlist for its own (second) check, and its admin
         block routes (/admin/blocks) change the auto-block IP sets as the responder
-        does, never blocking what the never-block list protects."""
-        self.admin_allowlist_parameter.grant_read(api)
-        self.never_block_parameter.grant_read(api)
-        api.add_environment("AUTO_BLOCK_IPSET_V4_ID", self.auto_block_v4.attr_id)
-        api.add_environment("AUTO_BLOCK_IPSET_V6_ID", self.auto_block_v6.attr_id)
-        api.add_to_role_policy(
+        does."""
+        self._grant_blocking(api, sid="AdminBlockIpSets")
+
+    def _grant_blocking(self, function: lambda_.Function, *, sid: str) -> None:
+        """What every writer of blocks needs (functions/shared/blocks.py): the two IP
+        sets, by id, and the protected lists it never blocks."""
+        function.add_environment("AUTO_BLOCK_IPSET_V4_ID", self.auto_block_v4.attr_id)
+        function.add_environment("AUTO_BLOCK_IPSET_V6_ID", self.auto_block_v6.attr_id)
+        function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="AdminBlockIpSets",
+                sid=sid,
                 actions=["wafv2:GetIPSet", "wafv2:UpdateIPSet"],
                 resources=[self.auto_block_v4.attr_arn, self.auto_block_v6.attr_arn],
             )
         )
+        self.admin_allowlist_parameter.grant_read(function)
+        self.never_block_parameter.grant_read(function)
