@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from functions.api.middleware.policies import Policy
     from functions.api.resolver import SecureResolver
+    from functions.shared.settings import Settings
 
 ERROR_REF = "#/components/schemas/Error"
 # What Powertools adds for its own validation answers; dropped once nothing refers to
@@ -91,12 +92,10 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 VALIDATION_FAILED = "A parameter or the body failed validation; `fields` says where."
 
 
-def edge_refusals(method: str) -> dict[int, str]:
+def edge_refusals(method: str, defaults: Settings) -> dict[int, str]:
     """What the edge guards (functions/api/app.py) refuse on any request, before routing."""
     from functions.api.middleware.request_limits import BODY_METHODS
-    from functions.shared.settings import Settings
 
-    defaults = Settings()
     refusals = {
         400: "A body that is not valid base64, UTF-8 or JSON, or input that looks like an "
         "attack (never echoed).",
@@ -218,7 +217,11 @@ def validates_input(route: Route, operation: dict[str, Any], app: SecureResolver
 
 
 def refusals_of(
-    route: Route, operation: dict[str, Any], policy: Policy, app: SecureResolver
+    route: Route,
+    operation: dict[str, Any],
+    policy: Policy,
+    app: SecureResolver,
+    defaults: Settings,
 ) -> dict[int, str]:
     """Every refusal an operation can answer, with why; the route's own reasons first."""
     causes: dict[int, list[str]] = {}
@@ -229,7 +232,7 @@ def refusals_of(
     }
     sources = [
         declared,
-        edge_refusals(route.method),
+        edge_refusals(route.method, defaults),
         policy_refusals(policy),
         {422: VALIDATION_FAILED} if validates_input(route, operation, app) else {},
     ]
@@ -250,16 +253,20 @@ def error_response(status: int, description: str) -> dict[str, Any]:
     return response
 
 
-def describe_operation(route: Route, operation: dict[str, Any], app: SecureResolver) -> None:
+def describe_operation(
+    route: Route,
+    operation: dict[str, Any],
+    app: SecureResolver,
+    defaults: Settings,
+    constraints: dict[str, dict[str, Any]],
+) -> None:
     from functions.api.middleware.policies import policy_for
-    from functions.shared.settings import Settings
 
-    # Settings(): the deployed prefixes, not whatever this shell's environment says.
-    policy = policy_for(route.openapi_path, Settings())
+    policy = policy_for(route.openapi_path, defaults)
     security = policy_security(policy)
     if security:
         operation["security"] = security
-    refusals = refusals_of(route, operation, policy, app)
+    refusals = refusals_of(route, operation, policy, app, defaults)
     responses: dict[str, Any] = {}
     for status, response in operation["responses"].items():
         if int(status) >= 400:
@@ -271,7 +278,6 @@ def describe_operation(route: Route, operation: dict[str, Any], app: SecureResol
     for status, description in refusals.items():
         responses[str(status)] = error_response(status, description)
     operation["responses"] = responses
-    constraints = path_parameter_schemas()
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path" and parameter["name"] in constraints:
             parameter["schema"] = {
@@ -282,7 +288,11 @@ def describe_operation(route: Route, operation: dict[str, Any], app: SecureResol
 
 def openapi_document() -> dict[str, Any]:
     from functions.api.app import API_TITLE, API_VERSION, app
+    from functions.shared.settings import Settings
 
+    # The deployed defaults (prefixes, limits), not whatever this shell's environment says.
+    defaults = Settings()
+    constraints = path_parameter_schemas()
     schema = app.get_openapi_json_schema(
         title=API_TITLE,
         version=API_VERSION,
@@ -294,7 +304,7 @@ def openapi_document() -> dict[str, Any]:
     routes = {(route.method.lower(), route.openapi_path): route for route in all_routes}
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            describe_operation(routes[(method, path)], operation, app)
+            describe_operation(routes[(method, path)], operation, app, defaults, constraints)
     schemas = document["components"]["schemas"]
     schemas["Error"] = copy.deepcopy(ERROR_SCHEMA)
     for name in POWERTOOLS_ERROR_SCHEMAS:

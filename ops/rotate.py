@@ -96,9 +96,9 @@ def rotate_locally(
         return Outcome(item.name, False, _pending(store, item), str(exc))
     detail = f"in {result.seconds:.1f}s"
     if result.emergency:
-        detail += ("; resumed as an emergency" if resume and not emergency else "") + (
-            f"; {RETIRED[item.kind]}"
-        )
+        if resume and not emergency:
+            detail += "; resumed as an emergency"
+        detail += f"; {RETIRED[item.kind]}"
     return Outcome(item.name, True, result.version_id, detail)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 
 from functions.shared.errors import ServiceUnavailable
 from functions.shared.inventory import API_KEY_PERIOD_DAYS
-from ops.console import CommandError, print_json, print_table
+from ops.console import CommandError, fail, print_json, print_table
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -57,12 +56,10 @@ def _run(args: argparse.Namespace) -> int:
         # must not pass for an answer in a script. (A missing secret among readable
         # ones is an answer: OVERDUE, and --fail-on-overdue for scripts.)
         problems = sorted({str(age.problem) for age in ages})
-        print(f"error: could not read any secret ({', '.join(problems)})", file=sys.stderr)
-        print(
-            "  next: check AWS credentials and region, or start the local stack (`make run`)",
-            file=sys.stderr,
+        return fail(
+            f"could not read any secret ({', '.join(problems)})",
+            hint="check AWS credentials and region, or start the local stack (`make run`)",
         )
-        return 1
     pending = [age.name for age in ages if age.pending]
     if pending and not args.json:
         print(

@@ -720,11 +720,12 @@ def unblock(
 
 def _covering_blocks(networks: Sequence[IPNetwork], live: Sequence[Block]) -> dict[str, list[str]]:
     """For each network, the live blocked networks that contain it (widest first)."""
+    widest_first = sorted((b.network for b in live), key=lambda n: n.prefixlen)
     covered: dict[str, list[str]] = {}
     for network in networks:
         inside = [
             str(n)
-            for n in sorted((b.network for b in live), key=lambda n: n.prefixlen)
+            for n in widest_first
             if n.version == network.version
             and n.prefixlen < network.prefixlen
             and network.network_address in n
