@@ -43,24 +43,20 @@ from tests.support import aws_calls
 
 PACKAGES = names.FUNCTION_PACKAGES
 
+# What Lambda does with the role of a function in a VPC: its network interfaces.
+VPC_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+_LOG_ACTIONS = frozenset({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
 # AWS managed policies the stack attaches, with the actions AWS publishes for them.
 AWS_MANAGED_POLICIES: dict[str, frozenset[str]] = {
-    "AWSLambdaBasicExecutionRole": frozenset(
-        {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
-    ),
-    "AWSLambdaVPCAccessExecutionRole": frozenset(
-        {
-            "logs:CreateLogGroup",
-            "logs:CreateLogStream",
-            "logs:PutLogEvents",
-            "ec2:CreateNetworkInterface",
-            "ec2:DescribeNetworkInterfaces",
-            "ec2:DescribeSubnets",
-            "ec2:DeleteNetworkInterface",
-            "ec2:AssignPrivateIpAddresses",
-            "ec2:UnassignPrivateIpAddresses",
-        }
-    ),
+    "AWSLambdaBasicExecutionRole": _LOG_ACTIONS,
+    "AWSLambdaVPCAccessExecutionRole": _LOG_ACTIONS | frozenset(VPC_ACTIONS),
 }
 
 # Code that calls AWS only when the function's environment lacks a setting: the
@@ -138,14 +134,6 @@ DELIVERY_ACTIONS = {
     "AWS::Lambda::Function": "lambda:InvokeFunction",
     "AWS::Events::EventBus": "events:PutEvents",
 }
-VPC_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-)
 
 
 # --- the template side --------------------------------------------------------------
