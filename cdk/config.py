@@ -19,6 +19,8 @@ from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
 CONTEXT_PREFIX = "babyshield:"
 MAX_INSPECTED_BODY_BYTES = 64 * 1024
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+# One address, as SNS takes it: no spaces, no list, a dot in the domain.
+_EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class DeploymentConfig:
         for country in self.geo_block_countries:
             if not _COUNTRY.match(country):
                 raise ValueError(f"geoBlockCountries: {country!r} is not an ISO 3166 alpha-2 code")
+        if self.oncall_email is not None and not _EMAIL.match(self.oncall_email):
+            raise ValueError(f"oncallEmail: {self.oncall_email!r} is not one email address")
         for cidr in self.admin_allowed_cidrs_v4:
             if ipaddress.ip_network(cidr, strict=True).version != 4:
                 raise ValueError(f"adminAllowedCidrsV4: {cidr!r} is not an IPv4 network")

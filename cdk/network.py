@@ -86,6 +86,19 @@ class NetworkAndDatabase(Construct):
             "it belongs to that role alone and is deleted with it.",
         )
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+
+        def inbound_only(group_id: str, description: str) -> ec2.SecurityGroup:
+            # The database and the endpoints only answer; no egress rule means
+            # they cannot open a connection anywhere (CDK's default allows all).
+            return ec2.SecurityGroup(
+                self,
+                group_id,
+                vpc=self.vpc,
+                description=description,
+                allow_all_outbound=False,
+                allow_all_ipv6_outbound=False,
+            )
+
         self.vpc.add_gateway_endpoint(
             "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets]
         )
@@ -96,6 +109,9 @@ class NetworkAndDatabase(Construct):
                 subnets=self.subnets,
                 private_dns_enabled=True,
                 open=False,  # only admitted functions, not the whole VPC CIDR
+                security_groups=[
+                    inbound_only(f"{endpoint_id}EndpointSecurityGroup", f"{endpoint_id} endpoint")
+                ],
             )
             for endpoint_id, service in (
                 ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
@@ -135,6 +151,7 @@ class NetworkAndDatabase(Construct):
             instance_type=ec2.InstanceType(instance_class),
             vpc=self.vpc,
             vpc_subnets=self.subnets,
+            security_groups=[inbound_only("PostgresSecurityGroup", "PostgreSQL")],
             database_name=DB_NAME,
             credentials=rds.Credentials.from_generated_secret(
                 DB_ADMIN_USER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Annotations, Stack
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -21,6 +21,9 @@ from cdk.network import Migration, NetworkAndDatabase
 from cdk.secrets import Secrets
 from cdk.waf import WebAcl
 from functions.shared import names
+
+# The warning's id in the cloud assembly (`cdk synth` prints it).
+NO_ONCALL_SUBSCRIBER = "babyshield:noOncallSubscriber"
 
 
 class BabyShieldStack(Stack):
@@ -119,6 +122,14 @@ class BabyShieldStack(Stack):
             oncall_email=config.oncall_email,
             secret_age_dead_letters=self.secrets.secret_age_dead_letters,
         )
+        if not config.oncall_email:
+            # Not an error: on-call may subscribe a pager or chat to the topic by hand.
+            Annotations.of(self.detection.topic).add_warning_v2(
+                NO_ONCALL_SUBSCRIBER,
+                "oncallEmail is not set: alarms and auto-blocks publish to the on-call "
+                "topic, which has no subscriber. Set -c babyshield:oncallEmail=<address> "
+                "or subscribe the topic yourself.",
+            )
         self.dashboards = Dashboards(
             self,
             "Dashboards",

@@ -7,6 +7,8 @@ from constructs import Node
 
 from cdk.app import default_context
 from cdk.config import DeploymentConfig
+from cdk.stack import NO_ONCALL_SUBSCRIBER
+from tests.infrastructure.conftest import Synthesized
 
 
 class _Context:
@@ -55,8 +57,31 @@ def test_comma_separated_context_values_are_parsed():
         ("babyshield:failedSigninThreshold", "0", "at least 1"),
         ("babyshield:maxBodyBytes", "65537", "at most 64 KB"),
         ("babyshield:maxBodyBytes", "0", "between 1"),
+        ("babyshield:oncallEmail", "oncall", "not one email address"),
+        ("babyshield:oncallEmail", "a@example.org,b@example.org", "not one email address"),
+        ("babyshield:oncallEmail", "on call@example.org", "not one email address"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_clear_message(key: str, value: str, message: str):
     with pytest.raises(ValueError, match=message):
         _from({key: value})
+
+
+def test_an_oncall_address_is_taken_as_given():
+    assert _from({"babyshield:oncallEmail": "oncall@example.org"}).oncall_email == (
+        "oncall@example.org"
+    )
+
+
+def test_synth_warns_when_nobody_is_subscribed_to_oncall(synthesized: Synthesized):
+    # cdk.json sets no oncallEmail, so the test synth is the unsubscribed case.
+    warnings = [
+        (path, entry["data"])
+        for path, entries in synthesized.metadata.items()
+        for entry in entries
+        if entry["type"] == "aws:cdk:warning"
+    ]
+
+    assert [path for path, text in warnings if NO_ONCALL_SUBSCRIBER in text] == [
+        "/BabyShield/Detection/OnCall"
+    ], warnings

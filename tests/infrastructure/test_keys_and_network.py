@@ -94,6 +94,30 @@ def test_database_admits_only_the_functions_that_use_it(synthesized: Synthesized
         assert any(source.startswith(f"Functions{package}SecurityGroup") for source in sources)
 
 
+def _egress(group: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(group["Properties"].get("SecurityGroupEgress", []))
+
+
+def test_database_and_endpoints_cannot_open_connections(synthesized: Synthesized):
+    """They only answer: no egress beyond CDK's placeholder that matches nothing."""
+    groups = synthesized.resources("AWS::EC2::SecurityGroup")
+    (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    answering = [group["Fn::GetAtt"][0] for group in db["Properties"]["VPCSecurityGroups"]]
+    for endpoint in synthesized.resources("AWS::EC2::VPCEndpoint").values():
+        if endpoint["Properties"].get("VpcEndpointType") == "Interface":
+            answering += [g["Fn::GetAtt"][0] for g in endpoint["Properties"]["SecurityGroupIds"]]
+
+    assert len(answering) == 5  # PostgreSQL and four interface endpoints
+    standalone_egress = [
+        rule["Properties"]["GroupId"]["Fn::GetAtt"][0]
+        for rule in synthesized.resources("AWS::EC2::SecurityGroupEgress").values()
+    ]
+    for group_id in answering:
+        (rule,) = _egress(groups[group_id])
+        assert rule["CidrIp"] == "255.255.255.255/32", f"{group_id} may connect out: {rule}"
+        assert group_id not in standalone_egress
+
+
 def test_migration_trigger_runs_the_migrate_function_after_the_database(
     synthesized: Synthesized,
 ):
