@@ -74,6 +74,13 @@ class FunctionSpec:
     extra_assets: Mapping[str, Path] = field(default_factory=dict)
 
 
+# Rotation steps and the secret-age run call AWS with the background budget
+# (functions/shared/aws_clients.py: one stalled call can take 74 s before it
+# raises). Two minutes let that call fail with its own error, logged, instead of
+# Lambda killing the step mid-way with nothing said.
+ROTATION_TIMEOUT = Duration.minutes(2)
+
+
 def _secret_environment() -> dict[str, str]:
     return {
         "DB_READONLY_SECRET_ID": names.secret_name("db-readonly"),
@@ -123,7 +130,7 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
         FunctionSpec(
             package="rotate_db",
             description="Secrets Manager rotation of the PostgreSQL users",
-            timeout=Duration.seconds(60),
+            timeout=ROTATION_TIMEOUT,
             # Secrets Manager rotates at most a few secrets at once; more would
             # only queue logins against the admin user.
             reserved_concurrency=3,
@@ -134,14 +141,14 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
         FunctionSpec(
             package="rotate_jwt",
             description="Secrets Manager rotation of the JWT signing key pair",
-            timeout=Duration.seconds(60),
+            timeout=ROTATION_TIMEOUT,
             reserved_concurrency=2,
             in_vpc=False,
         ),
         FunctionSpec(
             package="rotate_iam",
             description="Rotation of IAM access keys and generated secrets",
-            timeout=Duration.seconds(60),
+            timeout=ROTATION_TIMEOUT,
             reserved_concurrency=2,
             in_vpc=False,
         ),
@@ -169,7 +176,7 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
         FunctionSpec(
             package="secret_age",
             description="Daily SecretAgeDays metric per inventory secret",
-            timeout=Duration.seconds(60),
+            timeout=ROTATION_TIMEOUT,
             reserved_concurrency=1,
             in_vpc=False,
             memory_mb=256,

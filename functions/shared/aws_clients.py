@@ -44,11 +44,21 @@ class Timeouts:
     read_seconds: float
     max_attempts: int
 
+    @property
+    def worst_case_seconds(self) -> float:
+        """The longest one call can take before it raises: every attempt stalled
+        to its timeouts, and the longest waits between attempts (standard mode
+        backs off up to 2**i s, at most 20, and up to 5 s more when AWS asks
+        for it with retry-after)."""
+        waits = sum(min(1 << i, 20) + 5 for i in range(self.max_attempts - 1))
+        return self.max_attempts * (self.connect_seconds + self.read_seconds) + waits
+
 
 # On an API request: a slow dependency must turn into a quick 503, not a Lambda timeout.
 REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=3)
-# Rotation steps and the responder: room for a slow call, still well inside the
-# function's timeout so the caller's own retry gets its chance.
+# Rotation steps and the responder: room for a slow call, still inside the
+# function's timeout (worst_case_seconds; tests/infrastructure/test_functions.py),
+# so a stalled call ends in the step's own error and the caller's retry.
 BACKGROUND = Timeouts(connect_seconds=3, read_seconds=10, max_attempts=4)
 
 _cache_lock = threading.Lock()

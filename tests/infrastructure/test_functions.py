@@ -10,6 +10,7 @@ import pytest
 
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
+from functions.shared.aws_clients import BACKGROUND
 from tests.infrastructure.conftest import Synthesized
 
 PACKAGES = names.FUNCTION_PACKAGES
@@ -31,6 +32,23 @@ def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
         for f in synthesized.resources("AWS::Lambda::Function").values()
         if str(f["Properties"].get("FunctionName", "")).startswith(names.PREFIX)
     }
+
+
+# The functions whose AWS clients all use the background budget, and what a step
+# does besides one stalled call (the other calls, a database login for rotate_db).
+BACKGROUND_BUDGET_PACKAGES = ("rotate_db", "rotate_jwt", "rotate_iam", "secret_age")
+REST_OF_A_STEP_SECONDS = 30
+
+
+@pytest.mark.parametrize("package", BACKGROUND_BUDGET_PACKAGES)
+def test_a_stalled_aws_call_fails_before_the_function_times_out(
+    synthesized: Synthesized, package: str
+):
+    # A call that raises is logged and retried by the caller; a Lambda timeout
+    # ends the step wherever it is with nothing said.
+    timeout = _functions(synthesized)[names.function_name(package)]["Properties"]["Timeout"]
+
+    assert timeout >= BACKGROUND.worst_case_seconds + REST_OF_A_STEP_SECONDS
 
 
 @pytest.mark.parametrize("package", PACKAGES)
