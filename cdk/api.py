@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_kms as kms
@@ -12,6 +14,18 @@ from constructs import Construct
 from cdk.compliance import acknowledge, skip_checkov
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
+
+# Without a policy of its own, a regional API's default execute-api endpoint keeps
+# the legacy TLS_1_0 policy and accepts TLS 1.0 and 1.1. This enhanced policy takes
+# TLS 1.3, and TLS 1.2 with ECDHE AES-GCM suites only: forward secrecy, hybrid
+# post-quantum key exchange, no CBC (AWS "Supported security policies" for Regional
+# APIs). A custom domain added here takes the same policy and access mode.
+TLS_SECURITY_POLICY = "SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09"
+# An enhanced policy needs an access mode. STRICT also refuses a request whose TLS
+# SNI does not match its Host; AWS's path for an API already in use is BASIC
+# first, STRICT once the access logs are checked, and going back from STRICT
+# leaves the endpoint unavailable for about 15 minutes.
+ENDPOINT_ACCESS_MODE = "BASIC"
 
 # One JSON object per request. `ip` is API Gateway's own view of the caller
 # (the TCP peer), the same value the function trusts.
@@ -92,6 +106,16 @@ class Api(Construct):
                 throttling_burst_limit=burst_limit,
             ),
         )
+        # The L2 RestApi has no props for these; the L1 has.
+        cfn_rest_api = cast(apigateway.CfnRestApi, self.rest_api.node.default_child)
+        cfn_rest_api.security_policy = TLS_SECURITY_POLICY
+        cfn_rest_api.endpoint_access_mode = ENDPOINT_ACCESS_MODE
+        # AWS asks for a redeployment after a policy change: a new policy or mode
+        # gives the deployment a new logical id, so CloudFormation makes one.
+        if self.rest_api.latest_deployment is not None:
+            self.rest_api.latest_deployment.add_to_logical_id(
+                {"securityPolicy": TLS_SECURITY_POLICY, "endpointAccessMode": ENDPOINT_ACCESS_MODE}
+            )
         self.validator = self.rest_api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True
         )

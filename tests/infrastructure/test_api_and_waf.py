@@ -50,6 +50,29 @@ def test_stage_logs_json_traces_and_throttles(synthesized: Synthesized):
     assert method_settings["ThrottlingBurstLimit"] == 200
 
 
+def test_the_default_endpoint_refuses_tls_below_1_2(synthesized: Synthesized, template: Any):
+    """Without its own policy a regional API keeps the legacy TLS_1_0 (TLS 1.0/1.1
+    accepted); neither cfn-lint nor checkov checks the value a RestApi carries."""
+    (rest_api,) = synthesized.resources("AWS::ApiGateway::RestApi").values()
+    properties = rest_api["Properties"]
+
+    template.has_resource_properties(
+        "AWS::ApiGateway::RestApi",
+        {
+            # TLS 1.3, and TLS 1.2 with forward-secret AES-GCM suites only
+            "SecurityPolicy": "SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09",
+            "EndpointAccessMode": "BASIC",
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+        },
+    )
+    # The policy guards the default execute-api endpoint, which stays the way in
+    assert properties.get("DisableExecuteApiEndpoint", False) is False
+    # AWS recommends that a custom domain carry its API's policy (none exists yet)
+    for domain in synthesized.resources("AWS::ApiGateway::DomainName").values():
+        assert domain["Properties"]["SecurityPolicy"] == properties["SecurityPolicy"]
+        assert domain["Properties"]["EndpointAccessMode"] == properties["EndpointAccessMode"]
+
+
 def test_every_method_validates_its_request(synthesized: Synthesized, template: Any):
     template.has_resource_properties(
         "AWS::ApiGateway::RequestValidator",
