@@ -36,6 +36,62 @@ from functions.shared import names
 FIVE_MINUTES = Duration.minutes(5)
 RESPONDER_RETRIES = 4
 
+# Function package -> table -> the DynamoDB actions its code calls on that table,
+# each for the reason given. Only these are granted, per table (CDK's read/write
+# data grant is twelve actions, Scan and the stream reads among them, on every
+# table it names). The API's code never touches the idempotency table, so it has
+# no grant there. tests/infrastructure/test_function_permissions.py holds each
+# role to this mapping and to the calls the code makes.
+TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "api": {
+        names.RATE_LIMIT_TABLE: (
+            # A rate-limit hit, a sign-in failure's count and its lock: conditional updates.
+            "dynamodb:UpdateItem",
+            # A sign-in failure count that starts over once its window has passed.
+            "dynamodb:PutItem",
+            # Sign-in reads the account's and the source IP's lock in one request.
+            "dynamodb:BatchGetItem",
+            # A correct password clears the account's failure count.
+            "dynamodb:DeleteItem",
+        ),
+        names.WEBHOOK_NONCE_TABLE: (
+            # Claiming a webhook id (a conditional put: a replay finds it taken).
+            "dynamodb:PutItem",
+            # Releasing it when processing failed, so the sender's retry is not a replay.
+            "dynamodb:DeleteItem",
+        ),
+        names.BLOCK_REGISTRY_TABLE: (
+            # /admin/blocks lists the registry, and every IP set sync reads it whole.
+            "dynamodb:Scan",
+            # Block and unblock put and delete entries in batches of 25.
+            "dynamodb:BatchWriteItem",
+        ),
+    },
+    "waf_responder": {
+        # The same registry operations as the API's (functions/shared/blocks.py).
+        names.BLOCK_REGISTRY_TABLE: ("dynamodb:Scan", "dynamodb:BatchWriteItem"),
+        # Powertools idempotency (DynamoDBPersistenceLayer): reads a record, claims it
+        # with a conditional put, completes it, and deletes it when handling fails so
+        # that EventBridge's retry runs the flow again.
+        names.IDEMPOTENCY_TABLE: (
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        ),
+    },
+}
+# Table.grant leaves the table's key out. DynamoDB uses the key on the caller's
+# behalf for reads and writes; these are the key actions CDK's data grants give on
+# a table encrypted with a customer managed key, kept as they were.
+TABLE_KEY_ACTIONS = (
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:Encrypt",
+    "kms:ReEncrypt*",
+    "kms:GenerateDataKey*",
+)
+
 
 def _custom_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
     return cloudwatch.Metric(
@@ -55,6 +111,15 @@ def waf_blocked_metric(web_acl_name: str, region: str, rule: str = "ALL") -> clo
         statistic="Sum",
         period=FIVE_MINUTES,
     )
+
+
+def _grant_table(table: dynamodb.Table, function: lambda_.Function, actions: Sequence[str]) -> None:
+    """`actions` on this table only, and the use of its key that DynamoDB needs."""
+    table.grant(function, *actions)
+    key = table.encryption_key
+    if key is None:  # pragma: no cover - _table always gives the platform key
+        raise ValueError(f"{table.node.path} has no key of its own to grant")
+    key.grant(function, *TABLE_KEY_ACTIONS)
 
 
 class DetectionAndResponse(Construct):
@@ -87,19 +152,23 @@ class DetectionAndResponse(Construct):
         self.block_registry = self._table("BlockRegistry", names.BLOCK_REGISTRY_TABLE)
         self.idempotency = self._table("Idempotency", names.IDEMPOTENCY_TABLE)
         self.tables = [self.rate_limits, self.webhook_nonces, self.block_registry, self.idempotency]
-        for table in (self.rate_limits, self.webhook_nonces, self.idempotency):
-            table.grant_read_write_data(api)
-        # The responder's registry, and its exactly-once record per EventBridge event;
-        # the API's admin block routes keep the same registry.
-        self.block_registry.grant_read_write_data(waf_responder)
-        self.block_registry.grant_read_write_data(api)
-        self.idempotency.grant_read_write_data(waf_responder)
-        for function in (api, waf_responder):
+        tables_by_name = {
+            names.RATE_LIMIT_TABLE: self.rate_limits,
+            names.WEBHOOK_NONCE_TABLE: self.webhook_nonces,
+            names.BLOCK_REGISTRY_TABLE: self.block_registry,
+            names.IDEMPOTENCY_TABLE: self.idempotency,
+        }
+        functions = {"api": api, "waf_responder": waf_responder}
+        for package, table_actions in TABLE_ACTIONS.items():
+            for table_name, actions in table_actions.items():
+                _grant_table(tables_by_name[table_name], functions[package], actions)
+        for function in functions.values():
             acknowledge(
                 function.role,  # type: ignore[arg-type]
                 "AwsSolutions-IAM5",
-                "CDK's DynamoDB data grant on a table encrypted with the platform key; "
-                "the KMS actions are limited to that one key.",
+                "DynamoDB uses the platform key on the caller's behalf for the tables "
+                "encrypted with it (TABLE_KEY_ACTIONS); the KMS actions are limited to that "
+                "one key.",
                 applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
             )
 

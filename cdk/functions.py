@@ -113,7 +113,6 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
                 "MAX_BODY_BYTES": str(max_body_bytes),
                 "RATE_LIMIT_TABLE": names.RATE_LIMIT_TABLE,
                 "WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE,
-                "IDEMPOTENCY_TABLE": names.IDEMPOTENCY_TABLE,
                 # /admin/blocks: the responder's registry, IP sets and never-block list.
                 "BLOCK_REGISTRY_TABLE": names.BLOCK_REGISTRY_TABLE,
                 "NEVER_BLOCK_CIDRS_PARAMETER": names.NEVER_BLOCK_PARAMETER,

@@ -508,5 +508,15 @@ class WebAcl(Construct):
                 resources=[self.auto_block_v4.attr_arn, self.auto_block_v6.attr_arn],
             )
         )
-        self.admin_allowlist_parameter.grant_read(function)
-        self.never_block_parameter.grant_read(function)
+        # One GetParameter each (SSMProvider.get in blocks.read_cidrs). Plain String
+        # parameters, no key: nothing to decrypt.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadProtectedAddressLists",
+                actions=["ssm:GetParameter"],
+                resources=[
+                    self.admin_allowlist_parameter.parameter_arn,
+                    self.never_block_parameter.parameter_arn,
+                ],
+            )
+        )

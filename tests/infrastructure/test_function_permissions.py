@@ -18,11 +18,14 @@ meet without AWS:
   policy counts as allowing nothing). Wildcards (`dynamodb:*`, `ssm:Get*`) match
   case-insensitively, as IAM matches them.
 
-Out of scope: resources and conditions. An action allowed on one table counts as
-allowed on all (a statement's Condition is ignored, and so is a Deny with one),
-so a grant on the wrong table, secret or parameter, a KMS key policy, an SCP or a
-permissions boundary is not checked here; a role with a boundary fails, so that
-the boundary is modelled before this test vouches for the role.
+Resources are checked for DynamoDB only: each table's actions must be exactly
+the ones cdk/detection.py::TABLE_ACTIONS lists for it (the code's calls carry no
+table name). Otherwise out of scope: resources and conditions. An action allowed
+on one secret counts as allowed on all (a statement's Condition is ignored, and
+so is a Deny with one), so a grant on the wrong secret or parameter, a KMS key
+policy, an SCP or a permissions boundary is not checked here; a role with a
+boundary fails, so that the boundary is modelled before this test vouches for
+the role.
 
 Calls the code makes only when a setting is missing (looking an IP set's id up by
 name) are required only when the function's environment lacks it
@@ -78,46 +81,13 @@ ENVIRONMENT_GUARDED: dict[str, tuple[str, ...]] = {
 # rotators make their values themselves.
 GRANTED_BY_DESIGN = ("kms:*", "secretsmanager:GetRandomPassword")
 
-# What CDK's grant methods write. A statement holding all of one bundle's actions
-# is that grant, and the bundle's actions the code does not call are CDK's choice,
-# not ours: reported by the reverse test only when the code calls none of them.
+# What CDK's grant methods write, where the stack still uses them. A statement
+# holding all of one bundle's actions is that grant, and the bundle's actions the
+# code does not call (metadata reads: DescribeSecret, GetQueueAttributes,
+# GetQueueUrl) are CDK's choice, not ours: reported by the reverse test only when
+# the code calls none of them. Tables and SSM parameters are granted exact actions
+# instead, so no DynamoDB or SSM action is excused here.
 CDK_GRANT_BUNDLES: dict[str, frozenset[str]] = {
-    "Table.grant_read_write_data": frozenset(
-        {
-            "dynamodb:BatchGetItem",
-            "dynamodb:BatchWriteItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:GetItem",
-            "dynamodb:GetRecords",
-            "dynamodb:GetShardIterator",
-            "dynamodb:PutItem",
-            "dynamodb:Query",
-            "dynamodb:Scan",
-            "dynamodb:UpdateItem",
-        }
-    ),
-    "Table.grant_read_data": frozenset(
-        {
-            "dynamodb:BatchGetItem",
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DescribeTable",
-            "dynamodb:GetItem",
-            "dynamodb:GetRecords",
-            "dynamodb:GetShardIterator",
-            "dynamodb:Query",
-            "dynamodb:Scan",
-        }
-    ),
-    "StringParameter.grant_read": frozenset(
-        {
-            "ssm:DescribeParameters",
-            "ssm:GetParameter",
-            "ssm:GetParameterHistory",
-            "ssm:GetParameters",
-        }
-    ),
     "Secret.grant_read": frozenset(
         {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}
     ),
@@ -146,6 +116,7 @@ class Statement:
     not_actions: tuple[str, ...]
     conditional: bool
     source: str  # policy logical id, or `aws-managed:<name>`
+    resources: tuple[Any, ...] = ()  # as the template spells them (Fn::GetAtt, Fn::Join...)
 
     def matches(self, action: str) -> bool:
         if self.not_actions:
@@ -169,6 +140,7 @@ def _statements(document: dict[str, Any], source: str) -> list[Statement]:
             not_actions=tuple(_list(s.get("NotAction", []))),
             conditional="Condition" in s,
             source=source,
+            resources=tuple(_list(s.get("Resource", []))),
         )
         for s in _list(document["Statement"])
     ]
@@ -386,18 +358,47 @@ def test_role_grants_nothing_the_function_never_needs(synthesized: Synthesized, 
     """The reverse, softer: a granted action that neither the code nor Lambda uses.
 
     Not counted: GRANTED_BY_DESIGN (KMS, GetRandomPassword), the AWS managed
-    policies' actions, and the rest of a CDK grant (CDK_GRANT_BUNDLES: read-write
-    data on a table is twelve actions) when the code calls at least one of its
-    actions. Less certain than the test above: the analysis cannot see a call made
-    through a client it does not recognise, so a failure is a question (is the
-    grant still needed, or does the code reach it in a way aws_calls misses?) whose
-    answer is a narrower grant or a new rule in aws_calls.
+    policies' actions, and the rest of a CDK grant (CDK_GRANT_BUNDLES: a secret's
+    DescribeSecret, a queue's metadata reads) when the code calls at least one of
+    its actions. Less certain than the test above: the analysis cannot see a call
+    made through a client it does not recognise, so a failure is a question (is
+    the grant still needed, or does the code reach it in a way aws_calls misses?)
+    whose answer is a narrower grant or a new rule in aws_calls.
     """
     unexplained, _ = unused_grants(synthesized, package)
 
     assert not unexplained, f"{names.function_name(package)}'s role grants, unused: " + "; ".join(
         f"{action} (from {', '.join(sources)})" for action, sources in sorted(unexplained.items())
     )
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_table_is_granted_exactly_its_actions(synthesized: Synthesized, package: str):
+    """Per table, not per role: the test above would pass a Scan granted on the
+    rate-limit table as long as the code scans some table."""
+    from cdk.detection import TABLE_ACTIONS
+
+    table_names = {
+        logical_id: table["Properties"]["TableName"]
+        for logical_id, table in synthesized.resources("AWS::DynamoDB::Table").items()
+    }
+    granted: dict[str, set[str]] = {}
+
+    for statement in _role_statements(synthesized, package):
+        actions = {a for a in statement.actions if a.lower().startswith("dynamodb:")}
+        if not actions:
+            continue
+        assert statement.effect == "Allow", statement
+        assert statement.resources, statement
+        for resource in statement.resources:
+            logical_id = (
+                resource.get("Fn::GetAtt", [None])[0] if isinstance(resource, dict) else None
+            )
+            assert logical_id in table_names, f"{package}: {sorted(actions)} on {resource}"
+            granted.setdefault(table_names[logical_id], set()).update(actions)
+
+    expected = {table: set(actions) for table, actions in TABLE_ACTIONS.get(package, {}).items()}
+    assert granted == expected
 
 
 def test_every_deployed_function_is_checked(synthesized: Synthesized):

@@ -100,7 +100,8 @@ def test_api_environment_names_its_tables_secrets_and_allowlist(synthesized: Syn
     assert environment["ADMIN_ALLOWED_CIDRS_PARAMETER"] == names.ADMIN_ALLOWLIST_PARAMETER
     assert environment["RATE_LIMIT_TABLE"] == names.RATE_LIMIT_TABLE
     assert environment["WEBHOOK_NONCE_TABLE"] == names.WEBHOOK_NONCE_TABLE
-    assert environment["IDEMPOTENCY_TABLE"] == names.IDEMPOTENCY_TABLE
+    # The API neither uses nor may touch the responder's idempotency records.
+    assert "IDEMPOTENCY_TABLE" not in environment
     for variable, secret in (
         ("DB_READONLY_SECRET_ID", "db-readonly"),
         ("DB_APP_SECRET_ID", "db-app"),
