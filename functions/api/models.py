@@ -44,6 +44,19 @@ def _digits(value: Any) -> Any:
     raise ValueError("a whole number in digits")
 
 
+# Beyond 2**53 a float no longer holds every whole number exactly.
+_EXACT_FLOAT_LIMIT = 2**53
+
+
+def _json_whole_number(value: Any) -> Any:
+    # JSON Schema's `integer`, which the OpenAPI document states, is any number
+    # with no fractional part: `3600.0` is one (Python's json.dumps writes a float
+    # that way). The strict int that follows refuses everything else.
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
+        return int(value)
+    return value
+
+
 def _iso_timestamp(value: Any) -> Any:
     if isinstance(value, str):
         return value
@@ -57,7 +70,8 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 # Powertools keeps the whole annotation, and with the validator after the bounds
 # pydantic still runs it first but documents them as minimum and maximum.
 Digits = BeforeValidator(_digits)
-# A JSON number that is a whole number: not a boolean, a string or a float.
-JsonInt = Annotated[int, Field(strict=True)]
+# A JSON number that is a whole number (`3600` or `3600.0`): not a boolean, a
+# string or a number with a fraction.
+JsonInt = Annotated[int, BeforeValidator(_json_whole_number), Field(strict=True)]
 # An ISO 8601 date-time string (not a number of seconds).
 IsoTimestamp = BeforeValidator(_iso_timestamp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -189,7 +191,7 @@ def test_an_encoded_ipv6_address_is_unblocked(world, admin):
     assert response.status == 204, response.body
 
 
-@pytest.mark.parametrize("duration", ["3600", 3600.0, True])
+@pytest.mark.parametrize("duration", ["3600", 3600.5, True, 1e300])
 def test_a_duration_is_a_json_whole_number(world, admin, duration):
     response = call_api(
         "POST",
@@ -200,6 +202,21 @@ def test_a_duration_is_a_json_whole_number(world, admin, duration):
     )
     assert response.status == 422
     assert response.json()["error"]["fields"] == ["body.duration_seconds"]
+
+
+def test_a_whole_number_written_with_a_fraction_is_that_number(world, admin):
+    # JSON Schema's integer, as the OpenAPI document states it, admits 7200.0.
+    response = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.7"], "reason": "x", "duration_seconds": 7200.0},
+    )
+
+    assert response.status == 201, response.body
+    (change,) = response.json()["changed"]
+    assert change["blocked_until"] - time.time() == pytest.approx(7200, abs=60)
 
 
 @pytest.mark.parametrize(
