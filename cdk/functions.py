@@ -154,7 +154,10 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
         FunctionSpec(
             package="waf_responder",
             description="Alarm-driven WAF auto-block and the expiry sweep",
-            timeout=Duration.seconds(120),
+            # A Logs Insights query may run to its deadline (60 s) and a stalled call
+            # take its whole retry budget (AWS_MAX_ATTEMPTS, 100 s at the default);
+            # under the 5-minute sweep period, so one sweep ends before the next.
+            timeout=Duration.minutes(4),
             # IP set updates use a lock token; a few concurrent writers are
             # enough and keep retries on WAFOptimisticLockException rare.
             reserved_concurrency=2,

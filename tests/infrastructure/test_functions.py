@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
 from functions.shared.aws_clients import BACKGROUND
+from functions.shared.settings import Settings
 from tests.infrastructure.conftest import Synthesized
 
 PACKAGES = names.FUNCTION_PACKAGES
@@ -49,6 +51,22 @@ def test_a_stalled_aws_call_fails_before_the_function_times_out(
     timeout = _functions(synthesized)[names.function_name(package)]["Properties"]["Timeout"]
 
     assert timeout >= BACKGROUND.worst_case_seconds + REST_OF_A_STEP_SECONDS
+
+
+def test_the_responder_outlasts_its_query_deadline_and_a_stalled_call(synthesized: Synthesized):
+    settings = Settings()
+    stalled_call = replace(BACKGROUND, max_attempts=settings.aws_max_attempts)
+    responder = _functions(synthesized)[names.function_name("waf_responder")]["Properties"]
+
+    assert "AWS_MAX_ATTEMPTS" not in responder["Environment"]["Variables"]
+    assert "LOGS_QUERY_DEADLINE_SECONDS" not in responder["Environment"]["Variables"]
+    assert responder["Timeout"] >= (
+        settings.logs_query_deadline_seconds
+        + stalled_call.worst_case_seconds
+        + REST_OF_A_STEP_SECONDS
+    )
+    # The expiry sweep starts every five minutes: one run ends before the next starts.
+    assert responder["Timeout"] < 5 * 60
 
 
 @pytest.mark.parametrize("package", PACKAGES)
