@@ -54,8 +54,10 @@ class Timeouts:
         return self.max_attempts * (self.connect_seconds + self.read_seconds) + waits
 
 
-# On an API request: a slow dependency must turn into a quick 503, not a Lambda timeout.
-REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=3)
+# On an API request: a slow dependency must turn into a quick 503, not a Lambda
+# timeout and API Gateway's 504. One retry: with three attempts one stalled call
+# could take 28 s of the API's 29.
+REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=2)
 # Rotation steps and the responder: room for a slow call, still inside the
 # function's timeout (worst_case_seconds; tests/infrastructure/test_functions.py),
 # so a stalled call ends in the step's own error and the caller's retry.

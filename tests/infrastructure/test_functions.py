@@ -11,7 +11,7 @@ import pytest
 
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
-from functions.shared.aws_clients import BACKGROUND
+from functions.shared.aws_clients import BACKGROUND, REQUEST
 from functions.shared.settings import Settings
 from tests.infrastructure.conftest import Synthesized
 
@@ -51,6 +51,17 @@ def test_a_stalled_aws_call_fails_before_the_function_times_out(
     timeout = _functions(synthesized)[names.function_name(package)]["Properties"]["Timeout"]
 
     assert timeout >= BACKGROUND.worst_case_seconds + REST_OF_A_STEP_SECONDS
+
+
+def test_a_stalled_aws_call_on_a_request_is_a_503_before_the_gateway_gives_up(
+    synthesized: Synthesized,
+):
+    api = _functions(synthesized)[names.function_name("api")]["Properties"]
+    settings = Settings()
+    # The rest of a request that can wait: a pooled connection, then a new login.
+    database_waits = settings.db_pool_timeout_seconds + settings.db_connect_timeout_seconds
+
+    assert REQUEST.worst_case_seconds + database_waits <= api["Timeout"]
 
 
 def test_the_responder_outlasts_its_query_deadline_and_a_stalled_call(synthesized: Synthesized):
