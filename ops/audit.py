@@ -17,6 +17,7 @@ import json
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -328,9 +329,97 @@ def check_rate_limiting(target: Target) -> Iterator[Check]:
     yield Check("rate_limiting", FAIL, f"no 429 within {MAX_RATE_PROBES} requests")
 
 
+class LegacyTlsUnavailable(Exception):
+    """This machine cannot offer TLS 1.0 or 1.1, so a probe with them would prove nothing."""
+
+
+def _legacy_tls_context() -> ssl.SSLContext:
+    if not (ssl.HAS_TLSv1 or ssl.HAS_TLSv1_1):
+        raise LegacyTlsUnavailable("this Python's OpenSSL is built without TLS 1.0 and 1.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Only the protocol version the server accepts is under test, not its certificate
+    # (the `tls` check verifies that), and this context never carries a request.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            # Offering the deprecated versions is the point of the probe.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+        # OpenSSL 3 offers no cipher suite for TLS below 1.2 above security level 0.
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError) as exc:
+        raise LegacyTlsUnavailable(_cannot_offer(exc)) from exc
+    return context
+
+
+def _cannot_offer(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None) or str(exc)
+    return f"this machine's OpenSSL cannot offer TLS 1.0 or 1.1 ({reason})"
+
+
+def legacy_tls_version(host: str, port: int, timeout: float) -> str | None:
+    """The version below TLS 1.2 that the server completes a handshake with, or None.
+
+    The ClientHello is built in memory before connecting: when the local OpenSSL cannot
+    build one (no protocols or no ciphers available), LegacyTlsUnavailable is raised and
+    nothing is sent, so a local limitation is never mistaken for the server's refusal.
+    After the ClientHello is sent, any TLS error (the server's protocol_version or
+    handshake_failure alert, a reply in another version) or a closed connection is the
+    server refusing. OSError when the server cannot be reached or does not answer.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = _legacy_tls_context().wrap_bio(incoming, outgoing, server_hostname=host)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass  # the ClientHello is ready; the server's answer is next
+    except ssl.SSLError as exc:
+        raise LegacyTlsUnavailable(_cannot_offer(exc)) from exc
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        try:
+            while True:
+                raw.sendall(outgoing.read())
+                received = raw.recv(16384)
+                if not received:
+                    return None
+                incoming.write(received)
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    continue
+                except ssl.SSLError:
+                    return None
+                return tls.version()
+        except ConnectionError:  # reset or aborted mid-handshake; a timeout is no answer
+            return None
+
+
+def check_legacy_tls_refused(host: str, port: int, timeout: float) -> Check:
+    name = "tls_legacy_refused"
+    try:
+        accepted = legacy_tls_version(host, port, timeout)
+    except LegacyTlsUnavailable as exc:
+        return Check(name, SKIP, f"not performed: {exc}; run it where OpenSSL can offer them")
+    except OSError as exc:
+        return Check(name, FAIL, f"the TLS 1.0/1.1 probe failed: {exc}")
+    if accepted:
+        return Check(
+            name,
+            FAIL,
+            f"the server accepted {accepted}; the API's security policy should refuse TLS "
+            "below 1.2",
+        )
+    return Check(name, PASS, "TLS 1.0 and 1.1 refused")
+
+
 def check_tls(target: Target) -> Iterator[Check]:
     if not target.is_https:
         yield Check("tls", SKIP, "the URL is plain http (local); TLS applies to https only")
+        yield Check(
+            "tls_legacy_refused", SKIP, "the URL is plain http (local); TLS applies to https only"
+        )
         yield Check("hsts_over_tls", SKIP, "HSTS is only meaningful over https")
         return
     parts = urlsplit(target.url)
@@ -346,6 +435,7 @@ def check_tls(target: Target) -> Iterator[Check]:
         yield Check("tls", PASS, f"{version}, certificate valid for {host}")
     except (ssl.SSLError, OSError) as exc:
         yield Check("tls", FAIL, f"TLS 1.2+ with a valid certificate failed: {exc}")
+    yield check_legacy_tls_refused(host, port, target.timeout)
     answer = target.request("GET", "/health")
     hsts = answer.header("strict-transport-security") or ""
     limited = rate_limited([answer])
