@@ -59,10 +59,18 @@ def record_cdk_provider_exceptions(stack: IConstruct) -> None:
         "CKV_AWS_116": "CDK deploy-time provider: CloudFormation invokes it and reports failures.",
         "CKV_AWS_117": "CDK deploy-time provider: calls AWS APIs only, reaches no VPC resource.",
     }
+    for handler in cdk_provider_handlers(stack):
+        for check_id, reason in reasons.items():
+            skip_checkov(handler, check_id, reason)
+
+
+def cdk_provider_handlers(stack: IConstruct) -> list[CfnResource]:
+    """The functions of CDK's own deploy-time providers (singletons on the stack)."""
+    found: list[CfnResource] = []
     for child in stack.node.children:
         if not child.node.id.endswith("CustomResourceProvider"):
             continue
         handler = child.node.try_find_child("Handler")
         if isinstance(handler, CfnResource):
-            for check_id, reason in reasons.items():
-                skip_checkov(handler, check_id, reason)
+            found.append(handler)
+    return found

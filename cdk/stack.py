@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from aws_cdk import Annotations, Stack
+from aws_cdk import Annotations, CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_backup as backup
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.api import Api
 from cdk.backup import Backups
-from cdk.compliance import record_cdk_provider_exceptions
+from cdk.compliance import cdk_provider_handlers, record_cdk_provider_exceptions
 from cdk.config import DeploymentConfig
 from cdk.dashboards import Dashboards
 from cdk.detection import DetectionAndResponse
@@ -151,6 +152,26 @@ class BabyShieldStack(Stack):
             ],
         )
         record_cdk_provider_exceptions(self)
+        self._log_cdk_providers(key, retention)
+
+    def _log_cdk_providers(self, key: kms.IKey, retention: logs.RetentionDays) -> None:
+        """CDK's deploy-time providers log where every other function does.
+
+        Left alone, Lambda creates their groups on first run: kept forever and
+        not encrypted with the platform key. Each gets a group like the others'
+        (retained, encrypted), named in its LoggingConfig and created first.
+        """
+        for handler in cdk_provider_handlers(self):
+            provider_id = handler.node.path.split("/")[-2]
+            group = logs.LogGroup(
+                self,
+                f"{provider_id}Logs",
+                retention=retention,
+                encryption_key=key,
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            handler.add_property_override("LoggingConfig.LogGroup", group.log_group_name)
+            handler.add_dependency(cast(CfnResource, group.node.default_child))
 
 
 _RETENTION = {

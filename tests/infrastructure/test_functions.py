@@ -278,3 +278,21 @@ def test_dependency_layer_is_built_for_arm64_linux(synthesized: Synthesized):
     assert all("x86_64" not in name for name in extensions), extensions
     assert any("aarch64" in name for name in extensions)
     assert stale_bytecode(site) == []
+
+
+def test_cdk_provider_functions_log_to_retained_encrypted_groups(synthesized: Synthesized):
+    groups = synthesized.resources("AWS::Logs::LogGroup")
+    providers = [
+        (logical_id, function)
+        for logical_id, function in synthesized.resources("AWS::Lambda::Function").items()
+        if "FunctionName" not in function["Properties"]
+    ]
+
+    assert len(providers) == 2  # the default security group's restriction, triggers
+    for logical_id, function in providers:
+        group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert group_id in function["DependsOn"], logical_id
+        group = groups[group_id]
+        assert group["Properties"]["RetentionInDays"] == 365
+        assert "KmsKeyId" in group["Properties"]
+        assert group["DeletionPolicy"] == "Retain"
