@@ -15,7 +15,7 @@ import re
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 
 class ApiModel(BaseModel):
@@ -71,7 +71,9 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 # pydantic still runs it first but documents them as minimum and maximum.
 Digits = BeforeValidator(_digits)
 # A JSON number that is a whole number (`3600` or `3600.0`): not a boolean, a
-# string or a number with a fraction.
-JsonInt = Annotated[int, BeforeValidator(_json_whole_number), Field(strict=True)]
+# string or a number with a fraction. Written `Annotated[int, Field(strict=True,
+# ge=..., le=...), WholeNumber]`: with the validator after the bounds the document
+# states them as minimum and maximum (before them, pydantic writes its own keys).
+WholeNumber = BeforeValidator(_json_whole_number)
 # An ISO 8601 date-time string (not a number of seconds).
 IsoTimestamp = BeforeValidator(_iso_timestamp)

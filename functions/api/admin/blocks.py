@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, ConfigDict, Field
 
 from functions.api.admin import require_admin
-from functions.api.models import ApiModel, JsonInt
+from functions.api.models import ApiModel, WholeNumber
 from functions.shared.caller import Caller
 from functions.shared.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 
@@ -76,9 +76,9 @@ class BlockRequest(ApiModel):
         Field(min_length=1, max_length=MAX_TARGETS),
     ]
     reason: Reason
-    duration_seconds: Annotated[JsonInt, Field(ge=MIN_BLOCK_SECONDS, le=MAX_BLOCK_SECONDS)] = (
-        4 * 3600
-    )
+    duration_seconds: Annotated[
+        int, Field(strict=True, ge=MIN_BLOCK_SECONDS, le=MAX_BLOCK_SECONDS), WholeNumber
+    ] = 4 * 3600
 
 
 class BlockChange(ApiModel):

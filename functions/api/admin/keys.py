@@ -9,14 +9,14 @@ same owner, scopes and limit, and cuts the old key's life to a grace period
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
 from functions.api.admin import require_admin
 from functions.api.identity.audit import audit
-from functions.api.models import ApiModel, JsonInt
+from functions.api.models import ApiModel, WholeNumber
 from functions.shared.caller import Caller
 from functions.shared.errors import NotFound
 from functions.shared.identity.api_keys import KEY_ID_PATTERN
@@ -30,14 +30,14 @@ class NewKeyRequest(ApiModel):
 
     owner_id: UUID
     scopes: list[Scope] = Field(min_length=1, max_length=2)
-    rate_limit_per_minute: JsonInt = Field(default=60, ge=1, le=100_000)
-    expires_in_days: JsonInt | None = Field(default=None, ge=1, le=3650)
+    rate_limit_per_minute: Annotated[int, Field(strict=True, ge=1, le=100_000), WholeNumber] = 60
+    expires_in_days: Annotated[int, Field(strict=True, ge=1, le=3650), WholeNumber] | None = None
 
 
 class RotateRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_days: JsonInt | None = Field(default=None, ge=0, le=90)
+    grace_days: Annotated[int, Field(strict=True, ge=0, le=90), WholeNumber] | None = None
 
 
 class ApiKeyView(ApiModel):
