@@ -19,10 +19,9 @@ from ops.console import CommandError
 DEFAULT_PORT = 8080
 MAX_PORT = 65535
 
-# The alarms the responder acts on (functions/shared/settings.py), by short name.
+# The alarms the responder acts on (functions/shared/names.py), by short name.
 RESPONDER_ALARMS = {
-    name.removeprefix(f"{names.PREFIX}-"): name
-    for name in (names.ALARM_WAF_BLOCKED, names.ALARM_FAILED_SIGNINS, names.ALARM_WAF_RATE)
+    name.removeprefix(f"{names.PREFIX}-"): name for name in names.RESPONDER_ALARM_KINDS
 }
 # Its offenders are the keys WAF's rate-based rule is limiting, read from the WebACL
 # (GetRateBasedStatementManagedKeys). The local stack has no WebACL (the local edge

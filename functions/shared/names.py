@@ -55,6 +55,13 @@ NEVER_BLOCK_PARAMETER = f"{SSM_PREFIX}/never-block-cidrs"
 ALARM_WAF_BLOCKED = f"{PREFIX}-waf-blocked-requests"
 ALARM_WAF_RATE = f"{PREFIX}-waf-rate-limited"
 ALARM_FAILED_SIGNINS = f"{PREFIX}-failed-sign-ins"
+# The responder's alarms, each with what it means and so where its offenders are
+# found (the settings' AlarmKind; the CDK, the local stack and the CLI read it here).
+RESPONDER_ALARM_KINDS = {
+    ALARM_WAF_RATE: "waf-rate",
+    ALARM_WAF_BLOCKED: "waf-blocked",
+    ALARM_FAILED_SIGNINS: "failed-sign-ins",
+}
 ALARM_ROTATION_FAILURES = f"{PREFIX}-rotation-failures"
 ALARM_API_5XX = f"{PREFIX}-api-5xx"
 

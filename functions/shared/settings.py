@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,11 +20,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # What a WAF responder alarm means, and so where its offenders are found.
 AlarmKind = Literal["waf-rate", "waf-blocked", "failed-sign-ins"]
-_ALARM_KINDS: dict[str, AlarmKind] = {
-    names.ALARM_WAF_RATE: "waf-rate",
-    names.ALARM_WAF_BLOCKED: "waf-blocked",
-    names.ALARM_FAILED_SIGNINS: "failed-sign-ins",
-}
+_ALARM_KINDS = cast(dict[str, AlarmKind], names.RESPONDER_ALARM_KINDS)
 
 # The largest request body, the same default as the WAF's size rule in front of the
 # API (cdk/config.py): API Gateway sends WAF 16 KB of a body to inspect at no extra
