@@ -17,7 +17,7 @@ from functions.shared.db.credentials import (
     connection_parameters,
     is_authentication_failure,
 )
-from functions.shared.db.roles import set_login_password
+from functions.shared.db.roles import alternating_logins, set_login_password
 from functions.shared.rotation.generate import generate_password
 from functions.shared.settings import get_settings
 
@@ -129,13 +129,70 @@ def tier_group(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> str | No
 
 
 def group_logins(conn: psycopg.Connection[tuple[Any, ...]], group: str) -> list[str]:
-    """The login roles that are members of `group`, superusers never included."""
+    """The tier's alternating logins (`alternating_logins`) that exist as members of
+    `group` and can log in; never a superuser or a role that can create roles."""
     rows = conn.execute(
         "SELECT u.rolname FROM pg_catalog.pg_auth_members m "
         "JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
         "JOIN pg_catalog.pg_roles u ON u.oid = m.member "
-        "WHERE g.rolname = %s AND u.rolcanlogin AND NOT u.rolsuper "
+        "WHERE g.rolname = %s AND u.rolname = ANY(%s) AND u.rolcanlogin "
+        "AND NOT u.rolsuper AND NOT u.rolcreaterole "
         "ORDER BY u.rolname",
-        (group,),
+        (group, list(alternating_logins(group))),
     ).fetchall()
     return [str(row[0]) for row in rows]
+
+
+class TierSettingsError(Exception):
+    """A tier login's settings could not be made its group's template (migration 010)."""
+
+
+def _role_settings(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> dict[int, list[str]]:
+    """`role`'s defaults by database oid (0: every database), as ALTER ROLE stored them."""
+    rows = conn.execute(
+        "SELECT s.setdatabase, s.setconfig FROM pg_catalog.pg_db_role_setting s "
+        "JOIN pg_catalog.pg_roles r ON r.oid = s.setrole WHERE r.rolname = %s",
+        (role,),
+    ).fetchall()
+    return {int(database): sorted(config or []) for database, config in rows}
+
+
+def restore_login_settings(
+    conn: psycopg.Connection[tuple[Any, ...]], login: str, group: str
+) -> None:
+    """Give `login` exactly the settings its tier's group role holds as a template.
+
+    The tier's fences (statement_timeout, default_transaction_read_only, ...) are
+    role defaults, and any role may change its own: a leaked login could lift them
+    for every later session of that login, the API's included. Rotation arms a
+    login only after putting them back, per database as well, where a role's own
+    `ALTER ROLE ... IN DATABASE` would otherwise override them.
+    """
+    from psycopg import sql
+
+    template = _role_settings(conn, group).get(0, [])
+    if not template:
+        raise TierSettingsError(f"{group} holds no settings for its logins")
+    role = sql.Identifier(login)
+    with conn.transaction():
+        for database in _role_settings(conn, login):
+            if database:
+                name = conn.execute(
+                    "SELECT datname FROM pg_catalog.pg_database WHERE oid = %s", (database,)
+                ).fetchone()
+                if name is not None:
+                    conn.execute(
+                        sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(
+                            role, sql.Identifier(str(name[0]))
+                        )
+                    )
+        conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(role))
+        for entry in template:
+            setting, _, value = entry.partition("=")
+            conn.execute(
+                sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    role, sql.Identifier(setting), sql.Literal(value)
+                )
+            )
+    if _role_settings(conn, login) != {0: template}:
+        raise TierSettingsError(f"{login} did not take the settings of {group}")

@@ -44,27 +44,54 @@ class AlternatingUsersRotator(Rotator):
             return
         current = ctx.current()
         with database.connect(self._admin_value(ctx, current)) as conn:
-            other = self._other_login(ctx, conn, _username(current))
+            _, other = self._other_login(ctx, conn, _username(current))
         value = {**current.value, "username": other, "password": generate_password()}
         ctx.store.put_pending(ctx.secret_id, ctx.token, value)
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        if database.holds_password(pending.value):
+        already_set = database.holds_password(pending.value)
+        if already_set and not ctx.emergency:
             return
         current = ctx.current()
         with database.connect(self._admin_value(ctx, current)) as conn:
             # The pending value names the login whose password is about to change:
             # check it is the tier's other login, never some other role.
-            expected = self._other_login(ctx, conn, _username(current))
+            group, expected = self._other_login(ctx, conn, _username(current))
             if _username(pending) != expected:
                 raise RotationError(
                     f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
                 )
-            database.change_password(conn, expected, str(pending.value["password"]))
+            if not already_set:
+                # Settings first: once the password is set, a retried step skips both.
+                try:
+                    database.restore_login_settings(conn, expected, group)
+                except database.TierSettingsError as exc:
+                    raise RotationError(f"{ctx.spec.name}: {exc}") from None
+                database.change_password(conn, expected, str(pending.value["password"]))
+            if ctx.emergency:
+                # The login being armed was AWSPREVIOUS, a value that may have leaked
+                # with the rest: sessions opened with it end now, not at the next rotation.
+                ended = database.terminate_sessions(conn, expected)
+                logger.info(
+                    "sessions of the login being armed ended",
+                    extra={"secret": ctx.metadata.name, "ended": ended},
+                )
 
     def test_secret(self, ctx: StepContext) -> None:
-        _check_login(ctx, ctx.require_pending())
+        pending = ctx.require_pending()
+        _check_login(ctx, pending)
+        # A tier login that could create roles or bypass every check is the admin,
+        # not one of the tier's logins: the API must never be handed it.
+        with database.connect(pending.value) as conn:
+            row = conn.execute(
+                "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles "
+                "WHERE rolname = current_user"
+            ).fetchone()
+        if row is None or row[0]:
+            raise RotationError(
+                f"{ctx.spec.name}: version {ctx.token} logs in with administrative rights"
+            )
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
         current = ctx.current()
@@ -92,15 +119,16 @@ class AlternatingUsersRotator(Rotator):
             raise RotationError(f"{ctx.spec.name}: the admin secret has no {CURRENT} value")
         return admin.value
 
-    def _other_login(self, ctx: StepContext, conn: Any, current_login: str) -> str:
+    def _other_login(self, ctx: StepContext, conn: Any, current_login: str) -> tuple[str, str]:
+        """The tier's group role and the login that AWSCURRENT does not use."""
         group = database.tier_group(conn, current_login)
         logins = database.group_logins(conn, group) if group else []
         others = [login for login in logins if login != current_login]
-        if not others:
+        if group is None or not others:
             raise RotationError(f"{ctx.spec.name}: no second login to alternate to")
         # The tier's first other login, so a rotation from a group-named bootstrap
         # value and one from either login both land on a well-defined user.
-        return others[0]
+        return group, others[0]
 
 
 class SingleUserRotator(Rotator):

@@ -18,6 +18,16 @@ DEFAULT_PREFIX = "babyshield"
 _PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
+def alternating_logins(group: str) -> tuple[str, str]:
+    """The two login roles of a tier's group role, which rotation alternates between.
+
+    Only these: on PostgreSQL 16 and later the role that created the group (RDS's
+    master user, which runs the migrations) is a member of it too, and must never
+    be taken for one of the tier's logins.
+    """
+    return (f"{group}_a", f"{group}_b")
+
+
 @dataclass(frozen=True)
 class RoleNames:
     """Every role the migrations create, by tier."""
@@ -37,16 +47,19 @@ class RoleNames:
     def with_prefix(cls, prefix: str = DEFAULT_PREFIX) -> RoleNames:
         if not _PREFIX_PATTERN.fullmatch(prefix):
             raise ValueError("role prefix must be a lower-case identifier of at most 41 chars")
+        readonly, app = f"{prefix}_readonly", f"{prefix}_app"
+        readonly_a, readonly_b = alternating_logins(readonly)
+        app_a, app_b = alternating_logins(app)
         return cls(
             prefix=prefix,
-            readonly=f"{prefix}_readonly",
-            app=f"{prefix}_app",
+            readonly=readonly,
+            app=app,
             admin=f"{prefix}_admin",
             auth_lookup=f"{prefix}_auth_lookup",
-            readonly_a=f"{prefix}_readonly_a",
-            readonly_b=f"{prefix}_readonly_b",
-            app_a=f"{prefix}_app_a",
-            app_b=f"{prefix}_app_b",
+            readonly_a=readonly_a,
+            readonly_b=readonly_b,
+            app_a=app_a,
+            app_b=app_b,
             migrator=f"{prefix}_migrator",
         )
 

@@ -254,3 +254,126 @@ def test_a_bootstrap_value_naming_the_group_role_rotates_onto_the_first_login(
     after = db_secrets.current("db-app")
     assert after["username"] in (roles.app_a, roles.app_b)
     assert db_secrets.agree("db-app")
+
+
+def test_a_role_creator_in_the_tier_group_is_never_taken_for_a_tier_login(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects the read path from RDS's master user: on PostgreSQL 16 and later the
+    role that created the tier's group (the master, which runs the migrations) is a
+    member of it, and its name may sort before the tier's own logins."""
+    roles = db_secrets.database.roles
+    creator = f"{roles.prefix}_creator"  # sorts before `_readonly_a`
+    with db_secrets.database.admin() as conn:
+        conn.execute(f"CREATE ROLE {creator} LOGIN CREATEROLE")
+        conn.execute(f"GRANT {roles.readonly} TO {creator}")
+    try:
+        for _ in range(3):
+            db_driver.rotate("db-readonly")
+            assert db_secrets.current("db-readonly")["username"] in roles.login_roles("readonly")
+        assert db_secrets.agree("db-readonly")
+    finally:
+        with db_secrets.database.admin() as conn:
+            conn.execute(f"DROP ROLE {creator}")
+
+
+def test_test_secret_refuses_a_login_with_administrative_rights(
+    db_secrets: DatabaseSecrets,
+) -> None:
+    """The last check before a tier's secret is switched: never hand the API an admin."""
+    from functions.rotate_db.handler import lambda_handler
+    from functions.shared.inventory import spec
+    from functions.shared.rotation.driver import DriverContext
+    from functions.shared.rotation.protocol import RotationError
+
+    admin = db_secrets.current("db-admin")
+    pending = {
+        **db_secrets.current("db-readonly"),
+        **{k: admin[k] for k in ("username", "password")},
+    }
+    name = spec("db-readonly").secret_name
+    token = "c" * 36
+    db_secrets.store.put_pending(name, token, pending)
+    arn = db_secrets.store.describe(name).arn
+    event = {"SecretId": arn, "ClientRequestToken": token, "Step": "testSecret"}
+
+    with pytest.raises(RotationError, match="administrative rights"):
+        lambda_handler(event, DriverContext(function_name="babyshield-rotate-db"))
+    db_secrets.store.remove_stage(arn, "AWSPENDING", token)
+
+
+def _settings_of(db_secrets: DatabaseSecrets, login: str) -> dict[int, list[str]]:
+    with db_secrets.database.admin() as conn:
+        rows = conn.execute(
+            "SELECT s.setdatabase, s.setconfig FROM pg_db_role_setting s "
+            "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = %s",
+            (login,),
+        ).fetchall()
+    found: dict[int, list[str]] = {}
+    for database, config in rows:
+        assert isinstance(config, list)
+        found[int(str(database))] = sorted(str(entry) for entry in config)
+    return found
+
+
+def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Any role may ALTER ROLE itself: a leaked read-only login could turn its sessions
+    read-write and untimed for good. Arming it restores its group's template."""
+    import psycopg
+
+    roles = db_secrets.database.roles
+    leaked = db_secrets.current("db-readonly")
+    template = _settings_of(db_secrets, roles.readonly)[0]
+    # Given the leaked login has rewritten its own defaults, everywhere and per database
+    with psycopg.connect(
+        db_secrets.database.admin_conninfo,
+        user=leaked["username"],
+        password=leaked["password"],
+        autocommit=True,
+    ) as conn:
+        conn.execute("SET default_transaction_read_only = off")  # a session may lift it
+        conn.execute("ALTER ROLE CURRENT_USER SET default_transaction_read_only = off")
+        conn.execute("ALTER ROLE CURRENT_USER SET statement_timeout = 0")
+        conn.execute(
+            f"ALTER ROLE CURRENT_USER IN DATABASE {db_secrets.database.name} "
+            "SET default_transaction_read_only = off"
+        )
+    # When the tier rotates away from it and back (an emergency retires it meanwhile)
+    db_driver.rotate("db-readonly", emergency=True)
+    db_driver.rotate("db-readonly")
+    # Then the login is in use again with exactly its group's settings
+    again = db_secrets.current("db-readonly")
+    assert again["username"] == leaked["username"]
+    assert _settings_of(db_secrets, leaked["username"]) == {0: template}
+    with psycopg.connect(
+        db_secrets.database.admin_conninfo, user=again["username"], password=again["password"]
+    ) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("30s",)
+
+
+def test_an_emergency_ends_the_sessions_of_the_login_it_arms(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """The login an emergency switches to was AWSPREVIOUS, which may have leaked too."""
+    import psycopg
+
+    # Given a normal rotation, and a session opened with the value now AWSPREVIOUS
+    previous = db_secrets.current("db-app")
+    db_driver.rotate("db-app")
+    session = psycopg.connect(
+        db_secrets.database.admin_conninfo,
+        user=previous["username"],
+        password=previous["password"],
+        autocommit=True,
+    )
+    # When an emergency rotation arms that login again
+    db_driver.rotate("db-app", emergency=True)
+    assert db_secrets.current("db-app")["username"] == previous["username"]
+    # Then the session opened with the old value is gone
+    with pytest.raises(psycopg.OperationalError):
+        session.execute("SELECT 1")
+    session.close()
+    assert db_secrets.agree("db-app")
