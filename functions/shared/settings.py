@@ -198,6 +198,9 @@ class Settings(BaseModel):
     db_pool_max_size: Annotated[int, Field(gt=0, le=100)] = 2
     db_pool_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     db_connect_timeout_seconds: Annotated[int, Field(gt=0, le=60)] = 5
+    # The API's own statement limit, under the tiers' role defaults (30 s, 60 s):
+    # a slow statement is cancelled and answered 503 well inside the API's 29 s.
+    db_statement_timeout_seconds: Annotated[int, Field(gt=0, le=25)] = 10
     # Test-only caller identity (X-Test-User-Id / X-Test-User-Role headers) until the
     # identity layer fills the caller; off unless TEST_CALLER_IDENTITY=1.
     test_caller_identity: bool = False
@@ -278,6 +281,7 @@ ENVIRONMENT_VARIABLES = {
     "DB_POOL_MAX_SIZE": "db_pool_max_size",
     "DB_POOL_TIMEOUT_SECONDS": "db_pool_timeout_seconds",
     "DB_CONNECT_TIMEOUT_SECONDS": "db_connect_timeout_seconds",
+    "DB_STATEMENT_TIMEOUT_SECONDS": "db_statement_timeout_seconds",
     "TEST_CALLER_IDENTITY": "test_caller_identity",
 }
 

@@ -64,13 +64,32 @@ def _connection_class(source: CredentialSource) -> type[Any]:
     return TierConnection
 
 
+def forget_session_state(conn: Any) -> None:
+    """Run when a connection comes back to the pool, before it is lent again.
+
+    Sessions set the caller with set_config(..., true), which ends with the
+    transaction; a session-level SET or set_config(..., false), which only an
+    injected statement would issue, would otherwise reach the next request on this
+    connection: another caller's identity for row-level security, or the tier's
+    read-only default and timeouts lifted. RESET ALL puts back the values the
+    connection started with.
+    """
+    conn.execute("RESET ALL")
+
+
 def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> ConnectionPool[Any]:
     """An open pool for one tier (also used by tests to pool against a given source)."""
     from psycopg_pool import ConnectionPool
 
     pool: ConnectionPool[Any] = ConnectionPool(
         connection_class=_connection_class(source),
-        kwargs={"autocommit": True},
+        kwargs={
+            "autocommit": True,
+            # Beside the tier's own default (30 s read-only, 60 s app), which outlasts
+            # the API's 29 s: past this, the server cancels and the caller gets a 503.
+            "options": f"-c statement_timeout={settings.db_statement_timeout_seconds * 1000}",
+        },
+        reset=forget_session_state,
         min_size=0,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout_seconds,

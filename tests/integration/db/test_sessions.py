@@ -94,3 +94,33 @@ def test_an_unknown_role_is_refused_before_any_query(pooled: MigratedDatabase):
         ),
     ):
         pass
+
+
+def test_session_level_settings_do_not_reach_the_next_request(pooled: MigratedDatabase):
+    """Only an injected statement would set these for the session; the pool forgets them."""
+    with readonly_session() as conn:
+        first_pid = conn.info.backend_pid
+        conn.execute(
+            "SELECT set_config('app.user_id', %s, false), "
+            "set_config('app.user_role', 'admin', false), "
+            "set_config('default_transaction_read_only', 'off', false), "
+            "set_config('statement_timeout', '0', false)",
+            (str(uuid.uuid4()),),
+        )
+    with readonly_session() as conn:
+        assert conn.info.backend_pid == first_pid
+        assert conn.execute("SELECT auth.caller_id()").fetchone() == (None,)
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("10s",)
+
+
+def test_a_slow_statement_is_cancelled_by_the_apis_own_limit(
+    pooled: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+):
+    # Given the API's limit below the tier's 30 s role default
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    close_pools()
+    # When a statement runs longer, Then it is cancelled: a 503, not a Lambda timeout
+    with pytest.raises(DatabaseUnavailable), readonly_session() as conn:
+        conn.execute("SELECT pg_sleep(5)")
