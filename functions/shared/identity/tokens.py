@@ -35,6 +35,10 @@ KID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,64}")
 COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Generous for our claims; bounds the work an oversized header can cause.
 MAX_TOKEN_LENGTH = 4096
+# The headers we issue are under 100 characters (alg, kid, typ). Checked before
+# decoding: it bounds the work an unverified header can cause and keeps its nesting
+# (384 levels at most) well inside the JSON parser's stack; the parse refuses deeper.
+MAX_HEADER_SEGMENT_LENGTH = 1024
 
 
 class TokenRejected(Exception):
@@ -111,9 +115,12 @@ def _unverified_header(token: str) -> dict[str, Any]:
     if not COMPACT_JWS.fullmatch(token):
         raise TokenRejected("malformed")
     segment = token.partition(".")[0]
+    if len(segment) > MAX_HEADER_SEGMENT_LENGTH:
+        raise TokenRejected("malformed")
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
+    # RecursionError: deeply nested JSON ("[[[[..."), which must stay a 401, not a 500.
+    except (ValueError, binascii.Error, RecursionError) as exc:
         raise TokenRejected("malformed") from exc
     if not isinstance(header, dict):
         raise TokenRejected("malformed")
@@ -165,6 +172,11 @@ def verify_access_token(token: str, *, keys: JwtKeyStore | None = None) -> Acces
         raise TokenRejected("missing_claim") from exc
     except jwt.InvalidSignatureError as exc:
         raise TokenRejected("bad_signature") from exc
+    # A segment or the (signed) payload that does not parse. pyjwt turns a
+    # RecursionError in its own JSON parsing into DecodeError; one from anywhere
+    # else in the parse is caught too, so no pyjwt version turns it into a 500.
+    except (jwt.DecodeError, RecursionError) as exc:
+        raise TokenRejected("malformed") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenRejected("invalid") from exc
 

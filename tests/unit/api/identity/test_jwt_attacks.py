@@ -15,6 +15,7 @@ from functions.shared.identity.tokens import issue_access_token
 from tests.support.api import call_api
 from tests.support.identity import (
     access_claims,
+    b64url,
     create_jwt_secret,
     forge_token,
     hs256_with_public_key,
@@ -140,3 +141,25 @@ def test_refusal_emits_a_token_validation_metric(kid, capsys):
     me(_attack("expired", kid))
     emitted = capsys.readouterr().out
     assert "TokenValidationErrors" in emitted
+
+
+def _deeply_nested_header_token() -> str:
+    # 1,100 nested arrays: ~2.9 KB of header, under the 4 KB token limit
+    nested = b"[" * 1100 + b"]" * 1100
+    return f"{b64url(nested)}.{b64url(b'{}')}.{b64url(b'sig')}"
+
+
+@pytest.mark.parametrize("path", ["/recalls", "/auth/me"])
+def test_deeply_nested_header_is_an_audited_401_not_a_500(kid, path, caplog, capsys):
+    # Given a token whose header nests deeper than the JSON parser's stack
+    token = _deeply_nested_header_token()
+    # When it is sent as a bearer token to a route that reads one
+    response = call_api("GET", path, headers={"Authorization": f"Bearer {token}"})
+    # Then it is refused as any malformed token is: 401, audited and counted
+    assert response.status == 401
+    assert "invalid_token" in (response.header("WWW-Authenticate") or "")
+    lines = [line for line in json_log_lines(caplog) if line.get("audit")]
+    assert lines, "a refusal must leave an audit line"
+    assert lines[-1]["auth_event"] == "token_failed"
+    assert lines[-1]["reason"] == "malformed"
+    assert "TokenValidationErrors" in capsys.readouterr().out

@@ -6,6 +6,7 @@ attack the verifier must refuse, by reason.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -16,10 +17,12 @@ from functions.shared.identity.secret_versions import SecretVersionsCache, load_
 from functions.shared.identity.tokens import TokenRejected, issue_access_token, verify_access_token
 from tests.support.identity import (
     access_claims,
+    b64url,
     create_jwt_secret,
     forge_token,
     hs256_with_public_key,
     jwt_secret_id,
+    private_key_of,
     retire_previous,
     rotate_jwt_secret,
     unsigned_token,
@@ -269,6 +272,45 @@ def test_attack_tokens_are_refused(kid, attack):
     # Then verification refuses it
     with pytest.raises(TokenRejected):
         verify_access_token(token)
+
+
+def _deeply_nested(depth: int = 1100) -> bytes:
+    """JSON that parses only with a deeper stack than the parser has: `[[[...]]]`."""
+    return b"[" * depth + b"]" * depth
+
+
+def test_deeply_nested_header_is_refused_as_malformed(kid):
+    # Given a token whose header is 1,100 nested arrays (~2.9 KB, under the token limit)
+    token = f"{b64url(_deeply_nested())}.{b64url(b'{}')}.{b64url(b'sig')}"
+    # Then it is refused as malformed, not left to escape as a RecursionError
+    with pytest.raises(TokenRejected) as refused:
+        verify_access_token(token)
+    assert refused.value.reason == "malformed"
+
+
+def test_oversized_header_is_refused_before_it_is_decoded(kid):
+    # Given a header that is valid JSON but longer than any header we issue
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": kid, "pad": "x" * 1024}
+    token = forge_token(access_claims(str(USER)), kid=kid, extra_headers=header)
+    # Then it is refused as malformed
+    with pytest.raises(TokenRejected) as refused:
+        verify_access_token(token)
+    assert refused.value.reason == "malformed"
+
+
+def test_signed_but_deeply_nested_payload_is_refused_as_malformed(kid):
+    # Given a correctly signed token whose payload is deeply nested JSON (only a
+    # holder of the signing key can build one; the verifier must still answer cleanly)
+    import jwt
+
+    header = b64url(json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": kid}).encode())
+    signing_input = f"{header}.{b64url(_deeply_nested())}"
+    algorithm = jwt.get_algorithm_by_name("ES256")
+    signature = algorithm.sign(signing_input.encode(), private_key_of())
+    # Then it is refused as malformed
+    with pytest.raises(TokenRejected) as refused:
+        verify_access_token(f"{signing_input}.{b64url(signature)}")
+    assert refused.value.reason == "malformed"
 
 
 def test_small_clock_skew_is_tolerated(kid):
