@@ -15,6 +15,7 @@ from functions.shared.caller import Caller
 from functions.shared.db import readonly_session, write_session
 from functions.shared.errors import Conflict, NotFound
 from functions.shared.identity.api_keys import SCOPE_ADMIN, ApiKeyRecord, NewApiKey
+from functions.shared.observability import logger
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,32 @@ def update_password_hash(user_id: UUID, role: str, password_hash: str) -> None:
         )
 
 
+# The key and, in the same statement (one round trip per request, as before), its
+# rotation chain: the first key and the smallest live limit (sql/011).
+_API_KEY_LOOKUP = (
+    "SELECT k.key_id, k.owner_id, k.secret_hash, k.scopes, k.rate_limit_per_minute, "
+    "k.expires_at, k.revoked_at, k.owner_role, c.first_key_id, c.rate_limit_per_minute "
+    "FROM auth.api_key_for_lookup(%s) AS k "
+    "LEFT JOIN LATERAL auth.api_key_chain(k.key_id) AS c ON true"
+)
+# The same without the chain, for a database sql/011 has not reached: a deploy updates
+# the API function and runs the migration side by side, in either order.
+_API_KEY_LOOKUP_WITHOUT_CHAIN = (
+    "SELECT key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, "
+    "expires_at, revoked_at, owner_role, NULL, NULL FROM auth.api_key_for_lookup(%s)"
+)
+
+
 def api_key_record(key_id: str) -> ApiKeyRecord | None:
-    with readonly_session() as conn:
-        row = conn.execute(
-            "SELECT key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, "
-            "expires_at, revoked_at, owner_role FROM auth.api_key_for_lookup(%s)",
-            (key_id,),
-        ).fetchone()
+    from psycopg.errors import UndefinedFunction
+
+    try:
+        with readonly_session() as conn:
+            row = conn.execute(_API_KEY_LOOKUP, (key_id,)).fetchone()
+    except UndefinedFunction:
+        logger.warning("auth.api_key_chain is missing (sql/011); the key counts alone")
+        with readonly_session() as conn:
+            row = conn.execute(_API_KEY_LOOKUP_WITHOUT_CHAIN, (key_id,)).fetchone()
     if row is None:
         return None
     return ApiKeyRecord(
@@ -60,6 +80,8 @@ def api_key_record(key_id: str) -> ApiKeyRecord | None:
         expires_at=row[5],
         revoked_at=row[6],
         owner_role=row[7],
+        chain_first_key_id=row[8],
+        chain_rate_limit_per_minute=None if row[9] is None else int(row[9]),
     )
 
 

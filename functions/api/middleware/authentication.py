@@ -120,7 +120,12 @@ def check_api_key(raw: str) -> ApiKeyRecord:
 
 
 def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
-    """The key's own per-minute limit, counted across every Lambda instance.
+    """The key's per-minute limit, counted across every Lambda instance.
+
+    A rotated key and its successor, both working during the grace period, share
+    one budget: the count is per rotation chain (ApiKeyRecord.rate_limit_id), and
+    the limit is the smallest of the chain's live keys. Both come with the key
+    lookup, so this is still the one DynamoDB write per request.
 
     If DynamoDB cannot be asked, the request goes through (logged and counted):
     the WAF's per-IP rate rule still stands in front, and a limiter outage
@@ -131,10 +136,9 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
         RateLimitUnavailable,
     )
 
+    limit = record.applied_rate_limit_per_minute
     try:
-        decision = FixedWindowRateLimiter().hit(
-            f"apikey#{record.key_id}", record.rate_limit_per_minute
-        )
+        decision = FixedWindowRateLimiter().hit(f"apikey#{record.rate_limit_id}", limit)
     except RateLimitUnavailable:
         logger.exception(
             "rate limiter unavailable; request allowed", extra={"key_id": record.key_id}
@@ -149,7 +153,8 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
             key_id=record.key_id,
             user_id=record.owner_id,
             source_ip=source_ip,
-            limit=record.rate_limit_per_minute,
+            limit=limit,
+            counted_as=record.rate_limit_id,
         )
         raise TooManyRequests(decision.retry_after_seconds)
 

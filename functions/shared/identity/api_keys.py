@@ -58,6 +58,26 @@ class ApiKeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     owner_role: str
+    # The key's rotation chain (sql/011), read in the same lookup: its first key, which
+    # the key shares with its predecessor and successor while a rotation's grace period
+    # keeps both working, and the smallest limit among the chain's live keys. None
+    # where not known: the key counts alone, against its own limit.
+    chain_first_key_id: str | None = None
+    chain_rate_limit_per_minute: int | None = None
+
+    @property
+    def rate_limit_id(self) -> str:
+        """What the per-minute limit counts against: one budget for a whole rotation
+        chain, so a rotated key does not gain a second one for the grace period."""
+        return self.chain_first_key_id or self.key_id
+
+    @property
+    def applied_rate_limit_per_minute(self) -> int:
+        """The smallest limit of the chain's live keys, never more than the key's own:
+        a shared budget is held to what every live key of the chain was granted."""
+        if self.chain_rate_limit_per_minute is None:
+            return self.rate_limit_per_minute
+        return min(self.rate_limit_per_minute, self.chain_rate_limit_per_minute)
 
 
 def hash_secret(secret: str) -> bytes:

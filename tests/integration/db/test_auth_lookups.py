@@ -68,9 +68,81 @@ def test_lookups_run_with_a_fixed_search_path(db: MigratedDatabase):
         settings = conn.execute(
             "SELECT p.proname, p.prosecdef, p.proconfig FROM pg_proc p "
             "JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'auth' AND p.proname IN ('user_for_login', 'api_key_for_lookup')"
+            "WHERE n.nspname = 'auth' "
+            "AND p.proname IN ('user_for_login', 'api_key_for_lookup', 'api_key_chain')"
         ).fetchall()
-    assert len(settings) == 2
+    assert len(settings) == 3
     for _name, security_definer, config in settings:
         assert security_definer is True
         assert config == ["search_path=pg_catalog, public"]
+
+
+def _chain(db: MigratedDatabase, *limits: int) -> list[str]:
+    """Keys k0 -> k1 -> ... each rotated from the one before, with the given limits."""
+    user_id = _user_with_key(db)
+    ids = [f"k{i}" for i in range(len(limits))]
+    with db.admin() as conn:
+        for i, (key_id, limit) in enumerate(zip(ids, limits, strict=True)):
+            conn.execute(
+                "INSERT INTO api_keys (key_id, owner_id, secret_hash, scopes, "
+                "rate_limit_per_minute, rotated_from) VALUES (%s, %s, '\\x00', '{}', %s, %s)",
+                (key_id, user_id, limit, ids[i - 1] if i else None),
+            )
+    return ids
+
+
+def _execute(db: MigratedDatabase, statement: str) -> None:
+    with db.admin() as conn:
+        conn.execute(statement)
+
+
+def _chain_of(db: MigratedDatabase, key_id: str) -> list[tuple[str, int]]:
+    with psycopg.connect(db.tier("readonly")) as conn:
+        return conn.execute("SELECT * FROM auth.api_key_chain(%s)", (key_id,)).fetchall()
+
+
+def test_every_key_of_a_rotation_chain_names_its_first_key(db: MigratedDatabase):
+    # Given a key rotated twice, all three still live (grace periods overlapping)
+    ids = _chain(db, 5, 5, 5)
+    # Then each names the first key and the chain's limit
+    for key_id in ids:
+        assert _chain_of(db, key_id) == [("k0", 5)]
+    # And a key outside the chain names itself
+    assert _chain_of(db, "k123") == [("k123", 60)]
+    # And an unknown key has no row
+    assert _chain_of(db, "nope") == []
+
+
+def test_the_smallest_limit_of_the_live_keys_applies_to_the_chain(db: MigratedDatabase):
+    # Given a chain whose middle key has a lower limit
+    ids = _chain(db, 9, 4, 7)
+    assert [_chain_of(db, key_id)[0][1] for key_id in ids] == [4, 4, 4]
+    # When that key is revoked, its limit binds only itself
+    _execute(db, "UPDATE api_keys SET revoked_at = now() WHERE key_id = 'k1'")
+    assert [_chain_of(db, key_id)[0][1] for key_id in ids] == [7, 4, 7]
+    # And an expired key stops binding the others too
+    _execute(db, "UPDATE api_keys SET expires_at = now() WHERE key_id = 'k2'")
+    assert [_chain_of(db, key_id)[0][1] for key_id in ids] == [9, 4, 7]
+
+
+def test_keys_after_a_deleted_predecessor_still_share_its_id(db: MigratedDatabase):
+    # Given a chain whose first key's row was deleted by hand
+    _chain(db, 3, 3, 3)
+    _execute(db, "DELETE FROM api_keys WHERE key_id = 'k0'")
+    # Then the keys left still name one first key, the deleted one's id
+    assert _chain_of(db, "k1") == [("k0", 3)]
+    assert _chain_of(db, "k2") == [("k0", 3)]
+
+
+def test_a_hand_made_cycle_ends_the_walk(db: MigratedDatabase):
+    # Given rotated_from edited by hand into a loop (no API path can do this)
+    _chain(db, 3, 3)
+    _execute(db, "UPDATE api_keys SET rotated_from = 'k1' WHERE key_id = 'k0'")
+    # Then the lookup answers at once, each key counting as itself
+    assert _chain_of(db, "k0") == [("k0", 3)]
+    assert _chain_of(db, "k1") == [("k1", 3)]
+
+
+def test_the_chain_lookup_is_closed_to_roles_outside_the_two_tiers(db: MigratedDatabase):
+    with psycopg.connect(db.tier("admin")) as conn, pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM auth.api_key_chain('k123')")

@@ -4,6 +4,7 @@ period), revoke; every change audited."""
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,6 +126,74 @@ def test_a_key_is_rotated_once_and_its_successor_keeps_its_life(world, admin):
     ]
     # And the successor rotates as any key does
     assert admin_call(admin, "POST", f"/admin/api-keys/{successor['key_id']}/rotate").status == 201
+
+
+def _at_least_seconds_left_in_the_minute(seconds: float = 5) -> None:
+    """Per-key limits count in fixed one-minute windows; start a burst inside one."""
+    remaining = 60 - time.time() % 60
+    if remaining < seconds:
+        time.sleep(remaining + 0.1)
+
+
+def test_a_rotated_key_and_its_successor_share_one_budget_during_grace(world, admin):
+    # Given a key limited to 3 per minute, rotated: both keys work for the grace period
+    old = create(admin, rate_limit_per_minute=3).json()
+    new = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate").json()["new_key"]
+    _at_least_seconds_left_in_the_minute()
+    # When a client alternates between the two within one minute
+    statuses = [recalls_with(key).status for key in [old["api_key"], new["api_key"]] * 3]
+    # Then they share the one budget: 3 served in all, not 3 each
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_a_key_rotated_again_during_grace_shares_the_budget_along_the_chain(world, admin):
+    # Given a key rotated, and its successor rotated before the first grace ended
+    first = create(admin, rate_limit_per_minute=3).json()
+    second = admin_call(admin, "POST", f"/admin/api-keys/{first['key_id']}/rotate").json()
+    third = admin_call(
+        admin, "POST", f"/admin/api-keys/{second['new_key']['key_id']}/rotate"
+    ).json()
+    keys = [first["api_key"], second["new_key"]["api_key"], third["new_key"]["api_key"]]
+    _at_least_seconds_left_in_the_minute()
+    # When each of the three live keys is used twice
+    statuses = [recalls_with(key).status for key in keys * 2]
+    # Then the three count as one key
+    assert statuses.count(200) == 3
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_when_rotated_keys_limits_differ_the_smaller_live_one_applies(world, admin, caplog):
+    from tests.support.logs import json_log_lines
+
+    # Given a rotated key whose successor's limit was since lowered to 2 by hand
+    old = create(admin, rate_limit_per_minute=5).json()
+    new = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate").json()["new_key"]
+    world.execute(
+        "UPDATE api_keys SET rate_limit_per_minute = 2 WHERE key_id = %s", (new["key_id"],)
+    )
+    _at_least_seconds_left_in_the_minute()
+    # When the old key (still configured for 5) is used
+    statuses = [recalls_with(old["api_key"]).status for _ in range(3)]
+    # Then it is held to the smaller limit, and the refusal names the limit applied
+    assert statuses == [200, 200, 429]
+    refusals = [
+        line
+        for line in json_log_lines(caplog)
+        if line.get("audit") and line.get("auth_event") == "rate_limit_failed"
+    ]
+    assert refusals
+    assert refusals[-1]["limit"] == 2
+    assert refusals[-1]["key_id"] == old["key_id"]
+
+
+def test_a_key_never_rotated_keeps_its_own_budget(world, admin):
+    # Given two keys of one owner, neither rotated from the other
+    one = create(admin, rate_limit_per_minute=2).json()
+    other = create(admin, rate_limit_per_minute=2).json()
+    _at_least_seconds_left_in_the_minute()
+    # Then each has its own budget
+    assert [recalls_with(one["api_key"]).status for _ in range(3)] == [200, 200, 429]
+    assert [recalls_with(other["api_key"]).status for _ in range(2)] == [200, 200]
 
 
 def test_rotation_with_no_grace_ends_the_old_key_now(world, admin):

@@ -118,3 +118,15 @@ def test_rate_limiter_outage_lets_valid_keys_through_and_is_counted(world, monke
     assert "RateLimiterUnavailable" in capsys.readouterr().out
     # But a wrong key is still refused
     assert recalls(key[:-2] + "zz").status == 401
+
+
+def test_before_the_chain_migration_a_key_still_works_and_counts_alone(world, monkeypatch):
+    # Given API code newer than the database (a deploy runs sql/011 beside the update)
+    from functions.api.identity import store
+
+    missing = store._API_KEY_LOOKUP.replace("auth.api_key_chain", "auth.not_yet_migrated")
+    monkeypatch.setattr(store, "_API_KEY_LOOKUP", missing)
+    owner = world.create_user("partner@example.com")
+    key = world.create_key(owner, limit=2)
+    # Then the key is verified and limited as before the chain existed, not a 500
+    assert [recalls(key).status for _ in range(3)] == [200, 200, 429]

@@ -122,3 +122,25 @@ def test_unknown_key_id_is_refused():
     with pytest.raises(ApiKeyRejected) as refused:
         check_api_key(new_key.plaintext, lambda key_id: None, now=NOW)
     assert refused.value.reason == "unknown_key"
+
+
+def test_a_key_without_a_known_chain_counts_alone_against_its_own_limit():
+    record = record_for(generate_api_key(), rate_limit_per_minute=30)
+    assert record.rate_limit_id == record.key_id
+    assert record.applied_rate_limit_per_minute == 30
+
+
+def test_a_key_in_a_rotation_chain_counts_as_the_chain_under_the_smaller_limit():
+    # Given a successor whose chain started at another key, with a lower live limit
+    record = record_for(
+        generate_api_key(),
+        rate_limit_per_minute=30,
+        chain_first_key_id="0123456789abcdef",
+        chain_rate_limit_per_minute=10,
+    )
+    # Then it counts against the first key, under the chain's limit
+    assert record.rate_limit_id == "0123456789abcdef"
+    assert record.applied_rate_limit_per_minute == 10
+    # And a chain limit above the key's own never raises the key's
+    capped = record_for(generate_api_key(), rate_limit_per_minute=5, chain_rate_limit_per_minute=50)
+    assert capped.applied_rate_limit_per_minute == 5
