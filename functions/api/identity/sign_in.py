@@ -2,14 +2,16 @@
 who-am-I, and the public keys that verify the tokens.
 
 Sign-in answers the same way whether the email is unknown or the password is
-wrong, and costs the same time (a dummy scrypt for unknown emails). Failures are
-counted per account and per source IP in DynamoDB; past the threshold the caller
-waits (429 with Retry-After), whichever instance it reaches.
+wrong, and costs the same time (a dummy scrypt for unknown emails). Attempts are
+counted per account and per source IP in DynamoDB, and each password check first
+reserves its attempt there, so requests arriving together on many instances
+still get at most the threshold's worth of checks; past it the caller waits (429
+with Retry-After), whichever instance it reaches.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,6 +23,9 @@ from functions.shared import names
 from functions.shared.caller import Caller
 from functions.shared.errors import ServiceUnavailable, TooManyRequests, Unauthorized
 from functions.shared.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from functions.shared.identity.lockout import LockoutKeys, Reservation, SignInLockout
 
 INVALID_CREDENTIALS = "Invalid email or password."
 
@@ -54,34 +59,21 @@ class Me(ApiModel):
 
 def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
     from functions.api.identity.store import user_for_login
-    from functions.shared.identity.lockout import LockoutUnavailable, SignInLockout, lockout_keys
+    from functions.shared.identity.lockout import SignInLockout, lockout_keys
     from functions.shared.identity.passwords import verify_password
 
     email = credentials.email.lower()
     lockout = SignInLockout()
-    keys = lockout_keys(email, source_ip)
+    reservation = _reserve_attempt(lockout, lockout_keys(email, source_ip), source_ip)
     try:
-        wait = lockout.retry_after(keys)
-    except LockoutUnavailable as exc:
-        # Without the counters, guessing would be unlimited: refuse rather than guess.
-        logger.exception("sign-in lockout store unavailable")
-        raise ServiceUnavailable() from exc
-    if wait > 0:
-        audit("sign_in", "failure", reason="locked_out", source_ip=source_ip)
-        raise TooManyRequests(wait)
-
-    user = user_for_login(email)
-    if (
-        not verify_password(credentials.password, user.password_hash if user else None)
-        or user is None
-    ):
-        try:
-            outcome = lockout.record_failure(keys)
-        except LockoutUnavailable:
-            logger.exception("sign-in failure not counted")
-        else:
-            if outcome.locked_for_seconds:
-                metrics.add_metric(name=names.METRIC_LOCKOUTS, unit=MetricUnit.Count, value=1)
+        user = user_for_login(email)
+        matched = verify_password(credentials.password, user.password_hash if user else None)
+    except BaseException:
+        # No password was checked (the database was down, say): the attempt is not spent.
+        _release_attempt(lockout, reservation)
+        raise
+    if not matched or user is None:
+        _record_failure(lockout, reservation)
         audit(
             "sign_in",
             "failure",
@@ -92,11 +84,12 @@ def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
         raise Unauthorized(INVALID_CREDENTIALS)
 
     from functions.shared.identity.jwt_keys import KeyMaterialError
+    from functions.shared.identity.lockout import LockoutUnavailable
     from functions.shared.identity.secret_versions import SecretUnavailable
     from functions.shared.identity.tokens import issue_access_token
 
     try:
-        lockout.record_success(keys)
+        lockout.record_success(reservation)
     except LockoutUnavailable:
         logger.exception("sign-in success not recorded")
     _upgrade_hash(user.user_id, user.role, user.password_hash, credentials.password)
@@ -107,6 +100,50 @@ def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
         raise ServiceUnavailable() from exc
     audit("sign_in", "success", user_id=user.user_id, source_ip=source_ip, kid=issued.kid)
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+def _reserve_attempt(lockout: SignInLockout, keys: LockoutKeys, source_ip: str) -> Reservation:
+    """The right to check one password for these keys, or a 429 saying when to return.
+
+    A locked key is refused on a read; otherwise the attempt is reserved with a
+    conditional write before any password is checked, so that requests racing past
+    the read still cannot check more than the threshold allows."""
+    from functions.shared.identity.lockout import LockedOut, LockoutUnavailable
+
+    try:
+        wait = lockout.retry_after(keys)
+        if wait <= 0:
+            return lockout.reserve(keys)
+    except LockedOut as locked:
+        wait = locked.retry_after_seconds
+    except LockoutUnavailable as exc:
+        # Without the counters, guessing would be unlimited: refuse rather than guess.
+        logger.exception("sign-in lockout store unavailable")
+        raise ServiceUnavailable() from exc
+    audit("sign_in", "failure", reason="locked_out", source_ip=source_ip)
+    raise TooManyRequests(wait)
+
+
+def _record_failure(lockout: SignInLockout, reservation: Reservation) -> None:
+    from functions.shared.identity.lockout import LockoutUnavailable
+
+    try:
+        outcome = lockout.record_failure(reservation)
+    except LockoutUnavailable:
+        # The reserved attempt already counts as a failure; only a lock may be missing.
+        logger.exception("sign-in failure lock not recorded")
+        return
+    if outcome.locked_for_seconds:
+        metrics.add_metric(name=names.METRIC_LOCKOUTS, unit=MetricUnit.Count, value=1)
+
+
+def _release_attempt(lockout: SignInLockout, reservation: Reservation) -> None:
+    from functions.shared.identity.lockout import LockoutUnavailable
+
+    try:
+        lockout.release(reservation)
+    except LockoutUnavailable:
+        logger.exception("sign-in attempt not released")
 
 
 def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:

@@ -2,32 +2,77 @@
 
 State lives in DynamoDB so it holds across Lambda instances: an attacker
 spreading guesses over many concurrent invocations meets the same counters.
-After `threshold` failures inside the window the key is locked for
-base * 2**(failures - threshold) seconds, capped. Accounts are keyed by a hash
-of the normalised email, whether or not the account exists, so a lockout says
-nothing about which emails are registered and no email is stored.
+Accounts are keyed by a hash of the normalised email, whether or not the account
+exists, so a lockout says nothing about which emails are registered and no email
+is stored. Source addresses are keyed per IPv4 address and per IPv6 /64, the
+block one subscriber is usually given (so rotating addresses inside it does not
+reset the count).
+
+A password is checked only after a slot for it has been reserved, for the account
+and for the source: a conditional UpdateItem adds 1 to the key's count only while
+the key is not locked and its count is below the threshold. DynamoDB applies each
+conditional write atomically, so however many requests arrive together, at most
+`threshold` of them are checked per key; the others are refused unchecked. A
+reservation that meets a wrong password stays as the failure; the one that
+reaches the threshold also locks the key for base * 2**(failures - threshold)
+seconds, capped. Once a lock has passed, one more reservation is allowed
+(`failures = lock_at`, the count the lock was set at), so past the threshold
+guesses go one at a time, each lock longer than the last. A correct password
+deletes the account's record and hands back the source's slot (a source counts
+failures only); a check that never happened (the database was down) hands back
+both. Each reservation moves the window: the record lives until `window` after its
+last reservation (or until its lock ends, if later).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from functions.shared import names
 from functions.shared.identity import aws
 from functions.shared.settings import get_settings
+
+# What a refused caller is told while the slot at the threshold is taken by a check
+# still in flight: it ends in a lock or, for a correct password, a clear record.
+PENDING_RETRY_SECONDS = 1
+# A window reset that loses to a concurrent one retries the reservation; a few
+# rounds settle it, since after a reset the record is live again.
+RESERVE_ATTEMPTS = 3
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class LockoutUnavailable(Exception):
     """DynamoDB could not be asked; sign-in fails closed."""
 
 
+class LockedOut(Exception):
+    """No attempt may be made for these keys now."""
+
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(f"locked for {retry_after_seconds}s")
+        self.retry_after_seconds = max(1, retry_after_seconds)
+
+
 @dataclass(frozen=True)
 class LockoutKeys:
     account: str
     source_ip: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Slots taken for one password check: each key's count including this attempt."""
+
+    keys: LockoutKeys
+    account_attempts: int
+    ip_attempts: int
 
 
 @dataclass(frozen=True)
@@ -40,7 +85,22 @@ class FailureOutcome:
 
 def lockout_keys(email: str, source_ip: str) -> LockoutKeys:
     digest = hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
-    return LockoutKeys(f"signin#account#{digest}", f"signin#ip#{source_ip}")
+    return LockoutKeys(f"signin#account#{digest}", f"signin#ip#{source_key(source_ip)}")
+
+
+def source_key(source_ip: str) -> str:
+    """The address a source is counted under: an IPv4 address (an IPv4-mapped IPv6
+    address is the IPv4 one), or the /64 an IPv6 address is in. Text that is no
+    address is kept as it is, so it still has one counter."""
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return source_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
 
 
 class SignInLockout:
@@ -53,7 +113,10 @@ class SignInLockout:
         return self._table_name or get_settings().rate_limit_table
 
     def retry_after(self, keys: LockoutKeys) -> int:
-        """Seconds until sign-in may be tried again for these keys; 0 if not locked."""
+        """Seconds until sign-in may be tried again for these keys; 0 if not locked.
+
+        One read, so a locked key is refused without a write; `reserve` is what
+        holds when requests race."""
         now = self._clock()
         pk = names.RATE_LIMIT_PARTITION_KEY
         try:
@@ -67,7 +130,7 @@ class SignInLockout:
                 }
             )
         except Exception as exc:
-            raise LockoutUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+            raise LockoutUnavailable(_reason(exc)) from exc
         if response.get("UnprocessedKeys"):
             raise LockoutUnavailable("unprocessed keys")
         wait = 0
@@ -76,79 +139,190 @@ class SignInLockout:
             wait = max(wait, int(locked_until - now + 0.999))
         return max(0, wait)
 
-    def record_failure(self, keys: LockoutKeys) -> FailureOutcome:
+    def reserve(self, keys: LockoutKeys) -> Reservation:
+        """Take one attempt for the account and for the source, or raise LockedOut.
+
+        Taken together or not at all: if the source is refused, the account's slot
+        is handed back."""
         settings = get_settings()
-        account = self._count(
-            keys.account,
+        account = self._reserve(keys.account, settings.login_account_failure_threshold)
+        try:
+            ip = self._reserve(keys.source_ip, settings.login_ip_failure_threshold)
+        except Exception:
+            self._release_quietly(keys.account)
+            raise
+        return Reservation(keys, account, ip)
+
+    def record_failure(self, reservation: Reservation) -> FailureOutcome:
+        """The reserved check found a wrong password: the slots stay as failures, and
+        a key whose count has reached its threshold is locked."""
+        settings = get_settings()
+        account = self._lock_if_due(
+            reservation.keys.account,
+            reservation.account_attempts,
             settings.login_account_failure_threshold,
         )
-        ip = self._count(keys.source_ip, settings.login_ip_failure_threshold)
-        return FailureOutcome(account[0], ip[0], max(account[1], ip[1]))
+        ip = self._lock_if_due(
+            reservation.keys.source_ip,
+            reservation.ip_attempts,
+            settings.login_ip_failure_threshold,
+        )
+        return FailureOutcome(
+            reservation.account_attempts, reservation.ip_attempts, max(account, ip)
+        )
 
-    def record_success(self, keys: LockoutKeys) -> None:
+    def record_success(self, reservation: Reservation) -> None:
         """A correct password clears the account's count (not the IP's: one good
-        account must not reset an IP that is guessing at others)."""
+        account must not reset an IP that is guessing at others, but the IP's slot
+        for this attempt is handed back, since it was no failure)."""
         try:
             aws.dynamodb().delete_item(
                 TableName=self._table,
-                Key={names.RATE_LIMIT_PARTITION_KEY: {"S": keys.account}},
+                Key={names.RATE_LIMIT_PARTITION_KEY: {"S": reservation.keys.account}},
             )
         except Exception as exc:
-            raise LockoutUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+            raise LockoutUnavailable(_reason(exc)) from exc
+        self._release(reservation.keys.source_ip)
 
-    def _count(self, key: str, threshold: int) -> tuple[int, int]:
-        """Add one failure to `key`; returns (failures in window, lock seconds started)."""
+    def release(self, reservation: Reservation) -> None:
+        """The reserved check never happened: hand both slots back."""
+        self._release(reservation.keys.account)
+        self._release(reservation.keys.source_ip)
+
+    def _reserve(self, key: str, threshold: int) -> int:
+        """One more attempt on `key`; returns its count with this one, or raises LockedOut."""
         settings = get_settings()
-        now = int(self._clock())
-        window_end = now + settings.login_failure_window_seconds
         client = aws.dynamodb()
         pk = names.RATE_LIMIT_PARTITION_KEY
-        try:
+        for _ in range(RESERVE_ATTEMPTS):
+            now = int(self._clock())
+            window_end = now + settings.login_failure_window_seconds
             try:
                 response = client.update_item(
                     TableName=self._table,
                     Key={pk: {"S": key}},
                     UpdateExpression="ADD failures :one SET #ttl = :ttl",
-                    # A record past its window counts as gone, even before the TTL sweep.
-                    ConditionExpression="attribute_not_exists(#pk) OR #ttl > :now",
+                    # A record past its window counts as gone (even before the TTL sweep)
+                    # and is started over below. A live one takes an attempt if it is
+                    # not locked and is below the threshold, or if its last lock has
+                    # passed and nobody has taken the one attempt that follows it.
+                    ConditionExpression=(
+                        "attribute_not_exists(#pk) OR (#ttl > :now"
+                        " AND (attribute_not_exists(locked_until) OR locked_until <= :now)"
+                        " AND (failures < :threshold OR failures = lock_at))"
+                    ),
                     ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE, "#pk": pk},
                     ExpressionAttributeValues={
                         ":one": {"N": "1"},
                         ":ttl": {"N": str(window_end)},
                         ":now": {"N": str(now)},
+                        ":threshold": {"N": str(threshold)},
                     },
-                    ReturnValues="ALL_NEW",
+                    ReturnValues="UPDATED_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
-                failures = int(response["Attributes"]["failures"]["N"])
+                return int(response["Attributes"]["failures"]["N"])
             except Exception as exc:
-                if aws.error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                client.put_item(
-                    TableName=self._table,
-                    Item={
-                        pk: {"S": key},
-                        "failures": {"N": "1"},
-                        names.TTL_ATTRIBUTE: {"N": str(window_end)},
-                    },
-                )
-                failures = 1
-            if failures < threshold:
-                return failures, 0
-            lock_seconds = min(
-                settings.login_lockout_max_seconds,
-                settings.login_lockout_base_seconds * 2 ** min(failures - threshold, 20),
-            )
-            locked_until = now + lock_seconds
-            client.update_item(
+                if aws.error_code(exc) != _CONDITION_FAILED:
+                    raise LockoutUnavailable(_reason(exc)) from exc
+                current = _item_of(exc)
+            if _number(current, names.TTL_ATTRIBUTE) > now:
+                locked_until = _number(current, "locked_until")
+                raise LockedOut(locked_until - now if locked_until > now else PENDING_RETRY_SECONDS)
+            if self._start_over(key, now, window_end):
+                return 1
+        raise LockedOut(PENDING_RETRY_SECONDS)
+
+    def _start_over(self, key: str, now: int, window_end: int) -> bool:
+        """Replace a record past its window with this attempt; False if another
+        request replaced it first (the caller then reserves on the new one)."""
+        pk = names.RATE_LIMIT_PARTITION_KEY
+        try:
+            aws.dynamodb().put_item(
                 TableName=self._table,
-                Key={pk: {"S": key}},
-                UpdateExpression="SET locked_until = :until, #ttl = :ttl",
+                Item={
+                    pk: {"S": key},
+                    "failures": {"N": "1"},
+                    names.TTL_ATTRIBUTE: {"N": str(window_end)},
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR #ttl <= :now",
+                ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE, "#pk": pk},
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == _CONDITION_FAILED:
+                return False
+            raise LockoutUnavailable(_reason(exc)) from exc
+        return True
+
+    def _lock_if_due(self, key: str, failures: int, threshold: int) -> int:
+        """Lock `key` if this failure brought it to its threshold or past it; returns
+        the seconds of the lock started (0 if none)."""
+        if failures < threshold:
+            return 0
+        settings = get_settings()
+        now = int(self._clock())
+        lock_seconds: int = min(
+            settings.login_lockout_max_seconds,
+            settings.login_lockout_base_seconds * 2 ** min(failures - threshold, 20),
+        )
+        locked_until = now + lock_seconds
+        window_end = now + settings.login_failure_window_seconds
+        try:
+            aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={names.RATE_LIMIT_PARTITION_KEY: {"S": key}},
+                # lock_at = the count now: once the lock passes, exactly one more
+                # attempt matches `failures = lock_at` in the reservation.
+                UpdateExpression="SET locked_until = :until, lock_at = failures, #ttl = :ttl",
+                # Not on a record a correct password has cleared meanwhile, nor on one
+                # that handed slots back below the threshold.
+                ConditionExpression="failures >= :threshold",
                 ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":until": {"N": str(locked_until)},
                     ":ttl": {"N": str(max(window_end, locked_until))},
+                    ":threshold": {"N": str(threshold)},
                 },
             )
-            return failures, lock_seconds
         except Exception as exc:
-            raise LockoutUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+            if aws.error_code(exc) == _CONDITION_FAILED:
+                return 0
+            raise LockoutUnavailable(_reason(exc)) from exc
+        return lock_seconds
+
+    def _release(self, key: str) -> None:
+        try:
+            aws.dynamodb().update_item(
+                TableName=self._table,
+                Key={names.RATE_LIMIT_PARTITION_KEY: {"S": key}},
+                UpdateExpression="ADD failures :minus_one",
+                # Never below zero, nor creating a record a success has deleted.
+                ConditionExpression="failures >= :one",
+                ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":one": {"N": "1"}},
+            )
+        except Exception as exc:
+            if aws.error_code(exc) == _CONDITION_FAILED:
+                return
+            raise LockoutUnavailable(_reason(exc)) from exc
+
+    def _release_quietly(self, key: str) -> None:
+        """Hand a slot back while another error is on its way out; that error is the one
+        reported (an unreturned slot only counts as a failure until the window ends)."""
+        with contextlib.suppress(LockoutUnavailable):
+            self._release(key)
+
+
+def _item_of(exc: Exception) -> dict[str, Any]:
+    """The item a failed condition was checked against (ReturnValuesOnConditionCheckFailure)."""
+    response = getattr(exc, "response", None) or {}
+    item = response.get("Item")
+    return item if isinstance(item, dict) else {}
+
+
+def _number(item: dict[str, Any], attribute: str) -> int:
+    return int(item.get(attribute, {}).get("N", "0"))
+
+
+def _reason(exc: Exception) -> str:
+    return str(aws.error_code(exc) or type(exc).__name__)

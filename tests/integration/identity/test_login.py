@@ -169,3 +169,43 @@ def test_starting_a_lockout_is_counted(world, capsys):
     for _ in range(5):
         login("parent@example.com", "wrong")
     assert "AccountLockouts" in capsys.readouterr().out
+
+
+def test_an_ipv6_source_rotating_inside_its_64_is_counted_once(world, monkeypatch):
+    from functions.shared.settings import get_settings
+
+    # Given an IP threshold of 3, and a source that takes a new address in its /64 each time
+    monkeypatch.setenv("LOGIN_IP_FAILURE_THRESHOLD", "3")
+    get_settings.cache_clear()
+    for index in range(3):
+        response = login(
+            f"user{index}@example.com", "wrong", source_ip=f"2001:db8:5:6::{index + 1}"
+        )
+        assert response.status == 401
+    # Then a fourth address in that /64 is refused, for an email it never tried
+    assert login("fresh@example.com", "wrong", source_ip="2001:db8:5:6:ab::9").status == 429
+    # While the next /64 is counted apart
+    assert login("fresh@example.com", "wrong", source_ip="2001:db8:5:7::1").status == 401
+
+
+def test_a_sign_in_that_checked_no_password_spends_no_attempt(world, monkeypatch):
+    from functions.shared.db.pools import close_pools
+    from functions.shared.settings import get_settings
+
+    # Given a user locked after 2 failures, and the database down for 3 sign-ins
+    world.create_user("parent@example.com", "correct horse")
+    monkeypatch.setenv("LOGIN_ACCOUNT_FAILURE_THRESHOLD", "2")
+    monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv(
+        "DATABASE_READONLY_URL", "host=127.0.0.1 port=1 user=x dbname=x connect_timeout=1"
+    )
+    close_pools()
+    get_settings.cache_clear()
+    for _ in range(3):
+        assert login("parent@example.com", "wrong").status == 503
+    # When the database is back
+    monkeypatch.setenv("DATABASE_READONLY_URL", world.db.tier("readonly"))
+    close_pools()
+    get_settings.cache_clear()
+    # Then none of those attempts counted against the account
+    assert login("parent@example.com", "correct horse").status == 200
