@@ -166,10 +166,16 @@ def security_schemes() -> dict[str, SecurityScheme]:
             description="An API key, `bs_<key id>_<secret>`. Optional on /recalls (held to "
             "the key's per-minute limit); with the admin scope, required on /admin and "
             "/monitoring together with an admin access token, from an allowlisted address. "
-            "Admin routes a deployment lists in ADMIN_SIGNED_ROUTES also need "
-            "`X-Signature-Timestamp` (Unix seconds) and `X-Signature`: `v1,` and the base64 "
-            "HMAC-SHA256 of `<timestamp>.<METHOD>.<path>.<body>`, keyed by the SHA-256 of "
-            "the key's secret.",
+            "On admin routes a deployment lists in ADMIN_SIGNED_ROUTES (and on any admin "
+            "route, if the client chooses) the key is proven, never sent: instead of X-API-Key "
+            "send `X-API-Key-Id` (the key id), `X-Signature-Timestamp` (Unix seconds), "
+            "`X-Signature-Nonce` (16-64 of `A-Za-z0-9_-`, fresh each request; each is "
+            "accepted once) and `X-Signature`: `v2,` and the base64 HMAC-SHA256, keyed by "
+            "the SHA-256 of the key's secret, of these lines joined by a line feed: `v2`, "
+            "timestamp, nonce, key id, METHOD, path (repeated slashes collapsed, no trailing "
+            "slash), canonical query (each decoded name and value percent-encoded, RFC 3986 "
+            "unreserved characters kept, the `name=value` strings sorted and joined by `&`), "
+            "hex SHA-256 of the body. X-API-Key on a signed route is refused.",
         ),
         "BearerAuth": HTTPBearer(
             bearerFormat="JWT",

@@ -2,15 +2,37 @@
 
 In order: the IP allowlist (admin_allowlist.py, an earlier edge guard), an API
 key with the `admin` scope whose owner is an admin, then a JWT whose role is
-admin; on routes listed in ADMIN_SIGNED_ROUTES, also an HMAC signature of the
-request. Each missing or failed lock is refused on its own (401 for a missing or
-invalid credential, 403 for a valid one without the rights), writes an audit
-row, and the answer never says which lock failed.
+admin and whose subject owns that key; on routes listed in ADMIN_SIGNED_ROUTES,
+the key is proven by an HMAC signature of the request instead of being sent.
+Each missing or failed lock is refused on its own (401 for a missing or invalid
+credential, 403 for a valid one without the rights), writes an audit row, and
+the answer never says which lock failed.
 
-The request signature is keyed by SHA-256 of the API key's secret, which the
-client derives from the key it holds and the server has stored: it binds the
-method, path, body and time to the key holder, so a captured admin request
-cannot be altered or replayed outside the tolerance window.
+A signed request (v2) carries the key id, never its secret:
+
+    X-API-Key-Id:          <key id>              (the 16 hex digits of bs_<key id>_<secret>)
+    X-Signature-Timestamp: <Unix seconds>
+    X-Signature-Nonce:     <16-64 of A-Z a-z 0-9 _ ->, fresh for every request
+    X-Signature:           v2,<base64 HMAC-SHA256 of the string to sign>
+
+keyed by SHA-256 of the secret, which is what the server stores. The string to
+sign is these eight fields, one per line (joined by a line feed):
+
+    v2, timestamp, nonce, key id, METHOD, path, canonical query, hex SHA-256 of the body
+
+The path has repeated slashes collapsed and a trailing slash dropped (as the
+resolver routes it). The canonical query is every decoded name/value pair (as
+API Gateway delivers them in multiValueQueryStringParameters), each side
+percent-encoded (UTF-8; only RFC 3986 unreserved characters left as they are),
+the `name=value` strings sorted by code point and joined by "&"; empty when
+there is none. Every field but the path is newline-free and
+fixed in shape, so the string parses one way only. Each accepted nonce is
+recorded in the webhook-nonce table (the webhooks' conditional put) until the
+timestamp leaves the window, so a captured request cannot be replayed inside
+it either; outside it, the timestamp check refuses it.
+
+Any admin route accepts a signed request; a signed route accepts nothing else,
+and refuses an X-API-Key there outright, since sending it would expose the secret.
 """
 
 from __future__ import annotations
@@ -21,7 +43,11 @@ import fnmatch
 import hashlib
 import hmac
 import re
+import secrets
 import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -38,74 +64,229 @@ from functions.api.middleware.authentication import (
     header,
 )
 from functions.api.middleware.request_limits import raw_body
-from functions.shared.errors import Forbidden, Unauthorized
-from functions.shared.identity.api_keys import SCOPE_ADMIN, ApiKeyRecord, parse_api_key
+from functions.shared.errors import Forbidden, ServiceUnavailable, Unauthorized
+from functions.shared.identity.api_keys import (
+    KEY_ID_PATTERN,
+    SCOPE_ADMIN,
+    ApiKeyRecord,
+    hash_secret,
+    parse_api_key,
+)
+from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 
+API_KEY_ID_HEADER = "x-api-key-id"
 SIGNATURE_HEADER = "x-signature"
 SIGNATURE_TIMESTAMP_HEADER = "x-signature-timestamp"
+SIGNATURE_NONCE_HEADER = "x-signature-nonce"
+SIGNATURE_VERSION = "v2"
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# RFC 3986 unreserved characters stay as they are; everything else is %XX of its UTF-8.
+_UNRESERVED = "-_.~"
+# Compared against when the key id is unknown, so that path does the same work.
+_UNKNOWN_KEY_HASH = hash_secret(secrets.token_urlsafe(32))
 
 
-def request_signature(
-    key_secret_hash: bytes, method: str, path: str, timestamp: int, body: bytes
-) -> str:
-    signed = f"{timestamp}.{method.upper()}.{path}.".encode() + body
-    digest = hmac.new(key_secret_hash, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+def canonical_path(path: str) -> str:
+    """Repeated slashes collapsed, a trailing one dropped: the resolver routes `/x/` and
+    `/x//` as `/x`, so a check on the raw path could be stepped around."""
+    return re.sub("/{2,}", "/", path).rstrip("/") or "/"
+
+
+def _encode(text: str) -> str:
+    # surrogatepass: an event may carry any string, and the signature must not crash on it.
+    return quote(text.encode("utf-8", "surrogatepass"), safe=_UNRESERVED)
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    return "&".join(sorted(f"{_encode(name)}={_encode(value)}" for name, value in pairs))
+
+
+def _query_pairs(event: APIGatewayProxyEvent) -> list[tuple[str, str]]:
+    multi = event.multi_value_query_string_parameters
+    if multi:
+        return [(name, value) for name, values in multi.items() for value in values or ()]
+    return list((event.query_string_parameters or {}).items())
+
+
+def string_to_sign(
+    *,
+    key_id: str,
+    method: str,
+    path: str,
+    query: str,
+    timestamp: int,
+    nonce: str,
+    body: bytes,
+) -> bytes:
+    """The v2 string to sign; `query` is already canonical (canonical_query)."""
+    lines = (
+        SIGNATURE_VERSION,
+        str(timestamp),
+        nonce,
+        key_id,
+        method.upper(),
+        canonical_path(path),
+        query,
+        hashlib.sha256(body).hexdigest(),
+    )
+    return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
+def request_signature(signing_key: bytes, signed: bytes) -> str:
+    digest = hmac.new(signing_key, signed, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION}," + base64.b64encode(digest).decode("ascii")
 
 
 def sign_admin_request(
-    api_key: str, method: str, path: str, body: bytes, timestamp: int | None = None
+    api_key: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    query: str | Sequence[tuple[str, str]] = "",
+    timestamp: int | None = None,
+    nonce: str | None = None,
 ) -> dict[str, str]:
-    """Headers a client adds to sign an admin request with its API key."""
+    """Headers that prove an admin request with `api_key` without sending its secret.
+
+    Send them instead of X-API-Key (with the access token as usual). `query` is
+    the query string as sent (spaces as %20: API Gateway may not read `+` as a
+    space) or its decoded name/value pairs. Each call makes a fresh nonce, and
+    the server accepts each signature once.
+    """
     parsed = parse_api_key(api_key)
     if parsed is None:
         raise ValueError("not an API key")
+    pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query
     moment = int(time.time()) if timestamp is None else timestamp
-    key = hashlib.sha256(parsed.secret.encode()).digest()
+    once = secrets.token_urlsafe(24) if nonce is None else nonce
+    signed = string_to_sign(
+        key_id=parsed.key_id,
+        method=method,
+        path=path,
+        query=canonical_query(pairs),
+        timestamp=moment,
+        nonce=once,
+        body=body,
+    )
     return {
+        "X-API-Key-Id": parsed.key_id,
         "X-Signature-Timestamp": str(moment),
-        "X-Signature": request_signature(key, method, path, moment, body),
+        "X-Signature-Nonce": once,
+        "X-Signature": request_signature(hash_secret(parsed.secret), signed),
     }
 
 
 def route_needs_signature(method: str, path: str) -> bool:
-    target = f"{method.upper()} {path}"
+    """Whether an ADMIN_SIGNED_ROUTES pattern matches, on the path as it is routed.
+
+    fnmatch patterns, so `*` also crosses `/`: `POST /admin/*` is every admin POST.
+    Matching wider than a route only asks for more signatures, never fewer.
+    """
+    target = f"{method.upper()} {canonical_path(path)}"
     return any(
         fnmatch.fnmatchcase(target, pattern) for pattern in get_settings().admin_signed_routes
     )
 
 
-def _check_signature(event: APIGatewayProxyEvent, record: ApiKeyRecord) -> None:
-    timestamp = header(event, SIGNATURE_TIMESTAMP_HEADER)
+def _signed_key(event: APIGatewayProxyEvent, key_id: str) -> tuple[ApiKeyRecord, tuple[str, int]]:
+    """The key a signed request proves, with its nonce and timestamp to record."""
+    if not KEY_ID_PATTERN.fullmatch(key_id):
+        raise CredentialRefused("malformed")
+    timestamp_text = header(event, SIGNATURE_TIMESTAMP_HEADER)
+    nonce = header(event, SIGNATURE_NONCE_HEADER)
     signature = header(event, SIGNATURE_HEADER)
-    if timestamp is None or signature is None:
-        raise CredentialRefused("missing_signature", key_id=record.key_id)
-    if not _TIMESTAMP.fullmatch(timestamp):
-        raise CredentialRefused("bad_signature", key_id=record.key_id)
-    if abs(time.time() - int(timestamp)) > get_settings().webhook_tolerance_seconds:
-        raise CredentialRefused("stale_signature", key_id=record.key_id)
-    expected = request_signature(
-        record.secret_hash, event.http_method, event.path, int(timestamp), raw_body(event)
-    )
-    try:
-        offered = base64.b64decode(signature.removeprefix("v1,"), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise CredentialRefused("bad_signature", key_id=record.key_id) from exc
-    if not signature.startswith("v1,") or not hmac.compare_digest(
-        base64.b64decode(expected[3:]), offered
+    if timestamp_text is None or nonce is None or signature is None:
+        raise CredentialRefused("missing_signature", key_id=key_id)
+    version, _, encoded = signature.partition(",")
+    if (
+        version != SIGNATURE_VERSION
+        or not _TIMESTAMP.fullmatch(timestamp_text)
+        or not _NONCE.fullmatch(nonce)
     ):
-        raise CredentialRefused("bad_signature", key_id=record.key_id)
+        raise CredentialRefused("bad_signature", key_id=key_id)
+    timestamp = int(timestamp_text)
+    if abs(time.time() - timestamp) > get_settings().webhook_tolerance_seconds:
+        raise CredentialRefused("stale_signature", key_id=key_id)
+    try:
+        offered = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CredentialRefused("bad_signature", key_id=key_id) from exc
+
+    from functions.api.identity.store import api_key_record
+
+    record = api_key_record(key_id)
+    signed = string_to_sign(
+        key_id=key_id,
+        method=event.http_method,
+        path=event.path,
+        query=canonical_query(_query_pairs(event)),
+        timestamp=timestamp,
+        nonce=nonce,
+        body=raw_body(event),
+    )
+    signing_key = record.secret_hash if record is not None else _UNKNOWN_KEY_HASH
+    expected = hmac.new(bytes(signing_key), signed, hashlib.sha256).digest()
+    matches = hmac.compare_digest(expected, offered)
+    if record is None:
+        raise CredentialRefused("unknown_key", key_id=key_id)
+    if not matches:
+        raise CredentialRefused("bad_signature", key_id=key_id)
+    # The same liveness rules as a key sent whole (api_keys.check_api_key).
+    moment = datetime.now(UTC)
+    if record.revoked_at is not None and record.revoked_at <= moment:
+        raise CredentialRefused("revoked", key_id=key_id)
+    if record.expires_at is not None and record.expires_at <= moment:
+        raise CredentialRefused("expired", key_id=key_id)
+    return record, (nonce, timestamp)
+
+
+def _claim_nonce(key_id: str, nonce: str, timestamp: int) -> None:
+    """Record the nonce once, through the webhooks' replay store (same table, same put)."""
+    from functions.shared.identity.webhooks import (
+        VerifiedWebhook,
+        WebhookReplayed,
+        claim_message_id,
+    )
+
+    try:
+        claim_message_id(VerifiedWebhook(f"admin-signature#{key_id}#{nonce}", timestamp))
+    except WebhookReplayed as exc:
+        raise CredentialRefused("replayed_signature", key_id=key_id) from exc
+    except Exception as exc:
+        # Fail closed: without the record a captured request could be replayed.
+        logger.exception("admin signature nonce store unavailable")
+        raise ServiceUnavailable() from exc
+
+
+def _key_id_of(raw_key: str) -> str | None:
+    parsed = parse_api_key(raw_key)
+    return parsed.key_id if parsed else None
 
 
 def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> AuthenticatedCaller:
     record: ApiKeyRecord | None = None
+    to_claim: tuple[str, int] | None = None
     try:
+        needs_signature = route_needs_signature(event.http_method, event.path)
         raw_key = header(event, API_KEY_HEADER)
-        if raw_key is None:
+        key_id = header(event, API_KEY_ID_HEADER)
+        if raw_key is not None and needs_signature:
+            # The secret must never travel on a signed route; the key is refused unchecked
+            # (its id is audited, so the exposed key can be found and rotated).
+            raise CredentialRefused("secret_sent_on_signed_route", key_id=_key_id_of(raw_key))
+        if raw_key is not None and key_id is not None:
+            raise CredentialRefused("key_and_key_id", key_id=_key_id_of(raw_key))
+        if key_id is not None:
+            record, to_claim = _signed_key(event, key_id)
+        elif needs_signature:
+            raise CredentialRefused("missing_signature")
+        elif raw_key is None:
             raise CredentialRefused("missing_api_key")
-        record = check_api_key(raw_key)
+        else:
+            record = check_api_key(raw_key)
         if SCOPE_ADMIN not in record.scopes or record.owner_role != "admin":
             raise CredentialRefused("not_admin_key", status=403, key_id=record.key_id)
         token = bearer_token(event)
@@ -116,8 +297,13 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
             raise CredentialRefused(
                 "not_admin_user", status=403, key_id=record.key_id, user_id=claims.subject
             )
-        if route_needs_signature(event.http_method, event.path):
-            _check_signature(event, record)
+        if claims.subject != record.owner_id:
+            # One person behind both: no pairing a colleague's key with one's own token.
+            raise CredentialRefused(
+                "key_owner_mismatch", status=403, key_id=record.key_id, user_id=claims.subject
+            )
+        if to_claim is not None:
+            _claim_nonce(record.key_id, *to_claim)
     except CredentialRefused as refused:
         audit(
             "admin_access",

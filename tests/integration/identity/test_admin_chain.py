@@ -3,6 +3,8 @@ request signature). Each lock missing on its own is enough to refuse, with an au
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 
 import pytest
@@ -105,42 +107,186 @@ def test_each_refusal_writes_an_audit_row(world, admin, lock, status):
     assert admin["token"] not in serialized
 
 
-def test_signed_route_needs_a_valid_request_signature(world, admin, monkeypatch):
+def _sign_routes(monkeypatch, routes):
     from functions.shared.settings import get_settings
 
-    monkeypatch.setenv("ADMIN_SIGNED_ROUTES", "POST /admin/api-keys/*/revoke")
+    monkeypatch.setenv("ADMIN_SIGNED_ROUTES", routes)
     get_settings.cache_clear()
+
+
+def signed_call(key, token, *, method="GET", path="/admin/users", query="", body=b"", headers=None):
+    """What a client sends on a signed route: the key's id and a signature, not the key."""
+    sent = {"Authorization": f"Bearer {token}"}
+    sent |= (
+        headers if headers is not None else sign_admin_request(key, method, path, body, query=query)
+    )
+    return call_api(method, path, headers=sent, query=query, body=body or None, source_ip=ADMIN_IP)
+
+
+def test_signed_route_needs_a_valid_request_signature(world, admin, monkeypatch):
+    _sign_routes(monkeypatch, "POST /admin/api-keys/*/revoke")
     target = world.create_key(admin["user_id"])
     path = f"/admin/api-keys/{target[3:19]}/revoke"
     # Without a signature: refused
     assert admin_call(admin["key"], admin["token"], method="POST", path=path).status == 401
     # With a signature made for another path: refused
     wrong = sign_admin_request(admin["key"], "POST", "/admin/api-keys/other/revoke", b"")
-    assert (
-        admin_call(admin["key"], admin["token"], method="POST", path=path, extra=wrong).status
-        == 401
-    )
+    assert signed_call(None, admin["token"], method="POST", path=path, headers=wrong).status == 401
     # With the right signature: done
-    right = sign_admin_request(admin["key"], "POST", path, b"")
-    assert (
-        admin_call(admin["key"], admin["token"], method="POST", path=path, extra=right).status
-        == 200
-    )
+    assert signed_call(admin["key"], admin["token"], method="POST", path=path).status == 200
     # Unsigned routes are unaffected
     assert admin_call(admin["key"], admin["token"]).status == 200
+
+
+def test_a_signed_request_never_carries_the_key_secret(world, admin, monkeypatch):
+    # Given a signed route and the headers a client sends on it
+    _sign_routes(monkeypatch, "GET /admin/users")
+    secret = admin["key"][20:]
+    sent = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    # Then nothing in them is, or contains, the secret or its SHA-256 (the HMAC key)
+    derived = (
+        secret,
+        hashlib.sha256(secret.encode()).hexdigest(),
+        base64.b64encode(hashlib.sha256(secret.encode()).digest()).decode(),
+    )
+    assert not any(part in value for value in sent.values() for part in derived)
+    assert "X-API-Key" not in sent
+    assert signed_call(admin["key"], admin["token"]).status == 200
+
+
+def test_the_whole_key_is_refused_on_a_signed_route_even_with_a_valid_signature(
+    world, admin, monkeypatch
+):
+    # A client that still sends X-API-Key would hand every eavesdropper the HMAC key
+    _sign_routes(monkeypatch, "GET /admin/users")
+    signature = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    response = admin_call(admin["key"], admin["token"], extra=signature)
+    assert response.status == 401
+    assert response.json()["error"]["message"] == "Authentication is required."
+    _actor, _action, outcome, _ip, detail = world.audit_rows()[-1]
+    assert (outcome, detail["reason"]) == ("denied", "secret_sent_on_signed_route")
+    assert detail["key_id"] == admin["key"][3:19]
+    assert admin["key"][20:] not in json.dumps(detail)
+
+
+def test_a_captured_signed_request_cannot_be_turned_into_another(world, admin, monkeypatch):
+    # Given an eavesdropper who saw one signed request (headers and token)
+    _sign_routes(monkeypatch, "POST /admin/api-keys/*/revoke")
+    victim = world.create_key(admin["user_id"])
+    seen = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    # When they sign a revoke with what the capture holds: the whole key if it was
+    # sent, else the key id with a secret of their own
+    stolen = seen.get("X-API-Key") or f"bs_{seen['X-API-Key-Id']}_{'A' * 43}"
+    path = f"/admin/api-keys/{victim[3:19]}/revoke"
+    forged = sign_admin_request(stolen, "POST", path, b"")
+    # Then it is refused, and the key still works
+    assert signed_call(None, admin["token"], method="POST", path=path, headers=forged).status == 401
+    assert call_api("GET", "/recalls", headers={"X-API-Key": victim}).status == 200
+
+
+def test_the_query_string_is_signed(world, admin, monkeypatch):
+    _sign_routes(monkeypatch, "GET /admin/api-keys")
+    mine, theirs = f"owner_id={admin['id']}", f"owner_id={admin['user_id']}"
+    world.create_key(admin["user_id"])
+    signed = sign_admin_request(admin["key"], "GET", "/admin/api-keys", b"", query=mine)
+    # Re-targeted to another owner on the way: refused (and the nonce is not spent)
+    retargeted = signed_call(
+        None, admin["token"], path="/admin/api-keys", query=theirs, headers=signed
+    )
+    assert retargeted.status == 401
+    # Dropping the query is re-targeting too (it lists every owner's keys)
+    dropped = signed_call(None, admin["token"], path="/admin/api-keys", headers=signed)
+    assert dropped.status == 401
+    # As signed: done
+    response = signed_call(None, admin["token"], path="/admin/api-keys", query=mine, headers=signed)
+    assert response.status == 200
+    assert {key["owner_id"] for key in response.json()["keys"]} == {str(admin["id"])}
+
+
+def test_a_query_in_another_order_or_encoding_still_verifies(world, admin, monkeypatch):
+    # The canonical query is the decoded pairs, sorted: the client need not match byte for byte
+    _sign_routes(monkeypatch, "GET /admin/api-keys")
+    signed = sign_admin_request(
+        admin["key"], "GET", "/admin/api-keys", b"", query=[("owner_id", str(admin["id"]))]
+    )
+    query = f"owner_id={str(admin['id']).replace('-', '%2D')}"
+    response = signed_call(
+        None, admin["token"], path="/admin/api-keys", query=query, headers=signed
+    )
+    assert response.status == 200
+
+
+def test_a_signed_request_is_accepted_once(world, admin, monkeypatch):
+    _sign_routes(monkeypatch, "GET /admin/users")
+    signed = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    assert signed_call(None, admin["token"], headers=signed).status == 200
+    # The same bytes again, inside the time window: a replay
+    replayed = signed_call(None, admin["token"], headers=signed)
+    assert replayed.status == 401
+    assert world.audit_rows()[-1][4]["reason"] == "replayed_signature"
+    # A fresh signature (new nonce) for the same request is fine
+    assert signed_call(admin["key"], admin["token"]).status == 200
+
+
+def test_a_signed_request_is_refused_when_replays_cannot_be_recorded(world, admin, monkeypatch):
+    # Fail closed: without the record a captured request could be replayed
+    _sign_routes(monkeypatch, "GET /admin/users")
+    monkeypatch.setenv("WEBHOOK_NONCE_TABLE", "no-such-table")
+    from functions.shared.settings import get_settings
+
+    get_settings.cache_clear()
+    assert signed_call(admin["key"], admin["token"]).status == 503
 
 
 def test_stale_request_signature_is_refused(world, admin, monkeypatch):
     import time
 
-    from functions.shared.settings import get_settings
-
-    monkeypatch.setenv("ADMIN_SIGNED_ROUTES", "GET /admin/users")
-    get_settings.cache_clear()
+    _sign_routes(monkeypatch, "GET /admin/users")
     old = sign_admin_request(
         admin["key"], "GET", "/admin/users", b"", timestamp=int(time.time()) - 600
     )
-    assert admin_call(admin["key"], admin["token"], extra=old).status == 401
+    assert signed_call(None, admin["token"], headers=old).status == 401
+
+
+@pytest.mark.parametrize("path", ["/admin/users/", "/admin/users//", "/admin/users///"])
+def test_slash_variants_of_a_signed_route_still_need_the_signature(world, admin, monkeypatch, path):
+    _sign_routes(monkeypatch, "GET /admin/users")
+    # The resolver routes it like /admin/users, so it is that route's lock
+    assert admin_call(admin["key"], admin["token"], path=path).status == 401
+    assert signed_call(admin["key"], admin["token"], path=path).status == 200
+
+
+def test_a_signature_is_accepted_on_unsigned_routes_too(world, admin):
+    # A client may sign every admin request and never send its secret at all
+    assert signed_call(admin["key"], admin["token"]).status == 200
+
+
+def test_key_and_key_id_together_are_refused(world, admin):
+    signed = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    assert admin_call(admin["key"], admin["token"], extra=signed).status == 401
+
+
+def test_an_admin_key_with_another_admins_token_is_refused(world, admin):
+    # Given two admins, Alice (the fixture's) and Bob
+    bob = world.create_user("bob@example.com", role="admin")
+    bob_key = world.create_key(bob, scopes=("admin", "recalls:read"))
+    bob_token = world.token(bob, "admin")
+    # When one's key is paired with the other's token, either way round
+    for key, token in ((admin["key"], bob_token), (bob_key, admin["token"])):
+        response = admin_call(key, token)
+        # Then access is denied, without saying why
+        assert response.status == 403
+        assert response.json()["error"]["message"] == "Access denied."
+        assert world.audit_rows()[-1][4]["reason"] == "key_owner_mismatch"
+    # Each with their own pair still gets in
+    assert admin_call(bob_key, bob_token).status == 200
+    assert admin_call(admin["key"], admin["token"]).status == 200
+
+
+def test_a_signed_key_with_another_admins_token_is_refused(world, admin, monkeypatch):
+    _sign_routes(monkeypatch, "GET /admin/users")
+    bob = world.create_user("bob@example.com", role="admin")
+    assert signed_call(admin["key"], world.token(bob, "admin")).status == 403
 
 
 def test_unknown_admin_path_needs_the_locks_before_a_404(world, admin):

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from functions.api.middleware.admin_chain import sign_admin_request
+from functions.api.middleware.admin_chain import route_needs_signature, sign_admin_request
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from ops.webhook import signed_request
 from tests.integration.identity.conftest import ADMIN_IP
@@ -202,8 +202,13 @@ def credentials(world: Any, who: dict[str, Any], request: dict[str, Any]) -> dic
         headers["X-API-Key"] = who["user_key"]
     elif caller == "admin":
         source_ip = ADMIN_IP
-        headers |= {"X-API-Key": who["admin_key"], "Authorization": f"Bearer {who['admin_token']}"}
-        headers |= sign_admin_request(who["admin_key"], request["method"], request["path"], raw)
+        headers["Authorization"] = f"Bearer {who['admin_token']}"
+        if route_needs_signature(request["method"], request["path"]):
+            headers |= sign_admin_request(
+                who["admin_key"], request["method"], request["path"], raw, query=request["query"]
+            )
+        else:
+            headers["X-API-Key"] = who["admin_key"]
     elif caller == "webhook":
         headers |= signed_request(world.webhook_secret, raw)
     return {"headers": headers, "source_ip": source_ip}
