@@ -87,10 +87,14 @@ class NetworkAndDatabase(Construct):
         )
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
 
+        # The database's and the endpoints' groups, which hold the ingress rules that
+        # admit() adds: what a function's first connection must wait for.
+        self.answering_groups: list[ec2.SecurityGroup] = []
+
         def inbound_only(group_id: str, description: str) -> ec2.SecurityGroup:
             # The database and the endpoints only answer; no egress rule means
             # they cannot open a connection anywhere (CDK's default allows all).
-            return ec2.SecurityGroup(
+            group = ec2.SecurityGroup(
                 self,
                 group_id,
                 vpc=self.vpc,
@@ -98,6 +102,8 @@ class NetworkAndDatabase(Construct):
                 allow_all_outbound=False,
                 allow_all_ipv6_outbound=False,
             )
+            self.answering_groups.append(group)
+            return group
 
         self.vpc.add_gateway_endpoint(
             "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets]

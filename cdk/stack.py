@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from aws_cdk import Annotations, CfnResource, RemovalPolicy, Stack
+from aws_cdk import Annotations, RemovalPolicy, Stack
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -62,8 +62,16 @@ class BabyShieldStack(Stack):
             self,
             "Migration",
             function=self.functions.migrate,
-            after=[self.network.database, self.functions.security_groups["migrate"]],
+            # The groups' own rules too: the database's and the endpoints' groups hold
+            # the ingress rules that admit the migrate function.
+            after=[
+                self.network.database,
+                *self.network.answering_groups,
+                self.functions.security_groups["migrate"],
+            ],
         )
+        # New API code must not meet a schema its migrations have not reached yet.
+        self.functions.api.node.add_dependency(self.migration.trigger)
         rotation = {
             "rotate_db": self.functions.rotate_db,
             "rotate_jwt": self.functions.rotate_jwt,
@@ -171,7 +179,7 @@ class BabyShieldStack(Stack):
                 removal_policy=RemovalPolicy.RETAIN,
             )
             handler.add_property_override("LoggingConfig.LogGroup", group.log_group_name)
-            handler.add_dependency(cast(CfnResource, group.node.default_child))
+            handler.node.add_dependency(group)
 
 
 _RETENTION = {

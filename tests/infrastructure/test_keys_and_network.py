@@ -127,3 +127,25 @@ def test_migration_trigger_runs_the_migrate_function_after_the_database(
     assert trigger["Properties"]["HandlerArn"]["Ref"].startswith("FunctionsmigrateFunction")
     assert trigger["Properties"]["InvocationType"] == "RequestResponse"
     assert db_id in trigger["DependsOn"]
+    # And after every rule that lets the migrate function reach the database and the
+    # endpoints: the ingress rules on their groups, not only its own egress rules.
+    admitting = [
+        rule_id
+        for rule_id, rule in synthesized.resources("AWS::EC2::SecurityGroupIngress").items()
+        if rule["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0].startswith(
+            "FunctionsmigrateSecurityGroup"
+        )
+    ]
+    assert len(admitting) == 5  # PostgreSQL and the four interface endpoints
+    assert set(admitting) <= set(trigger["DependsOn"])
+
+
+def test_new_api_code_waits_for_the_migrations(synthesized: Synthesized):
+    (trigger_id,) = synthesized.resources("Custom::Trigger")
+    api = next(
+        function
+        for function in synthesized.resources("AWS::Lambda::Function").values()
+        if function["Properties"].get("FunctionName") == "babyshield-api"
+    )
+
+    assert trigger_id in api["DependsOn"]
