@@ -21,7 +21,9 @@ import random
 import socket
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,12 +93,31 @@ class IpSetSyncFailed(BlockError):
 # --- AWS clients ------------------------------------------------------------------
 
 
+# An API request's budget while /admin/blocks runs these operations (request_budget);
+# otherwise the responder's background budget.
+_request_budget: ContextVar[Timeouts | None] = ContextVar("blocks_request_budget", default=None)
+
+
+@contextmanager
+def request_budget(timeouts: Timeouts) -> Iterator[None]:
+    """Run block operations inside an API request: each AWS call fails within
+    `timeouts` (a 503 from the API), not the responder's budget of up to 100 s,
+    which would outlast API Gateway's 29 s."""
+    token = _request_budget.set(timeouts)
+    try:
+        yield
+    finally:
+        _request_budget.reset(token)
+
+
 def aws_client(service: str) -> Any:
     """One client per service, region, endpoint and retry budget, created on first use."""
-    # Timeouts short enough that a stuck call fails well inside the Lambda's timeout;
-    # the retry budget is a setting (the responder backs off on its own as well).
-    attempts = get_settings().aws_max_attempts
-    return cached_client(service, replace(BACKGROUND, max_attempts=attempts))
+    budget = _request_budget.get()
+    if budget is None:
+        # Timeouts short enough that a stuck call fails well inside the Lambda's timeout;
+        # the retry budget is a setting (the responder backs off on its own as well).
+        budget = replace(BACKGROUND, max_attempts=get_settings().aws_max_attempts)
+    return cached_client(service, budget)
 
 
 def _dynamodb() -> DynamoDBClient:
@@ -425,7 +446,8 @@ def read_cidrs(
     if not parameter:
         return fallback
     settings = get_settings()
-    provider = _ssm_provider(settings.region, settings.aws_endpoint_url, timeouts)
+    budget = timeouts or _request_budget.get()
+    provider = _ssm_provider(settings.region, settings.aws_endpoint_url, budget)
     try:
         raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
         return parse_cidrs(str(raw))

@@ -98,10 +98,12 @@ def _run(operation: Callable[[], T]) -> T:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from functions.shared import blocks
+    from functions.shared.aws_clients import REQUEST
     from functions.shared.observability import logger
 
     try:
-        return operation()
+        with blocks.request_budget(REQUEST):
+            return operation()
     except (ClientError, BotoCoreError) as exc:
         # The registry (DynamoDB) or WAF refused or could not be reached: the caller
         # may retry; what failed goes to the log, not to the answer.

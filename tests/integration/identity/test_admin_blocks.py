@@ -234,3 +234,35 @@ def test_an_unreachable_block_registry_is_a_503_not_a_500(world, admin, method, 
     assert response.status == 503
     assert response.json()["error"]["code"] == "service_unavailable"
     assert "dynamodb" not in response.body.lower()
+
+
+def test_block_calls_on_a_request_have_a_requests_time_budget(world, admin, monkeypatch):
+    """A stalled WAF or DynamoDB must be the API's 503, not API Gateway's 504: the
+    responder's budget (10 s reads, five attempts: up to 100 s a call) is not for it."""
+    from functions.shared import blocks
+    from functions.shared.aws_clients import REQUEST
+    from functions.shared.aws_clients import cached_client as real
+
+    blocks.clear_caches()
+    budgets = []
+
+    def recording(service, timeouts):
+        budgets.append((service, timeouts))
+        return real(service, timeouts)
+
+    monkeypatch.setattr(blocks, "cached_client", recording)
+    created = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.9"], "reason": "scanner"},
+    )
+
+    assert created.status == 201, created.body
+    assert {service for service, _ in budgets} >= {"dynamodb", "wafv2"}
+    assert {timeouts for _, timeouts in budgets} == {REQUEST}
+    # And outside a request the responder's budget is back
+    budgets.clear()
+    blocks.aws_client("dynamodb")
+    assert budgets[0][1] != REQUEST
