@@ -73,9 +73,11 @@ class AccessKeyRotator(Rotator):
         try:
             ctx.store.put_pending(ctx.secret_id, ctx.token, value)
         except Exception:
-            # Nobody will ever know this key's secret: give the slot back now rather
-            # than leave it for the next run.
-            self._delete_key(user, created["AccessKeyId"])
+            # An error does not prove the write failed (the answer may be what was
+            # lost): the key is given back only if no pending version holds it, else
+            # AWSPENDING would name a deleted key that no retry could test.
+            if not _pending_may_hold(ctx, created["AccessKeyId"]):
+                self._delete_key(user, created["AccessKeyId"])
             raise
 
     def set_secret(self, ctx: StepContext) -> None:
@@ -165,3 +167,13 @@ def _user_name(ctx: StepContext, version: SecretVersion) -> str:
     if not isinstance(user, str) or not user:
         raise RotationError(f"{ctx.spec.name}: version {version.version_id} names no UserName")
     return user
+
+
+
+def _pending_may_hold(ctx: StepContext, key_id: str) -> bool:
+    """Whether AWSPENDING may name `key_id`: yes unless a read shows it does not."""
+    try:
+        pending = ctx.pending()
+    except Exception:  # noqa: BLE001 - unknown: keep the key, the next run's cleanup decides
+        return True
+    return pending is not None and pending.value.get("AccessKeyId") == key_id

@@ -208,3 +208,28 @@ def test_a_new_key_whose_secret_cannot_be_stored_is_deleted_at_once(
     # And once Secrets Manager answers, the rotation completes normally.
     _driver_with(store, AccessKeyRotator()).rotate(NAME)
     assert len(_keys(partner_user.name)) == 2
+
+
+def test_a_stored_key_whose_answer_was_lost_is_kept_and_the_rotation_completes(
+    partner_user: PartnerUser,
+) -> None:
+    """An error after PutSecretValue reached Secrets Manager (the answer was lost):
+    the key is in AWSPENDING, so deleting it would leave a pending value no retry
+    could ever test. The failure is injected with a botocore after-call hook on a
+    dedicated client to the moto server; the write itself went through."""
+    client = boto3.client("secretsmanager")
+    lost = {"left": 1}
+
+    def lose_answer(**_: object) -> None:
+        if lost["left"] > 0:
+            lost["left"] -= 1
+            raise ConnectionError("read timeout")
+
+    client.meta.events.register("after-call.secrets-manager.PutSecretValue", lose_answer)
+    store = SecretStore(client, caller="test")
+
+    result = _driver_with(store, AccessKeyRotator()).rotate(NAME)
+
+    assert result.attempts["createSecret"] == 2
+    new_key = current_value(store, NAME)["AccessKeyId"]
+    assert _keys(partner_user.name)[new_key] == "Active"
