@@ -205,9 +205,17 @@ def rotate_via_service(
             SecretId=item.secret_name, ClientRequestToken=token, RotateImmediately=True
         )
     except (ClientError, BotoCoreError) as exc:
+        refused = f"RotateSecret refused: {error_code(exc) or exc}"
         if emergency:
-            store.clear_emergency(item.secret_name)
-        return Outcome(item.name, False, None, f"RotateSecret refused: {error_code(exc) or exc}")
+            try:
+                store.clear_emergency(item.secret_name)
+            except (ClientError, BotoCoreError) as untag:
+                # The refusal is the news; a tag left behind only needs removing.
+                refused += (
+                    f"; the {EMERGENCY_TAG} tag is still on the secret "
+                    f"({error_code(untag) or untag}): remove it"
+                )
+        return Outcome(item.name, False, None, refused)
     deadline = time.monotonic() + wait_seconds
     while True:
         metadata = store.describe(item.secret_name)

@@ -81,7 +81,11 @@ def current_secret() -> str:
             aws_access_key_id="local" if local else None,
             aws_secret_access_key="local" if local else None,  # pragma: allowlist secret
         )
-        value = client.get_secret_value(SecretId=settings.webhook_secret_id)["SecretString"]
+        # The stage is explicit (docs/ROTATION.md, "Known limits"): without it a
+        # rotated secret may answer with the version current before the promotion.
+        value = client.get_secret_value(
+            SecretId=settings.webhook_secret_id, VersionStage="AWSCURRENT"
+        )["SecretString"]
         return str(json.loads(value)["secret"])
     except Exception as exc:
         raise CommandError(

@@ -169,7 +169,6 @@ def _user_name(ctx: StepContext, version: SecretVersion) -> str:
     return user
 
 
-
 def _pending_may_hold(ctx: StepContext, key_id: str) -> bool:
     """Whether AWSPENDING may name `key_id`: yes unless a read shows it does not."""
     try:

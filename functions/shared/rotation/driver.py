@@ -158,6 +158,17 @@ class LocalRotationDriver:
         if in_progress is None and resume:
             # A new rotation here would surprise: an emergency one logs everyone out again.
             raise NothingToResume(f"{name}: nothing to resume: no version is AWSPENDING")
+        if (
+            emergency
+            and in_progress is not None
+            and metadata.tags.get(EMERGENCY_TAG) != in_progress
+        ):
+            # Its value was made before the incident and may have leaked with the rest.
+            raise RotationInProgress(
+                f"{name}: version {in_progress} was AWSPENDING before this emergency; "
+                "finish it with --resume (without --emergency) or cancel it, "
+                "then rotate with --emergency"
+            )
         token = in_progress if in_progress is not None else str(uuid.uuid4())
         if emergency:
             self.store.mark_emergency(item.secret_name, token)
@@ -187,7 +198,8 @@ class LocalRotationDriver:
                 "resume it instead of cancelling"
             )
         self.store.remove_stage(item.secret_name, PENDING, pending)
-        self.store.clear_emergency(item.secret_name)
+        if EMERGENCY_TAG in metadata.tags:
+            self.store.clear_emergency(item.secret_name)
         return pending
 
     def _left(self, item: SecretSpec, token: str) -> bool:

@@ -213,3 +213,44 @@ def test_verbose_shows_each_step_and_plain_runs_do_not(
     err = capsys.readouterr().err
     for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
         assert f'"step":"{step}"' in err
+
+
+def test_an_emergency_does_not_promote_a_value_made_before_it(
+    store: SecretStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A routine rotation stuck since before the incident: its pending value may have
+    leaked with the rest, so an emergency must not finish it."""
+    name = "jwt-signing-key"
+    seed_secret(store, spec(name), json.loads(generate_jwt_secret_value()))
+    with ctrl_c_after("createSecret"):
+        assert main(["rotate", name]) == 130
+    stale = pending(store, name)
+    capsys.readouterr()
+
+    assert main(["rotate", name, "--emergency", "--resume"]) == 1
+    said = capsys.readouterr()
+    assert "before this emergency" in said.out + said.err
+    assert pending(store, name) == stale
+    # The way out it names: cancel, then a fresh emergency rotation
+    assert main(["rotate", name, "--cancel"]) == 0
+    assert main(["rotate", name, "--emergency"]) == 0
+    assert store.read(spec(name).secret_name, stage="AWSCURRENT").version_id != stale  # type: ignore[union-attr]
+
+
+def test_cancelling_a_routine_rotation_needs_no_untag(
+    store: SecretStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No emergency tag, no UntagResource call: an on-call role without it can cancel."""
+    from botocore.exceptions import ClientError
+
+    name = "jwt-signing-key"
+    seed_secret(store, spec(name), json.loads(generate_jwt_secret_value()))
+    with ctrl_c_after("createSecret"):
+        assert main(["rotate", name]) == 130
+
+    def denied(self: SecretStore, secret_id: str) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "UntagResource")
+
+    monkeypatch.setattr(SecretStore, "clear_emergency", denied)
+    assert main(["rotate", name, "--cancel"]) == 0
+    assert pending(store, name) is None

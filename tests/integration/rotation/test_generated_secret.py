@@ -208,3 +208,14 @@ def test_a_secret_without_rotation_enabled_is_never_changed(aws: str, store: Sec
     with pytest.raises(RotationNotEnabled):
         lambda_handler(event, DriverContext(function_name="babyshield-rotate-iam"))
     assert current_value(store, NAME) == {"secret": "x"}
+
+
+def test_the_local_webhook_sender_signs_with_the_current_secret_after_a_rotation(
+    driver: LocalRotationDriver, store: SecretStore, webhook_secret: str
+) -> None:
+    from ops.webhook import current_secret
+
+    assert current_secret() == webhook_secret
+    driver.rotate("webhook-signing-secret", emergency=True)
+
+    assert current_secret() == str(current_value(store, "webhook-signing-secret")["secret"])
