@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import re
 import time
 from collections.abc import Callable
@@ -159,8 +160,30 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+# The deployed stack keeps the protected lists in SSM (cdk/waf.py) and names them in
+# its functions' environment; an on-call shell has no such variables.
+_DEPLOYED_PROTECTED_LISTS = {
+    "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
+    "NEVER_BLOCK_CIDRS_PARAMETER": names.NEVER_BLOCK_PARAMETER,
+}
+
+
+def _use_deployed_protected_lists() -> None:
+    """Against AWS, check blocks against the stack's own allowlist and never-block
+    list: without their parameter names the lists read empty, and a blocked admin
+    address would shut on-call out of the API, /admin/blocks included."""
+    settings = get_settings()
+    if settings.is_local or settings.aws_endpoint_url:
+        return  # the local stack's lists come from its environment
+    missing = {k: v for k, v in _DEPLOYED_PROTECTED_LISTS.items() if not os.environ.get(k)}
+    if missing:
+        os.environ.update(missing)
+        get_settings.cache_clear()
+
+
 def _block(args: argparse.Namespace) -> int:
     _validate_targets(args.targets)
+    _use_deployed_protected_lists()
     try:
         blocks.check_reason(args.reason)
     except blocks.InvalidReason as exc:

@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from functions.shared import names
 
@@ -175,6 +175,18 @@ class Settings(BaseModel):
                 raise ValueError("expected comma-separated name=value pairs")
             return {name.strip(): setting.strip() for name, setting in pairs}
         return value
+
+    @model_validator(mode="after")
+    def _per_alarm_expiry_within_bounds(self) -> Settings:
+        # As block_expiry_seconds is bounded: a negative duration would report a block
+        # that never holds, one above the cap would outlast it.
+        for alarm, seconds in self.block_expiry_by_alarm.items():
+            if not 60 <= seconds <= self.block_max_expiry_seconds:
+                raise ValueError(
+                    f"block_expiry_by_alarm: {alarm}={seconds} must be between 60 and "
+                    f"block_max_expiry_seconds ({self.block_max_expiry_seconds})"
+                )
+        return self
 
     @field_validator("admin_allowed_cidrs", mode="before")
     @classmethod

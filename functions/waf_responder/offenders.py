@@ -71,10 +71,15 @@ class _Tally:
 
 
 def _host(raw: str) -> IPNetwork | None:
+    # One spelling per host, as a manual block or unblock would write it: no IPv6
+    # zone id (which a target refuses, so no unblock could name the block) and an
+    # IPv4-mapped address as its IPv4 one (where the protected lists are checked).
     try:
-        address = ipaddress.ip_address(raw.strip())
+        address = ipaddress.ip_address(raw.strip().split("%", 1)[0])
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return ipaddress.ip_network((address, HOST_PREFIX[address.version]))
 
 

@@ -248,3 +248,41 @@ def test_list_never_prints_control_characters_from_the_registry(
         assert "\\x1b]0;owned\\x07" in out
     assert len(table.splitlines()) == 3
     assert len(table.splitlines()[2]) < 1000
+
+
+def test_against_aws_a_block_is_checked_against_the_deployed_protected_lists(
+    waf: WafResources,
+    aws: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An on-call shell names no *_PARAMETER variable; the stack keeps both lists in
+    SSM. Blocking the admin allowlist would shut on-call out of the API itself."""
+    import boto3
+
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=names.ADMIN_ALLOWLIST_PARAMETER, Value="192.0.2.0/24", Type="String")
+    ssm.put_parameter(Name=names.NEVER_BLOCK_PARAMETER, Value="198.51.100.0/24", Type="String")
+    for variable in (
+        "ADMIN_ALLOWED_CIDRS",
+        "ADMIN_ALLOWED_CIDRS_PARAMETER",
+        "NEVER_BLOCK_CIDRS",
+        "NEVER_BLOCK_CIDRS_PARAMETER",
+        "BABYSHIELD_ENV",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    # "AWS": no AWS_ENDPOINT_URL for the settings to see; botocore's per-service
+    # endpoint variables still lead each client to the moto server.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    for service in ("SSM", "DYNAMODB", "WAFV2"):
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", aws)
+    clear_caches()
+
+    for target in ("192.0.2.10", "198.51.100.7"):
+        code = main(["waf", "block", target, "--reason", "typo", "--by", "bob"])
+        assert code == 1
+        assert "it is never blocked" in capsys.readouterr().err
+    assert ip_set_addresses(waf, 4) == []
+    # An address on neither list is blocked as before
+    assert main(["waf", "block", "203.0.113.7", "--reason", "scan", "--by", "bob"]) == 0
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]

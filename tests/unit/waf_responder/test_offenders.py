@@ -61,3 +61,19 @@ def test_failed_sign_ins_count_only_the_failure_event() -> None:
     assert [(str(o.network), o.requests, o.last_seen) for o in offenders] == [
         ("198.51.100.4/32", 3, 7)
     ]
+
+
+def test_a_zone_id_or_an_ipv4_mapped_spelling_counts_as_the_plain_address() -> None:
+    """One registry key per host, the one a manual unblock can name: a target with a
+    zone id is refused, and the protected lists are checked on the IPv4 address."""
+    records = [
+        waf_record("2001:db8::7%eth0"),
+        waf_record("2001:db8::7"),
+        waf_record("::ffff:203.0.113.7"),
+        waf_record("203.0.113.7"),
+    ]
+    offenders, _ = aggregate_waf_records(records, threshold=2)
+    assert sorted((str(o.network), o.requests) for o in offenders) == [
+        ("2001:db8::7/128", 2),
+        ("203.0.113.7/32", 2),
+    ]
