@@ -4,7 +4,8 @@ Read with a plain botocore client (never Powertools' cached provider, whose cach
 key ignores VersionStage). Consumers that accept both versions during a
 rotation's grace window (JWT keys, webhook secrets) share this cache; when the
 rotation removes AWSPREVIOUS, the old version stops being accepted as soon as
-the cache entry expires.
+the cache entry expires. A new AWSCURRENT is picked up sooner: the first token
+or signature that no cached version matches reloads the entry (`refresh()`).
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ class SecretVersionsCache:
     """Per-process cache of secret versions with a maximum age.
 
     `refresh()` lets a caller that met an unknown version (a token signed with a
-    key this instance has not seen yet) reload early, but never more often than
-    `min_refresh_seconds`, so garbage input cannot turn into a Secrets Manager
-    call per request.
+    key this instance has not seen yet, a webhook signed with a new secret)
+    reload early. Those miss-driven reloads are rate-limited on their own clock,
+    one per `min_refresh_seconds` per secret, so garbage input cannot turn into
+    a Secrets Manager call per request, while an ordinary load on expiry never
+    holds back the first miss after it.
     """
 
     def __init__(
@@ -91,6 +94,8 @@ class SecretVersionsCache:
         self._clock = clock
         self._min_refresh = min_refresh_seconds
         self._entries: dict[str, _Entry] = {}
+        # When each secret's last miss-driven reload started; ordinary loads do not count.
+        self._refreshed_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def get(self, secret_id: str, max_age: float) -> SecretVersions:
@@ -100,15 +105,28 @@ class SecretVersionsCache:
         return self._load(secret_id, max_age)
 
     def refresh(self, secret_id: str) -> SecretVersions | None:
-        """Reload now unless the entry is younger than the minimum refresh interval."""
-        entry = self._entries.get(secret_id)
-        if entry is not None and self._clock() - entry.loaded_at < self._min_refresh:
-            return None
-        return self._load(secret_id, self._min_refresh)
+        """Reload now, unless a miss already reloaded this secret in the last interval.
+
+        Inside the interval the cached versions come back without a call (None if
+        there are none): they may be newer than the caller's, when another thread's
+        miss reloaded them a moment ago. The interval is counted from the start of
+        the last attempt, a failed one included, so an outage is not called harder.
+        """
+        with self._lock:
+            now = self._clock()
+            last = self._refreshed_at.get(secret_id)
+            if last is not None and now - last < self._min_refresh:
+                entry = self._entries.get(secret_id)
+                return None if entry is None else entry.versions
+            self._refreshed_at[secret_id] = now
+            versions = self._loader(secret_id)
+            self._entries[secret_id] = _Entry(versions, self._clock())
+            return versions
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._refreshed_at.clear()
 
     def _load(self, secret_id: str, max_age: float) -> SecretVersions:
         with self._lock:

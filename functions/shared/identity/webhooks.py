@@ -5,7 +5,9 @@ A message carries `webhook-id`, `webhook-timestamp` (Unix seconds) and
 `<id>.<timestamp>.<body>`, keyed by the secret's bytes (`whsec_<base64>`).
 Several entries let a sender sign with old and new secrets during a rotation;
 several secrets here let this receiver accept both sides of its own rotation
-(AWSCURRENT and AWSPREVIOUS of the webhook secret).
+(AWSCURRENT and AWSPREVIOUS of the webhook secret). A signature that none of
+the cached secrets matches reloads them once (rate-limited by the cache), so a
+secret that became AWSCURRENT a moment ago is accepted at once.
 
 The body is verified as raw bytes before anything parses it. Replays inside
 the tolerance window are stopped by recording each `webhook-id` in DynamoDB
@@ -22,12 +24,16 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from functions.shared import names
 from functions.shared.identity import aws
-from functions.shared.identity.secret_versions import SecretVersionsCache, secret_cache
+from functions.shared.identity.secret_versions import (
+    SecretVersions,
+    SecretVersionsCache,
+    secret_cache,
+)
 from functions.shared.settings import get_settings
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format prefix, not a secret
@@ -98,7 +104,7 @@ def _signatures(header: str) -> list[bytes]:
 def verify_webhook(
     headers: Mapping[str, str],
     body: bytes,
-    keys: Sequence[bytes] | Callable[[], Sequence[bytes]],
+    keys: Iterable[bytes] | Callable[[], Iterable[bytes]],
     *,
     tolerance_seconds: int,
     now: float | None = None,
@@ -106,7 +112,9 @@ def verify_webhook(
     """Check id, timestamp and signature; WebhookRejected(reason) on any failure.
 
     `keys` may be a callable: it is called only once the headers are well formed
-    and fresh, so junk requests never cost a secret lookup.
+    and fresh, so junk requests never cost a secret lookup. Keys read from the
+    secret (a `WebhookKeyRing`) get a second chance when no signature matches:
+    the secret may have rotated since this instance cached it.
     """
     message_id = _header(headers, "webhook-id")
     timestamp_text = _header(headers, "webhook-timestamp")
@@ -124,22 +132,66 @@ def verify_webhook(
     offered = _signatures(signature_header)
     if not offered:
         raise WebhookRejected("invalid_signature_header")
+    live = keys() if callable(keys) else keys
+    if not _any_matches(live, offered, message_id, timestamp, body):
+        newer = live.refreshed() if isinstance(live, WebhookKeyRing) else None
+        if newer is None or not _any_matches(newer, offered, message_id, timestamp, body):
+            raise WebhookRejected("bad_signature")
+    return VerifiedWebhook(message_id, timestamp)
+
+
+def _any_matches(
+    keys: Iterable[bytes], offered: Sequence[bytes], message_id: str, timestamp: int, body: bytes
+) -> bool:
     matched = False
-    for key in keys() if callable(keys) else keys:
+    for key in keys:
         expected = base64.b64decode(sign(key, message_id, timestamp, body).partition(",")[2])
         for candidate in offered:
             # Every comparison runs; no early exit tells which secret or entry matched.
             matched |= hmac.compare_digest(expected, candidate)
-    if not matched:
-        raise WebhookRejected("bad_signature")
-    return VerifiedWebhook(message_id, timestamp)
+    return matched
 
 
-def live_webhook_keys(cache: SecretVersionsCache | None = None) -> list[bytes]:
-    """HMAC keys of the webhook secret's AWSCURRENT and AWSPREVIOUS versions."""
-    settings = get_settings()
-    cache = cache or secret_cache
-    versions = cache.get(settings.webhook_secret_id, settings.secret_cache_seconds)
+@dataclass(frozen=True)
+class WebhookKeyRing:
+    """The HMAC keys of the webhook secret's live versions, as this instance cached them.
+
+    Iterates as the keys, AWSCURRENT first. Its `refreshed()` is the reload on a
+    miss that JWT verification does on an unknown kid.
+    """
+
+    secret_id: str
+    versions: SecretVersions
+    keys: tuple[bytes, ...] = field(repr=False)
+    cache: SecretVersionsCache = field(repr=False, compare=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def refreshed(self) -> WebhookKeyRing | None:
+        """The keys after an early reload, or None if no other version can be had now.
+
+        A sender signs with the new secret as soon as a rotation makes it
+        AWSCURRENT; until this instance's cache expires, only a reload lets it
+        accept those messages. The cache limits these reloads (once per 5 s per
+        secret), so forged signatures cannot become a Secrets Manager call each.
+        """
+        versions = self.cache.refresh(self.secret_id)
+        if versions is None or _version_ids(versions) == _version_ids(self.versions):
+            return None
+        return _key_ring(self.secret_id, versions, self.cache)
+
+
+def _version_ids(versions: SecretVersions) -> tuple[str, ...]:
+    return tuple(version.version_id for version in versions.live())
+
+
+def _key_ring(
+    secret_id: str, versions: SecretVersions, cache: SecretVersionsCache
+) -> WebhookKeyRing:
     keys = []
     for version in versions.live():
         try:
@@ -147,7 +199,15 @@ def live_webhook_keys(cache: SecretVersionsCache | None = None) -> list[bytes]:
         except (ValueError, KeyError, TypeError):
             # A malformed old version must not take the current one down with it.
             continue
-    return keys
+    return WebhookKeyRing(secret_id, versions, tuple(keys), cache)
+
+
+def live_webhook_keys(cache: SecretVersionsCache | None = None) -> WebhookKeyRing:
+    """HMAC keys of the webhook secret's AWSCURRENT and AWSPREVIOUS versions."""
+    settings = get_settings()
+    cache = cache or secret_cache
+    versions = cache.get(settings.webhook_secret_id, settings.secret_cache_seconds)
+    return _key_ring(settings.webhook_secret_id, versions, cache)
 
 
 class WebhookReplayed(Exception):

@@ -215,3 +215,29 @@ def test_failed_upsert_releases_the_id_for_the_senders_retry(world, monkeypatch)
     monkeypatch.setattr(store, "upsert_recall", real)
     assert post(body, headers).status == 200
     assert world.recall_count() == 1
+
+
+def test_new_secret_is_accepted_by_a_warm_instance_right_after_rotation(world, caplog):
+    # Given an instance that verified a webhook just before the secret rotated
+    from tests.support.logs import json_log_lines
+
+    first = event(source_id="CPSC-26-001")
+    assert post(first, signed_headers(world.webhook_secret, first)).status == 200
+    new = rotate_webhook_secret()
+    # When the sender signs with the new secret (this instance's cache is still warm)
+    body = event(source_id="CPSC-26-002")
+    # Then the message is accepted at once, not a minute later
+    assert post(body, signed_headers(new, body)).status == 200
+    assert world.recall_count() == 2
+    # And a forged message is refused and audited as before
+    forged = event(source_id="CPSC-26-003")
+    headers = signed_headers(world.webhook_secret, forged)
+    headers["webhook-signature"] = signed_headers(new, event())["webhook-signature"]
+    assert post(forged, headers).status == 401
+    assert world.recall_count() == 2
+    refusals = [
+        line.get("reason")
+        for line in json_log_lines(caplog)
+        if line.get("auth_event") == "webhook_failed"
+    ]
+    assert refusals == ["bad_signature"]

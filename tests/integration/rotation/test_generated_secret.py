@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from functions.shared.identity import webhooks
-from functions.shared.identity.secret_versions import SecretVersionsCache
+from functions.shared.identity.secret_versions import (
+    SecretVersions,
+    SecretVersionsCache,
+    load_secret_versions,
+)
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver
 from functions.shared.rotation.store import SecretStore
@@ -219,3 +225,106 @@ def test_the_local_webhook_sender_signs_with_the_current_secret_after_a_rotation
     driver.rotate("webhook-signing-secret", emergency=True)
 
     assert current_secret() == str(current_value(store, "webhook-signing-secret")["secret"])
+
+
+class _ManualClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _CountingLoader:
+    """The real Secrets Manager read, counted."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def __call__(self, secret_id: str) -> SecretVersions:
+        self.loads += 1
+        return load_secret_versions(secret_id)
+
+
+@dataclass
+class _WarmVerifier:
+    """One API instance's webhook verifier: its own 60 s cache, a clock the test moves."""
+
+    clock: _ManualClock
+    loader: _CountingLoader
+    cache: SecretVersionsCache
+
+    def refusal(self, secret: str, message_id: str = "msg-1") -> str | None:
+        """Why a message signed with `secret` is refused, or None when it is accepted."""
+        headers, body = _signed(secret, message_id)
+        try:
+            webhooks.verify_webhook(
+                headers,
+                body,
+                lambda: webhooks.live_webhook_keys(self.cache),
+                tolerance_seconds=300,
+            )
+        except webhooks.WebhookRejected as rejected:
+            return rejected.reason
+        return None
+
+
+@pytest.fixture
+def warm_verifier(webhook_secret: str, monkeypatch: pytest.MonkeyPatch) -> _WarmVerifier:
+    """A verifier that has just verified a webhook, so its cache holds the secret as it is."""
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "60")
+    get_settings.cache_clear()
+    clock, loader = _ManualClock(), _CountingLoader()
+    verifier = _WarmVerifier(clock, loader, SecretVersionsCache(loader=loader, clock=clock))
+    assert verifier.refusal(webhook_secret) is None
+    assert loader.loads == 1
+    return verifier
+
+
+def test_a_warm_instance_accepts_the_new_secret_at_once_after_a_scheduled_rotation(
+    driver: LocalRotationDriver,
+    store: SecretStore,
+    webhook_secret: str,
+    warm_verifier: _WarmVerifier,
+) -> None:
+    """Protects zero downtime: no webhook signed with the new secret is refused by an
+    instance whose cache was filled before the rotation."""
+    # Given an instance that verified a webhook moments before a scheduled rotation
+    driver.rotate(NAME)
+    new_secret = str(current_value(store, NAME)["secret"])
+    # When the sender signs with the new secret during the next minute
+    # Then every message is accepted, and so are those still signed with the old one
+    refusals = {}
+    for after in (10, 30, 59, 60):
+        warm_verifier.clock.now = 1000 + after
+        refusals[after] = (
+            warm_verifier.refusal(new_secret),
+            warm_verifier.refusal(webhook_secret),
+        )
+    assert refusals == dict.fromkeys((10, 30, 59, 60), (None, None))
+
+
+def test_forged_webhooks_after_a_rotation_cost_one_secret_read_per_five_seconds(
+    driver: LocalRotationDriver,
+    store: SecretStore,
+    webhook_secret: str,
+    warm_verifier: _WarmVerifier,
+) -> None:
+    """Protects Secrets Manager: bad signatures cannot force a read per request."""
+    # Given a warm instance and a rotation it has not seen yet
+    driver.rotate(NAME)
+    new_secret = str(current_value(store, NAME)["secret"])
+    forged = json.loads(webhooks.generate_webhook_secret_value())["secret"]
+    # When forged messages arrive five times a second for ten seconds
+    refusals = []
+    for step in range(50):
+        warm_verifier.clock.now = 1001 + step * 0.2
+        refusals.append(warm_verifier.refusal(forged, f"forged-{step}"))
+    # Then all are refused as before, the whole flood cost two reads, and the first
+    # of them already brought the new secret in
+    assert refusals == ["bad_signature"] * 50
+    assert warm_verifier.loader.loads == 1 + 2
+    assert warm_verifier.refusal(new_secret) is None
+    assert warm_verifier.loader.loads == 1 + 2

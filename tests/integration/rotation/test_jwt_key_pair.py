@@ -102,3 +102,40 @@ def test_a_bootstrap_placeholder_is_replaced_by_a_real_key_pair(store: SecretSto
     seed_secret(store, spec(NAME), {"kind": "jwt-signing-key", "bootstrap": "x" * 32})
     LocalRotationDriver(store=store).rotate(NAME)
     assert _verifies(_issue())
+
+
+class _ManualClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("after_load", [0.5, 2.0, 3.9])
+def test_a_warm_instance_accepts_a_token_signed_right_after_a_rotation(
+    store: SecretStore,
+    jwt_secret: None,
+    driver: LocalRotationDriver,
+    monkeypatch: pytest.MonkeyPatch,
+    after_load: float,
+) -> None:
+    """Protects zero downtime for sign-in: an instance that loaded its keys just before a
+    rotation still accepts a token another instance signs with the new key."""
+    from functions.shared.settings import get_settings
+
+    # Given instance A, which loaded the keys (60 s cache) to sign a token just now
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "60")
+    get_settings.cache_clear()
+    clock = _ManualClock()
+    instance_a = JwtKeyStore(spec(NAME).secret_name, cache=SecretVersionsCache(clock=clock))
+    issue_access_token(uuid.uuid4(), "user", keys=instance_a)
+    # When the key rotates and instance B, starting cold, signs with the new key
+    result = driver.rotate(NAME)
+    token = _issue()
+    from jwt import get_unverified_header
+
+    assert get_unverified_header(token)["kid"] == result.version_id
+    # Then instance A accepts it at once, not only after its last load is 5 s old
+    clock.now += after_load
+    verify_access_token(token, keys=instance_a)

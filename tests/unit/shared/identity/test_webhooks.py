@@ -9,7 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
-from functions.shared.identity.secret_versions import SecretVersionsCache
+from functions.shared.identity.secret_versions import (
+    SecretVersion,
+    SecretVersions,
+    SecretVersionsCache,
+)
 from functions.shared.identity.webhooks import (
     VerifiedWebhook,
     WebhookRejected,
@@ -196,3 +200,95 @@ def test_expired_claim_record_does_not_block_the_id(identity_env):
     claim_message_id(message, now=now)
     # Then after the window it may be claimed (the timestamp check refuses real replays)
     claim_message_id(message, now=now + TOLERANCE + 120)
+
+
+class _ManualClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _RotatingSecret:
+    """The webhook secret as a warm instance's loader sees it: rotatable, reads counted."""
+
+    def __init__(self) -> None:
+        self.secrets = [json.loads(generate_webhook_secret_value())["secret"]]
+        self.loads = 0
+
+    def rotate(self) -> str:
+        self.secrets.append(json.loads(generate_webhook_secret_value())["secret"])
+        return str(self.secrets[-1])
+
+    def __call__(self, secret_id: str) -> SecretVersions:
+        self.loads += 1
+        version = len(self.secrets)
+        current = SecretVersion(f"v{version}", json.dumps({"secret": self.secrets[-1]}))
+        previous = None
+        if version > 1:
+            previous = SecretVersion(f"v{version - 1}", json.dumps({"secret": self.secrets[-2]}))
+        return SecretVersions(current, previous)
+
+
+def _warm_verifier() -> tuple[_RotatingSecret, _ManualClock, SecretVersionsCache]:
+    """A verifier whose cache (60 s) was filled by the message it verified just now."""
+    source, clock = _RotatingSecret(), _ManualClock()
+    cache = SecretVersionsCache(loader=source, clock=clock)
+    _verify(source.secrets[0], cache)
+    assert source.loads == 1
+    return source, clock, cache
+
+
+def _verify(secret: str, cache: SecretVersionsCache) -> VerifiedWebhook:
+    return verify_webhook(
+        reference_headers(secret, BODY),
+        BODY,
+        lambda: live_webhook_keys(cache),
+        tolerance_seconds=TOLERANCE,
+    )
+
+
+@pytest.mark.parametrize("after", [0.5, 10, 30, 59])
+def test_a_warm_verifier_accepts_a_secret_rotated_in_after_its_cache_filled(after):
+    """Protects zero downtime: no webhook signed with a newly rotated secret is refused."""
+    # Given a verifier whose cache holds the secret as it was before a rotation
+    source, clock, cache = _warm_verifier()
+    new = source.rotate()
+    clock.now += after
+    # When a message signed with the new secret arrives
+    # Then it is accepted after one early reload, and the old secret still verifies
+    assert _verify(new, cache).message_id == "msg_1"
+    assert _verify(source.secrets[0], cache).message_id == "msg_1"
+    assert source.loads == 2
+
+
+def test_forged_messages_cost_at_most_one_secret_read_per_interval():
+    """Protects Secrets Manager: a flood of bad signatures cannot force a read per request."""
+    # Given a warm verifier
+    source, clock, cache = _warm_verifier()
+    forged = json.loads(generate_webhook_secret_value())["secret"]
+    # When forged messages arrive ten times a second for ten seconds
+    for step in range(100):
+        clock.now = 1000.5 + step * 0.1
+        # Then every one is refused exactly as before
+        with pytest.raises(WebhookRejected) as refused:
+            _verify(forged, cache)
+        assert refused.value.reason == "bad_signature"
+    # And they cost one reload per 5 s, not one per message
+    assert source.loads == 1 + 2
+
+
+def test_a_message_that_still_fails_after_the_reload_is_refused():
+    """Protects the refusal: a reload that brings a new secret does not weaken the check."""
+    source, clock, cache = _warm_verifier()
+    source.rotate()
+    clock.now += 1
+    forged = json.loads(generate_webhook_secret_value())["secret"]
+    with pytest.raises(WebhookRejected) as refused:
+        _verify(forged, cache)
+    assert refused.value.reason == "bad_signature"
+    # The reload happened, and a message signed with the new secret needs no other
+    assert source.loads == 2
+    _verify(source.secrets[-1], cache)
+    assert source.loads == 2
