@@ -3,6 +3,8 @@
 The command calls the same operations as the responder (functions/shared/blocks.py):
 the registry changes first, then both IP sets are synced to it, so a block made
 here looks exactly like one the responder made, and an unblock takes effect at once.
+If the IP sets cannot be synced then, the change is still made (and audited): the
+command says it is pending, and the sweep applies it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import getpass
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -125,6 +128,15 @@ def _call_aws(operation: Callable[[], T]) -> T:
         raise CommandError(f"AWS call failed: {type(exc).__name__}") from exc
 
 
+def _warn_pending(result: blocks.ChangeResult) -> None:
+    if result.pending:
+        print(
+            f"warning: the WAF IP sets were not updated ({_shown(result.sync_error)}); "
+            "the registry holds the change and the sweep applies it within "
+            f"{blocks.SWEEP_PERIOD_MINUTES} minutes (so does any later block or unblock)"
+        )
+
+
 def _warn_left_out(report: blocks.SyncReport) -> None:
     if report.left_out:
         print(
@@ -148,7 +160,7 @@ def _list(args: argparse.Namespace) -> int:
             (
                 _host_text(b),
                 _when(b.blocked_until),
-                _remaining(b.blocked_until, now),
+                "released" if b.released else _remaining(b.blocked_until, now),
                 _shown(b.alarm),
                 b.offences,
                 b.requests,
@@ -168,22 +180,36 @@ _DEPLOYED_PROTECTED_LISTS = {
 }
 
 
-def _use_deployed_protected_lists() -> None:
+@contextmanager
+def _deployed_protected_lists() -> Iterator[None]:
     """Against AWS, check blocks against the stack's own allowlist and never-block
     list: without their parameter names the lists read empty, and a blocked admin
-    address would shut on-call out of the API, /admin/blocks included."""
+    address would shut on-call out of the API, /admin/blocks included.
+
+    For this command only: the names are gone from the environment afterwards, so a
+    process that runs more (the tests, an in-process caller) keeps its own settings.
+    """
     settings = get_settings()
-    if settings.is_local or settings.aws_endpoint_url:
-        return  # the local stack's lists come from its environment
-    missing = {k: v for k, v in _DEPLOYED_PROTECTED_LISTS.items() if not os.environ.get(k)}
-    if missing:
-        os.environ.update(missing)
+    missing = (
+        {}  # the local stack's lists come from its environment
+        if settings.is_local or settings.aws_endpoint_url
+        else {k: v for k, v in _DEPLOYED_PROTECTED_LISTS.items() if not os.environ.get(k)}
+    )
+    if not missing:
+        yield
+        return
+    os.environ.update(missing)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name in missing:
+            os.environ.pop(name, None)
         get_settings.cache_clear()
 
 
 def _block(args: argparse.Namespace) -> int:
     _validate_targets(args.targets)
-    _use_deployed_protected_lists()
     try:
         blocks.check_reason(args.reason)
     except blocks.InvalidReason as exc:
@@ -192,17 +218,25 @@ def _block(args: argparse.Namespace) -> int:
             hint=f"one line of at most {blocks.MAX_REASON_LENGTH} characters, "
             'e.g. --reason "credential stuffing"',
         ) from exc
-    result = _call_aws(
-        lambda: blocks.block(
-            args.targets, reason=args.reason, duration_seconds=args.duration, actor=args.by
+    with _deployed_protected_lists():
+        result = _call_aws(
+            lambda: blocks.block(
+                args.targets, reason=args.reason, duration_seconds=args.duration, actor=args.by
+            )
         )
-    )
     if args.json:
-        print_json({"blocked": [_block_json(b) for b in result.changed]})
+        print_json(
+            {
+                "blocked": [_block_json(b) for b in result.changed],
+                "pending": result.pending,
+                "sync_error": result.sync_error,
+            }
+        )
         return 0
     for b in result.changed:
         print(f"blocked {_host_text(b)} until {_when(b.blocked_until)}")
     print(f"undo: babyshield waf unblock {' '.join(_host_text(b) for b in result.changed)}")
+    _warn_pending(result)
     _warn_left_out(result.sync)
     return 0
 
@@ -220,11 +254,20 @@ def _unblock(args: argparse.Namespace) -> int:
                 "unblocked": [_block_json(b) for b in result.changed],
                 "not_blocked": result.not_found,
                 "covered_by": result.covered_by,
+                "pending": result.pending,
+                "sync_error": result.sync_error,
             }
         )
     else:
         for b in result.changed:
             print(f"unblocked {_host_text(b)} (was: {_shown(b.reason)})")
+            covering = result.covered_by.get(b.ip)
+            if covering:
+                print(
+                    f"warning: {b.ip} is still refused at the WAF: it is inside the blocked "
+                    f"{', '.join(covering)}; only unblocking that network lets it through"
+                )
+        _warn_pending(result)
         for ip in result.not_found:
             covering = result.covered_by.get(ip)
             if covering:
@@ -235,14 +278,22 @@ def _unblock(args: argparse.Namespace) -> int:
                 )
             else:
                 print(f"not blocked: {ip}")
+    wider = sorted({n for networks in result.covered_by.values() for n in networks})
     if not result.changed:
-        wider = sorted({n for networks in result.covered_by.values() for n in networks})
         hint = (
             f"babyshield waf unblock {' '.join(wider)}"
             if wider
             else "babyshield waf list shows live blocks"
         )
         raise CommandError("nothing was unblocked", hint=hint)
+    still = sorted(b.ip for b in result.changed if b.ip in result.covered_by)
+    if still:
+        # Unblocked, yet the WAF refuses it: not the outcome asked for.
+        raise CommandError(
+            f"{', '.join(still)} unblocked, but still refused at the WAF by a wider block",
+            hint="babyshield waf unblock "
+            + " ".join(sorted({n for ip in still for n in result.covered_by[ip]})),
+        )
     return 0
 
 

@@ -51,6 +51,13 @@ MAX_SYNC_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 PROTECTED_LIST_CACHE_SECONDS = 300
+# An unblocked address's row stays as a release marker this long: far past any alarm
+# window (the offender window or the alarm period: minutes), inside which the evidence
+# the operator cleared could be read again.
+RELEASE_MEMORY_SECONDS = 24 * 3600
+# The sweep's schedule (cdk/detection.py): a change the IP sets could not take at once
+# reaches them within this, or at any earlier block or unblock.
+SWEEP_PERIOD_MINUTES = 5
 # A reason is printed in `babyshield waf list` and the on-call message: a sentence,
 # not a document.
 MAX_REASON_LENGTH = 500
@@ -88,6 +95,20 @@ class ProtectedListUnavailable(BlockError):
 
 class IpSetSyncFailed(BlockError):
     pass
+
+
+class RegistryWriteFailed(BlockError):
+    """The registry failed partway through one change: the rows in `written_keys` were
+    written (their changes took effect and are audited: `changed`), the rest were not.
+    Repeating the change is safe: a live block re-applied is not a new offence."""
+
+    def __init__(self, written_keys: frozenset[str], total: int):
+        super().__init__(
+            f"the block registry failed after {len(written_keys)} of {total} writes: "
+            "those took effect; repeat the command for the rest (it is safe to repeat)"
+        )
+        self.written_keys = written_keys
+        self.changed: list[Block] = []
 
 
 # --- AWS clients ------------------------------------------------------------------
@@ -133,11 +154,34 @@ def _wafv2() -> WAFV2Client:
 # --- Addresses --------------------------------------------------------------------
 
 
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 2.5.5.2) name IPv4 clients. Kept
+# as IPv6 they would slip past IPv4 protected ranges and the IPv4 minimum prefix, and
+# Python spells them differently by version (3.13 `::ffff:203.0.113.7`, 3.11
+# `::ffff:cb00:7107`), so one block would have two registry keys.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_IPV4_MAPPED_TAG = 0xFFFF
+
+
+def canonical_network(network: IPNetwork) -> IPNetwork:
+    """The one spelling of a network: IPv4-mapped IPv6 as its IPv4 network, an IPv6
+    zone id dropped. Everything that names a block (targets, offenders, registry rows
+    read back) goes through it, so one network has one registry key on every Python."""
+    if not isinstance(network, ipaddress.IPv6Network):
+        return network
+    start = int(network.network_address)
+    if network.prefixlen >= 96 and start >> 32 == _IPV4_MAPPED_TAG:
+        return ipaddress.IPv4Network((start & 0xFFFF_FFFF, network.prefixlen - 96))
+    if network.network_address.scope_id is not None:
+        return ipaddress.IPv6Network((start, network.prefixlen))
+    return network
+
+
 def parse_target(text: str) -> IPNetwork:
     """An address or CIDR an operator (or a log line) names, as a network.
 
-    A bare address is a host (`/32`, `/128`); a CIDR with host bits set or wider
-    than MIN_PREFIX is refused with a message saying why.
+    A bare address is a host (`/32`, `/128`); an IPv4-mapped IPv6 one is the IPv4
+    network it names; a CIDR with host bits set, wider than MIN_PREFIX, or covering
+    more than the IPv4-mapped range is refused with a message saying why.
     """
     raw = text.strip()
     _refuse_zone_id(raw)
@@ -152,6 +196,14 @@ def parse_target(text: str) -> IPNetwork:
         raise InvalidTarget(
             f"{raw!r} has host bits set: the network is {meant}; name that, or one address"
         ) from exc
+    if isinstance(network, ipaddress.IPv6Network) and (
+        network.prefixlen < _IPV4_MAPPED.prefixlen and _IPV4_MAPPED.subnet_of(network)
+    ):
+        raise InvalidTarget(
+            f"{network} covers every IPv4-mapped address ({_IPV4_MAPPED}); "
+            "block IPv4 clients by their IPv4 networks"
+        )
+    network = canonical_network(network)
     if network.prefixlen < MIN_PREFIX[network.version]:
         raise InvalidTarget(
             f"{network} is wider than /{MIN_PREFIX[network.version]}; "
@@ -277,6 +329,14 @@ class Block:
     requests: int = 0
     event_id: str | None = None
     actor: str | None = None
+    # Set when an operator unblocked it. The row stays, offences reset to 0, as the
+    # marker that what was seen of the address up to then is cleared: the responder
+    # does not block it again on that evidence (waf_responder/decide.py).
+    released_at: int | None = None
+    released_by: str | None = None
+    # The partition key the row is stored under (None until read back). Rows written
+    # before networks were canonical can differ from `ip`; they are deleted by this.
+    key: str | None = field(default=None, compare=False)
 
     @property
     def ip(self) -> str:
@@ -286,8 +346,12 @@ class Block:
     def version(self) -> int:
         return self.network.version
 
+    @property
+    def released(self) -> bool:
+        return self.released_at is not None
+
     def is_live(self, now: float) -> bool:
-        return self.blocked_until > now
+        return not self.released and self.blocked_until > now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -303,10 +367,15 @@ class Block:
             "requests": self.requests,
             "event_id": self.event_id,
             "actor": self.actor,
+            "released_at": self.released_at,
+            "released_by": self.released_by,
         }
 
 
 def _to_item(block: Block, memory_seconds: int) -> dict[str, Any]:
+    """The row for a block; its TTL is `memory_seconds` after the block ends (or after
+    its release)."""
+    ends = block.blocked_until if block.released_at is None else block.released_at
     item: dict[str, Any] = {
         # The stack's tables share one partition key name; `ip` is kept readable too.
         KEY_ATTRIBUTE: {"S": block.ip},
@@ -321,19 +390,24 @@ def _to_item(block: Block, memory_seconds: int) -> dict[str, Any]:
         "offences": {"N": str(block.offences)},
         "requests": {"N": str(block.requests)},
         # The TTL outlives the block so a returning offender counts as a repeat.
-        "expires_at": {"N": str(block.blocked_until + memory_seconds)},
+        "expires_at": {"N": str(ends + memory_seconds)},
     }
     if block.event_id:
         item["event_id"] = {"S": block.event_id}
     if block.actor:
         item["actor"] = {"S": block.actor}
+    if block.released_at is not None:
+        item["released_at"] = {"N": str(block.released_at)}
+        if block.released_by:
+            item["released_by"] = {"S": block.released_by}
     return item
 
 
 def _from_item(item: dict[str, Any]) -> Block | None:
     try:
+        released_at = item.get("released_at", {}).get("N")
         return Block(
-            network=ipaddress.ip_network(item["ip"]["S"]),
+            network=canonical_network(ipaddress.ip_network(item["ip"]["S"])),
             reason=item["reason"]["S"],
             alarm=item["alarm"]["S"],
             source="manual" if item["source"]["S"] == "manual" else "auto",
@@ -344,6 +418,9 @@ def _from_item(item: dict[str, Any]) -> Block | None:
             requests=int(item.get("requests", {}).get("N", "0")),
             event_id=item.get("event_id", {}).get("S"),
             actor=item.get("actor", {}).get("S"),
+            released_at=None if released_at is None else int(released_at),
+            released_by=item.get("released_by", {}).get("S"),
+            key=item.get(KEY_ATTRIBUTE, item["ip"])["S"],
         )
     except (KeyError, ValueError):
         # A hand-edited or foreign item must not stop every sync; it is simply not a block.
@@ -379,32 +456,56 @@ class BlockRegistry:
     def live(self, now: float) -> list[Block]:
         return [b for b in self.all() if b.is_live(now)]
 
-    def put_many(self, blocks: Sequence[Block], memory_seconds: int) -> None:
+    def put_many(
+        self, blocks: Sequence[Block], memory_seconds: int, *, delete_keys: Iterable[str] = ()
+    ) -> None:
+        """Write each block under its canonical key, and delete `delete_keys` (rows stored
+        under an older spelling of a network written here) in the same batches.
+
+        A failure after some rows were written raises RegistryWriteFailed naming them.
+        """
         # One write per address (the last wins): BatchWriteItem refuses a batch that
         # names a key twice, and refuses all of it.
         latest = {b.ip: b for b in blocks}
+        deletes = sorted(set(delete_keys) - set(latest))
         self._batch(
             [{"PutRequest": {"Item": _to_item(b, memory_seconds)}} for b in latest.values()]
-        )
-
-    def delete_many(self, networks: Iterable[IPNetwork]) -> None:
-        keys = {str(n) for n in networks}
-        self._batch(
-            [{"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": key}}}} for key in sorted(keys)]
+            + [{"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": key}}}} for key in deletes]
         )
 
     def _batch(self, requests: list[dict[str, Any]]) -> None:
-        for offset in range(0, len(requests), _DYNAMODB_BATCH):
-            pending: list[Any] = requests[offset : offset + _DYNAMODB_BATCH]
-            attempt = 0
-            while pending:
-                answer = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                pending = list(answer.get("UnprocessedItems", {}).get(self.table_name, []))
-                if pending:
-                    attempt += 1
-                    if attempt >= MAX_SYNC_ATTEMPTS:
-                        raise BlockError("the block registry kept refusing writes (throttled)")
-                    _backoff(attempt)
+        written: set[str] = set()
+        try:
+            for offset in range(0, len(requests), _DYNAMODB_BATCH):
+                pending: list[Any] = requests[offset : offset + _DYNAMODB_BATCH]
+                attempt = 0
+                while pending:
+                    answer = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                    left: list[Any] = list(
+                        answer.get("UnprocessedItems", {}).get(self.table_name, [])
+                    )
+                    refused = {_request_key(r) for r in left}
+                    written.update(k for k in map(_request_key, pending) if k not in refused)
+                    pending = left
+                    if pending:
+                        attempt += 1
+                        if attempt >= MAX_SYNC_ATTEMPTS:
+                            raise BlockError("the block registry kept refusing writes (throttled)")
+                        _backoff(attempt)
+        except Exception as exc:
+            # Nothing written: the caller's error as it was. Part written: say which part,
+            # so what took effect is still reported and audited.
+            if written:
+                raise RegistryWriteFailed(frozenset(written), len(requests)) from exc
+            raise
+
+
+def _request_key(request: dict[str, Any]) -> str:
+    if "PutRequest" in request:
+        key: str = request["PutRequest"]["Item"][KEY_ATTRIBUTE]["S"]
+    else:
+        key = request["DeleteRequest"]["Key"][KEY_ATTRIBUTE]["S"]
+    return key
 
 
 def registry() -> BlockRegistry:
@@ -420,13 +521,16 @@ class ProtectedNetworks:
     never_block: tuple[IPNetwork, ...]
 
     def why_protected(self, network: IPNetwork) -> str | None:
-        """'admin allowlist' or 'never-block list' when the network touches either."""
+        """'admin allowlist' or 'never-block list' when the network touches either
+        (both sides compared in canonical form: an IPv4-mapped spelling is its IPv4)."""
+        network = canonical_network(network)
         for label, networks in (
             ("admin allowlist", self.admin),
             ("never-block list", self.never_block),
         ):
-            if any(network.version == p.version and network.overlaps(p) for p in networks):
-                return label
+            for protected in map(canonical_network, networks):
+                if network.version == protected.version and network.overlaps(protected):
+                    return label
         return None
 
 
@@ -637,9 +741,18 @@ class ChangeResult:
     changed: list[Block]
     not_found: list[str]
     sync: SyncReport
-    # A target that is not a block itself but lies inside live blocked networks: only
-    # unblocking one of those lets it through (target -> covering networks).
+    # A target (or an unblocked network) that lies inside live blocked networks: the
+    # WAF still refuses it, and only unblocking one of those lets it through
+    # (network -> covering networks, widest first).
     covered_by: dict[str, list[str]] = field(default_factory=dict)
+    # The registry holds the change (it is made, and audited) but the IP sets could not
+    # be synced now: the next sync applies it, the sweep within SWEEP_PERIOD_MINUTES.
+    # `sync_error` says why, for an operator (the API logs it and does not show it).
+    sync_error: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.sync_error is not None
 
 
 def _audit(action: str, actor: str, block: Block) -> None:
@@ -650,8 +763,59 @@ def _audit(action: str, actor: str, block: Block) -> None:
     )
 
 
+def _commit(
+    reg: BlockRegistry,
+    action: str,
+    actor: str,
+    *,
+    rows: Sequence[Block],
+    audited: Sequence[Block],
+    memory_seconds: int,
+    stale_keys: Iterable[str] = (),
+) -> None:
+    """Write a change to the registry and audit what took effect.
+
+    The registry is where a change takes effect (every sync applies it), so every
+    change written is audited here, before any sync: also when the sync then fails,
+    and, for a write that fails partway, the part written.
+    """
+    try:
+        reg.put_many(rows, memory_seconds, delete_keys=stale_keys)
+    except RegistryWriteFailed as exc:
+        exc.changed = [b for b in audited if b.ip in exc.written_keys or b.key in exc.written_keys]
+        for b in exc.changed:
+            _audit(action, actor, b)
+        raise
+    for b in audited:
+        _audit(action, actor, b)
+
+
+def _sync_after_change(when: float, reg: BlockRegistry) -> tuple[SyncReport, str | None]:
+    """Sync after a registry change; a failure leaves the change pending, not undone."""
+    try:
+        return sync_ip_sets(now=when, reg=reg), None
+    except Exception as exc:  # noqa: BLE001 - the change is made: report it pending, not failed
+        logger.exception("registry changed but the IP sets were not synced; the next sync will")
+        if isinstance(exc, BlockError):
+            return SyncReport(), str(exc)
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "unknown")
+            return SyncReport(), f"WAF refused the IP set update ({code})"
+        return SyncReport(), f"the IP set update failed ({type(exc).__name__})"
+
+
+def _by_ip(rows: Iterable[Block]) -> dict[str, Block]:
+    """One row per network; where an older spelling shares it, the canonical row wins."""
+    return {b.ip: b for b in sorted(rows, key=lambda b: b.key == b.ip)}
+
+
+def _stale_keys(rows: Iterable[Block], ips: set[str]) -> list[str]:
+    """Keys of rows for these networks stored under an older spelling of them."""
+    return [b.key for b in rows if b.ip in ips and b.key is not None and b.key != b.ip]
+
+
 def list_blocks(now: float | None = None, *, include_expired: bool = False) -> list[Block]:
-    """Live blocks (or all remembered ones), soonest expiry first."""
+    """Live blocks (or all remembered ones, released too), soonest expiry first."""
     when = time.time() if now is None else now
     blocks = registry().all()
     if not include_expired:
@@ -667,7 +831,11 @@ def block(
     actor: str,
     now: float | None = None,
 ) -> ChangeResult:
-    """Block addresses by hand, for `duration_seconds`; refuses protected addresses."""
+    """Block addresses by hand, for `duration_seconds`; refuses protected addresses.
+
+    Blocking an address that is blocked now sets the new reason and expiry without
+    counting another offence, so a repeated command (a retry) is not a repeat offender.
+    """
     if not targets:
         raise InvalidTarget("name at least one address to block")
     if duration_seconds <= 0:
@@ -682,29 +850,49 @@ def block(
             raise ProtectedAddress(f"{network} is on the {why}; it is never blocked")
     when = int(time.time() if now is None else now)
     reg = registry()
-    known = {b.ip: b for b in reg.all()}
+    rows = reg.all()
+    known = _by_ip(rows)
     blocks = []
     for network in networks:
         previous = known.get(str(network))
+        # A released row is no earlier offence: the operator cleared it.
+        counted = previous if previous is not None and not previous.released else None
+        if counted is None:
+            offences = 1
+        elif counted.is_live(when):
+            offences = counted.offences
+        else:
+            offences = counted.offences + 1
         blocks.append(
             Block(
                 network=network,
                 reason=reason,
                 alarm="manual",
                 source="manual",
-                first_seen=previous.first_seen if previous else when,
+                first_seen=counted.first_seen if counted else when,
                 last_seen=when,
                 blocked_until=when + duration_seconds,
-                offences=(previous.offences + 1) if previous else 1,
-                requests=previous.requests if previous else 0,
+                offences=offences,
+                requests=counted.requests if counted else 0,
                 actor=actor,
             )
         )
-    reg.put_many(blocks, get_settings().offence_memory_seconds)
-    report = sync_ip_sets(now=when, reg=reg)
-    for b in blocks:
-        _audit("block", actor, b)
-    return ChangeResult(changed=blocks, not_found=[], sync=report)
+    _commit(
+        reg,
+        "block",
+        actor,
+        rows=blocks,
+        audited=blocks,
+        memory_seconds=get_settings().offence_memory_seconds,
+        stale_keys=_stale_keys(rows, {b.ip for b in blocks}),
+    )
+    report, sync_error = _sync_after_change(when, reg)
+    return ChangeResult(changed=blocks, not_found=[], sync=report, sync_error=sync_error)
+
+
+def release_memory_seconds() -> int:
+    """How long a release marker is kept: past every window its evidence could be in."""
+    return max(RELEASE_MEMORY_SECONDS, get_settings().offender_window_seconds)
 
 
 def unblock(
@@ -716,28 +904,56 @@ def unblock(
 ) -> ChangeResult:
     """Remove blocks at once: by address, or every block one responder event made.
 
-    The registry entry is deleted, not shortened, so a customer unblocked by hand
-    does not count as a repeat offender later.
+    The registry row is kept as released rather than deleted: offences reset to 0, so
+    a customer unblocked by hand does not count as a repeat offender later, and the
+    release time, so the responder's next look (the sweep's recheck of an alarm still
+    in ALARM) does not block the address again on the evidence the operator cleared.
+    The marker expires after release_memory_seconds(). `covered_by` names the wider
+    live blocks that still cover a target or an unblocked network.
     """
     if not targets and not event_id:
         raise InvalidTarget("name an address to unblock, or --event")
     networks = list(dict.fromkeys(parse_target(t) for t in targets))
-    reg = registry()
-    known = {b.ip: b for b in reg.all()}
-    chosen = {str(n) for n in networks if str(n) in known}
-    not_found = [str(n) for n in networks if str(n) not in known]
-    if event_id:
-        chosen.update(ip for ip, b in known.items() if b.event_id == event_id)
-    found = [known[ip] for ip in sorted(chosen)]
     when = time.time() if now is None else now
+    reg = registry()
+    rows = reg.all()
+    named = {str(n) for n in networks}
+    chosen = [
+        b
+        for b in rows
+        if not b.released and (b.ip in named or (event_id is not None and b.event_id == event_id))
+    ]
+    found = sorted(_by_ip(chosen).values(), key=lambda b: b.ip)
+    lifted = {b.ip for b in found}
+    not_found = [str(n) for n in networks if str(n) not in lifted]
     # What stays blocked after this call, so a network unblocked with it covers nothing.
-    remaining = [b for ip, b in known.items() if ip not in chosen and b.is_live(when)]
-    covered_by = _covering_blocks([n for n in networks if str(n) not in known], remaining)
-    reg.delete_many(b.network for b in found)
-    report = sync_ip_sets(now=when, reg=reg)
-    for b in found:
-        _audit("unblock", actor, b)
-    return ChangeResult(changed=found, not_found=not_found, sync=report, covered_by=covered_by)
+    remaining = [b for b in rows if b.ip not in lifted and b.is_live(when)]
+    checked = list(dict.fromkeys([*networks, *(b.network for b in found)]))
+    covered_by = _covering_blocks(checked, remaining)
+    if not found:
+        report = sync_ip_sets(now=when, reg=reg)
+        return ChangeResult(changed=[], not_found=not_found, sync=report, covered_by=covered_by)
+    released_at = int(when)
+    _commit(
+        reg,
+        "unblock",
+        actor,
+        rows=[
+            replace(b, offences=0, released_at=released_at, released_by=actor, key=None)
+            for b in found
+        ],
+        audited=found,
+        memory_seconds=release_memory_seconds(),
+        stale_keys=_stale_keys(chosen, lifted),
+    )
+    report, sync_error = _sync_after_change(when, reg)
+    return ChangeResult(
+        changed=found,
+        not_found=not_found,
+        sync=report,
+        covered_by=covered_by,
+        sync_error=sync_error,
+    )
 
 
 def _covering_blocks(networks: Sequence[IPNetwork], live: Sequence[Block]) -> dict[str, list[str]]:

@@ -2,15 +2,22 @@
 
 Pure logic over the offenders, the registry's current entries and the protected
 lists: no AWS call happens here, so every rule is tested on plain values.
+
+An operator's unblock holds: the registry keeps a released row (blocks.unblock),
+and an address is blocked again only on evidence newer than its release. Log
+records carry their time, so those seen up to the release no longer count; the
+rate rule's keys carry none, so they count again only once the alarm has left
+ALARM since the release, or one offender window after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
-from functions.shared.blocks import Block, ProtectedNetworks
-from functions.shared.settings import Settings
+from functions.shared.blocks import Block, ProtectedNetworks, canonical_network
+from functions.shared.settings import IPNetwork, Settings
 from functions.waf_responder.offenders import Offender
 
 
@@ -43,6 +50,82 @@ def _covering_block(offender: Offender, live: Sequence[Block]) -> Block | None:
     return None
 
 
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _canonical(offenders: Iterable[Offender]) -> list[Offender]:
+    """Offenders under one spelling per network (an IPv4-mapped address is its IPv4),
+    two spellings of one client merged into one offender."""
+    merged: dict[IPNetwork, Offender] = {}
+    for offender in offenders:
+        network = canonical_network(offender.network)
+        seen = merged.get(network)
+        merged[network] = (
+            replace(offender, network=network)
+            if seen is None
+            else replace(
+                seen,
+                requests=seen.requests + offender.requests,
+                last_seen=max(seen.last_seen, offender.last_seen),
+                country=seen.country or offender.country,
+            )
+        )
+    return list(merged.values())
+
+
+def _inside(network: IPNetwork, outer: IPNetwork) -> bool:
+    if network.version != outer.version:
+        return False
+    return network.subnet_of(outer)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Releases:
+    """Released rows, hosts by address so each offender costs one lookup plus the few
+    released networks (an `unblock --event` can release hundreds of hosts)."""
+
+    hosts: dict[IPNetwork, Block]
+    networks: list[Block]
+
+    @classmethod
+    def of(cls, blocks: Iterable[Block]) -> _Releases:
+        released = [b for b in blocks if b.released]
+        host = [b.network.prefixlen == b.network.max_prefixlen for b in released]
+        return cls(
+            hosts={b.network: b for b, is_host in zip(released, host, strict=True) if is_host},
+            networks=[b for b, is_host in zip(released, host, strict=True) if not is_host],
+        )
+
+    def covering(self, network: IPNetwork) -> list[Block]:
+        exact = self.hosts.get(network)
+        wider = [b for b in self.networks if _inside(network, b.network)]
+        return [exact, *wider] if exact is not None else wider
+
+
+def _holding_release(
+    offender: Offender,
+    releases: _Releases,
+    *,
+    timed_evidence: bool,
+    alarm_since: int | None,
+    now: int,
+    window_seconds: int,
+) -> Block | None:
+    """The latest release covering the offender, if its evidence does not outdate it."""
+    covering = releases.covering(offender.network)
+    if not covering:
+        return None
+    latest = max(covering, key=lambda b: b.released_at or 0)
+    released_at = latest.released_at or 0
+    if timed_evidence and offender.last_seen:
+        return latest if offender.last_seen <= released_at else None
+    # No time on the evidence: it may be exactly what the operator cleared.
+    if alarm_since is not None and alarm_since > released_at:
+        return None  # the alarm left ALARM and fired again since: this is a new look
+    return latest if now < released_at + window_seconds else None
+
+
 def decide(
     offenders: Sequence[Offender],
     *,
@@ -53,15 +136,25 @@ def decide(
     protected: ProtectedNetworks,
     now: int,
     settings: Settings,
+    alarm_since: int | None = None,
+    timed_evidence: bool = True,
 ) -> Decision:
-    """Highest offenders first: skip the protected and the already blocked, cap the rest.
+    """Highest offenders first: skip the protected, the already blocked and the
+    released, cap the rest.
 
     A live block made by this same event counts as blocked again rather than
     skipped, so a retried invocation reports what the first attempt did.
+    `timed_evidence`: each offender's `last_seen` is when it was last seen (log
+    records), not the time of the look (rate-rule keys). `alarm_since`: when the
+    alarm entered its current ALARM state, None when unknown (taken as before any
+    release).
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
-    ordered = sorted(offenders, key=lambda o: (-o.requests, -o.last_seen, str(o.network)))
+    releases = _Releases.of(known.values())
+    ordered = sorted(
+        _canonical(offenders), key=lambda o: (-o.requests, -o.last_seen, str(o.network))
+    )
     for offender in ordered:
         ip = str(offender.network)
         why_protected = protected.why_protected(offender.network)
@@ -72,6 +165,29 @@ def decide(
         if covering is not None and covering.event_id != event_id:
             decision.skipped.append(
                 Skipped(ip, offender.requests, f"already blocked (by {covering.alarm})")
+            )
+            continue
+        release = _holding_release(
+            offender,
+            releases,
+            timed_evidence=timed_evidence,
+            alarm_since=alarm_since,
+            now=now,
+            window_seconds=settings.offender_window_seconds,
+        )
+        if release is not None:
+            decision.skipped.append(
+                Skipped(
+                    ip,
+                    offender.requests,
+                    f"unblocked by an operator at {_utc(release.released_at or 0)}; "
+                    + (
+                        "nothing seen since"
+                        if timed_evidence
+                        else "held until the alarm fires again or "
+                        f"{settings.offender_window_seconds // 60} minutes pass"
+                    ),
+                )
             )
             continue
         if len(decision.to_block) >= settings.max_new_blocks_per_event:
@@ -87,6 +203,8 @@ def decide(
             decision.to_block.append(covering)
             continue
         previous = known.get(ip)
+        if previous is not None and previous.released:
+            previous = None  # the operator cleared it: no earlier offence
         offences = previous.offences + 1 if previous else 1
         decision.to_block.append(
             Block(

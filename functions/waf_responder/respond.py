@@ -39,9 +39,15 @@ IDEMPOTENCY_SECONDS = 24 * 3600
 SUMMARY_LISTED = 100
 
 
-def respond(alarm: Alarm) -> dict[str, Any]:
-    """Block the offenders behind one alarm and tell on-call; returns the summary."""
+def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
+    """Block the offenders behind one alarm and tell on-call; returns the summary.
+
+    `alarm_since`: when the alarm entered its current ALARM state. An alarm event
+    says (its own time); a recheck passes what DescribeAlarms said, or None.
+    """
     settings = get_settings()
+    if alarm_since is None and not alarm.recheck:
+        alarm_since = int(alarm.at.timestamp())
     now = int(time.time())
     # Read first: without the protected lists nothing may be blocked at all.
     protected = protected_networks()
@@ -60,6 +66,9 @@ def respond(alarm: Alarm) -> dict[str, Any]:
         protected=protected,
         now=now,
         settings=settings,
+        alarm_since=alarm_since,
+        # The rate rule's keys say who is limited now, not when they were seen.
+        timed_evidence=alarm.kind != "waf-rate",
     )
     reg.put_many(decision.to_block, settings.offence_memory_seconds)
     sync = sync_ip_sets(reg=reg)
@@ -124,9 +133,11 @@ def respond(alarm: Alarm) -> dict[str, Any]:
     }
 
 
-def _respond_once_impl(alarm: Alarm, *, event: dict[str, Any]) -> dict[str, Any]:
+def _respond_once_impl(
+    alarm: Alarm, *, event: dict[str, Any], alarm_since: int | None = None
+) -> dict[str, Any]:
     # `event` is only the idempotency key's source (its `id`); the alarm is already parsed.
-    return respond(alarm)
+    return respond(alarm, alarm_since=alarm_since)
 
 
 @lru_cache(maxsize=4)
@@ -147,7 +158,11 @@ def _idempotent(
 
 
 def respond_once(
-    alarm: Alarm, event: dict[str, Any], context: LambdaContext | None
+    alarm: Alarm,
+    event: dict[str, Any],
+    context: LambdaContext | None,
+    *,
+    alarm_since: int | None = None,
 ) -> dict[str, Any]:
     s = get_settings()
     wrapped, config = _idempotent(s.idempotency_table, s.region, s.aws_endpoint_url)
@@ -155,7 +170,7 @@ def respond_once(
         # Lets an in-progress record expire with the invocation, so a retry after a
         # timeout is not refused as "already in progress" for the whole hour.
         config.register_lambda_context(context)
-    return wrapped(alarm, event=event)
+    return wrapped(alarm, event=event, alarm_since=alarm_since)
 
 
 def run(
@@ -192,6 +207,9 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
     every five minutes, so it looks again; each look is handled once per sweep
     event, like an alarm event, and tells on-call only of new blocks. A failed
     look is logged and counted, and does not undo the sweep.
+
+    The look reads the same window as the look before it, so an address an operator
+    unblocked in between is blocked again only on newer evidence (decide.py).
     """
     settings = get_settings()
     alarm_names = sorted(settings.waf_alarm_kinds)
@@ -222,8 +240,19 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
             period_seconds=found.get("Period"),
             recheck=True,
         )
+        # When the alarm entered ALARM (StateTransitionedTimestamp; StateUpdatedTimestamp
+        # also moves while the state stays), so rate-rule keys count again after an
+        # unblock once the alarm has cleared and fired since.
+        entered = found.get("StateTransitionedTimestamp")
         try:
-            results.append(respond_once(alarm, {"id": alarm.event_id}, context))
+            results.append(
+                respond_once(
+                    alarm,
+                    {"id": alarm.event_id},
+                    context,
+                    alarm_since=int(entered.timestamp()) if entered else None,
+                )
+            )
         except Exception:  # noqa: BLE001 - one alarm's failed look must not stop the others
             metrics.add_metric(
                 name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1

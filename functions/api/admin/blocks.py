@@ -3,12 +3,16 @@
 The same operations as `babyshield waf list|block|unblock` and the responder
 (functions/shared/blocks.py): the registry is written first and the IP sets are
 then synced to it, so a block or unblock here takes effect at the WAF at once.
+
+A change takes effect when the registry holds it (every sync applies it), so that
+is when it is audited and answered as made. If the IP sets could not be synced
+then, the answer is 202: accepted, applied by the sweep within minutes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -16,6 +20,9 @@ from functions.api.admin import require_admin
 from functions.api.models import ApiModel, WholeNumber
 from functions.shared.caller import Caller
 from functions.shared.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from functions.shared.blocks import Block, ChangeResult
 
 T = TypeVar("T")
 
@@ -25,6 +32,8 @@ MAX_BLOCK_SECONDS = 30 * 24 * 3600
 # functions.shared.blocks.MAX_REASON_LENGTH, which this module does not import at
 # load time (it brings botocore into every cold start); a test keeps the two equal.
 MAX_REASON_LENGTH = 500
+# functions.shared.blocks.SWEEP_PERIOD_MINUTES, for the same reason.
+SWEEP_PERIOD_MINUTES = 5
 
 
 def _plain_reason(value: str) -> str:
@@ -84,17 +93,55 @@ class BlockRequest(ApiModel):
 class BlockChange(ApiModel):
     changed: list[BlockView]
     not_found: list[str]
+    pending: bool = Field(
+        default=False,
+        description=(
+            "The change is made (in the block registry, and audited) but the WAF IP sets "
+            f"could not be updated now: the sweep applies it within {SWEEP_PERIOD_MINUTES} "
+            "minutes. Repeating the request is not needed."
+        ),
+    )
+    covered_by: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Unblocked networks the WAF still refuses: each one -> the wider blocked "
+            "networks that contain it. Only unblocking those lets it through."
+        ),
+    )
+    message: str | None = Field(default=None, description="What `pending` or `covered_by` mean.")
 
 
-def _change(result: Any) -> BlockChange:
+def _change(result: ChangeResult) -> BlockChange:
+    # Registry CIDRs in canonical form, never the caller's text.
+    covered_by = {ip: list(networks) for ip, networks in result.covered_by.items()}
+    notes = []
+    if covered_by:
+        inside = "; ".join(f"{ip} is inside {', '.join(n)}" for ip, n in covered_by.items())
+        notes.append(
+            f"The WAF still refuses what was unblocked: {inside}. "
+            "Only unblocking that network lets it through."
+        )
+    if result.pending:
+        notes.append(
+            "Accepted: the change is made, but the WAF IP sets could not be updated now; "
+            f"the sweep applies it within {SWEEP_PERIOD_MINUTES} minutes."
+        )
     return BlockChange(
         changed=[BlockView(**block.to_json()) for block in result.changed],
         not_found=list(result.not_found),
+        pending=result.pending,
+        covered_by=covered_by if result.changed else {},
+        message=" ".join(notes) or None,
     )
 
 
-def _run(operation: Callable[[], T]) -> T:
-    """Map the block module's refusals to HTTP; their texts are fixed here, never echoed."""
+def _run(
+    operation: Callable[[], T], *, partly_done: Callable[[list[Block]], None] | None = None
+) -> T:
+    """Map the block module's refusals to HTTP; their texts are fixed here, never echoed.
+
+    `partly_done` is given what took effect when the registry failed partway through.
+    """
     from botocore.exceptions import BotoCoreError, ClientError
 
     from functions.shared import blocks
@@ -104,6 +151,11 @@ def _run(operation: Callable[[], T]) -> T:
     try:
         with blocks.request_budget(REQUEST):
             return operation()
+    except blocks.RegistryWriteFailed as exc:
+        logger.exception("block registry write failed partway")
+        if exc.changed and partly_done is not None:
+            partly_done(exc.changed)
+        raise ServiceUnavailable() from exc
     except (ClientError, BotoCoreError) as exc:
         # The registry (DynamoDB) or WAF refused or could not be reached: the caller
         # may retry; what failed goes to the log, not to the answer.
@@ -119,7 +171,10 @@ def _run(operation: Callable[[], T]) -> T:
         ) from exc
     except blocks.ProtectedAddress as exc:
         raise Conflict("A target is on the admin allowlist or the never-block list.") from exc
-    except (blocks.ProtectedListUnavailable, blocks.IpSetSyncFailed) as exc:
+    except blocks.BlockError as exc:
+        # The protected lists unreadable, the registry throttling every write: nothing
+        # was changed, and the caller may retry.
+        logger.exception("block operation could not go ahead")
         raise ServiceUnavailable() from exc
 
 
@@ -131,37 +186,57 @@ def list_blocks(caller: Caller) -> BlockList:
 
 
 def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> BlockChange:
+    """Block addresses; `pending` in the answer when the IP sets take it at the sweep."""
     from functions.api.identity.audit import record_admin_action
     from functions.shared import blocks
 
     actor = require_admin(caller)
+
+    def audit(changed: list[Block], outcome: str | None = None) -> None:
+        record_admin_action(
+            "waf_block",
+            actor=actor.user_id,
+            source_ip=source_ip,
+            targets=",".join(b.ip for b in changed),
+            duration_seconds=request.duration_seconds,
+            waf_ip_sets=outcome,
+        )
+
     result = _run(
         lambda: blocks.block(
             request.targets,
             reason=request.reason,
             duration_seconds=request.duration_seconds,
             actor=str(actor.user_id),
-        )
+        ),
+        partly_done=lambda changed: audit(changed, "registry write failed partway"),
     )
-    change = _change(result)
-    record_admin_action(
-        "waf_block",
-        actor=actor.user_id,
-        source_ip=source_ip,
-        targets=",".join(b.ip for b in change.changed),
-        duration_seconds=request.duration_seconds,
-    )
-    return change
+    audit(result.changed, "pending" if result.pending else None)
+    return _change(result)
 
 
-def remove_block(caller: Caller, ip: str, source_ip: str | None) -> None:
+def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
     """Unblock one address at once; NotFound if it was not blocked, naming the blocked
-    network that still covers it, if one does."""
+    network that still covers it, if one does. The answer says whether the IP sets
+    took it yet (`pending`) and which wider block still covers it (`covered_by`)."""
     from functions.api.identity.audit import record_admin_action
     from functions.shared import blocks
 
     actor = require_admin(caller)
-    result = _run(lambda: blocks.unblock([ip], actor=str(actor.user_id)))
+
+    def audit(changed: list[Block], outcome: str | None = None) -> None:
+        record_admin_action(
+            "waf_unblock",
+            actor=actor.user_id,
+            source_ip=source_ip,
+            targets=",".join(b.ip for b in changed),
+            waf_ip_sets=outcome,
+        )
+
+    result = _run(
+        lambda: blocks.unblock([ip], actor=str(actor.user_id)),
+        partly_done=lambda changed: audit(changed, "registry write failed partway"),
+    )
     if not result.changed:
         covering = [n for networks in result.covered_by.values() for n in networks]
         if covering:
@@ -171,9 +246,5 @@ def remove_block(caller: Caller, ip: str, source_ip: str | None) -> None:
                 f"{', '.join(covering)}. Only unblocking that network lets it through."
             )
         raise NotFound()
-    record_admin_action(
-        "waf_unblock",
-        actor=actor.user_id,
-        source_ip=source_ip,
-        targets=",".join(b.ip for b in result.changed),
-    )
+    audit(result.changed, "pending" if result.pending else None)
+    return _change(result)

@@ -3,6 +3,7 @@ chain); what each operation does is functions/api/admin/blocks.py."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -12,7 +13,16 @@ from functions.api.admin import blocks
 from functions.api.admin.blocks import BlockChange, BlockList, BlockRequest
 from functions.api.caller_context import require_caller
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
+
+_NOT_CHANGED = (
+    "The block registry or the protected address lists could not be read or written: "
+    "nothing was changed, or (the registry failing partway) only the part that is "
+    "audited. Repeating the request is safe."
+)
 
 
 def _source_ip() -> str | None:
@@ -29,14 +39,60 @@ def list_blocks() -> BlockList:
     summary="Block addresses by hand",
     tags=["admin"],
     responses={
-        201: {"description": "Blocked; what changed"},
+        201: {
+            "description": "Blocked, in the WAF IP sets now; what changed",
+            "content": {"application/json": {"model": BlockChange}},
+        },
+        202: {
+            "description": (
+                "Blocked and audited, but the WAF IP sets could not be updated now: "
+                "`pending` is true and the sweep applies the block within 5 minutes"
+            ),
+            "content": {"application/json": {"model": BlockChange}},
+        },
         400: {"description": "A target is not an IP address or CIDR, or is too wide."},
         409: {"description": "A target is on the admin allowlist or the never-block list."},
+        503: {"description": _NOT_CHANGED},
     },
 )
 def add_blocks(request: BlockRequest) -> Response[BlockChange]:
     change = blocks.add_blocks(require_caller(router), request, _source_ip())
+    if change.pending:
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=change)
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=change)
+
+
+def _unblock_responses(refused: str) -> dict[int, OpenAPIResponse]:
+    """One answer per outcome of an unblock (both DELETE routes); `refused`: the 400."""
+    return {
+        # No body: an empty content map, else Powertools documents the return annotation.
+        204: {"description": "Unblocked, in the WAF IP sets now", "content": {}},
+        200: {
+            "description": (
+                "Unblocked, but a wider blocked network still covers it, so the WAF still "
+                "refuses it: `covered_by` and `message` name that network"
+            ),
+            "content": {"application/json": {"model": BlockChange}},
+        },
+        202: {
+            "description": (
+                "Unblocked and audited, but the WAF IP sets could not be updated now: "
+                "`pending` is true and the sweep applies it within 5 minutes"
+            ),
+            "content": {"application/json": {"model": BlockChange}},
+        },
+        400: {"description": refused},
+        404: {"description": "Not blocked; a blocked network that covers it is named."},
+        503: {"description": _NOT_CHANGED},
+    }
+
+
+def _unblocked(change: BlockChange) -> Response[BlockChange | None]:
+    if change.pending:
+        return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=change)
+    if change.covered_by:
+        return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=change)
+    return Response(status_code=204, content_type=None, body=None)
 
 
 # A path parameter reaches the route as sent: percent-decoded here, so an encoded
@@ -47,29 +103,18 @@ def add_blocks(request: BlockRequest) -> Response[BlockChange]:
     "/admin/blocks/<ip>",
     summary="Remove a block at once",
     tags=["admin"],
-    # No body: an empty content map, else Powertools documents the return annotation.
-    responses={
-        204: {"description": "Unblocked", "content": {}},
-        400: {"description": "Not an IP address or CIDR."},
-        404: {"description": "Not blocked; a blocked network that covers it is named."},
-    },
+    responses=_unblock_responses("Not an IP address or CIDR."),
 )
-def remove_block(ip: str) -> Response[None]:
-    blocks.remove_block(require_caller(router), unquote(ip), _source_ip())
-    return Response(status_code=204, content_type=None, body=None)
+def remove_block(ip: str) -> Response[BlockChange | None]:
+    return _unblocked(blocks.remove_block(require_caller(router), unquote(ip), _source_ip()))
 
 
 @router.delete(
     "/admin/blocks/<address>/<prefix>",
     summary="Remove a network's block at once",
     tags=["admin"],
-    responses={
-        204: {"description": "Unblocked", "content": {}},
-        400: {"description": "Not a CIDR."},
-        404: {"description": "Not blocked; a blocked network that covers it is named."},
-    },
+    responses=_unblock_responses("Not a CIDR."),
 )
-def remove_network_block(address: str, prefix: str) -> Response[None]:
+def remove_network_block(address: str, prefix: str) -> Response[BlockChange | None]:
     target = f"{unquote(address)}/{unquote(prefix)}"
-    blocks.remove_block(require_caller(router), target, _source_ip())
-    return Response(status_code=204, content_type=None, body=None)
+    return _unblocked(blocks.remove_block(require_caller(router), target, _source_ip()))

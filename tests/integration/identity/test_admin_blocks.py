@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import pytest
@@ -266,3 +267,151 @@ def test_block_calls_on_a_request_have_a_requests_time_budget(world, admin, monk
     budgets.clear()
     blocks.aws_client("dynamodb")
     assert budgets[0][1] != REQUEST
+
+
+def _registry_ips() -> list[str]:
+    items = boto3.client("dynamodb").scan(TableName=names.BLOCK_REGISTRY_TABLE)["Items"]
+    return sorted(item["ip"]["S"] for item in items)
+
+
+def _waf_audit(world) -> list[tuple[str, dict[str, Any]]]:
+    return [(row[1], row[4]) for row in world.audit_rows() if row[1].startswith("waf_")]
+
+
+def _ip_set_updates_always_conflict(monkeypatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from functions.shared import blocks
+
+    def conflict(*args, **kwargs):
+        raise ClientError(
+            {"Error": {"Code": "WAFOptimisticLockException", "Message": "changed"}},
+            "UpdateIPSet",
+        )
+
+    monkeypatch.setattr(blocks, "_put_ip_set", conflict)
+    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
+
+
+def test_a_block_the_ip_sets_cannot_take_now_is_accepted_audited_and_applied_by_the_sweep(
+    world, admin, monkeypatch
+):
+    """The registry holds the block, so it takes effect at the next sweep: the answer
+    says accepted and pending (not failed), and the audit log has it."""
+    from functions.waf_responder.sweep import sweep
+
+    body = {"targets": ["203.0.113.7"], "reason": "scanner"}
+    # Given the IP sets refuse every update
+    with monkeypatch.context() as conflicts:
+        _ip_set_updates_always_conflict(conflicts)
+        # When an admin blocks an address
+        response = call_api(
+            "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
+        )
+    # Then it is accepted and pending, with the usual body
+    assert response.status == 202, response.body
+    answer = response.json()
+    assert (answer["pending"], answer["changed"][0]["ip"]) == (True, "203.0.113.7/32")
+    assert "within 5 minutes" in answer["message"]
+    # And it is audited, as pending
+    ((action, detail),) = _waf_audit(world)
+    assert action == "waf_block"
+    assert (detail["targets"], detail["waf_ip_sets"]) == ("203.0.113.7/32", "pending")
+    # And the sweep applies it
+    assert sweep()["restored"] == ["203.0.113.7/32"]
+    assert ip_set_addresses() == ["203.0.113.7/32"]
+
+    # When the admin sends the request again anyway
+    again = call_api(
+        "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
+    )
+    # Then it is one offence still, not a repeat offender
+    assert again.status == 201, again.body
+    assert (again.json()["pending"], again.json()["changed"][0]["offences"]) == (False, 1)
+
+
+def test_an_unblock_the_ip_sets_cannot_take_now_is_accepted_audited_and_applied_by_the_sweep(
+    world, admin, monkeypatch
+):
+    from functions.waf_responder.sweep import sweep
+
+    block_by_hand(admin, "203.0.113.8")
+    with monkeypatch.context() as conflicts:
+        _ip_set_updates_always_conflict(conflicts)
+        response = call_api(
+            "DELETE", "/admin/blocks/203.0.113.8", headers=admin["headers"], source_ip=ADMIN_IP
+        )
+
+    assert response.status == 202, response.body
+    assert response.json()["pending"] is True
+    assert [(a, d.get("waf_ip_sets")) for a, d in _waf_audit(world)] == [
+        ("waf_block", None),
+        ("waf_unblock", "pending"),
+    ]
+    assert ip_set_addresses() == ["203.0.113.8/32"]
+    assert sweep()["removed"] == ["203.0.113.8/32"]
+    assert ip_set_addresses() == []
+
+
+def test_a_registry_failing_partway_is_a_503_and_audits_what_was_written(world, admin, monkeypatch):
+    """Nothing written stays a plain 503; part written is still a 503 (repeat it), and
+    the part that took effect is in the audit log."""
+    from functions.shared import blocks
+
+    calls = []
+
+    class SecondBatchFails:
+        def __init__(self, client):
+            self._client = client
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+        def batch_write_item(self, **kwargs):
+            calls.append(len(kwargs["RequestItems"][names.BLOCK_REGISTRY_TABLE]))
+            if len(calls) == 2:
+                raise ConnectionError("DynamoDB went away")
+            return self._client.batch_write_item(**kwargs)
+
+    monkeypatch.setattr(
+        blocks.BlockRegistry, "client", property(lambda reg: SecondBatchFails(blocks._dynamodb()))
+    )
+    # 30 targets: two batches of at most 25
+    targets = [f"203.0.113.{i}" for i in range(1, 31)]
+
+    response = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": targets, "reason": "scanner"},
+    )
+
+    assert response.status == 503
+    assert calls == [25, 5]
+    written = _registry_ips()
+    assert len(written) == 25
+    ((action, detail),) = _waf_audit(world)
+    assert action == "waf_block"
+    assert sorted(detail["targets"].split(",")) == written
+    assert detail["waf_ip_sets"] == "registry write failed partway"
+
+
+def test_unblocking_an_address_a_wider_block_still_covers_names_the_network(world, admin):
+    """An address with a block of its own, later covered by a wider one: its own block
+    is lifted (200, not 204), and the answer says the WAF still refuses it."""
+    block_by_hand(admin, "198.51.100.5", reason="brute force")
+    block_by_hand(admin, "198.51.100.0/24", reason="scanner farm")
+
+    response = call_api(
+        "DELETE", "/admin/blocks/198.51.100.5", headers=admin["headers"], source_ip=ADMIN_IP
+    )
+
+    assert response.status == 200, response.body
+    answer = response.json()
+    assert [b["ip"] for b in answer["changed"]] == ["198.51.100.5/32"]
+    assert answer["covered_by"] == {"198.51.100.5/32": ["198.51.100.0/24"]}
+    assert "198.51.100.5/32 is inside 198.51.100.0/24" in answer["message"]
+    assert answer["pending"] is False
+    assert ip_set_addresses() == ["198.51.100.0/24"]
+    assert [a for a, _ in _waf_audit(world)] == ["waf_block", "waf_block", "waf_unblock"]

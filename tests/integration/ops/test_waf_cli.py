@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
 from collections.abc import Iterator
 
@@ -70,11 +71,16 @@ def test_block_list_unblock_round_trip(
     assert {b["ip"] for b in listed} == {"203.0.113.7/32", "2001:db8::7/128"}
     assert all(b["actor"] == "alice" and b["source"] == "manual" for b in listed)
 
-    assert main(["waf", "unblock", "203.0.113.7"]) == 0
+    assert main(["waf", "unblock", "203.0.113.7", "--by", "bob"]) == 0
     assert "unblocked 203.0.113.7" in capsys.readouterr().out
     assert ip_set_addresses(waf, 4) == []
     assert ip_set_addresses(waf, 6) == ["2001:db8::7/128"]
-    assert registry_ips() == ["2001:db8::7/128"]
+    # The unblocked row stays as a release marker (offences reset), no longer a block
+    assert main(["waf", "list", "--json"]) == 0
+    assert [b["ip"] for b in json.loads(capsys.readouterr().out)] == ["2001:db8::7/128"]
+    assert main(["waf", "list", "--all", "--json"]) == 0
+    released = {b["ip"]: b for b in json.loads(capsys.readouterr().out)}["203.0.113.7/32"]
+    assert (released["released_by"], released["offences"]) == ("bob", 0)
 
 
 def test_unblock_by_event_undoes_everything_one_alarm_did(
@@ -270,7 +276,9 @@ def test_against_aws_a_block_is_checked_against_the_deployed_protected_lists(
         "NEVER_BLOCK_CIDRS_PARAMETER",
         "BABYSHIELD_ENV",
     ):
-        monkeypatch.delenv(variable, raising=False)
+        # Set, then removed: monkeypatch then also takes back what the CLI sets.
+        monkeypatch.setenv(variable, "-")
+        monkeypatch.delenv(variable)
     # "AWS": no AWS_ENDPOINT_URL for the settings to see; botocore's per-service
     # endpoint variables still lead each client to the moto server.
     monkeypatch.delenv("AWS_ENDPOINT_URL")
@@ -286,3 +294,106 @@ def test_against_aws_a_block_is_checked_against_the_deployed_protected_lists(
     # An address on neither list is blocked as before
     assert main(["waf", "block", "203.0.113.7", "--reason", "scan", "--by", "bob"]) == 0
     assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+    # And the parameter names were the command's alone: the process's settings (the
+    # responder's, in the tests that follow) do not read them afterwards
+    assert not {"ADMIN_ALLOWED_CIDRS_PARAMETER", "NEVER_BLOCK_CIDRS_PARAMETER"} & set(os.environ)
+
+
+def test_unblocking_an_address_a_wider_block_still_covers_warns_and_fails(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects on-call from a false "unblocked": the address had a block of its own,
+    but a wider block still makes the WAF refuse it."""
+    # Given an address blocked by itself, then its /24 as well
+    assert main(["waf", "block", "198.51.100.5", "--reason", "brute force"]) == 0
+    assert main(["waf", "block", "198.51.100.0/24", "--reason", "scanner farm"]) == 0
+    capsys.readouterr()
+
+    # When on-call unblocks the address
+    code = main(["waf", "unblock", "198.51.100.5"])
+
+    # Then its own block is lifted, but the answer says the /24 still refuses it
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "unblocked 198.51.100.5" in captured.out
+    assert (
+        "warning: 198.51.100.5/32 is still refused at the WAF: it is inside the blocked "
+        "198.51.100.0/24" in captured.out
+    )
+    assert "still refused at the WAF by a wider block" in captured.err
+    assert "next: babyshield waf unblock 198.51.100.0/24" in captured.err
+    assert ip_set_addresses(waf, 4) == ["198.51.100.0/24"]
+
+
+def _audit_lines(stderr: str) -> list[dict[str, str]]:
+    return [json.loads(line)["audit"] for line in stderr.splitlines() if '"audit"' in line]
+
+
+def _ip_set_updates_always_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from functions.shared import blocks
+
+    def conflict(*args: object, **kwargs: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "WAFOptimisticLockException", "Message": "changed"}},
+            "UpdateIPSet",
+        )
+
+    monkeypatch.setattr(blocks, "_put_ip_set", conflict)
+    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
+
+
+def test_a_change_the_ip_sets_cannot_take_now_is_made_audited_and_reported_pending(
+    waf: WafResources, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protects the audit trail and on-call's picture: the registry holds the change,
+    so the sweep applies it; the command says so instead of failing, and audits it."""
+    from functions.waf_responder.sweep import sweep
+
+    # Given the IP sets refuse every update (another writer always got there first)
+    with monkeypatch.context() as conflicts:
+        _ip_set_updates_always_conflict(conflicts)
+        # When on-call blocks an address
+        assert main(["waf", "block", "203.0.113.9", "--reason", "scan", "--by", "alice"]) == 0
+    blocked = capsys.readouterr()
+    # Then the block is made and audited, and the command says it is pending
+    assert "blocked 203.0.113.9 until" in blocked.out
+    assert "warning: the WAF IP sets were not updated" in blocked.out
+    assert "the sweep applies it within 5 minutes" in blocked.out
+    assert [a["action"] for a in _audit_lines(blocked.err)] == ["block"]
+    assert ip_set_addresses(waf, 4) == []
+    # And the sweep, once WAF takes updates, applies it
+    assert sweep()["restored"] == ["203.0.113.9/32"]
+
+    # When on-call unblocks it while the IP sets refuse updates again (as JSON)
+    with monkeypatch.context() as conflicts:
+        _ip_set_updates_always_conflict(conflicts)
+        assert main(["waf", "unblock", "203.0.113.9", "--by", "bob", "--json"]) == 0
+    unblocked = capsys.readouterr()
+    # Then the same: made, audited, pending, applied by the sweep
+    answer = json.loads(unblocked.out)
+    assert (answer["pending"], answer["sync_error"]) == (
+        True,
+        "could not update the auto-block IP sets after 8 attempts; "
+        "the registry holds the blocks and the next sync will apply them",
+    )
+    assert [b["ip"] for b in answer["unblocked"]] == ["203.0.113.9/32"]
+    assert [(a["action"], a["by"]) for a in _audit_lines(unblocked.err)] == [("unblock", "bob")]
+    assert ip_set_addresses(waf, 4) == ["203.0.113.9/32"]
+    assert sweep()["removed"] == ["203.0.113.9/32"]
+
+
+def test_list_all_shows_an_unblocked_address_as_released(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["waf", "block", "203.0.113.9", "--reason", "scan"]) == 0
+    assert main(["waf", "unblock", "203.0.113.9"]) == 0
+    capsys.readouterr()
+
+    assert main(["waf", "list"]) == 0
+    assert capsys.readouterr().out.strip() == "no live blocks"
+    assert main(["waf", "list", "--all"]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[2:]
+    assert row.split()[0] == "203.0.113.9"
+    assert "released" in row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -270,3 +271,68 @@ def test_throttled_ip_set_update_is_retried_with_backoff(
 
     assert result["lock_retries"] == 2
     assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+
+
+def test_an_ipv4_mapped_target_is_its_ipv4_address_for_protection_and_prefix(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Protects the never-block list and the minimum prefix from a second spelling:
+    ::ffff:203.0.113.7 is 203.0.113.7, and ::ffff:0.0.0.0/96 is all of IPv4."""
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS", "203.0.113.0/24")
+    get_settings.cache_clear()
+
+    with pytest.raises(
+        blocks.ProtectedAddress, match=re.escape("203.0.113.7/32 is on the never-block")
+    ):
+        blocks.block(["::ffff:203.0.113.7"], reason="x", duration_seconds=3600, actor="t")
+    with pytest.raises(blocks.InvalidTarget, match="wider than /16"):
+        blocks.block(["::ffff:0.0.0.0/96"], reason="x", duration_seconds=3600, actor="t")
+    # An address on no list is blocked under its IPv4 spelling, in the IPv4 set
+    result = blocks.block(["::ffff:198.51.100.7"], reason="x", duration_seconds=3600, actor="t")
+    assert [b.ip for b in result.changed] == ["198.51.100.7/32"]
+    assert ip_set_addresses(waf, 4) == ["198.51.100.7/32"]
+    assert ip_set_addresses(waf, 6) == []
+
+
+def test_a_row_stored_under_another_pythons_spelling_is_unblocked_by_its_stored_key(
+    waf: WafResources,
+) -> None:
+    """Python 3.13 (the Lambda runtime) spells an IPv4-mapped network
+    '::ffff:203.0.113.7/128', 3.11 '::ffff:cb00:7107/128': a row written by one must be
+    found and removed by the other, not re-spelled into a key that names nothing."""
+    # Given a row as an earlier responder on 3.13 wrote it
+    key = "::ffff:203.0.113.7/128"
+    now = int(time.time())
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=names.BLOCK_REGISTRY_TABLE,
+        Item={
+            names.TABLE_PARTITION_KEY: {"S": key},
+            "ip": {"S": key},
+            "version": {"N": "6"},
+            "reason": {"S": "x"},
+            "alarm": {"S": "manual"},
+            "source": {"S": "manual"},
+            "first_seen": {"N": str(now)},
+            "last_seen": {"N": str(now)},
+            "blocked_until": {"N": str(now + 3600)},
+            "offences": {"N": "1"},
+            "requests": {"N": "0"},
+            "expires_at": {"N": str(now + 7200)},
+        },
+    )
+    # Then it reads back, and is enforced, as the IPv4 address it names
+    blocks.sync_ip_sets()
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+    assert [b.ip for b in blocks.list_blocks()] == ["203.0.113.7/32"]
+
+    # When on-call unblocks it, in either spelling
+    result = blocks.unblock(["::ffff:203.0.113.7"], actor="oncall")
+
+    # Then the stored row is gone (kept only as a release marker under the one key)
+    assert [b.ip for b in result.changed] == ["203.0.113.7/32"]
+    assert registry_ips() == ["203.0.113.7/32"]
+    assert blocks.list_blocks() == []
+    assert ip_set_addresses(waf, 4) == []
+    assert ip_set_addresses(waf, 6) == []

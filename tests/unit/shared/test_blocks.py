@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from functions.shared.blocks import (
     MAX_REASON_LENGTH,
+    SWEEP_PERIOD_MINUTES,
     Block,
     InvalidReason,
     InvalidTarget,
     ProtectedNetworks,
     aggregate,
     aggregate_cidrs,
+    canonical_network,
     check_reason,
     parse_target,
     plan_ip_set,
@@ -193,3 +195,49 @@ def test_the_admin_api_bounds_a_reason_as_the_registry_does() -> None:
     from functions.api.admin import blocks as admin_blocks
 
     assert admin_blocks.MAX_REASON_LENGTH == MAX_REASON_LENGTH
+    assert admin_blocks.SWEEP_PERIOD_MINUTES == SWEEP_PERIOD_MINUTES
+
+
+@pytest.mark.parametrize(
+    ("text", "network"),
+    [
+        ("::ffff:203.0.113.7", "203.0.113.7/32"),
+        ("::FFFF:cb00:7107", "203.0.113.7/32"),
+        ("::ffff:203.0.113.0/120", "203.0.113.0/24"),
+    ],
+)
+def test_an_ipv4_mapped_target_is_its_ipv4_network(text: str, network: str) -> None:
+    """Protects one key per block on every Python (3.13 and 3.11 spell a mapped network
+    differently) and the IPv4 checks (protected lists, minimum prefix)."""
+    assert str(parse_target(text)) == network
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("::ffff:0.0.0.0/96", "0.0.0.0/0 is wider than /16"),
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8 is wider than /16"),
+        ("::fffe:0:0/95", "covers every IPv4-mapped address"),
+        ("::/64", "covers every IPv4-mapped address"),
+    ],
+)
+def test_a_mapped_range_wider_than_the_ipv4_minimum_is_refused(text: str, message: str) -> None:
+    """Protects against blocking all of IPv4 through the IPv6 minimum (/48)."""
+    with pytest.raises(InvalidTarget, match=message):
+        parse_target(text)
+
+
+def test_canonical_networks_drop_zone_ids_and_leave_other_networks_alone() -> None:
+    assert str(canonical_network(ipaddress.ip_network("2001:db8::7%eth0/128"))) == "2001:db8::7/128"
+    for plain in ("2001:db8::/64", "203.0.113.0/24", "::fffe:0:0/95"):
+        assert canonical_network(ipaddress.ip_network(plain)) == ipaddress.ip_network(plain)
+
+
+def test_a_mapped_spelling_is_protected_as_its_ipv4_on_either_side() -> None:
+    protected = ProtectedNetworks(
+        admin=(ipaddress.ip_network("::ffff:192.0.2.0/124"),),
+        never_block=(ipaddress.ip_network("203.0.113.0/24"),),
+    )
+    mapped = ipaddress.ip_network("::ffff:203.0.113.7/128")
+    assert protected.why_protected(mapped) == "never-block list"
+    assert protected.why_protected(ipaddress.ip_network("192.0.2.3/32")) == "admin allowlist"

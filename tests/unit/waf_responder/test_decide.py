@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 from functions.shared.blocks import Block, ProtectedNetworks
 from functions.shared.settings import settings_from_environment
-from functions.waf_responder.decide import block_duration, decide
+from functions.waf_responder.decide import Decision, block_duration, decide
 from functions.waf_responder.offenders import Offender
 
 NOW = 1_800_000_000
@@ -128,3 +129,101 @@ def test_expiry_is_configurable_per_alarm() -> None:
     assert block_duration("short", 1, settings) == 600
     assert block_duration("long", 1, settings) == 7200
     assert block_duration("other", 1, settings) == 4 * 3600
+
+
+def _released(ip: str, *, at: int) -> Block:
+    """The row an operator's unblock leaves: offences reset, the release time kept."""
+    return replace(
+        _previous(ip, offences=1, blocked_until=NOW + 3600),
+        offences=0,
+        released_at=at,
+        released_by="oncall",
+    )
+
+
+def _decide(offenders: list[Offender], known: list[Block], **kwargs: object) -> Decision:
+    return decide(
+        offenders,
+        alarm="a",
+        reason="r",
+        event_id="recheck",
+        known={b.ip: b for b in known},
+        protected=NOTHING_PROTECTED,
+        now=NOW,
+        settings=settings_from_environment({}),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_an_unblocked_address_is_not_blocked_again_on_what_was_seen_before_the_unblock() -> None:
+    """Protects an operator's unblock from the sweep's recheck, which reads the same
+    log window as the look that blocked the address."""
+    released = _released("203.0.113.1/32", at=NOW - 5)
+    seen_before = Offender(ipaddress.ip_network("203.0.113.1/32"), requests=50, last_seen=NOW - 5)
+
+    decision = _decide([seen_before], [released])
+
+    assert decision.to_block == []
+    assert decision.skipped[0].why.startswith("unblocked by an operator at ")
+    assert decision.skipped[0].why.endswith("; nothing seen since")
+
+
+def test_an_unblocked_address_seen_again_after_the_unblock_is_a_first_offence() -> None:
+    released = _released("203.0.113.1/32", at=NOW - 60)
+    seen_after = Offender(ipaddress.ip_network("203.0.113.1/32"), requests=50, last_seen=NOW - 59)
+
+    (block,) = _decide([seen_after], [released]).to_block
+
+    assert (block.offences, block.released_at, block.first_seen) == (1, None, NOW)
+
+
+def test_an_unblocked_network_holds_for_the_addresses_inside_it() -> None:
+    released = _released("203.0.113.0/24", at=NOW - 5)
+    decision = _decide([_offender("203.0.113.9", 50), _offender("198.51.100.9", 50)], [released])
+    assert [b.ip for b in decision.to_block] == ["198.51.100.9/32"]
+
+
+def test_rate_rule_keys_count_again_only_after_the_alarm_fired_again_or_a_window() -> None:
+    """The rate rule's keys carry no time: held while the alarm has stayed in ALARM
+    since the unblock, for at most one offender window."""
+    window = settings_from_environment({}).offender_window_seconds
+    key = Offender(ipaddress.ip_network("203.0.113.1/32"), requests=0, last_seen=NOW)
+
+    def blocked(released_at: int, alarm_since: int | None) -> bool:
+        released = _released("203.0.113.1/32", at=released_at)
+        decision = _decide([key], [released], alarm_since=alarm_since, timed_evidence=False)
+        return bool(decision.to_block)
+
+    # In ALARM since before the unblock (or unknown), inside the window: held
+    assert not blocked(NOW - 60, alarm_since=NOW - 3600)
+    assert not blocked(NOW - 60, alarm_since=None)
+    # The alarm cleared and fired again after the unblock: a new look
+    assert blocked(NOW - 60, alarm_since=NOW - 30)
+    # One offender window after the unblock: the keys count again
+    assert blocked(NOW - window, alarm_since=NOW - 3600)
+
+
+def test_an_ipv4_mapped_offender_is_its_ipv4_address() -> None:
+    """Protects the never-block list and the registry key from a second spelling of
+    one client (the WAF log may give either), merged into one offender."""
+    protected = ProtectedNetworks(admin=(), never_block=(ipaddress.ip_network("203.0.113.0/24"),))
+    mapped = [
+        Offender(ipaddress.ip_network("::ffff:203.0.113.7/128"), requests=9, last_seen=NOW),
+        Offender(ipaddress.ip_network("::ffff:198.51.100.7/128"), requests=4, last_seen=NOW - 9),
+        Offender(ipaddress.ip_network("198.51.100.7/32"), requests=3, last_seen=NOW - 1),
+    ]
+    decision = decide(
+        mapped,
+        alarm="a",
+        reason="r",
+        event_id="e",
+        known={},
+        protected=protected,
+        now=NOW,
+        settings=settings_from_environment({}),
+    )
+    (block,) = decision.to_block
+    assert (block.ip, block.requests, block.last_seen) == ("198.51.100.7/32", 7, NOW - 1)
+    assert [(s.ip, s.why) for s in decision.skipped] == [
+        ("203.0.113.7/32", "on the never-block list")
+    ]
