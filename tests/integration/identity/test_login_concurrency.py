@@ -210,6 +210,7 @@ def test_simultaneous_guesses_from_separate_processes_are_counted(production_scr
         call_api(
             "POST",
             "/auth/login",
+            # pragma: allowlist nextline secret
             json_body={"email": "parent@example.com", "password": "correct horse"},
             source_ip="198.51.100.77",
         ).status

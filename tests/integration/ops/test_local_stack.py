@@ -147,6 +147,7 @@ def test_failed_sign_ins_alarm_blocks_the_guesser(
     monkeypatch.setenv("FAILED_SIGN_INS_THRESHOLD", "3")
     with running_stack(pg_cluster, DEFAULT_RATE_LIMIT) as stack:
         # Given one address guessing passwords (another account's user guessing too little)
+        # pragma: allowlist nextline secret
         guess = {"email": "parent@demo.babyshield.local", "password": "not-the-password"}
         for _ in range(4):
             assert post_json(stack, "/auth/login", guess, ATTACKER) in (401, 429)

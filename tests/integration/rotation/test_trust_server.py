@@ -63,6 +63,7 @@ def test_rotation_stores_the_new_password_even_where_any_password_logs_in(
     driver = LocalRotationDriver(store=trust_secrets.store, backoff_seconds=0.0)
     database = trust_secrets.database
     # Given a server where a wrong password logs in as well
+    # pragma: allowlist nextline secret
     assert trust_secrets.logs_in({**trust_secrets.current(name), "password": "wrong"})
     # When the secret rotates (twice: the alternating tiers come back to their first login)
     for _ in range(2):

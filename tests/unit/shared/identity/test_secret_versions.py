@@ -15,7 +15,7 @@ from functions.shared.identity.secret_versions import (
     SecretVersionsCache,
 )
 
-SECRET = "babyshield/test-secret"
+SECRET = "babyshield/test-secret"  # pragma: allowlist secret
 ONE = SecretVersions(SecretVersion("v1", "one"), None)
 TWO = SecretVersions(SecretVersion("v2", "two"), SecretVersion("v1", "one"))
 
