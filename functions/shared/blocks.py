@@ -16,6 +16,7 @@ whichever sync runs next.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import random
 import socket
@@ -599,16 +600,49 @@ def plan_ip_set(blocks: Sequence[Block], version: int, limit: int) -> IpSetPlan:
     networks = [b.network for b in ordered]
     if len(_aggregate_ranges(networks, version)[0]) <= limit:
         return IpSetPlan(version, aggregate_cidrs(networks, version), ordered, [])
-    low, high = limit, len(ordered)  # `limit` blocks always fit; all of them do not
-    while high - low > 1:
-        middle = (low + high) // 2
-        if len(_aggregate_ranges(networks[:middle], version)[0]) <= limit:
-            low = middle
-        else:
-            high = middle
+    kept = longest_fitting_prefix(networks, version, limit)
     return IpSetPlan(
-        version, aggregate_cidrs(networks[:low], version), ordered[:low], ordered[low:]
+        version, aggregate_cidrs(networks[:kept], version), ordered[:kept], ordered[kept:]
     )
+
+
+def longest_fitting_prefix(networks: Sequence[IPNetwork], version: int, limit: int) -> int:
+    """How many of `networks`, taken in order, at most `limit` CIDRs can cover.
+
+    Not a binary search: a network can lower the count (it fills the gap between
+    two blocks, which then merge), so fitting is not monotone in the prefix
+    length. The fewest covering CIDRs are kept as they grow, one network at a
+    time: a network inside a kept CIDR adds nothing; otherwise it replaces the
+    kept CIDRs inside it and then merges with its buddy, the other half of their
+    common supernet, for as long as that buddy is kept. O(n log n) for n networks.
+    """
+    width = HOST_PREFIX[version]
+    prefix_at: dict[int, int] = {}  # start -> prefix length of each kept, disjoint CIDR
+    starts: list[int] = []  # the same starts, sorted
+    longest = 0
+    for taken, network in enumerate(networks, start=1):
+        start, prefix = int(network.network_address), network.prefixlen
+        covered = any(
+            prefix_at.get(start >> (width - p) << (width - p)) == p for p in range(prefix + 1)
+        )
+        if not covered:
+            end = start + (1 << (width - prefix)) - 1
+            inside = starts[bisect.bisect_left(starts, start) : bisect.bisect_right(starts, end)]
+            for old in inside:
+                del prefix_at[old]
+                starts.pop(bisect.bisect_left(starts, old))
+            while prefix > 0:
+                buddy = start ^ (1 << (width - prefix))
+                if prefix_at.get(buddy) != prefix:
+                    break
+                del prefix_at[buddy]
+                starts.pop(bisect.bisect_left(starts, buddy))
+                start, prefix = min(start, buddy), prefix - 1
+            prefix_at[start] = prefix
+            bisect.insort(starts, start)
+        if len(prefix_at) <= limit:
+            longest = taken
+    return longest
 
 
 @dataclass

@@ -241,3 +241,40 @@ def test_a_mapped_spelling_is_protected_as_its_ipv4_on_either_side() -> None:
     mapped = ipaddress.ip_network("::ffff:203.0.113.7/128")
     assert protected.why_protected(mapped) == "never-block list"
     assert protected.why_protected(ipaddress.ip_network("192.0.2.3/32")) == "admin allowlist"
+
+
+def test_plan_keeps_the_longest_fitting_prefix_though_fitting_is_not_monotone() -> None:
+    """Protects blocks at the limit: the first five below aggregate to two entries
+    (203.0.113.0/30 and .5), though the first three and four need three."""
+    blocks = [
+        _block(f"203.0.113.{offset}/32", last_seen=100 - rank)
+        for rank, offset in enumerate((0, 2, 5, 1, 3, 9))
+    ]
+    plan = plan_ip_set(blocks, 4, limit=2)
+    assert plan.addresses == ["203.0.113.0/30", "203.0.113.5/32"]
+    assert [str(b.network) for b in plan.left_out] == ["203.0.113.9/32"]
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_longest_fitting_prefix_matches_aggregating_every_prefix(version: int) -> None:
+    """The incremental cover against the full aggregation of each prefix, on random
+    networks dense enough to overlap, nest and merge."""
+    import random
+
+    from functions.shared.blocks import _aggregate_ranges, longest_fitting_prefix
+
+    rng = random.Random(version)
+    base = ipaddress.ip_network("198.51.100.0/24" if version == 4 else "2001:db8::/120")
+    width = base.max_prefixlen
+    for _ in range(200):
+        networks = []
+        for _ in range(rng.randint(1, 24)):
+            prefix = rng.randint(width - 5, width)
+            offset = rng.randrange(0, 256) >> (width - prefix) << (width - prefix)
+            networks.append(ipaddress.ip_network((int(base.network_address) + offset, prefix)))
+        limit = rng.randint(1, 8)
+        counts = [
+            len(_aggregate_ranges(networks[:k], version)[0]) for k in range(1, len(networks) + 1)
+        ]
+        expected = max((k for k, count in enumerate(counts, start=1) if count <= limit), default=0)
+        assert longest_fitting_prefix(networks, version, limit) == expected, (networks, limit)
