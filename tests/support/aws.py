@@ -2,6 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from ops.moto import REGION, reset_moto, running_moto_server, use_fake_credentials
 
-__all__ = ["REGION", "reset_moto", "running_moto_server", "use_fake_credentials"]
+__all__ = [
+    "REGION",
+    "record_client_budgets",
+    "reset_moto",
+    "running_moto_server",
+    "use_fake_credentials",
+]
+
+
+def record_client_budgets(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[tuple[str, Any]]:
+    """(service, timeouts) of every client `module` asks `cached_client` for, in order."""
+    from functions.shared.aws_clients import cached_client
+
+    budgets: list[tuple[str, Any]] = []
+
+    def recording(service: str, timeouts: Any) -> Any:
+        budgets.append((service, timeouts))
+        return cached_client(service, timeouts)
+
+    monkeypatch.setattr(module, "cached_client", recording)
+    return budgets

@@ -242,16 +242,10 @@ def test_block_calls_on_a_request_have_a_requests_time_budget(world, admin, monk
     responder's budget (10 s reads, five attempts: up to 100 s a call) is not for it."""
     from functions.shared import blocks
     from functions.shared.aws_clients import REQUEST
-    from functions.shared.aws_clients import cached_client as real
+    from tests.support.aws import record_client_budgets
 
     blocks.clear_caches()
-    budgets = []
-
-    def recording(service, timeouts):
-        budgets.append((service, timeouts))
-        return real(service, timeouts)
-
-    monkeypatch.setattr(blocks, "cached_client", recording)
+    budgets = record_client_budgets(monkeypatch, blocks)
     created = call_api(
         "POST",
         "/admin/blocks",

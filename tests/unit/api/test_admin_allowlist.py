@@ -128,20 +128,14 @@ def test_the_ssm_read_on_a_request_has_a_requests_time_budget(aws, monkeypatch):
 
     from functions.shared import blocks
     from functions.shared.aws_clients import REQUEST
-    from functions.shared.aws_clients import cached_client as real
+    from tests.support.aws import record_client_budgets
 
     boto3.client("ssm").put_parameter(
         Name="/babyshield/admin-allowed-cidrs", Value="192.0.2.0/24", Type="StringList"
     )
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS_PARAMETER", "/babyshield/admin-allowed-cidrs")
     blocks.clear_caches()
-    budgets = []
-
-    def recording(service, timeouts):
-        budgets.append((service, timeouts))
-        return real(service, timeouts)
-
-    monkeypatch.setattr(blocks, "cached_client", recording)
+    budgets = record_client_budgets(monkeypatch, blocks)
     assert call_api("GET", "/admin/nothing", source_ip="192.0.2.50").status == 401
     assert budgets == [("ssm", REQUEST)]
 
