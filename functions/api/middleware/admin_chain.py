@@ -46,7 +46,6 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -69,6 +68,8 @@ from functions.shared.identity.api_keys import (
     KEY_ID_PATTERN,
     SCOPE_ADMIN,
     ApiKeyRecord,
+    ApiKeyRejected,
+    check_key_holder,
     hash_secret,
     parse_api_key,
 )
@@ -84,8 +85,6 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # RFC 3986 unreserved characters stay as they are; everything else is %XX of its UTF-8.
 _UNRESERVED = "-_.~"
-# Compared against when the key id is unknown, so that path does the same work.
-_UNKNOWN_KEY_HASH = hash_secret(secrets.token_urlsafe(32))
 
 
 def canonical_path(path: str) -> str:
@@ -227,20 +226,20 @@ def _signed_key(event: APIGatewayProxyEvent, key_id: str) -> tuple[ApiKeyRecord,
         nonce=nonce,
         body=raw_body(event),
     )
-    signing_key = record.secret_hash if record is not None else _UNKNOWN_KEY_HASH
-    expected = hmac.new(bytes(signing_key), signed, hashlib.sha256).digest()
-    matches = hmac.compare_digest(expected, offered)
-    if record is None:
-        raise CredentialRefused("unknown_key", key_id=key_id)
-    if not matches:
-        raise CredentialRefused("bad_signature", key_id=key_id)
-    # The same liveness rules as a key sent whole (api_keys.check_api_key).
-    moment = datetime.now(UTC)
-    if record.revoked_at is not None and record.revoked_at <= moment:
-        raise CredentialRefused("revoked", key_id=key_id)
-    if record.expires_at is not None and record.expires_at <= moment:
-        raise CredentialRefused("expired", key_id=key_id)
-    return record, (nonce, timestamp)
+    try:
+        # The same checks as a key sent whole (api_keys.check_api_key), with the
+        # signature as the proof of holding the secret.
+        proven = check_key_holder(
+            key_id,
+            record,
+            lambda stored: hmac.compare_digest(
+                hmac.new(stored, signed, hashlib.sha256).digest(), offered
+            ),
+            "bad_signature",
+        )
+    except ApiKeyRejected as rejected:
+        raise CredentialRefused(rejected.reason, key_id=key_id) from rejected
+    return proven, (nonce, timestamp)
 
 
 def _claim_nonce(key_id: str, nonce: str, timestamp: int) -> None:

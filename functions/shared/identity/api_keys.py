@@ -111,16 +111,39 @@ def check_api_key(
     parsed = parse_api_key(raw)
     if parsed is None:
         raise ApiKeyRejected("malformed")
-    record = lookup(parsed.key_id)
+    secret_hash = hash_secret(parsed.secret)
+    return check_key_holder(
+        parsed.key_id,
+        lookup(parsed.key_id),
+        lambda stored: hmac.compare_digest(secret_hash, stored),
+        "wrong_secret",
+        now=now,
+    )
+
+
+def check_key_holder(
+    key_id: str,
+    record: ApiKeyRecord | None,
+    holds: Callable[[bytes], bool],
+    mismatch: str,
+    *,
+    now: datetime | None = None,
+) -> ApiKeyRecord:
+    """`record` if the caller proved it holds that live key; ApiKeyRejected otherwise.
+
+    `holds(stored_hash)` checks the proof (the secret sent whole, or a request
+    signed with its hash); an unknown key is checked against a hash nobody holds,
+    so it costs what a known one does. `mismatch` is the reason for a failed proof.
+    """
     stored = record.secret_hash if record is not None else _UNKNOWN_KEY_HASH
-    matches = hmac.compare_digest(hash_secret(parsed.secret), bytes(stored))
+    matches = holds(bytes(stored))
     if record is None:
-        raise ApiKeyRejected("unknown_key", parsed.key_id)
+        raise ApiKeyRejected("unknown_key", key_id)
     if not matches:
-        raise ApiKeyRejected("wrong_secret", parsed.key_id)
+        raise ApiKeyRejected(mismatch, key_id)
     moment = now or datetime.now(UTC)
     if record.revoked_at is not None and record.revoked_at <= moment:
-        raise ApiKeyRejected("revoked", parsed.key_id)
+        raise ApiKeyRejected("revoked", key_id)
     if record.expires_at is not None and record.expires_at <= moment:
-        raise ApiKeyRejected("expired", parsed.key_id)
+        raise ApiKeyRejected("expired", key_id)
     return record
