@@ -62,6 +62,22 @@ def create_resources(monkeypatch: pytest.MonkeyPatch) -> WafResources:
     )
 
 
+def create_web_acl() -> str:
+    """The stack's web ACL on moto, with no rules; returns its id."""
+    acl = _client("wafv2").create_web_acl(
+        Name=names.WEB_ACL,
+        Scope="REGIONAL",
+        DefaultAction={"Allow": {}},
+        Rules=[],
+        VisibilityConfig={
+            "SampledRequestsEnabled": False,
+            "CloudWatchMetricsEnabled": False,
+            "MetricName": "acl",
+        },
+    )
+    return str(acl["Summary"]["Id"])
+
+
 def clear_caches() -> None:
     """Forget ids, cached SSM values and idempotency wiring from an earlier moto state."""
     from functions.shared import blocks, settings

@@ -20,6 +20,7 @@ from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
 from tests.support.aws import REGION
 from tests.support.waf import (
     WafResources,
+    create_web_acl,
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
@@ -105,17 +106,7 @@ def test_unblocking_a_whole_event_holds_against_the_sweep(
 def rate_rule(waf: WafResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """The web ACL on moto, and GetRateBasedStatementManagedKeys (which moto lacks)
     stubbed on its own client: add one response per look."""
-    boto3.client("wafv2", region_name=REGION).create_web_acl(
-        Name=names.WEB_ACL,
-        Scope="REGIONAL",
-        DefaultAction={"Allow": {}},
-        Rules=[],
-        VisibilityConfig={
-            "SampledRequestsEnabled": False,
-            "CloudWatchMetricsEnabled": False,
-            "MetricName": "acl",
-        },
-    )
+    create_web_acl()
     client = boto3.client("wafv2", region_name=REGION)
     stubber = Stubber(client)
     monkeypatch.setattr(offenders, "rate_keys_client", lambda: client)

@@ -19,6 +19,7 @@ from functions.waf_responder.events import alarm_state_change_event, scheduled_s
 from tests.support.aws import REGION
 from tests.support.waf import (
     WafResources,
+    create_web_acl,
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
@@ -177,17 +178,7 @@ def test_rate_alarm_blocks_managed_keys_with_stubbed_GetRateBasedStatementManage
     """Protects the rate alarm path. moto lacks GetRateBasedStatementManagedKeys, so a
     botocore Stubber answers that one call on its own client; everything else (web ACL
     lookup, registry, IP sets, SNS) is the moto server."""
-    acl = boto3.client("wafv2", region_name=REGION).create_web_acl(
-        Name=names.WEB_ACL,
-        Scope="REGIONAL",
-        DefaultAction={"Allow": {}},
-        Rules=[],
-        VisibilityConfig={
-            "SampledRequestsEnabled": False,
-            "CloudWatchMetricsEnabled": False,
-            "MetricName": "acl",
-        },
-    )
+    acl_id = create_web_acl()
     client = boto3.client("wafv2", region_name=REGION)
     stubber = Stubber(client)
     stubber.add_response(
@@ -199,7 +190,7 @@ def test_rate_alarm_blocks_managed_keys_with_stubbed_GetRateBasedStatementManage
         {
             "Scope": "REGIONAL",
             "WebACLName": names.WEB_ACL,
-            "WebACLId": acl["Summary"]["Id"],
+            "WebACLId": acl_id,
             "RuleName": names.RATE_RULE,
         },
     )
