@@ -536,23 +536,22 @@ class ProtectedNetworks:
 
 
 @lru_cache(maxsize=4)
-def _ssm_provider(region: str, endpoint_url: str | None, timeouts: Timeouts | None) -> Any:
+def _ssm_provider(region: str, endpoint_url: str | None, budget: Timeouts | None) -> Any:
+    # Keyed by the request budget in force (None: the background one), which
+    # aws_client reads while the provider's client is made.
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    ssm: SSMClient = cached_client("ssm", timeouts) if timeouts else aws_client("ssm")
+    ssm: SSMClient = aws_client("ssm")
     return SSMProvider(boto3_client=ssm)
 
 
-def read_cidrs(
-    parameter: str | None, fallback: tuple[IPNetwork, ...], *, timeouts: Timeouts | None = None
-) -> tuple[IPNetwork, ...]:
-    """The CIDRs in an SSM parameter (cached), else `fallback`. `timeouts`: the
-    caller's budget, where it is shorter than a background job's (an API request)."""
+def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+    """The CIDRs in an SSM parameter (cached), else `fallback`; on an API request
+    (request_budget), read within the request's budget."""
     if not parameter:
         return fallback
     settings = get_settings()
-    budget = timeouts or _request_budget.get()
-    provider = _ssm_provider(settings.region, settings.aws_endpoint_url, budget)
+    provider = _ssm_provider(settings.region, settings.aws_endpoint_url, _request_budget.get())
     try:
         raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
         return parse_cidrs(str(raw))

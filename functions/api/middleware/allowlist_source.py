@@ -19,16 +19,13 @@ def current_allowlist() -> tuple[IPNetwork, ...]:
         return settings.admin_allowed_cidrs
     # Imported here: only admin paths pay for botocore and the SSM client at cold start.
     from functions.shared.aws_clients import REQUEST
-    from functions.shared.blocks import ProtectedListUnavailable, read_cidrs
+    from functions.shared.blocks import ProtectedListUnavailable, read_cidrs, request_budget
 
     try:
         # A request's budget: a stalled SSM must turn into a quick refusal, not an API
         # Gateway timeout after the background client's retries.
-        return read_cidrs(
-            settings.admin_allowed_cidrs_parameter,
-            settings.admin_allowed_cidrs,
-            timeouts=REQUEST,
-        )
+        with request_budget(REQUEST):
+            return read_cidrs(settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs)
     except ProtectedListUnavailable:
         logger.exception("admin allowlist unavailable; denying admin access")
         return ()
