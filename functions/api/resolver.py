@@ -4,12 +4,15 @@ Powertools runs its request validation before any `app.use()` middleware, and
 exception handlers' responses skip middleware. A security edge must not depend
 on either, so this resolver wraps `resolve()`:
 
-1. edge guards run on the raw event, before routing and before pydantic sees the
+1. an event without the REST proxy shape (API Gateway's: strings where it sends
+   strings) is a 400, so no guard or Powertools property trips over a null or a
+   number and answers 500;
+2. edge guards run on the raw event, before routing and before pydantic sees the
    body: header and body limits, the admin allowlist, attack inspection;
-2. Powertools routes, validates and runs the handler (with `app.use()` middleware
+3. Powertools routes, validates and runs the handler (with `app.use()` middleware
    for per-request identity);
-3. any exception that escapes becomes a 500 with a correlation id;
-4. security headers are set on whatever comes out, errors and 404s included.
+4. any exception that escapes becomes a 500 with a correlation id;
+5. security headers are set on whatever comes out, errors and 404s included.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api.middleware.security_headers import apply_security_headers
-from functions.shared.errors import DomainError, HttpError, internal_error, to_http
+from functions.shared.errors import BadRequest, DomainError, HttpError, internal_error, to_http
 from functions.shared.observability import logger
 
 EdgeGuard = Callable[[APIGatewayProxyEvent], None]
@@ -41,13 +44,57 @@ def proxy_response(error: HttpError) -> dict[str, Any]:
     }
 
 
-def correlation_id_of(event: Mapping[str, Any]) -> str | None:
-    context = event.get("requestContext")
+def correlation_id_of(event: Any) -> str | None:
+    context = event.get("requestContext") if isinstance(event, Mapping) else None
     if isinstance(context, dict):
         request_id = context.get("requestId")
         if isinstance(request_id, str):
             return request_id
     return None
+
+
+def _strings(value: Any) -> bool:
+    """None, or a map of strings to strings (a single-value header or query map)."""
+    return value is None or (
+        isinstance(value, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    )
+
+
+def _string_lists(value: Any) -> bool:
+    """None, or a map of strings to lists of strings (a multi-value map)."""
+    return value is None or (
+        isinstance(value, dict)
+        and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+            for k, v in value.items()
+        )
+    )
+
+
+def is_rest_proxy_event(event: Any) -> bool:
+    """The fields the edge and Powertools read, with the types API Gateway's REST
+    proxy integration gives them. Anything else did not come through API Gateway
+    (a direct invoke, an HTTP API v2 event) and is refused, not half-read."""
+    if not isinstance(event, Mapping):
+        return False
+    context = event.get("requestContext")
+    identity = context.get("identity") if isinstance(context, dict) else None
+    return (
+        isinstance(event.get("path"), str)
+        and event["path"].startswith("/")
+        and isinstance(event.get("httpMethod"), str)
+        and isinstance(event.get("body"), str | None)
+        and isinstance(event.get("isBase64Encoded", False), bool)
+        and _strings(event.get("headers"))
+        and _string_lists(event.get("multiValueHeaders"))
+        and _strings(event.get("queryStringParameters"))
+        and _string_lists(event.get("multiValueQueryStringParameters"))
+        and isinstance(context, dict)
+        and isinstance(context.get("requestId"), str)
+        and isinstance(identity, dict)
+        and isinstance(identity.get("sourceIp"), str)
+    )
 
 
 class SecureResolver(APIGatewayRestResolver):
@@ -57,6 +104,10 @@ class SecureResolver(APIGatewayRestResolver):
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         correlation_id = correlation_id_of(event)
+        if not is_rest_proxy_event(event):
+            # No field values in the line: the event may hold credentials.
+            logger.warning("malformed API event refused", extra={"correlation_id": correlation_id})
+            return apply_security_headers(proxy_response(to_http(BadRequest(), correlation_id)))
         try:
             request = APIGatewayProxyEvent(dict(event))
             for guard in self._edge_guards:

@@ -65,18 +65,22 @@ def json_strings(document: Any) -> Iterator[str]:
 
 
 def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
-    """Every query parameter name and value (all values of a repeated parameter)."""
+    """Every query parameter name and value (all values of a repeated parameter).
+
+    Both of the event's maps: Powertools fills a route's parameters from the two
+    merged, so a name or value that only the single-value map holds is inspected too.
+    """
     multi: dict[str, list[str] | None] = event.get("multiValueQueryStringParameters") or {}
-    if multi:
-        for name, values in multi.items():
+    for name, values in multi.items():
+        yield name
+        yield from (v for v in values or () if v)
+    single: dict[str, str | None] = event.get("queryStringParameters") or {}
+    for name, value in single.items():
+        # API Gateway puts the last of the multi values here: seen above already.
+        if name not in multi:
             yield name
-            yield from (v for v in values or () if v)
-    else:
-        single: dict[str, str | None] = event.get("queryStringParameters") or {}
-        for name, value in single.items():
-            yield name
-            if value:
-                yield value
+        if value and value not in (multi.get(name) or ()):
+            yield value
 
 
 def _first_detection(values: Iterator[str]) -> Detection | None:

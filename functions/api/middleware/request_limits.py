@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from functions.shared.errors import (
@@ -44,11 +45,14 @@ def check_header_sizes(event: APIGatewayProxyEvent, settings: Settings) -> None:
     # The raw dicts, not the data class's properties: `multi_value_headers` builds a
     # case-insensitive copy on every access, which sizes do not need.
     multi: dict[str, list[str] | None] = event.get("multiValueHeaders") or {}
-    pairs = (
-        ((name, value) for name, values in multi.items() for value in values or ())
-        if multi
-        else (event.get("headers") or {}).items()
-    )
+    single: dict[str, str | None] = event.get("headers") or {}
+    # Each map on its own: API Gateway fills both with the same headers, but a reader
+    # falls back to the single-value map for a name the other lacks.
+    _check_sizes(((n, v) for n, values in multi.items() for v in values or ()), settings)
+    _check_sizes(single.items(), settings)
+
+
+def _check_sizes(pairs: Iterable[tuple[str, str | None]], settings: Settings) -> None:
     limit, total = settings.max_header_bytes, 0
     for name, value in pairs:
         size = len(name) + len(value or "")
