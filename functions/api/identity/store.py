@@ -221,25 +221,6 @@ def list_users(actor: Caller) -> list[dict[str, Any]]:
     return [{"id": r[0], "email": r[1], "role": r[2], "created_at": r[3]} for r in rows]
 
 
-def upsert_recall(recall: dict[str, Any]) -> tuple[int, bool]:
-    """Insert or update by source_id; returns (id, created)."""
-    with write_session(user_id=None) as conn:
-        row = conn.execute(
-            "INSERT INTO public.recalls (source_id, product, brand, hazard, remedy, "
-            "recall_date, description, country, url) "
-            "VALUES (%(source_id)s, %(product)s, %(brand)s, %(hazard)s, %(remedy)s, "
-            "%(recall_date)s, %(description)s, %(country)s, %(url)s) "
-            "ON CONFLICT (source_id) DO UPDATE SET product = EXCLUDED.product, "
-            "brand = EXCLUDED.brand, hazard = EXCLUDED.hazard, remedy = EXCLUDED.remedy, "
-            "recall_date = EXCLUDED.recall_date, description = EXCLUDED.description, "
-            "country = EXCLUDED.country, url = EXCLUDED.url, updated_at = now() "
-            "RETURNING id, (xmax = 0) AS created",
-            recall,
-        ).fetchone()
-    found = _returned(row)
-    return int(found[0]), bool(found[1])
-
-
 def _returned(row: Any) -> Any:
     """The row a RETURNING clause must produce; None would be a database bug."""
     if row is None:

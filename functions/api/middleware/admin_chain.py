@@ -243,15 +243,17 @@ def _signed_key(event: APIGatewayProxyEvent, key_id: str) -> tuple[ApiKeyRecord,
 
 
 def _claim_nonce(key_id: str, nonce: str, timestamp: int) -> None:
-    """Record the nonce once, through the webhooks' replay store (same table, same put)."""
+    """Record the nonce once, through the webhooks' replay store (same table and put,
+    its own key space: no webhook id can use up a nonce in advance)."""
     from functions.shared.identity.webhooks import (
+        ADMIN_NONCE_SPACE,
         VerifiedWebhook,
         WebhookReplayed,
         claim_message_id,
     )
 
     try:
-        claim_message_id(VerifiedWebhook(f"admin-signature#{key_id}#{nonce}", timestamp))
+        claim_message_id(VerifiedWebhook(f"{key_id}#{nonce}", timestamp), space=ADMIN_NONCE_SPACE)
     except WebhookReplayed as exc:
         raise CredentialRefused("replayed_signature", key_id=key_id) from exc
     except Exception as exc:

@@ -3,8 +3,10 @@
 The signature was checked on the raw body before anything parsed it (the
 authentication edge, functions/api/middleware/authentication.py); here the
 event's `webhook-id` is claimed (a replay is refused) and the recall is upserted
-by `source_id`. If the upsert fails the id is released, so the sender's retry is
-not taken for a replay and nothing is left half-done.
+by `source_id`, unless the stored version is newer than the event (deliveries
+arrive out of order: a retried old event must not undo a later one). If the
+upsert fails the id is released, so the sender's retry is not taken for a replay
+and nothing is left half-done.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringCon
 
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel, IsoDate, IsoTimestamp
+from functions.api.recalls import queries
 from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
 from functions.shared.observability import logger
 
@@ -32,6 +35,7 @@ HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://
 
 # Older than any recall register; a year like 0202 is a typo.
 EARLIEST_RECALL_DATE = date(1900, 1, 1)
+EARLIEST_EVENT_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def _announced(value: date) -> date:
@@ -45,6 +49,23 @@ def _announced(value: date) -> date:
     if not EARLIEST_RECALL_DATE <= value <= latest:
         raise ValueError("recall_date is out of range")
     return value
+
+
+def _occurred(value: datetime) -> datetime:
+    """An event's time orders the versions of a recall, so it may not be in the future.
+
+    One later than the clock (beyond the signature's skew) would be stored as the
+    newest version and make every real update after it look stale.
+    """
+    from functions.shared.settings import get_settings
+
+    skew = timedelta(seconds=get_settings().webhook_tolerance_seconds)
+    if not EARLIEST_EVENT_TIME <= value <= datetime.now(UTC) + skew:
+        raise ValueError("timestamp is out of range")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, IsoTimestamp, AfterValidator(_occurred)]
 
 
 RecallDate = Annotated[
@@ -75,7 +96,7 @@ class RecallEvent(ApiModel):
 
     type: Literal["recall.created", "recall.updated"]
     # With its offset: a time without one means nothing certain to the receiver.
-    timestamp: Annotated[AwareDatetime, IsoTimestamp]
+    timestamp: EventTime
     data: RecallData
 
 
@@ -90,7 +111,7 @@ def accept_recall(
     message: VerifiedWebhook | None, event: RecallEvent, source_ip: str
 ) -> WebhookAccepted:
     """Claim the delivery's id, upsert its recall; `message` is the verified signature."""
-    from functions.api.identity.store import upsert_recall
+    from functions.shared.db import write_session
     from functions.shared.identity.webhooks import (
         WebhookReplayed,
         claim_message_id,
@@ -100,7 +121,7 @@ def accept_recall(
     if message is None:
         raise Unauthorized()
     try:
-        claim_message_id(message)
+        claim = claim_message_id(message)
     except WebhookReplayed as exc:
         audit(
             "webhook",
@@ -114,10 +135,13 @@ def accept_recall(
         logger.exception("webhook id store unavailable")
         raise ServiceUnavailable() from exc
     try:
-        recall_id, created = upsert_recall(event.data.model_dump())
+        with write_session(user_id=None) as conn:
+            recall_id, created, applied = queries.upsert_recall(
+                conn, event.data.model_dump(), event.timestamp
+            )
     except BaseException:
         try:
-            release_message_id(message)
+            release_message_id(message, claim)
         except Exception:  # noqa: BLE001 - the original error is the one to report
             logger.exception("webhook id not released", extra={"message_id": message.message_id})
         raise
@@ -128,5 +152,6 @@ def accept_recall(
         message_id=message.message_id,
         event_type=event.type,
         source_id=event.data.source_id,
+        applied=applied,
     )
     return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)

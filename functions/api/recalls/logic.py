@@ -15,6 +15,7 @@ from functions.api.recalls import queries
 from functions.api.recalls.cursor import decode_cursor, encode_cursor
 from functions.api.recalls.models import (
     DEFAULT_PAGE_SIZE,
+    MAX_SUBSCRIPTIONS,
     NewSubscription,
     Recall,
     RecallPage,
@@ -116,12 +117,17 @@ def subscribe(caller: Caller, request: NewSubscription) -> Subscription:
         raise BadRequest("A product is required.")
     try:
         with write_session(user_id=caller.user_id, role=caller.role) as conn:
-            return queries.insert_subscription(conn, caller.user_id, product, brand)
+            created = queries.insert_subscription(
+                conn, caller.user_id, product, brand, MAX_SUBSCRIPTIONS
+            )
     except psycopg.errors.UniqueViolation as exc:
         raise Conflict("This product is already watched.") from exc
     except psycopg.errors.ForeignKeyViolation as exc:
         # The caller's user row is gone (deleted account with a still-valid token).
         raise Unauthorized() from exc
+    if created is None:
+        raise Conflict(f"At most {MAX_SUBSCRIPTIONS} products can be watched; remove one first.")
+    return created
 
 
 def unsubscribe(caller: Caller, raw_id: str) -> None:

@@ -12,6 +12,9 @@ from functions.api.models import ApiModel
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+# Listed whole on one page: unbounded, the list outgrows a Lambda response (6 MB)
+# at about 15,000 and its owner could no longer read or remove them.
+MAX_SUBSCRIPTIONS = 100
 
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 BrandName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

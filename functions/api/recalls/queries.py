@@ -3,6 +3,7 @@ composed SQL is fixed fragments chosen by which filters are present."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -62,6 +63,40 @@ def get_recall(conn: psycopg.Connection[Any], recall_id: int) -> Recall | None:
     return None if row is None else _recall(row)
 
 
+def upsert_recall(
+    conn: psycopg.Connection[Any], recall: dict[str, Any], occurred_at: datetime
+) -> tuple[int, bool, bool]:
+    """Insert or update by source_id; (id, created, applied).
+
+    `updated_at` holds the feed's time of the version stored, and a version older
+    than it changes nothing: a sender's retry of an old event, arriving after a
+    newer one, must not put the old text back. The row lock ON CONFLICT takes
+    orders concurrent deliveries of one recall the same way.
+    """
+    row = conn.execute(
+        "INSERT INTO public.recalls (source_id, product, brand, hazard, remedy, "
+        "recall_date, description, country, url, updated_at) "
+        "VALUES (%(source_id)s, %(product)s, %(brand)s, %(hazard)s, %(remedy)s, "
+        "%(recall_date)s, %(description)s, %(country)s, %(url)s, %(occurred_at)s) "
+        "ON CONFLICT (source_id) DO UPDATE SET product = EXCLUDED.product, "
+        "brand = EXCLUDED.brand, hazard = EXCLUDED.hazard, remedy = EXCLUDED.remedy, "
+        "recall_date = EXCLUDED.recall_date, description = EXCLUDED.description, "
+        "country = EXCLUDED.country, url = EXCLUDED.url, updated_at = EXCLUDED.updated_at "
+        "WHERE public.recalls.updated_at <= EXCLUDED.updated_at "
+        "RETURNING id, (xmax = 0) AS created",
+        {**recall, "occurred_at": occurred_at},
+    ).fetchone()
+    if row is not None:
+        return int(row[0]), bool(row[1]), True
+    # A stale version: the row exists (ON CONFLICT found and locked it) and stays.
+    kept = conn.execute(
+        "SELECT id FROM public.recalls WHERE source_id = %s", (recall["source_id"],)
+    ).fetchone()
+    if kept is None:
+        raise RuntimeError("conflicting recall not found")
+    return int(kept[0]), False, False
+
+
 def list_subscriptions(conn: psycopg.Connection[Any]) -> list[Subscription]:
     """The session caller's subscriptions: RLS, not a WHERE clause, does the scoping."""
     from psycopg.rows import dict_row
@@ -74,11 +109,30 @@ def list_subscriptions(conn: psycopg.Connection[Any]) -> list[Subscription]:
     return [Subscription.model_validate(row) for row in rows]
 
 
+# The class half of the two-key advisory lock on one caller's subscriptions (the
+# one-key space, which migrations use, is separate).
+_SUBSCRIPTIONS_LOCK_CLASS = 0x5B55
+
+
 def insert_subscription(
-    conn: psycopg.Connection[Any], user_id: UUID, product: str, brand: str | None
-) -> Subscription:
+    conn: psycopg.Connection[Any], user_id: UUID, product: str, brand: str | None, limit: int
+) -> Subscription | None:
+    """Add a watch; None when the caller already has `limit` of them.
+
+    The lock holds the count until this transaction ends, so simultaneous adds
+    by one caller cannot pass the limit together.
+    """
     from psycopg.rows import dict_row
 
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+        (_SUBSCRIPTIONS_LOCK_CLASS, str(user_id)),
+    )
+    counted = conn.execute(
+        "SELECT count(*) FROM public.subscriptions WHERE user_id = %s", (user_id,)
+    ).fetchone()
+    if counted is not None and counted[0] >= limit:
+        return None
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             "INSERT INTO public.subscriptions (user_id, product, brand) VALUES (%s, %s, %s) "

@@ -10,7 +10,12 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api.caller_context import require_caller
 from functions.api.recalls import logic
-from functions.api.recalls.models import NewSubscription, Subscription, SubscriptionList
+from functions.api.recalls.models import (
+    MAX_SUBSCRIPTIONS,
+    NewSubscription,
+    Subscription,
+    SubscriptionList,
+)
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
@@ -27,7 +32,10 @@ def list_subscriptions() -> SubscriptionList:
     responses={
         201: {"description": "Created"},
         400: {"description": "No product, or a control character in the product or brand."},
-        409: {"description": "This product is already watched."},
+        409: {
+            "description": "This product is already watched, or "
+            f"{MAX_SUBSCRIPTIONS} products already are."
+        },
     },
 )
 def create_subscription(subscription: NewSubscription) -> Response[Subscription]:

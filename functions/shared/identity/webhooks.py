@@ -43,6 +43,12 @@ MESSAGE_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 # A sender has no reason to send more; bounds the HMAC comparisons per request.
 MAX_SIGNATURES = 10
+# The replay record's random token: which claim wrote it.
+CLAIM_ATTRIBUTE = "claim"
+# Key prefixes in the replay table: a webhook id and an admin request's nonce never
+# share a key, whatever text the sender puts in its id.
+WEBHOOK_ID_SPACE = "webhook"
+ADMIN_NONCE_SPACE = "admin-nonce"
 
 
 class WebhookRejected(Exception):
@@ -214,21 +220,28 @@ class WebhookReplayed(Exception):
     """The webhook-id was already received inside the tolerance window."""
 
 
-def claim_message_id(message: VerifiedWebhook, *, now: float | None = None) -> None:
-    """Record the id, or raise WebhookReplayed if it is already recorded.
+def claim_message_id(
+    message: VerifiedWebhook, *, now: float | None = None, space: str = WEBHOOK_ID_SPACE
+) -> str:
+    """Record the id in `space` and return this claim's token, or raise
+    WebhookReplayed if the id is already recorded there by another claim.
 
     Kept until the timestamp leaves the tolerance window (plus a margin), after
-    which the timestamp check alone refuses a replay.
+    which the timestamp check alone refuses a replay. The token tells this claim
+    from any other: when the answer to the put is lost after DynamoDB applied it,
+    the client's retry meets the item it wrote itself, which is no replay.
     """
     settings = get_settings()
     moment = int(time.time() if now is None else now)
     expires_at = max(moment, message.timestamp) + settings.webhook_tolerance_seconds + 60
+    claim = secrets.token_hex(16)
     try:
         aws.dynamodb().put_item(
             TableName=settings.webhook_nonce_table,
             Item={
-                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"webhook#{message.message_id}"},
+                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{space}#{message.message_id}"},
                 names.TTL_ATTRIBUTE: {"N": str(expires_at)},
+                CLAIM_ATTRIBUTE: {"S": claim},
             },
             # An expired record that DynamoDB's TTL sweep has not removed yet is free to reuse.
             ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now",
@@ -237,17 +250,32 @@ def claim_message_id(message: VerifiedWebhook, *, now: float | None = None) -> N
                 "#ttl": names.TTL_ATTRIBUTE,
             },
             ExpressionAttributeValues={":now": {"N": str(moment)}},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except Exception as exc:
-        if aws.error_code(exc) == "ConditionalCheckFailedException":
+        if aws.error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        held = getattr(exc, "response", {}).get("Item", {}).get(CLAIM_ATTRIBUTE, {}).get("S")
+        if not (isinstance(held, str) and hmac.compare_digest(held, claim)):
             raise WebhookReplayed(message.message_id) from exc
-        raise
+    return claim
 
 
-def release_message_id(message: VerifiedWebhook) -> None:
-    """Forget an id whose processing failed, so the sender's retry is not taken for a replay."""
+def release_message_id(message: VerifiedWebhook, claim: str) -> None:
+    """Forget a webhook id whose processing failed, so the sender's retry is not
+    taken for a replay. Only `claim` is removed, never one another delivery of the
+    same id made meanwhile."""
     settings = get_settings()
-    aws.dynamodb().delete_item(
-        TableName=settings.webhook_nonce_table,
-        Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"webhook#{message.message_id}"}},
-    )
+    key = {names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}}
+    try:
+        aws.dynamodb().delete_item(
+            TableName=settings.webhook_nonce_table,
+            Key=key,
+            ConditionExpression="#claim = :claim",
+            ExpressionAttributeNames={"#claim": CLAIM_ATTRIBUTE},
+            ExpressionAttributeValues={":claim": {"S": claim}},
+        )
+    except Exception as exc:
+        # Gone already, or another delivery's claim: either way not ours to remove.
+        if aws.error_code(exc) != "ConditionalCheckFailedException":
+            raise

@@ -228,6 +228,28 @@ def test_a_signed_request_is_accepted_once(world, admin, monkeypatch):
     assert signed_call(admin["key"], admin["token"]).status == 200
 
 
+def test_no_webhook_id_can_use_up_an_admin_nonce_in_advance(world, admin, monkeypatch):
+    # Given a signed admin request not sent yet, and a webhook sender (who holds only
+    # the webhook secret) that learned its key id and nonce
+    from functions.api.middleware.admin_chain import (
+        SIGNATURE_NONCE_HEADER,
+        SIGNATURE_TIMESTAMP_HEADER,
+    )
+    from functions.shared.identity.webhooks import VerifiedWebhook, claim_message_id
+
+    _sign_routes(monkeypatch, "GET /admin/users")
+    signed = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    nonce = next(v for k, v in signed.items() if k.lower() == SIGNATURE_NONCE_HEADER)
+    key_id = admin["key"][3:19]
+    timestamp = int(next(v for k, v in signed.items() if k.lower() == SIGNATURE_TIMESTAMP_HEADER))
+    # When webhook deliveries claim every id the nonce's record could be written as
+    for message_id in (f"{key_id}#{nonce}", f"admin-signature#{key_id}#{nonce}"):
+        claim_message_id(VerifiedWebhook(message_id, timestamp))
+    # Then the admin's request is still accepted, once
+    assert signed_call(None, admin["token"], headers=signed).status == 200
+    assert signed_call(None, admin["token"], headers=signed).status == 401
+
+
 def test_a_signed_request_is_refused_when_replays_cannot_be_recorded(world, admin, monkeypatch):
     # Fail closed: without the record a captured request could be replayed
     _sign_routes(monkeypatch, "GET /admin/users")

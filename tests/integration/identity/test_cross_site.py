@@ -17,6 +17,7 @@ import pytest
 from tests.support.api import ApiResponse, call_api
 
 CROSS_ORIGIN = "https://attacker.example"
+SIGN_IN = {"email": "parent@example.com", "password": "correct horse"}  # pragma: allowlist secret
 CORS_GRANTS = (
     "Access-Control-Allow-Origin",
     "Access-Control-Allow-Credentials",
@@ -64,7 +65,7 @@ def test_no_answer_sets_a_cookie_or_grants_a_cross_origin_read(world):
             "POST",
             "/auth/login",
             headers=origin,
-            json_body={"email": "parent@example.com", "password": "correct horse"},
+            json_body=SIGN_IN,
         ),
         call_api("GET", "/auth/me", headers={**origin, "Authorization": f"Bearer {token}"}),
         call_api("GET", "/recalls", headers={**origin, "X-API-Key": api_key}),
@@ -95,7 +96,7 @@ def test_a_body_an_html_form_can_send_is_refused_before_sign_in(world, content_t
     # Given a user, and a form on another site posting their credentials as JSON
     # text (text/plain is how a form smuggles JSON without a preflight)
     world.create_user("parent@example.com", "correct horse")
-    body = json.dumps({"email": "parent@example.com", "password": "correct horse"})
+    body = json.dumps(SIGN_IN)
     # When the form posts to the sign-in route
     response = call_api(
         "POST",

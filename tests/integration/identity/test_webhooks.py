@@ -198,21 +198,21 @@ def test_a_feed_ahead_of_utc_may_send_tomorrow(world):
 
 
 def test_failed_upsert_releases_the_id_for_the_senders_retry(world, monkeypatch):
-    from functions.api.identity import store
+    from functions.api.recalls import queries
 
     body = event()
     headers = signed_headers(world.webhook_secret, body, msg_id="msg_retry")
-    real = store.upsert_recall
+    real = queries.upsert_recall
 
-    def failing(recall):
+    def failing(conn, recall, occurred_at):
         from functions.shared.db import DatabaseUnavailable
 
         raise DatabaseUnavailable()
 
-    monkeypatch.setattr(store, "upsert_recall", failing)
+    monkeypatch.setattr(queries, "upsert_recall", failing)
     assert post(body, headers).status == 503
     assert world.recall_count() == 0
-    monkeypatch.setattr(store, "upsert_recall", real)
+    monkeypatch.setattr(queries, "upsert_recall", real)
     assert post(body, headers).status == 200
     assert world.recall_count() == 1
 

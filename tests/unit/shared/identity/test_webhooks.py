@@ -187,8 +187,8 @@ def test_message_id_can_be_claimed_once(identity_env):
 def test_released_id_can_be_claimed_again(identity_env):
     # Given a message whose processing failed and released its id
     message = VerifiedWebhook("msg_retry", int(time.time()))
-    claim_message_id(message)
-    release_message_id(message)
+    claim = claim_message_id(message)
+    release_message_id(message, claim)
     # Then the sender's retry is not taken for a replay
     claim_message_id(message)
 
