@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -144,6 +144,20 @@ class Api(Construct):
             request_parameters={"method.request.path.proxy": True},
         )
         self.stage = self.rest_api.deployment_stage
+        # Execution logging (ERROR) makes API Gateway create this group on its first
+        # error, never expiring and not encrypted, unless it already exists.
+        execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=Fn.join(
+                "",
+                ["API-Gateway-Execution-Logs_", self.rest_api.rest_api_id, f"/{names.API_STAGE}"],
+            ),
+            retention=log_retention,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.stage.node.add_dependency(execution_logs)
         # What API Gateway answers itself (the validator's 400, its throttle's 429, a
         # WAF block's 403, a timeout's 504) never reaches the function, whose last
         # step sets the security headers: they are set here as well, and the body

@@ -103,6 +103,25 @@ def _custom_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
     )
 
 
+def _sustained_failure_alarm(
+    scope: Construct, construct_id: str, *, alarm_name: str, metric: str, description: str
+) -> cloudwatch.Alarm:
+    """A failure the code survives by design (logged and counted, no retry to a
+    DLQ): one blip passes, ten minutes of it page on-call."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name,
+        alarm_description=description,
+        metric=_custom_metric(metric),
+        threshold=1,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
 def waf_blocked_metric(web_acl_name: str, region: str, rule: str = "ALL") -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace="AWS/WAFV2",
@@ -119,7 +138,19 @@ def _grant_table(table: dynamodb.Table, function: lambda_.Function, actions: Seq
     key = table.encryption_key
     if key is None:  # pragma: no cover - _table always gives the platform key
         raise ValueError(f"{table.node.path} has no key of its own to grant")
-    key.grant(function, *TABLE_KEY_ACTIONS)
+    # Only through DynamoDB: the key also encrypts the secrets, queues and logs,
+    # and the function never calls KMS itself.
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=list(TABLE_KEY_ACTIONS),
+            resources=[key.key_arn],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": f"dynamodb.{Stack.of(table).region}.amazonaws.com"
+                }
+            },
+        )
+    )
 
 
 class DetectionAndResponse(Construct):
@@ -292,12 +323,52 @@ class DetectionAndResponse(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # The API lets a keyed request through when its per-key limiter cannot ask
+        # DynamoDB (functions/api/middleware/authentication.py): a control that is
+        # off until someone notices.
+        self.rate_limiter_alarm = _sustained_failure_alarm(
+            self,
+            "RateLimiterUnavailable",
+            alarm_name=f"{names.PREFIX}-rate-limiter-unavailable",
+            metric=names.METRIC_RATE_LIMITER_UNAVAILABLE,
+            description="Per-key rate limits are failing open: DynamoDB cannot be asked",
+        )
+        # A sweep's recheck of an alarm still in ALARM that fails is logged and
+        # counted, never retried and never dead-lettered.
+        self.responder_errors_alarm = _sustained_failure_alarm(
+            self,
+            "ResponderErrors",
+            alarm_name=f"{names.PREFIX}-waf-responder-errors",
+            metric=names.METRIC_WAF_RESPONDER_ERRORS,
+            description="waf_responder keeps failing to look for offenders",
+        )
+        # One SecretsOverdue datapoint per daily run (functions/shared/rotation/age.py).
+        # Two daily periods: a late run, or a secret met on its due day before its
+        # rotation window, does not page; two days overdue, or without a run, do.
+        self.secrets_overdue_alarm = cloudwatch.Alarm(
+            self,
+            "SecretsOverdue",
+            alarm_name=f"{names.PREFIX}-secrets-overdue",
+            alarm_description="A secret is past its rotation period or unreadable, or the "
+            "daily secret-age check has stopped reporting",
+            metric=_custom_metric(names.METRIC_SECRETS_OVERDUE, "Maximum").with_(
+                period=Duration.days(1)
+            ),
+            threshold=1,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
         self.alarms = [
             self.waf_blocked_alarm,
             self.waf_rate_alarm,
             self.failed_signins_alarm,
             self.rotation_alarm,
             self.api_5xx_alarm,
+            self.rate_limiter_alarm,
+            self.responder_errors_alarm,
+            self.secrets_overdue_alarm,
         ]
 
         # --- alarm -> responder ------------------------------------------

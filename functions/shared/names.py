@@ -102,8 +102,13 @@ METRIC_TOKEN_VALIDATION_ERRORS = "TokenValidationErrors"  # noqa: S105 - a metri
 METRIC_LOCKOUTS = "AccountLockouts"
 METRIC_ROTATION_FAILURES = "RotationFailures"
 METRIC_ROTATION_SUCCESSES = "RotationSuccesses"
+# A keyed request let through because its per-key limit could not be read.
+METRIC_RATE_LIMITER_UNAVAILABLE = "RateLimiterUnavailable"
 # Dimension `secret` = inventory name.
 METRIC_SECRET_AGE_DAYS = "SecretAgeDays"  # noqa: S105 - a metric name
+# Secrets past their period or unreadable, one datapoint per daily run (no `secret`
+# dimension): the overdue alarm watches it, and a missing day counts against it.
+METRIC_SECRETS_OVERDUE = "SecretsOverdue"  # pragma: allowlist secret (a metric name)
 
 # CloudWatch dashboards.
 DASHBOARD_WAF = f"{PREFIX}-waf"

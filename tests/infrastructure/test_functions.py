@@ -224,6 +224,8 @@ def test_function_log_groups_are_encrypted_and_retained(synthesized: Synthesized
     groups = {
         g["Properties"].get("LogGroupName"): g["Properties"]
         for g in synthesized.resources("AWS::Logs::LogGroup").values()
+        # Names made from another resource's id (the stage's execution logs) are tokens.
+        if not isinstance(g["Properties"].get("LogGroupName"), dict)
     }
     for package in PACKAGES:
         group = groups[f"/aws/lambda/{names.function_name(package)}"]

@@ -23,6 +23,7 @@ from functions.api.identity.audit import audit
 from functions.api.identity.caller import AuthenticatedCaller
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import raw_body
+from functions.shared import names
 from functions.shared.caller import CallerRole
 from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
 from functions.shared.identity.api_keys import SCOPE_RECALLS_READ, ApiKeyRecord
@@ -143,7 +144,9 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
         logger.exception(
             "rate limiter unavailable; request allowed", extra={"key_id": record.key_id}
         )
-        metrics.add_metric(name="RateLimiterUnavailable", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name=names.METRIC_RATE_LIMITER_UNAVAILABLE, unit=MetricUnit.Count, value=1
+        )
         return
     if not decision.allowed:
         audit(

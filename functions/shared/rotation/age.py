@@ -127,11 +127,13 @@ def secret_ages(store: SecretStore | None = None, now: datetime | None = None) -
 def publish_secret_ages(
     store: SecretStore | None = None, now: Callable[[], datetime] | None = None
 ) -> dict[str, Any]:
-    """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by one.
+    """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by
+    one, then one SecretsOverdue datapoint for the run.
 
     Each flush carries one secret's dimension; a single flush would put every
-    datapoint under the same dimensions. A secret without an age gets no
-    datapoint: the alarm treats missing data as breaching.
+    datapoint under the same dimensions. A secret without an age gets no age
+    datapoint (the dashboard shows a gap) and counts as overdue: the overdue alarm
+    (cdk/detection.py) fires on the count, and on days with no run at all.
     """
     ages = secret_ages(store, now() if now else None)
     for age in ages:
@@ -148,6 +150,8 @@ def publish_secret_ages(
         # The daily run rarely meets a rotation in progress; a stuck one blocks the next.
         logger.warning("secrets with a rotation pending", extra={"secrets": pending})
     overdue = [age.name for age in ages if age.overdue]
+    metrics.add_metric(name=names.METRIC_SECRETS_OVERDUE, unit="Count", value=len(overdue))
+    metrics.flush_metrics()
     if overdue:
         logger.warning("secrets overdue for rotation", extra={"secrets": overdue})
     return {"secrets": len(ages), "overdue": overdue}

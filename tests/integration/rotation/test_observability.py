@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,8 @@ def test_one_log_line_per_step_with_secret_and_version_and_no_value(
 def test_secret_age_metric_has_one_datapoint_per_secret(
     store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Protects the SecretAgeDays alarm: one dimension per secret, missing ones skipped."""
+    """Protects the dashboard's ages and the overdue alarm: one dimension per secret,
+    missing ones skipped, and one undimensioned count of what is overdue."""
     from functions.shared.rotation.age import publish_secret_ages
 
     summary = publish_secret_ages(store)
@@ -66,11 +68,25 @@ def test_secret_age_metric_has_one_datapoint_per_secret(
     }
     # Only the webhook secret exists here; the others are reported overdue, not measured.
     assert list(datapoints) == ["webhook-signing-secret"]
-    # EMF carries a metric's values as a list when it was added more than once; once here.
-    value = datapoints["webhook-signing-secret"]
-    assert 0 <= (value[0] if isinstance(value, list) else value) < 0.01
+    assert 0 <= only_value(datapoints["webhook-signing-secret"]) < 0.01
     assert "webhook-signing-secret" not in summary["overdue"]
     assert "db-app" in summary["overdue"]
+    # The count the alarm watches: every secret it could not age (five here), under
+    # the service dimension alone, so one alarm covers the inventory.
+    counts = [doc for doc in documents if names.METRIC_SECRETS_OVERDUE in doc]
+    assert len(counts) == 1
+    assert only_value(counts[0][names.METRIC_SECRETS_OVERDUE]) == len(summary["overdue"]) == 5
+    assert "secret" not in counts[0]
+    [directive] = counts[0]["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == names.METRICS_NAMESPACE
+    assert directive["Dimensions"] == [["service"]]
+
+
+def only_value(value: Any) -> float:
+    """An EMF value: a list when the metric was added more than once, here always once."""
+    if isinstance(value, list):
+        [value] = value
+    return float(value)
 
 
 def test_the_scheduled_secret_age_function_reports_overdue_secrets(

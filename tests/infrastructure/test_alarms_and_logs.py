@@ -1,0 +1,196 @@
+"""Alarms that watch what the code emits (and page when a failure the code
+survives persists), the API's execution log group, and the API's key grant."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk.app import default_context
+from functions.shared import names
+from tests.infrastructure.conftest import REPO_ROOT, Synthesized
+
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+
+def _emitted_metrics() -> dict[str, set[Path]]:
+    """Metric name -> the modules that pass it to `metrics.add_metric`.
+
+    A name counts when it is the call's literal `name=`, or a `names.METRIC_*`
+    constant (or a literal) that a module calling add_metric mentions: the API's
+    audit picks its metric from a table of those constants.
+    """
+    found: dict[str, set[Path]] = {}
+    for path in FUNCTIONS_DIR.rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        calls = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_metric"
+        ]
+        if not calls:
+            continue
+        mentioned: set[str] = set()
+        for call in calls:
+            for keyword in call.keywords:
+                if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                    mentioned.add(str(keyword.value.value))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "names"
+                and node.attr.startswith("METRIC_")
+                and hasattr(names, node.attr)
+            ):
+                mentioned.add(getattr(names, node.attr))
+        for name in mentioned:
+            found.setdefault(name, set()).add(path)
+    return found
+
+
+def _custom_alarms(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    """Alarm name -> properties, for alarms on the platform's own (EMF) metrics."""
+    return {
+        alarm["Properties"]["AlarmName"]: alarm["Properties"]
+        for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("Namespace") == names.METRICS_NAMESPACE
+    }
+
+
+def _alarm_on(synthesized: Synthesized, metric: str) -> dict[str, Any]:
+    matching = [a for a in _custom_alarms(synthesized).values() if a["MetricName"] == metric]
+    assert matching, f"no alarm watches {metric}"
+    [alarm] = matching
+    return alarm
+
+
+def test_every_alarm_on_a_custom_metric_watches_one_the_code_emits(synthesized: Synthesized):
+    """An alarm on a metric nobody emits, or on other dimensions, never fires."""
+    emitted = _emitted_metrics()
+
+    for name, alarm in _custom_alarms(synthesized).items():
+        assert alarm["MetricName"] in emitted, f"{name}: {alarm['MetricName']} is never emitted"
+        # Powertools adds `service` to every metric; only the secret-age run adds more.
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": names.METRICS_SERVICE}], name
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        # The per-key rate limiter lets requests through when DynamoDB cannot be asked.
+        names.METRIC_RATE_LIMITER_UNAVAILABLE,
+        # The sweep's recheck of an alarm still in ALARM fails without a retry or the DLQ.
+        names.METRIC_WAF_RESPONDER_ERRORS,
+    ],
+)
+def test_failures_the_code_survives_silently_page_oncall_when_they_persist(
+    synthesized: Synthesized, metric: str
+):
+    assert metric in _emitted_metrics()
+    alarm = _alarm_on(synthesized, metric)
+
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Period"] == 300
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # Sustained, not a single blip that the next call survives.
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] > 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmName"].startswith(f"{names.PREFIX}-")  # the topic takes only these
+    assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
+
+
+def test_overdue_or_unreported_secrets_page_oncall(synthesized: Synthesized):
+    """SecretsOverdue is one datapoint per daily run: a count above zero, or days
+    without a run at all (rule disabled, function gone), must reach on-call."""
+    assert names.METRIC_SECRETS_OVERDUE in _emitted_metrics()
+    alarm = _alarm_on(synthesized, names.METRIC_SECRETS_OVERDUE)
+
+    assert alarm["Period"] == 86400
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "breaching"
+    # Two days: one late run, or a day that meets a rotation still in its window,
+    # does not page; two days of overdue or of silence do.
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 2
+    assert alarm["AlarmName"].startswith(f"{names.PREFIX}-")
+    assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
+
+
+def _oncall_topic(synthesized: Synthesized) -> str:
+    [topic] = [
+        logical_id
+        for logical_id, topic in synthesized.resources("AWS::SNS::Topic").items()
+        if topic["Properties"]["TopicName"] == names.ONCALL_TOPIC
+    ]
+    return topic
+
+
+def test_api_gateway_execution_logs_go_to_a_retained_encrypted_group(synthesized: Synthesized):
+    """Execution logging on the stage makes API Gateway create
+    API-Gateway-Execution-Logs_<api id>/<stage> itself, never expiring and not
+    encrypted, unless the group exists first."""
+    [(stage_id, stage)] = synthesized.resources("AWS::ApiGateway::Stage").items()
+    levels = {s.get("LoggingLevel", "OFF") for s in stage["Properties"]["MethodSettings"]}
+    assert levels != {"OFF"}
+    [rest_api_id] = synthesized.resources("AWS::ApiGateway::RestApi")
+    expected_name = {
+        "Fn::Join": [
+            "",
+            ["API-Gateway-Execution-Logs_", {"Ref": rest_api_id}, f"/{names.API_STAGE}"],
+        ]
+    }
+
+    groups = {
+        logical_id: group
+        for logical_id, group in synthesized.resources("AWS::Logs::LogGroup").items()
+        if group["Properties"].get("LogGroupName") == expected_name
+    }
+    assert len(groups) == 1, "no log group for the stage's execution logs"
+    [(group_id, group)] = groups.items()
+    assert group["Properties"]["RetentionInDays"] == 365
+    assert "KmsKeyId" in group["Properties"]
+    assert group["DeletionPolicy"] == "Retain"
+    # The stage starts logging once it exists: the group must be there before.
+    assert group_id in stage.get("DependsOn", []), stage_id
+
+
+def test_the_apis_use_of_the_platform_key_goes_through_dynamodb_only(synthesized: Synthesized):
+    """The key also encrypts every secret, queue and log group. The API (the
+    internet-facing function) uses it only through DynamoDB's table encryption,
+    so a role grant without kms:ViaService would let stolen credentials decrypt
+    any ciphertext made under it."""
+    [function] = [
+        f
+        for f in synthesized.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("FunctionName") == names.function_name("api")
+    ]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    kms_statements = [
+        s
+        for s in statements
+        if any(str(a).startswith("kms:") for a in _as_list(s["Action"])) and s["Effect"] == "Allow"
+    ]
+
+    region = default_context()["babyshield:region"]
+    assert kms_statements
+    for statement in kms_statements:
+        via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+        assert via == f"dynamodb.{region}.amazonaws.com", statement
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
