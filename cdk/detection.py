@@ -21,7 +21,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -30,7 +29,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.compliance import acknowledge, skip_checkov
-from cdk.queues import dead_letter_queue
+from cdk.keys import grant_key_through
+from cdk.queues import FailureQueue, dead_letter_queue
 from functions.shared import names
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -93,6 +93,10 @@ TABLE_KEY_ACTIONS = (
 )
 
 
+# What a publisher needs of an encrypted topic's key (SNS makes and reads data keys).
+PUBLISH_KEY_ACTIONS = ("kms:GenerateDataKey*", "kms:Decrypt")
+
+
 def _custom_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace=names.METRICS_NAMESPACE,
@@ -138,19 +142,7 @@ def _grant_table(table: dynamodb.Table, function: lambda_.Function, actions: Seq
     key = table.encryption_key
     if key is None:  # pragma: no cover - _table always gives the platform key
         raise ValueError(f"{table.node.path} has no key of its own to grant")
-    # Only through DynamoDB: the key also encrypts the secrets, queues and logs,
-    # and the function never calls KMS itself.
-    function.add_to_role_policy(
-        iam.PolicyStatement(
-            actions=list(TABLE_KEY_ACTIONS),
-            resources=[key.key_arn],
-            conditions={
-                "StringEquals": {
-                    "kms:ViaService": f"dynamodb.{Stack.of(table).region}.amazonaws.com"
-                }
-            },
-        )
-    )
+    grant_key_through(function, key, "dynamodb", TABLE_KEY_ACTIONS)
 
 
 class DetectionAndResponse(Construct):
@@ -197,9 +189,10 @@ class DetectionAndResponse(Construct):
             acknowledge(
                 function.role,  # type: ignore[arg-type]
                 "AwsSolutions-IAM5",
-                "DynamoDB uses the platform key on the caller's behalf for the tables "
-                "encrypted with it (TABLE_KEY_ACTIONS); the KMS actions are limited to that "
-                "one key.",
+                "DynamoDB (and, for the responder, SNS and SQS) use the platform key on "
+                "the caller's behalf (TABLE_KEY_ACTIONS and the publish and send grants); "
+                "each KMS grant is limited to that one key and to calls through its service "
+                "(kms:ViaService).",
                 applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
             )
 
@@ -253,7 +246,10 @@ class DetectionAndResponse(Construct):
                 },
             )
         )
-        self.topic.grant_publish(waf_responder)
+        waf_responder.add_to_role_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        )
+        grant_key_through(waf_responder, key, "sns", PUBLISH_KEY_ACTIONS)
         waf_responder.add_environment("ONCALL_TOPIC_ARN", self.topic.topic_arn)
         notify = cloudwatch_actions.SnsAction(self.topic)
 
@@ -431,7 +427,7 @@ class DetectionAndResponse(Construct):
         # delivered ones asynchronously, and an alarm the responder failed to act on
         # after Lambda's retries lands here too, so the alarm above pages on-call.
         waf_responder.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letters),
+            on_failure=FailureQueue(self.dead_letters),
             retry_attempts=2,
             max_event_age=Duration.hours(1),
         )

@@ -11,13 +11,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cdk.compliance import acknowledge
-from cdk.queues import dead_letter_queue
+from cdk.queues import FailureQueue, dead_letter_queue
 from functions.shared import names
 from functions.shared.db.roles import PRODUCTION_ROLES
 from functions.shared.inventory import INVENTORY, SecretSpec
@@ -153,16 +152,16 @@ class Secrets(Construct):
         # EventBridge's queue holds only events it could not deliver; Lambda runs the
         # delivered ones asynchronously, and a run that fails its retries goes here too.
         secret_age.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.secret_age_dead_letters),
+            on_failure=FailureQueue(self.secret_age_dead_letters),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
         )
         acknowledge(
             secret_age.role,  # type: ignore[arg-type]
             "AwsSolutions-IAM5",
-            "CDK's send grant on a queue encrypted with the platform key; the KMS "
-            "actions are limited to that one key.",
-            applies_to=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+            "The send grant on its dead-letter queue, encrypted with the platform key: "
+            "limited to that one key and to calls through SQS (kms:ViaService).",
+            applies_to=["Action::kms:GenerateDataKey*"],
         )
 
         # Multi-user rotation logs in as the admin user to change the others.

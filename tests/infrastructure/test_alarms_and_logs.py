@@ -162,34 +162,75 @@ def test_api_gateway_execution_logs_go_to_a_retained_encrypted_group(synthesized
     assert group_id in stage.get("DependsOn", []), stage_id
 
 
-def test_the_apis_use_of_the_platform_key_goes_through_dynamodb_only(synthesized: Synthesized):
-    """The key also encrypts every secret, queue and log group. The API (the
-    internet-facing function) uses it only through DynamoDB's table encryption,
-    so a role grant without kms:ViaService would let stolen credentials decrypt
-    any ciphertext made under it."""
-    [function] = [
-        f
-        for f in synthesized.resources("AWS::Lambda::Function").values()
-        if f["Properties"].get("FunctionName") == names.function_name("api")
-    ]
-    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = [
-        statement
-        for policy in synthesized.resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-    kms_statements = [
-        s
-        for s in statements
-        if any(str(a).startswith("kms:") for a in _as_list(s["Action"])) and s["Effect"] == "Allow"
-    ]
+def _function_key_grants(synthesized: Synthesized) -> dict[str, list[dict[str, Any]]]:
+    """Function name -> the KMS statements of its role's policies."""
+    roles = {
+        function["Properties"]["Role"]["Fn::GetAtt"][0]: function["Properties"]["FunctionName"]
+        for function in synthesized.resources("AWS::Lambda::Function").values()
+        if str(function["Properties"].get("FunctionName", "")).startswith(f"{names.PREFIX}-")
+    }
+    grants: dict[str, list[dict[str, Any]]] = {name: [] for name in roles.values()}
+    for policy in synthesized.resources("AWS::IAM::Policy").values():
+        for role in policy["Properties"]["Roles"]:
+            name = roles.get(role.get("Ref"))
+            if name is None:
+                continue
+            grants[name] += [
+                statement
+                for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+                if statement["Effect"] == "Allow"
+                and any(str(a).startswith("kms:") for a in _as_list(statement["Action"]))
+            ]
+    return grants
 
+
+def test_no_function_may_use_the_platform_key_but_through_a_service(synthesized: Synthesized):
+    """The key also encrypts every secret, queue and log group, and no function calls
+    KMS itself: each grant is for DynamoDB's tables, SNS's topic or SQS's queues, so
+    a grant without kms:ViaService would let a role's stolen credentials decrypt any
+    ciphertext made under it."""
     region = default_context()["babyshield:region"]
-    assert kms_statements
-    for statement in kms_statements:
-        via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
-        assert via == f"dynamodb.{region}.amazonaws.com", statement
+    grants = _function_key_grants(synthesized)
+    through = {
+        name: {
+            statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+            for statement in statements
+        }
+        for name, statements in grants.items()
+        if statements
+    }
+    assert through == {
+        names.function_name("api"): {f"dynamodb.{region}.amazonaws.com"},
+        names.function_name("waf_responder"): {
+            f"{service}.{region}.amazonaws.com" for service in ("dynamodb", "sns", "sqs")
+        },
+        names.function_name("secret_age"): {f"sqs.{region}.amazonaws.com"},
+    }
+
+
+def test_failed_asynchronous_runs_still_reach_their_dead_letter_queues(synthesized: Synthesized):
+    """The send grant is ours (FailureQueue), so the destination must still name the queue."""
+    queues = {
+        queue["Properties"]["QueueName"]: logical_id
+        for logical_id, queue in synthesized.resources("AWS::SQS::Queue").items()
+    }
+    destinations = {
+        config["Properties"]["FunctionName"]["Ref"]: config["Properties"]["DestinationConfig"][
+            "OnFailure"
+        ]["Destination"]
+        for config in synthesized.resources("AWS::Lambda::EventInvokeConfig").values()
+    }
+    functions = {
+        function["Properties"]["FunctionName"]: logical_id
+        for logical_id, function in synthesized.resources("AWS::Lambda::Function").items()
+        if "FunctionName" in function["Properties"]
+    }
+    for package, queue_name in (
+        ("waf_responder", names.WAF_RESPONDER_DLQ),
+        ("secret_age", names.SECRET_AGE_DLQ),
+    ):
+        function_id = functions[names.function_name(package)]
+        assert destinations[function_id] == {"Fn::GetAtt": [queues[queue_name], "Arn"]}
 
 
 def _as_list(value: Any) -> list[Any]:
