@@ -477,7 +477,14 @@ def run_aws_checks() -> list[Check]:
         try:
             results.extend(check())
         except (BotoCoreError, ClientError) as exc:
-            results.extend(Check(name, FAIL, f"no answer from AWS: {exc}") for name in names)
+            why = f"no answer from AWS: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one broken check must not erase the others
+            # The type only: a library's text may quote a connection string.
+            why = f"the check itself failed: {type(exc).__name__}"
+        else:
+            continue
+        done = {r.name for r in results}  # a check may fail after yielding a result
+        results.extend(Check(name, FAIL, why) for name in names if name not in done)
     return results
 
 

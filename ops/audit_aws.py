@@ -107,7 +107,7 @@ def check_database_users() -> Iterator[Check]:
     import psycopg
 
     from ops.console import CommandError
-    from ops.db import admin_conninfo
+    from ops.db import admin_conninfo, connection_failure
 
     try:
         roles = roles_in_use()
@@ -119,8 +119,16 @@ def check_database_users() -> Iterator[Check]:
         with psycopg.connect(conninfo, connect_timeout=5) as conn:
             problems = _role_problems(conn, roles)
     except (CommandError, psycopg.OperationalError) as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = connection_failure(exc)
         yield Check("database_users", SKIP, f"the database is not reachable from here: {reason}")
+        return
+    except psycopg.Error as exc:
+        # Reached, but a catalog query failed (a role or table the deployment should
+        # have is missing): a finding, not a reason to lose the whole audit. The
+        # server's own message names the object, never a connection string.
+        diag = getattr(exc, "diag", None)
+        reason = getattr(diag, "message_primary", None) or type(exc).__name__
+        yield Check("database_users", FAIL, f"the catalog checks failed: {reason}")
         return
     if problems:
         yield Check("database_users", FAIL, "; ".join(problems))

@@ -130,6 +130,18 @@ def command_output_only() -> Iterator[None]:
             handler.setStream(previous)
 
 
+def _uses_local_stack(args: argparse.Namespace) -> bool:
+    """Whether to point this command at the running local stack. `db` given a database
+    (--database-url or DATABASE_URL in the shell) keeps it: the stack's environment
+    would replace DATABASE_URL, and `db migrate` would migrate the local database while
+    on-call believes the named one is up to date."""
+    if args.command not in LOCAL_STACK_AWARE:
+        return False
+    if args.command == "db":
+        return not (getattr(args, "database_url", None) or os.environ.get("DATABASE_URL"))
+    return True
+
+
 def _serves(args: argparse.Namespace) -> bool:
     """`babyshield local` itself: a server whose log is its output."""
     return args.command == "local" and getattr(args, "local_command", None) is None
@@ -158,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in LOCAL_STACK_AWARE:
+        if _uses_local_stack(args):
             from ops.local_state import apply_local_environment
 
             apply_local_environment()

@@ -21,6 +21,15 @@ NOT_A_DATABASE_URL = "not a PostgreSQL connection URL or conninfo string"
 DATABASE_URL_EXAMPLE = "e.g. postgresql://USER@HOST:5432/DBNAME"
 
 
+def connection_failure(error: Exception) -> str:
+    """libpq's account of a failed connection on one line: every line of it, since the
+    first names the host and port it tried and the last only asks whether a server runs
+    there. It names host, port and user, never the password."""
+    return (
+        " ".join(line.strip() for line in str(error).strip().splitlines()) or type(error).__name__
+    )
+
+
 def is_conninfo(value: str) -> bool:
     """Does libpq parse it (a postgresql:// URL or key=value pairs); connecting is later."""
     import psycopg
@@ -116,7 +125,7 @@ def _migrate(args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:
         # libpq's message names host and user, never the password.
         raise CommandError(
-            f"cannot connect to the database: {str(exc).strip().splitlines()[-1]}",
+            f"cannot connect to the database: {connection_failure(exc)}",
             hint="check --database-url / DATABASE_URL and that the server is running",
         ) from exc
     if applied:
@@ -136,7 +145,7 @@ def _seed(args: argparse.Namespace) -> int:
         inserted = seed_demo_data(admin_conninfo(args.database_url))
     except psycopg.OperationalError as exc:
         raise CommandError(
-            f"cannot connect to the database: {str(exc).strip().splitlines()[-1]}",
+            f"cannot connect to the database: {connection_failure(exc)}",
             hint="check --database-url / DATABASE_URL and that the server is running",
         ) from exc
     except psycopg.errors.UndefinedTable as exc:

@@ -124,6 +124,8 @@ def banner(state: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import psycopg
+
     from ops.local_stack import (
         DEFAULT_RATE_LIMIT,
         LocalStackOptions,
@@ -141,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         "BABYSHIELD_LOCAL_RATE_LIMIT", DEFAULT_RATE_LIMIT, low=1, high=10_000_000
     )
     _check_admin_cidrs()
+    _check_database_url()
     if running_state() is not None:
         raise CommandError(
             "a local stack is already running (.babyshield/local.json)",
@@ -164,7 +167,24 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             str(exc), hint="stop whatever uses that port, or set PORT to another one"
         ) from exc
+    except psycopg.OperationalError as exc:
+        from ops.db import connection_failure
+
+        raise CommandError(
+            f"cannot use the database: {connection_failure(exc)}",
+            hint="check DATABASE_URL, or unset it to use 127.0.0.1:5432 or an embedded one",
+        ) from exc
     return 0
+
+
+def _check_database_url() -> None:
+    # libpq's parse errors quote the text they stopped at, which may be the password:
+    # refuse a malformed value here, naming only the shape it should have.
+    from ops.db import DATABASE_URL_EXAMPLE, NOT_A_DATABASE_URL, is_conninfo
+
+    raw = os.environ.get("DATABASE_URL")
+    if raw and not is_conninfo(raw):
+        raise CommandError(f"DATABASE_URL is {NOT_A_DATABASE_URL}", hint=DATABASE_URL_EXAMPLE)
 
 
 def _check_admin_cidrs() -> None:

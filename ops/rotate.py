@@ -90,7 +90,7 @@ def rotate_locally(
             False,
             failed.token if failed.left_pending else None,
             f"{failed.step} failed {failed.attempts}x ({_cause(failed.cause)}); "
-            + _what_now(store, item, failed.left_pending),
+            + _what_now(store, item, failed.left_pending, emergency=emergency),
         )
     except RotationError as exc:
         return Outcome(item.name, False, _pending(store, item), str(exc))
@@ -150,10 +150,18 @@ def _pending(store: SecretStore, item: SecretSpec) -> str | None:
         return None
 
 
-def _what_now(store: SecretStore, item: SecretSpec, left_pending: bool) -> str:
-    """What the next run must be, after a failure or an interruption."""
+def _again(item: SecretSpec, emergency: bool) -> str:
+    """The command that rotates `item` from the start (an emergency stays one)."""
+    return f"babyshield rotate {item.name}" + (" --emergency" if emergency else "")
+
+
+def _what_now(
+    store: SecretStore, item: SecretSpec, left_pending: bool, *, emergency: bool = False
+) -> str:
+    """What the next run must be, after a failure or an interruption. In an emergency
+    the command keeps --emergency: a routine rerun would leave the leaked value valid."""
     if not left_pending:
-        advice = f"nothing was stored; run `babyshield rotate {item.name}` again once fixed"
+        advice = f"nothing was stored; run `{_again(item, emergency)}` again once fixed"
     elif item.name == "db-admin":
         # The database may hold the pending password already: only finishing is safe.
         advice = f"left AWSPENDING: finish it with `babyshield rotate {item.name} --resume`"
@@ -162,6 +170,8 @@ def _what_now(store: SecretStore, item: SecretSpec, left_pending: bool) -> str:
             f"left AWSPENDING: finish it with `babyshield rotate {item.name} --resume` "
             "or drop it with --cancel"
         )
+        if emergency:
+            advice += f" and then run `{_again(item, emergency)}`"
     if item.kind == "database" and item.name != "db-admin":
         from functions.shared.inventory import spec
 
@@ -294,7 +304,7 @@ def _rotate(args: argparse.Namespace) -> int:
         return _cancel(store, items[0])
 
     outcomes: list[Outcome] = []
-    for item in items:
+    for index, item in enumerate(items):
         try:
             if mode == "local":
                 outcome = rotate_locally(store, item, emergency=args.emergency, resume=args.resume)
@@ -303,7 +313,11 @@ def _rotate(args: argparse.Namespace) -> int:
                     store, item, emergency=args.emergency, wait_seconds=args.wait
                 )
         except KeyboardInterrupt:
-            _report_interrupted(store, item, mode)
+            # What ran, what stopped and what never started: a leak is only contained
+            # once every secret is rotated, so the rest must be named, not dropped.
+            outcomes.append(_interrupted(store, item, mode, emergency=args.emergency))
+            outcomes.extend(_not_started(later, args.emergency) for later in items[index + 1 :])
+            _report(outcomes, as_json=args.json, summary=bool(args.all))
             return 130
         except Exception as exc:  # noqa: BLE001 - one secret's failure must not stop the others
             outcome = Outcome(
@@ -313,31 +327,58 @@ def _rotate(args: argparse.Namespace) -> int:
         if not args.json:
             status = "rotated" if outcome.ok else "FAILED"
             print(f"{item.name}: {status} {outcome.version_id or ''} {outcome.detail}".rstrip())
-    if args.json:
+    _report(outcomes, as_json=args.json, summary=len(outcomes) > 1)
+    return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+INTERRUPTED = "INTERRUPTED"
+NOT_STARTED = "not started"
+
+
+def _report(outcomes: list[Outcome], *, as_json: bool, summary: bool) -> None:
+    if as_json:
         print_json([outcome.as_json() for outcome in outcomes])
-    elif len(outcomes) > 1:
+    elif summary:
         print()
         print_table(
             ("SECRET", "RESULT", "VERSION"),
             # A failed row's version is the one left AWSPENDING, if any.
-            [(o.name, "ok" if o.ok else "FAILED", o.version_id or "-") for o in outcomes],
+            [(o.name, _result(o), o.version_id or "-") for o in outcomes],
         )
-    return 0 if all(outcome.ok for outcome in outcomes) else 1
 
 
-def _report_interrupted(store: SecretStore, item: SecretSpec, mode: Mode) -> None:
+def _result(outcome: Outcome) -> str:
+    if outcome.ok:
+        return "ok"
+    for word in (INTERRUPTED, NOT_STARTED):
+        if outcome.detail.startswith(word):
+            return word
+    return "FAILED"
+
+
+def _not_started(item: SecretSpec, emergency: bool) -> Outcome:
+    """A secret an interrupted --all never reached; also said on stderr, as the
+    interrupted one is, so it is seen with --json too."""
+    import sys
+
+    detail = f"{NOT_STARTED}: the run was interrupted before it; run `{_again(item, emergency)}`"
+    print(f"{item.name}: {detail}", file=sys.stderr)
+    return Outcome(item.name, False, None, detail)
+
+
+def _interrupted(store: SecretStore, item: SecretSpec, mode: Mode, *, emergency: bool) -> Outcome:
     """Ctrl-C between two steps: say what is left, since the next run depends on it."""
     import sys
 
+    pending = _pending(store, item)
     if mode == "service":
         state = "Secrets Manager carries on with the rotation; `babyshield secrets` shows it"
+    elif pending is None:
+        state = f"nothing was left pending; run `{_again(item, emergency)}` again"
     else:
-        pending = _pending(store, item)
-        if pending is None:
-            state = f"nothing was left pending; run `babyshield rotate {item.name}` again"
-        else:
-            state = f"version {pending} {_what_now(store, item, True)}"
-    print(f"{item.name}: INTERRUPTED; {state}", file=sys.stderr)
+        state = f"version {pending} {_what_now(store, item, True, emergency=emergency)}"
+    print(f"{item.name}: {INTERRUPTED}; {state}", file=sys.stderr)
+    return Outcome(item.name, False, pending, f"{INTERRUPTED}; {state}")
 
 
 def _cancel(store: SecretStore, item: SecretSpec) -> int:

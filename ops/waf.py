@@ -286,11 +286,13 @@ def _unblock(args: argparse.Namespace) -> int:
             else "babyshield waf list shows live blocks"
         )
         raise CommandError("nothing was unblocked", hint=hint)
-    still = sorted(b.ip for b in result.changed if b.ip in result.covered_by)
+    # Every target the WAF still refuses, whether its own block was lifted or it never
+    # had one: with any of them the command did not do what was asked.
+    asked = {b.ip for b in result.changed} | set(result.not_found)
+    still = sorted(ip for ip in asked if ip in result.covered_by)
     if still:
-        # Unblocked, yet the WAF refuses it: not the outcome asked for.
         raise CommandError(
-            f"{', '.join(still)} unblocked, but still refused at the WAF by a wider block",
+            f"{', '.join(still)} still refused at the WAF by a wider block",
             hint="babyshield waf unblock "
             + " ".join(sorted({n for ip in still for n in result.covered_by[ip]})),
         )
