@@ -69,7 +69,12 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "waf_responder": {
         # The same registry operations as the API's (functions/shared/blocks.py).
-        names.BLOCK_REGISTRY_TABLE: ("dynamodb:Scan", "dynamodb:BatchWriteItem"),
+        names.BLOCK_REGISTRY_TABLE: (
+            "dynamodb:Scan",
+            "dynamodb:BatchWriteItem",
+            # Each block is claimed with a conditional put (blocks.BlockRegistry.claim).
+            "dynamodb:PutItem",
+        ),
         # Powertools idempotency (DynamoDBPersistenceLayer): reads a record, claims it
         # with a conditional put, completes it, and deletes it when handling fails so
         # that EventBridge's retry runs the flow again.

@@ -11,7 +11,14 @@ successful UpdateIPSet proves no other write landed after that registry read;
 a WAFOptimisticLockException means one did, and the sync starts over from a fresh
 token and a fresh registry read. Two responders therefore end with the union of
 their blocks, and a crash between the registry write and the sync is repaired by
-whichever sync runs next.
+whichever sync runs next. A writer that changed the registry writes the IP sets of
+the versions it changed even when they already match, so the lock token moves and
+a sync planned from a registry read before the change cannot land after it.
+
+The responder claims its blocks with conditional writes (BlockRegistry.claim): a
+row is written only if it is still as read, so two responders, or a responder and
+an operator's unblock, cannot overwrite each other; the one refused reads again
+and decides again.
 """
 
 from __future__ import annotations
@@ -19,15 +26,16 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import random
+import secrets
 import socket
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -43,12 +51,17 @@ if TYPE_CHECKING:
 
 BlockSource = Literal["auto", "manual"]
 KEY_ATTRIBUTE = names.TABLE_PARTITION_KEY
+# A fresh random value on every write of a row: a conditional write names the value
+# it read, so any write in between (whoever made it) refuses it.
+WRITE_ID_ATTRIBUTE = "write_id"
 
 # Narrower than this is an operator's call, never a blanket block: a typo such as
 # `10.0.0.0/8` must not take out a whole provider's customers.
 MIN_PREFIX = {4: 16, 6: 48}
 HOST_PREFIX = {4: 32, 6: 128}
 MAX_SYNC_ATTEMPTS = 8
+# Conditional writes in flight at once while claiming blocks (under botocore's pool of 10).
+CLAIM_WORKERS = 8
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 PROTECTED_LIST_CACHE_SECONDS = 300
@@ -338,6 +351,8 @@ class Block:
     # The partition key the row is stored under (None until read back). Rows written
     # before networks were canonical can differ from `ip`; they are deleted by this.
     key: str | None = field(default=None, compare=False)
+    # The row's write id as read (None until read back, or on a row written before ids).
+    write_id: str | None = field(default=None, compare=False)
 
     @property
     def ip(self) -> str:
@@ -392,6 +407,7 @@ def _to_item(block: Block, memory_seconds: int) -> dict[str, Any]:
         "requests": {"N": str(block.requests)},
         # The TTL outlives the block so a returning offender counts as a repeat.
         "expires_at": {"N": str(ends + memory_seconds)},
+        WRITE_ID_ATTRIBUTE: {"S": secrets.token_hex(8)},
     }
     if block.event_id:
         item["event_id"] = {"S": block.event_id}
@@ -422,6 +438,7 @@ def _from_item(item: dict[str, Any]) -> Block | None:
             released_at=None if released_at is None else int(released_at),
             released_by=item.get("released_by", {}).get("S"),
             key=item.get(KEY_ATTRIBUTE, item["ip"])["S"],
+            write_id=item.get(WRITE_ID_ATTRIBUTE, {}).get("S"),
         )
     except (KeyError, ValueError):
         # A hand-edited or foreign item must not stop every sync; it is simply not a block.
@@ -474,6 +491,48 @@ class BlockRegistry:
             + [{"DeleteRequest": {"Key": {KEY_ATTRIBUTE: {"S": key}}}} for key in deletes]
         )
 
+    def claim(
+        self, blocks: Sequence[Block], read: Mapping[str, Block], memory_seconds: int
+    ) -> list[str]:
+        """Write each block only if its row is still as `read` (by network) found it:
+        absent, or carrying the same write id. Returns the networks whose rows changed
+        since (not written: read again and decide again); the others are written.
+
+        One conditional PutItem per row (BatchWriteItem takes no condition, and a
+        transaction would refuse all of its rows for one changed row), a few at a
+        time: hundreds in a row would take seconds.
+        """
+        client = self.client  # made here, in the caller's budget, and shared by the workers
+
+        def put(block: Block) -> str | None:
+            try:
+                client.put_item(
+                    TableName=self.table_name,
+                    Item=_to_item(block, memory_seconds),
+                    **_unchanged_since(read.get(block.ip), block.ip),
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                return block.ip
+            return None
+
+        unique = list({b.ip: b for b in blocks}.values())
+        if len(unique) <= 1:
+            return [ip for ip in map(put, unique) if ip]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(CLAIM_WORKERS, len(unique))) as pool:
+            futures = [pool.submit(put, b) for b in unique]
+            try:
+                answers = [f.result() for f in futures]
+            except BaseException:
+                # One failure fails the claim: do not go on writing the rest.
+                for f in futures:
+                    f.cancel()
+                raise
+        return [ip for ip in answers if ip]
+
     def _batch(self, requests: list[dict[str, Any]]) -> None:
         written: set[str] = set()
         try:
@@ -499,6 +558,64 @@ class BlockRegistry:
             if written:
                 raise RegistryWriteFailed(frozenset(written), len(requests)) from exc
             raise
+
+
+class Claims(Protocol):
+    """A decision over a registry read: the blocks it writes."""
+
+    @property
+    def to_block(self) -> Sequence[Block]: ...
+
+
+ClaimsT = TypeVar("ClaimsT", bound=Claims)
+
+
+def decide_and_claim(
+    decide_on: Callable[[dict[str, Block]], ClaimsT],
+    *,
+    memory_seconds: int,
+    reg: BlockRegistry | None = None,
+) -> ClaimsT:
+    """Decide on a registry read and claim the blocks decided; where a row changed
+    since the read (another writer blocked or unblocked it), read and decide again.
+    Rows this decision wrote on an earlier pass are read back as its own."""
+    reg = reg or registry()
+    for attempt in range(MAX_SYNC_ATTEMPTS):
+        known = rows_by_ip(reg.all())
+        decision = decide_on(known)
+        conflicts = reg.claim(decision.to_block, known, memory_seconds)
+        if not conflicts:
+            return decision
+        logger.info(
+            "block registry rows changed since read; deciding again",
+            extra={"conflicts": conflicts[:20], "conflict_count": len(conflicts)},
+        )
+        _backoff(attempt)
+    raise BlockError(
+        f"the block registry changed under every one of {MAX_SYNC_ATTEMPTS} reads; the rows "
+        "already claimed are this decision's, and repeating it decides on them again"
+    )
+
+
+def _unchanged_since(read: Block | None, key: str) -> dict[str, Any]:
+    """The condition that the row under `key` is still what was read."""
+    if read is None or read.key != key:
+        # No row under this key was read (at most one under an older spelling).
+        return {
+            "ConditionExpression": "attribute_not_exists(#k)",
+            "ExpressionAttributeNames": {"#k": KEY_ATTRIBUTE},
+        }
+    if read.write_id is None:
+        # A row from before write ids: any write since has given it one.
+        return {
+            "ConditionExpression": "attribute_exists(#k) AND attribute_not_exists(#w)",
+            "ExpressionAttributeNames": {"#k": KEY_ATTRIBUTE, "#w": WRITE_ID_ATTRIBUTE},
+        }
+    return {
+        "ConditionExpression": "#w = :w",
+        "ExpressionAttributeNames": {"#w": WRITE_ID_ATTRIBUTE},
+        "ExpressionAttributeValues": {":w": {"S": read.write_id}},
+    }
 
 
 def _request_key(request: dict[str, Any]) -> str:
@@ -714,18 +831,26 @@ def _put_ip_set(ref: _IpSetRef, addresses: list[str], lock_token: str, descripti
     )
 
 
-def sync_ip_sets(now: float | None = None, reg: BlockRegistry | None = None) -> SyncReport:
+def sync_ip_sets(
+    now: float | None = None, reg: BlockRegistry | None = None, *, changed: Iterable[int] = ()
+) -> SyncReport:
     """Make both auto-block IP sets equal the registry's live entries.
 
     Each attempt reads both lock tokens, then the registry, then writes whichever
     set differs. A lock conflict or throttling means another writer got there
     first: back off with jitter and start over from fresh reads. Every write is
     a whole list computed from one registry read, so no partial list is ever set.
+
+    `changed`: the IP versions whose registry rows the caller has just written. Their
+    sets are written even when they already match: that moves the lock token, so a
+    sync that read the registry before the change (the sweep, planning to remove an
+    expired address that was just blocked again) is refused and reads again.
     """
     reg = reg or registry()
     settings = get_settings()
     report = SyncReport()
     refs = _ip_set_refs()
+    touched = set(changed)
     for attempt in range(MAX_SYNC_ATTEMPTS):
         when = time.time() if now is None else now
         current = {}
@@ -745,7 +870,7 @@ def sync_ip_sets(now: float | None = None, reg: BlockRegistry | None = None) -> 
                 report.left_out.extend(plan.left_out)
                 report.entries[ref.version] = len(plan.addresses)
                 wanted, have = set(plan.addresses), set(existing)
-                if wanted == have:
+                if wanted == have and ref.version not in touched:
                     continue
                 _put_ip_set(ref, sorted(wanted), token, description)
                 report.added.setdefault(ref.version, []).extend(sorted(wanted - have))
@@ -823,10 +948,12 @@ def _commit(
         _audit(action, actor, b)
 
 
-def _sync_after_change(when: float, reg: BlockRegistry) -> tuple[SyncReport, str | None]:
+def _sync_after_change(
+    when: float, reg: BlockRegistry, changed: Iterable[Block]
+) -> tuple[SyncReport, str | None]:
     """Sync after a registry change; a failure leaves the change pending, not undone."""
     try:
-        return sync_ip_sets(now=when, reg=reg), None
+        return sync_ip_sets(now=when, reg=reg, changed={b.version for b in changed}), None
     except Exception as exc:  # noqa: BLE001 - the change is made: report it pending, not failed
         logger.exception("registry changed but the IP sets were not synced; the next sync will")
         if isinstance(exc, BlockError):
@@ -837,7 +964,7 @@ def _sync_after_change(when: float, reg: BlockRegistry) -> tuple[SyncReport, str
         return SyncReport(), f"the IP set update failed ({type(exc).__name__})"
 
 
-def _by_ip(rows: Iterable[Block]) -> dict[str, Block]:
+def rows_by_ip(rows: Iterable[Block]) -> dict[str, Block]:
     """One row per network; where an older spelling shares it, the canonical row wins."""
     return {b.ip: b for b in sorted(rows, key=lambda b: b.key == b.ip)}
 
@@ -884,7 +1011,7 @@ def block(
     when = int(time.time() if now is None else now)
     reg = registry()
     rows = reg.all()
-    known = _by_ip(rows)
+    known = rows_by_ip(rows)
     blocks = []
     for network in networks:
         previous = known.get(str(network))
@@ -919,7 +1046,7 @@ def block(
         memory_seconds=get_settings().offence_memory_seconds,
         stale_keys=_stale_keys(rows, {b.ip for b in blocks}),
     )
-    report, sync_error = _sync_after_change(when, reg)
+    report, sync_error = _sync_after_change(when, reg, blocks)
     return ChangeResult(changed=blocks, not_found=[], sync=report, sync_error=sync_error)
 
 
@@ -956,7 +1083,7 @@ def unblock(
         for b in rows
         if not b.released and (b.ip in named or (event_id is not None and b.event_id == event_id))
     ]
-    found = sorted(_by_ip(chosen).values(), key=lambda b: b.ip)
+    found = sorted(rows_by_ip(chosen).values(), key=lambda b: b.ip)
     lifted = {b.ip for b in found}
     not_found = [str(n) for n in networks if str(n) not in lifted]
     # What stays blocked after this call, so a network unblocked with it covers nothing.
@@ -979,7 +1106,7 @@ def unblock(
         memory_seconds=release_memory_seconds(),
         stale_keys=_stale_keys(chosen, lifted),
     )
-    report, sync_error = _sync_after_change(when, reg)
+    report, sync_error = _sync_after_change(when, reg, found)
     return ChangeResult(
         changed=found,
         not_found=not_found,

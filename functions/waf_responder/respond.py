@@ -5,6 +5,12 @@ EventBridge event id (Powertools idempotency on DynamoDB): a redelivery returns
 the first answer and blocks and notifies nothing new. If handling fails midway
 the idempotency record is released and the whole flow runs again on retry,
 which is safe because every step converges on the registry's content.
+
+Responders for other events may run at the same time and find the same offender.
+Each claims its blocks with conditional writes (blocks.decide_and_claim); one
+refused because the row changed since its read (another responder blocked the
+address, an operator unblocked it) reads the registry again and decides again, so
+a block is made once, and named as blocked in one message.
 """
 
 from __future__ import annotations
@@ -23,10 +29,17 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.shared import names
-from functions.shared.blocks import aws_client, protected_networks, registry, sync_ip_sets
+from functions.shared.blocks import (
+    Block,
+    aws_client,
+    decide_and_claim,
+    protected_networks,
+    registry,
+    sync_ip_sets,
+)
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import get_settings
-from functions.waf_responder.decide import decide
+from functions.waf_responder.decide import Decision, decide
 from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
 from functions.waf_responder.notify import compose, publish
 from functions.waf_responder.offenders import find_offenders
@@ -56,22 +69,24 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         alarm.kind, window_end=int(alarm.at.timestamp()) + 1, period_seconds=alarm.period_seconds
     )
     reg = registry()
-    known = {b.ip: b for b in reg.all()}
-    decision = decide(
-        report.offenders,
-        alarm=alarm.name,
-        reason=f"{alarm.name}: {report.source}",
-        event_id=alarm.event_id,
-        known=known,
-        protected=protected,
-        now=now,
-        settings=settings,
-        alarm_since=alarm_since,
-        # The rate rule's keys say who is limited now, not when they were seen.
-        timed_evidence=alarm.kind != "waf-rate",
-    )
-    reg.put_many(decision.to_block, settings.offence_memory_seconds)
-    sync = sync_ip_sets(reg=reg)
+
+    def decide_on(known: dict[str, Block]) -> Decision:
+        return decide(
+            report.offenders,
+            alarm=alarm.name,
+            reason=f"{alarm.name}: {report.source}",
+            event_id=alarm.event_id,
+            known=known,
+            protected=protected,
+            now=now,
+            settings=settings,
+            alarm_since=alarm_since,
+            # The rate rule's keys say who is limited now, not when they were seen.
+            timed_evidence=alarm.kind != "waf-rate",
+        )
+
+    decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)
+    sync = sync_ip_sets(reg=reg, changed={b.version for b in decision.to_block})
     if alarm.recheck and not decision.to_block:
         logger.info(
             "alarm still in ALARM: no new offender",
