@@ -287,3 +287,42 @@ def test_the_gateways_own_errors_carry_the_security_headers(synthesized: Synthes
         body = response["ResponseTemplates"]["application/json"]
         assert body.startswith('{"error":{"code":')
         assert "$context.requestId" in body
+
+
+def test_scanner_user_agents_are_patterns_the_waf_accepts_and_that_match(
+    synthesized: Synthesized,
+):
+    import re
+
+    from cdk.waf import SUSPICIOUS_USER_AGENTS, USER_AGENT_BRANCHES_PER_PATTERN
+
+    (pattern_set,) = synthesized.resources("AWS::WAFv2::RegexPatternSet").values()
+    patterns: list[str] = pattern_set["Properties"]["RegularExpressionList"]
+    statement = _rule(_web_acl(synthesized), "suspicious-user-agents")["Statement"][
+        "RegexPatternSetReferenceStatement"
+    ]
+    # WAF refuses capturing groups and long alternations, and a set holds 10 patterns:
+    # plain short alternations of lowercase names, matched on the lowercased header.
+    assert statement["TextTransformations"] == [{"Priority": 0, "Type": "LOWERCASE"}]
+    assert 0 < len(patterns) <= 10
+    for pattern in patterns:
+        assert re.fullmatch(r"[a-z0-9]+(\|[a-z0-9]+)*", pattern), pattern
+        assert pattern.count("|") < USER_AGENT_BRANCHES_PER_PATTERN
+
+    # Together they catch every tool, wherever its name sits in the header...
+    def refused(user_agent: str) -> bool:
+        return any(re.search(p, user_agent.lower()) for p in patterns)
+
+    for tool in SUSPICIOUS_USER_AGENTS:
+        assert refused(f"Mozilla/5.0 (compatible; {tool.upper()}/1.2; +https://example.org)")
+    # ...and none of the clients the API serves
+    for client in (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0 Safari/537.36",
+        "curl/8.5.0",
+        "python-requests/2.32.3",
+        "Go-http-client/2.0",
+        "okhttp/4.12.0",
+        "BabyShieldPartnerSync/3.1 (+https://partner.example)",
+    ):
+        assert not refused(client), client
