@@ -61,7 +61,10 @@ def rest_event(
     single_headers = {name: values[-1] for name, values in multi_headers.items()}
 
     multi_query: dict[str, list[str]] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    # API Gateway decodes names and values (`+` is a space) and splits the REST
+    # query string at a plain `;` as at `&` (its "important notes" for REST APIs);
+    # an encoded one, %3B, stays in the value.
+    for name, value in parse_qsl(query.replace(";", "&"), keep_blank_values=True):
         multi_query.setdefault(name, []).append(value)
     single_query = {name: values[-1] for name, values in multi_query.items()}
 

@@ -4,9 +4,12 @@ In AWS the WebACL sits in front of API Gateway. Locally this wrapper sits in
 front of the API handler and applies, in WebACL priority order:
 
 1. the auto-block IP sets (v4 and v6), read from the moto server on every
-   request so a block written by the responder takes effect on the next one;
+   request so a block written by the responder takes effect on the next one,
+   answered 403 in the shape API Gateway gives a WAF block (its DEFAULT_4XX
+   gateway response, cdk/api.py);
 2. the per-IP rate-based rule (requests per 5-minute window), answering 429
-   with the same JSON body and Retry-After as the WebACL's custom response;
+   with the same JSON body and Retry-After as the WebACL's custom response
+   (cdk/waf.py);
 
 and writes one WAF-format log record per request to the WAF log group, with
 the `authorization` and `cookie` headers redacted as the WAF logging config
@@ -33,6 +36,17 @@ from functions.shared import names
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 RATE_WINDOW_SECONDS = 300
+# The WebACL's custom response for its rate rule (cdk/waf.py: RATE_LIMITED_BODY, and
+# a constant Retry-After of one window); a test holds the two equal.
+RATE_LIMITED_BODY = {
+    "error": {
+        "code": "rate_limited",
+        "message": f"Too many requests. Retry after {RATE_WINDOW_SECONDS} seconds.",
+    }
+}
+# What API Gateway's DEFAULT_4XX gateway response (cdk/api.py) makes of a WAF
+# block without a custom response: WAF_FILTERED, 403, message "Forbidden".
+BLOCKED_CODE, BLOCKED_MESSAGE = "request_refused", "Forbidden"
 REDACTED_HEADERS = frozenset(names.WAF_REDACTED_HEADERS)
 IPSET_SCOPE = "REGIONAL"
 
@@ -61,13 +75,12 @@ class RateRule:
             return seen[0] - cutoff
 
 
-def _json_response(status: int, code: str, message: str, headers: dict[str, str]) -> dict[str, Any]:
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":"))
+def _json_response(status: int, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
     return apply_security_headers(
         {
             "statusCode": status,
             "headers": {"Content-Type": "application/json", **headers},
-            "body": body,
+            "body": json.dumps(body, separators=(",", ":")),
             "isBase64Encoded": False,
         }
     )
@@ -116,16 +129,18 @@ class LocalEdge:
         now = time.time()
         rule = self._auto_blocked(address)
         if rule is not None:
-            response = _json_response(403, "blocked", "Access denied.", {})
+            refusal = {
+                "code": BLOCKED_CODE,
+                "message": BLOCKED_MESSAGE,
+                "correlation_id": event["requestContext"]["requestId"],
+            }
+            response = _json_response(403, {"error": refusal}, {})
             self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
             return response
-        retry_after = self._rate.over_limit(address, now)
-        if retry_after is not None:
+        if self._rate.over_limit(address, now) is not None:
+            # WAF's Retry-After is a constant: it does not know when the rate drops.
             response = _json_response(
-                429,
-                "too_many_requests",
-                "Too many requests.",
-                {"Retry-After": str(max(1, int(retry_after) + 1))},
+                429, RATE_LIMITED_BODY, {"Retry-After": str(RATE_WINDOW_SECONDS)}
             )
             self._log(event, now, action="BLOCK", rule=names.RATE_RULE, rule_type="RATE_BASED")
             return response

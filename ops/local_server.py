@@ -2,12 +2,19 @@
 
 It plays API Gateway's part: `sourceIp` is the socket peer (never a header),
 bodies over API Gateway's 10 MB payload limit are refused before they are read,
-and the Lambda's proxy response is written back as it is.
+and the Lambda's proxy response is written back as it is. A handler that raises
+or answers something that is not a proxy response gets a 502 in the shape of the
+API's gateway responses (cdk/api.py), as API Gateway answers a failed invocation.
+
+The framing is read strictly: one Content-Length of digits only, no
+Transfer-Encoding. A body this server did not read would otherwise be parsed as
+the next request on the connection (request smuggling).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import threading
 from collections.abc import Callable
@@ -26,10 +33,86 @@ API_GATEWAY_MAX_PAYLOAD = 10 * 1024 * 1024
 
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
+# A connection that sends or reads nothing for this long is closed, so a client
+# that stops halfway (slowloris) does not hold a thread for ever.
+IDLE_TIMEOUT_SECONDS = 30.0
+
+
+class MalformedProxyResponse(ValueError):
+    """The handler's answer is not a REST proxy response API Gateway would accept."""
+
+
+def proxy_answer(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of a proxy response, checked before any byte is sent."""
+    if not isinstance(response, dict):
+        raise MalformedProxyResponse("not an object")
+    status = response.get("statusCode")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise MalformedProxyResponse("statusCode")
+    raw = response.get("body")
+    if raw is None:
+        raw = ""
+    if not isinstance(raw, str):
+        raise MalformedProxyResponse("body")
+    if response.get("isBase64Encoded"):
+        try:
+            payload = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            raise MalformedProxyResponse("body is not base64") from None
+    else:
+        payload = raw.encode()
+    # The framing is this server's, as it is API Gateway's: a handler's own
+    # Content-Length or Transfer-Encoding would be sent twice, and strict
+    # clients refuse a response with two (a request-smuggling shape).
+    headers: list[tuple[str, str]] = []
+    sent: set[str] = set(FRAMING_HEADERS)
+    multi = response.get("multiValueHeaders") or {}
+    single = response.get("headers") or {}
+    if not isinstance(multi, dict) or not isinstance(single, dict):
+        raise MalformedProxyResponse("headers")
+    for name, values in multi.items():
+        if not isinstance(values, list):
+            raise MalformedProxyResponse("multiValueHeaders")
+        if name.lower() not in FRAMING_HEADERS:
+            headers.extend((name, str(value)) for value in values)
+            sent.add(name.lower())
+    for name, value in single.items():
+        if name.lower() not in sent:
+            headers.append((name, str(value)))
+    # A line break in a name or value would let a response write its own headers.
+    if any(ch in text for pair in headers for text in pair for ch in "\r\n\0"):
+        raise MalformedProxyResponse("a header holds a line break")
+    return status, headers, payload
+
+
+def content_length(values: list[str]) -> int | None:
+    """The body length of a request, None when its Content-Length is malformed.
+
+    RFC 9110 allows digits only; int() would also take "+5", " 5" or "1_0", which a
+    proxy in front could read otherwise. Repeated headers must agree.
+    """
+    if not values:
+        return 0
+    # Whitespace around a field value is not part of it (RFC 9110, 5.5).
+    distinct = {value.strip(" \t") for value in values}
+    if len(distinct) != 1:
+        return None
+    (value,) = distinct
+    if not (value.isascii() and value.isdigit()):
+        return None
+    # int() refuses past 4300 digits; anything past 18 is over every limit anyway.
+    if len(value.lstrip("0")) > 18:
+        return API_GATEWAY_MAX_PAYLOAD + 1
+    return int(value)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalApiServer
+    raw_requestline: bytes
     protocol_version = "HTTP/1.1"
+    # Before the version is read, a refusal still gets a status line and headers
+    # (http.server's default, HTTP/0.9, would send the body alone).
+    default_request_version = "HTTP/1.0"
     # Headers and body leave in separate writes; with Nagle's algorithm on, each
     # keep-alive response waits ~40 ms for the client's delayed acknowledgement.
     disable_nagle_algorithm = True
@@ -40,13 +123,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response_only(code, message)
         self.send_header("Date", self.date_time_string())
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.quiet:
             return
         super().log_message(format, *args)
 
-    def _answer_directly(self, status: HTTPStatus, code: str, message: str) -> None:
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    def _answer_directly(
+        self,
+        status: HTTPStatus,
+        code: str,
+        message: str,
+        correlation_id: str | None = None,
+    ) -> None:
+        error = {"code": code, "message": message}
+        if correlation_id:
+            error["correlation_id"] = correlation_id
+        body = json.dumps({"error": error}).encode()
         self.send_response(status)
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
@@ -64,14 +160,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         status = HTTPStatus(code)
         self._answer_directly(status, status.phrase.lower().replace(" ", "_"), f"{status.phrase}.")
 
+    def parse_request(self) -> bool:
+        # An HTTP/0.9 request line (no version) expects a bare body back: no status,
+        # no security headers. API Gateway does not speak it either.
+        if len(self.raw_requestline.split()) == 2:
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            self.request_version = self.default_request_version
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
+        return super().parse_request()
+
     def _handle(self) -> None:
-        length_header = self.headers.get("Content-Length", "0") or "0"
-        try:
-            length = int(length_header)
-        except ValueError:
-            self._answer_directly(HTTPStatus.BAD_REQUEST, "bad_request", "Invalid Content-Length.")
+        if self.headers.get("Transfer-Encoding") is not None:
+            # Only Content-Length framing is read; the chunks would become the next request.
+            self._answer_directly(
+                HTTPStatus.LENGTH_REQUIRED, "length_required", "A Content-Length is required."
+            )
             return
-        if length < 0:
+        length = content_length(self.headers.get_all("Content-Length") or [])
+        if length is None:
             self._answer_directly(HTTPStatus.BAD_REQUEST, "bad_request", "Invalid Content-Length.")
             return
         if length > API_GATEWAY_MAX_PAYLOAD:
@@ -89,26 +197,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
             source_ip=self.client_address[0],
         )
-        response = self.server.invoke(event)
-        self._write(response)
-
-    def _write(self, response: dict[str, Any]) -> None:
-        raw = response.get("body") or ""
-        payload = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
-        self.send_response(int(response.get("statusCode", 500)))
-        # The framing is this server's, as it is API Gateway's: a handler's own
-        # Content-Length or Transfer-Encoding would be sent twice, and strict
-        # clients refuse a response with two (a request-smuggling shape).
-        sent: set[str] = set(FRAMING_HEADERS)
-        for name, values in (response.get("multiValueHeaders") or {}).items():
-            if name.lower() in FRAMING_HEADERS:
-                continue
-            for value in values:
-                self.send_header(name, str(value))
-            sent.add(name.lower())
-        for name, value in (response.get("headers") or {}).items():
-            if name.lower() not in sent:
-                self.send_header(name, str(value))
+        try:
+            status, headers, payload = proxy_answer(self.server.invoke(event))
+        except Exception as exc:  # noqa: BLE001 - any failure is the client's 502, as in AWS
+            # The type only: an exception's text may quote a connection string.
+            self.log_error("the handler failed: %s", type(exc).__name__)
+            self._answer_directly(
+                HTTPStatus.BAD_GATEWAY,
+                "gateway_error",
+                "Internal server error",
+                event["requestContext"]["requestId"],
+            )
+            return
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
@@ -121,10 +224,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class LocalApiServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: Handler, *, quiet: bool = False):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: Handler,
+        *,
+        quiet: bool = False,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+    ):
         super().__init__(address, _RequestHandler)
         self._handler = handler
         self.quiet = quiet
+        self.idle_timeout = idle_timeout
         # The Lambda runtime serves one event at a time per instance; so does this.
         self._lock = threading.Lock()
 
