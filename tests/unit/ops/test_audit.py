@@ -262,3 +262,55 @@ def test_malformed_url_is_a_clear_error(capsys, url):
     assert code == 1
     assert "not an http(s) URL" in err
     assert "unexpected failure" not in err
+
+
+def test_admin_checks_from_an_allowlisted_address_are_not_passed(monkeypatch):
+    # Given an API whose admin allowlist holds the auditor's own address
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "127.0.0.1/32")
+    with serving(api_handler()) as url:
+        # When the audit runs from that address
+        checks = {c.name: c for c in run_audit(Target(url=url))}
+    # Then the admin checks say why they could not be made, and pass nothing
+    for name in (
+        "admin_requires_allowlist",
+        "monitoring_requires_allowlist",
+        "admin_ignores_forwarded_for",
+    ):
+        assert checks[name].status == SKIP, checks[name]
+        assert "this address is allowlisted" in checks[name].detail
+
+
+def test_an_auditor_refused_at_the_edge_passes_no_http_check():
+    # Given an edge that blocks the auditor's address, in front of an API that would
+    # fail every probe (a 500 with a trace)
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    def blocked(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        body = '{"error":{"code":"request_refused","message":"Forbidden"}}'
+        return apply_security_headers({"statusCode": 403, "headers": {}, "body": body})
+
+    with serving(blocked) as url:
+        results = run_audit(Target(url=url), aws_skip_reason="not here")
+    # Then the audit says it never reached the API, and nothing passes
+    http_checks = [c for c in results if c.name not in AWS_CHECK_NAMES]
+    assert [(c.name, c.status) for c in http_checks] == [("edge_admits_auditor", FAIL)]
+    assert "refused at the edge" in http_checks[0].detail
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("max-age=63072000; includeSubDomains; preload", 63072000),
+        ('max-age="31536000"; includeSubDomains', 31536000),
+        ("MAX-AGE=0; includeSubDomains", 0),
+        ("max-age=; includeSubDomains", 0),
+        ("max-age=1e9; includeSubDomains", 0),
+        ("includeSubDomains", 0),
+    ],
+)
+def test_hsts_max_age_is_read_as_browsers_read_it(header, seconds):
+    from ops.audit import HSTS_MIN_AGE_SECONDS, _hsts_max_age
+
+    assert _hsts_max_age(header) == seconds
+    # max-age=0 tells browsers to drop HSTS: the audit needs a year at least
+    assert (seconds >= HSTS_MIN_AGE_SECONDS) == (seconds in (63072000, 31536000))
