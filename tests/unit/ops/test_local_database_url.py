@@ -35,7 +35,7 @@ def free_port() -> int:
     "url",
     [
         # libpq would answer: invalid percent-encoded token: "ab%zzhunter2secret"
-        f"postgresql://postgres:ab%zz{PASSWORD}@127.0.0.1:5432/x",
+        f"postgresql://postgres:ab%zz{PASSWORD}@127.0.0.1:5432/x",  # pragma: allowlist secret
         # libpq would answer: missing "=" after "hunter2secret"
         f"host=127.0.0.1 user=postgres password=two words {PASSWORD}",
     ],
