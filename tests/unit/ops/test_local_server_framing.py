@@ -29,6 +29,10 @@ class Recorder:
         return {"statusCode": 200, "headers": {"Content-Type": "text/plain"}, "body": "ok"}
 
 
+# A made-up connection string an exception might carry.
+LEAKY_DSN = "postgresql://app:hunter2@db/babyshield"  # pragma: allowlist secret
+
+
 def serve(handler: Any, **options: Any) -> Iterator[LocalApiServer]:
     srv = LocalApiServer(("127.0.0.1", 0), handler, quiet=True, **options)
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
@@ -166,7 +170,7 @@ def test_a_handler_that_raises_is_a_502_with_the_correlation_id_not_a_dropped_co
 
     def failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
         seen.append(event["requestContext"]["requestId"])
-        raise RuntimeError("postgresql://app:hunter2@db/babyshield is unreachable")
+        raise RuntimeError(f"{LEAKY_DSN} is unreachable")
 
     for srv in serve(failing):
         raw = exchange(srv, b"GET /recalls HTTP/1.1\r\nHost: a\r\n\r\n")
