@@ -21,7 +21,6 @@ import argparse
 import csv
 import importlib.util
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +75,8 @@ CDK_OUT = "cdk.out"
 CHECKOV_BIN = Path(".tools/checkov/bin/checkov")
 CHECKOV_INSTALL_HINT = "make checkov"
 # cdk-nag v3 reports through CDK's policy validation; v2 wrote NagReport files.
+# cdk/app.py::RULE_PACKS_FILE (this module imports only the standard library).
+RULE_PACKS_FILE = "rule-packs.json"
 VALIDATION_REPORTS = ("validation-report.json", "policy-validation-report.json")
 NAG_PACKS = {
     # plugin name in the report -> the class that registers it in cdk/
@@ -580,11 +581,17 @@ def _read_legacy_nag_csv(path: Path, packs: dict[str, NagPackReport]) -> None:
                 )
 
 
-def _pack_registered(root: Path, class_name: str) -> bool:
-    pattern = re.compile(rf"\b{re.escape(class_name)}\s*\(")
-    return any(
-        pattern.search(source.read_text(encoding="utf-8")) for source in root.glob("cdk/**/*.py")
-    )
+def packs_the_synth_ran(cdk_out: Path) -> list[str] | None:
+    """The cdk-nag packs the synth recorded running (cdk/app.py::record_rule_packs);
+    None when it recorded nothing (a synth from before the record, or none)."""
+    try:
+        document = json.loads((cdk_out / RULE_PACKS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    packs = document.get("packs") if isinstance(document, dict) else None
+    if not isinstance(packs, list):
+        return None
+    return [str(pack) for pack in packs]
 
 
 def cdk_nag_gate(gate: str, pack_name: str) -> Callable[[ScanContext], GateResult]:
@@ -603,11 +610,24 @@ def cdk_nag_gate(gate: str, pack_name: str) -> Callable[[ScanContext], GateResul
                 note=f"no validation report in {CDK_OUT}/: cdk-nag did not run in synth",
             )
         pack = packs[pack_name]
-        # A clean pack leaves no entry in CDK's report; then the registration
-        # in cdk/ is the evidence that it ran.
-        if not pack.seen and not _pack_registered(context.root, NAG_PACKS[pack_name]):
+        # A clean pack leaves no entry in CDK's report: the synth's own record of
+        # the packs it ran is the evidence (a pack switched off by context, or a
+        # registration commented out, is not in it).
+        ran = packs_the_synth_ran(context.root / CDK_OUT)
+        if ran is None:
             return GateResult(
-                gate, tool, Verdict.FAIL, note=f"{NAG_PACKS[pack_name]} not registered in cdk/"
+                gate,
+                tool,
+                Verdict.FAIL,
+                note=f"no {CDK_OUT}/{RULE_PACKS_FILE}: the synth did not say which packs ran "
+                "(run make synth)",
+            )
+        if pack_name not in ran:
+            return GateResult(
+                gate,
+                tool,
+                Verdict.FAIL,
+                note=f"{NAG_PACKS[pack_name]} did not run in the synth (babyshield:nist off?)",
             )
         return gate_result(
             gate, tool, pack.violations, note=f"{pack.acknowledged} acknowledged with reasons"

@@ -372,8 +372,7 @@ def test_cdk_nag_findings_are_counted_per_pack(tree: Path):
     write_acknowledgements(
         tree, {"Annotation::AwsSolutions-L1": "the runtime is pinned on purpose"}
     )
-    (tree / "cdk").mkdir()
-    (tree / "cdk" / "app.py").write_text("Validations.of(app).addPlugins(NIST80053R5Checks(app))\n")
+    write_packs_record(tree, ["AwsSolutions", "NIST.800.53.R5"])
 
     # When both cdk-nag gates run
     aws, nist = run_gates(
@@ -403,10 +402,7 @@ def test_cdk_nag_acknowledgement_without_a_reason_fails(tree: Path):
     # Given a clean report, and one AwsSolutions rule acknowledged with an empty reason
     write_template(tree)
     (tree / "cdk.out" / "validation-report.json").write_text('{"pluginReports": []}')
-    (tree / "cdk").mkdir()
-    (tree / "cdk" / "app.py").write_text(
-        "Validations.of(app).addPlugins(AwsSolutionsChecks(app))\n"
-    )
+    write_packs_record(tree, ["AwsSolutions"])
     write_acknowledgements(
         tree,
         {"Annotation::AwsSolutions-IAM4": " ", "CloudFormation-Validate::W3010": "expected"},
@@ -420,14 +416,51 @@ def test_cdk_nag_acknowledgement_without_a_reason_fails(tree: Path):
     assert result.note == "0 acknowledged with reasons"
 
 
-def test_cdk_nag_pack_absent_and_not_registered_fails(tree: Path):
+def write_packs_record(root: Path, packs: list[str]) -> None:
+    """What cdk/app.py writes beside the assembly: the packs the synth ran."""
+    from cdk.app import RULE_PACKS_FILE
+
+    (root / "cdk.out" / RULE_PACKS_FILE).write_text(json.dumps({"packs": packs}))
+
+
+def test_cdk_nag_pack_the_synth_did_not_run_fails_although_it_is_in_the_code(tree: Path):
+    # Given a clean report from a synth that ran AwsSolutions only (babyshield:nist off),
+    # in a tree whose code still names the NIST pack
+    write_template(tree)
+    (tree / "cdk.out" / "validation-report.json").write_text('{"pluginReports": []}')
+    write_packs_record(tree, ["AwsSolutions"])
+    (tree / "cdk").mkdir()
+    (tree / "cdk" / "app.py").write_text("Validations.of(app).addPlugins(NIST80053R5Checks(app))\n")
+
+    [aws, nist] = run_gates(
+        ScanContext(root=tree), ["cdk-nag-aws-solutions", "cdk-nag-nist-800-53-r5"]
+    )
+
+    assert aws.verdict is Verdict.PASS
+    assert nist.verdict is Verdict.FAIL
+    assert "NIST80053R5Checks did not run in the synth" in nist.note
+
+
+def test_cdk_nag_without_the_synths_record_of_its_packs_fails(tree: Path):
     write_template(tree)
     (tree / "cdk.out" / "validation-report.json").write_text('{"pluginReports": []}')
 
-    [result] = run_gates(ScanContext(root=tree), ["cdk-nag-nist-800-53-r5"])
+    [result] = run_gates(ScanContext(root=tree), ["cdk-nag-aws-solutions"])
 
     assert result.verdict is Verdict.FAIL
-    assert "NIST80053R5Checks not registered" in result.note
+    assert "did not say which packs ran" in result.note
+
+
+def test_the_synth_records_the_packs_it_runs(tmp_path: Path):
+    from cdk.app import RULE_PACKS_FILE, build_app, default_context
+    from ops.security import RULE_PACKS_FILE as GATE_READS
+    from ops.security import packs_the_synth_ran
+
+    assert GATE_READS == RULE_PACKS_FILE
+    for nist, expected in ((True, ["AwsSolutions", "NIST.800.53.R5"]), (False, ["AwsSolutions"])):
+        outdir = tmp_path / str(nist)
+        build_app(outdir=str(outdir), context={**default_context(), "babyshield:nist": nist})
+        assert packs_the_synth_ran(outdir) == expected
 
 
 def test_cdk_nag_without_any_report_fails(tree: Path):
@@ -447,6 +480,7 @@ def test_cdk_nag_v2_report_files_are_read(tree: Path):
         "AwsSolutions-S2,BabyShield/Bucket,Suppressed,reason,Error,Public access\n"
         "AwsSolutions-S3,BabyShield/Bucket,Compliant,N/A,Warning,Other\n"
     )
+    write_packs_record(tree, ["AwsSolutions"])
 
     [result] = run_gates(ScanContext(root=tree), ["cdk-nag-aws-solutions"])
 
