@@ -16,6 +16,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk.compliance import acknowledge
+from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
 
 RATE_LIMIT_WINDOW_SECONDS = 300
@@ -300,10 +301,15 @@ class WebAcl(Construct):
                         custom_response=wafv2.CfnWebACL.CustomResponseProperty(
                             response_code=429,
                             custom_response_body_key=RATE_LIMITED_BODY_KEY,
+                            # WAF's own answer reaches the client without passing the
+                            # function or the gateway's responses: the security headers
+                            # go with it (custom response headers are not prefixed).
                             response_headers=[
-                                wafv2.CfnWebACL.CustomHTTPHeaderProperty(
-                                    name="Retry-After", value=str(RATE_LIMIT_WINDOW_SECONDS)
-                                )
+                                wafv2.CfnWebACL.CustomHTTPHeaderProperty(name=name, value=value)
+                                for name, value in {
+                                    **SECURITY_HEADERS,
+                                    "Retry-After": str(RATE_LIMIT_WINDOW_SECONDS),
+                                }.items()
                             ],
                         )
                     )

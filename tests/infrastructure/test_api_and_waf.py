@@ -183,6 +183,12 @@ def test_rate_rule_answers_429_with_retry_after_and_json(synthesized: Synthesize
     assert rate == {"AggregateKeyType": "IP", "EvaluationWindowSec": 300, "Limit": 2000}
     assert response["ResponseCode"] == 429
     assert {"Name": "Retry-After", "Value": "300"} in response["ResponseHeaders"]
+    # WAF answers the client itself: the security headers must be in its response
+    from functions.api.middleware.security_headers import SECURITY_HEADERS
+
+    headers = {h["Name"]: h["Value"] for h in response["ResponseHeaders"]}
+    assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    assert all(len(value) <= 255 for value in headers.values())  # WAF's limit per value
     assert body["ContentType"] == "APPLICATION_JSON"
     assert json.loads(body["Content"])["error"]["code"] == "rate_limited"
 
