@@ -20,8 +20,6 @@ from functions.shared.inventory import INVENTORY, spec
 from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
 from functions.shared.rotation.store import SecretStore
 from ops.cli import main
-
-# The rotation tests' fixtures: secrets on moto, the IAM user, the database tiers.
 from tests.integration.rotation.conftest import (  # noqa: F401
     PartnerUser,
     partner_user,
@@ -34,13 +32,13 @@ from tests.integration.rotation.database_fixtures import (  # noqa: F401
     rotation_db,
 )
 
+# The rotation tests' fixtures: secrets on moto, the IAM user, the database tiers.
+from tests.support.cli import set_local_cli_environment
+
 
 @pytest.fixture(autouse=True)
 def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
+    set_local_cli_environment(monkeypatch)
 
 
 @pytest.fixture

@@ -20,15 +20,12 @@ from functions.shared.rotation.store import SecretStore
 from ops.cli import main
 from tests.integration.rotation.conftest import PartnerUser
 from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.support.cli import set_local_cli_environment
 
 
 @pytest.fixture
 def cli_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the command sets for a local run, set here so the test undoes it."""
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
+    set_local_cli_environment(monkeypatch)
 
 
 @pytest.fixture
