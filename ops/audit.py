@@ -58,6 +58,10 @@ SQLI_PROBES = (
 )
 XSS_PROBES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
 
+# Every request names itself: the WAF's core rule set (NoUserAgent_HEADER, cdk/waf.py)
+# blocks a request without a User-Agent, and http.client sends none of its own.
+AUDIT_USER_AGENT = "babyshield-audit/1"
+
 MAX_RATE_PROBES = 300
 PACE_SECONDS = 0.005
 # Beyond this a socket timeout overflows; no audit request should wait an hour.
@@ -109,7 +113,8 @@ class Target:
         self.requests_sent += 1
         time.sleep(PACE_SECONDS)
         try:
-            connection.request(method, base + path, body=body, headers=headers or {})
+            sent = {"User-Agent": AUDIT_USER_AGENT, **(headers or {})}
+            connection.request(method, base + path, body=body, headers=sent)
             response = connection.getresponse()
             payload = response.read().decode("utf-8", errors="replace")
             return Answer(
@@ -531,8 +536,9 @@ def run_audit(target: Target, *, aws_skip_reason: str | None = NO_AWS_ACCESS) ->
                 "edge_admits_auditor",
                 FAIL,
                 "not performed: GET /health answered 403, so this address is refused at "
-                "the edge (an auto-block?) and no probe would reach the API; see "
-                "`babyshield waf list`, or audit from another address",
+                "the edge (an auto-block, or a WAF rule matching these requests) and no "
+                "probe would reach the API; see `babyshield waf list` and the WAF log, "
+                "or audit from another address",
             )
         )
         checks = []

@@ -314,3 +314,30 @@ def test_hsts_max_age_is_read_as_browsers_read_it(header, seconds):
     assert _hsts_max_age(header) == seconds
     # max-age=0 tells browsers to drop HSTS: the audit needs a year at least
     assert (seconds >= HSTS_MIN_AGE_SECONDS) == (seconds in (63072000, 31536000))
+
+
+def test_every_audit_request_names_a_user_agent_the_waf_admits():
+    # Given an API that records the User-Agent of every request it is sent
+    import re
+
+    from cdk.waf import user_agent_patterns
+
+    real = api_handler()
+    seen: list[str | None] = []
+
+    def recording(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        seen.append(headers.get("user-agent"))
+        return real(event, context)
+
+    with serving(recording) as url:
+        # When the whole HTTP audit runs against it
+        run_audit(Target(url=url), aws_skip_reason="not here")
+    # Then every request carried one: the WAF's core rule set (NoUserAgent_HEADER)
+    # blocks those without, which would make the audit of a deployment all 403s
+    assert seen
+    assert all(seen), f"{seen.count(None)} of {len(seen)} requests had no User-Agent"
+    # and none that the suspicious-user-agents rule would block
+    for agent in set(seen):
+        assert agent is not None
+        assert not any(re.search(p, agent.lower()) for p in user_agent_patterns()), agent
