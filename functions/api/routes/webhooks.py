@@ -20,7 +20,10 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
     summary="Recall feed webhook",
     tags=["webhooks"],
     responses={
-        200: {"description": "Accepted: the recall was created or updated"},
+        200: {
+            "description": "Accepted: the recall was created or updated, or a newer "
+            "version is already stored"
+        },
         409: {"description": "This webhook-id was already received."},
     },
 )
