@@ -197,3 +197,20 @@ def oncall_messages(resources: WafResources) -> list[dict[str, str]]:
             envelope = json.loads(message["Body"])
             out.append({"Subject": envelope.get("Subject", ""), "Message": envelope["Message"]})
             sqs.delete_message(QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def ip_set_updates_always_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every UpdateIPSet meets another writer's change (WAFOptimisticLockException), and
+    retries do not wait: a registry change whose IP-set sync cannot land now."""
+    from botocore.exceptions import ClientError
+
+    from functions.shared import blocks
+
+    def conflict(*args: object, **kwargs: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "WAFOptimisticLockException", "Message": "changed"}},
+            "UpdateIPSet",
+        )
+
+    monkeypatch.setattr(blocks, "_put_ip_set", conflict)
+    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)

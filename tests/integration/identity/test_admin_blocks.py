@@ -11,7 +11,7 @@ import pytest
 from functions.shared import names
 from tests.integration.identity.conftest import ADMIN_IP
 from tests.support.api import call_api
-from tests.support.waf import create_resources
+from tests.support.waf import create_resources, ip_set_updates_always_conflict
 
 
 @pytest.fixture
@@ -272,21 +272,6 @@ def _waf_audit(world) -> list[tuple[str, dict[str, Any]]]:
     return [(row[1], row[4]) for row in world.audit_rows() if row[1].startswith("waf_")]
 
 
-def _ip_set_updates_always_conflict(monkeypatch) -> None:
-    from botocore.exceptions import ClientError
-
-    from functions.shared import blocks
-
-    def conflict(*args, **kwargs):
-        raise ClientError(
-            {"Error": {"Code": "WAFOptimisticLockException", "Message": "changed"}},
-            "UpdateIPSet",
-        )
-
-    monkeypatch.setattr(blocks, "_put_ip_set", conflict)
-    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
-
-
 def test_a_block_the_ip_sets_cannot_take_now_is_accepted_audited_and_applied_by_the_sweep(
     world, admin, monkeypatch
 ):
@@ -297,7 +282,7 @@ def test_a_block_the_ip_sets_cannot_take_now_is_accepted_audited_and_applied_by_
     body = {"targets": ["203.0.113.7"], "reason": "scanner"}
     # Given the IP sets refuse every update
     with monkeypatch.context() as conflicts:
-        _ip_set_updates_always_conflict(conflicts)
+        ip_set_updates_always_conflict(conflicts)
         # When an admin blocks an address
         response = call_api(
             "POST", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP, json_body=body
@@ -331,7 +316,7 @@ def test_an_unblock_the_ip_sets_cannot_take_now_is_accepted_audited_and_applied_
 
     block_by_hand(admin, "203.0.113.8")
     with monkeypatch.context() as conflicts:
-        _ip_set_updates_always_conflict(conflicts)
+        ip_set_updates_always_conflict(conflicts)
         response = call_api(
             "DELETE", "/admin/blocks/203.0.113.8", headers=admin["headers"], source_ip=ADMIN_IP
         )

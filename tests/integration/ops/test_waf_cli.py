@@ -19,6 +19,7 @@ from tests.support.waf import (
     clear_caches,
     create_resources,
     ip_set_addresses,
+    ip_set_updates_always_conflict,
     put_waf_records,
     registry_ips,
 )
@@ -329,21 +330,6 @@ def _audit_lines(stderr: str) -> list[dict[str, str]]:
     return [json.loads(line)["audit"] for line in stderr.splitlines() if '"audit"' in line]
 
 
-def _ip_set_updates_always_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
-    from botocore.exceptions import ClientError
-
-    from functions.shared import blocks
-
-    def conflict(*args: object, **kwargs: object) -> None:
-        raise ClientError(
-            {"Error": {"Code": "WAFOptimisticLockException", "Message": "changed"}},
-            "UpdateIPSet",
-        )
-
-    monkeypatch.setattr(blocks, "_put_ip_set", conflict)
-    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
-
-
 def test_a_change_the_ip_sets_cannot_take_now_is_made_audited_and_reported_pending(
     waf: WafResources, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,7 +339,7 @@ def test_a_change_the_ip_sets_cannot_take_now_is_made_audited_and_reported_pendi
 
     # Given the IP sets refuse every update (another writer always got there first)
     with monkeypatch.context() as conflicts:
-        _ip_set_updates_always_conflict(conflicts)
+        ip_set_updates_always_conflict(conflicts)
         # When on-call blocks an address
         assert main(["waf", "block", "203.0.113.9", "--reason", "scan", "--by", "alice"]) == 0
     blocked = capsys.readouterr()
@@ -368,7 +354,7 @@ def test_a_change_the_ip_sets_cannot_take_now_is_made_audited_and_reported_pendi
 
     # When on-call unblocks it while the IP sets refuse updates again (as JSON)
     with monkeypatch.context() as conflicts:
-        _ip_set_updates_always_conflict(conflicts)
+        ip_set_updates_always_conflict(conflicts)
         assert main(["waf", "unblock", "203.0.113.9", "--by", "bob", "--json"]) == 0
     unblocked = capsys.readouterr()
     # Then the same: made, audited, pending, applied by the sweep

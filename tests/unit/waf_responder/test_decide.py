@@ -141,14 +141,19 @@ def _released(ip: str, *, at: int) -> Block:
     )
 
 
-def _decide(offenders: list[Offender], known: list[Block], **kwargs: object) -> Decision:
+def _decide(
+    offenders: list[Offender],
+    known: list[Block],
+    protected: ProtectedNetworks = NOTHING_PROTECTED,
+    **kwargs: object,
+) -> Decision:
     return decide(
         offenders,
         alarm="a",
         reason="r",
         event_id="recheck",
         known={b.ip: b for b in known},
-        protected=NOTHING_PROTECTED,
+        protected=protected,
         now=NOW,
         settings=settings_from_environment({}),
         **kwargs,  # type: ignore[arg-type]
@@ -212,16 +217,7 @@ def test_an_ipv4_mapped_offender_is_its_ipv4_address() -> None:
         Offender(ipaddress.ip_network("::ffff:198.51.100.7/128"), requests=4, last_seen=NOW - 9),
         Offender(ipaddress.ip_network("198.51.100.7/32"), requests=3, last_seen=NOW - 1),
     ]
-    decision = decide(
-        mapped,
-        alarm="a",
-        reason="r",
-        event_id="e",
-        known={},
-        protected=protected,
-        now=NOW,
-        settings=settings_from_environment({}),
-    )
+    decision = _decide(mapped, [], protected)
     (block,) = decision.to_block
     assert (block.ip, block.requests, block.last_seen) == ("198.51.100.7/32", 7, NOW - 1)
     assert [(s.ip, s.why) for s in decision.skipped] == [
