@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import socket
@@ -517,20 +518,26 @@ def run_aws_checks() -> list[Check]:
     return results
 
 
-def run_audit(target: Target, *, aws_skip_reason: str | None = NO_AWS_ACCESS) -> list[Check]:
+def run_audit(
+    target: Target,
+    *,
+    aws_skip_reason: str | None = NO_AWS_ACCESS,
+    health: Answer | None = None,
+) -> list[Check]:
     """Every HTTP check, then the AWS checks unless there is a reason to skip them.
 
     An edge that refuses this address (`/health` is public; only a block answers it
     403) would answer every probe 403 too, and the probes would pass without
-    reaching the API: then no HTTP check is run, and that is one FAIL.
+    reaching the API: then no HTTP check is run, and that is one FAIL. `health` is
+    the caller's own answer to `GET /health`, if it asked already.
     """
     results: list[Check] = []
     checks = CHECKS
-    try:
-        health_status = target.request("GET", "/health").status
-    except (OSError, http.client.HTTPException):
-        health_status = None  # each check reports its own "no answer"
-    if health_status == 403:
+    if health is None:
+        # Unreachable: each check reports its own "no answer".
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            health = target.request("GET", "/health")
+    if health is not None and health.status == 403:
         results.append(
             Check(
                 "edge_admits_auditor",
@@ -586,7 +593,7 @@ def _run(args: argparse.Namespace) -> int:
         api_key = audit_keys[0].get("key") if audit_keys else None
     target = Target(url=args.url, api_key=api_key, token=args.token, timeout=args.timeout)
     try:
-        target.request("GET", "/health")
+        health = target.request("GET", "/health")
     except (OSError, http.client.HTTPException) as exc:
         raise CommandError(
             f"cannot reach {args.url}: {exc}", hint="is the stack running? start it with `make run`"
@@ -595,7 +602,7 @@ def _run(args: argparse.Namespace) -> int:
         aws_skip_reason: str | None = SKIPPED_BY_FLAG
     else:
         aws_skip_reason = None if _aws_access(args.url) else NO_AWS_ACCESS
-    results = run_audit(target, aws_skip_reason=aws_skip_reason)
+    results = run_audit(target, aws_skip_reason=aws_skip_reason, health=health)
     if args.json:
         print_json({"checks": [asdict(r) for r in results]})
     else:
