@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import triggers
 from constructs import Construct
 
 from cdk.compliance import acknowledge
@@ -155,6 +156,18 @@ class Secrets(Construct):
             on_failure=FailureQueue(self.secret_age_dead_letters),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
+        )
+        # The daily rule first fires a day after it is created, and the overdue alarm
+        # counts days without a run as overdue: without a run at deploy, a new stack
+        # pages on-call until the next day. Asynchronous, so a failing age check
+        # (retried, then dead-lettered like a daily one) never fails the deploy.
+        # After the rotation schedules: their tiers' users exist by then.
+        self.age_on_deploy = triggers.Trigger(
+            self,
+            "SecretAgeOnDeploy",
+            handler=secret_age,
+            execute_after=list(self.schedules.values()),
+            invocation_type=triggers.InvocationType.EVENT,
         )
         acknowledge(
             secret_age.role,  # type: ignore[arg-type]

@@ -131,6 +131,9 @@ class BabyShieldStack(Stack):
             oncall_email=config.oncall_email,
             secret_age_dead_letters=self.secrets.secret_age_dead_letters,
         )
+        # Created once the deploy's own age check has started, not before it, so a
+        # new stack does not open on two days without a datapoint.
+        self.detection.secrets_overdue_alarm.node.add_dependency(self.secrets.age_on_deploy)
         if not config.oncall_email:
             # Not an error: on-call may subscribe a pager or chat to the topic by hand.
             Annotations.of(self.detection.topic).add_warning_v2(

@@ -50,6 +50,16 @@ class Synthesized:
             if resource["Type"] == resource_type
         }
 
+    def trigger_running(self, package: str) -> str:
+        """The logical id of the one deploy-time trigger that runs `package`'s function."""
+        prefix = f"Functions{package.replace('_', '')}Function"
+        (trigger_id,) = (
+            logical_id
+            for logical_id, trigger in self.resources("Custom::Trigger").items()
+            if trigger["Properties"]["HandlerArn"]["Ref"].startswith(prefix)
+        )
+        return trigger_id
+
     def acknowledgements(self) -> dict[str, dict[str, str]]:
         """Construct path -> {rule id: reason}, from the assembly's metadata."""
         found: dict[str, dict[str, str]] = {}

@@ -71,7 +71,7 @@ def test_tier_secrets_name_the_admin_secret_for_multi_user_rotation(synthesized:
 
 def test_tier_users_are_not_rotated_before_the_migration_creates_them(synthesized: Synthesized):
     ids = _secret_ids_by_name(synthesized)
-    (trigger_id,) = synthesized.resources("Custom::Trigger")
+    trigger_id = synthesized.trigger_running("migrate")
     schedules = synthesized.resources("AWS::SecretsManager::RotationSchedule").values()
 
     for name in ("babyshield/db-readonly", "babyshield/db-app"):
@@ -144,6 +144,27 @@ def test_secret_age_runs_daily_and_reads_metadata_only(synthesized: Synthesized)
     actions = set().union(*(_actions(s) for s in statements))
     assert {"secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds"} <= actions
     assert "secretsmanager:GetSecretValue" not in actions
+
+
+def test_secret_age_runs_at_deploy_before_its_overdue_alarm_exists(synthesized: Synthesized):
+    """The daily rule first fires a day after the deploy, and the overdue alarm counts
+    days without a run: the deploy runs the check itself, so a new stack does not page."""
+    trigger_id = synthesized.trigger_running("secret_age")
+    trigger = synthesized.resources("Custom::Trigger")[trigger_id]
+
+    # Asynchronous: a failing check is retried and dead-lettered, never a failed deploy
+    assert trigger["Properties"]["InvocationType"] == "Event"
+    # After every rotation schedule, so the tier users it reads about exist
+    schedules = synthesized.resources("AWS::SecretsManager::RotationSchedule")
+    assert len(schedules) == len(INVENTORY)
+    assert set(schedules) <= set(trigger["DependsOn"])
+    # And the alarm is created only once the check has been started
+    overdue = next(
+        alarm
+        for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == names.METRIC_SECRETS_OVERDUE
+    )
+    assert trigger_id in overdue["DependsOn"]
 
 
 def test_secret_age_failures_reach_a_dead_letter_queue_that_alarms(synthesized: Synthesized):
