@@ -150,7 +150,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        # A HEAD answer carries no body: its bytes would start the client's next response.
+        if self.command != "HEAD":
+            self.wfile.write(body)
         self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -166,6 +168,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if len(self.raw_requestline.split()) == 2:
             self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
             self.request_version = self.default_request_version
+            self.command = None  # not the previous request's, on a kept-alive connection
             self.close_connection = True
             self.send_error(HTTPStatus.BAD_REQUEST)
             return False

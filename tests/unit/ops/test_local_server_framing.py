@@ -221,3 +221,36 @@ def test_a_client_that_stops_halfway_is_disconnected_after_the_idle_timeout(reco
             assert sock.recv(1024) == b""
             assert time.monotonic() - started < 5
     assert recorder.paths == []
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"HEAD /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
+        (b"HEAD /x HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"HEAD /x HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", 400),
+    ],
+    ids=["chunked", "too large", "bad length"],
+)
+def test_a_refused_head_request_gets_the_headers_and_no_body(
+    server, recorder, request_head, status
+):
+    # A HEAD answer has no body (RFC 9110): bytes after its headers would be read by
+    # the client as the start of its next response on the connection.
+    raw = exchange(server, request_head)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode()
+    assert b"Content-Length: " in head
+    assert rest == b""
+    assert recorder.paths == []
+
+
+def test_a_head_request_whose_handler_raises_gets_a_502_without_a_body():
+    def failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    for srv in serve(failing):
+        raw = exchange(srv, b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        assert head.split(b" ", 2)[1] == b"502"
+        assert rest == b""
