@@ -168,7 +168,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if len(self.raw_requestline.split()) == 2:
             self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
             self.request_version = self.default_request_version
-            self.command = None  # not the previous request's, on a kept-alive connection
+            self.command = ""  # not the previous request's, on a kept-alive connection
             self.close_connection = True
             self.send_error(HTTPStatus.BAD_REQUEST)
             return False
