@@ -54,7 +54,7 @@ from functions.api.identity.sign_in import (
 from functions.api.inspection import find_threat
 from functions.api.middleware.admin_allowlist import address_allowed, is_admin_path
 from functions.api.middleware.allowlist_source import current_allowlist
-from functions.api.middleware.attack_inspection import json_strings, parse_json_body
+from functions.api.middleware.attack_inspection import body_strings, parse_json_body
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import BODY_METHODS, JSON_MEDIA_TYPES
 from functions.api.middleware.security_headers import SECURITY_HEADERS
@@ -198,7 +198,8 @@ def _inspect(request: Request, body_text: str | None) -> None:
     if find_threat(path) or any(find_threat(v) for v in values if v):
         raise RejectedInput()
     if body_text is not None and any(
-        find_threat(v) for v in json_strings(parse_json_body(body_text))
+        find_threat(v)
+        for v in body_strings(parse_json_body(body_text), request.method, request.url.path)
     ):
         raise RejectedInput()
 

@@ -48,6 +48,16 @@ def parse_cidrs(raw: str | list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]
     return tuple(networks)
 
 
+# What one scrypt hash may allocate: OWASP's stronger setting (N=2^17, r=8) needs
+# 128 MiB, and the API function has 512 MB. A stored hash asking for more is refused.
+SCRYPT_MAX_MEMORY_BYTES = 256 * 2**20
+
+
+def scrypt_memory_bytes(n: int, r: int, p: int) -> int:
+    """scrypt's working memory, 128*r*(n+p) bytes (RFC 7914), with OpenSSL's overhead."""
+    return 128 * r * (n + p + 2) + 2**20
+
+
 class Settings(BaseModel):
     """All settings of the platform's functions; field names map to env vars."""
 
@@ -175,6 +185,17 @@ class Settings(BaseModel):
                 raise ValueError("expected comma-separated name=value pairs")
             return {name.strip(): setting.strip() for name, setting in pairs}
         return value
+
+    @model_validator(mode="after")
+    def _scrypt_memory_within_bounds(self) -> Settings:
+        # Each bound alone allows 4 GiB; the product is what one sign-in allocates.
+        needed = scrypt_memory_bytes(self.scrypt_n, self.scrypt_r, self.scrypt_p)
+        if needed > SCRYPT_MAX_MEMORY_BYTES:
+            raise ValueError(
+                f"scrypt_n, scrypt_r and scrypt_p need {needed // 2**20} MiB per hash; "
+                f"at most {SCRYPT_MAX_MEMORY_BYTES // 2**20} MiB is allowed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _per_alarm_expiry_within_bounds(self) -> Settings:

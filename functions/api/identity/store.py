@@ -179,6 +179,17 @@ def rotate_api_key(
             raise Conflict(
                 f"The key was already rotated to {successor[0]}; rotate that key instead."
             )
+        # As at issue: an admin-scoped key of an owner who is no longer an admin is dead
+        # in the admin chain, and its successor must not be reborn as one for a user.
+        if SCOPE_ADMIN in (old[2] or ()):
+            owner = conn.execute(
+                "SELECT role FROM public.users WHERE id = %s", (old[1],)
+            ).fetchone()
+            if owner is None or owner[0] != "admin":
+                raise Conflict(
+                    "The key has the admin scope and its owner is no longer an admin; "
+                    "revoke it and issue a key without that scope."
+                )
         new = conn.execute(
             "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes, "
             "rate_limit_per_minute, expires_at, rotated_from) "

@@ -64,6 +64,26 @@ def json_strings(document: Any) -> Iterator[str]:
             stack.extend((item, depth + 1) for item in node)
 
 
+# Values a route only hashes or compares, never stores, renders or puts in a query:
+# a generated password may hold `'#`, `--` or `../`, and refusing it would lock its
+# owner out for good. Only these top-level values are skipped; keys are inspected.
+OPAQUE_BODY_FIELDS: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/auth/login"): frozenset({"password"}),
+}
+
+
+def body_strings(document: Any, method: str, path: str) -> Iterator[str]:
+    """The strings of a JSON body that inspection looks at: json_strings() less the
+    route's opaque values (OPAQUE_BODY_FIELDS)."""
+    opaque = OPAQUE_BODY_FIELDS.get((method, path))
+    if opaque and isinstance(document, dict):
+        document = {
+            key: None if key in opaque and isinstance(value, str) else value
+            for key, value in document.items()
+        }
+    yield from json_strings(document)
+
+
 def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
     """Every query parameter name and value (all values of a repeated parameter).
 
@@ -107,7 +127,8 @@ def inspect_request(event: APIGatewayProxyEvent, body_text: str | None) -> Any:
     if detection is None and body_text is not None:
         part = "body"
         document = parse_json_body(body_text)
-        detection = _first_detection(json_strings(document))
+        strings = body_strings(document, event.http_method, event.path or "")
+        detection = _first_detection(strings)
     if detection is not None:
         logger.warning(
             "request rejected by attack inspection",

@@ -68,12 +68,15 @@ class CredentialRefused(Exception):
 def header(event: APIGatewayProxyEvent, name: str) -> str | None:
     """One header value; a header sent twice with different values is refused outright,
     since two layers could each read a different one."""
+    # The event's own maps: Powertools' properties are case-insensitive dicts, which
+    # keep one of `authorization` and `Authorization` sent side by side.
+    raw = event.raw_event
     values: list[str] = []
-    for key, found in (event.multi_value_headers or {}).items():
+    for key, found in (raw.get("multiValueHeaders") or {}).items():
         if key.lower() == name:
             values.extend(v for v in found or () if v is not None)
     if not values:
-        for key, value in (event.headers or {}).items():
+        for key, value in (raw.get("headers") or {}).items():
             if key.lower() == name and value is not None:
                 values.append(value)
     if len(set(values)) > 1:
@@ -273,7 +276,21 @@ def authenticate(event: APIGatewayProxyEvent) -> RequestIdentity:
         if _uses_test_identity(event, settings) and header(event, "authorization") is None:
             return RequestIdentity()
         return RequestIdentity(caller=_token_caller(event, source_ip, required=True))
-    # Policy.OPTIONAL: anonymous is fine, a presented credential must be valid.
-    if raw_key is not None:
-        return RequestIdentity(caller=_key_caller(event, raw_key, source_ip))
-    return RequestIdentity(caller=_token_caller(event, source_ip, required=False))
+    # Policy.OPTIONAL: anonymous is fine, a presented credential must be valid. Both,
+    # when a key and a token come together (the token first: it needs no database),
+    # and they must name one user: the key is the caller, the token is not ignored.
+    token_caller = _token_caller(event, source_ip, required=False)
+    if raw_key is None:
+        return RequestIdentity(caller=token_caller)
+    key_caller = _key_caller(event, raw_key, source_ip)
+    if token_caller is not None and token_caller.user_id != key_caller.user_id:
+        audit(
+            "api_key",
+            "failure",
+            reason="credentials_disagree",
+            key_id=key_caller.key_id,
+            source_ip=source_ip,
+            path=event.path,
+        )
+        raise Unauthorized()
+    return RequestIdentity(caller=key_caller)

@@ -16,13 +16,18 @@ import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 
-from functions.shared.settings import get_settings
+from functions.shared.settings import (
+    SCRYPT_MAX_MEMORY_BYTES,
+    get_settings,
+    scrypt_memory_bytes,
+)
 
 SCHEME = "scrypt"
 SALT_BYTES = 16
 HASH_BYTES = 32
 # Bounds on parameters read back from storage: a corrupted or planted hash must
-# not make one sign-in allocate gigabytes.
+# not make one sign-in allocate gigabytes (their product is bounded too, by
+# SCRYPT_MAX_MEMORY_BYTES).
 MAX_N = 2**20
 MAX_R = 32
 MAX_P = 16
@@ -38,8 +43,7 @@ class ScryptParams:
 
     @property
     def maxmem(self) -> int:
-        # scrypt needs 128*r*(n+p) bytes (RFC 7914); OpenSSL also counts a little overhead.
-        return 128 * self.r * (self.n + self.p + 2) + 1024 * 1024
+        return scrypt_memory_bytes(self.n, self.r, self.p)
 
 
 def configured_params() -> ScryptParams:
@@ -87,6 +91,7 @@ def _parse(encoded: str) -> tuple[ScryptParams, bytes, bytes] | None:
         and params.n & (params.n - 1) == 0
         and 1 <= params.r <= MAX_R
         and 1 <= params.p <= MAX_P
+        and params.maxmem <= SCRYPT_MAX_MEMORY_BYTES
         and salt
         and len(digest) == HASH_BYTES
     ):

@@ -201,6 +201,25 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
             source_ip=f"198.51.100.{30 + n}",
         ),
     ),
+    "login, a password that reads like an attack is only compared": (
+        401,
+        lambda c, n: Call(
+            "POST",
+            "/auth/login",
+            headers=JSON,
+            body=_json({"email": "parity-user@example.com", "password": "x' OR 1=1 --"}),
+            source_ip=f"198.51.100.{40 + n}",
+        ),
+    ),
+    "login, an attack in the email": (
+        400,
+        lambda c, n: Call(
+            "POST",
+            "/auth/login",
+            headers=JSON,
+            body=_json({"email": "x' OR 1=1 --", "password": "whatever"}),
+        ),
+    ),
     "login, missing field": (
         422,
         lambda c, n: Call(

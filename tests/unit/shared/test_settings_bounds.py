@@ -27,3 +27,20 @@ def test_a_per_alarm_block_expiry_inside_the_bounds_is_taken() -> None:
         {"BLOCK_EXPIRY_BY_ALARM": f"{names.ALARM_FAILED_SIGNINS}=600"}
     )
     assert settings.block_expiry_by_alarm == {names.ALARM_FAILED_SIGNINS: 600}
+
+
+@pytest.mark.parametrize(
+    ("n", "r", "p"),
+    [(2**20, 32, 1), (2**20, 15, 1), (2**18, 8, 1)],
+    ids=["4 GiB", "1.9 GiB", "256 MiB and OpenSSL's overhead"],
+)
+def test_a_scrypt_cost_needing_more_than_the_memory_bound_is_refused(n: int, r: int, p: int):
+    # Each parameter is within its own bound; one sign-in would allocate gigabytes,
+    # past the function's memory, or past what hashlib accepts (a 500 on every sign-in).
+    with pytest.raises(ValidationError, match="MiB per hash"):
+        settings_from_environment({"SCRYPT_N": str(n), "SCRYPT_R": str(r), "SCRYPT_P": str(p)})
+
+
+def test_owasps_stronger_scrypt_cost_is_taken() -> None:
+    settings = settings_from_environment({"SCRYPT_N": str(2**17), "SCRYPT_R": "8"})
+    assert (settings.scrypt_n, settings.scrypt_r) == (2**17, 8)
