@@ -2,7 +2,9 @@
 
 They run against whatever the shell points at (an AWS account, or the local stack
 through its moto server) and only read: DescribeSecret, catalog queries as the
-admin login, WAF Get/List calls.
+admin login, WAF Get/List calls. Against AWS no secret value is read: the database
+check needs DATABASE_URL there (from inside the VPC) and takes the production role
+names.
 """
 
 from __future__ import annotations
@@ -43,14 +45,19 @@ def check_secret_ages() -> Iterator[Check]:
 
 
 def roles_in_use() -> RoleNames:
-    """The deployment's role names, from the read-only tier's secret (its login, or the
-    group name a fresh deploy starts on): `babyshield_readonly_a` -> prefix `babyshield`."""
+    """The deployment's role names. In AWS the ones the migrations create there
+    (PRODUCTION_ROLES): reading a tier's secret value from an operator's shell would
+    raise the unexpected-secret-read alert. Against a local endpoint, from the read-only
+    tier's secret (its login, or the group name a fresh stack starts on):
+    `babyshield_readonly_a` -> prefix `babyshield`."""
     import re
 
-    from functions.shared.db.roles import RoleNames
+    from functions.shared.db.roles import PRODUCTION_ROLES, RoleNames
     from functions.shared.rotation.store import CURRENT, SecretStore
     from functions.shared.settings import get_settings
 
+    if not get_settings().aws_endpoint_url:
+        return PRODUCTION_ROLES
     secret_id = get_settings().db_readonly_secret_id
     version = SecretStore(caller="babyshield-audit").read(secret_id, stage=CURRENT)
     if version is None:
@@ -106,9 +113,21 @@ def _role_problems(conn: Any, roles: RoleNames) -> list[str]:
 def check_database_users() -> Iterator[Check]:
     import psycopg
 
+    from functions.shared.settings import get_settings
     from ops.console import CommandError
     from ops.db import admin_conninfo, connection_failure
 
+    settings = get_settings()
+    if not settings.aws_endpoint_url and not settings.database_url:
+        # RDS answers only inside the VPC, and reading the db-admin secret from here
+        # would raise the unexpected-secret-read alert for nothing.
+        yield Check(
+            "database_users",
+            SKIP,
+            "not checked against AWS without DATABASE_URL: the database is reachable only "
+            "inside its VPC; run the audit there with DATABASE_URL to check it",
+        )
+        return
     try:
         roles = roles_in_use()
     except (LookupError, ValueError) as exc:

@@ -204,8 +204,7 @@ def rotate_via_service(
             item.name,
             False,
             in_progress,
-            "a rotation is already in progress (AWSPENDING); see the RUNBOOK's "
-            "'A rotation that failed'",
+            "a rotation is already in progress (AWSPENDING); see the RUNBOOK's 'A rotation failed'",
         )
     token = str(uuid.uuid4())
     if emergency:
@@ -278,6 +277,15 @@ def _rotate(args: argparse.Namespace) -> int:
     from functions.shared.settings import get_settings
 
     mode = choose_mode(args.mode)
+    if mode == "service" and args.resume:
+        # Secrets Manager has no "finish this version" call: RotateSecret would start
+        # a new rotation, which is what --resume promises never to do.
+        raise CommandError(
+            "--resume finishes a rotation on the local stack only; Secrets Manager "
+            "cannot be asked to finish a version",
+            hint=f"babyshield rotate {args.name} --cancel, then babyshield rotate {args.name} "
+            "(the RUNBOOK's 'A rotation failed')",
+        )
     if mode == "service" and get_settings().aws_endpoint_url:
         # moto accepts RotateSecret but has no rotation function to call: it would add
         # an empty version and label it AWSCURRENT beside the real one.

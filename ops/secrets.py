@@ -64,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     if pending and not args.json:
         print(
             f"\nrotation pending for {', '.join(pending)}: running now, or stopped halfway;"
-            " `babyshield rotate NAME --resume` finishes one that stopped",
+            " on the local stack `babyshield rotate NAME --resume` finishes one that stopped,"
+            " in AWS see the RUNBOOK's 'A rotation failed'",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
 

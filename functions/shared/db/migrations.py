@@ -1,5 +1,5 @@
 """Apply the ordered migrations in `sql/`: used by `babyshield db migrate`, the test
-session and (later) the CDK migration custom resource.
+session and the `migrate` function (a CDK trigger on deploy).
 
 Each file runs in its own transaction with its bookkeeping row, so a failure halfway
 leaves the database as it was before that file. A file already recorded is skipped,

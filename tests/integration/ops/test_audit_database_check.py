@@ -4,6 +4,7 @@ check, and every other result still reported, not one "unexpected failure" line.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -54,3 +55,41 @@ def test_the_audit_command_reports_it_and_exits_one(
     assert code == 1
     assert checks["database_users"]["status"] == FAIL
     assert checks["security_headers"]["status"] == PASS
+
+
+@pytest.fixture
+def aimed_at_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A shell aimed at an AWS account: no endpoint, and any secret value read fails
+    the test (it would raise the unexpected-secret-read alert in a deployment)."""
+    from functions.shared.settings import get_settings
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    def no_value_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the audit read a secret value from an operator's shell")
+
+    monkeypatch.setattr(SecretStore, "read", no_value_read)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_against_aws_without_database_url_the_check_is_skipped_and_reads_no_secret(
+    aimed_at_aws: None,
+) -> None:
+    from ops.audit_aws import check_database_users
+    from ops.audit_checks import SKIP
+
+    (result,) = check_database_users()
+    assert result.status == SKIP
+    assert "DATABASE_URL" in result.detail
+
+
+def test_against_aws_the_role_names_are_the_production_ones_not_a_secrets(
+    aimed_at_aws: None,
+) -> None:
+    from functions.shared.db.roles import PRODUCTION_ROLES
+    from ops.audit_aws import roles_in_use
+
+    assert roles_in_use() == PRODUCTION_ROLES

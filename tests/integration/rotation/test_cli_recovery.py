@@ -151,6 +151,19 @@ def test_service_mode_is_refused_against_a_local_endpoint(
     assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
 
 
+def test_resume_against_aws_is_refused_before_any_call(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Secrets Manager cannot be asked to finish a version: RotateSecret would start a
+    # new rotation, which --resume promises never to do. Refused before any AWS call
+    # (the tests' stray-call guard would fail anything that reached for AWS).
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    assert main(["rotate", "webhook-signing-secret", "--mode", "service", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "--resume finishes a rotation on the local stack only" in err
+    assert "babyshield rotate webhook-signing-secret --cancel" in err
+
+
 @pytest.mark.parametrize("wait", ["0", "-5"])
 def test_wait_must_be_positive(wait: str, aws: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rotate", "db-app", "--wait", wait]) == 1
