@@ -145,7 +145,7 @@ def _cause(error: BaseException) -> str:
 
 def _pending(store: SecretStore, item: SecretSpec) -> str | None:
     try:
-        return store.describe(item.secret_name).pending_elsewhere()
+        return store.describe(item.secret_name).unfinished_rotation()
     except Exception:  # noqa: BLE001 - only for the report; the failure is already known
         return None
 
@@ -198,7 +198,7 @@ def rotate_via_service(
     from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG
 
     metadata = store.describe(item.secret_name)
-    in_progress = metadata.pending_elsewhere()
+    in_progress = metadata.unfinished_rotation()
     if in_progress is not None:
         return Outcome(
             item.name,

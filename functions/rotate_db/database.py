@@ -98,26 +98,62 @@ def change_password(conn: psycopg.Connection[tuple[Any, ...]], role: str, passwo
         set_login_password(conn, role, password)
 
 
+# How long one session may take to end once signalled (pg_terminate_backend's timeout).
+TERMINATE_WAIT_MS = 5000
+
+
+class SessionsSurvived(Exception):
+    """A session of a login being fenced off was still running after the wait."""
+
+
 def terminate_sessions(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> int:
-    """End every session of `role` except this one; returns how many were ended."""
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+    """End every session of `role` except this one, waiting until each has ended (a
+    signalled backend may still finish the statement it is running); returns how many
+    were ended. SessionsSurvived if one outlives TERMINATE_WAIT_MS."""
+    rows = conn.execute(
+        "SELECT pg_terminate_backend(pid, %s) FROM pg_stat_activity "
         "WHERE usename = %s AND pid <> pg_backend_pid()",
-        (role,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+        (TERMINATE_WAIT_MS, role),
+    ).fetchall()
+    if not all(ended for (ended,) in rows):
+        raise SessionsSurvived(f"a session of {role} did not end within {TERMINATE_WAIT_MS} ms")
+    return len(rows)
+
+
+def allow_login(conn: psycopg.Connection[tuple[Any, ...]], role: str, allowed: bool) -> None:
+    """LOGIN or NOLOGIN. A role cannot give itself LOGIN back, so a login fenced off with
+    NOLOGIN and then rid of its sessions has nothing left running as it."""
+    from psycopg import sql
+
+    keyword = sql.SQL("LOGIN" if allowed else "NOLOGIN")
+    conn.execute(sql.SQL("ALTER ROLE {} {}").format(sql.Identifier(role), keyword))
+
+
+@contextmanager
+def fenced_off(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> Iterator[int]:
+    """Change a login that a leaked value may be using, with nothing of it running.
+
+    NOLOGIN first (no new session), then every session ended and waited for, so no
+    session of the login can change its own password or settings while the block
+    runs; yields how many were ended. LOGIN again only when the block succeeds: a
+    failure leaves the login unable to log in, which a retry of the step repairs.
+    """
+    allow_login(conn, role, False)
+    ended = terminate_sessions(conn, role)
+    yield ended
+    allow_login(conn, role, True)
 
 
 def tier_group(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> str | None:
-    """The NOLOGIN group role a login belongs to (a NOLOGIN role is its own group)."""
+    """The tier group role of a login: the NOLOGIN group it is a member of and one of
+    the `alternating_logins` of. A login fenced off (NOLOGIN, by a step that failed
+    halfway) is still its group's; a NOLOGIN role in no such group is a group itself."""
     row = conn.execute(
         "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)
     ).fetchone()
     if row is None:
         return None
-    if not row[0]:
-        return role
-    groups = conn.execute(
+    rows = conn.execute(
         "SELECT g.rolname FROM pg_catalog.pg_auth_members m "
         "JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
         "JOIN pg_catalog.pg_roles u ON u.oid = m.member "
@@ -125,17 +161,23 @@ def tier_group(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> str | No
         "ORDER BY g.rolname",
         (role,),
     ).fetchall()
-    return str(groups[0][0]) if len(groups) == 1 else None
+    groups = [str(group) for (group,) in rows if role in alternating_logins(str(group))]
+    if len(groups) == 1:
+        return groups[0]
+    if not row[0] and not groups:
+        return role
+    return None
 
 
 def group_logins(conn: psycopg.Connection[tuple[Any, ...]], group: str) -> list[str]:
     """The tier's alternating logins (`alternating_logins`) that exist as members of
-    `group` and can log in; never a superuser or a role that can create roles."""
+    `group`, fenced off (NOLOGIN) or not; never a superuser or a role that can create
+    roles."""
     rows = conn.execute(
         "SELECT u.rolname FROM pg_catalog.pg_auth_members m "
         "JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
         "JOIN pg_catalog.pg_roles u ON u.oid = m.member "
-        "WHERE g.rolname = %s AND u.rolname = ANY(%s) AND u.rolcanlogin "
+        "WHERE g.rolname = %s AND u.rolname = ANY(%s) "
         "AND NOT u.rolsuper AND NOT u.rolcreaterole "
         "ORDER BY u.rolname",
         (group, list(alternating_logins(group))),

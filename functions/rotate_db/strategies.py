@@ -50,33 +50,45 @@ class AlternatingUsersRotator(Rotator):
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        already_set = database.holds_password(pending.value)
-        if already_set and not ctx.emergency:
-            return
         current = ctx.current()
+        _refuse_stored_password(ctx, pending, current)
         with database.connect(self._admin_value(ctx, current)) as conn:
             # The pending value names the login whose password is about to change:
-            # check it is the tier's other login, never some other role.
+            # check it is the tier's other login, never some other role. Also on a
+            # retry whose password works already: that alone says nothing of the login.
             group, expected = self._other_login(ctx, conn, _username(current))
             if _username(pending) != expected:
                 raise RotationError(
                     f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
                 )
-            if not already_set:
+            if not ctx.emergency:
+                if database.holds_password(pending.value):
+                    return
                 # Settings first: once the password is set, a retried step skips both.
-                try:
-                    database.restore_login_settings(conn, expected, group)
-                except database.TierSettingsError as exc:
-                    raise RotationError(f"{ctx.spec.name}: {exc}") from None
-                database.change_password(conn, expected, str(pending.value["password"]))
-            if ctx.emergency:
-                # The login being armed was AWSPREVIOUS, a value that may have leaked
-                # with the rest: sessions opened with it end now, not at the next rotation.
-                ended = database.terminate_sessions(conn, expected)
-                logger.info(
-                    "sessions of the login being armed ended",
-                    extra={"secret": ctx.metadata.name, "ended": ended},
-                )
+                self._arm(ctx, conn, expected, group, pending)
+                return
+            # The login being armed was AWSPREVIOUS, a value that may have leaked with
+            # the rest: no session of it may run while its fences and password change
+            # (any role may change its own), and none opened with it survives. Every
+            # retry does all of it again.
+            try:
+                with database.fenced_off(conn, expected) as ended:
+                    self._arm(ctx, conn, expected, group, pending)
+            except database.SessionsSurvived as exc:
+                raise RotationError(f"{ctx.spec.name}: {exc}") from None
+            logger.info(
+                "sessions of the login being armed ended",
+                extra={"secret": ctx.metadata.name, "ended": ended},
+            )
+
+    def _arm(
+        self, ctx: StepContext, conn: Any, login: str, group: str, pending: SecretVersion
+    ) -> None:
+        try:
+            database.restore_login_settings(conn, login, group)
+        except database.TierSettingsError as exc:
+            raise RotationError(f"{ctx.spec.name}: {exc}") from None
+        database.change_password(conn, login, str(pending.value["password"]))
 
     def test_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
@@ -88,9 +100,16 @@ class AlternatingUsersRotator(Rotator):
                 "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles "
                 "WHERE rolname = current_user"
             ).fetchone()
+            same_tier = database.tier_group(conn, _username(pending)) == database.tier_group(
+                conn, _username(ctx.current())
+            )
         if row is None or row[0]:
             raise RotationError(
                 f"{ctx.spec.name}: version {ctx.token} logs in with administrative rights"
+            )
+        if not same_tier:
+            raise RotationError(
+                f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
             )
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
@@ -104,9 +123,13 @@ class AlternatingUsersRotator(Rotator):
             ):
                 raise RotationError(f"{ctx.spec.name}: previous login is outside the tier")
             # A password nobody stores: the leaked one stops working and so does every
-            # other guess, until the next rotation gives this login a fresh one.
-            database.change_password(conn, old_login, generate_password())
-            ended = database.terminate_sessions(conn, old_login)
+            # other guess, until the next rotation gives this login a fresh one. Set
+            # with no session of the login running, so none can choose its own after.
+            try:
+                with database.fenced_off(conn, old_login) as ended:
+                    database.change_password(conn, old_login, generate_password())
+            except database.SessionsSurvived as exc:
+                raise RotationError(f"{ctx.spec.name}: {exc}") from None
         logger.info(
             "previous database login retired",
             extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
@@ -141,11 +164,19 @@ class SingleUserRotator(Rotator):
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
+        current = ctx.current()
+        # Before the retry shortcut below: a value whose password works says nothing
+        # about whether it names this secret's login.
+        if _username(pending) != _username(current):
+            raise RotationError(
+                f"{ctx.spec.name}: version {ctx.token} names another login than the admin's"
+            )
+        _refuse_stored_password(ctx, pending, current)
         if database.holds_password(pending.value):
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.
-        for candidate in (ctx.current(), ctx.store.read(ctx.secret_id, stage=PREVIOUS)):
+        for candidate in (current, ctx.store.read(ctx.secret_id, stage=PREVIOUS)):
             if candidate is None or _username(candidate) != _username(pending):
                 continue
             try:
@@ -159,14 +190,28 @@ class SingleUserRotator(Rotator):
         raise RotationError(f"{ctx.spec.name}: no stored password logs in as the admin user")
 
     def test_secret(self, ctx: StepContext) -> None:
-        _check_login(ctx, ctx.require_pending())
+        pending = ctx.require_pending()
+        if _username(pending) != _username(ctx.current()):
+            raise RotationError(
+                f"{ctx.spec.name}: version {ctx.token} names another login than the admin's"
+            )
+        _check_login(ctx, pending)
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
         # The old password is already gone (one password per role); what remains is the
-        # sessions that logged in with it.
+        # sessions that logged in with it. The login cannot be fenced off (this step
+        # logs in as it), and any of those sessions may have set a password of its own
+        # before it ended: end them, set the current password again, and end whatever
+        # logged in with another password in between.
         current = ctx.current()
-        with database.connect(current.value) as conn:
-            ended = database.terminate_sessions(conn, _username(current))
+        login = _username(current)
+        try:
+            with database.connect(current.value) as conn:
+                ended = database.terminate_sessions(conn, login)
+                database.change_password(conn, login, str(current.value["password"]))
+                ended += database.terminate_sessions(conn, login)
+        except database.SessionsSurvived as exc:
+            raise RotationError(f"{ctx.spec.name}: {exc}") from None
         logger.info(
             "sessions of the previous admin password ended",
             extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
@@ -182,6 +227,25 @@ class DatabaseRotator(DispatchingRotator):
 
     def _for(self, ctx: StepContext) -> Rotator:
         return self.single if ctx.spec.name == "db-admin" else self.alternating
+
+
+def _refuse_stored_password(
+    ctx: StepContext, pending: SecretVersion, current: SecretVersion
+) -> None:
+    """A rotation gives a login a password no version held: never AWSCURRENT's or
+    AWSPREVIOUS's again (a pending value copied from one would pass every check)."""
+    import hmac
+
+    offered = str(pending.value.get("password", "")).encode()
+    previous = ctx.store.read(ctx.secret_id, stage=PREVIOUS)
+    for stored in (current, previous):
+        if stored is None or stored.version_id == pending.version_id:
+            continue
+        if hmac.compare_digest(offered, str(stored.value.get("password", "")).encode()):
+            raise RotationError(
+                f"{ctx.spec.name}: version {ctx.token} reuses the password of version "
+                f"{stored.version_id}"
+            )
 
 
 def _check_login(ctx: StepContext, pending: SecretVersion) -> None:

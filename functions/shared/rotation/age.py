@@ -64,7 +64,7 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         return SecretAge(item.name, item.kind, item.period_days, None, None, None, True, problem)
     current = metadata.version_with(CURRENT)
     created = metadata.created.get(current or "")
-    pending = metadata.pending_elsewhere()
+    pending = metadata.unfinished_rotation()
     if created is None:
         return SecretAge(
             item.name, item.kind, item.period_days, None, None, None, True, "no AWSCURRENT", pending

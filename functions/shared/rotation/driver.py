@@ -22,7 +22,13 @@ from functions.shared import names
 from functions.shared.inventory import SecretSpec, spec
 from functions.shared.rotation.clients import error_code
 from functions.shared.rotation.protocol import STEPS, RotationError, RotationInProgress, Step
-from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG, PENDING, SecretStore
+from functions.shared.rotation.store import (
+    CURRENT,
+    EMERGENCY_TAG,
+    PENDING,
+    PREVIOUS,
+    SecretStore,
+)
 
 Handler = Callable[[Mapping[str, Any], Any], Any]
 
@@ -96,17 +102,24 @@ def enable_rotation(store: SecretStore, item: SecretSpec) -> None:
     """Turn rotation on for a local secret, as CDK's rotation schedule does in AWS.
 
     moto only reports RotationEnabled after a RotateSecret with rules; without a
-    Lambda ARN and with RotateImmediately=False it records the schedule and makes
-    an unchanged copy of the current value current, which changes nothing a
-    consumer can see.
+    Lambda ARN and with RotateImmediately=False it records the schedule and also
+    makes an unchanged copy of the current value current, which AWS does not. The
+    original then loses its AWSPREVIOUS label: left there, the same value would pass
+    for one a rotation old (the JWT rotation's guard reads AWSPREVIOUS's age). The
+    copy stays current, where moto's own bookkeeping expects it.
     """
-    if store.describe(item.secret_name).rotation_enabled:
+    before = store.describe(item.secret_name)
+    if before.rotation_enabled:
         return
     store.client.rotate_secret(
         SecretId=item.secret_name,
         RotationRules={"AutomaticallyAfterDays": item.period_days},
         RotateImmediately=False,
     )
+    original = before.version_with(CURRENT)
+    copy = store.describe(item.secret_name).version_with(CURRENT)
+    if original is not None and copy is not None and copy != original:
+        store.remove_stage(item.secret_name, PREVIOUS, original)
 
 
 def seed_secret(store: SecretStore, item: SecretSpec, value: Mapping[str, Any]) -> None:
@@ -150,7 +163,7 @@ class LocalRotationDriver:
             # In AWS the CDK schedule enables rotation; locally the service is this driver.
             enable_rotation(self.store, item)
             metadata = self.store.describe(item.secret_name)
-        in_progress = metadata.pending_elsewhere()
+        in_progress = metadata.unfinished_rotation()
         if in_progress is not None and not resume:
             raise RotationInProgress(
                 f"{name}: version {in_progress} is already AWSPENDING; resume it or cancel it first"
@@ -189,9 +202,15 @@ class LocalRotationDriver:
         """
         item = spec(name)
         metadata = self.store.describe(item.secret_name)
-        pending = metadata.pending_elsewhere()
+        pending = metadata.unfinished_rotation()
         if pending is None:
             return None
+        if pending == metadata.version_with(CURRENT):
+            # Promoted already: dropping the labels would skip its tidy-up for good.
+            raise RotationInProgress(
+                f"{name}: version {pending} is current already and its rotation did not "
+                "finish; resume it instead of cancelling"
+            )
         if name == "db-admin":
             raise RotationInProgress(
                 f"{name}: a single-user rotation may already have changed the password; "
@@ -204,7 +223,7 @@ class LocalRotationDriver:
 
     def _left(self, item: SecretSpec, token: str) -> bool:
         try:
-            return self.store.describe(item.secret_name).pending_elsewhere() == token
+            return self.store.describe(item.secret_name).unfinished_rotation() == token
         except Exception:  # noqa: BLE001 - unknown: report what may be left, not this error
             return True
 

@@ -25,6 +25,7 @@ from functions.shared.rotation.store import (
     PREVIOUS,
     SecretMetadata,
     SecretStore,
+    SecretValueError,
     SecretVersion,
 )
 
@@ -198,19 +199,44 @@ def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
     current = ctx.metadata.version_with(CURRENT)
     if current != ctx.token:
         ctx.store.promote(ctx.secret_id, ctx.token, current)
-    previous = ctx.store.read(ctx.secret_id, stage=PREVIOUS)
+    previous, unreadable = _previous_to_tidy(ctx)
     if previous is not None and previous.version_id != ctx.token:
         rotator.after_promote(ctx, previous)
         if ctx.emergency:
             rotator.retire(ctx, previous)
             # Consumers that accept AWSPREVIOUS (JWT keys, webhook secrets) stop at once.
             ctx.store.remove_stage(ctx.secret_id, PREVIOUS, previous.version_id)
+    elif unreadable is not None and ctx.emergency:
+        # Nothing in it to tidy or retire, but the emergency still takes the label away.
+        ctx.store.remove_stage(ctx.secret_id, PREVIOUS, unreadable)
     if ctx.emergency:
         ctx.store.clear_emergency(ctx.secret_id)
     if PENDING in ctx.metadata.stages.get(ctx.token, ()):
         # Leaving AWSPENDING on the current version is allowed, but a later RotateSecret
         # on some implementations reads it as a rotation still in progress.
         ctx.store.remove_stage(ctx.secret_id, PENDING, ctx.token)
+
+
+def _previous_to_tidy(ctx: StepContext) -> tuple[SecretVersion | None, str | None]:
+    """AWSPREVIOUS after the promotion, as (value, None); or (None, its version id) when
+    its value does not parse. Rotation is how a malformed value gets replaced, so an
+    unparsable previous version is nothing to tidy: it is logged by id, never by value,
+    and finishSecret completes instead of failing on every retry."""
+    try:
+        return ctx.store.read(ctx.secret_id, stage=PREVIOUS), None
+    except SecretValueError as exc:
+        if exc.version_id is None or exc.version_id == ctx.token:
+            raise
+        logger.warning(
+            "previous version does not parse; nothing to tidy or retire",
+            extra={
+                "secret": ctx.metadata.name,
+                "version_id": ctx.token,
+                "previous_version_id": exc.version_id,
+                "emergency": ctx.emergency,
+            },
+        )
+        return None, exc.version_id
 
 
 def run_step(

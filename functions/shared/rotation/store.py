@@ -27,7 +27,15 @@ EMERGENCY_TAG = "babyshield:emergency-rotation"
 
 
 class SecretValueError(Exception):
-    """A stored value is not the JSON object its kind expects (names the secret only)."""
+    """A stored value is not the JSON object its kind expects (names the secret only).
+
+    `version_id` names the version that holds it when it came from `SecretStore.read`,
+    so a caller can log or relabel that version without ever touching its value.
+    """
+
+    def __init__(self, message: str, version_id: str | None = None):
+        super().__init__(message)
+        self.version_id = version_id
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,25 @@ class SecretMetadata:
         for version_id, stages in self.stages.items():
             if PENDING in stages and CURRENT not in stages:
                 return version_id
+        return None
+
+    def unfinished_rotation(self) -> str | None:
+        """The version of a rotation that has not finished, or None.
+
+        One holding AWSPENDING alone stopped before its promotion. One that is
+        AWSCURRENT and still holds AWSPENDING, or that the emergency tag still names,
+        stopped inside finishSecret after the promotion: its tidy-up (the leaked login
+        retired, the old key deactivated) is what is left, and only finishing that
+        version does it.
+        """
+        pending = self.pending_elsewhere()
+        if pending is not None:
+            return pending
+        current = self.version_with(CURRENT)
+        if current is not None and (
+            PENDING in self.stages.get(current, ()) or self.tags.get(EMERGENCY_TAG) == current
+        ):
+            return current
         return None
 
 
@@ -120,9 +147,11 @@ class SecretStore:
                 return None
             raise
         audit_secret_read(found["Name"], stage, self.caller, found["VersionId"])
-        return SecretVersion(
-            found["VersionId"], parse_value(found["Name"], found.get("SecretString"))
-        )
+        try:
+            value = parse_value(found["Name"], found.get("SecretString"))
+        except SecretValueError as exc:
+            raise SecretValueError(str(exc), found["VersionId"]) from None
+        return SecretVersion(found["VersionId"], value)
 
     def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         # The token is the idempotency key: a retried put with the same value is a no-op.
