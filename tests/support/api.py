@@ -52,3 +52,13 @@ def call_api(
         headers=response_headers(response),
         body=response.get("body") or "",
     )
+
+
+def sign_in(email: str, password: str, source_ip: str = "198.51.100.20") -> ApiResponse:
+    """POST /auth/login with a JSON body, from `source_ip`."""
+    return call_api(
+        "POST",
+        "/auth/login",
+        json_body={"email": email, "password": password},
+        source_ip=source_ip,
+    )

@@ -10,15 +10,7 @@ import pytest
 
 from tests.integration.identity.conftest import ADMIN_IP
 from tests.support.api import call_api
-
-
-def login(email: str, password: str, source_ip: str = "198.51.100.77"):
-    return call_api(
-        "POST",
-        "/auth/login",
-        json_body={"email": email, "password": password},
-        source_ip=source_ip,
-    )
+from tests.support.api import sign_in as login
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def test_a_stored_hash_with_an_out_of_range_cost_is_a_401_not_a_500(world):
         "UPDATE users SET password_hash = %s WHERE id = %s",
         (f"scrypt$1048576$32$1${salt}${digest}", user_id),
     )
-    response = login("victim@example.com", "any guess")
+    response = login("victim@example.com", "any guess", "198.51.100.77")
     assert response.status == 401, (response.status, response.body)
 
 
@@ -70,7 +62,7 @@ def test_a_user_can_sign_in_whatever_characters_their_password_has(world, passwo
     login body refuses it (400 rejected_input) before the password is ever checked,
     so these users can never sign in."""
     world.create_user("parent@example.com", password)
-    response = login("parent@example.com", password)
+    response = login("parent@example.com", password, "198.51.100.77")
     assert response.status == 200, (response.status, response.body)
 
 

@@ -6,16 +6,8 @@ import pytest
 
 from functions.shared.identity.tokens import verify_access_token
 from tests.support.api import call_api
+from tests.support.api import sign_in as login
 from tests.support.logs import json_log_lines
-
-
-def login(email: str, password: str, source_ip: str = "198.51.100.20"):
-    return call_api(
-        "POST",
-        "/auth/login",
-        json_body={"email": email, "password": password},
-        source_ip=source_ip,
-    )
 
 
 def test_correct_credentials_return_a_working_access_token(world):

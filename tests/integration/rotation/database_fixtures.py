@@ -46,6 +46,29 @@ class DatabaseSecrets:
         assert found is not None
         return found.value
 
+    def settings_of(self, login: str) -> dict[int, list[str]]:
+        """A role's stored defaults by database oid (0: every database)."""
+        with self.database.admin() as conn:
+            rows = conn.execute(
+                "SELECT s.setdatabase, s.setconfig FROM pg_db_role_setting s "
+                "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = %s",
+                (login,),
+            ).fetchall()
+        found: dict[int, list[str]] = {}
+        for database, config in rows:
+            assert isinstance(config, list)
+            found[int(str(database))] = sorted(str(entry) for entry in config)
+        return found
+
+    def session_as(self, value: dict[str, Any]) -> psycopg.Connection[tuple[Any, ...]]:
+        """An autocommit session with a secret's value, as a client holding it opens one."""
+        return psycopg.connect(
+            self.database.admin_conninfo,
+            user=value["username"],
+            password=value["password"],
+            autocommit=True,
+        )
+
     def logs_in(self, value: dict[str, Any]) -> bool:
         """Direct to the cluster (not through the proxy): does the server accept it?"""
         try:

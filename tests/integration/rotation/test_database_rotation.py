@@ -302,20 +302,6 @@ def test_test_secret_refuses_a_login_with_administrative_rights(
     db_secrets.store.remove_stage(arn, "AWSPENDING", token)
 
 
-def _settings_of(db_secrets: DatabaseSecrets, login: str) -> dict[int, list[str]]:
-    with db_secrets.database.admin() as conn:
-        rows = conn.execute(
-            "SELECT s.setdatabase, s.setconfig FROM pg_db_role_setting s "
-            "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = %s",
-            (login,),
-        ).fetchall()
-    found: dict[int, list[str]] = {}
-    for database, config in rows:
-        assert isinstance(config, list)
-        found[int(str(database))] = sorted(str(entry) for entry in config)
-    return found
-
-
 def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
     db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
 ) -> None:
@@ -325,7 +311,7 @@ def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
 
     roles = db_secrets.database.roles
     leaked = db_secrets.current("db-readonly")
-    template = _settings_of(db_secrets, roles.readonly)[0]
+    template = db_secrets.settings_of(roles.readonly)[0]
     # Given the leaked login has rewritten its own defaults, everywhere and per database
     with psycopg.connect(
         db_secrets.database.admin_conninfo,
@@ -346,7 +332,7 @@ def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
     # Then the login is in use again with exactly its group's settings
     again = db_secrets.current("db-readonly")
     assert again["username"] == leaked["username"]
-    assert _settings_of(db_secrets, leaked["username"]) == {0: template}
+    assert db_secrets.settings_of(leaked["username"]) == {0: template}
     with psycopg.connect(
         db_secrets.database.admin_conninfo, user=again["username"], password=again["password"]
     ) as conn:

@@ -23,21 +23,6 @@ from functions.shared.rotation.store import SecretStore
 from tests.integration.rotation.database_fixtures import DatabaseSecrets
 from tests.integration.rotation.state import current_value
 
-
-def _settings_of(db_secrets: DatabaseSecrets, role: str) -> dict[int, list[str]]:
-    with db_secrets.database.admin() as conn:
-        rows = conn.execute(
-            "SELECT s.setdatabase, s.setconfig FROM pg_db_role_setting s "
-            "JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = %s",
-            (role,),
-        ).fetchall()
-    found: dict[int, list[str]] = {}
-    for database, config in rows:
-        assert isinstance(config, list) or config is None
-        found[int(str(database))] = sorted(str(entry) for entry in config or [])
-    return found
-
-
 # --- rotate_db: a pending value whose password already works skips the tier check ----
 
 
@@ -134,13 +119,8 @@ def test_an_emergency_arms_the_login_with_its_group_settings_despite_its_open_se
     roles = db_secrets.database.roles
     leaked = db_secrets.current("db-readonly")
     db_driver.rotate("db-readonly")  # the leaked value is now AWSPREVIOUS
-    template = _settings_of(db_secrets, roles.readonly)[0]
-    attacker = psycopg.connect(
-        db_secrets.database.admin_conninfo,
-        user=leaked["username"],
-        password=leaked["password"],
-        autocommit=True,
-    )
+    template = db_secrets.settings_of(roles.readonly)[0]
+    attacker = db_secrets.session_as(leaked)
     real_change_password = database.change_password
     acted: list[str] = []
     after_fence: list[bool] = []
@@ -166,7 +146,7 @@ def test_an_emergency_arms_the_login_with_its_group_settings_despite_its_open_se
         assert acted
         assert after_fence == [True], "the leaked session was still running"
         assert armed["username"] == leaked["username"]
-        assert _settings_of(db_secrets, leaked["username"]) == {0: template}
+        assert db_secrets.settings_of(leaked["username"]) == {0: template}
         with psycopg.connect(
             db_secrets.database.admin_conninfo,
             user=armed["username"],
@@ -266,12 +246,7 @@ def test_an_emergency_leaves_no_password_the_leaked_session_chose(
     from functions.rotate_db import database
 
     leaked = db_secrets.current("db-app")
-    attacker = psycopg.connect(
-        db_secrets.database.admin_conninfo,
-        user=leaked["username"],
-        password=leaked["password"],
-        autocommit=True,
-    )
+    attacker = db_secrets.session_as(leaked)
     chosen = "chosen-by-the-attacker-1"
     real_terminate = database.terminate_sessions
     acted: list[str] = []
@@ -302,12 +277,7 @@ def test_a_leaked_admin_session_cannot_keep_a_password_of_its_own(
     from functions.rotate_db import database
 
     leaked = db_secrets.current("db-admin")
-    attacker = psycopg.connect(
-        db_secrets.database.admin_conninfo,
-        user=leaked["username"],
-        password=leaked["password"],
-        autocommit=True,
-    )
+    attacker = db_secrets.session_as(leaked)
     chosen = "chosen-by-the-attacker-2"
     real_terminate = database.terminate_sessions
     acted: list[str] = []
