@@ -151,11 +151,14 @@ class Secrets(Construct):
         )
         # EventBridge's queue holds only events it could not deliver; Lambda runs the
         # delivered ones asynchronously, and a run that fails its retries goes here too.
-        secret_age.configure_async_invoke(
-            on_failure=FailureQueue(self.secret_age_dead_letters),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-        )
+        # The deploy-time run below invokes the function's current version, whose
+        # invocations take that version's configuration, not $LATEST's: both get it.
+        for invoked in (secret_age, secret_age.current_version):
+            invoked.configure_async_invoke(
+                on_failure=FailureQueue(self.secret_age_dead_letters),
+                retry_attempts=2,
+                max_event_age=Duration.hours(6),
+            )
         # The daily rule first fires a day after it is created, and the overdue alarm
         # counts days without a run as overdue: without a run at deploy, a new stack
         # pages on-call until the next day. Asynchronous, so a failing age check

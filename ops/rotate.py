@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +199,14 @@ def rotate_via_service(
 
     metadata = store.describe(item.secret_name)
     in_progress = metadata.unfinished_rotation()
+    if in_progress is not None and in_progress == metadata.version_with(CURRENT):
+        return Outcome(
+            item.name,
+            False,
+            in_progress,
+            "the last rotation stopped after its promotion: finish it first with "
+            f"`babyshield rotate {item.name} --resume`",
+        )
     if in_progress is not None:
         return Outcome(
             item.name,
@@ -245,6 +253,75 @@ def rotate_via_service(
         time.sleep(poll_seconds)
 
 
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def invoke_rotation_function(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """One rotation step, run by the deployed function as Secrets Manager runs it
+    (RequestResponse). Returns the function's error payload, or {} on success."""
+    from functions.shared.blocks import aws_client
+
+    answer = aws_client("lambda").invoke(
+        FunctionName=function_name,
+        InvocationType="RequestResponse",
+        Payload=json.dumps(event).encode(),
+    )
+    if not answer.get("FunctionError"):
+        return {}
+    try:
+        found = json.loads(answer["Payload"].read() or b"{}")
+    except ValueError:
+        found = {}
+    return found if isinstance(found, dict) else {}
+
+
+def finish_via_function(
+    store: SecretStore, item: SecretSpec, invoke: Invoke = invoke_rotation_function
+) -> Outcome:
+    """`--resume` against AWS: finish a rotation that stopped after its promotion.
+
+    Secrets Manager cannot be asked to run one step of a version; the rotation
+    function can, with the same event it would send. Only finishSecret, and only for
+    a version that is current already: its tidy-up (the leaked login retired, the old
+    key deactivated) is what is left. Before the promotion the way on is --cancel and
+    a new rotation.
+    """
+    from functions.shared import names
+    from functions.shared.rotation.store import CURRENT
+
+    metadata = store.describe(item.secret_name)
+    unfinished = metadata.unfinished_rotation()
+    if unfinished is None:
+        raise CommandError(f"{item.name}: nothing to resume: every rotation finished")
+    if unfinished != metadata.version_with(CURRENT):
+        raise CommandError(
+            f"{item.name}: version {unfinished} was never promoted; Secrets Manager "
+            "cannot be asked to finish it",
+            hint=f"babyshield rotate {item.name} --cancel, then babyshield rotate {item.name} "
+            "(the RUNBOOK's 'A rotation failed')",
+        )
+    function = names.function_name(item.method)
+    event = {"Step": "finishSecret", "SecretId": metadata.arn, "ClientRequestToken": unfinished}
+    error = invoke(function, event)
+    if error:
+        return Outcome(
+            item.name,
+            False,
+            unfinished,
+            f"finishSecret failed in {function} ({error.get('errorType', 'error')}); "
+            "its logs say why",
+        )
+    if store.describe(item.secret_name).unfinished_rotation() == unfinished:
+        return Outcome(item.name, False, unfinished, "finishSecret ran but left it unfinished")
+    detail = f"finished by {function}"
+    if metadata.tags:
+        from functions.shared.rotation.store import EMERGENCY_TAG
+
+        if metadata.tags.get(EMERGENCY_TAG) == unfinished:
+            detail += f"; {RETIRED[item.kind]}"
+    return Outcome(item.name, True, unfinished, detail)
+
+
 def _run(args: argparse.Namespace) -> int:
     # The step logs go to the terminal only with --verbose. The logger exists already
     # (imported with the settings), so its level is set here and put back afterwards.
@@ -277,15 +354,6 @@ def _rotate(args: argparse.Namespace) -> int:
     from functions.shared.settings import get_settings
 
     mode = choose_mode(args.mode)
-    if mode == "service" and args.resume:
-        # Secrets Manager has no "finish this version" call: RotateSecret would start
-        # a new rotation, which is what --resume promises never to do.
-        raise CommandError(
-            "--resume finishes a rotation on the local stack only; Secrets Manager "
-            "cannot be asked to finish a version",
-            hint=f"babyshield rotate {args.name} --cancel, then babyshield rotate {args.name} "
-            "(the RUNBOOK's 'A rotation failed')",
-        )
     if mode == "service" and get_settings().aws_endpoint_url:
         # moto accepts RotateSecret but has no rotation function to call: it would add
         # an empty version and label it AWSCURRENT beside the real one.
@@ -310,6 +378,13 @@ def _rotate(args: argparse.Namespace) -> int:
 
     if args.cancel:
         return _cancel(store, items[0])
+    if args.resume and mode == "service":
+        outcome = finish_via_function(store, items[0])
+        if not args.json:
+            status = "finished" if outcome.ok else "FAILED"
+            print(f"{outcome.name}: {status} {outcome.version_id or ''} {outcome.detail}".rstrip())
+        _report([outcome], as_json=args.json, summary=False)
+        return 0 if outcome.ok else 1
 
     outcomes: list[Outcome] = []
     for index, item in enumerate(items):
@@ -419,7 +494,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a leak: the old value stops working at once (no overlap window)",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="finish the rotation left AWSPENDING (local)"
+        "--resume",
+        action="store_true",
+        help="finish the rotation left unfinished (against AWS: one stopped after its promotion)",
     )
     parser.add_argument(
         "--cancel", action="store_true", help="drop a stuck AWSPENDING version instead"

@@ -30,7 +30,7 @@ from functions.shared.rotation.protocol import (
     Rotator,
     StepContext,
 )
-from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretVersion
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretValueError, SecretVersion
 from functions.shared.settings import get_settings
 
 
@@ -66,6 +66,9 @@ class AlternatingUsersRotator(Rotator):
                     return
                 # Settings first: once the password is set, a retried step skips both.
                 self._arm(ctx, conn, expected, group, pending)
+                # LOGIN too: an emergency that failed while this login was fenced off
+                # may have left it NOLOGIN, and nothing of it runs now.
+                database.allow_login(conn, expected, True)
                 return
             # The login being armed was AWSPREVIOUS, a value that may have leaked with
             # the rest: no session of it may run while its fences and password change
@@ -118,9 +121,12 @@ class AlternatingUsersRotator(Rotator):
         if not old_login or old_login == _username(current):
             return
         with database.connect(self._admin_value(ctx, current)) as conn:
-            if database.tier_group(conn, old_login) != database.tier_group(
-                conn, _username(current)
-            ):
+            group = database.tier_group(conn, _username(current))
+            if group is not None and old_login == group:
+                # The first deploy's value names the group role, which never logs in:
+                # nothing to retire, and fencing it would end by giving it LOGIN.
+                return
+            if group is None or database.tier_group(conn, old_login) != group:
                 raise RotationError(f"{ctx.spec.name}: previous login is outside the tier")
             # A password nobody stores: the leaked one stops working and so does every
             # other guess, until the next rotation gives this login a fresh one. Set
@@ -176,7 +182,7 @@ class SingleUserRotator(Rotator):
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.
-        for candidate in (current, ctx.store.read(ctx.secret_id, stage=PREVIOUS)):
+        for candidate in (current, _readable_previous(ctx)):
             if candidate is None or _username(candidate) != _username(pending):
                 continue
             try:
@@ -237,8 +243,7 @@ def _refuse_stored_password(
     import hmac
 
     offered = str(pending.value.get("password", "")).encode()
-    previous = ctx.store.read(ctx.secret_id, stage=PREVIOUS)
-    for stored in (current, previous):
+    for stored in (current, _readable_previous(ctx)):
         if stored is None or stored.version_id == pending.version_id:
             continue
         if hmac.compare_digest(offered, str(stored.value.get("password", "")).encode()):
@@ -246,6 +251,19 @@ def _refuse_stored_password(
                 f"{ctx.spec.name}: version {ctx.token} reuses the password of version "
                 f"{stored.version_id}"
             )
+
+
+def _readable_previous(ctx: StepContext) -> SecretVersion | None:
+    """AWSPREVIOUS, or None when it does not parse: a malformed value never blocks the
+    rotation that replaces it (it is logged by version id, never by value)."""
+    try:
+        return ctx.store.read(ctx.secret_id, stage=PREVIOUS)
+    except SecretValueError as exc:
+        logger.warning(
+            "previous version does not parse; left out",
+            extra={"secret": ctx.metadata.name, "previous_version_id": exc.version_id},
+        )
+        return None
 
 
 def _check_login(ctx: StepContext, pending: SecretVersion) -> None:

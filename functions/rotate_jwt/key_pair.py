@@ -87,7 +87,15 @@ class JwtKeyRotator(Rotator):
         finishSecret takes seconds; a resumed rotation can take longer).
         """
         current_id = ctx.metadata.version_with(CURRENT)
-        created = ctx.metadata.created.get(current_id or "")
+        # GetSecretValue's date for the version: moto dates every version "now" in
+        # ListSecretVersionIds, which would refuse every local rotation after the first.
+        try:
+            current = ctx.store.read(ctx.secret_id, stage=CURRENT)
+        except SecretValueError:
+            current = None
+        created = (current.created if current else None) or ctx.metadata.created.get(
+            current_id or ""
+        )
         if created is None:
             return  # as IAM's grace window: an unknown age does not block rotation
         settings = get_settings()

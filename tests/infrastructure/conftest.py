@@ -53,10 +53,15 @@ class Synthesized:
     def trigger_running(self, package: str) -> str:
         """The logical id of the one deploy-time trigger that runs `package`'s function."""
         prefix = f"Functions{package.replace('_', '')}Function"
+
+        def target(handler: dict[str, Any]) -> str:
+            # A version (Ref) when the trigger re-runs on code changes, else the function.
+            return str(handler["Ref"] if "Ref" in handler else handler["Fn::GetAtt"][0])
+
         (trigger_id,) = (
             logical_id
             for logical_id, trigger in self.resources("Custom::Trigger").items()
-            if trigger["Properties"]["HandlerArn"]["Ref"].startswith(prefix)
+            if target(trigger["Properties"]["HandlerArn"]).startswith(prefix)
         )
         return trigger_id
 

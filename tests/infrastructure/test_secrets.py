@@ -152,8 +152,21 @@ def test_secret_age_runs_at_deploy_before_its_overdue_alarm_exists(synthesized: 
     trigger_id = synthesized.trigger_running("secret_age")
     trigger = synthesized.resources("Custom::Trigger")[trigger_id]
 
-    # Asynchronous: a failing check is retried and dead-lettered, never a failed deploy
+    # Asynchronous: a failing check is retried and dead-lettered, never a failed deploy.
+    # The trigger invokes the function's current version, and a version's invocations
+    # take that version's configuration, not $LATEST's: it has its own on-failure queue.
     assert trigger["Properties"]["InvocationType"] == "Event"
+    version_id = trigger["Properties"]["HandlerArn"]["Ref"]
+    version = synthesized.resources("AWS::Lambda::Version")[version_id]["Properties"]
+    function_ref = version["FunctionName"]
+    qualifiers = {
+        json.dumps(config["Properties"].get("Qualifier"), sort_keys=True)
+        for config in synthesized.resources("AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == function_ref
+        and "OnFailure" in config["Properties"]["DestinationConfig"]
+    }
+    assert json.dumps({"Fn::GetAtt": [version_id, "Version"]}, sort_keys=True) in qualifiers
+    assert json.dumps("$LATEST") in qualifiers
     # After every rotation schedule, so the tier users it reads about exist
     schedules = synthesized.resources("AWS::SecretsManager::RotationSchedule")
     assert len(schedules) == len(INVENTORY)

@@ -172,9 +172,15 @@ def is_authentication_failure(error: BaseException) -> bool:
     sqlstate = getattr(error, "sqlstate", None)
     if sqlstate in _AUTH_SQLSTATES:
         return True
-    # libpq reports some authentication failures before a SQLSTATE reaches psycopg.
+    # libpq reports some authentication failures before a SQLSTATE reaches psycopg. A
+    # login an emergency rotation has fenced off (NOLOGIN) is refused too: a pool on it
+    # must read the secret again, where the tier's other login is current by then.
     text = str(error)
-    return "password authentication failed" in text or "SCRAM authentication" in text
+    return (
+        "password authentication failed" in text
+        or "SCRAM authentication" in text
+        or "is not permitted to log in" in text
+    )
 
 
 def source_for(tier: Tier, settings: Settings) -> CredentialSource:

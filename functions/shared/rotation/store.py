@@ -84,6 +84,8 @@ class SecretMetadata:
 class SecretVersion:
     version_id: str
     value: dict[str, Any] = field(repr=False)
+    # GetSecretValue's CreatedDate (epoch seconds), when the service gave one.
+    created: float | None = None
 
 
 def parse_value(secret: str, raw: str | None) -> dict[str, Any]:
@@ -151,7 +153,8 @@ class SecretStore:
             value = parse_value(found["Name"], found.get("SecretString"))
         except SecretValueError as exc:
             raise SecretValueError(str(exc), found["VersionId"]) from None
-        return SecretVersion(found["VersionId"], value)
+        stamp = found.get("CreatedDate")
+        return SecretVersion(found["VersionId"], value, stamp.timestamp() if stamp else None)
 
     def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         # The token is the idempotency key: a retried put with the same value is a no-op.

@@ -151,17 +151,138 @@ def test_service_mode_is_refused_against_a_local_endpoint(
     assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
 
 
-def test_resume_against_aws_is_refused_before_any_call(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def _stopped_after_promotion(store: SecretStore, name: str) -> str:
+    """An emergency whose finishSecret failed right after the promotion (the service
+    unreachable for the retirement): current already, and not finished."""
+    from functions.shared.rotation import protocol
+    from functions.shared.rotation.driver import RotationFailed
+
+    def unreachable(ctx: Any) -> Any:
+        raise ConnectionError("the service is unreachable for the retirement")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(protocol, "_previous_to_tidy", unreachable)
+        with pytest.raises(RotationFailed) as failed:
+            LocalRotationDriver(store=store, backoff_seconds=0.0).rotate(name, emergency=True)
+    assert failed.value.left_pending
+    return failed.value.token
+
+
+def _deployed(event: dict[str, Any], handler: Any) -> dict[str, Any]:
+    """What Lambda's Invoke answers for a RequestResponse call of `handler`."""
+    from functions.shared.rotation.driver import DriverContext
+
+    try:
+        handler(event, DriverContext(function_name="babyshield-rotate-iam"))
+    except Exception as exc:  # noqa: BLE001 - Lambda reports any error in the payload
+        return {"errorType": type(exc).__name__}
+    return {}
+
+
+def test_resume_against_aws_finishes_an_emergency_stopped_after_its_promotion(
+    store: SecretStore, webhook_secret: str
 ) -> None:
-    # Secrets Manager cannot be asked to finish a version: RotateSecret would start a
-    # new rotation, which --resume promises never to do. Refused before any AWS call
-    # (the tests' stray-call guard would fail anything that reached for AWS).
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    assert main(["rotate", "webhook-signing-secret", "--mode", "service", "--resume"]) == 1
-    err = capsys.readouterr().err
-    assert "--resume finishes a rotation on the local stack only" in err
-    assert "babyshield rotate webhook-signing-secret --cancel" in err
+    from functions.rotate_iam.handler import lambda_handler
+    from ops.rotate import finish_via_function
+
+    name = "webhook-signing-secret"
+    token = _stopped_after_promotion(store, name)
+    invoked: list[tuple[str, dict[str, Any]]] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        invoked.append((function, event))
+        return _deployed(event, lambda_handler)
+
+    outcome = finish_via_function(store, spec(name), invoke)
+
+    assert outcome.ok, outcome.detail
+    assert invoked == [
+        (
+            "babyshield-rotate-iam",
+            {
+                "Step": "finishSecret",
+                "SecretId": store.describe(spec(name).secret_name).arn,
+                "ClientRequestToken": token,
+            },
+        )
+    ]
+    metadata = store.describe(spec(name).secret_name)
+    assert metadata.unfinished_rotation() is None
+    # The emergency's retirement ran: the old value is no longer AWSPREVIOUS.
+    assert metadata.version_with("AWSPREVIOUS") is None
+
+
+def test_resume_against_aws_refuses_a_version_never_promoted(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    from ops.console import CommandError
+    from ops.rotate import finish_via_function
+
+    name = "webhook-signing-secret"
+    with ctrl_c_after("setSecret"), pytest.raises(KeyboardInterrupt):
+        LocalRotationDriver(store=store, backoff_seconds=0.0).rotate(name)
+    assert pending(store, name) is not None
+
+    def never(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("a version before its promotion is not finished by the function")
+
+    with pytest.raises(CommandError) as refused:
+        finish_via_function(store, spec(name), never)
+    assert "was never promoted" in str(refused.value)
+    assert "--cancel" in str(refused.value.hint)
+
+
+def test_service_rotation_names_resume_for_a_rotation_stopped_after_promotion(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    from ops.rotate import rotate_via_service
+
+    _stopped_after_promotion(store, "webhook-signing-secret")
+    outcome = rotate_via_service(
+        store, spec("webhook-signing-secret"), emergency=True, wait_seconds=0.1
+    )
+    assert not outcome.ok
+    assert "babyshield rotate webhook-signing-secret --resume" in outcome.detail
+
+
+def test_the_function_invoke_call_is_lambdas_own_stubbed_as_moto_runs_no_lambda_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto's Invoke needs Docker to run a function, which this machine lacks: the one
+    call is checked against botocore's Stubber (its request shape and an error answer)."""
+    import io
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    from functions.shared import blocks
+    from ops.rotate import invoke_rotation_function
+
+    client = boto3.client("lambda", region_name="us-east-1")
+    event = {
+        "Step": "finishSecret",
+        "SecretId": "arn",  # pragma: allowlist secret
+        "ClientRequestToken": "t",
+    }
+    payload = json.dumps({"errorType": "OperationalError"}).encode()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "invoke",
+            {
+                "StatusCode": 200,
+                "FunctionError": "Unhandled",
+                "Payload": StreamingBody(io.BytesIO(payload), len(payload)),
+            },
+            {
+                "FunctionName": "babyshield-rotate-db",
+                "InvocationType": "RequestResponse",
+                "Payload": json.dumps(event).encode(),
+            },
+        )
+        monkeypatch.setattr(blocks, "aws_client", lambda service: client)
+        assert invoke_rotation_function("babyshield-rotate-db", event) == {
+            "errorType": "OperationalError"
+        }
 
 
 @pytest.mark.parametrize("wait", ["0", "-5"])

@@ -69,7 +69,9 @@ def test_rotating_away_from_a_malformed_value_completes(
     to tidy, logged by version id and never by value."""
     name = spec("webhook-signing-secret").secret_name
     malformed = store.client.put_secret_value(
-        SecretId=name, SecretString="whsec_pasted-without-json", VersionStages=["AWSCURRENT"]
+        SecretId=name,
+        SecretString="whsec_pasted-without-json",  # pragma: allowlist secret
+        VersionStages=["AWSCURRENT"],
     )["VersionId"]
     try:
         result = driver.rotate("webhook-signing-secret")
@@ -94,7 +96,9 @@ def test_an_emergency_away_from_a_malformed_value_still_drops_previous(
     clears its tag, instead of stopping at the value it cannot read."""
     name = spec("webhook-signing-secret").secret_name
     malformed = store.client.put_secret_value(
-        SecretId=name, SecretString="whsec_pasted-without-json", VersionStages=["AWSCURRENT"]
+        SecretId=name,
+        SecretString="whsec_pasted-without-json",  # pragma: allowlist secret
+        VersionStages=["AWSCURRENT"],
     )["VersionId"]
     result = driver.rotate("webhook-signing-secret", emergency=True)
     now = stages(store, "webhook-signing-secret")
