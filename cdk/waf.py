@@ -456,9 +456,17 @@ class WebAcl(Construct):
             "Logging",
             resource_arn=self.web_acl.attr_arn,
             log_destination_configs=[self.log_group_arn],
+            # The query string too: the API takes no credential there, but a client that
+            # puts a key or token in the URL must not find it in our logs. What the
+            # responder and the dashboards read (address, rule, action) stays.
             redacted_fields=[
-                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
-                for header in names.WAF_REDACTED_HEADERS
+                *(
+                    wafv2.CfnLoggingConfiguration.FieldToMatchProperty(
+                        single_header={"Name": header}
+                    )
+                    for header in names.WAF_REDACTED_HEADERS
+                ),
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(query_string={}),
             ],
         )
         self.logging.node.add_dependency(self.log_group)

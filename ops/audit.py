@@ -585,6 +585,16 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"not an http(s) URL: {args.url!r}", hint="e.g. --url http://127.0.0.1:8080"
         )
+    for flag, value in (("--api-key", args.api_key), ("--token", args.token)):
+        # A header cannot carry these, and http.client's refusal would quote the value.
+        if value is not None and (
+            not value or any(c.isspace() or not c.isprintable() for c in value)
+        ):
+            raise CommandError(
+                f"{flag} holds whitespace or a control character (a newline read from a "
+                "file?); its value is not shown",
+                hint=f'pass the value alone, e.g. {flag} "$(cat FILE)"',
+            )
     api_key = args.api_key
     if api_key is None:
         # Auditing the local stack: spend the limit of its dedicated audit key.

@@ -189,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         setting = _bad_setting(error)
         if setting:
             return fail(setting, hint="correct that environment variable, or unset it")
+        # The type only: a library's message may quote what it was given (a header
+        # value, a connection string); the traceback under BABYSHIELD_DEBUG has it all.
         return fail(
-            f"unexpected failure: {type(error).__name__}: {error}",
+            f"unexpected failure: {type(error).__name__}",
             hint="rerun with BABYSHIELD_DEBUG=1 for the traceback, and report it",
         )
     return int(result or 0)

@@ -154,7 +154,8 @@ class LocalEdge:
             {"name": name, "value": "REDACTED" if name.lower() in REDACTED_HEADERS else value}
             for name, value in (event.get("headers") or {}).items()
         ]
-        query = "&".join(f"{k}={v}" for k, v in (event.get("queryStringParameters") or {}).items())
+        # Redacted as the deployed logging configuration redacts it (cdk/waf.py).
+        query = "REDACTED" if event.get("queryStringParameters") else ""
         record = {
             "timestamp": int(now * 1000),
             "formatVersion": 1,

@@ -127,6 +127,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The method and path only: a client that put a key or token in the query
+        # string must not find it in the console (AWS's access log has no query either).
+        # Both unset when the request line itself was refused.
+        path = getattr(self, "path", None)
+        shown = path.partition("?")[0] if isinstance(path, str) else "-"
+        self.log_message('"%s %s" %s %s', getattr(self, "command", None) or "-", shown, code, size)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.quiet:
             return

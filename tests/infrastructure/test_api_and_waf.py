@@ -214,6 +214,7 @@ def test_waf_logs_redact_credentials(synthesized: Synthesized, template: Any):
     assert {"SingleHeader": {"Name": "authorization"}} in redacted
     assert {"SingleHeader": {"Name": "cookie"}} in redacted
     assert {"SingleHeader": {"Name": "x-api-key"}} in redacted
+    assert {"QueryString": {}} in redacted
     assert names.WAF_LOG_GROUP in json.dumps(logging["Properties"]["LogDestinationConfigs"])
 
 

@@ -9,6 +9,7 @@ emails. Callers pass only those safe fields; there is no free-form payload.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,16 @@ from functions.shared.observability import logger, metrics
 # first and the decision never depends on the row, so a refusal while the database
 # is down answers in about this long instead of the pool's full timeout.
 AUDIT_WRITE_WAIT_SECONDS = 1.0
+
+# A credential pasted where an id goes (an operator revoking a key by its whole text,
+# `/admin/api-keys/bs_…/revoke`) reaches the audit trail through the path: the shapes
+# of an API key, a JWT and a webhook secret are cut out of every detail written.
+_CREDENTIAL_SHAPES = re.compile(
+    r"bs_[0-9a-f]{16}_[A-Za-z0-9_-]+"
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+    r"|whsec_[A-Za-z0-9+/=_-]+"
+)
+REDACTED = "[redacted]"
 
 # Failure metric per action; the alarms and dashboards read these names.
 FAILURE_METRICS = {
@@ -45,6 +56,7 @@ def audit(
     **detail: str | int | None,
 ) -> None:
     """Record one decision. `outcome` is 'success' or 'failure' (or 'denied')."""
+    detail = _without_credentials(detail)
     fields: dict[str, Any] = {
         "audit": True,
         "auth_event": f"{action}_{'succeeded' if outcome == 'success' else 'failed'}",
@@ -72,6 +84,7 @@ def record_admin_action(
     action: str, *, actor: UUID, source_ip: str | None, **detail: str | int | None
 ) -> None:
     """An admin change (a block, an unblock) as an audit_log row and a log line."""
+    detail = _without_credentials(detail)
     logger.info(
         "admin action",
         extra={
@@ -83,6 +96,13 @@ def record_admin_action(
         },
     )
     _persist(action, "success", source_ip, actor, None, None, detail)
+
+
+def _without_credentials(detail: dict[str, str | int | None]) -> dict[str, str | int | None]:
+    return {
+        name: _CREDENTIAL_SHAPES.sub(REDACTED, value) if isinstance(value, str) else value
+        for name, value in detail.items()
+    }
 
 
 def _persist(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import ConfigDict, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel
@@ -42,7 +42,8 @@ class LoginRequest(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
-    password: Password
+    # Out of the model's repr: Powertools' debug log prints a route's arguments.
+    password: Password = Field(repr=False)
 
 
 class TokenResponse(ApiModel):

@@ -201,9 +201,19 @@ def _token_caller(
     return caller_from_token(claims)
 
 
-def _key_caller(event: APIGatewayProxyEvent, raw: str, source_ip: str) -> AuthenticatedCaller:
+def _key_caller(
+    event: APIGatewayProxyEvent,
+    raw: str,
+    source_ip: str,
+    *,
+    with_token: AuthenticatedCaller | None = None,
+) -> AuthenticatedCaller:
+    """The key's owner; with a token presented too, its subject must be that owner.
+    Refused before the key's rate limit is spent or its success audited."""
     try:
         record = check_api_key(raw)
+        if with_token is not None and with_token.user_id != record.owner_id:
+            raise CredentialRefused("credentials_disagree", key_id=record.key_id)
         if SCOPE_RECALLS_READ not in record.scopes:
             raise CredentialRefused("missing_scope", status=403, key_id=record.key_id)
     except CredentialRefused as refused:
@@ -282,15 +292,4 @@ def authenticate(event: APIGatewayProxyEvent) -> RequestIdentity:
     token_caller = _token_caller(event, source_ip, required=False)
     if raw_key is None:
         return RequestIdentity(caller=token_caller)
-    key_caller = _key_caller(event, raw_key, source_ip)
-    if token_caller is not None and token_caller.user_id != key_caller.user_id:
-        audit(
-            "api_key",
-            "failure",
-            reason="credentials_disagree",
-            key_id=key_caller.key_id,
-            source_ip=source_ip,
-            path=event.path,
-        )
-        raise Unauthorized()
-    return RequestIdentity(caller=key_caller)
+    return RequestIdentity(caller=_key_caller(event, raw_key, source_ip, with_token=token_caller))

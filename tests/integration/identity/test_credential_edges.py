@@ -148,3 +148,41 @@ def test_a_key_and_a_token_of_one_user_are_served_as_the_key(world):
         },
     )
     assert response.status == 200, (response.status, response.body)
+
+
+# --- the login password, skipped by attack inspection on every path to the route ---
+
+GENERATED_LOOKING = "hunter2'#"  # pragma: allowlist secret
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/login/"])
+def test_the_login_password_is_opaque_on_every_path_that_reaches_the_login_route(world, path):
+    """The resolver routes `/auth/login/` to the login too: the password must be as
+    uninspected there as on `/auth/login`."""
+    world.create_user("parent@example.com", GENERATED_LOOKING)
+    response = call_api(
+        "POST", path, json_body={"email": "parent@example.com", "password": GENERATED_LOOKING}
+    )
+    assert response.status == 200, (response.status, response.body)
+
+
+# --- an API key and a token of different users on /recalls ---
+
+
+def test_a_refused_key_and_token_pair_is_not_audited_as_a_key_success(world, caplog):
+    """authenticate() checks the key fully (_key_caller: the key's per-minute budget is
+    spent and an `api_key_succeeded` audit line written) before it compares the key's
+    owner with the token's subject. The pair is then refused (401), but the audit
+    trail already says the key authenticated, for a request that was never served."""
+    from tests.support.logs import json_log_lines
+
+    owner = world.create_user("partner@example.com")
+    key = world.create_key(owner)
+    other = world.token(world.create_user("someone-else@example.com"))
+    response = call_api(
+        "GET", "/recalls", headers={"X-API-Key": key, "Authorization": f"Bearer {other}"}
+    )
+    assert response.status == 401
+    events = [line.get("auth_event") for line in json_log_lines(caplog) if line.get("audit")]
+    assert "api_key_failed" in events, events
+    assert "api_key_succeeded" not in events, events

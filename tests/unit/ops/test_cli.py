@@ -145,3 +145,26 @@ def test_an_invalid_setting_is_one_line_naming_the_variable(capsys, monkeypatch)
     )
     assert err.splitlines()[1].startswith("  next:")
     assert len(err.splitlines()) == 2
+
+
+def test_an_unexpected_failure_names_its_type_and_never_its_message(capsys, monkeypatch):
+    """A library's message may quote what it was given (http.client quotes a header
+    value it refuses, psycopg a connection string): the one line names the type only."""
+    import argparse
+
+    from ops import cli
+
+    def quoting_failure(args: argparse.Namespace) -> int:
+        raise ValueError("Invalid header value b'Bearer eyJ-not-for-the-terminal\\n'")
+
+    def parser() -> argparse.ArgumentParser:
+        built = argparse.ArgumentParser()
+        built.set_defaults(command="openapi", func=quoting_failure)
+        return built
+
+    monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert main([]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected failure: ValueError" in err
+    assert "eyJ-not-for-the-terminal" not in err
