@@ -1,7 +1,8 @@
-"""Reading a secret's state in the rotation tests."""
+"""Reading (and, as an operator would, changing) a secret's state in the rotation tests."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from functions.shared.inventory import spec
@@ -16,3 +17,27 @@ def current_value(store: SecretStore, name: str) -> dict[str, Any]:
 
 def stages(store: SecretStore, name: str) -> dict[str, tuple[str, ...]]:
     return store.describe(spec(name).secret_name).stages
+
+
+def paste_then_restore(store: SecretStore, name: str, bad: str) -> str:
+    """An operator pastes `bad` as the value, then puts the right JSON back: the bad
+    value is AWSPREVIOUS, the good one AWSCURRENT. Returns the bad version's id."""
+    secret_id = spec(name).secret_name
+    good = current_value(store, name)
+    versions = []
+    for value in (bad, json.dumps(good)):
+        # Labels moved as Secrets Manager moves them: moto's own PutSecretValue move
+        # loses track of a current version the driver promoted (two AWSCURRENT).
+        current = store.describe(secret_id).version_with("AWSCURRENT")
+        versions.append(
+            store.client.put_secret_value(
+                SecretId=secret_id, SecretString=value, VersionStages=["PASTED"]
+            )["VersionId"]
+        )
+        store.promote(secret_id, versions[-1], current)
+        store.remove_stage(secret_id, "PASTED", versions[-1])
+    now = stages(store, name)
+    assert now[versions[0]] == ("AWSPREVIOUS",)
+    assert now[versions[1]] == ("AWSCURRENT",)
+    assert sum("AWSCURRENT" in labels for labels in now.values()) == 1
+    return versions[0]

@@ -18,6 +18,7 @@ from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed, seed_secret
 from functions.shared.rotation.store import SecretStore
 from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.integration.rotation.state import paste_then_restore
 
 
 def _can_login(db_secrets: DatabaseSecrets, role: str) -> bool:
@@ -189,28 +190,6 @@ def test_an_api_pool_on_a_fenced_login_refetches_the_secret(
 # --- rotate_db: a malformed AWSPREVIOUS -----------------------------------------------
 
 
-def _paste_then_restore(store: SecretStore, name: str, bad: str) -> str:
-    """An operator pastes `bad` as the value, then puts the right JSON back: the bad
-    value is AWSPREVIOUS, the good one AWSCURRENT. Returns the bad version's id."""
-    secret_id = spec(name).secret_name
-    good = store.read(secret_id, stage="AWSCURRENT")
-    assert good is not None
-    versions = []
-    for value in (bad, json.dumps(good.value)):
-        current = store.describe(secret_id).version_with("AWSCURRENT")
-        versions.append(
-            store.client.put_secret_value(
-                SecretId=secret_id, SecretString=value, VersionStages=["PASTED"]
-            )["VersionId"]
-        )
-        store.promote(secret_id, versions[-1], current)
-        store.remove_stage(secret_id, "PASTED", versions[-1])
-    now = store.describe(secret_id).stages
-    assert now[versions[0]] == ("AWSPREVIOUS",)
-    assert now[versions[1]] == ("AWSCURRENT",)
-    return versions[0]
-
-
 @pytest.mark.parametrize("name", ["db-readonly", "db-admin"])
 def test_a_database_rotation_is_not_blocked_by_a_malformed_previous_value(
     name: str, db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
@@ -220,7 +199,7 @@ def test_a_database_rotation_is_not_blocked_by_a_malformed_previous_value(
     _refuse_stored_password() in setSecret reads AWSPREVIOUS with store.read(), which
     raises SecretValueError on it: every database rotation fails at setSecret, at
     every retry, until someone relabels the version by hand."""
-    _paste_then_restore(db_secrets.store, name, "postgres://pasted-without-json")
+    paste_then_restore(db_secrets.store, name, "postgres://pasted-without-json")
     try:
         result = db_driver.rotate(name)
     except RotationFailed as failed:

@@ -20,7 +20,7 @@ from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed, seed_secret
 from functions.shared.rotation.protocol import run_step
 from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
-from tests.integration.rotation.state import current_value, stages
+from tests.integration.rotation.state import current_value, paste_then_restore, stages
 from tests.support.logs import raw_log_text
 
 JWT = "jwt-signing-key"
@@ -29,30 +29,6 @@ JWT = "jwt-signing-key"
 def _iam_keys(user: str) -> dict[str, str]:
     found = boto3.client("iam").list_access_keys(UserName=user)["AccessKeyMetadata"]
     return {key["AccessKeyId"]: key["Status"] for key in found}
-
-
-def _paste_then_restore(store: SecretStore, name: str, bad: str) -> str:
-    """An operator pastes `bad` as the value, then puts the right JSON back: the bad
-    value is AWSPREVIOUS. Returns its version id."""
-    secret_id = spec(name).secret_name
-    good = current_value(store, name)
-    versions = []
-    for value in (bad, json.dumps(good)):
-        # Labels moved as Secrets Manager moves them: moto's own PutSecretValue move
-        # loses track of a current version the driver promoted (two AWSCURRENT).
-        current = store.describe(secret_id).version_with("AWSCURRENT")
-        versions.append(
-            store.client.put_secret_value(
-                SecretId=secret_id, SecretString=value, VersionStages=["PASTED"]
-            )["VersionId"]
-        )
-        store.promote(secret_id, versions[-1], current)
-        store.remove_stage(secret_id, "PASTED", versions[-1])
-    now = stages(store, name)
-    assert now[versions[0]] == ("AWSPREVIOUS",)
-    assert now[versions[1]] == ("AWSCURRENT",)
-    assert sum("AWSCURRENT" in labels for labels in now.values()) == 1
-    return versions[0]
 
 
 def test_rotating_away_from_a_malformed_value_completes(
@@ -236,7 +212,7 @@ def test_a_malformed_previous_value_does_not_block_an_iam_emergency(
     and the value that must be replaced stayed current. It now counts as holding no
     key."""
     good = current_value(store, "iam-partner-export")
-    _paste_then_restore(store, "iam-partner-export", "AKIA... pasted as text")
+    paste_then_restore(store, "iam-partner-export", "AKIA... pasted as text")
     try:
         driver.rotate("iam-partner-export", emergency=True)
     except RotationFailed as failed:
@@ -257,7 +233,7 @@ def test_a_routine_iam_rotation_past_a_malformed_previous_value_keeps_its_rules(
     driver.rotate("iam-partner-export")
     second = current_value(store, "iam-partner-export")["AccessKeyId"]
     assert _iam_keys(partner_user.name) == {partner_user.first_key_id: "Inactive", second: "Active"}
-    _paste_then_restore(store, "iam-partner-export", "AKIA... pasted as text")
+    paste_then_restore(store, "iam-partner-export", "AKIA... pasted as text")
 
     result = driver.rotate("iam-partner-export")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -243,28 +244,11 @@ def test_an_emergency_leaves_no_password_the_leaked_session_chose(
     the leaked value, still alive in between, sets one of its own; the emergency reports
     "old login's password replaced and its sessions ended" and the attacker logs in
     again with the tier's rights until the next rotation."""
-    from functions.rotate_db import database
 
     leaked = db_secrets.current("db-app")
-    attacker = db_secrets.session_as(leaked)
     chosen = "chosen-by-the-attacker-1"
-    real_terminate = database.terminate_sessions
-    acted: list[str] = []
-
-    def concurrent_session_acts_first(conn: Any, role: str) -> int:
-        # The attacker's session runs a statement between retire's password change
-        # and the termination of its sessions (a legal interleaving).
-        if role == leaked["username"] and not acted:
-            attacker.execute(f"ALTER ROLE CURRENT_USER PASSWORD '{chosen}'")
-            acted.append(role)
-        return real_terminate(conn, role)
-
-    monkeypatch.setattr(database, "terminate_sessions", concurrent_session_acts_first)
-    try:
+    with _leaked_session_sets_password_when_ended(db_secrets, monkeypatch, leaked, chosen):
         db_driver.rotate("db-app", emergency=True)
-    finally:
-        attacker.close()
-    assert acted
     assert not db_secrets.logs_in({"username": leaked["username"], "password": chosen})
 
 
@@ -274,26 +258,11 @@ def test_a_leaked_admin_session_cannot_keep_a_password_of_its_own(
     """The admin login cannot be fenced off (rotation logs in as it), and any of its
     sessions may set its own password before it is ended: the emergency's retirement
     sets the current password again after ending them."""
-    from functions.rotate_db import database
 
     leaked = db_secrets.current("db-admin")
-    attacker = db_secrets.session_as(leaked)
     chosen = "chosen-by-the-attacker-2"
-    real_terminate = database.terminate_sessions
-    acted: list[str] = []
-
-    def concurrent_session_acts_first(conn: Any, role: str) -> int:
-        if role == leaked["username"] and not acted:
-            acted.append(role)
-            attacker.execute(f"ALTER ROLE CURRENT_USER PASSWORD '{chosen}'")
-        return real_terminate(conn, role)
-
-    monkeypatch.setattr(database, "terminate_sessions", concurrent_session_acts_first)
-    try:
+    with _leaked_session_sets_password_when_ended(db_secrets, monkeypatch, leaked, chosen):
         db_driver.rotate("db-admin", emergency=True)
-    finally:
-        attacker.close()
-    assert acted
     assert not db_secrets.logs_in({**leaked, "password": chosen})
     assert db_secrets.logs_in(db_secrets.current("db-admin"))
 
@@ -345,3 +314,32 @@ def test_a_rotation_stopped_after_its_promotion_cannot_be_cancelled(
 
     with pytest.raises(RotationInProgress, match="resume it instead of cancelling"):
         LocalRotationDriver(store=db_secrets.store).cancel("db-app")
+
+
+@contextmanager
+def _leaked_session_sets_password_when_ended(
+    db_secrets: DatabaseSecrets,
+    monkeypatch: pytest.MonkeyPatch,
+    leaked: dict[str, Any],
+    chosen: str,
+) -> Iterator[None]:
+    """A session opened with the leaked value sets a password of its own at the last
+    moment it can: just before the rotation ends its sessions (a legal interleaving)."""
+    from functions.rotate_db import database
+
+    attacker = db_secrets.session_as(leaked)
+    real_terminate = database.terminate_sessions
+    acted: list[str] = []
+
+    def concurrent_session_acts_first(conn: Any, role: str) -> int:
+        if role == leaked["username"] and not acted:
+            acted.append(role)
+            attacker.execute(f"ALTER ROLE CURRENT_USER PASSWORD '{chosen}'")
+        return real_terminate(conn, role)
+
+    monkeypatch.setattr(database, "terminate_sessions", concurrent_session_acts_first)
+    try:
+        yield
+    finally:
+        attacker.close()
+    assert acted
