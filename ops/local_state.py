@@ -33,7 +33,18 @@ def find_state_file(start: Path | None = None) -> Path:
 
 
 # Anything here means the shell is aimed at AWS (or another endpoint): never override it.
-AWS_TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID")
+# Beyond the usual three: botocore's older profile variable, and the credentials an
+# AWS-run shell (CloudShell, a container, a CI role) is given; a command an on-call
+# engineer runs there must reach the account, whatever runs in the checkout.
+AWS_TARGET_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 def write_state(state: dict[str, Any], path: Path = STATE_FILE) -> None:
@@ -90,7 +101,7 @@ def apply_local_environment(*, required: bool = False, path: Path | None = None)
         if required:
             raise CommandError(
                 "this command only runs against the local stack, but the shell targets AWS",
-                hint="unset AWS_ENDPOINT_URL / AWS_PROFILE / AWS_ACCESS_KEY_ID",
+                hint="unset " + " / ".join(AWS_TARGET_VARIABLES),
             )
         return False
     if state is None:

@@ -9,7 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 from ops.cli import main
-from ops.local_state import STATE_FILE, write_state
+from ops.local_state import (
+    AWS_TARGET_VARIABLES,
+    STATE_FILE,
+    apply_local_environment,
+    write_state,
+)
 from tests.support.postgres import MigratedDatabase
 
 # Where the "stack" says its database is: a closed port, so using it cannot pass.
@@ -29,7 +34,7 @@ def running_local_stack(aws: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> 
         },
         tmp_path / STATE_FILE,
     )
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID"):
+    for name in AWS_TARGET_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     # The command writes the stack's environment into os.environ itself; without
     # this, DATABASE_URL would point every later test at the closed port.
@@ -66,3 +71,20 @@ def test_without_database_url_db_still_uses_the_local_stack(
     err = capsys.readouterr().err
     assert "using the local stack" in err
     assert "port 9 failed" in err
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["AWS_DEFAULT_PROFILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+)
+def test_a_shell_given_aws_credentials_another_way_is_never_pointed_at_the_stack(
+    running_local_stack: None, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # CloudShell, a container or a CI role: on-call's command must reach the account.
+    monkeypatch.setenv(variable, "set-by-the-shell")
+    assert apply_local_environment() is False
+    assert os.environ.get("AWS_ENDPOINT_URL") is None
+
+
+def test_a_shell_naming_no_account_uses_the_running_stack(running_local_stack: None) -> None:
+    assert apply_local_environment() is True
