@@ -520,16 +520,25 @@ class BlockRegistry:
         unique = list({b.ip: b for b in blocks}.values())
         if len(unique) <= 1:
             return [ip for ip in map(put, unique) if ip]
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, wait
 
         with ThreadPoolExecutor(max_workers=min(CLAIM_WORKERS, len(unique))) as pool:
             futures = [pool.submit(put, b) for b in unique]
             try:
                 answers = [f.result() for f in futures]
-            except BaseException:
-                # One failure fails the claim: do not go on writing the rest.
+            except BaseException as exc:
+                # One failure fails the claim: do not go on writing the rest, and say
+                # which rows the puts already running or done did write.
                 for f in futures:
                     f.cancel()
+                wait(futures)
+                written = frozenset(
+                    b.ip
+                    for b, f in zip(unique, futures, strict=True)
+                    if not f.cancelled() and f.exception() is None and f.result() is None
+                )
+                if written and isinstance(exc, Exception):
+                    raise RegistryWriteFailed(written, len(unique)) from exc
                 raise
         return [ip for ip in answers if ip]
 
@@ -921,31 +930,55 @@ def _audit(action: str, actor: str, block: Block) -> None:
     )
 
 
-def _commit(
+@dataclass(frozen=True)
+class _OperatorChange:
+    """An operator's block or unblock, decided on one registry read."""
+
+    to_block: list[Block]
+    # For an unblock: the rows as read (audited), what the change covers.
+    found: list[Block] = field(default_factory=list)
+    known: dict[str, Block] = field(default_factory=dict)
+
+
+def _claim_operator_change(
     reg: BlockRegistry,
     action: str,
     actor: str,
+    decide_on: Callable[[dict[str, Block]], _OperatorChange],
     *,
-    rows: Sequence[Block],
-    audited: Sequence[Block],
+    audited: Callable[[_OperatorChange], Sequence[Block]],
     memory_seconds: int,
-    stale_keys: Iterable[str] = (),
-) -> None:
-    """Write a change to the registry and audit what took effect.
+) -> _OperatorChange:
+    """Write an operator's change with the responder's conditional claims, and audit
+    what took effect.
 
-    The registry is where a change takes effect (every sync applies it), so every
-    change written is audited here, before any sync: also when the sync then fails,
-    and, for a write that fails partway, the part written.
+    Each row is written only if it is still as the decision read it, so a responder
+    or another operator writing it meanwhile is read and decided on again, never
+    overwritten (an offence count, a longer block, a release). The registry is where a
+    change takes effect, so what was written is audited before any sync: also when
+    the sync then fails, and, for a write that fails partway, the part written.
     """
+    decided: list[_OperatorChange] = []
+
+    def decide_and_keep(known: dict[str, Block]) -> _OperatorChange:
+        decided.append(decide_on(known))
+        return decided[-1]
+
     try:
-        reg.put_many(rows, memory_seconds, delete_keys=stale_keys)
+        change = decide_and_claim(decide_and_keep, memory_seconds=memory_seconds, reg=reg)
     except RegistryWriteFailed as exc:
-        exc.changed = [b for b in audited if b.ip in exc.written_keys or b.key in exc.written_keys]
+        exc.changed = [b for b in audited(decided[-1]) if b.ip in exc.written_keys]
         for b in exc.changed:
             _audit(action, actor, b)
         raise
-    for b in audited:
+    for b in audited(change):
         _audit(action, actor, b)
+    # Rows of these networks under an older spelling: the claimed row replaces them.
+    if change.to_block:
+        stale = _stale_keys(reg.all(), {b.ip for b in change.to_block})
+        if stale:
+            reg.put_many([], memory_seconds, delete_keys=stale)
+    return change
 
 
 def _sync_after_change(
@@ -1010,42 +1043,44 @@ def block(
             raise ProtectedAddress(f"{network} is on the {why}; it is never blocked")
     when = int(time.time() if now is None else now)
     reg = registry()
-    rows = reg.all()
-    known = rows_by_ip(rows)
-    blocks = []
-    for network in networks:
-        previous = known.get(str(network))
-        # A released row is no earlier offence: the operator cleared it.
-        counted = previous if previous is not None and not previous.released else None
-        if counted is None:
-            offences = 1
-        elif counted.is_live(when):
-            offences = counted.offences
-        else:
-            offences = counted.offences + 1
-        blocks.append(
-            Block(
-                network=network,
-                reason=reason,
-                alarm="manual",
-                source="manual",
-                first_seen=counted.first_seen if counted else when,
-                last_seen=when,
-                blocked_until=when + duration_seconds,
-                offences=offences,
-                requests=counted.requests if counted else 0,
-                actor=actor,
+
+    def decide_on(known: dict[str, Block]) -> _OperatorChange:
+        decided = []
+        for network in networks:
+            previous = known.get(str(network))
+            # A released row is no earlier offence: the operator cleared it.
+            counted = previous if previous is not None and not previous.released else None
+            if counted is None:
+                offences = 1
+            elif counted.is_live(when):
+                offences = counted.offences
+            else:
+                offences = counted.offences + 1
+            decided.append(
+                Block(
+                    network=network,
+                    reason=reason,
+                    alarm="manual",
+                    source="manual",
+                    first_seen=counted.first_seen if counted else when,
+                    last_seen=when,
+                    blocked_until=when + duration_seconds,
+                    offences=offences,
+                    requests=counted.requests if counted else 0,
+                    actor=actor,
+                )
             )
-        )
-    _commit(
+        return _OperatorChange(to_block=decided)
+
+    change = _claim_operator_change(
         reg,
         "block",
         actor,
-        rows=blocks,
-        audited=blocks,
+        decide_on,
+        audited=lambda change: change.to_block,
         memory_seconds=get_settings().offence_memory_seconds,
-        stale_keys=_stale_keys(rows, {b.ip for b in blocks}),
     )
+    blocks = change.to_block
     report, sync_error = _sync_after_change(when, reg, blocks)
     return ChangeResult(changed=blocks, not_found=[], sync=report, sync_error=sync_error)
 
@@ -1076,36 +1111,47 @@ def unblock(
     networks = list(dict.fromkeys(parse_target(t) for t in targets))
     when = time.time() if now is None else now
     reg = registry()
-    rows = reg.all()
     named = {str(n) for n in networks}
-    chosen = [
-        b
-        for b in rows
-        if not b.released and (b.ip in named or (event_id is not None and b.event_id == event_id))
-    ]
-    found = sorted(rows_by_ip(chosen).values(), key=lambda b: b.ip)
+    released_at = int(when)
+
+    def released_here(b: Block) -> bool:
+        # Read back on a later pass of the claim: this call's own release, not another's.
+        return b.released_at == released_at and b.released_by == actor
+
+    def decide_on(known: dict[str, Block]) -> _OperatorChange:
+        found = sorted(
+            (
+                b
+                for b in known.values()
+                if (not b.released or released_here(b))
+                and (b.ip in named or (event_id is not None and b.event_id == event_id))
+            ),
+            key=lambda b: b.ip,
+        )
+        released = [
+            replace(b, offences=0, released_at=released_at, released_by=actor, key=None)
+            for b in found
+        ]
+        return _OperatorChange(to_block=released, found=found, known=known)
+
+    change = _claim_operator_change(
+        reg,
+        "unblock",
+        actor,
+        decide_on,
+        audited=lambda change: change.found,
+        memory_seconds=release_memory_seconds(),
+    )
+    found = change.found
     lifted = {b.ip for b in found}
     not_found = [str(n) for n in networks if str(n) not in lifted]
     # What stays blocked after this call, so a network unblocked with it covers nothing.
-    remaining = [b for b in rows if b.ip not in lifted and b.is_live(when)]
+    remaining = [b for b in change.known.values() if b.ip not in lifted and b.is_live(when)]
     checked = list(dict.fromkeys([*networks, *(b.network for b in found)]))
     covered_by = _covering_blocks(checked, remaining)
     if not found:
         report = sync_ip_sets(now=when, reg=reg)
         return ChangeResult(changed=[], not_found=not_found, sync=report, covered_by=covered_by)
-    released_at = int(when)
-    _commit(
-        reg,
-        "unblock",
-        actor,
-        rows=[
-            replace(b, offences=0, released_at=released_at, released_by=actor, key=None)
-            for b in found
-        ],
-        audited=found,
-        memory_seconds=release_memory_seconds(),
-        stale_keys=_stale_keys(chosen, lifted),
-    )
     report, sync_error = _sync_after_change(when, reg, found)
     return ChangeResult(
         changed=found,

@@ -351,6 +351,84 @@ def test_a_row_written_before_write_ids_is_claimed_once_and_then_guarded(
     assert _row(X)["reason"]["S"] == "stale"
 
 
+def _responder_writes_first(monkeypatch: pytest.MonkeyPatch, row: blocks.Block) -> list[int]:
+    """The operator's change, held after its registry read: a responder's row lands
+    before the operator's write (the first claim), as two writers interleave."""
+    real_claim = blocks.BlockRegistry.claim
+    claims: list[int] = []
+
+    def claim(self: blocks.BlockRegistry, *args: Any, **kwargs: Any) -> list[str]:
+        if not claims:
+            self.put_many([row], memory_seconds=86400)
+        claims.append(1)
+        return real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(blocks.BlockRegistry, "claim", claim)
+    return claims
+
+
+def _responders_block(event_id: str, *, offences: int, first_seen: int) -> blocks.Block:
+    now = int(time.time())
+    return blocks.Block(
+        ipaddress.ip_network(X),
+        f"{names.ALARM_WAF_BLOCKED}: WAF logs",
+        names.ALARM_WAF_BLOCKED,
+        "auto",
+        first_seen,
+        now,
+        now + 4 * 3600,
+        offences=offences,
+        requests=120,
+        event_id=event_id,
+    )
+
+
+def test_an_operator_block_after_a_responders_write_keeps_its_offence_history(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's block wrote its row whatever had happened since its read: a
+    responder's block of the address written in between (a third offence, first seen
+    an hour ago) was replaced by a first offence seen now, so the next alarm treated a
+    repeat offender as new."""
+    first_seen = int(time.time()) - 3600
+    claims = _responder_writes_first(
+        monkeypatch, _responders_block("evt-1", offences=3, first_seen=first_seen)
+    )
+
+    result = blocks.block([X], reason="on-call: scanner", duration_seconds=3600, actor="oncall")
+
+    assert len(claims) == 2  # refused once (the row changed), then decided again
+    (row,) = result.changed
+    assert (row.source, row.offences, row.first_seen, row.requests) == (
+        "manual",
+        3,
+        first_seen,
+        120,
+    )
+    assert _row(X)["offences"]["N"] == "3"
+    assert ip_set_addresses(waf, 4) == [X]
+
+
+def test_an_unblock_after_a_responders_re_block_releases_the_block_it_did_not_read(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator read one block and a responder wrote another before the release:
+    the release is decided again on the new row, and says which block it lifted."""
+    blocks.block([X], reason="earlier", duration_seconds=600, actor="oncall")
+    _responder_writes_first(
+        monkeypatch, _responders_block("evt-2", offences=2, first_seen=int(time.time()))
+    )
+
+    result = blocks.unblock([X], actor="oncall")
+
+    (lifted,) = result.changed
+    assert lifted.event_id == "evt-2"
+    row = _row(X)
+    assert "released_at" in row
+    assert row["event_id"]["S"] == "evt-2"
+    assert ip_set_addresses(waf, 4) == []
+
+
 def test_the_responders_role_may_make_the_conditional_registry_writes() -> None:
     """The claim is a PutItem on the registry table. The role's DynamoDB grants are per
     table (cdk/detection.py::TABLE_ACTIONS), and the function-permissions test cannot
