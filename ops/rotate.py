@@ -256,12 +256,37 @@ def rotate_via_service(
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
+# Longer than the rotation functions' own timeout (two minutes): the answer of a step
+# that runs its full course still arrives.
+INVOKE_READ_SECONDS = 150
+
+
+def _lambda_client() -> Any:
+    from botocore.config import Config
+
+    from functions.shared.aws_clients import new_client
+    from functions.shared.settings import get_settings
+
+    settings = get_settings()
+    return new_client(
+        "lambda",
+        region_name=settings.region,
+        endpoint_url=settings.aws_endpoint_url,
+        # One attempt: an Invoke is not idempotent, and a retry after a slow answer
+        # would run the step a second time beside the first.
+        config=Config(
+            connect_timeout=10,
+            read_timeout=INVOKE_READ_SECONDS,
+            retries={"mode": "standard", "total_max_attempts": 1},
+        ),
+    )
+
+
 def invoke_rotation_function(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
     """One rotation step, run by the deployed function as Secrets Manager runs it
-    (RequestResponse). Returns the function's error payload, or {} on success."""
-    from functions.shared.blocks import aws_client
-
-    answer = aws_client("lambda").invoke(
+    (RequestResponse, one attempt). Returns the function's error payload, or {} on
+    success; raises what botocore raises when the call itself fails."""
+    answer = _lambda_client().invoke(
         FunctionName=function_name,
         InvocationType="RequestResponse",
         Payload=json.dumps(event).encode(),
@@ -302,7 +327,21 @@ def finish_via_function(
         )
     function = names.function_name(item.method)
     event = {"Step": "finishSecret", "SecretId": metadata.arn, "ClientRequestToken": unfinished}
-    error = invoke(function, event)
+    try:
+        error = invoke(function, event)
+    except Exception as exc:  # noqa: BLE001 - the call failed or its answer was lost
+        from functions.shared.aws_clients import error_code
+
+        # The step may have run all the same: the secret says whether it finished.
+        if store.describe(item.secret_name).unfinished_rotation() != unfinished:
+            return Outcome(item.name, True, unfinished, f"finished by {function}")
+        why = error_code(exc) or type(exc).__name__
+        return Outcome(
+            item.name,
+            False,
+            unfinished,
+            f"could not run finishSecret in {function} ({why}); still unfinished",
+        )
     if error:
         return Outcome(
             item.name,

@@ -120,6 +120,13 @@ def terminate_sessions(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> 
     return len(rows)
 
 
+def can_login(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> bool:
+    row = conn.execute(
+        "SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def allow_login(conn: psycopg.Connection[tuple[Any, ...]], role: str, allowed: bool) -> None:
     """LOGIN or NOLOGIN. A role cannot give itself LOGIN back, so a login fenced off with
     NOLOGIN and then rid of its sessions has nothing left running as it."""

@@ -61,14 +61,15 @@ class AlternatingUsersRotator(Rotator):
                 raise RotationError(
                     f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
                 )
-            if not ctx.emergency:
+            # A login an emergency left fenced off (NOLOGIN: its step failed halfway) is
+            # armed the emergency's way too, whatever this rotation is: a session that
+            # outlived that fence must not outlive this one.
+            fenced = not database.can_login(conn, expected)
+            if not ctx.emergency and not fenced:
                 if database.holds_password(pending.value):
                     return
                 # Settings first: once the password is set, a retried step skips both.
                 self._arm(ctx, conn, expected, group, pending)
-                # LOGIN too: an emergency that failed while this login was fenced off
-                # may have left it NOLOGIN, and nothing of it runs now.
-                database.allow_login(conn, expected, True)
                 return
             # The login being armed was AWSPREVIOUS, a value that may have leaked with
             # the rest: no session of it may run while its fences and password change

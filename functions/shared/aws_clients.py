@@ -73,7 +73,9 @@ def client_config(timeouts: Timeouts) -> Any:
     return Config(
         connect_timeout=timeouts.connect_seconds,
         read_timeout=timeouts.read_seconds,
-        retries={"mode": "standard", "max_attempts": timeouts.max_attempts},
+        # total_max_attempts counts the first attempt; botocore's max_attempts counts
+        # only the retries after it, which sent a stalled call once more than planned.
+        retries={"mode": "standard", "total_max_attempts": timeouts.max_attempts},
     )
 
 

@@ -472,7 +472,10 @@ class BlockRegistry:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def live(self, now: float) -> list[Block]:
-        return [b for b in self.all() if b.is_live(now)]
+        """Live blocks, one per network: where a row under an older spelling of a network
+        shares it with the canonical row, the canonical row decides (a release written
+        there is not undone by the older row a failed clean-up left behind)."""
+        return [b for b in rows_by_ip(self.all()).values() if b.is_live(now)]
 
     def put_many(
         self, blocks: Sequence[Block], memory_seconds: int, *, delete_keys: Iterable[str] = ()
@@ -930,6 +933,25 @@ def _audit(action: str, actor: str, block: Block) -> None:
     )
 
 
+class _RecordingRegistry(BlockRegistry):
+    """The registry, remembering which rows its claims wrote over every pass."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
+        super().__init__(table_name, client)
+        self.written: set[str] = set()
+
+    def claim(
+        self, blocks: Sequence[Block], read: Mapping[str, Block], memory_seconds: int
+    ) -> list[str]:
+        try:
+            conflicts = super().claim(blocks, read, memory_seconds)
+        except RegistryWriteFailed as exc:
+            self.written |= exc.written_keys
+            raise
+        self.written |= {b.ip for b in blocks} - set(conflicts)
+        return conflicts
+
+
 @dataclass(frozen=True)
 class _OperatorChange:
     """An operator's block or unblock, decided on one registry read."""
@@ -964,13 +986,19 @@ def _claim_operator_change(
         decided.append(decide_on(known))
         return decided[-1]
 
+    recording = _RecordingRegistry(reg.table_name, reg._client)
     try:
-        change = decide_and_claim(decide_and_keep, memory_seconds=memory_seconds, reg=reg)
-    except RegistryWriteFailed as exc:
-        exc.changed = [b for b in audited(decided[-1]) if b.ip in exc.written_keys]
-        for b in exc.changed:
+        change = decide_and_claim(decide_and_keep, memory_seconds=memory_seconds, reg=recording)
+    except Exception as exc:
+        # Rows written on any pass took effect, also when a later pass then failed.
+        written = recording.written | getattr(exc, "written_keys", frozenset())
+        if not written or not decided:
+            raise
+        failed = RegistryWriteFailed(frozenset(written), len(decided[-1].to_block))
+        failed.changed = [b for b in audited(decided[-1]) if b.ip in written]
+        for b in failed.changed:
             _audit(action, actor, b)
-        raise
+        raise failed from exc
     for b in audited(change):
         _audit(action, actor, b)
     # Rows of these networks under an older spelling: the claimed row replaces them.
@@ -1010,7 +1038,7 @@ def _stale_keys(rows: Iterable[Block], ips: set[str]) -> list[str]:
 def list_blocks(now: float | None = None, *, include_expired: bool = False) -> list[Block]:
     """Live blocks (or all remembered ones, released too), soonest expiry first."""
     when = time.time() if now is None else now
-    blocks = registry().all()
+    blocks = list(rows_by_ip(registry().all()).values())
     if not include_expired:
         blocks = [b for b in blocks if b.is_live(when)]
     return sorted(blocks, key=lambda b: (b.blocked_until, b.ip))

@@ -232,6 +232,35 @@ def test_resume_against_aws_refuses_a_version_never_promoted(
     assert "--cancel" in str(refused.value.hint)
 
 
+def test_resume_against_aws_reads_the_secret_when_the_functions_answer_is_lost(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """The step ran but its answer timed out: the secret, not the error, says whether
+    it finished; and a call that failed outright leaves it unfinished, said so."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from functions.rotate_iam.handler import lambda_handler
+    from ops.rotate import finish_via_function
+
+    name = "webhook-signing-secret"
+    _stopped_after_promotion(store, name)
+
+    def refused(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        raise ReadTimeoutError(endpoint_url="https://lambda")
+
+    failed = finish_via_function(store, spec(name), refused)
+    assert not failed.ok
+    assert "still unfinished" in failed.detail
+
+    def ran_but_answer_lost(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        _deployed(event, lambda_handler)
+        raise ReadTimeoutError(endpoint_url="https://lambda")
+
+    outcome = finish_via_function(store, spec(name), ran_but_answer_lost)
+    assert outcome.ok, outcome.detail
+    assert store.describe(spec(name).secret_name).unfinished_rotation() is None
+
+
 def test_service_rotation_names_resume_for_a_rotation_stopped_after_promotion(
     store: SecretStore, webhook_secret: str
 ) -> None:
@@ -249,15 +278,20 @@ def test_the_function_invoke_call_is_lambdas_own_stubbed_as_moto_runs_no_lambda_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """moto's Invoke needs Docker to run a function, which this machine lacks: the one
-    call is checked against botocore's Stubber (its request shape and an error answer)."""
+    call is checked against botocore's Stubber (its request shape and an error answer).
+    The client itself: one attempt (an Invoke is not idempotent), and a read timeout
+    past the rotation functions' two minutes."""
     import io
 
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
-    from functions.shared import blocks
+    from ops import rotate
     from ops.rotate import invoke_rotation_function
 
+    config = rotate._lambda_client().meta.config
+    assert config.retries["total_max_attempts"] == 1
+    assert config.read_timeout > 120
     client = boto3.client("lambda", region_name="us-east-1")
     event = {
         "Step": "finishSecret",
@@ -279,7 +313,7 @@ def test_the_function_invoke_call_is_lambdas_own_stubbed_as_moto_runs_no_lambda_
                 "Payload": json.dumps(event).encode(),
             },
         )
-        monkeypatch.setattr(blocks, "aws_client", lambda service: client)
+        monkeypatch.setattr(rotate, "_lambda_client", lambda: client)
         assert invoke_rotation_function("babyshield-rotate-db", event) == {
             "errorType": "OperationalError"
         }

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from functions.shared import aws_clients
 
@@ -61,3 +62,29 @@ def test_reading_a_database_secret_never_imports_boto3(aws: str):
     )
     # Then neither boto3 nor its s3transfer was loaded: ~50 ms of cold start saved
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_timeouts_budget_of_two_attempts_sends_a_stalled_call_twice_not_three_times(
+    aws: str,
+) -> None:
+    """Timeouts.max_attempts counts attempts, as worst_case_seconds does (the API's 16 s
+    of API Gateway's 29): botocore's retries["max_attempts"] counts only the retries
+    after the first, and sent a stalled call three times."""
+    from functions.shared.aws_clients import REQUEST, cached_client, clear_cached_clients
+
+    client = cached_client("dynamodb", REQUEST)
+    sent: list[str] = []
+
+    def stalled(request: Any, **_: Any) -> None:
+        sent.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    client.meta.events.register("before-send.dynamodb.GetItem", stalled)
+    try:
+        with pytest.raises(ReadTimeoutError):
+            client.get_item(TableName="any", Key={"pk": {"S": "any"}})
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.GetItem", stalled)
+        clear_cached_clients()
+
+    assert len(sent) == REQUEST.max_attempts
