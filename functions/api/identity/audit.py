@@ -26,10 +26,13 @@ AUDIT_WRITE_WAIT_SECONDS = 1.0
 # A credential pasted where an id goes (an operator revoking a key by its whole text,
 # `/admin/api-keys/bs_…/revoke`) reaches the audit trail through the path: the shapes
 # of an API key, a JWT and a webhook secret are cut out of every detail written.
+# Each shape starts a token (nothing of its alphabet before it): `monkeyJ.a.b` is no
+# JWT, and a long run of `eyJ` costs one scan, not one per position.
 _CREDENTIAL_SHAPES = re.compile(
-    r"bs_[0-9a-f]{16}_[A-Za-z0-9_-]+"
+    r"(?<![A-Za-z0-9_-])"
+    r"(?:bs_[0-9a-f]{16}_[A-Za-z0-9_-]+"
     r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
-    r"|whsec_[A-Za-z0-9+/=_-]+"
+    r"|whsec_[A-Za-z0-9+/=_-]+)"
 )
 REDACTED = "[redacted]"
 
