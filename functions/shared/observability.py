@@ -12,6 +12,7 @@ cold start costs nobody a request, use it for subsegments.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,12 @@ METRICS_NAMESPACE = "BabyShield"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+# botocore's DEBUG records carry request and response bodies: a secret's value, an
+# access key. Whatever level a function's or the CLI's logs are raised to while
+# debugging (AWS_LAMBDA_LOG_LEVEL, BABYSHIELD_DEBUG), those stay out.
+for _library in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_library).setLevel(logging.INFO)
 
 # A request that records no metric is normal (a health check); Powertools warns
 # on every such flush, which would bury real warnings in the logs.

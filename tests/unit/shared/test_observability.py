@@ -62,3 +62,26 @@ def test_functions_that_query_postgresql_trace_its_statements_too(package: str):
 
     assert found["patched"] == ["botocore", "psycopg"]
     assert "sqlite3" not in found["imported"]
+
+
+def test_a_secret_value_never_reaches_a_debug_log(aws: str, caplog):
+    """With every logger at DEBUG, as while debugging a function (AWS_LAMBDA_LOG_LEVEL)
+    or the CLI, botocore would write the GetSecretValue response body, the value in it."""
+    import json
+    import logging
+
+    import boto3
+
+    import functions.shared.observability  # noqa: F401 - what every function imports
+    from functions.shared.rotation.store import SecretStore
+
+    value = "debug-canary-" + "q" * 24  # pragma: allowlist secret
+    boto3.client("secretsmanager").create_secret(
+        Name="babyshield/debug-canary", SecretString=json.dumps({"password": value})
+    )
+    with caplog.at_level(logging.DEBUG):
+        found = SecretStore(caller="test").read("babyshield/debug-canary", stage="AWSCURRENT")
+    assert found is not None
+    assert found.value["password"] == value
+    assert value not in caplog.text
+    assert all(value not in str(record.__dict__) for record in caplog.records)
