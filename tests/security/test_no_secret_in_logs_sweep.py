@@ -819,6 +819,9 @@ def test_an_admin_key_pasted_where_the_key_id_goes_is_never_written(sweep, admin
         source_ip=ADMIN_IP,
     )
     assert refused.status == 401
+    # And from an address off the admin allowlist: refused before any lock, and logged.
+    outside = sweep.call("POST", f"/admin/api-keys/{leaked}/revoke", source_ip="198.51.100.99")
+    assert outside.status == 403
     assert_no_leak(
         sweep, api_key_secret("leaked key in the path", leaked), except_surfaces=(WAF_LOG,)
     )

@@ -101,9 +101,14 @@ def record_admin_action(
     _persist(action, "success", source_ip, actor, None, None, detail)
 
 
+def without_credentials(text: str) -> str:
+    """`text` with every API-key, JWT and webhook-secret shape cut out."""
+    return _CREDENTIAL_SHAPES.sub(REDACTED, text)
+
+
 def _without_credentials(detail: dict[str, str | int | None]) -> dict[str, str | int | None]:
     return {
-        name: _CREDENTIAL_SHAPES.sub(REDACTED, value) if isinstance(value, str) else value
+        name: without_credentials(value) if isinstance(value, str) else value
         for name, value in detail.items()
     }
 

@@ -51,13 +51,15 @@ def enforce_admin_allowlist(event: APIGatewayProxyEvent) -> None:
         return
     source_ip = event.request_context.identity.source_ip or ""
     if not address_allowed(source_ip, current_allowlist()):
+        from functions.api.identity.audit import without_credentials
+
         logger.warning(
             "admin access denied",
             extra={
                 "audit": True,
                 "event": "admin_ip_denied",
                 "source_ip": source_ip,
-                "path": path,
+                "path": without_credentials(path),
                 "method": event.http_method,
             },
         )
