@@ -214,3 +214,49 @@ def ip_set_updates_always_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(blocks, "_put_ip_set", conflict)
     monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
+
+
+def responders_block(
+    ip: str, *, event_id: str = "evt-1", offences: int = 2, first_seen: int | None = None
+) -> Any:
+    """A live 4-hour block as the responder writes it for the WAF-blocked alarm."""
+    import ipaddress
+
+    from functions.shared import blocks
+
+    now = int(time.time())
+    return blocks.Block(
+        ipaddress.ip_network(ip),
+        f"{names.ALARM_WAF_BLOCKED}: WAF logs",
+        names.ALARM_WAF_BLOCKED,
+        "auto",
+        now if first_seen is None else first_seen,
+        now,
+        now + 4 * 3600,
+        offences=offences,
+        requests=120,
+        event_id=event_id,
+    )
+
+
+def put_row_under_another_spelling(key: str = "::ffff:203.0.113.7/128") -> None:
+    """A live registry row keyed as another Python spells 203.0.113.7 (an earlier
+    responder on 3.13 wrote IPv4-mapped addresses so)."""
+    now = int(time.time())
+    _client("dynamodb").put_item(
+        TableName=names.BLOCK_REGISTRY_TABLE,
+        Item={
+            names.TABLE_PARTITION_KEY: {"S": key},
+            "ip": {"S": key},
+            "version": {"N": "6"},
+            "reason": {"S": "x"},
+            "alarm": {"S": "manual"},
+            "source": {"S": "manual"},
+            "first_seen": {"N": str(now)},
+            "last_seen": {"N": str(now)},
+            "blocked_until": {"N": str(now + 3600)},
+            "offences": {"N": "1"},
+            "requests": {"N": "0"},
+            "expires_at": {"N": str(now + 7200)},
+        },
+    )

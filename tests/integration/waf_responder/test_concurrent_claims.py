@@ -30,6 +30,7 @@ from tests.support.waf import (
     put_failed_sign_ins,
     put_waf_records,
     registry_ips,
+    responders_block,
     set_ip_set,
 )
 
@@ -367,22 +368,6 @@ def _responder_writes_first(monkeypatch: pytest.MonkeyPatch, row: blocks.Block) 
     return claims
 
 
-def _responders_block(event_id: str, *, offences: int, first_seen: int) -> blocks.Block:
-    now = int(time.time())
-    return blocks.Block(
-        ipaddress.ip_network(X),
-        f"{names.ALARM_WAF_BLOCKED}: WAF logs",
-        names.ALARM_WAF_BLOCKED,
-        "auto",
-        first_seen,
-        now,
-        now + 4 * 3600,
-        offences=offences,
-        requests=120,
-        event_id=event_id,
-    )
-
-
 def test_an_operator_block_after_a_responders_write_keeps_its_offence_history(
     waf: WafResources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -392,7 +377,7 @@ def test_an_operator_block_after_a_responders_write_keeps_its_offence_history(
     repeat offender as new."""
     first_seen = int(time.time()) - 3600
     claims = _responder_writes_first(
-        monkeypatch, _responders_block("evt-1", offences=3, first_seen=first_seen)
+        monkeypatch, responders_block(X, event_id="evt-1", offences=3, first_seen=first_seen)
     )
 
     result = blocks.block([X], reason="on-call: scanner", duration_seconds=3600, actor="oncall")
@@ -416,7 +401,7 @@ def test_an_unblock_after_a_responders_re_block_releases_the_block_it_did_not_re
     the release is decided again on the new row, and says which block it lifted."""
     blocks.block([X], reason="earlier", duration_seconds=600, actor="oncall")
     _responder_writes_first(
-        monkeypatch, _responders_block("evt-2", offences=2, first_seen=int(time.time()))
+        monkeypatch, responders_block(X, event_id="evt-2", offences=2, first_seen=int(time.time()))
     )
 
     result = blocks.unblock([X], actor="oncall")

@@ -7,7 +7,6 @@ retries) is injected, at the registry's client.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from typing import Any
 
@@ -17,7 +16,12 @@ from botocore.exceptions import ClientError
 
 from functions.shared import blocks, names
 from tests.support.aws import REGION
-from tests.support.waf import WafResources, ip_set_addresses
+from tests.support.waf import (
+    WafResources,
+    ip_set_addresses,
+    put_row_under_another_spelling,
+    responders_block,
+)
 
 A = "203.0.113.7/32"
 B = "203.0.113.8/32"
@@ -62,22 +66,6 @@ def _refusing_registry(monkeypatch: pytest.MonkeyPatch, *operations: str) -> _Re
     return refusing
 
 
-def _responders_block(ip: str) -> blocks.Block:
-    now = int(time.time())
-    return blocks.Block(
-        ipaddress.ip_network(ip),
-        f"{names.ALARM_WAF_BLOCKED}: WAF logs",
-        names.ALARM_WAF_BLOCKED,
-        "auto",
-        now,
-        now,
-        now + 4 * 3600,
-        offences=2,
-        requests=120,
-        event_id="evt-1",
-    )
-
-
 def _row(key: str) -> dict[str, Any] | None:
     found: dict[str, Any] | None = (
         boto3.client("dynamodb", region_name=REGION)
@@ -112,7 +100,7 @@ def test_an_operator_block_that_fails_on_a_later_claim_pass_names_what_took_effe
         passes.append(1)
         if len(passes) == 1:
             # A responder blocks B between the operator's read and write.
-            self.put_many([_responders_block(B)], memory_seconds=86400)
+            self.put_many([responders_block(B)], memory_seconds=86400)
         else:
             refusing.on = True
         return real_claim(self, *args, **kwargs)
@@ -138,28 +126,6 @@ def test_an_operator_block_that_fails_on_a_later_claim_pass_names_what_took_effe
 # --- An unblock whose stale-key deletion fails after its claim ---------------------
 
 
-def _legacy_row(key: str, now: int) -> None:
-    """A live row under another Python's spelling of 203.0.113.7 (as in
-    test_reliability.py::test_a_row_stored_under_another_pythons_spelling_...)."""
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=names.BLOCK_REGISTRY_TABLE,
-        Item={
-            names.TABLE_PARTITION_KEY: {"S": key},
-            "ip": {"S": key},
-            "version": {"N": "6"},
-            "reason": {"S": "x"},
-            "alarm": {"S": "manual"},
-            "source": {"S": "manual"},
-            "first_seen": {"N": str(now)},
-            "last_seen": {"N": str(now)},
-            "blocked_until": {"N": str(now + 3600)},
-            "offences": {"N": "1"},
-            "requests": {"N": "0"},
-            "expires_at": {"N": str(now + 7200)},
-        },
-    )
-
-
 def test_an_unblock_repeated_after_its_stale_row_delete_failed_still_lifts_the_block(
     waf: WafResources,
     monkeypatch: pytest.MonkeyPatch,
@@ -171,7 +137,7 @@ def test_an_unblock_repeated_after_its_stale_row_delete_failed_still_lifts_the_b
     not_found while the registry and the WAF keep the address blocked. (The old code
     chose from every row, and released the legacy one.)"""
     legacy = "::ffff:203.0.113.7/128"
-    _legacy_row(legacy, int(time.time()))
+    put_row_under_another_spelling(legacy)
     blocks.sync_ip_sets()
     assert ip_set_addresses(waf, 4) == [A]
 

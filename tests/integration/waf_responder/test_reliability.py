@@ -23,6 +23,7 @@ from tests.support.waf import (
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
+    put_row_under_another_spelling,
     put_waf_records,
     registry_ips,
     set_ip_set,
@@ -295,24 +296,7 @@ def test_a_row_stored_under_another_pythons_spelling_is_unblocked_by_its_stored_
     found and removed by the other, not re-spelled into a key that names nothing."""
     # Given a row as an earlier responder on 3.13 wrote it
     key = "::ffff:203.0.113.7/128"
-    now = int(time.time())
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=names.BLOCK_REGISTRY_TABLE,
-        Item={
-            names.TABLE_PARTITION_KEY: {"S": key},
-            "ip": {"S": key},
-            "version": {"N": "6"},
-            "reason": {"S": "x"},
-            "alarm": {"S": "manual"},
-            "source": {"S": "manual"},
-            "first_seen": {"N": str(now)},
-            "last_seen": {"N": str(now)},
-            "blocked_until": {"N": str(now + 3600)},
-            "offences": {"N": "1"},
-            "requests": {"N": "0"},
-            "expires_at": {"N": str(now + 7200)},
-        },
-    )
+    put_row_under_another_spelling(key)
     # Then it reads back, and is enforced, as the IPv4 address it names
     blocks.sync_ip_sets()
     assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
