@@ -962,19 +962,10 @@ def debug_cli(monkeypatch, tmp_path) -> None:
 @pytest.fixture
 def api_server(sweep) -> Iterator[str]:
     """The real API handler behind the local HTTP server (its access log on stderr)."""
-    import threading
+    from tests.unit.ops.test_audit import serving
 
-    from ops.local_server import LocalApiServer
-
-    server = LocalApiServer(("127.0.0.1", 0), sweep.edge, quiet=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(sweep.edge, quiet=False) as url:
+        yield url
 
 
 def test_local_server_access_log_writes_no_credential_from_the_url(sweep, api_server):

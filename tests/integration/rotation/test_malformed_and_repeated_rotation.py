@@ -31,6 +31,17 @@ def _iam_keys(user: str) -> dict[str, str]:
     return {key["AccessKeyId"]: key["Status"] for key in found}
 
 
+def _paste_malformed_webhook_secret(store: SecretStore) -> str:
+    """An operator pastes the bare secret, not its JSON, as the current value."""
+    return str(
+        store.client.put_secret_value(
+            SecretId=spec("webhook-signing-secret").secret_name,
+            SecretString="whsec_pasted-without-json",  # pragma: allowlist secret
+            VersionStages=["AWSCURRENT"],
+        )["VersionId"]
+    )
+
+
 def test_rotating_away_from_a_malformed_value_completes(
     store: SecretStore,
     webhook_secret: str,
@@ -44,11 +55,7 @@ def test_rotating_away_from_a_malformed_value_completes(
     and the rotator's tidy-up never ran. An unparsable previous version is now nothing
     to tidy, logged by version id and never by value."""
     name = spec("webhook-signing-secret").secret_name
-    malformed = store.client.put_secret_value(
-        SecretId=name,
-        SecretString="whsec_pasted-without-json",  # pragma: allowlist secret
-        VersionStages=["AWSCURRENT"],
-    )["VersionId"]
+    malformed = _paste_malformed_webhook_secret(store)
     try:
         result = driver.rotate("webhook-signing-secret")
     except RotationFailed as failed:
@@ -71,11 +78,7 @@ def test_an_emergency_away_from_a_malformed_value_still_drops_previous(
     but an emergency still takes the label away (consumers accept AWSPREVIOUS) and
     clears its tag, instead of stopping at the value it cannot read."""
     name = spec("webhook-signing-secret").secret_name
-    malformed = store.client.put_secret_value(
-        SecretId=name,
-        SecretString="whsec_pasted-without-json",  # pragma: allowlist secret
-        VersionStages=["AWSCURRENT"],
-    )["VersionId"]
+    malformed = _paste_malformed_webhook_secret(store)
     result = driver.rotate("webhook-signing-secret", emergency=True)
     now = stages(store, "webhook-signing-secret")
     assert now[result.version_id] == ("AWSCURRENT",)

@@ -73,19 +73,11 @@ def test_an_emergency_whose_retirement_failed_after_promotion_can_be_finished(
     is down for the retirement, the driver reports "nothing was stored" (the token is
     already AWSCURRENT, so `_left` sees no pending version), `--resume` refuses with
     NothingToResume, and the leaked login keeps working."""
-    from functions.rotate_db.handler import lambda_handler
     from functions.shared.rotation.driver import NothingToResume
 
     leaked = db_secrets.current("db-app")
 
-    def database_down_for_finish(event: Mapping[str, Any], context: Any) -> Any:
-        if event["Step"] == "finishSecret":
-            db_secrets.proxy.down()
-        return lambda_handler(event, context)
-
-    failing = LocalRotationDriver(
-        store=db_secrets.store, handler=database_down_for_finish, backoff_seconds=0.0
-    )
+    failing = _database_down_for_finish(db_secrets)
     with pytest.raises(RotationFailed) as failed:
         failing.rotate("db-app", emergency=True)
     db_secrets.proxy.up()
@@ -297,17 +289,9 @@ def test_a_rotation_stopped_after_its_promotion_cannot_be_cancelled(
     db_secrets: DatabaseSecrets,
 ) -> None:
     """Cancelling would drop the labels that say its tidy-up is left, for good."""
-    from functions.rotate_db.handler import lambda_handler
     from functions.shared.rotation.protocol import RotationInProgress
 
-    def database_down_for_finish(event: Mapping[str, Any], context: Any) -> Any:
-        if event["Step"] == "finishSecret":
-            db_secrets.proxy.down()
-        return lambda_handler(event, context)
-
-    failing = LocalRotationDriver(
-        store=db_secrets.store, handler=database_down_for_finish, backoff_seconds=0.0
-    )
+    failing = _database_down_for_finish(db_secrets)
     with pytest.raises(RotationFailed):
         failing.rotate("db-app", emergency=True)
     db_secrets.proxy.up()
@@ -343,3 +327,15 @@ def _leaked_session_sets_password_when_ended(
     finally:
         attacker.close()
     assert acted
+
+
+def _database_down_for_finish(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
+    """A driver whose finishSecret meets the database down: after the promotion."""
+    from functions.rotate_db.handler import lambda_handler
+
+    def handler(event: Mapping[str, Any], context: Any) -> Any:
+        if event["Step"] == "finishSecret":
+            db_secrets.proxy.down()
+        return lambda_handler(event, context)
+
+    return LocalRotationDriver(store=db_secrets.store, handler=handler, backoff_seconds=0.0)

@@ -31,8 +31,8 @@ def _no_database(monkeypatch):
 
 
 @contextmanager
-def serving(handler: Handler) -> Iterator[str]:
-    server = LocalApiServer(("127.0.0.1", 0), handler, quiet=True)
+def serving(handler: Handler, *, quiet: bool = True) -> Iterator[str]:
+    server = LocalApiServer(("127.0.0.1", 0), handler, quiet=quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
