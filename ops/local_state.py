@@ -107,6 +107,14 @@ def apply_local_environment(*, required: bool = False, path: Path | None = None)
     if state is None:
         if required:
             raise CommandError("the local stack is not running", hint="start it with `make run`")
+        if read_state(path) is not None:
+            # A stack that stopped without cleaning up (killed): say where this goes,
+            # since a default profile in ~/.aws would take it to an AWS account.
+            print(
+                f"(the local stack recorded in {path} does not answer; this command goes "
+                "to AWS with whatever credentials the shell finds)",
+                file=sys.stderr,
+            )
         return False
     from functions.shared.settings import get_settings
     from ops.moto import use_fake_credentials

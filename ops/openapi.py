@@ -323,6 +323,10 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+# The committed document, wherever the command runs from (a subdirectory too).
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
+
+
 def _run(args: argparse.Namespace) -> int:
     text = render(openapi_document())
     if args.output == "-":
@@ -341,5 +345,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("openapi", help="write the OpenAPI document")
-    parser.add_argument("--output", default="docs/openapi.json", help="file, or - for stdout")
+    parser.add_argument(
+        "--output",
+        default=str(DEFAULT_OUTPUT),
+        help="file, or - for stdout (default: this checkout's docs/openapi.json, "
+        "which it overwrites)",
+    )
     parser.set_defaults(func=_run)

@@ -93,7 +93,19 @@ def rotate_locally(
             + _what_now(store, item, failed.left_pending, emergency=emergency),
         )
     except RotationError as exc:
-        return Outcome(item.name, False, _pending(store, item), str(exc))
+        from functions.shared.rotation.driver import NothingToResume
+        from functions.shared.rotation.protocol import RotationInProgress
+
+        # The line names the secret already.
+        detail = str(exc).removeprefix(f"{item.name}: ")
+        if isinstance(exc, NothingToResume):
+            detail += f"; `{_again(item, emergency)}` starts a new rotation"
+        elif isinstance(exc, RotationInProgress) and "before this emergency" not in detail:
+            detail += (
+                f"; finish it with `babyshield rotate {item.name} --resume` (an emergency "
+                "stays one)"
+            )
+        return Outcome(item.name, False, _pending(store, item), detail)
     detail = f"in {result.seconds:.1f}s"
     if result.emergency:
         if resume and not emergency:
@@ -155,6 +167,17 @@ def _again(item: SecretSpec, emergency: bool) -> str:
     return f"babyshield rotate {item.name}" + (" --emergency" if emergency else "")
 
 
+def _promoted_unfinished(store: SecretStore, item: SecretSpec) -> bool:
+    from functions.shared.rotation.store import CURRENT
+
+    try:
+        metadata = store.describe(item.secret_name)
+    except Exception:  # noqa: BLE001 - unknown: the other advice still holds
+        return False
+    unfinished = metadata.unfinished_rotation()
+    return unfinished is not None and unfinished == metadata.version_with(CURRENT)
+
+
 def _what_now(
     store: SecretStore, item: SecretSpec, left_pending: bool, *, emergency: bool = False
 ) -> str:
@@ -162,6 +185,12 @@ def _what_now(
     the command keeps --emergency: a routine rerun would leave the leaked value valid."""
     if not left_pending:
         advice = f"nothing was stored; run `{_again(item, emergency)}` again once fixed"
+    elif _promoted_unfinished(store, item):
+        # Past its promotion: only finishing runs the tidy-up; --cancel is refused.
+        advice = (
+            f"current already, not finished: finish it with `babyshield rotate {item.name} "
+            "--resume`"
+        )
     elif item.name == "db-admin":
         # The database may hold the pending password already: only finishing is safe.
         advice = f"left AWSPENDING: finish it with `babyshield rotate {item.name} --resume`"

@@ -361,6 +361,15 @@ def trigger_alarm(alarm: str) -> dict[str, Any]:
     return result
 
 
+def _actor(text: str) -> str:
+    """Who acts, as the audit line records it: `--by "$USER"` in a shell without USER
+    (cron, some containers) would otherwise record nobody."""
+    actor = text.strip()
+    if not actor or not actor.isprintable():
+        raise argparse.ArgumentTypeError("name who is acting, e.g. --by alice (it is audited)")
+    return actor
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     waf = subparsers.add_parser("waf", help="list, block and unblock WAF auto-blocks")
     actions = waf.add_subparsers(dest="waf_action", metavar="ACTION", required=True)
@@ -382,14 +391,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help=f"how long, e.g. 30m, 4h, 2d (default {DEFAULT_DURATION})",
     )
-    block.add_argument("--by", default=default_actor, help="who is blocking (default: $USER)")
+    block.add_argument(
+        "--by", type=_actor, default=default_actor, help="who is blocking (default: $USER)"
+    )
     block.add_argument("--json", action="store_true", help="machine-readable output")
     block.set_defaults(func=_block)
 
     unblock = actions.add_parser("unblock", help="remove blocks at once")
     unblock.add_argument("targets", nargs="*", metavar="IP", help="address or CIDR")
     unblock.add_argument("--event", help="every block made by this responder event id")
-    unblock.add_argument("--by", default=default_actor, help="who is unblocking (default: $USER)")
+    unblock.add_argument(
+        "--by", type=_actor, default=default_actor, help="who is unblocking (default: $USER)"
+    )
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     unblock.set_defaults(func=_unblock)
 

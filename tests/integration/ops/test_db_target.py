@@ -88,3 +88,18 @@ def test_a_shell_given_aws_credentials_another_way_is_never_pointed_at_the_stack
 
 def test_a_shell_naming_no_account_uses_the_running_stack(running_local_stack: None) -> None:
     assert apply_local_environment() is True
+
+
+def test_a_state_file_whose_stack_does_not_answer_says_the_command_goes_to_aws(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make run` killed: its state file stays. With a default profile in ~/.aws the
+    command reaches an AWS account; the shell is told, not left to assume the stack."""
+    monkeypatch.chdir(tmp_path)
+    write_state(
+        {"aws_endpoint_url": "http://127.0.0.1:9", "environment": {}}, tmp_path / STATE_FILE
+    )
+    for name in AWS_TARGET_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert apply_local_environment() is False
+    assert "does not answer; this command goes to AWS" in capsys.readouterr().err

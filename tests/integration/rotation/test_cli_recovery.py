@@ -64,6 +64,53 @@ def test_resume_with_nothing_pending_starts_no_rotation(
     assert store.describe(spec("webhook-signing-secret").secret_name).stages == before
 
 
+def test_rerunning_an_interrupted_emergency_names_the_command_that_finishes_it(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an emergency rotation interrupted with its new value stored
+    name = "webhook-signing-secret"
+    with ctrl_c_after("setSecret"):
+        assert main(["rotate", name, "--emergency"]) == 130
+    capsys.readouterr()
+    # When on-call reruns it, as a first reflex: refused, with the command that finishes it
+    assert main(["rotate", name, "--emergency"]) == 1
+    out = capsys.readouterr().out
+    assert f"babyshield rotate {name} --resume" in out
+    assert f"{name}: {name}:" not in out  # the line names the secret once
+
+
+def test_an_interruption_after_the_promotion_advises_resume_not_cancel(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an emergency interrupted inside finishSecret, after its promotion
+    from functions.shared.rotation import protocol
+
+    name = "webhook-signing-secret"
+
+    def interrupted(ctx: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(protocol, "_previous_to_tidy", interrupted)
+        assert main(["rotate", name, "--emergency"]) == 130
+    err = capsys.readouterr().err
+    # Then the advice is to finish it: a cancel is refused for a promoted version
+    assert f"babyshield rotate {name} --resume" in err
+    assert "--cancel" not in err
+    assert main(["rotate", name, "--resume"]) == 0
+    assert store.describe(spec(name).secret_name).unfinished_rotation() is None
+
+
+def test_resume_with_nothing_left_says_so_once_and_what_starts_anew(
+    store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "webhook-signing-secret"
+    assert main(["rotate", name, "--resume"]) == 1
+    out = capsys.readouterr().out
+    assert f"{name}: {name}:" not in out
+    assert f"`babyshield rotate {name}` starts a new rotation" in out
+
+
 def test_ctrl_c_says_what_is_left_and_secrets_shows_it_until_resumed(
     store: SecretStore, webhook_secret: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,3 +25,25 @@ def test_output_that_is_a_directory_is_a_clear_error(capsys, tmp_path):
     assert code == 1
     assert f"cannot write {tmp_path}" in err
     assert "unexpected failure" not in err
+
+
+def test_the_default_output_is_this_checkouts_document_from_any_directory(
+    tmp_path, monkeypatch, capsys
+):
+    """Run from a subdirectory (or anywhere), the default still names the committed
+    file, not a docs/ folder under the working directory."""
+    from pathlib import Path
+
+    from ops import openapi
+
+    checkout = Path(__file__).resolve().parents[3]
+    assert checkout / "docs" / "openapi.json" == openapi.DEFAULT_OUTPUT
+    # Written elsewhere here, so the test never rewrites the committed document
+    target = tmp_path / "committed" / "openapi.json"
+    target.parent.mkdir()
+    monkeypatch.setattr(openapi, "DEFAULT_OUTPUT", target)
+    monkeypatch.chdir(tmp_path)
+    assert main(["openapi"]) == 0
+    assert str(target) in capsys.readouterr().out
+    assert target.read_text(encoding="utf-8") == openapi.render(openapi.openapi_document())
+    assert not (tmp_path / "docs").exists()

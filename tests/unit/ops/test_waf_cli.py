@@ -78,3 +78,17 @@ def test_bad_duration_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str
 )
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("action", ["block", "unblock"])
+@pytest.mark.parametrize("actor", ["", "  ", "bob\x1b[2J"])
+def test_a_blank_or_unprintable_actor_is_refused(action: str, actor: str, capsys) -> None:
+    """`--by "$USER"` in a shell without USER passes an empty name: the audit line
+    would record nobody."""
+    from ops.waf import build_parser
+
+    reason = ["--reason", "scanner"] if action == "block" else []
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["waf", action, "203.0.113.7", *reason, "--by", actor])
+    assert refused.value.code == 2
+    assert "name who is acting" in capsys.readouterr().err
