@@ -1002,10 +1002,18 @@ def _claim_operator_change(
     for b in audited(change):
         _audit(action, actor, b)
     # Rows of these networks under an older spelling: the claimed row replaces them.
+    # Tidying only: the canonical row decides wherever both are read (rows_by_ip), so a
+    # failure here leaves the change made, and is logged rather than reported failed.
     if change.to_block:
-        stale = _stale_keys(reg.all(), {b.ip for b in change.to_block})
-        if stale:
-            reg.put_many([], memory_seconds, delete_keys=stale)
+        try:
+            stale = _stale_keys(reg.all(), {b.ip for b in change.to_block})
+            if stale:
+                reg.put_many([], memory_seconds, delete_keys=stale)
+        except Exception:  # noqa: BLE001 - the change is made; the old rows are inert
+            logger.warning(
+                "rows under an older spelling not deleted; the canonical rows decide",
+                exc_info=True,
+            )
     return change
 
 
