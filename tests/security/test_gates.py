@@ -54,23 +54,23 @@ MINIMAL_TEMPLATE = {
 }
 
 
+def minimal_project(root: Path, *relatives: str) -> Path:
+    """A copy of the baseline, the audited module and `relatives` under `root`, with
+    one clean module of our own: a tree the scanners read as they read the project."""
+    for relative in (".secrets.baseline", *relatives, AUDITED_MODULE):
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / relative, target)
+    module = root / "functions" / "shared" / "parsing.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(CLEAN_MODULE, encoding="utf-8")
+    return root
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A minimal copy of the project: what Bandit and detect-secrets read."""
-    for relative in (
-        ".secrets.baseline",
-        "ops/__init__.py",
-        "ops/console.py",
-        "ops/security.py",
-        AUDITED_MODULE,
-    ):
-        target = tmp_path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / relative, target)
-    module = tmp_path / "functions" / "shared" / "parsing.py"
-    module.parent.mkdir(parents=True)
-    module.write_text(CLEAN_MODULE, encoding="utf-8")
-    return tmp_path
+    return minimal_project(tmp_path, "ops/__init__.py", "ops/console.py", "ops/security.py")
 
 
 def offline() -> bool:

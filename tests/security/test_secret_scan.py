@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import random
 import re
-import shutil
 import socket
 import ssl
 import string
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ops.security import GateResult, ScanContext, Verdict, run_gates
-from tests.security.test_gates import AUDITED_MODULE, CLEAN_MODULE, REPO, fake_aws_key_pair
+from tests.security.test_gates import fake_aws_key_pair, minimal_project
 
 STS_HOST = "sts.amazonaws.com"
 STS_REFUSAL = (
@@ -153,15 +152,7 @@ def refusing_sts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "tree"
-    for relative in (".secrets.baseline", AUDITED_MODULE):
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / relative, target)
-    module = root / "functions" / "shared" / "parsing.py"
-    module.parent.mkdir(parents=True)
-    module.write_text(CLEAN_MODULE, encoding="utf-8")
-    return root
+    return minimal_project(tmp_path / "tree")
 
 
 def test_the_proxy_answers_as_sts_does_for_a_refused_key(refusing_sts: StsThatRefuses):
