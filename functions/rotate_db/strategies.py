@@ -30,7 +30,7 @@ from functions.shared.rotation.protocol import (
     Rotator,
     StepContext,
 )
-from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretValueError, SecretVersion
+from functions.shared.rotation.store import CURRENT, SecretVersion
 from functions.shared.settings import get_settings
 
 
@@ -183,7 +183,7 @@ class SingleUserRotator(Rotator):
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.
-        for candidate in (current, _readable_previous(ctx)):
+        for candidate in (current, ctx.previous()[0]):
             if candidate is None or _username(candidate) != _username(pending):
                 continue
             try:
@@ -244,7 +244,7 @@ def _refuse_stored_password(
     import hmac
 
     offered = str(pending.value.get("password", "")).encode()
-    for stored in (current, _readable_previous(ctx)):
+    for stored in (current, ctx.previous()[0]):
         if stored is None or stored.version_id == pending.version_id:
             continue
         if hmac.compare_digest(offered, str(stored.value.get("password", "")).encode()):
@@ -252,19 +252,6 @@ def _refuse_stored_password(
                 f"{ctx.spec.name}: version {ctx.token} reuses the password of version "
                 f"{stored.version_id}"
             )
-
-
-def _readable_previous(ctx: StepContext) -> SecretVersion | None:
-    """AWSPREVIOUS, or None when it does not parse: a malformed value never blocks the
-    rotation that replaces it (it is logged by version id, never by value)."""
-    try:
-        return ctx.store.read(ctx.secret_id, stage=PREVIOUS)
-    except SecretValueError as exc:
-        logger.warning(
-            "previous version does not parse; left out",
-            extra={"secret": ctx.metadata.name, "previous_version_id": exc.version_id},
-        )
-        return None
 
 
 def _check_login(ctx: StepContext, pending: SecretVersion) -> None:

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from functions.shared.observability import logger
 from functions.shared.rotation import clients
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
-from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretValueError, SecretVersion
+from functions.shared.rotation.store import CURRENT, SecretVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -125,7 +124,9 @@ class AccessKeyRotator(Rotator):
 
     def _free_a_slot(self, ctx: StepContext, user: str, current: SecretVersion) -> None:
         keep = {current.value.get("AccessKeyId")}
-        previous = _previous_or_none(ctx)
+        # A malformed previous version holds no key: the key it once named (if any)
+        # falls under "no version holds it" instead of blocking every rotation.
+        previous, _ = ctx.previous()
         previous_key = previous.value.get("AccessKeyId") if previous else None
         in_grace = not ctx.emergency and self._in_grace(ctx)
         if previous_key and in_grace:
@@ -168,24 +169,6 @@ def _user_name(ctx: StepContext, version: SecretVersion) -> str:
     if not isinstance(user, str) or not user:
         raise RotationError(f"{ctx.spec.name}: version {version.version_id} names no UserName")
     return user
-
-
-def _previous_or_none(ctx: StepContext) -> SecretVersion | None:
-    """AWSPREVIOUS, or None when it holds no value or one that does not parse: a
-    malformed previous version holds no key, so the key it once named (if any) falls
-    under "no version holds it" instead of blocking every rotation, emergencies too."""
-    try:
-        return ctx.store.read(ctx.secret_id, stage=PREVIOUS)
-    except SecretValueError as exc:
-        logger.warning(
-            "previous version does not parse; it holds no key",
-            extra={
-                "secret": ctx.metadata.name,
-                "version_id": ctx.token,
-                "previous_version_id": exc.version_id,
-            },
-        )
-        return None
 
 
 def _pending_may_hold(ctx: StepContext, key_id: str) -> bool:

@@ -27,7 +27,7 @@ from functions.shared.identity.jwt_keys import (
 )
 from functions.shared.identity.secret_versions import SecretVersion as IdentityVersion
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
-from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretValueError, SecretVersion
+from functions.shared.rotation.store import CURRENT, SecretValueError, SecretVersion
 from functions.shared.settings import get_settings
 
 KIND = "jwt-signing-key"
@@ -108,7 +108,7 @@ class JwtKeyRotator(Rotator):
         age = self._now().timestamp() - created
         if age >= window:
             return
-        previous = _signing_key(ctx, PREVIOUS)
+        previous = _signing_key(ctx.previous()[0])
         if previous is None:
             return  # a placeholder or malformed value signed no token
         raise PreviousKeyStillLive(
@@ -120,12 +120,8 @@ class JwtKeyRotator(Rotator):
         )
 
 
-def _signing_key(ctx: StepContext, stage: str) -> SigningKey | None:
-    """The verifying key `stage` holds, or None if it holds none (placeholder, malformed)."""
-    try:
-        version: SecretVersion | None = ctx.store.read(ctx.secret_id, stage=stage)
-    except SecretValueError:
-        return None
+def _signing_key(version: SecretVersion | None) -> SigningKey | None:
+    """The verifying key a version holds, or None if it holds none (a placeholder)."""
     if version is None:
         return None
     try:

@@ -114,6 +114,28 @@ class StepContext:
             raise RotationError(f"{self.spec.name}: version {self.token} has no value yet")
         return found
 
+    def previous(self) -> tuple[SecretVersion | None, str | None]:
+        """AWSPREVIOUS as (value, None), or (None, its version id) when its value does
+        not parse. Rotation is how a malformed value gets replaced, so no step may fail
+        on one: it holds nothing to tidy, retire or keep, and is logged by version id,
+        never by value."""
+        try:
+            return self.store.read(self.secret_id, stage=PREVIOUS), None
+        except SecretValueError as exc:
+            if exc.version_id is None or exc.version_id == self.token:
+                raise
+            logger.warning(
+                "previous version does not parse; left out",
+                extra={
+                    "secret": self.metadata.name,
+                    "step": self.request.step,
+                    "version_id": self.token,
+                    "previous_version_id": exc.version_id,
+                    "emergency": self.emergency,
+                },
+            )
+            return None, exc.version_id
+
 
 class Rotator(ABC):
     """The kind-specific part of a rotation; every method must be safe to run twice."""
@@ -199,7 +221,7 @@ def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
     current = ctx.metadata.version_with(CURRENT)
     if current != ctx.token:
         ctx.store.promote(ctx.secret_id, ctx.token, current)
-    previous, unreadable = _previous_to_tidy(ctx)
+    previous, unreadable = ctx.previous()
     if previous is not None and previous.version_id != ctx.token:
         rotator.after_promote(ctx, previous)
         if ctx.emergency:
@@ -215,28 +237,6 @@ def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
         # Leaving AWSPENDING on the current version is allowed, but a later RotateSecret
         # on some implementations reads it as a rotation still in progress.
         ctx.store.remove_stage(ctx.secret_id, PENDING, ctx.token)
-
-
-def _previous_to_tidy(ctx: StepContext) -> tuple[SecretVersion | None, str | None]:
-    """AWSPREVIOUS after the promotion, as (value, None); or (None, its version id) when
-    its value does not parse. Rotation is how a malformed value gets replaced, so an
-    unparsable previous version is nothing to tidy: it is logged by id, never by value,
-    and finishSecret completes instead of failing on every retry."""
-    try:
-        return ctx.store.read(ctx.secret_id, stage=PREVIOUS), None
-    except SecretValueError as exc:
-        if exc.version_id is None or exc.version_id == ctx.token:
-            raise
-        logger.warning(
-            "previous version does not parse; nothing to tidy or retire",
-            extra={
-                "secret": ctx.metadata.name,
-                "version_id": ctx.token,
-                "previous_version_id": exc.version_id,
-                "emergency": ctx.emergency,
-            },
-        )
-        return None, exc.version_id
 
 
 def run_step(

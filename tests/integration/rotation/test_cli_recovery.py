@@ -90,8 +90,9 @@ def test_an_interruption_after_the_promotion_advises_resume_not_cancel(
     def interrupted(ctx: Any) -> Any:
         raise KeyboardInterrupt
 
+    # The webhook secret's steps read AWSPREVIOUS only in finishSecret, after promoting
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(protocol, "_previous_to_tidy", interrupted)
+        patch.setattr(protocol.StepContext, "previous", interrupted)
         assert main(["rotate", name, "--emergency"]) == 130
     err = capsys.readouterr().err
     # Then the advice is to finish it: a cancel is refused for a promoted version
@@ -207,8 +208,9 @@ def _stopped_after_promotion(store: SecretStore, name: str) -> str:
     def unreachable(ctx: Any) -> Any:
         raise ConnectionError("the service is unreachable for the retirement")
 
+    # The webhook secret's steps read AWSPREVIOUS only in finishSecret, after promoting
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(protocol, "_previous_to_tidy", unreachable)
+        patch.setattr(protocol.StepContext, "previous", unreachable)
         with pytest.raises(RotationFailed) as failed:
             LocalRotationDriver(store=store, backoff_seconds=0.0).rotate(name, emergency=True)
     assert failed.value.left_pending
