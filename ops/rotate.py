@@ -168,14 +168,10 @@ def _again(item: SecretSpec, emergency: bool) -> str:
 
 
 def _promoted_unfinished(store: SecretStore, item: SecretSpec) -> bool:
-    from functions.shared.rotation.store import CURRENT
-
     try:
-        metadata = store.describe(item.secret_name)
+        return store.describe(item.secret_name).promoted_unfinished()
     except Exception:  # noqa: BLE001 - unknown: the other advice still holds
         return False
-    unfinished = metadata.unfinished_rotation()
-    return unfinished is not None and unfinished == metadata.version_with(CURRENT)
 
 
 def _what_now(
@@ -228,7 +224,7 @@ def rotate_via_service(
 
     metadata = store.describe(item.secret_name)
     in_progress = metadata.unfinished_rotation()
-    if in_progress is not None and in_progress == metadata.version_with(CURRENT):
+    if metadata.promoted_unfinished():
         return Outcome(
             item.name,
             False,
@@ -341,13 +337,12 @@ def finish_via_function(
     a new rotation.
     """
     from functions.shared import names
-    from functions.shared.rotation.store import CURRENT
 
     metadata = store.describe(item.secret_name)
     unfinished = metadata.unfinished_rotation()
     if unfinished is None:
         raise CommandError(f"{item.name}: nothing to resume: every rotation finished")
-    if unfinished != metadata.version_with(CURRENT):
+    if not metadata.promoted_unfinished():
         raise CommandError(
             f"{item.name}: version {unfinished} was never promoted; Secrets Manager "
             "cannot be asked to finish it",

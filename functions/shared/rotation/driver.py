@@ -205,8 +205,7 @@ class LocalRotationDriver:
         pending = metadata.unfinished_rotation()
         if pending is None:
             return None
-        if pending == metadata.version_with(CURRENT):
-            # Promoted already: dropping the labels would skip its tidy-up for good.
+        if metadata.promoted_unfinished():
             raise RotationInProgress(
                 f"{name}: version {pending} is current already and its rotation did not "
                 "finish; resume it instead of cancelling"

@@ -60,6 +60,12 @@ class SecretMetadata:
                 return version_id
         return None
 
+    def promoted_unfinished(self) -> bool:
+        """Whether the unfinished rotation is past its promotion: only finishing it does
+        what is left, and dropping its labels would skip that for good."""
+        unfinished = self.unfinished_rotation()
+        return unfinished is not None and unfinished == self.version_with(CURRENT)
+
     def unfinished_rotation(self) -> str | None:
         """The version of a rotation that has not finished, or None.
 
