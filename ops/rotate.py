@@ -337,6 +337,7 @@ def finish_via_function(
     a new rotation.
     """
     from functions.shared import names
+    from functions.shared.rotation.store import EMERGENCY_TAG
 
     metadata = store.describe(item.secret_name)
     unfinished = metadata.unfinished_rotation()
@@ -377,11 +378,8 @@ def finish_via_function(
     if store.describe(item.secret_name).unfinished_rotation() == unfinished:
         return Outcome(item.name, False, unfinished, "finishSecret ran but left it unfinished")
     detail = f"finished by {function}"
-    if metadata.tags:
-        from functions.shared.rotation.store import EMERGENCY_TAG
-
-        if metadata.tags.get(EMERGENCY_TAG) == unfinished:
-            detail += f"; {RETIRED[item.kind]}"
+    if metadata.tags.get(EMERGENCY_TAG) == unfinished:
+        detail += f"; {RETIRED[item.kind]}"
     return Outcome(item.name, True, unfinished, detail)
 
 
