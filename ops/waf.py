@@ -228,6 +228,7 @@ def _block(args: argparse.Namespace) -> int:
         print_json(
             {
                 "blocked": [_block_json(b) for b in result.changed],
+                "replaced": [_block_json(b) for b in result.replaced.values()],
                 "pending": result.pending,
                 "sync_error": result.sync_error,
             }
@@ -235,6 +236,14 @@ def _block(args: argparse.Namespace) -> int:
         return 0
     for b in result.changed:
         print(f"blocked {_host_text(b)} until {_when(b.blocked_until)}")
+        was = result.replaced.get(b.ip)
+        if was is not None:
+            # A block is replaced, not extended: say what it was, above all when shorter.
+            shorter = " (shortened)" if b.blocked_until < was.blocked_until else ""
+            print(
+                f"  replaces the block until {_when(was.blocked_until)}{shorter} "
+                f"by {_shown(was.actor or was.alarm, 80)}: {_shown(was.reason)}"
+            )
     print(f"undo: babyshield waf unblock {' '.join(_host_text(b) for b in result.changed)}")
     _warn_pending(result)
     _warn_left_out(result.sync)

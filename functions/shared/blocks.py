@@ -919,6 +919,9 @@ class ChangeResult:
     # be synced now: the next sync applies it, the sweep within SWEEP_PERIOD_MINUTES.
     # `sync_error` says why, for an operator (the API logs it and does not show it).
     sync_error: str | None = None
+    # For a block: the live blocks it replaced (network -> the row as it was), so an
+    # operator sees an expiry moved, earlier included, or another reason overwritten.
+    replaced: dict[str, Block] = field(default_factory=dict)
 
     @property
     def pending(self) -> bool:
@@ -957,8 +960,9 @@ class _OperatorChange:
     """An operator's block or unblock, decided on one registry read."""
 
     to_block: list[Block]
-    # For an unblock: the rows as read (audited), what the change covers.
+    # For an unblock: the rows it releases, as read (audited).
     found: list[Block] = field(default_factory=list)
+    # The registry as this decision read it (one row per network).
     known: dict[str, Block] = field(default_factory=dict)
 
 
@@ -1063,7 +1067,8 @@ def block(
     """Block addresses by hand, for `duration_seconds`; refuses protected addresses.
 
     Blocking an address that is blocked now sets the new reason and expiry without
-    counting another offence, so a repeated command (a retry) is not a repeat offender.
+    counting another offence, so a repeated command (a retry) is not a repeat offender;
+    the result's `replaced` holds the live blocks as they were.
     """
     if not targets:
         raise InvalidTarget("name at least one address to block")
@@ -1106,7 +1111,7 @@ def block(
                     actor=actor,
                 )
             )
-        return _OperatorChange(to_block=decided)
+        return _OperatorChange(to_block=decided, known=known)
 
     change = _claim_operator_change(
         reg,
@@ -1117,8 +1122,17 @@ def block(
         memory_seconds=get_settings().offence_memory_seconds,
     )
     blocks = change.to_block
+    replaced = {
+        b.ip: previous
+        for b in blocks
+        if (previous := change.known.get(b.ip)) is not None
+        and not previous.released
+        and previous.is_live(when)
+    }
     report, sync_error = _sync_after_change(when, reg, blocks)
-    return ChangeResult(changed=blocks, not_found=[], sync=report, sync_error=sync_error)
+    return ChangeResult(
+        changed=blocks, not_found=[], sync=report, sync_error=sync_error, replaced=replaced
+    )
 
 
 def release_memory_seconds() -> int:

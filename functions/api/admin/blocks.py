@@ -108,6 +108,13 @@ class BlockChange(ApiModel):
             "networks that contain it. Only unblocking those lets it through."
         ),
     )
+    replaced: list[BlockView] = Field(
+        default_factory=list,
+        description=(
+            "For a block: the live blocks it replaced, as they were. A block sets the new "
+            "reason and expiry, also an earlier expiry than the one replaced."
+        ),
+    )
     message: str | None = Field(default=None, description="What `pending` or `covered_by` mean.")
 
 
@@ -131,6 +138,7 @@ def _change(result: ChangeResult) -> BlockChange:
         not_found=list(result.not_found),
         pending=result.pending,
         covered_by=covered_by if result.changed else {},
+        replaced=[BlockView(**block.to_json()) for block in result.replaced.values()],
         message=" ".join(notes) or None,
     )
 

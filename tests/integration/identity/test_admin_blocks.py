@@ -393,3 +393,29 @@ def test_unblocking_an_address_a_wider_block_still_covers_names_the_network(worl
     assert answer["pending"] is False
     assert ip_set_addresses() == ["198.51.100.0/24"]
     assert [a for a, _ in _waf_audit(world)] == ["waf_block", "waf_block", "waf_unblock"]
+
+
+def test_a_block_of_a_blocked_address_answers_the_block_it_replaced(world, admin):
+    # Given an address blocked for a day
+    first = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.7"], "reason": "scanner", "duration_seconds": 86400},
+    )
+    assert first.status == 201
+    assert first.json()["replaced"] == []
+    # When an admin blocks it again for an hour
+    second = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"targets": ["203.0.113.7"], "reason": "again", "duration_seconds": 3600},
+    )
+    # Then the answer holds the day-long block it replaced, so the shorter expiry is visible
+    assert second.status == 201
+    replaced = second.json()["replaced"]
+    assert [(b["ip"], b["reason"]) for b in replaced] == [("203.0.113.7/32", "scanner")]
+    assert replaced[0]["blocked_until"] > second.json()["changed"][0]["blocked_until"]

@@ -383,3 +383,40 @@ def test_list_all_shows_an_unblocked_address_as_released(
     (row,) = capsys.readouterr().out.splitlines()[2:]
     assert row.split()[0] == "203.0.113.9"
     assert "released" in row
+
+
+def test_blocking_a_blocked_address_says_what_it_replaced_and_when_it_shortens_it(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A block replaces a live one's reason and expiry: on-call must see the block it
+    replaced, and be told when the new expiry is earlier than the old one."""
+    first = ["waf", "block", "203.0.113.7", "--reason", "scanner", "--for", "2d", "--by", "alice"]
+    assert main(first) == 0
+    assert "replaces" not in capsys.readouterr().out
+
+    again = ["waf", "block", "203.0.113.7", "--reason", "retry", "--for", "1h", "--by", "bob"]
+    assert main(again) == 0
+    out = capsys.readouterr().out
+    assert "blocked 203.0.113.7 until" in out
+    assert "replaces the block until" in out
+    assert "(shortened) by alice: scanner" in out
+
+    longer = ["waf", "block", "203.0.113.7", "--reason", "worse", "--for", "3d", "--json"]
+    assert main(longer) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(b["ip"], b["reason"], b["actor"]) for b in shown["replaced"]] == [
+        ("203.0.113.7/32", "retry", "bob")
+    ]
+    assert shown["replaced"][0]["blocked_until"] < shown["blocked"][0]["blocked_until"]
+    assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
+
+
+def test_blocking_an_unblocked_address_replaces_nothing(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A release marker is no live block: blocking that address again replaces nothing."""
+    assert main(["waf", "block", "203.0.113.8", "--reason", "scan", "--by", "alice"]) == 0
+    assert main(["waf", "unblock", "203.0.113.8", "--by", "alice"]) == 0
+    capsys.readouterr()
+    assert main(["waf", "block", "203.0.113.8", "--reason", "scan", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["replaced"] == []
