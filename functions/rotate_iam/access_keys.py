@@ -30,7 +30,7 @@ StsFactory = Callable[[str, str], "STSClient"]
 
 
 class KeyLimitReached(RotationError):
-    pass
+    retry_helps = False
 
 
 class AccessKeyRotator(Rotator):

@@ -37,7 +37,7 @@ TIMESTAMP_SLACK_SECONDS = 1
 
 
 class PreviousKeyStillLive(RotationError):
-    pass
+    retry_helps = False
 
 
 class JwtKeyRotator(Rotator):

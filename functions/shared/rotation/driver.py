@@ -4,8 +4,9 @@ Secrets Manager itself calls the rotation Lambda four times and retries a step
 that failed. On the local stack nothing does that, so `babyshield rotate` and
 the tests use this driver: it calls the real handler (`functions.<method>.handler
 .lambda_handler`) with the four events, retries a failed step with a growing
-pause, and stops with the rotation left pending (as the service does) when a
-step keeps failing, so the state can be inspected and the rotation resumed.
+pause (unless its error says a retry cannot help: `RotationError.retry_helps`),
+and stops with the rotation left pending (as the service does) when a step keeps
+failing, so the state can be inspected and the rotation resumed.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class LocalRotationDriver:
                 handler(event, context)
                 return attempt
             except Exception as exc:
-                if attempt == self.max_attempts:
+                if attempt == self.max_attempts or not getattr(exc, "retry_helps", True):
                     raise RotationFailed(
                         item.name, token, step, attempt, exc, left_pending=self._left(item, token)
                     ) from exc

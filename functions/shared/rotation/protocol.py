@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 from functions.shared import inventory, names
 from functions.shared.inventory import RotationMethod, SecretSpec
@@ -35,6 +35,10 @@ STEPS: tuple[Step, ...] = ("createSecret", "setSecret", "testSecret", "finishSec
 
 class RotationError(Exception):
     """A step cannot proceed. Messages carry the secret name and version id only."""
+
+    # False for a refusal that holds for minutes or until someone acts: the local
+    # driver then stops at once instead of retrying (Secrets Manager retries anyway).
+    retry_helps: ClassVar[bool] = True
 
 
 class RotationNotEnabled(RotationError):

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from functions.rotate_iam.access_keys import AccessKeyRotator
+from functions.rotate_iam.access_keys import AccessKeyRotator, KeyLimitReached
 from functions.rotate_iam.rotators import ByKindRotator
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.protocol import run_step
@@ -89,8 +89,10 @@ def test_the_previous_key_is_deleted_on_a_later_run_after_its_grace_window(
     early = _driver_with(store, AccessKeyRotator())
     with pytest.raises(RotationFailed) as failed:
         early.rotate(NAME)
-    # Then it refuses (two keys, the previous still in grace) and changes nothing
+    # Then it refuses (two keys, the previous still in grace), at once, and changes nothing
     assert failed.value.step == "createSecret"
+    assert isinstance(failed.value.cause, KeyLimitReached)
+    assert failed.value.attempts == 1
     assert current_value(store, NAME)["AccessKeyId"] == second_key
     assert partner_user.first_key_id in _keys(partner_user.name)
     assert not any("AWSPENDING" in s for s in stages(store, NAME).values())

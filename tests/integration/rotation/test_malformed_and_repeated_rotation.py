@@ -128,6 +128,8 @@ def test_a_routine_rotation_soon_after_another_refuses_no_unexpired_token(
         driver.rotate(JWT)
     assert failed.value.step == "createSecret"
     assert isinstance(failed.value.cause, PreviousKeyStillLive)
+    # A retry seconds later meets the same refusal: the local driver stops at once.
+    assert failed.value.attempts == 1
     assert not failed.value.left_pending
     assert "rotate as an emergency" in str(failed.value.cause)
     assert store.describe(spec(JWT).secret_name).version_with("AWSCURRENT") == first.version_id
