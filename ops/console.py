@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,3 +37,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
         if index == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def login_name() -> str | None:
+    """Who runs the command ($LOGNAME, $USER, then the passwd entry), or None.
+
+    A container running under an arbitrary uid has neither variable nor an entry,
+    where getpass.getuser() raises instead of answering.
+    """
+    try:
+        return getpass.getuser() or None
+    except (KeyError, OSError):
+        return None
+
+
+def cli_caller() -> str:
+    """Who reads a secret through the CLI, for the secret-read audit line."""
+    return f"babyshield-cli:{login_name() or f'uid-{os.getuid()}'}"

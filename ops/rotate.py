@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import getpass
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ops.console import CommandError, print_json, print_table
+from ops.console import CommandError, cli_caller, print_json, print_table
 
 if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
@@ -435,7 +434,7 @@ def _rotate(args: argparse.Namespace) -> int:
         items = list(INVENTORY) if args.all else [spec(args.name)]
     except KeyError as exc:
         raise CommandError(str(exc.args[0]), hint="babyshield secrets lists them") from None
-    store = SecretStore(caller=f"babyshield-cli:{getpass.getuser()}")
+    store = SecretStore(caller=cli_caller())
 
     if args.cancel:
         return _cancel(store, items[0])

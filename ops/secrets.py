@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from functions.shared.errors import ServiceUnavailable
 from functions.shared.inventory import API_KEY_PERIOD_DAYS
-from ops.console import CommandError, fail, print_json, print_table
+from ops.console import CommandError, cli_caller, fail, print_json, print_table
 
 
 def _run(args: argparse.Namespace) -> int:
     from functions.shared.rotation.age import api_key_ages, secret_ages
     from functions.shared.rotation.store import SecretStore
 
-    ages = secret_ages(SecretStore(caller=f"babyshield-cli:{getpass.getuser()}"))
+    ages = secret_ages(SecretStore(caller=cli_caller()))
     if args.api_keys:
         try:
             ages += api_key_ages()

@@ -10,7 +10,6 @@ command says it is pending, and the sweep applies it.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import re
 import time
@@ -30,7 +29,7 @@ from botocore.exceptions import (
 
 from functions.shared import blocks, names
 from functions.shared.settings import get_settings
-from ops.console import CommandError, print_json, print_table
+from ops.console import CommandError, login_name, print_json, print_table
 from ops.provision import ensure_log_groups, ensure_tables
 
 T = TypeVar("T")
@@ -218,10 +217,11 @@ def _block(args: argparse.Namespace) -> int:
             hint=f"one line of at most {blocks.MAX_REASON_LENGTH} characters, "
             'e.g. --reason "credential stuffing"',
         ) from exc
+    actor = _acting(args)
     with _deployed_protected_lists():
         result = _call_aws(
             lambda: blocks.block(
-                args.targets, reason=args.reason, duration_seconds=args.duration, actor=args.by
+                args.targets, reason=args.reason, duration_seconds=args.duration, actor=actor
             )
         )
     if args.json:
@@ -256,11 +256,13 @@ def _unblock(args: argparse.Namespace) -> int:
         raise CommandError(
             "name the addresses to unblock, or --event ID", hint="babyshield waf list"
         )
-    result = _call_aws(lambda: blocks.unblock(args.targets, actor=args.by, event_id=args.event))
+    actor = _acting(args)
+    result = _call_aws(lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event))
     if args.json:
         print_json(
             {
                 "unblocked": [_block_json(b) for b in result.changed],
+                "expired": result.expired,
                 "not_blocked": result.not_found,
                 "covered_by": result.covered_by,
                 "pending": result.pending,
@@ -269,7 +271,14 @@ def _unblock(args: argparse.Namespace) -> int:
         )
     else:
         for b in result.changed:
-            print(f"unblocked {_host_text(b)} (was: {_shown(b.reason)})")
+            if b.ip in result.expired:
+                # Not blocked before either: say so, and what the release still did.
+                print(
+                    f"not blocked: {_host_text(b)} (its block expired {_when(b.blocked_until)}); "
+                    "its offences are reset and what it did so far will not block it again"
+                )
+            else:
+                print(f"unblocked {_host_text(b)} (was: {_shown(b.reason)})")
             covering = result.covered_by.get(b.ip)
             if covering:
                 print(
@@ -370,6 +379,19 @@ def trigger_alarm(alarm: str) -> dict[str, Any]:
     return result
 
 
+def _acting(args: argparse.Namespace) -> str:
+    """`--by`, else the login name; a shell with neither must say who acts."""
+    if args.by is not None:
+        return str(args.by)
+    name = login_name()
+    if name is None or not name.strip() or not name.isprintable():
+        raise CommandError(
+            "cannot tell who is acting: no USER, LOGNAME or passwd entry for this uid",
+            hint="name yourself with --by NAME (it is audited)",
+        )
+    return name.strip()
+
+
 def _actor(text: str) -> str:
     """Who acts, as the audit line records it: `--by "$USER"` in a shell without USER
     (cron, some containers) would otherwise record nobody."""
@@ -382,7 +404,6 @@ def _actor(text: str) -> str:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     waf = subparsers.add_parser("waf", help="list, block and unblock WAF auto-blocks")
     actions = waf.add_subparsers(dest="waf_action", metavar="ACTION", required=True)
-    default_actor = getpass.getuser()
 
     listing = actions.add_parser("list", help="live blocks with reason and expiry")
     listing.add_argument("--all", action="store_true", help="include expired, remembered blocks")
@@ -400,9 +421,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help=f"how long, e.g. 30m, 4h, 2d (default {DEFAULT_DURATION})",
     )
-    block.add_argument(
-        "--by", type=_actor, default=default_actor, help="who is blocking (default: $USER)"
-    )
+    block.add_argument("--by", type=_actor, default=None, help="who is blocking (default: $USER)")
     block.add_argument("--json", action="store_true", help="machine-readable output")
     block.set_defaults(func=_block)
 
@@ -410,7 +429,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     unblock.add_argument("targets", nargs="*", metavar="IP", help="address or CIDR")
     unblock.add_argument("--event", help="every block made by this responder event id")
     unblock.add_argument(
-        "--by", type=_actor, default=default_actor, help="who is unblocking (default: $USER)"
+        "--by", type=_actor, default=None, help="who is unblocking (default: $USER)"
     )
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     unblock.set_defaults(func=_unblock)
