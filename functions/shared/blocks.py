@@ -353,6 +353,9 @@ class Block:
     key: str | None = field(default=None, compare=False)
     # The row's write id as read (None until read back, or on a row written before ids).
     write_id: str | None = field(default=None, compare=False)
+    # The row's TTL as read: past it, the row is forgotten (no earlier offence, no
+    # release), also while DynamoDB has not deleted it yet, which can take days.
+    expires_at: int | None = field(default=None, compare=False)
 
     @property
     def ip(self) -> str:
@@ -368,6 +371,9 @@ class Block:
 
     def is_live(self, now: float) -> bool:
         return not self.released and self.blocked_until > now
+
+    def forgotten(self, now: float) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -406,7 +412,7 @@ def _to_item(block: Block, memory_seconds: int) -> dict[str, Any]:
         "offences": {"N": str(block.offences)},
         "requests": {"N": str(block.requests)},
         # The TTL outlives the block so a returning offender counts as a repeat.
-        "expires_at": {"N": str(ends + memory_seconds)},
+        names.TTL_ATTRIBUTE: {"N": str(ends + memory_seconds)},
         WRITE_ID_ATTRIBUTE: {"S": secrets.token_hex(8)},
     }
     if block.event_id:
@@ -439,6 +445,7 @@ def _from_item(item: dict[str, Any]) -> Block | None:
             released_by=item.get("released_by", {}).get("S"),
             key=item.get(KEY_ATTRIBUTE, item["ip"])["S"],
             write_id=item.get(WRITE_ID_ATTRIBUTE, {}).get("S"),
+            expires_at=int(item[names.TTL_ATTRIBUTE]["N"]) if names.TTL_ATTRIBUTE in item else None,
         )
     except (KeyError, ValueError):
         # A hand-edited or foreign item must not stop every sync; it is simply not a block.
@@ -593,9 +600,11 @@ def decide_and_claim(
     Rows this decision wrote on an earlier pass are read back as its own."""
     reg = reg or registry()
     for attempt in range(MAX_SYNC_ATTEMPTS):
-        known = rows_by_ip(reg.all())
-        decision = decide_on(known)
-        conflicts = reg.claim(decision.to_block, known, memory_seconds)
+        rows = rows_by_ip(reg.all())
+        # Decided on what the registry remembers; written only over the rows as read,
+        # forgotten ones included (they are still there until DynamoDB deletes them).
+        decision = decide_on(remembered(rows, time.time()))
+        conflicts = reg.claim(decision.to_block, rows, memory_seconds)
         if not conflicts:
             return decision
         logger.info(
@@ -922,6 +931,10 @@ class ChangeResult:
     # For a block: the live blocks it replaced (network -> the row as it was), so an
     # operator sees an expiry moved, earlier included, or another reason overwritten.
     replaced: dict[str, Block] = field(default_factory=dict)
+    # For an unblock: released networks whose block had already expired. Not blocked
+    # before the call either; the release still resets their offences and keeps the
+    # evidence seen so far from blocking them again.
+    expired: list[str] = field(default_factory=list)
 
     @property
     def pending(self) -> bool:
@@ -1042,6 +1055,11 @@ def rows_by_ip(rows: Iterable[Block]) -> dict[str, Block]:
     return {b.ip: b for b in sorted(rows, key=lambda b: b.key == b.ip)}
 
 
+def remembered(rows: Mapping[str, Block], now: float) -> dict[str, Block]:
+    """The rows whose TTL has not passed."""
+    return {ip: b for ip, b in rows.items() if not b.forgotten(now)}
+
+
 def _stale_keys(rows: Iterable[Block], ips: set[str]) -> list[str]:
     """Keys of rows for these networks stored under an older spelling of them."""
     return [b.key for b in rows if b.ip in ips and b.key is not None and b.key != b.ip]
@@ -1050,7 +1068,7 @@ def _stale_keys(rows: Iterable[Block], ips: set[str]) -> list[str]:
 def list_blocks(now: float | None = None, *, include_expired: bool = False) -> list[Block]:
     """Live blocks (or all remembered ones, released too), soonest expiry first."""
     when = time.time() if now is None else now
-    blocks = list(rows_by_ip(registry().all()).values())
+    blocks = list(remembered(rows_by_ip(registry().all()), when).values())
     if not include_expired:
         blocks = [b for b in blocks if b.is_live(when)]
     return sorted(blocks, key=lambda b: (b.blocked_until, b.ip))
@@ -1209,6 +1227,7 @@ def unblock(
         sync=report,
         covered_by=covered_by,
         sync_error=sync_error,
+        expired=[b.ip for b in found if not b.is_live(when)],
     )
 
 

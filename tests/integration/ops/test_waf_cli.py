@@ -420,3 +420,28 @@ def test_blocking_an_unblocked_address_replaces_nothing(
     capsys.readouterr()
     assert main(["waf", "block", "203.0.113.8", "--reason", "scan", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["replaced"] == []
+
+
+def test_unblocking_an_expired_block_says_it_was_not_blocked_and_what_the_release_did(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expired block is offence memory, not a block: the command reported and audited
+    'unblocked' for it. It now says the address was not blocked. The release is still
+    made: a legitimate customer's history is cleared, and the evidence that blocked it
+    cannot block it again while the alarm stays in ALARM."""
+    from functions.shared import blocks
+
+    past = time.time() - 3 * 3600
+    blocks.block(["203.0.113.7"], reason="scan", duration_seconds=3600, actor="alice", now=past)
+    capsys.readouterr()
+
+    assert main(["waf", "unblock", "203.0.113.7", "--by", "bob"]) == 0
+    out = capsys.readouterr().out
+    assert "unblocked 203.0.113.7" not in out
+    assert "not blocked: 203.0.113.7 (its block expired" in out
+    assert main(["waf", "list", "--all", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["released_by"], row["offences"]) == ("bob", 0)
+
+    assert main(["waf", "unblock", "203.0.113.7", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["not_blocked"] == ["203.0.113.7/32"]
