@@ -68,13 +68,16 @@ def forget_session_state(conn: Any) -> None:
     """Run when a connection comes back to the pool, before it is lent again.
 
     Sessions set the caller with set_config(..., true), which ends with the
-    transaction; a session-level SET or set_config(..., false), which only an
-    injected statement would issue, would otherwise reach the next request on this
-    connection: another caller's identity for row-level security, or the tier's
-    read-only default and timeouts lifted. RESET ALL puts back the values the
+    transaction. Anything a request leaves at session level, which only an injected
+    statement would do, would otherwise reach the next request on this connection:
+    a SET or set_config(..., false) (another caller's identity for row-level
+    security, the tier's read-only default and timeouts lifted), a prepared
+    statement under a name the driver uses (every later caller's statement replaced),
+    an advisory lock (another caller's subscribe waits out the timeout), temporary
+    tables, LISTEN. DISCARD ALL drops all of it and puts back the settings the
     connection started with.
     """
-    conn.execute("RESET ALL")
+    conn.execute("DISCARD ALL", prepare=False)
 
 
 def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> ConnectionPool[Any]:
@@ -85,6 +88,9 @@ def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> Conn
         connection_class=_connection_class(source),
         kwargs={
             "autocommit": True,
+            # No server-side prepared statements: DISCARD ALL drops them at every
+            # return, and a name the driver reuses is one an injected PREPARE can take.
+            "prepare_threshold": None,
             # Beside the tier's own default (30 s read-only, 60 s app), which outlasts
             # the API's 29 s: past this, the server cancels and the caller gets a 503.
             "options": f"-c statement_timeout={settings.db_statement_timeout_seconds * 1000}",

@@ -124,3 +124,44 @@ def test_a_slow_statement_is_cancelled_by_the_apis_own_limit(
     # When a statement runs longer, Then it is cancelled: a 503, not a Lambda timeout
     with pytest.raises(DatabaseUnavailable), readonly_session() as conn:
         conn.execute("SELECT pg_sleep(5)")
+
+
+def test_a_prepared_statement_left_by_one_request_cannot_rename_the_next_callers(
+    pooled: MigratedDatabase,
+):
+    """psycopg prepares the caller-setting statement (`_pg3_0`) after five uses. An
+    injected statement that replaced it survived RESET ALL, and every later request on
+    that connection ran as whoever it named, admin included. Alice's next request must
+    still be Alice, as a user."""
+    alice, mallory = make_user(pooled), make_user(pooled)
+    for _ in range(6):
+        with readonly_session(user_id=alice) as conn:
+            conn.execute("SELECT 1")
+    with readonly_session(user_id=mallory) as conn:  # the injected part
+        taken = "SELECT 1 FROM pg_prepared_statements WHERE name = '_pg3_0'"
+        if conn.execute(taken).fetchone():
+            conn.execute("DEALLOCATE _pg3_0")  # a spelling psycopg does not watch for
+        conn.execute(
+            "PREPARE _pg3_0 (text, text) AS SELECT set_config('app.user_id', "
+            f"'{mallory}', true), set_config('app.user_role', 'admin', true)"
+        )
+    with readonly_session(user_id=alice) as conn:
+        caller = conn.execute("SELECT auth.caller_id(), current_setting('app.user_role')")
+        assert caller.fetchone() == (alice, "user")
+
+
+def test_a_session_advisory_lock_left_by_one_request_is_released(pooled: MigratedDatabase):
+    """An advisory lock taken at session level (as the one a caller's subscription
+    insert waits on) outlived the request that took it: that caller's subscribe then
+    waited out the statement timeout, a 503, for as long as the connection lived."""
+    victim = make_user(pooled)
+    with readonly_session() as conn:  # the injected part
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (0x5B55, str(victim)))
+        pid = conn.info.backend_pid
+    with readonly_session() as conn:
+        assert conn.info.backend_pid == pid  # the same connection, lent again
+    with pooled.admin() as admin:
+        held = admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (pid,)
+        ).fetchone()
+    assert held == (0,)
