@@ -23,6 +23,11 @@ POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17_9
 # rds.force_ssl: no plaintext connections. pgaudit records DDL, role changes and
 # writes (reads are too many and carry no privilege change); connection logging
 # shows who logged in from where, which a rotation or an intrusion both leave.
+# rds.restrict_password_commands: PostgreSQL lets any login change its own password,
+# so SQL injected on a tier's connection could lock the tier out until the next
+# rotation (the refetched secret holds the old one). With it, only members of
+# rds_password change passwords: rds_superuser, which the master user that
+# rotate_db logs in as holds.
 DB_PARAMETERS = {
     "rds.force_ssl": "1",
     "shared_preload_libraries": "pg_stat_statements,pgaudit",
@@ -32,6 +37,7 @@ DB_PARAMETERS = {
     "log_connections": "1",
     "log_disconnections": "1",
     "password_encryption": "scram-sha-256",
+    "rds.restrict_password_commands": "1",
 }
 
 

@@ -68,6 +68,8 @@ def test_parameter_group_forces_tls_and_loads_pgaudit(template: Any):
                     "shared_preload_libraries": Match.string_like_regexp("pgaudit"),
                     "pgaudit.log": Match.string_like_regexp("ddl"),
                     "log_connections": "1",
+                    # no tier login can change its own password
+                    "rds.restrict_password_commands": "1",
                 }
             )
         },
