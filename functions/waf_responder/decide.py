@@ -5,7 +5,9 @@ lists: no AWS call happens here, so every rule is tested on plain values.
 
 An operator's unblock holds: the registry keeps a released row (blocks.unblock),
 and an address is blocked again only on evidence newer than its release. Log
-records carry their time, so those seen up to the release no longer count; the
+records carry their time, so those seen up to the release no longer count and the
+newer ones must reach the threshold by themselves (offenders.py counts them apart
+while it reads them, against the releases read just before); the
 rate rule's keys carry none, so they count again only once the alarm has left
 ALARM since the release, or one offender window after it.
 """
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 
 from functions.shared.blocks import Block, ProtectedNetworks, canonical_network
 from functions.shared.settings import IPNetwork, Settings
-from functions.waf_responder.offenders import Offender
+from functions.waf_responder.offenders import Offender, ReleaseOf
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,18 @@ def _canonical(offenders: Iterable[Offender]) -> list[Offender]:
                 requests=seen.requests + offender.requests,
                 last_seen=max(seen.last_seen, offender.last_seen),
                 country=seen.country or offender.country,
+                after_release=_merged_after(seen.after_release, offender.after_release),
             )
         )
     return list(merged.values())
+
+
+def _merged_after(
+    one: tuple[int, int] | None, other: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    if one is not None and other is not None and one[0] == other[0]:
+        return (one[0], one[1] + other[1])
+    return one or other
 
 
 def _inside(network: IPNetwork, outer: IPNetwork) -> bool:
@@ -102,6 +113,22 @@ class _Releases:
         wider = [b for b in self.networks if _inside(network, b.network)]
         return [exact, *wider] if exact is not None else wider
 
+    def latest(self, network: IPNetwork) -> Block | None:
+        covering = self.covering(network)
+        return max(covering, key=lambda b: b.released_at or 0) if covering else None
+
+
+def release_times(rows: Iterable[Block]) -> ReleaseOf:
+    """When an operator last released each address (the covering release), for
+    counting apart the evidence newer than it while the records are read."""
+    releases = _Releases.of(rows)
+
+    def release_of(network: IPNetwork) -> int | None:
+        latest = releases.latest(canonical_network(network))
+        return None if latest is None else latest.released_at
+
+    return release_of
+
 
 def _holding_release(
     offender: Offender,
@@ -111,15 +138,17 @@ def _holding_release(
     alarm_since: int | None,
     now: int,
     window_seconds: int,
+    threshold: int,
 ) -> Block | None:
     """The latest release covering the offender, if its evidence does not outdate it."""
-    covering = releases.covering(offender.network)
-    if not covering:
+    latest = releases.latest(offender.network)
+    if latest is None:
         return None
-    latest = max(covering, key=lambda b: b.released_at or 0)
     released_at = latest.released_at or 0
     if timed_evidence and offender.last_seen:
-        return latest if offender.last_seen <= released_at else None
+        # Only records newer than the release count, and they must make an offender
+        # by themselves: what the operator cleared is not added to them.
+        return latest if offender.requests_after(released_at) < threshold else None
     # No time on the evidence: it may be exactly what the operator cleared.
     if alarm_since is not None and alarm_since > released_at:
         return None  # the alarm left ALARM and fired again since: this is a new look
@@ -138,6 +167,7 @@ def decide(
     settings: Settings,
     alarm_since: int | None = None,
     timed_evidence: bool = True,
+    threshold: int = 1,
 ) -> Decision:
     """Highest offenders first: skip the protected, the already blocked and the
     released, cap the rest.
@@ -148,6 +178,8 @@ def decide(
     records), not the time of the look (rate-rule keys). `alarm_since`: when the
     alarm entered its current ALARM state, None when unknown (taken as before any
     release).
+    `threshold`: how much evidence makes an offender; after a release, the records
+    newer than it must reach it by themselves (`Offender.after_release`).
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
@@ -174,6 +206,7 @@ def decide(
             alarm_since=alarm_since,
             now=now,
             window_seconds=settings.offender_window_seconds,
+            threshold=threshold,
         )
         if release is not None:
             decision.skipped.append(
@@ -182,7 +215,8 @@ def decide(
                     offender.requests,
                     f"unblocked by an operator at {_utc(release.released_at or 0)}; "
                     + (
-                        "nothing seen since"
+                        f"{offender.requests_after(release.released_at or 0)} seen since, "
+                        f"under the threshold of {threshold}"
                         if timed_evidence
                         else "held until the alarm fires again or "
                         f"{settings.offender_window_seconds // 60} minutes pass"

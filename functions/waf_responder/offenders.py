@@ -19,7 +19,7 @@ import contextlib
 import ipaddress
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -46,12 +46,30 @@ class OffenderLookupFailed(Exception):
     pass
 
 
+# The time of the operator's release covering an address, if any (epoch seconds).
+ReleaseOf = Callable[[IPNetwork], int | None]
+
+
 @dataclass(frozen=True)
 class Offender:
     network: IPNetwork
     requests: int
     last_seen: int  # epoch seconds
     country: str | None = None
+    # (release time, records newer than it), when a release covered the address as
+    # the records were counted: only those records are evidence against it now.
+    after_release: tuple[int, int] | None = None
+
+    def requests_after(self, released_at: int) -> int:
+        """The evidence newer than a release at `released_at`.
+
+        Counted while aggregating for the release known then. For any other release
+        (one made while the records were read) nothing is known to be newer: it counts
+        as none, and the next look counts again.
+        """
+        if self.after_release is not None and self.after_release[0] == released_at:
+            return self.after_release[1]
+        return 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,28 @@ class _Tally:
     requests: int = 0
     last_seen_ms: int = 0
     country: str | None = None
+    # The release covering this address when first seen (epoch seconds), and how many
+    # records are newer than it: made in a later second, as release times are whole
+    # seconds and a record of the release's own second may precede it.
+    released_at: int | None = None
+    after_release: int = 0
+
+    def count(self, stamp_ms: int | None) -> None:
+        self.requests += 1
+        if stamp_ms is None:
+            return
+        self.last_seen_ms = max(self.last_seen_ms, stamp_ms)
+        if self.released_at is not None and stamp_ms // 1000 > self.released_at:
+            self.after_release += 1
+
+
+def _new_tally(raw: str, release_of: ReleaseOf | None, country: str | None = None) -> _Tally:
+    # Parsed once per distinct address, and only when releases are asked about.
+    released_at = None
+    if release_of is not None:
+        network = _host(raw)
+        released_at = release_of(network) if network is not None else None
+    return _Tally(country=country, released_at=released_at)
 
 
 def _host(raw: str) -> IPNetwork | None:
@@ -90,12 +130,19 @@ def _finish(tallies: dict[str, _Tally], threshold: int) -> list[Offender]:
         network = _host(raw)
         if network is None:
             continue
-        into = merged.setdefault(network, _Tally())
+        into = merged.setdefault(network, _Tally(released_at=tally.released_at))
         into.requests += tally.requests
         into.last_seen_ms = max(into.last_seen_ms, tally.last_seen_ms)
         into.country = into.country or tally.country
+        into.after_release += tally.after_release
     offenders = [
-        Offender(n, t.requests, t.last_seen_ms // 1000, t.country)
+        Offender(
+            n,
+            t.requests,
+            t.last_seen_ms // 1000,
+            t.country,
+            after_release=None if t.released_at is None else (t.released_at, t.after_release),
+        )
         for n, t in merged.items()
         if t.requests >= threshold
     ]
@@ -104,9 +151,15 @@ def _finish(tallies: dict[str, _Tally], threshold: int) -> list[Offender]:
 
 
 def aggregate_waf_records(
-    records: Iterable[str | dict[str, Any]], *, threshold: int
+    records: Iterable[str | dict[str, Any]],
+    *,
+    threshold: int,
+    release_of: ReleaseOf | None = None,
 ) -> tuple[list[Offender], int]:
     """Count BLOCK records per client address; returns offenders at or over `threshold`.
+
+    `release_of`: an address's latest release by an operator, whose newer records are
+    counted apart (Offender.after_release).
 
     Streams: memory grows with the number of distinct addresses, not records.
     Counting is keyed on the raw address text and parsed once per distinct key,
@@ -133,16 +186,17 @@ def aggregate_waf_records(
             continue
         tally = tallies.get(client_ip)
         if tally is None:
-            tally = tallies[client_ip] = _Tally(country=request.get("country"))
-        tally.requests += 1
+            tally = tallies[client_ip] = _new_tally(client_ip, release_of, request.get("country"))
         stamp = record.get("timestamp")
-        if isinstance(stamp, int) and stamp > tally.last_seen_ms:
-            tally.last_seen_ms = stamp
+        tally.count(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
     return _finish(tallies, threshold), seen
 
 
 def aggregate_failed_sign_ins(
-    lines: Iterable[tuple[str, int]], *, threshold: int
+    lines: Iterable[tuple[str, int]],
+    *,
+    threshold: int,
+    release_of: ReleaseOf | None = None,
 ) -> tuple[list[Offender], int]:
     """Count the API's failed sign-in lines per caller; `lines` are (message, epoch ms)."""
     tallies: dict[str, _Tally] = {}
@@ -158,9 +212,10 @@ def aggregate_failed_sign_ins(
         source_ip = line.get("source_ip")
         if not isinstance(source_ip, str):
             continue
-        tally = tallies.setdefault(source_ip, _Tally())
-        tally.requests += 1
-        tally.last_seen_ms = max(tally.last_seen_ms, stamp_ms)
+        tally = tallies.get(source_ip)
+        if tally is None:
+            tally = tallies[source_ip] = _new_tally(source_ip, release_of)
+        tally.count(stamp_ms)
     return _finish(tallies, threshold), seen
 
 
@@ -299,9 +354,14 @@ def rate_limited_offenders(now: int) -> OffenderReport:
 
 
 def find_offenders(
-    kind: AlarmKind, *, window_end: int, period_seconds: int | None
+    kind: AlarmKind,
+    *,
+    window_end: int,
+    period_seconds: int | None,
+    release_of: ReleaseOf | None = None,
 ) -> OffenderReport:
-    """The offenders behind one alarm of `kind`, over the window ending at `window_end`."""
+    """The offenders behind one alarm of `kind`, over the window ending at `window_end`;
+    log evidence newer than an operator's release (`release_of`) is counted apart."""
     s = get_settings()
     if kind == "waf-rate":
         return rate_limited_offenders(window_end)
@@ -316,7 +376,7 @@ def find_offenders(
             deadline_seconds=s.logs_query_deadline_seconds,
         )
         offenders, seen = aggregate_waf_records(
-            _messages(rows), threshold=s.blocked_requests_threshold
+            _messages(rows), threshold=s.blocked_requests_threshold, release_of=release_of
         )
         source = f"WAF log {s.waf_log_group}"
     else:
@@ -327,7 +387,9 @@ def find_offenders(
             window_end,
             deadline_seconds=s.logs_query_deadline_seconds,
         )
-        offenders, seen = aggregate_failed_sign_ins(rows, threshold=s.failed_sign_ins_threshold)
+        offenders, seen = aggregate_failed_sign_ins(
+            rows, threshold=s.failed_sign_ins_threshold, release_of=release_of
+        )
         source = f"API log {s.api_log_group}"
     return OffenderReport(
         offenders, source=source, records=seen, truncated=len(rows) >= INSIGHTS_ROW_LIMIT

@@ -35,11 +35,13 @@ from functions.shared.blocks import (
     decide_and_claim,
     protected_networks,
     registry,
+    remembered,
+    rows_by_ip,
     sync_ip_sets,
 )
 from functions.shared.observability import logger, metrics
-from functions.shared.settings import get_settings
-from functions.waf_responder.decide import Decision, decide
+from functions.shared.settings import AlarmKind, Settings, get_settings
+from functions.waf_responder.decide import Decision, decide, release_times
 from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
 from functions.waf_responder.notify import compose, publish
 from functions.waf_responder.offenders import find_offenders
@@ -50,6 +52,15 @@ IDEMPOTENCY_SECONDS = 24 * 3600
 # The answer is stored in the idempotency table, whose items stop at 400 KB:
 # the lists are samples, the counts are complete.
 SUMMARY_LISTED = 100
+
+
+def _threshold(kind: AlarmKind, settings: Settings) -> int:
+    """How much log evidence makes an offender for this kind of alarm."""
+    if kind == "waf-blocked":
+        return settings.blocked_requests_threshold
+    if kind == "failed-sign-ins":
+        return settings.failed_sign_ins_threshold
+    return 1  # the rate rule's keys: the rule itself decided
 
 
 def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
@@ -65,10 +76,16 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
     # Read first: without the protected lists nothing may be blocked at all.
     protected = protected_networks()
     # The window ends just after the alarm fired; records later than that are not its cause.
-    report = find_offenders(
-        alarm.kind, window_end=int(alarm.at.timestamp()) + 1, period_seconds=alarm.period_seconds
-    )
     reg = registry()
+    # Read before the records, so the evidence newer than an operator's release is
+    # counted apart while they are read (decide weighs only that against a release).
+    release_of = release_times(remembered(rows_by_ip(reg.all()), now).values())
+    report = find_offenders(
+        alarm.kind,
+        window_end=int(alarm.at.timestamp()) + 1,
+        period_seconds=alarm.period_seconds,
+        release_of=release_of,
+    )
 
     def decide_on(known: dict[str, Block]) -> Decision:
         return decide(
@@ -83,6 +100,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
             alarm_since=alarm_since,
             # The rate rule's keys say who is limited now, not when they were seen.
             timed_evidence=alarm.kind != "waf-rate",
+            threshold=_threshold(alarm.kind, settings),
         )
 
     decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)

@@ -152,3 +152,26 @@ def test_rate_rule_keys_do_not_undo_an_unblock_until_the_alarm_fires_again(
     assert result["blocked"] == ["203.0.113.60/32"]
     assert ip_set_addresses(waf, 4) == ["203.0.113.60/32"]
     rate_rule.assert_no_pending_responses()
+
+
+def test_evidence_from_before_an_unblock_is_not_added_to_newer_evidence(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    """One blocked request after the unblock (threshold 5) used to block the address
+    again: the 12 records on-call had cleared were counted with it. Only the newer
+    records count, and they must reach the threshold by themselves."""
+    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    put_waf_records({"203.0.113.7": 12})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    oncall_messages(waf)
+    blocks.unblock(["203.0.113.7"], actor="oncall")
+
+    _past_this_second()
+    put_waf_records({"203.0.113.7": 1})
+    swept = invoke(scheduled_sweep_event())
+    assert swept["rechecked"][0]["status"] == "unchanged"
+    assert ip_set_addresses(waf, 4) == []
+
+    put_waf_records({"203.0.113.7": 4})
+    swept = invoke(scheduled_sweep_event())
+    assert swept["rechecked"][0]["blocked"] == ["203.0.113.7/32"]

@@ -170,16 +170,56 @@ def test_an_unblocked_address_is_not_blocked_again_on_what_was_seen_before_the_u
 
     assert decision.to_block == []
     assert decision.skipped[0].why.startswith("unblocked by an operator at ")
-    assert decision.skipped[0].why.endswith("; nothing seen since")
+    assert decision.skipped[0].why.endswith("; 0 seen since, under the threshold of 1")
 
 
 def test_an_unblocked_address_seen_again_after_the_unblock_is_a_first_offence() -> None:
     released = _released("203.0.113.1/32", at=NOW - 60)
-    seen_after = Offender(ipaddress.ip_network("203.0.113.1/32"), requests=50, last_seen=NOW - 59)
+    seen_after = Offender(
+        ipaddress.ip_network("203.0.113.1/32"),
+        requests=50,
+        last_seen=NOW - 59,
+        after_release=(NOW - 60, 50),
+    )
 
     (block,) = _decide([seen_after], [released]).to_block
 
     assert (block.offences, block.released_at, block.first_seen) == (1, None, NOW)
+
+
+def test_after_an_unblock_only_the_newer_evidence_counts_against_the_threshold() -> None:
+    """The records the operator cleared are not added to the newer ones: 12 in the
+    window, one of them after the unblock, is one record of evidence, under a threshold
+    of 5; five after it are an offender again."""
+    released = _released("203.0.113.1/32", at=NOW - 60)
+
+    def offender(after: int) -> Offender:
+        return Offender(
+            ipaddress.ip_network("203.0.113.1/32"),
+            requests=12,
+            last_seen=NOW - 1,
+            after_release=(NOW - 60, after),
+        )
+
+    held = _decide([offender(1)], [released], threshold=5)
+    assert held.to_block == []
+    assert held.skipped[0].why.endswith("; 1 seen since, under the threshold of 5")
+    assert [b.ip for b in _decide([offender(5)], [released], threshold=5).to_block] == [
+        "203.0.113.1/32"
+    ]
+
+
+def test_a_release_made_while_the_records_were_read_holds() -> None:
+    """The records were counted against an older release (or none): how many are
+    newer than this one is unknown, so nothing is, until the next look."""
+    released = _released("203.0.113.1/32", at=NOW - 10)
+    counted_earlier = Offender(
+        ipaddress.ip_network("203.0.113.1/32"),
+        requests=40,
+        last_seen=NOW - 1,
+        after_release=(NOW - 3600, 40),
+    )
+    assert _decide([counted_earlier], [released], threshold=5).to_block == []
 
 
 def test_an_unblocked_network_holds_for_the_addresses_inside_it() -> None:

@@ -77,3 +77,27 @@ def test_a_zone_id_or_an_ipv4_mapped_spelling_counts_as_the_plain_address() -> N
         ("2001:db8::7/128", 2),
         ("203.0.113.7/32", 2),
     ]
+
+
+def test_records_newer_than_a_release_are_counted_apart() -> None:
+    """After an operator's unblock only newer evidence may block the address again:
+    each record is weighed against the release covering its address, as it is read."""
+    import ipaddress
+
+    released_at = {ipaddress.ip_network("203.0.113.1/32"): 10}
+    records = [waf_record("203.0.113.1", at_ms=5_000)] * 6 + [
+        waf_record("203.0.113.1", at_ms=12_000)
+    ] * 2
+    records += [waf_record("::ffff:203.0.113.1", at_ms=13_000)]
+    records += [waf_record("203.0.113.2", at_ms=5_000)] * 3
+    offenders, _ = aggregate_waf_records(records, threshold=1, release_of=released_at.get)
+    assert [(str(o.network), o.requests, o.after_release) for o in offenders] == [
+        ("203.0.113.1/32", 9, (10, 3)),
+        ("203.0.113.2/32", 3, None),
+    ]
+
+    line = {"auth_event": names.AUTH_EVENT_SIGN_IN_FAILED, "source_ip": "203.0.113.1"}
+    # Release times are whole seconds: a record of the release's own second may precede it.
+    lines = [(json.dumps(line), 9_000), (json.dumps(line), 10_999), (json.dumps(line), 11_000)]
+    (offender,), _ = aggregate_failed_sign_ins(lines, threshold=1, release_of=released_at.get)
+    assert offender.after_release == (10, 1)
