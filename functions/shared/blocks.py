@@ -790,6 +790,9 @@ class SyncReport:
     added: dict[int, list[str]] = field(default_factory=dict)
     removed: dict[int, list[str]] = field(default_factory=dict)
     left_out: list[Block] = field(default_factory=list)
+    # Live blocks kept out of the sets because they touch a protected list now (the
+    # list changed after they were made).
+    protected: list[Block] = field(default_factory=list)
     lock_retries: int = 0
 
     @property
@@ -866,11 +869,21 @@ def sync_ip_sets(
     sets are written even when they already match: that moves the lock token, so a
     sync that read the registry before the change (the sweep, planning to remove an
     expired address that was just blocked again) is refused and reads again.
+
+    A live block that touches the admin allowlist or the never-block list is left
+    out: those addresses are never blocked, also when the list gained them after the
+    block was made. If the lists cannot be read, every live block is kept: an
+    unreadable list must not unblock anyone.
     """
     reg = reg or registry()
     settings = get_settings()
     report = SyncReport()
     refs = _ip_set_refs()
+    try:
+        protected: ProtectedNetworks | None = protected_networks()
+    except ProtectedListUnavailable:
+        logger.warning("protected lists unreadable: every live block stays in the IP sets")
+        protected = None
     touched = set(changed)
     for attempt in range(MAX_SYNC_ATTEMPTS):
         when = time.time() if now is None else now
@@ -883,6 +896,12 @@ def sync_ip_sets(
                 answer["IPSet"].get("Description") or "",
             )
         live = reg.live(when)
+        if protected is not None:
+            kept: list[Block] = []
+            report.protected = []
+            for b in live:
+                (report.protected if protected.why_protected(b.network) else kept).append(b)
+            live = kept
         report.left_out = []
         try:
             for ref in refs:

@@ -29,6 +29,13 @@ def sweep(now: float | None = None) -> dict[str, Any]:
         logger.warning(
             "sweep re-applied blocks missing from the IP sets", extra={"restored": len(added)}
         )
+    if report.protected:
+        # Blocked before a protected list gained them: kept out of the sets, and their
+        # rows stay until they expire or are unblocked.
+        logger.warning(
+            "live blocks left out of the IP sets: on a protected list now",
+            extra={"protected": [b.ip for b in report.protected[:100]]},
+        )
     logger.info(
         "expiry sweep done",
         extra={"removed": len(removed), "restored": len(added), "entries": report.entries},
@@ -39,4 +46,5 @@ def sweep(now: float | None = None) -> dict[str, Any]:
         "restored": added,
         "entries": {str(v): n for v, n in report.entries.items()},
         "left_out": [b.ip for b in report.left_out],
+        "protected": [b.ip for b in report.protected],
     }

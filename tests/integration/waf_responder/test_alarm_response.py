@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from functions.shared import names
-from functions.waf_responder.events import alarm_state_change_event
+from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
 from tests.support.aws import REGION
 from tests.support.logs import raw_log_text
 from tests.support.waf import (
@@ -306,3 +306,49 @@ def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
     put_waf_records({"192.0.2.99": 30})
     assert invoke(scheduled_sweep_event())["rechecked"] == []
     assert "192.0.2.99/32" not in ip_set_addresses(waf, 4)
+
+
+def _never_block(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Point the never-block list at a parameter now holding `value`, and drop the
+    cached read (the responder picks a change up within its cache time)."""
+    from functions.shared import blocks
+    from functions.shared.settings import get_settings
+
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value=value, Type="String", Overwrite=True
+    )
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS_PARAMETER", names.NEVER_BLOCK_PARAMETER)
+    blocks.clear_caches()
+    get_settings.cache_clear()
+
+
+def test_an_address_put_on_the_never_block_list_leaves_the_ip_set_at_the_next_sweep(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Addresses on the never-block list are never blocked: one added to it after its
+    block (the RUNBOOK's remedy for a customer who was blocked) used to stay blocked
+    until the block expired, up to 7 days when escalated, as the sweep kept the IP sets
+    equal to the registry. The sweep now leaves it out and says so."""
+    put_waf_records({"198.51.100.9": 12, "203.0.113.9": 12})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    assert ip_set_addresses(waf, 4) == ["198.51.100.9/32", "203.0.113.9/32"]
+
+    _never_block(monkeypatch, "198.51.100.0/28")
+    swept = invoke(scheduled_sweep_event())
+
+    assert ip_set_addresses(waf, 4) == ["203.0.113.9/32"]
+    assert swept["protected"] == ["198.51.100.9/32"]
+
+
+def test_an_unreadable_protected_list_keeps_every_block_in_the_ip_sets(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_waf_records({"198.51.100.9": 12})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS_PARAMETER", "/babyshield/missing-parameter")
+    from functions.shared import blocks
+
+    blocks.clear_caches()
+    swept = invoke(scheduled_sweep_event())
+    assert ip_set_addresses(waf, 4) == ["198.51.100.9/32"]
+    assert swept["protected"] == []
