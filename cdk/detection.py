@@ -335,7 +335,8 @@ class DetectionAndResponse(Construct):
             description="Per-key rate limits are failing open: DynamoDB cannot be asked",
         )
         # A sweep's recheck of an alarm still in ALARM that fails is logged and
-        # counted, never retried and never dead-lettered.
+        # counted, and fails the sweep's invocation, which Lambda retries and then
+        # dead-letters; this pages sooner, on failures in a row.
         self.responder_errors_alarm = _sustained_failure_alarm(
             self,
             "ResponderErrors",

@@ -217,6 +217,13 @@ def run(
         if isinstance(parsed, Sweep):
             result = sweep()
             result["rechecked"] = recheck_alarms(parsed, context)
+            failed = [r["alarm"] for r in result["rechecked"] if r.get("status") == "failed"]
+            if failed:
+                # Counted and logged by the look itself. The sweep is done; failing the
+                # invocation has this event retried, whose look for each failed alarm
+                # re-announces the blocks an earlier attempt made before it failed (its
+                # message unsent), and after the retries the dead-letter alarm pages.
+                raise RecheckFailed(f"the look again failed for {', '.join(failed)}")
             return result
         if parsed.state != "ALARM":
             logger.info(
@@ -225,10 +232,16 @@ def run(
             )
             return {"status": "ignored", "alarm": parsed.name, "state": parsed.state}
         return respond_once(parsed, event, context)
+    except RecheckFailed:
+        raise
     except Exception:
         metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
         logger.exception("WAF responder failed; the invocation will be retried")
         raise
+
+
+class RecheckFailed(Exception):
+    """A sweep's look again at an alarm still in ALARM failed; the sweep itself is done."""
 
 
 def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str, Any]]:
@@ -239,7 +252,8 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
     would go unblocked until the alarm clears and fires again. The sweep runs
     every five minutes, so it looks again; each look is handled once per sweep
     event, like an alarm event, and tells on-call only of new blocks. A failed
-    look is logged and counted, and does not undo the sweep.
+    look is logged and counted, does not undo the sweep nor stop the other looks,
+    and then fails the invocation (run), to be retried with the same event.
 
     The look reads the same window as the look before it, so an address an operator
     unblocked in between is blocked again only on newer evidence (decide.py).

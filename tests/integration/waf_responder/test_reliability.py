@@ -311,3 +311,33 @@ def test_a_row_stored_under_another_pythons_spelling_is_unblocked_by_its_stored_
     assert blocks.list_blocks() == []
     assert ip_set_addresses(waf, 4) == []
     assert ip_set_addresses(waf, 6) == []
+
+
+def test_a_sweeps_look_again_that_could_not_tell_oncall_fails_and_its_retry_tells(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recheck that blocked an address and then could not publish was swallowed by the
+    sweep: the invocation succeeded, nothing retried it, and the next look saw the
+    block as 'already blocked'. The address stayed blocked and on-call never got its
+    undo command. The invocation now fails after the sweep, and its retry (the same
+    event) announces the block."""
+    from functions.shared.settings import get_settings
+    from functions.waf_responder.respond import RecheckFailed
+    from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
+
+    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    put_waf_records({"198.51.100.44": 9})
+    sweep_event = scheduled_sweep_event()
+    monkeypatch.setenv("ONCALL_TOPIC_ARN", waf.topic_arn + "-gone")
+    get_settings.cache_clear()
+    with pytest.raises(RecheckFailed, match=names.ALARM_WAF_BLOCKED):
+        invoke(sweep_event)
+    assert ip_set_addresses(waf, 4) == ["198.51.100.44/32"]
+
+    monkeypatch.setenv("ONCALL_TOPIC_ARN", waf.topic_arn)
+    get_settings.cache_clear()
+    retried = invoke(sweep_event)
+
+    assert retried["rechecked"][0]["blocked"] == ["198.51.100.44/32"]
+    (message,) = oncall_messages(waf)
+    assert "babyshield waf unblock 198.51.100.44" in message["Message"]
