@@ -154,6 +154,9 @@ class Settings(BaseModel):
     blocked_requests_threshold: Annotated[int, Field(gt=0)] = 100
     failed_sign_ins_threshold: Annotated[int, Field(gt=0)] = 20
     offender_window_seconds: Annotated[int, Field(ge=60)] = 900
+    # IPv6 offenders are counted and blocked per network of this prefix: a client
+    # holds a /64 (or wider) and can take a new address in it for every request.
+    ipv6_offender_prefix: Annotated[int, Field(ge=48, le=128)] = 64
     logs_query_deadline_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_new_blocks_per_event: Annotated[int, Field(gt=0)] = 500
     block_expiry_seconds: Annotated[int, Field(ge=60)] = 4 * 3600
@@ -294,6 +297,7 @@ ENVIRONMENT_VARIABLES = {
     "BLOCKED_REQUESTS_THRESHOLD": "blocked_requests_threshold",
     "FAILED_SIGN_INS_THRESHOLD": "failed_sign_ins_threshold",
     "OFFENDER_WINDOW_SECONDS": "offender_window_seconds",
+    "IPV6_OFFENDER_PREFIX": "ipv6_offender_prefix",
     "LOGS_QUERY_DEADLINE_SECONDS": "logs_query_deadline_seconds",
     "MAX_NEW_BLOCKS_PER_EVENT": "max_new_blocks_per_event",
     "BLOCK_EXPIRY_SECONDS": "block_expiry_seconds",

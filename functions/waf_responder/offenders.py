@@ -101,13 +101,24 @@ class _Tally:
             self.after_release += 1
 
 
-def _new_tally(raw: str, release_of: ReleaseOf | None, country: str | None = None) -> _Tally:
+def _new_tally(
+    raw: str, release_of: ReleaseOf | None, ipv6_prefix: int, country: str | None = None
+) -> _Tally:
     # Parsed once per distinct address, and only when releases are asked about.
     released_at = None
     if release_of is not None:
-        network = _host(raw)
+        network = _offending_network(raw, ipv6_prefix)
         released_at = release_of(network) if network is not None else None
     return _Tally(country=country, released_at=released_at)
+
+
+def _offending_network(raw: str, ipv6_prefix: int) -> IPNetwork | None:
+    """What an address offends as: its IPv4 host, or its IPv6 network of `ipv6_prefix`
+    bits (a client holds a whole /64 and can change address inside it at will)."""
+    host = _host(raw)
+    if host is not None and host.version == 6 and host.prefixlen > ipv6_prefix:
+        return host.supernet(new_prefix=ipv6_prefix)
+    return host
 
 
 def _host(raw: str) -> IPNetwork | None:
@@ -123,11 +134,12 @@ def _host(raw: str) -> IPNetwork | None:
     return ipaddress.ip_network((address, HOST_PREFIX[address.version]))
 
 
-def _finish(tallies: dict[str, _Tally], threshold: int) -> list[Offender]:
-    """Canonicalise the raw address strings, merge spellings, drop the unparseable."""
+def _finish(tallies: dict[str, _Tally], threshold: int, ipv6_prefix: int) -> list[Offender]:
+    """Canonicalise the raw address strings, merge spellings and the addresses of one
+    IPv6 network, drop the unparseable."""
     merged: dict[IPNetwork, _Tally] = {}
     for raw, tally in tallies.items():
-        network = _host(raw)
+        network = _offending_network(raw, ipv6_prefix)
         if network is None:
             continue
         into = merged.setdefault(network, _Tally(released_at=tally.released_at))
@@ -155,11 +167,13 @@ def aggregate_waf_records(
     *,
     threshold: int,
     release_of: ReleaseOf | None = None,
+    ipv6_prefix: int = 128,
 ) -> tuple[list[Offender], int]:
     """Count BLOCK records per client address; returns offenders at or over `threshold`.
 
     `release_of`: an address's latest release by an operator, whose newer records are
-    counted apart (Offender.after_release).
+    counted apart (Offender.after_release). `ipv6_prefix`: IPv6 addresses count per
+    network of this many bits.
 
     Streams: memory grows with the number of distinct addresses, not records.
     Counting is keyed on the raw address text and parsed once per distinct key,
@@ -186,10 +200,12 @@ def aggregate_waf_records(
             continue
         tally = tallies.get(client_ip)
         if tally is None:
-            tally = tallies[client_ip] = _new_tally(client_ip, release_of, request.get("country"))
+            tally = tallies[client_ip] = _new_tally(
+                client_ip, release_of, ipv6_prefix, request.get("country")
+            )
         stamp = record.get("timestamp")
         tally.count(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
-    return _finish(tallies, threshold), seen
+    return _finish(tallies, threshold, ipv6_prefix), seen
 
 
 def aggregate_failed_sign_ins(
@@ -197,8 +213,10 @@ def aggregate_failed_sign_ins(
     *,
     threshold: int,
     release_of: ReleaseOf | None = None,
+    ipv6_prefix: int = 128,
 ) -> tuple[list[Offender], int]:
-    """Count the API's failed sign-in lines per caller; `lines` are (message, epoch ms)."""
+    """Count the API's failed sign-in lines per caller; `lines` are (message, epoch ms);
+    `release_of` and `ipv6_prefix` as for aggregate_waf_records."""
     tallies: dict[str, _Tally] = {}
     seen = 0
     for message, stamp_ms in lines:
@@ -214,9 +232,9 @@ def aggregate_failed_sign_ins(
             continue
         tally = tallies.get(source_ip)
         if tally is None:
-            tally = tallies[source_ip] = _new_tally(source_ip, release_of)
+            tally = tallies[source_ip] = _new_tally(source_ip, release_of, ipv6_prefix)
         tally.count(stamp_ms)
-    return _finish(tallies, threshold), seen
+    return _finish(tallies, threshold, ipv6_prefix), seen
 
 
 # --- Logs Insights ----------------------------------------------------------------
@@ -337,7 +355,7 @@ def rate_limited_offenders(now: int) -> OffenderReport:
     answer = rate_keys_client().get_rate_based_statement_managed_keys(
         Scope=s.waf_scope, WebACLName=s.web_acl_name, WebACLId=acl_id, RuleName=s.rate_rule_name
     )
-    offenders = []
+    offending: dict[IPNetwork, None] = {}
     for key in ("ManagedKeysIPV4", "ManagedKeysIPV6"):
         for cidr in answer.get(key, {}).get("Addresses", []):  # type: ignore[attr-defined]
             try:
@@ -346,7 +364,10 @@ def rate_limited_offenders(now: int) -> OffenderReport:
                 continue
             # WAF reports each limited client as a host CIDR; anything wider is not a client.
             if network.prefixlen == HOST_PREFIX[network.version]:
-                offenders.append(Offender(network, requests=0, last_seen=now))
+                found = _offending_network(str(network.network_address), s.ipv6_offender_prefix)
+                if found is not None:
+                    offending[found] = None
+    offenders = [Offender(network, requests=0, last_seen=now) for network in offending]
     return OffenderReport(offenders, source=f"rate rule {s.rate_rule_name}")
 
 
@@ -376,7 +397,10 @@ def find_offenders(
             deadline_seconds=s.logs_query_deadline_seconds,
         )
         offenders, seen = aggregate_waf_records(
-            _messages(rows), threshold=s.blocked_requests_threshold, release_of=release_of
+            _messages(rows),
+            threshold=s.blocked_requests_threshold,
+            release_of=release_of,
+            ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"WAF log {s.waf_log_group}"
     else:
@@ -388,7 +412,10 @@ def find_offenders(
             deadline_seconds=s.logs_query_deadline_seconds,
         )
         offenders, seen = aggregate_failed_sign_ins(
-            rows, threshold=s.failed_sign_ins_threshold, release_of=release_of
+            rows,
+            threshold=s.failed_sign_ins_threshold,
+            release_of=release_of,
+            ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"API log {s.api_log_group}"
     return OffenderReport(

@@ -31,7 +31,7 @@ def test_blocked_requests_alarm_blocks_offenders_over_threshold_and_tells_oncall
     waf: WafResources, invoke: Invoke
 ) -> None:
     """Protects the main flow: offenders from the WAF log land in the registry and the IP
-    sets (v4 as /32, v6 as /128), light traffic is left alone, and on-call gets one
+    sets (v4 as /32, v6 as its /64), light traffic is left alone, and on-call gets one
     message with the exact undo command."""
     # Given two heavy offenders (one v6) and one address under the threshold of 5
     put_waf_records({"203.0.113.7": 12, "2001:db8::9": 7, "198.51.100.20": 2})
@@ -41,15 +41,15 @@ def test_blocked_requests_alarm_blocks_offenders_over_threshold_and_tells_oncall
 
     # Then both offenders are blocked, in the right IP set, and nothing else
     assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
-    assert ip_set_addresses(waf, 6) == ["2001:db8::9/128"]
-    assert registry_ips() == ["2001:db8::9/128", "203.0.113.7/32"]
-    assert sorted(result["blocked"]) == ["2001:db8::9/128", "203.0.113.7/32"]
+    assert ip_set_addresses(waf, 6) == ["2001:db8::/64"]
+    assert registry_ips() == ["2001:db8::/64", "203.0.113.7/32"]
+    assert sorted(result["blocked"]) == ["2001:db8::/64", "203.0.113.7/32"]
     # And on-call got exactly one message naming them, with the undo command
     messages = oncall_messages(waf)
     assert len(messages) == 1
     text = messages[0]["Message"]
     assert "203.0.113.7  12 requests" in text
-    assert "babyshield waf unblock 203.0.113.7 2001:db8::9" in text
+    assert "babyshield waf unblock 203.0.113.7 2001:db8::/64" in text
     assert f"babyshield waf unblock --event {result['event_id']}" in text
     assert "198.51.100.20" not in text
 
@@ -115,7 +115,7 @@ def test_allowlisted_and_never_block_addresses_are_never_blocked(
     assert why == {
         "192.0.2.5/32": "on the admin allowlist",
         "198.51.100.77/32": "on the never-block list",
-        "2001:db8:ffff::1/128": "on the never-block list",
+        "2001:db8:ffff::/64": "on the never-block list",
     }
     assert (
         "192.0.2.5/32  5000 requests  on the admin allowlist" in oncall_messages(waf)[0]["Message"]
@@ -352,3 +352,33 @@ def test_an_unreadable_protected_list_keeps_every_block_in_the_ip_sets(
     swept = invoke(scheduled_sweep_event())
     assert ip_set_addresses(waf, 4) == ["198.51.100.9/32"]
     assert swept["protected"] == []
+
+
+def test_an_ipv6_client_rotating_addresses_inside_its_64_is_one_offender(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IPv6 client holds a /64 and can take a new address in it for every request.
+    Counted per /128, 20 failed sign-ins at two per address (threshold 3) blocked
+    nothing. They are counted and blocked per /64 (IPV6_OFFENDER_PREFIX), as the API's
+    sign-in backoff already treats a /64 as one source."""
+    put_failed_sign_ins({f"2001:db8:1:2::{n:x}": 2 for n in range(1, 11)})
+
+    result = invoke(alarm_state_change_event(names.ALARM_FAILED_SIGNINS))
+
+    assert result["blocked"] == ["2001:db8:1:2::/64"]
+    assert ip_set_addresses(waf, 6) == ["2001:db8:1:2::/64"]
+    assert "20 requests" in oncall_messages(waf)[0]["Message"]
+
+
+def test_the_ipv6_offender_prefix_is_a_setting(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("IPV6_OFFENDER_PREFIX", "128")
+    get_settings.cache_clear()
+    put_failed_sign_ins({"2001:db8:1:2::1": 3, "2001:db8:1:2::2": 2})
+
+    result = invoke(alarm_state_change_event(names.ALARM_FAILED_SIGNINS))
+
+    assert result["blocked"] == ["2001:db8:1:2::1/128"]

@@ -186,7 +186,11 @@ def test_rate_alarm_blocks_managed_keys_with_stubbed_GetRateBasedStatementManage
         "get_rate_based_statement_managed_keys",
         {
             "ManagedKeysIPV4": {"IPAddressVersion": "IPV4", "Addresses": ["203.0.113.60/32"]},
-            "ManagedKeysIPV6": {"IPAddressVersion": "IPV6", "Addresses": ["2001:db8::60/128"]},
+            # Two limited addresses of one IPv6 client's /64: one block of that /64
+            "ManagedKeysIPV6": {
+                "IPAddressVersion": "IPV6",
+                "Addresses": ["2001:db8::60/128", "2001:db8::61/128"],
+            },
         },
         {
             "Scope": "REGIONAL",
@@ -201,9 +205,9 @@ def test_rate_alarm_blocks_managed_keys_with_stubbed_GetRateBasedStatementManage
         result = invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
 
     stubber.assert_no_pending_responses()
-    assert sorted(result["blocked"]) == ["2001:db8::60/128", "203.0.113.60/32"]
+    assert sorted(result["blocked"]) == ["2001:db8::/64", "203.0.113.60/32"]
     assert ip_set_addresses(waf, 4) == ["203.0.113.60/32"]
-    assert ip_set_addresses(waf, 6) == ["2001:db8::60/128"]
+    assert ip_set_addresses(waf, 6) == ["2001:db8::/64"]
 
 
 @pytest.mark.slow

@@ -101,3 +101,14 @@ def test_records_newer_than_a_release_are_counted_apart() -> None:
     lines = [(json.dumps(line), 9_000), (json.dumps(line), 10_999), (json.dumps(line), 11_000)]
     (offender,), _ = aggregate_failed_sign_ins(lines, threshold=1, release_of=released_at.get)
     assert offender.after_release == (10, 1)
+
+
+def test_ipv6_addresses_count_per_network_of_the_prefix_asked_for() -> None:
+    records = [waf_record(f"2001:db8:0:1::{n}") for n in range(1, 4)]
+    records += [waf_record("2001:db8:0:2::1"), waf_record("::ffff:203.0.113.1")]
+    offenders, _ = aggregate_waf_records(records, threshold=1, ipv6_prefix=64)
+    assert [(str(o.network), o.requests) for o in offenders] == [
+        ("2001:db8:0:1::/64", 3),
+        ("2001:db8:0:2::/64", 1),
+        ("203.0.113.1/32", 1),
+    ]
