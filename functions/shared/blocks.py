@@ -265,14 +265,13 @@ def check_reason(reason: str) -> str:
     return text
 
 
-def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
-    """Starts and prefix lengths of the fewest CIDRs covering exactly the given networks.
+def _merged_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
+    """Starts and ends (inclusive) of the address ranges the networks cover, sorted,
+    overlapping or adjacent ones merged.
 
-    Sort, merge overlapping or adjacent ranges, then cut each range into the
-    largest aligned blocks: O(n log n) for the sort, linear after it, and the
-    result covers no address that was not given. Each range is packed into one
-    int (start, then size) so the sort and the merge allocate no objects the
-    garbage collector has to trace, which keeps large inputs linear in practice.
+    Each network is packed into one int (start, then size) so the sort and the merge
+    allocate no objects the garbage collector has to trace, which keeps large inputs
+    linear in practice.
     """
     width = HOST_PREFIX[version]
     shift = width + 1
@@ -293,6 +292,14 @@ def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list
         else:
             starts.append(start)
             ends.append(end)
+    return starts, ends
+
+
+def _cidr_blocks(
+    starts: Sequence[int], ends: Sequence[int], version: int
+) -> tuple[list[int], list[int]]:
+    """Starts and prefix lengths of the fewest CIDRs covering exactly the ranges."""
+    width = HOST_PREFIX[version]
     out_starts: list[int] = []
     out_prefixes: list[int] = []
     for start, end in zip(starts, ends, strict=True):
@@ -307,6 +314,58 @@ def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list
     return out_starts, out_prefixes
 
 
+def _aggregate_ranges(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
+    """Starts and prefix lengths of the fewest CIDRs covering exactly the given networks.
+
+    Sort, merge overlapping or adjacent ranges, then cut each range into the
+    largest aligned blocks: O(n log n) for the sort, linear after it, and the
+    result covers no address that was not given.
+    """
+    return _cidr_blocks(*_merged_ranges(networks, version), version)
+
+
+def _cidr_strings(starts: Sequence[int], prefixes: Sequence[int], version: int) -> list[str]:
+    if version == 4:
+        return [
+            f"{socket.inet_ntoa(a.to_bytes(4, 'big'))}/{p}"
+            for a, p in zip(starts, prefixes, strict=True)
+        ]
+    return [f"{ipaddress.IPv6Address(a)}/{p}" for a, p in zip(starts, prefixes, strict=True)]
+
+
+def cidrs_outside(cidrs: Iterable[str], other: Iterable[str], version: int) -> list[str]:
+    """The addresses of `cidrs` that `other` does not cover, as the fewest CIDRs.
+
+    Compares address space, not spellings: IP set entries are aggregated, so one
+    address leaving a /31 turns it into a /32 without the other address changing.
+    """
+
+    def parsed(texts: Iterable[str]) -> list[IPNetwork]:
+        return [ipaddress.ip_network(text, strict=False) for text in texts]
+
+    starts, ends = _merged_ranges(parsed(cidrs), version)
+    cut_starts, cut_ends = _merged_ranges(parsed(other), version)
+    left_starts: list[int] = []
+    left_ends: list[int] = []
+    j = 0
+    for start, end in zip(starts, ends, strict=True):
+        # Skip the cuts that end before this range; the rest are sorted after it.
+        while j < len(cut_starts) and cut_ends[j] < start:
+            j += 1
+        k = j
+        while start <= end:
+            if k >= len(cut_starts) or cut_starts[k] > end:
+                left_starts.append(start)
+                left_ends.append(end)
+                break
+            if cut_starts[k] > start:
+                left_starts.append(start)
+                left_ends.append(cut_starts[k] - 1)
+            start = max(start, cut_ends[k] + 1)
+            k += 1
+    return _cidr_strings(*_cidr_blocks(left_starts, left_ends, version), version)
+
+
 def aggregate(networks: Iterable[IPNetwork], version: int) -> list[IPNetwork]:
     """The fewest CIDRs covering exactly the given networks of one IP version."""
     network_class = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
@@ -316,13 +375,7 @@ def aggregate(networks: Iterable[IPNetwork], version: int) -> list[IPNetwork]:
 
 def aggregate_cidrs(networks: Iterable[IPNetwork], version: int) -> list[str]:
     """`aggregate` as the CIDR strings an IP set takes, without building network objects."""
-    starts, prefixes = _aggregate_ranges(networks, version)
-    if version == 4:
-        return [
-            f"{socket.inet_ntoa(a.to_bytes(4, 'big'))}/{p}"
-            for a, p in zip(starts, prefixes, strict=True)
-        ]
-    return [f"{ipaddress.IPv6Address(a)}/{p}" for a, p in zip(starts, prefixes, strict=True)]
+    return _cidr_strings(*_aggregate_ranges(networks, version), version)
 
 
 # --- The registry -----------------------------------------------------------------
@@ -913,8 +966,11 @@ def sync_ip_sets(
                 if wanted == have and ref.version not in touched:
                     continue
                 _put_ip_set(ref, sorted(wanted), token, description)
-                report.added.setdefault(ref.version, []).extend(sorted(wanted - have))
-                report.removed.setdefault(ref.version, []).extend(sorted(have - wanted))
+                if wanted != have:
+                    added = cidrs_outside(wanted, have, ref.version)
+                    removed = cidrs_outside(have, wanted, ref.version)
+                    report.added.setdefault(ref.version, []).extend(added)
+                    report.removed.setdefault(ref.version, []).extend(removed)
             return report
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")

@@ -173,6 +173,25 @@ def test_sweep_removes_expired_blocks_and_keeps_live_ones(
     assert result["removed"] == ["198.51.100.9/32"]
 
 
+def test_a_sweep_that_expires_one_of_two_merged_blocks_restores_nothing(
+    waf: WafResources,
+) -> None:
+    """Adjacent blocks share one aggregated entry (a /31). When one expires the entry
+    becomes a /32; compared as strings that read as the /31 removed and the /32
+    "restored", the sign (and warning) of a crashed writer or a hand edit. Compared
+    as address space, one address left and nothing came back."""
+    from functions.waf_responder.sweep import sweep
+
+    blocks.block(["203.0.113.0"], reason="scan", duration_seconds=4 * 3600, actor="alice")
+    blocks.block(["203.0.113.1"], reason="scan", duration_seconds=3600, actor="alice")
+    assert ip_set_addresses(waf, 4) == ["203.0.113.0/31"]
+
+    report = sweep(now=time.time() + 2 * 3600)
+
+    assert ip_set_addresses(waf, 4) == ["203.0.113.0/32"]
+    assert (report["removed"], report["restored"]) == (["203.0.113.1/32"], [])
+
+
 def test_rate_alarm_blocks_managed_keys_with_stubbed_GetRateBasedStatementManagedKeys(  # noqa: N802
     waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

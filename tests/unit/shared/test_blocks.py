@@ -19,6 +19,7 @@ from functions.shared.blocks import (
     aggregate_cidrs,
     canonical_network,
     check_reason,
+    cidrs_outside,
     parse_target,
     plan_ip_set,
 )
@@ -278,3 +279,36 @@ def test_the_longest_fitting_prefix_matches_aggregating_every_prefix(version: in
         ]
         expected = max((k for k, count in enumerate(counts, start=1) if count <= limit), default=0)
         assert longest_fitting_prefix(networks, version, limit) == expected, (networks, limit)
+
+
+_BLOCKS_NEAR_ONE_ADDRESS = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=255), st.integers(min_value=28, max_value=32)),
+    max_size=8,
+)
+
+
+@given(_BLOCKS_NEAR_ONE_ADDRESS, _BLOCKS_NEAR_ONE_ADDRESS)
+def test_cidrs_outside_is_the_address_space_difference(
+    ours: list[tuple[int, int]], theirs: list[tuple[int, int]]
+) -> None:
+    """What a sync reports as added and removed: addresses, whatever the aggregation
+    (one address leaving a /31 is that address removed, not the /31 removed and a /32
+    added)."""
+    base = int(ipaddress.IPv4Address("10.0.0.0"))
+
+    def cidrs(blocks: list[tuple[int, int]]) -> list[str]:
+        nets = [ipaddress.ip_network((base + o, p), strict=False) for o, p in blocks]
+        return aggregate_cidrs(nets, 4)
+
+    def space(texts: list[str]) -> set[int]:
+        return _addresses([ipaddress.ip_network(t) for t in texts])
+
+    a, b = cidrs(ours), cidrs(theirs)
+    outside = cidrs_outside(a, b, 4)
+    assert space(outside) == space(a) - space(b)
+    assert outside == aggregate_cidrs([ipaddress.ip_network(c) for c in outside], 4)
+
+
+def test_cidrs_outside_for_ipv6() -> None:
+    assert cidrs_outside(["2001:db8::/63"], ["2001:db8::/64"], 6) == ["2001:db8:0:1::/64"]
+    assert cidrs_outside(["2001:db8::/64"], ["2001:db8::/63"], 6) == []
