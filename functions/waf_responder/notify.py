@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 MAX_LISTED = 50
 # Up to this many blocks the undo command names each address; past it, the event.
 MAX_ADDRESSES_IN_COMMAND = 20
-SUBJECT_LIMIT = 100
+# SNS refuses a subject of 100 characters or more ("must be less than 100").
+SUBJECT_LIMIT = 99
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,20 @@ def test_nothing_blocked_says_so_without_an_undo_command() -> None:
     text = _compose([], skipped=[Skipped("192.0.2.1/32", 9, "on the admin allowlist")])
     assert "Blocked nothing." in text
     assert "To undo" not in text
+
+
+def test_a_long_alarm_name_still_makes_a_subject_sns_accepts() -> None:
+    """SNS refuses a subject of 100 characters or more; a long custom alarm name
+    (WAF_ALARM_KINDS) would have made the publish fail and the block go unannounced."""
+    notification = compose(
+        blocked=[_block("203.0.113.7/32")],
+        alarm="babyshield-" + "x" * 120,
+        alarm_reason="Threshold Crossed",
+        event_id="ev-1",
+        source="WAF log",
+        skipped=[],
+        left_out=[],
+        limit=10_000,
+        truncated_query=False,
+    )
+    assert len(notification.subject) < 100
