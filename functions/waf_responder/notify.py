@@ -67,7 +67,10 @@ def compose(
     left_out: Sequence[Block],
     limit: int,
     truncated_query: bool,
+    no_offender: str = "",
 ) -> Notification:
+    """The on-call message. `no_offender`: why no address was found, said when nothing
+    was blocked or skipped (so a quiet answer is not taken for a broken responder)."""
     lines = [f"Alarm {alarm} is in ALARM: {alarm_reason}".rstrip(": "), f"Offenders from {source}."]
     if truncated_query:
         lines.append(
@@ -83,6 +86,8 @@ def compose(
             )
         if len(blocked) > MAX_LISTED:
             lines.append(f"  ... and {len(blocked) - MAX_LISTED} more (babyshield waf list)")
+    elif no_offender and not skipped:
+        lines.append(f"Blocked nothing: {no_offender}.")
     else:
         lines.append("Blocked nothing.")
     if skipped:

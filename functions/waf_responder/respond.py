@@ -63,6 +63,17 @@ def _threshold(kind: AlarmKind, settings: Settings) -> int:
     return 1  # the rate rule's keys: the rule itself decided
 
 
+def _no_offender(kind: AlarmKind, records: int, settings: Settings) -> str:
+    """Why a look found nobody, in on-call's words."""
+    if kind == "waf-rate":
+        return "the rate rule limits no client now"
+    what = "blocked requests" if kind == "waf-blocked" else "failed sign-ins"
+    return (
+        f"no address reached {_threshold(kind, settings)} {what} in the offender window "
+        f"({records} log record(s) read)"
+    )
+
+
 def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
     """Block the offenders behind one alarm and tell on-call; returns the summary.
 
@@ -127,6 +138,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         left_out=sync.left_out,
         limit=settings.ipset_max_addresses,
         truncated_query=report.truncated,
+        no_offender=_no_offender(alarm.kind, report.records, settings),
     )
     message_id = publish(notification)
     metrics.add_metric(

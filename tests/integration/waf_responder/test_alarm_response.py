@@ -382,3 +382,15 @@ def test_the_ipv6_offender_prefix_is_a_setting(
     result = invoke(alarm_state_change_event(names.ALARM_FAILED_SIGNINS))
 
     assert result["blocked"] == ["2001:db8:1:2::1/128"]
+
+
+def test_an_alarm_with_no_offender_tells_oncall_what_no_address_reached(
+    waf: WafResources, invoke: Invoke
+) -> None:
+    put_waf_records({"203.0.113.7": 2})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    (message,) = oncall_messages(waf)
+    assert (
+        "Blocked nothing: no address reached 5 blocked requests in the offender window "
+        "(2 log record(s) read)." in message["Message"]
+    )

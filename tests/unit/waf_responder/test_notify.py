@@ -83,3 +83,13 @@ def test_a_long_alarm_name_still_makes_a_subject_sns_accepts() -> None:
         truncated_query=False,
     )
     assert len(notification.subject) < 100
+
+
+def test_a_look_that_found_nobody_says_why() -> None:
+    """A bare 'Blocked nothing' reads like a broken responder (the local alarm demo
+    printed only that): the message says what no address reached."""
+    text = _compose([], no_offender="no address reached 100 blocked requests")
+    assert "Blocked nothing: no address reached 100 blocked requests." in text
+    # Skipped offenders carry their own reasons; the general one is not added.
+    skipped = [Skipped("192.0.2.5/32", 500, "on the admin allowlist")]
+    assert "Blocked nothing.\n" in _compose([], skipped=skipped, no_offender="unused")
