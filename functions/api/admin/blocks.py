@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_TARGETS = 100
+# A Lambda answer stops at 6 MB; a listed block is about 300 bytes, and the registry
+# can hold more blocks than the IP sets' 10,000 during a large attack.
+MAX_LISTED_BLOCKS = 5_000
 MIN_BLOCK_SECONDS = 60
 MAX_BLOCK_SECONDS = 30 * 24 * 3600
 # functions.shared.blocks.MAX_REASON_LENGTH, which this module does not import at
@@ -74,7 +77,14 @@ class BlockView(ApiModel):
 
 
 class BlockList(ApiModel):
-    blocks: list[BlockView]
+    blocks: list[BlockView] = Field(
+        description=f"Live blocks, soonest expiry first; at most {MAX_LISTED_BLOCKS:,}."
+    )
+    total: int = Field(description="How many blocks are live.")
+    truncated: bool = Field(
+        description=f"More than {MAX_LISTED_BLOCKS:,} blocks are live and only those that "
+        "expire first are listed; `babyshield waf list` shows every one."
+    )
 
 
 class BlockRequest(ApiModel):
@@ -190,7 +200,12 @@ def list_blocks(caller: Caller) -> BlockList:
     from functions.shared import blocks
 
     require_admin(caller)
-    return BlockList(blocks=[BlockView(**b.to_json()) for b in _run(blocks.list_blocks)])
+    live = _run(blocks.list_blocks)
+    return BlockList(
+        blocks=[BlockView(**b.to_json()) for b in live[:MAX_LISTED_BLOCKS]],
+        total=len(live),
+        truncated=len(live) > MAX_LISTED_BLOCKS,
+    )
 
 
 def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> BlockChange:

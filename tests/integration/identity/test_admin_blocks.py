@@ -419,3 +419,17 @@ def test_a_block_of_a_blocked_address_answers_the_block_it_replaced(world, admin
     replaced = second.json()["replaced"]
     assert [(b["ip"], b["reason"]) for b in replaced] == [("203.0.113.7/32", "scanner")]
     assert replaced[0]["blocked_until"] > second.json()["changed"][0]["blocked_until"]
+
+
+def test_a_long_block_list_is_cut_and_says_so(world, admin, monkeypatch):
+    """A Lambda answer stops at 6 MB and the registry can hold more than the IP sets'
+    10,000 blocks in a large attack: the list is cut (the soonest expiring first) and
+    says how many there are, instead of failing as a 502."""
+    from functions.api.admin import blocks as admin_blocks
+
+    monkeypatch.setattr(admin_blocks, "MAX_LISTED_BLOCKS", 2)
+    block_by_hand(admin, "203.0.113.1", "203.0.113.2", "203.0.113.3")
+    listed = call_api("GET", "/admin/blocks", headers=admin["headers"], source_ip=ADMIN_IP)
+    assert listed.status == 200
+    body = listed.json()
+    assert (len(body["blocks"]), body["total"], body["truncated"]) == (2, 3, True)
