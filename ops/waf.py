@@ -183,7 +183,8 @@ _DEPLOYED_PROTECTED_LISTS = {
 def _deployed_protected_lists() -> Iterator[None]:
     """Against AWS, check blocks against the stack's own allowlist and never-block
     list: without their parameter names the lists read empty, and a blocked admin
-    address would shut on-call out of the API, /admin/blocks included.
+    address would shut on-call out of the API, /admin/blocks included (and a sync
+    would put back a block the sweep left out for being on a list now).
 
     For this command only: the names are gone from the environment afterwards, so a
     process that runs more (the tests, an in-process caller) keeps its own settings.
@@ -257,7 +258,10 @@ def _unblock(args: argparse.Namespace) -> int:
             "name the addresses to unblock, or --event ID", hint="babyshield waf list"
         )
     actor = _acting(args)
-    result = _call_aws(lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event))
+    # The sync after an unblock leaves protected addresses out of the IP sets: with
+    # empty lists it would put back a block the sweep had taken out for being protected.
+    with _deployed_protected_lists():
+        result = _call_aws(lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event))
     if args.json:
         print_json(
             {

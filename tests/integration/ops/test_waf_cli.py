@@ -299,6 +299,16 @@ def test_against_aws_a_block_is_checked_against_the_deployed_protected_lists(
     # responder's, in the tests that follow) do not read them afterwards
     assert not {"ADMIN_ALLOWED_CIDRS_PARAMETER", "NEVER_BLOCK_CIDRS_PARAMETER"} & set(os.environ)
 
+    # A block whose address joined the never-block list afterwards stays out of the IP
+    # sets when an unblock of another address syncs them
+    assert main(["waf", "block", "203.0.113.8", "--reason", "scan", "--by", "bob"]) == 0
+    ssm.put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value="203.0.113.8/32", Type="String", Overwrite=True
+    )
+    clear_caches()
+    assert main(["waf", "unblock", "203.0.113.7", "--by", "bob"]) == 0
+    assert ip_set_addresses(waf, 4) == []
+
 
 def test_unblocking_an_address_a_wider_block_still_covers_warns_and_fails(
     waf: WafResources, capsys: pytest.CaptureFixture[str]
