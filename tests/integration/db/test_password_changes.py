@@ -21,3 +21,17 @@ def test_in_aws_the_migrating_login_joins_rds_password(db: MigratedDatabase):
         conn.execute("RESET ROLE")
         member = conn.execute("SELECT pg_has_role('staged_master', 'rds_password', 'MEMBER')")
         assert member.fetchone() == (True,)
+
+
+def test_a_refused_grant_does_not_fail_the_deploy(db: MigratedDatabase):
+    """rds_superuser holds rds_password by default; should RDS still refuse the grant,
+    the migration goes on (a rotation refused for want of it fails loudly later)."""
+    (migration,) = [m for m in load_migrations() if m.name.startswith("014_")]
+    with db.admin() as conn, conn.transaction(force_rollback=True):
+        conn.execute("CREATE ROLE rds_password NOLOGIN")
+        conn.execute("CREATE ROLE staged_master NOLOGIN")  # no right to grant roles
+        conn.execute("SET LOCAL ROLE staged_master")
+        conn.execute(migration.render(db.roles).encode())
+        conn.execute("RESET ROLE")
+        member = conn.execute("SELECT pg_has_role('staged_master', 'rds_password', 'MEMBER')")
+        assert member.fetchone() == (False,)
