@@ -38,8 +38,19 @@ class RejectedInput(DomainError):
 
 
 class Unauthorized(DomainError):
+    """A 401. RFC 9110 requires a challenge on every one: the refusal names its own
+    (the API key's, the webhook signature's), else the bearer token's."""
+
     status, code = 401, "unauthorized"
     default_message = "Authentication is required."
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(message, headers={**BEARER_CHALLENGE, **(headers or {})})
+
+
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}
+API_KEY_CHALLENGE = {"WWW-Authenticate": 'ApiKey realm="babyshield", header="X-API-Key"'}
+WEBHOOK_CHALLENGE = {"WWW-Authenticate": 'Webhook-Signature realm="babyshield"'}
 
 
 class Forbidden(DomainError):

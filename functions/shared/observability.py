@@ -33,6 +33,9 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 # debugging (AWS_LAMBDA_LOG_LEVEL, BABYSHIELD_DEBUG), those stay out.
 for _library in ("botocore", "boto3", "urllib3"):
     logging.getLogger(_library).setLevel(logging.INFO)
+# Likewise Powertools' event handler under POWERTOOLS_DEBUG: its DEBUG lines list each
+# route's arguments as received, a whole API key pasted where its id goes included.
+logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
 
 # A request that records no metric is normal (a health check); Powertools warns
 # on every such flush, which would bury real warnings in the logs.

@@ -54,7 +54,6 @@ from functions.api.identity.audit import audit
 from functions.api.identity.caller import AuthenticatedCaller
 from functions.api.middleware.authentication import (
     API_KEY_HEADER,
-    BEARER_CHALLENGE,
     CredentialRefused,
     bearer_token,
     check_api_key,
@@ -63,7 +62,7 @@ from functions.api.middleware.authentication import (
     header,
 )
 from functions.api.middleware.request_limits import raw_body
-from functions.shared.errors import Forbidden, ServiceUnavailable, Unauthorized
+from functions.shared.errors import BEARER_CHALLENGE, Forbidden, ServiceUnavailable, Unauthorized
 from functions.shared.identity.api_keys import (
     KEY_ID_PATTERN,
     SCOPE_ADMIN,

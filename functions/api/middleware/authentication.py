@@ -25,7 +25,15 @@ from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import raw_body
 from functions.shared import names
 from functions.shared.caller import CallerRole
-from functions.shared.errors import Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized
+from functions.shared.errors import (
+    API_KEY_CHALLENGE,
+    BEARER_CHALLENGE,
+    WEBHOOK_CHALLENGE,
+    Forbidden,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from functions.shared.identity.api_keys import SCOPE_RECALLS_READ, ApiKeyRecord
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import Settings, get_settings
@@ -37,7 +45,6 @@ if TYPE_CHECKING:
     from functions.shared.identity.webhooks import VerifiedWebhook
 
 API_KEY_HEADER = "x-api-key"
-BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}
 INVALID_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield", error="invalid_token"'}
 
 
@@ -227,7 +234,7 @@ def _key_caller(
         )
         if refused.status == 403:
             raise Forbidden() from refused
-        raise Unauthorized() from refused
+        raise Unauthorized(headers=API_KEY_CHALLENGE) from refused
     enforce_key_rate_limit(record, source_ip)
     audit("api_key", "success", key_id=record.key_id, user_id=record.owner_id, source_ip=source_ip)
     return caller_from_key(record)
@@ -260,7 +267,7 @@ def verify_webhook_request(event: APIGatewayProxyEvent, source_ip: str) -> Verif
         raise ServiceUnavailable() from exc
     except WebhookRejected as rejected:
         audit("webhook", "failure", reason=rejected.reason, source_ip=source_ip, path=event.path)
-        raise Unauthorized() from rejected
+        raise Unauthorized(headers=WEBHOOK_CHALLENGE) from rejected
     return verified
 
 
@@ -281,7 +288,7 @@ def authenticate(event: APIGatewayProxyEvent) -> RequestIdentity:
         raw_key = header(event, API_KEY_HEADER)
     except CredentialRefused as refused:
         audit("api_key", "failure", reason=refused.reason, source_ip=source_ip)
-        raise Unauthorized() from refused
+        raise Unauthorized(headers=API_KEY_CHALLENGE) from refused
     if policy is Policy.USER:
         if _uses_test_identity(event, settings) and header(event, "authorization") is None:
             return RequestIdentity()
