@@ -86,6 +86,19 @@ def _json_response(status: int, body: dict[str, Any], headers: dict[str, str]) -
     )
 
 
+def _one_spelling(address: str) -> str:
+    """An IPv4 client as its IPv4 address also when it arrives IPv4-mapped (a dual-stack
+    socket's spelling), as the registry and the API read it: one IP-set check, one
+    rate-rule budget per client."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return address
+
+
 class LocalEdge:
     """Wraps the API handler with the platform's own WAF rules and WAF logging."""
 
@@ -125,7 +138,7 @@ class LocalEdge:
         return None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        address = event["requestContext"]["identity"]["sourceIp"]
+        address = _one_spelling(event["requestContext"]["identity"]["sourceIp"])
         now = time.time()
         rule = self._auto_blocked(address)
         if rule is not None:
