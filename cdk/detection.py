@@ -469,7 +469,7 @@ class DetectionAndResponse(Construct):
         )
 
         # --- unexpected secret reads ---------------------------------------
-        self._secret_read_alerts(secret_readers, log_retention)
+        self._secret_read_alerts(secret_readers, log_retention, key=key, notify=notify)
 
     def _table(self, construct_id: str, table_name: str) -> dynamodb.Table:
         """A table as names.TABLES declares it (the local stack creates the same)."""
@@ -494,7 +494,12 @@ class DetectionAndResponse(Construct):
         )
 
     def _secret_read_alerts(
-        self, secret_readers: Mapping[str, Sequence[iam.IRole]], log_retention: logs.RetentionDays
+        self,
+        secret_readers: Mapping[str, Sequence[iam.IRole]],
+        log_retention: logs.RetentionDays,
+        *,
+        key: kms.IKey,
+        notify: cloudwatch_actions.SnsAction,
     ) -> None:
         stack = Stack.of(self)
         access_logs = s3.Bucket(
@@ -563,6 +568,56 @@ class DetectionAndResponse(Construct):
             "CDK's trail-to-CloudWatch-Logs role has one inline policy for its one log "
             "group; it belongs to that role alone and is deleted with it.",
         )
+        # The alerts publish with a role of this stack: CDK's default grants
+        # events.amazonaws.com the topic's key in the key policy without a condition,
+        # for any account's rules. An alert EventBridge could not publish after its
+        # retries is kept, and its queue pages on its own.
+        publisher = iam.Role(
+            self,
+            "SecretReadAlertPublisher",
+            assumed_by=iam.ServicePrincipal(
+                "events.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+            description="EventBridge publishes the unexpected-secret-read alerts to on-call",
+        )
+        acknowledge(
+            publisher,
+            "AwsSolutions-IAM5",
+            "Publishing to the encrypted on-call topic needs the topic key's data keys "
+            "(GenerateDataKey and its variants, which SNS picks); the grant names that "
+            "one key.",
+            applies_to=["Action::kms:GenerateDataKey*"],
+        )
+        acknowledge(
+            publisher,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "CDK's grant to this role (publish to the one topic, its key) is the role's "
+            "only policy; it belongs to this role alone and is deleted with it.",
+        )
+        alert_dead_letters = dead_letter_queue(
+            self,
+            "SecretReadAlertDeadLetters",
+            queue_name=names.SECRET_READ_ALERT_DLQ,
+            key=key,
+            holds="the unexpected-secret-read alerts EventBridge could not publish",
+        )
+        undelivered = cloudwatch.Alarm(
+            self,
+            "SecretReadAlertDeadLettersAlarm",
+            alarm_name=f"{names.SECRET_READ_ALERT_DLQ}-not-empty",
+            alarm_description="An unexpected-secret-read alert could not be published to "
+            "on-call: read it from the queue",
+            metric=alert_dead_letters.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum"
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        undelivered.add_alarm_action(notify)
+        self.alarms.append(undelivered)
         self.secret_read_rules: dict[str, events.Rule] = {}
         for name, roles in secret_readers.items():
             secret_id = names.secret_name(name)
@@ -608,6 +663,11 @@ class DetectionAndResponse(Construct):
                 targets=[
                     targets.SnsTopic(
                         self.topic,
+                        authorize_using_role=True,
+                        role=publisher,
+                        dead_letter_queue=alert_dead_letters,
+                        retry_attempts=RESPONDER_RETRIES,
+                        max_event_age=Duration.hours(24),
                         message=events.RuleTargetInput.from_text(
                             f"Unexpected read of {secret_id} by "
                             f"{events.EventField.from_path('$.detail.userIdentity.arn')} "

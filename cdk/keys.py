@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -47,8 +47,13 @@ class Keys(Construct):
                 resources=["*"],
                 conditions={
                     "ArnLike": {
+                        # A log group's ARN puts a colon before its name (log-group:NAME),
+                        # and ArnLike matches part by part: the slash form matches none.
                         "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                            service="logs", resource="log-group", resource_name="*"
+                            service="logs",
+                            resource="log-group",
+                            resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
                         )
                     }
                 },
@@ -68,15 +73,27 @@ class Keys(Construct):
             iam.PolicyStatement(
                 sid="CloudTrailOfThisAccount",
                 principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
-                actions=["kms:GenerateDataKey*", "kms:DescribeKey"],
+                actions=["kms:GenerateDataKey*"],
                 resources=["*"],
                 conditions={
                     "StringLike": {
                         "kms:EncryptionContext:aws:cloudtrail:arn": stack.format_arn(
                             service="cloudtrail", resource="trail", resource_name="*"
                         )
-                    }
+                    },
+                    "StringEquals": {"aws:SourceAccount": stack.account},
                 },
+            )
+        )
+        # DescribeKey carries no encryption context: a statement conditioned on one
+        # never grants it, and CloudTrail checks the key with it.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudTrailDescribesTheKey",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:DescribeKey"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
         )
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, triggers
+from aws_cdk import Duration, RemovalPolicy, Stack, triggers
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -111,7 +112,7 @@ class NetworkAndDatabase(Construct):
             self.answering_groups.append(group)
             return group
 
-        self.vpc.add_gateway_endpoint(
+        dynamodb_endpoint = self.vpc.add_gateway_endpoint(
             "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets]
         )
         self.endpoints: list[ec2.InterfaceVpcEndpoint] = [
@@ -133,6 +134,30 @@ class NetworkAndDatabase(Construct):
                 ("Wafv2", ec2.InterfaceVpcEndpointAwsService.WAFV2),
             )
         ]
+        # The endpoints are the VPC's only way out. Without a policy each takes any
+        # request, also one signed with another account's credentials, or one of ours
+        # for another account's secret or table: code running in a function could copy
+        # data out through them. Each admits this account's principals only, and the
+        # two that hold data (DynamoDB, Secrets Manager) this account's resources only.
+        # X-Ray, SSM and WAF calls name no resource of another account here.
+        account = Stack.of(self).account
+        endpoint_services: list[tuple[ec2.IVpcEndpoint, bool]] = [
+            (dynamodb_endpoint, True),
+            *((e, e.node.id == "SecretsManager") for e in self.endpoints),
+        ]
+        for endpoint, resources_here in endpoint_services:
+            conditions = {"aws:PrincipalAccount": account}
+            if resources_here:
+                conditions["aws:ResourceAccount"] = account
+            endpoint.add_to_policy(  # type: ignore[attr-defined]
+                iam.PolicyStatement(
+                    sid="ThisAccountOnly",
+                    principals=[iam.AnyPrincipal()],
+                    actions=["*"],
+                    resources=["*"],
+                    conditions={"StringEquals": conditions},
+                )
+            )
 
         parameter_group = rds.ParameterGroup(
             self,
@@ -195,6 +220,16 @@ class NetworkAndDatabase(Construct):
         if self.database.secret is None:  # pragma: no cover - from_generated_secret always sets it
             raise RuntimeError("the database was created without an admin secret")
         self.admin_secret = self.database.secret
+        # What the migration needs of the database: the instance, and the admin secret
+        # completed with its host (the attachment's own resource). Not the whole
+        # construct: the admin secret's rotation schedule is added under the
+        # attachment, and its first rotation starts when the schedule is created; the
+        # schedule waits for the migration instead (cdk/secrets.py).
+        # (The instance's secret is the attachment: the secret with its host attached.)
+        self.database_ready: list[Construct] = [
+            self.database.node.default_child,  # type: ignore[list-item]
+            self.admin_secret.node.default_child,  # type: ignore[list-item]
+        ]
         acknowledge(
             self.database,
             "AwsSolutions-RDS11",

@@ -73,8 +73,12 @@ class Secrets(Construct):
                 rotation_lambda=rotation_functions[spec.method],
                 automatically_after=Duration.days(spec.period_days),
             )
-            if spec.name in _DB_USERS:
-                # These users exist only once the migration has created them.
+            if spec.name in _DB_USERS or spec.name == "db-admin":
+                # The tier users exist only once the migration has created them. The
+                # admin's first rotation starts with its schedule, and from its
+                # setSecret to its finishSecret the database holds a password that
+                # AWSCURRENT does not: the migration, which logs in with AWSCURRENT,
+                # runs before it.
                 schedule.node.add_dependency(rotate_after)
             self.schedules[spec.name] = schedule
 

@@ -65,7 +65,7 @@ class BabyShieldStack(Stack):
             # The groups' own rules too: the database's and the endpoints' groups hold
             # the ingress rules that admit the migrate function.
             after=[
-                self.network.database,
+                *self.network.database_ready,
                 *self.network.answering_groups,
                 self.functions.security_groups["migrate"],
             ],

@@ -91,6 +91,7 @@ WAF_RESPONDER_DLQ = f"{PREFIX}-waf-responder-dlq"
 WAF_ALARM_RULE = f"{PREFIX}-waf-alarm-to-responder"
 WAF_SWEEP_RULE = f"{PREFIX}-waf-expiry-sweep"
 SECRET_READ_RULE = f"{PREFIX}-unexpected-secret-read"
+SECRET_READ_ALERT_DLQ = f"{PREFIX}-secret-read-alert-dlq"
 API_ACCESS_LOG_GROUP = f"/aws/apigateway/{PREFIX}-api-access"
 TRAIL = f"{PREFIX}-management-events"
 
