@@ -131,6 +131,25 @@ def _sustained_failure_alarm(
     )
 
 
+def _queue_not_empty_alarm(
+    scope: Construct, construct_id: str, queue: sqs.IQueue, *, alarm_name: str, description: str
+) -> cloudwatch.Alarm:
+    """Pages as soon as a dead-letter queue holds anything: each message is work lost."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name,
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=FIVE_MINUTES, statistic="Maximum"
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
 def waf_blocked_metric(web_acl_name: str, region: str, rule: str = "ALL") -> cloudwatch.Metric:
     return cloudwatch.Metric(
         namespace="AWS/WAFV2",
@@ -381,34 +400,22 @@ class DetectionAndResponse(Construct):
             key=key,
             holds="the responder's EventBridge targets",
         )
-        dead_letter_alarm = cloudwatch.Alarm(
+        dead_letter_alarm = _queue_not_empty_alarm(
             self,
             "ResponderDeadLettersAlarm",
+            self.dead_letters,
             alarm_name=f"{names.WAF_RESPONDER_DLQ}-not-empty",
-            alarm_description="waf_responder could not be sent, or could not handle, an attack "
+            description="waf_responder could not be sent, or could not handle, an attack "
             "or sweep event",
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.alarms.append(dead_letter_alarm)
         self.alarms.append(
-            cloudwatch.Alarm(
+            _queue_not_empty_alarm(
                 self,
                 "SecretAgeDeadLettersAlarm",
+                secret_age_dead_letters,
                 alarm_name=f"{names.SECRET_AGE_DLQ}-not-empty",
-                alarm_description="The daily secret-age check failed after its retries",
-                metric=secret_age_dead_letters.metric_approximate_number_of_messages_visible(
-                    period=FIVE_MINUTES, statistic="Maximum"
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                description="The daily secret-age check failed after its retries",
             )
         )
         for alarm in self.alarms:
@@ -602,19 +609,13 @@ class DetectionAndResponse(Construct):
             key=key,
             holds="the unexpected-secret-read alerts EventBridge could not publish",
         )
-        undelivered = cloudwatch.Alarm(
+        undelivered = _queue_not_empty_alarm(
             self,
             "SecretReadAlertDeadLettersAlarm",
+            alert_dead_letters,
             alarm_name=f"{names.SECRET_READ_ALERT_DLQ}-not-empty",
-            alarm_description="An unexpected-secret-read alert could not be published to "
+            description="An unexpected-secret-read alert could not be published to "
             "on-call: read it from the queue",
-            metric=alert_dead_letters.metric_approximate_number_of_messages_visible(
-                period=FIVE_MINUTES, statistic="Maximum"
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         undelivered.add_alarm_action(notify)
         self.alarms.append(undelivered)

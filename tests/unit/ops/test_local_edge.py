@@ -109,3 +109,40 @@ def test_credentials_are_redacted_in_waf_logs(edge_resources):
     assert "secret-token" not in text
     assert "secret-cookie" not in text
     assert "REDACTED" in text
+
+
+def test_local_edge_blocks_an_ipv4_client_also_when_it_arrives_ipv4_mapped(edge_resources):
+    """The block registry, the responder and the API write and read one spelling per
+    network (an IPv4-mapped IPv6 address is its IPv4 one). The local edge, standing in
+    for the WAF, must refuse ::ffff:203.0.113.5 once 203.0.113.5 is auto-blocked, not
+    look it up in the IPv6 set only and let it through."""
+    wafv2 = boto3.client("wafv2")
+    current = wafv2.get_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=edge_resources[4]
+    )
+    wafv2.update_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4,
+        Scope="REGIONAL",
+        Id=edge_resources[4],
+        Addresses=["203.0.113.5/32"],
+        LockToken=current["LockToken"],
+    )
+    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=aws_client)
+    plain = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
+    mapped = edge(
+        rest_event("GET", "/health", source_ip="::ffff:203.0.113.5"), LocalLambdaContext()
+    )
+    assert plain["statusCode"] == 403
+    assert mapped["statusCode"] == 403
+
+
+def test_local_edge_rate_rule_counts_an_ipv4_client_once_whatever_its_spelling(edge_resources):
+    """The per-IP rate rule must count 198.51.100.9 and ::ffff:198.51.100.9 as the one
+    client they are: sending every other request in the mapped spelling must not double
+    the client's budget."""
+    edge = LocalEdge(ok_handler, rate_limit=2, ipset_ids=edge_resources, aws_client=aws_client)
+    statuses = [
+        edge(rest_event("GET", "/health", source_ip=ip), LocalLambdaContext())["statusCode"]
+        for ip in ("198.51.100.9", "::ffff:198.51.100.9", "198.51.100.9", "::ffff:198.51.100.9")
+    ]
+    assert statuses == [200, 200, 429, 429]
