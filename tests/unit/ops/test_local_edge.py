@@ -47,6 +47,19 @@ def edge_resources(aws):
     return {4: environment["AUTO_BLOCK_IPSET_V4_ID"], 6: environment["AUTO_BLOCK_IPSET_V6_ID"]}
 
 
+def block_in_ipv4_set(ipset_id: str, cidr: str) -> None:
+    """Put `cidr` in the v4 auto-block set, as the responder's sync does."""
+    wafv2 = boto3.client("wafv2")
+    current = wafv2.get_ip_set(Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=ipset_id)
+    wafv2.update_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4,
+        Scope="REGIONAL",
+        Id=ipset_id,
+        Addresses=[cidr],
+        LockToken=current["LockToken"],
+    )
+
+
 def ok_handler(event, context):
     return {"statusCode": 200, "headers": {}, "body": "{}"}
 
@@ -63,17 +76,7 @@ def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources
     event = rest_event("GET", "/health", source_ip="203.0.113.5")
     assert edge(event, LocalLambdaContext())["statusCode"] == 200
     # When the responder adds the address to the IP set
-    wafv2 = boto3.client("wafv2")
-    current = wafv2.get_ip_set(
-        Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=edge_resources[4]
-    )
-    wafv2.update_ip_set(
-        Name=names.AUTO_BLOCK_IPSET_V4,
-        Scope="REGIONAL",
-        Id=edge_resources[4],
-        Addresses=["203.0.113.5/32"],
-        LockToken=current["LockToken"],
-    )
+    block_in_ipv4_set(edge_resources[4], "203.0.113.5/32")
     # Then the very next request is refused with security headers, and logged as a BLOCK
     response = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
     assert response["statusCode"] == 403
@@ -116,17 +119,7 @@ def test_local_edge_blocks_an_ipv4_client_also_when_it_arrives_ipv4_mapped(edge_
     network (an IPv4-mapped IPv6 address is its IPv4 one). The local edge, standing in
     for the WAF, must refuse ::ffff:203.0.113.5 once 203.0.113.5 is auto-blocked, not
     look it up in the IPv6 set only and let it through."""
-    wafv2 = boto3.client("wafv2")
-    current = wafv2.get_ip_set(
-        Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=edge_resources[4]
-    )
-    wafv2.update_ip_set(
-        Name=names.AUTO_BLOCK_IPSET_V4,
-        Scope="REGIONAL",
-        Id=edge_resources[4],
-        Addresses=["203.0.113.5/32"],
-        LockToken=current["LockToken"],
-    )
+    block_in_ipv4_set(edge_resources[4], "203.0.113.5/32")
     edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=aws_client)
     plain = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
     mapped = edge(
