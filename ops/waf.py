@@ -387,13 +387,13 @@ def _acting(args: argparse.Namespace) -> str:
     """`--by`, else the login name; a shell with neither must say who acts."""
     if args.by is not None:
         return str(args.by)
-    name = login_name()
-    if name is None or not name.strip() or not name.isprintable():
+    try:
+        return _actor(login_name() or "")
+    except argparse.ArgumentTypeError:
         raise CommandError(
             "cannot tell who is acting: no USER, LOGNAME or passwd entry for this uid",
             hint="name yourself with --by NAME (it is audited)",
-        )
-    return name.strip()
+        ) from None
 
 
 def _actor(text: str) -> str:

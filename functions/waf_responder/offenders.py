@@ -79,6 +79,10 @@ class OffenderReport:
     records: int = 0
     # The query hit the Insights row limit: counts are from the most recent records only.
     truncated: bool = False
+    # What made an offender: this many of `evidence` in the window (log evidence), or
+    # the rate rule's own decision (threshold 1, no evidence named).
+    threshold: int = 1
+    evidence: str = ""
 
 
 @dataclass
@@ -389,6 +393,7 @@ def find_offenders(
     window = max(s.offender_window_seconds, period_seconds or 0)
     start = window_end - window
     if kind == "waf-blocked":
+        threshold, evidence = s.blocked_requests_threshold, "blocked requests"
         rows = run_insights_query(
             s.waf_log_group,
             WAF_BLOCKS_QUERY,
@@ -398,12 +403,13 @@ def find_offenders(
         )
         offenders, seen = aggregate_waf_records(
             _messages(rows),
-            threshold=s.blocked_requests_threshold,
+            threshold=threshold,
             release_of=release_of,
             ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"WAF log {s.waf_log_group}"
     else:
+        threshold, evidence = s.failed_sign_ins_threshold, "failed sign-ins"
         rows = run_insights_query(
             s.api_log_group,
             FAILED_SIGN_INS_QUERY,
@@ -413,11 +419,16 @@ def find_offenders(
         )
         offenders, seen = aggregate_failed_sign_ins(
             rows,
-            threshold=s.failed_sign_ins_threshold,
+            threshold=threshold,
             release_of=release_of,
             ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"API log {s.api_log_group}"
     return OffenderReport(
-        offenders, source=source, records=seen, truncated=len(rows) >= INSIGHTS_ROW_LIMIT
+        offenders,
+        source=source,
+        records=seen,
+        truncated=len(rows) >= INSIGHTS_ROW_LIMIT,
+        threshold=threshold,
+        evidence=evidence,
     )

@@ -40,11 +40,11 @@ from functions.shared.blocks import (
     sync_ip_sets,
 )
 from functions.shared.observability import logger, metrics
-from functions.shared.settings import AlarmKind, Settings, get_settings
+from functions.shared.settings import get_settings
 from functions.waf_responder.decide import Decision, decide, release_times
 from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
 from functions.waf_responder.notify import compose, publish
-from functions.waf_responder.offenders import find_offenders
+from functions.waf_responder.offenders import OffenderReport, find_offenders
 from functions.waf_responder.sweep import sweep
 
 # EventBridge retries a failed delivery for up to 24 hours.
@@ -54,23 +54,13 @@ IDEMPOTENCY_SECONDS = 24 * 3600
 SUMMARY_LISTED = 100
 
 
-def _threshold(kind: AlarmKind, settings: Settings) -> int:
-    """How much log evidence makes an offender for this kind of alarm."""
-    if kind == "waf-blocked":
-        return settings.blocked_requests_threshold
-    if kind == "failed-sign-ins":
-        return settings.failed_sign_ins_threshold
-    return 1  # the rate rule's keys: the rule itself decided
-
-
-def _no_offender(kind: AlarmKind, records: int, settings: Settings) -> str:
+def _no_offender(report: OffenderReport) -> str:
     """Why a look found nobody, in on-call's words."""
-    if kind == "waf-rate":
+    if not report.evidence:
         return "the rate rule limits no client now"
-    what = "blocked requests" if kind == "waf-blocked" else "failed sign-ins"
     return (
-        f"no address reached {_threshold(kind, settings)} {what} in the offender window "
-        f"({records} log record(s) read)"
+        f"no address reached {report.threshold} {report.evidence} in the offender window "
+        f"({report.records} log record(s) read)"
     )
 
 
@@ -111,7 +101,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
             alarm_since=alarm_since,
             # The rate rule's keys say who is limited now, not when they were seen.
             timed_evidence=alarm.kind != "waf-rate",
-            threshold=_threshold(alarm.kind, settings),
+            threshold=report.threshold,
         )
 
     decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)
@@ -138,7 +128,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         left_out=sync.left_out,
         limit=settings.ipset_max_addresses,
         truncated_query=report.truncated,
-        no_offender=_no_offender(alarm.kind, report.records, settings),
+        no_offender=_no_offender(report),
     )
     message_id = publish(notification)
     metrics.add_metric(

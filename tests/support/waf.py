@@ -239,24 +239,55 @@ def responders_block(
     )
 
 
+def raw_registry_item(
+    key: str,
+    *,
+    version: int,
+    reason: str,
+    alarm: str,
+    source: str,
+    seen: int,
+    blocked_until: int,
+    offences: int,
+    requests: int,
+    expires_at: int,
+    **attributes: dict[str, str],
+) -> dict[str, Any]:
+    """A block registry item written by hand, as DynamoDB holds it: rows the code no
+    longer writes (another spelling, no write id, past its TTL)."""
+    return {
+        names.TABLE_PARTITION_KEY: {"S": key},
+        "ip": {"S": key},
+        "version": {"N": str(version)},
+        "reason": {"S": reason},
+        "alarm": {"S": alarm},
+        "source": {"S": source},
+        "first_seen": {"N": str(seen)},
+        "last_seen": {"N": str(seen)},
+        "blocked_until": {"N": str(blocked_until)},
+        "offences": {"N": str(offences)},
+        "requests": {"N": str(requests)},
+        names.TTL_ATTRIBUTE: {"N": str(expires_at)},
+        **attributes,
+    }
+
+
 def put_row_under_another_spelling(key: str = "::ffff:203.0.113.7/128") -> None:
     """A live registry row keyed as another Python spells 203.0.113.7 (an earlier
     responder on 3.13 wrote IPv4-mapped addresses so)."""
     now = int(time.time())
     _client("dynamodb").put_item(
         TableName=names.BLOCK_REGISTRY_TABLE,
-        Item={
-            names.TABLE_PARTITION_KEY: {"S": key},
-            "ip": {"S": key},
-            "version": {"N": "6"},
-            "reason": {"S": "x"},
-            "alarm": {"S": "manual"},
-            "source": {"S": "manual"},
-            "first_seen": {"N": str(now)},
-            "last_seen": {"N": str(now)},
-            "blocked_until": {"N": str(now + 3600)},
-            "offences": {"N": "1"},
-            "requests": {"N": "0"},
-            "expires_at": {"N": str(now + 7200)},
-        },
+        Item=raw_registry_item(
+            key,
+            version=6,
+            reason="x",
+            alarm="manual",
+            source="manual",
+            seen=now,
+            blocked_until=now + 3600,
+            offences=1,
+            requests=0,
+            expires_at=now + 7200,
+        ),
     )

@@ -29,6 +29,7 @@ from tests.support.waf import (
     oncall_messages,
     put_failed_sign_ins,
     put_waf_records,
+    raw_registry_item,
     registry_ips,
     responders_block,
     set_ip_set,
@@ -287,21 +288,19 @@ def test_a_retried_event_after_a_failed_message_tells_oncall_once_and_a_rival_no
 def _legacy_row(ip: str, *, blocked_until: int) -> dict[str, Any]:
     """A registry row as written before rows carried a write id."""
     now = int(time.time())
-    return {
-        names.TABLE_PARTITION_KEY: {"S": ip},
-        "ip": {"S": ip},
-        "version": {"N": "4"},
-        "reason": {"S": "earlier"},
-        "alarm": {"S": names.ALARM_WAF_BLOCKED},
-        "source": {"S": "auto"},
-        "first_seen": {"N": str(now - 7200)},
-        "last_seen": {"N": str(now - 7200)},
-        "blocked_until": {"N": str(blocked_until)},
-        "offences": {"N": "1"},
-        "requests": {"N": "9"},
-        "event_id": {"S": "earlier-event"},
-        names.TTL_ATTRIBUTE: {"N": str(now + 86400)},
-    }
+    return raw_registry_item(
+        ip,
+        version=4,
+        reason="earlier",
+        alarm=names.ALARM_WAF_BLOCKED,
+        source="auto",
+        seen=now - 7200,
+        blocked_until=blocked_until,
+        offences=1,
+        requests=9,
+        expires_at=now + 86400,
+        event_id={"S": "earlier-event"},
+    )
 
 
 def test_a_row_written_before_write_ids_is_claimed_once_and_then_guarded(

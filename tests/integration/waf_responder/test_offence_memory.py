@@ -13,33 +13,30 @@ import boto3
 from functions.shared import blocks, names
 from functions.waf_responder.events import alarm_state_change_event
 from tests.support.aws import REGION
-from tests.support.waf import WafResources, put_waf_records
+from tests.support.waf import WafResources, put_waf_records, raw_registry_item
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 ADDRESS = "203.0.113.7/32"
 
 
-def _put_row_past_its_ttl(**extra: dict[str, str]) -> None:
+def _put_row_past_its_ttl() -> None:
     """A block that ended 40 days ago, with three offences, TTL passed ten days ago."""
     ended = int(time.time()) - 40 * 86_400
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=names.BLOCK_REGISTRY_TABLE,
-        Item={
-            names.TABLE_PARTITION_KEY: {"S": ADDRESS},
-            "ip": {"S": ADDRESS},
-            "version": {"N": "4"},
-            "reason": {"S": "old"},
-            "alarm": {"S": names.ALARM_WAF_BLOCKED},
-            "source": {"S": "auto"},
-            "first_seen": {"N": str(ended - 3600)},
-            "last_seen": {"N": str(ended - 3600)},
-            "blocked_until": {"N": str(ended)},
-            "offences": {"N": "3"},
-            "requests": {"N": "50"},
-            names.TTL_ATTRIBUTE: {"N": str(ended + 30 * 86_400)},
-            "write_id": {"S": "0123456789abcdef"},
-            **extra,
-        },
+        Item=raw_registry_item(
+            ADDRESS,
+            version=4,
+            reason="old",
+            alarm=names.ALARM_WAF_BLOCKED,
+            source="auto",
+            seen=ended - 3600,
+            blocked_until=ended,
+            offences=3,
+            requests=50,
+            expires_at=ended + 30 * 86_400,
+            write_id={"S": "0123456789abcdef"},
+        ),
     )
 
 
