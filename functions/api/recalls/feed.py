@@ -6,7 +6,9 @@ event's `webhook-id` is claimed (a replay is refused) and the recall is upserted
 by `source_id`, unless the stored version is newer than the event (deliveries
 arrive out of order: a retried old event must not undo a later one). If the
 upsert fails the id is released, so the sender's retry is not taken for a replay
-and nothing is left half-done.
+and nothing is left half-done. The claim is a lease until the recall is stored:
+if the function is killed in between, the sender's retry after the lease is
+taken as the delivery, not refused as a replay until the claim expires.
 """
 
 from __future__ import annotations
@@ -113,23 +115,32 @@ def accept_recall(
     """Claim the delivery's id, upsert its recall; `message` is the verified signature."""
     from functions.shared.db import write_session
     from functions.shared.identity.webhooks import (
+        WEBHOOK_LEASE_SECONDS,
+        WebhookInProgress,
         WebhookReplayed,
         claim_message_id,
         release_message_id,
+        settle_message_id,
     )
 
     if message is None:
         raise Unauthorized()
     try:
-        claim = claim_message_id(message)
+        claim = claim_message_id(message, lease_seconds=WEBHOOK_LEASE_SECONDS)
     except WebhookReplayed as exc:
+        in_progress = isinstance(exc, WebhookInProgress)
         audit(
             "webhook",
             "failure",
-            reason="replayed",
+            reason="in_progress" if in_progress else "replayed",
             source_ip=source_ip,
             message_id=message.message_id,
         )
+        if in_progress:
+            raise Conflict(
+                "This webhook is being received; if that delivery fails, "
+                f"retry after {WEBHOOK_LEASE_SECONDS} seconds."
+            ) from exc
         raise Conflict("This webhook was already received.") from exc
     except Exception as exc:
         logger.exception("webhook id store unavailable")
@@ -145,6 +156,11 @@ def accept_recall(
         except Exception:  # noqa: BLE001 - the original error is the one to report
             logger.exception("webhook id not released", extra={"message_id": message.message_id})
         raise
+    try:
+        settle_message_id(message, claim)
+    except Exception:  # noqa: BLE001 - the recall is stored; the lease only lapses
+        # A retry after the lease applies the same version again, which changes nothing.
+        logger.exception("webhook id not settled", extra={"message_id": message.message_id})
     audit(
         "webhook",
         "success",

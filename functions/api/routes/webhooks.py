@@ -24,7 +24,10 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
             "description": "Accepted: the recall was created or updated, or a newer "
             "version is already stored"
         },
-        409: {"description": "This webhook-id was already received."},
+        409: {
+            "description": "This webhook-id was already received, or a delivery of it "
+            "is being received (retry after the time the message gives)."
+        },
     },
 )
 def receive_recall(event: RecallEvent) -> WebhookAccepted:

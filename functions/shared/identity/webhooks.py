@@ -12,6 +12,10 @@ secret that became AWSCURRENT a moment ago is accepted at once.
 The body is verified as raw bytes before anything parses it. Replays inside
 the tolerance window are stopped by recording each `webhook-id` in DynamoDB
 with a conditional put; outside the window the timestamp check refuses them.
+A delivery's record is a lease until its recall is stored (`settle_message_id`):
+a function killed in between (its timeout, an out-of-memory) leaves an id the
+sender's retry may take over once the lease ends, not one refused until the
+record expires.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 MAX_SIGNATURES = 10
 # The replay record's random token: which claim wrote it.
 CLAIM_ATTRIBUTE = "claim"
+# Until when an unsettled claim holds its id (Unix seconds); a settled or final
+# claim has none.
+LEASE_ATTRIBUTE = "lease_until"
+# Longer than the API function may run (29 s, API Gateway's limit), so a delivery
+# still running is never taken over; a killed one frees its id for the next retry.
+WEBHOOK_LEASE_SECONDS = 60
 # Key prefixes in the replay table: a webhook id and an admin request's nonce never
 # share a key, whatever text the sender puts in its id.
 WEBHOOK_ID_SPACE = "webhook"
@@ -220,8 +230,17 @@ class WebhookReplayed(Exception):
     """The webhook-id was already received inside the tolerance window."""
 
 
+class WebhookInProgress(WebhookReplayed):
+    """Another delivery of the id holds an unexpired lease: it is still running, or
+    was killed less than a lease ago. A retry after the lease may take it over."""
+
+
 def claim_message_id(
-    message: VerifiedWebhook, *, now: float | None = None, space: str = WEBHOOK_ID_SPACE
+    message: VerifiedWebhook,
+    *,
+    now: float | None = None,
+    space: str = WEBHOOK_ID_SPACE,
+    lease_seconds: int | None = None,
 ) -> str:
     """Record the id in `space` and return this claim's token, or raise
     WebhookReplayed if the id is already recorded there by another claim.
@@ -230,24 +249,34 @@ def claim_message_id(
     which the timestamp check alone refuses a replay. The token tells this claim
     from any other: when the answer to the put is lost after DynamoDB applied it,
     the client's retry meets the item it wrote itself, which is no replay.
+
+    With `lease_seconds` the claim is a lease until `settle_message_id` makes it
+    final: past the lease, another claim of the id replaces it. Without, it is
+    final at once (an admin request's nonce is used up by being presented).
     """
     settings = get_settings()
     moment = int(time.time() if now is None else now)
     expires_at = max(moment, message.timestamp) + settings.webhook_tolerance_seconds + 60
     claim = secrets.token_hex(16)
+    item = {
+        names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{space}#{message.message_id}"},
+        names.TTL_ATTRIBUTE: {"N": str(expires_at)},
+        CLAIM_ATTRIBUTE: {"S": claim},
+    }
+    if lease_seconds is not None:
+        item[LEASE_ATTRIBUTE] = {"N": str(moment + lease_seconds)}
     try:
         aws.dynamodb().put_item(
             TableName=settings.webhook_nonce_table,
-            Item={
-                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{space}#{message.message_id}"},
-                names.TTL_ATTRIBUTE: {"N": str(expires_at)},
-                CLAIM_ATTRIBUTE: {"S": claim},
-            },
-            # An expired record that DynamoDB's TTL sweep has not removed yet is free to reuse.
-            ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now",
+            Item=item,
+            # An expired record that DynamoDB's TTL sweep has not removed yet is free
+            # to reuse, and so is a lease that ran out (a comparison with a missing
+            # attribute is false: a settled claim never runs out).
+            ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now OR #lease < :now",
             ExpressionAttributeNames={
                 "#pk": names.WEBHOOK_NONCE_PARTITION_KEY,
                 "#ttl": names.TTL_ATTRIBUTE,
+                "#lease": LEASE_ATTRIBUTE,
             },
             ExpressionAttributeValues={":now": {"N": str(moment)}},
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -255,27 +284,49 @@ def claim_message_id(
     except Exception as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
-        held = getattr(exc, "response", {}).get("Item", {}).get(CLAIM_ATTRIBUTE, {}).get("S")
+        held_item = getattr(exc, "response", {}).get("Item", {})
+        held = held_item.get(CLAIM_ATTRIBUTE, {}).get("S")
         if not (isinstance(held, str) and hmac.compare_digest(held, claim)):
+            if LEASE_ATTRIBUTE in held_item:
+                raise WebhookInProgress(message.message_id) from exc
             raise WebhookReplayed(message.message_id) from exc
     return claim
+
+
+def settle_message_id(message: VerifiedWebhook, claim: str) -> None:
+    """Make a leased claim final once its delivery's work is stored: from now on the
+    id is a replay until its record expires. Gone (another claim took over after
+    this one's lease) changes nothing."""
+    _change_own_claim("update_item", message, claim, remove_lease=True)
 
 
 def release_message_id(message: VerifiedWebhook, claim: str) -> None:
     """Forget a webhook id whose processing failed, so the sender's retry is not
     taken for a replay. Only `claim` is removed, never one another delivery of the
     same id made meanwhile."""
-    settings = get_settings()
-    key = {names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}}
+    _change_own_claim("delete_item", message, claim)
+
+
+def _change_own_claim(
+    operation: str, message: VerifiedWebhook, claim: str, *, remove_lease: bool = False
+) -> None:
+    attribute_names = {"#claim": CLAIM_ATTRIBUTE}
+    request = {}
+    if remove_lease:
+        attribute_names["#lease"] = LEASE_ATTRIBUTE
+        request["UpdateExpression"] = "REMOVE #lease"
     try:
-        aws.dynamodb().delete_item(
-            TableName=settings.webhook_nonce_table,
-            Key=key,
+        getattr(aws.dynamodb(), operation)(
+            TableName=get_settings().webhook_nonce_table,
+            Key={
+                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}
+            },
             ConditionExpression="#claim = :claim",
-            ExpressionAttributeNames={"#claim": CLAIM_ATTRIBUTE},
+            ExpressionAttributeNames=attribute_names,
             ExpressionAttributeValues={":claim": {"S": claim}},
+            **request,
         )
     except Exception as exc:
-        # Gone already, or another delivery's claim: either way not ours to remove.
+        # Gone already, or another delivery's claim: either way not ours to change.
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
