@@ -59,12 +59,16 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:PutItem",
             # Releasing it when processing failed, so the sender's retry is not a replay.
             "dynamodb:DeleteItem",
+            # Settling it once the recall is stored (the claim's lease is removed).
+            "dynamodb:UpdateItem",
         ),
         names.BLOCK_REGISTRY_TABLE: (
             # /admin/blocks lists the registry, and every IP set sync reads it whole.
             "dynamodb:Scan",
             # Block and unblock put and delete entries in batches of 25.
             "dynamodb:BatchWriteItem",
+            # ... after claiming each with a conditional put (blocks.BlockRegistry.claim).
+            "dynamodb:PutItem",
         ),
     },
     "waf_responder": {

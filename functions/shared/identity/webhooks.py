@@ -29,7 +29,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from functions.shared import names
 from functions.shared.identity import aws
@@ -297,35 +299,37 @@ def settle_message_id(message: VerifiedWebhook, claim: str) -> None:
     """Make a leased claim final once its delivery's work is stored: from now on the
     id is a replay until its record expires. Gone (another claim took over after
     this one's lease) changes nothing."""
-    _change_own_claim("update_item", message, claim, remove_lease=True)
+    request = _own_claim(message, claim)
+    request["ExpressionAttributeNames"]["#lease"] = LEASE_ATTRIBUTE
+    with _unless_claimed_elsewhere():
+        aws.dynamodb().update_item(**request, UpdateExpression="REMOVE #lease")
 
 
 def release_message_id(message: VerifiedWebhook, claim: str) -> None:
     """Forget a webhook id whose processing failed, so the sender's retry is not
     taken for a replay. Only `claim` is removed, never one another delivery of the
     same id made meanwhile."""
-    _change_own_claim("delete_item", message, claim)
+    with _unless_claimed_elsewhere():
+        aws.dynamodb().delete_item(**_own_claim(message, claim))
 
 
-def _change_own_claim(
-    operation: str, message: VerifiedWebhook, claim: str, *, remove_lease: bool = False
-) -> None:
-    attribute_names = {"#claim": CLAIM_ATTRIBUTE}
-    request = {}
-    if remove_lease:
-        attribute_names["#lease"] = LEASE_ATTRIBUTE
-        request["UpdateExpression"] = "REMOVE #lease"
+def _own_claim(message: VerifiedWebhook, claim: str) -> dict[str, Any]:
+    """A request on the id's record that applies only while `claim` holds it."""
+    return {
+        "TableName": get_settings().webhook_nonce_table,
+        "Key": {
+            names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}
+        },
+        "ConditionExpression": "#claim = :claim",
+        "ExpressionAttributeNames": {"#claim": CLAIM_ATTRIBUTE},
+        "ExpressionAttributeValues": {":claim": {"S": claim}},
+    }
+
+
+@contextmanager
+def _unless_claimed_elsewhere() -> Iterator[None]:
     try:
-        getattr(aws.dynamodb(), operation)(
-            TableName=get_settings().webhook_nonce_table,
-            Key={
-                names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}
-            },
-            ConditionExpression="#claim = :claim",
-            ExpressionAttributeNames=attribute_names,
-            ExpressionAttributeValues={":claim": {"S": claim}},
-            **request,
-        )
+        yield
     except Exception as exc:
         # Gone already, or another delivery's claim: either way not ours to change.
         if aws.error_code(exc) != "ConditionalCheckFailedException":
