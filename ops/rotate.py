@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,7 +431,7 @@ def _rotate(args: argparse.Namespace) -> int:
     from functions.shared.rotation.store import SecretStore
 
     try:
-        items = list(INVENTORY) if args.all else [spec(args.name)]
+        items = _admin_first(INVENTORY) if args.all else [spec(args.name)]
     except KeyError as exc:
         raise CommandError(str(exc.args[0]), hint="babyshield secrets lists them") from None
     store = SecretStore(caller=cli_caller())
@@ -472,6 +472,14 @@ def _rotate(args: argparse.Namespace) -> int:
             print(f"{item.name}: {status} {outcome.version_id or ''} {outcome.detail}".rstrip())
     _report(outcomes, as_json=args.json, summary=len(outcomes) > 1)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def _admin_first(items: Iterable[SecretSpec]) -> list[SecretSpec]:
+    """Every secret, the database admin's first. Its login can set any tier login's
+    password (sql/007): in an emergency, a session opened with the leaked admin
+    password runs until the admin's rotation ends it, and one that outlived the
+    tiers' rotations could give a tier's new login a password of its own."""
+    return sorted(items, key=lambda item: item.name != "db-admin")
 
 
 INTERRUPTED = "INTERRUPTED"

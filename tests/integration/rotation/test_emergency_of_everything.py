@@ -1,0 +1,80 @@
+"""`babyshield rotate --all --emergency`, the RUNBOOK's answer to a leak of unknown
+extent, against a leaked database admin password whose session acts while the
+command runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+import pytest
+
+from functions.shared.identity.jwt_keys import generate_jwt_secret_value
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import seed_secret
+from functions.shared.rotation.store import SecretStore
+from tests.integration.rotation.conftest import PartnerUser
+from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.support.cli import set_local_cli_environment
+
+
+def test_emergency_of_everything_leaves_no_tier_password_a_leaked_admin_session_set(
+    db_secrets: DatabaseSecrets,
+    partner_user: PartnerUser,
+    webhook_secret: str,
+    store: SecretStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`babyshield rotate --all --emergency` (the RUNBOOK's answer to a leak) walks the
+    inventory in order: db-readonly and db-app first, db-admin after them. The admin
+    login holds ADMIN OPTION on every tier login (sql/007), so a session opened with the
+    leaked admin password can set a tier login's password for as long as it runs, and
+    it runs until db-admin's own finishSecret ends it, i.e. after both tiers were
+    "made useless". A leaked admin session that sets the app tier's current login to a
+    password of its own at that last moment (a legal interleaving) keeps a working app
+    login after the command reported every secret rotated: the attacker reads and
+    writes as the API, and the API's new connections are refused (the secret no longer
+    matches the database) until someone notices. The fix: retire the admin login first
+    (rotate db-admin before the tiers in --all, since every tier rotation relies on
+    it), or re-arm the tiers after it."""
+    from functions.rotate_db import database
+
+    set_local_cli_environment(monkeypatch)
+    seed_secret(store, spec("jwt-signing-key"), json.loads(generate_jwt_secret_value()))
+    leaked_admin = db_secrets.current("db-admin")
+    attacker = db_secrets.session_as(leaked_admin)
+    chosen = "chosen-by-the-leaked-admin-1"
+    real_terminate = database.terminate_sessions
+    acted: list[str] = []
+
+    def leaked_admin_acts_last(conn: Any, role: str) -> int:
+        if role == leaked_admin["username"] and not acted:
+            target = db_secrets.current("db-app")["username"]
+            acted.append(target)
+            attacker.execute(
+                psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    psycopg.sql.Identifier(target), psycopg.sql.Literal(chosen)
+                )
+            )
+        return real_terminate(conn, role)
+
+    monkeypatch.setattr(database, "terminate_sessions", leaked_admin_acts_last)
+    from ops.cli import main
+
+    try:
+        code = main(["rotate", "--all", "--emergency"])
+        out = capsys.readouterr().out
+    finally:
+        attacker.close()
+    assert code == 0, out
+    assert acted, "the leaked admin session was never ended"
+    app = db_secrets.current("db-app")
+    assert not db_secrets.logs_in({"username": acted[0], "password": chosen}), (
+        f"after the emergency of everything, {acted[0]} still logs in with the password "
+        "the leaked admin session chose"
+    )
+    assert db_secrets.agree("db-app"), (
+        f"db-app's secret names {app['username']} on a password the database no longer holds"
+    )
