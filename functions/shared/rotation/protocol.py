@@ -190,6 +190,18 @@ def gate(request: RotationRequest, metadata: SecretMetadata) -> Literal["run", "
     """Decide whether a step runs; raise when the event does not fit the secret."""
     if not metadata.rotation_enabled:
         raise RotationNotEnabled(f"{metadata.name}: rotation is not enabled")
+    emergency = metadata.tags.get(EMERGENCY_TAG)
+    if emergency is not None and emergency != request.token and emergency in metadata.stages:
+        # An emergency that stopped after its promotion holds AWSCURRENT alone, and
+        # Secrets Manager starts the next rotation (a schedule, a console "rotate now")
+        # over it. That one would run as routine and the emergency's retirement of the
+        # leaked value would be lost for good: only finishing the emergency does it.
+        known = inventory.spec_for_secret_name(metadata.name)
+        name = known.name if known else metadata.name
+        raise RotationInProgress(
+            f"{metadata.name}: the emergency rotation of version {emergency} is "
+            f"unfinished; finish it first (`babyshield rotate {name} --resume`)"
+        )
     stages = metadata.stages.get(request.token)
     if stages is None:
         # Secrets Manager creates the pending version (without a value) before it calls
