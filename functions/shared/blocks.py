@@ -42,7 +42,7 @@ from botocore.exceptions import ClientError
 from functions.shared import names
 from functions.shared.aws_clients import BACKGROUND, Timeouts, cached_client, clear_cached_clients
 from functions.shared.observability import logger
-from functions.shared.settings import IPNetwork, get_settings, parse_cidrs
+from functions.shared.settings import IPNetwork, canonical_network, get_settings, parse_cidrs
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -168,26 +168,8 @@ def _wafv2() -> WAFV2Client:
 # --- Addresses --------------------------------------------------------------------
 
 
-# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 2.5.5.2) name IPv4 clients. Kept
-# as IPv6 they would slip past IPv4 protected ranges and the IPv4 minimum prefix, and
-# Python spells them differently by version (3.13 `::ffff:203.0.113.7`, 3.11
-# `::ffff:cb00:7107`), so one block would have two registry keys.
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) name IPv4 clients (settings.canonical_network).
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-_IPV4_MAPPED_TAG = 0xFFFF
-
-
-def canonical_network(network: IPNetwork) -> IPNetwork:
-    """The one spelling of a network: IPv4-mapped IPv6 as its IPv4 network, an IPv6
-    zone id dropped. Everything that names a block (targets, offenders, registry rows
-    read back) goes through it, so one network has one registry key on every Python."""
-    if not isinstance(network, ipaddress.IPv6Network):
-        return network
-    start = int(network.network_address)
-    if network.prefixlen >= 96 and start >> 32 == _IPV4_MAPPED_TAG:
-        return ipaddress.IPv4Network((start & 0xFFFF_FFFF, network.prefixlen - 96))
-    if network.network_address.scope_id is not None:
-        return ipaddress.IPv6Network((start, network.prefixlen))
-    return network
 
 
 def parse_target(text: str) -> IPNetwork:

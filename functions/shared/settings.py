@@ -28,12 +28,34 @@ _ALARM_KINDS = cast(dict[str, AlarmKind], names.RESPONDER_ALARM_KINDS)
 DEFAULT_MAX_BODY_BYTES = 16 * 1024
 
 
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d, RFC 4291 2.5.5.2) name IPv4 clients. Kept
+# as IPv6 they would slip past IPv4 lists and the IPv4 minimum block prefix, and
+# Python spells them differently by version (3.13 `::ffff:203.0.113.7`, 3.11
+# `::ffff:cb00:7107`), so one block would have two registry keys.
+_IPV4_MAPPED_TAG = 0xFFFF
+
+
+def canonical_network(network: IPNetwork) -> IPNetwork:
+    """The one spelling of a network: IPv4-mapped IPv6 as its IPv4 network, an IPv6
+    zone id dropped. Every list read from settings, and everything that names a block
+    (targets, offenders, registry rows read back), goes through it, so one network
+    has one spelling for every reader and one registry key on every Python."""
+    if not isinstance(network, ipaddress.IPv6Network):
+        return network
+    start = int(network.network_address)
+    if network.prefixlen >= 96 and start >> 32 == _IPV4_MAPPED_TAG:
+        return ipaddress.IPv4Network((start & 0xFFFF_FFFF, network.prefixlen - 96))
+    if network.network_address.scope_id is not None:
+        return ipaddress.IPv6Network((start, network.prefixlen))
+    return network
+
+
 def parse_cidrs(raw: str | list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
     """Parse comma-separated CIDRs (or a list of them) into networks.
 
     A bare address becomes a single-host network. Host bits set in a CIDR are an
     error rather than silently widened: `10.0.0.1/8` is more likely a typo than
-    an intent to allow all of 10/8.
+    an intent to allow all of 10/8. An IPv4-mapped network is its IPv4 network.
     """
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     networks: list[IPNetwork] = []
@@ -42,9 +64,10 @@ def parse_cidrs(raw: str | list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]
         if not text:
             continue
         try:
-            networks.append(ipaddress.ip_network(text, strict=True))
+            network = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
             raise ValueError(f"invalid CIDR in allowlist: {text!r}") from exc
+        networks.append(canonical_network(network))
     return tuple(networks)
 
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from functions.shared.blocks import Block, ProtectedNetworks, canonical_network
-from functions.shared.settings import IPNetwork, Settings
+from functions.shared.blocks import Block, ProtectedNetworks
+from functions.shared.settings import IPNetwork, Settings, canonical_network
 from functions.waf_responder.offenders import Offender, ReleaseOf
 
 

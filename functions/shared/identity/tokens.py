@@ -183,7 +183,8 @@ def verify_access_token(token: str, *, keys: JwtKeyStore | None = None) -> Acces
     if claims.get("typ") != ACCESS_TOKEN_TYPE:
         raise TokenRejected("wrong_type")
     role = claims.get("role")
-    if role not in ROLES:
+    # A list or an object would not even hash: a bad claim, not a server error.
+    if not isinstance(role, str) or role not in ROLES:
         raise TokenRejected("invalid_claims")
     try:
         subject = uuid.UUID(str(claims["sub"]))
