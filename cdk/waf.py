@@ -213,11 +213,15 @@ class WebAcl(Construct):
             string_value=admin_cidrs,
             description="CIDRs allowed on /admin and /monitoring (comma-separated)",
         )
+        # On-call adds customers to this list by hand, with no deploy (RUNBOOK), and
+        # CloudFormation rewrites a parameter only when its template properties change:
+        # a value that never changes keeps their additions through every deploy. The
+        # admin ranges are protected anyway (the responder reads both lists).
         self.never_block_parameter = ssm.StringParameter(
             self,
             "NeverBlockParameter",
             parameter_name=names.NEVER_BLOCK_PARAMETER,
-            string_value=admin_cidrs,
+            string_value=names.NEVER_BLOCK_INITIAL,
             description="CIDRs waf_responder never auto-blocks (comma-separated)",
         )
 

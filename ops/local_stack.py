@@ -265,8 +265,8 @@ def _provision(admin_conninfo: str, admin_cidrs: str, roles: RoleNames) -> dict[
     ensure_log_stream(_aws_client("logs"), names.WAF_LOG_GROUP, WAF_LOG_STREAM)
     ssm = _aws_client("ssm")
     ensure_parameter(ssm, names.ADMIN_ALLOWLIST_PARAMETER, admin_cidrs)
-    # As the CDK stack seeds it: the admin ranges are never auto-blocked either.
-    ensure_parameter(ssm, names.NEVER_BLOCK_PARAMETER, admin_cidrs)
+    # As the CDK stack seeds it: empty (the admin ranges are protected as the allowlist).
+    ensure_parameter(ssm, names.NEVER_BLOCK_PARAMETER, names.NEVER_BLOCK_INITIAL)
     return environment
 
 

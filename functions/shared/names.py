@@ -50,6 +50,9 @@ ONCALL_TOPIC = f"{PREFIX}-oncall"
 SSM_PREFIX = f"/{PREFIX}"
 ADMIN_ALLOWLIST_PARAMETER = f"{SSM_PREFIX}/admin-allowed-cidrs"
 NEVER_BLOCK_PARAMETER = f"{SSM_PREFIX}/never-block-cidrs"
+# Its value at creation: an empty list (SSM refuses an empty string; a lone comma
+# parses as no CIDR). Never derived from a deploy setting, so no deploy resets it.
+NEVER_BLOCK_INITIAL = ","
 
 # CloudWatch alarms that drive the WAF responder.
 ALARM_WAF_BLOCKED = f"{PREFIX}-waf-blocked-requests"

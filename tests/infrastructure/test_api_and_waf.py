@@ -333,3 +333,42 @@ def test_scanner_user_agents_are_patterns_the_waf_accepts_and_that_match(
         "BabyShieldPartnerSync/3.1 (+https://partner.example)",
     ):
         assert not refused(client), client
+
+
+def _parameters_of_a_web_acl(admin_cidrs_v4: list[str]) -> dict[str, str]:
+    """The SSM parameters a WebAcl declares for this admin allowlist, from a small stack."""
+    from aws_cdk import App, Stack, aws_apigateway, aws_kms, aws_logs
+    from aws_cdk.assertions import Template
+
+    from cdk.waf import WebAcl
+
+    stack = Stack(App(), "WafOnly")
+    api = aws_apigateway.RestApi(stack, "Api")
+    api.root.add_method("GET", aws_apigateway.MockIntegration())
+    WebAcl(
+        stack,
+        "Waf",
+        stage=api.deployment_stage,
+        key=aws_kms.Key(stack, "Key"),
+        log_retention=aws_logs.RetentionDays.ONE_MONTH,
+        admin_cidrs_v4=admin_cidrs_v4,
+        admin_cidrs_v6=[],
+        geo_block_countries=[],
+        rate_limit=100,
+        max_body_bytes=16_384,
+    )
+    parameters = Template.from_stack(stack).find_resources("AWS::SSM::Parameter")
+    return {p["Properties"]["Name"]: p["Properties"]["Value"] for p in parameters.values()}
+
+
+def test_a_deploy_never_resets_the_never_block_list_oncall_keeps_by_hand():
+    """On-call adds customers to the never-block list with `aws ssm put-parameter`, no
+    deploy (RUNBOOK). Its template value was the admin allowlist, so a deploy that
+    changed the allowlist had CloudFormation rewrite the parameter and drop every
+    customer added by hand. Its value no longer follows any deploy setting; the admin
+    ranges are protected as the allowlist, which the responder reads as well."""
+    before = _parameters_of_a_web_acl(["203.0.113.0/24"])
+    after = _parameters_of_a_web_acl(["203.0.113.0/24", "198.51.100.7/32"])
+
+    assert before[names.ADMIN_ALLOWLIST_PARAMETER] != after[names.ADMIN_ALLOWLIST_PARAMETER]
+    assert before[names.NEVER_BLOCK_PARAMETER] == after[names.NEVER_BLOCK_PARAMETER]
