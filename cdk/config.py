@@ -14,6 +14,7 @@ from typing import Any
 
 from constructs import Node
 
+from cdk.waf import ADMIN_PATHS
 from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
 
 CONTEXT_PREFIX = "babyshield:"
@@ -32,6 +33,8 @@ class DeploymentConfig:
     geo_block_countries: tuple[str, ...] = ()
     admin_allowed_cidrs_v4: tuple[str, ...] = ()
     admin_allowed_cidrs_v6: tuple[str, ...] = ()
+    # Admin routes ("POST /admin/api-keys*", fnmatch) that need a signed request.
+    admin_signed_routes: tuple[str, ...] = ()
     # WAF: requests per IP per 5 minutes; the largest body: WAF refuses a larger
     # one (it could not inspect the rest) and so does the API (MAX_BODY_BYTES).
     # API Gateway sends WAF 16 KB of body at no extra charge, up to 64 KB for a fee.
@@ -62,6 +65,13 @@ class DeploymentConfig:
         for cidr in self.admin_allowed_cidrs_v6:
             if ipaddress.ip_network(cidr, strict=True).version != 6:
                 raise ValueError(f"adminAllowedCidrsV6: {cidr!r} is not an IPv6 network")
+        for route in self.admin_signed_routes:
+            parts = route.split()
+            if len(parts) != 2 or not parts[1].startswith(ADMIN_PATHS):
+                raise ValueError(
+                    f"adminSignedRoutes: {route!r} is not 'METHOD /admin/...' "
+                    "(e.g. 'POST /admin/api-keys*')"
+                )
         if not 1 <= self.max_body_bytes <= MAX_INSPECTED_BODY_BYTES:
             raise ValueError(
                 f"maxBodyBytes must be between 1 and {MAX_INSPECTED_BODY_BYTES}: "
@@ -102,6 +112,7 @@ class DeploymentConfig:
             geo_block_countries=tuple(c.upper() for c in text_list("geoBlockCountries")),
             admin_allowed_cidrs_v4=text_list("adminAllowedCidrsV4"),
             admin_allowed_cidrs_v6=text_list("adminAllowedCidrsV6"),
+            admin_signed_routes=text_list("adminSignedRoutes"),
             rate_limit_per_5_minutes=number(
                 "rateLimitPer5Minutes", defaults.rate_limit_per_5_minutes
             ),

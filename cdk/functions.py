@@ -8,7 +8,7 @@ its log group. Other constructs add exactly the grants each function needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +95,15 @@ def _database_tls() -> dict[str, str]:
     return {"DB_SSL_ROOT_CERT": f"{LAMBDA_TASK_ROOT}/{RDS_CA_IN_ASSET}"}
 
 
-def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[FunctionSpec, ...]:
+def function_specs(
+    api_reserved_concurrency: int,
+    max_body_bytes: int,
+    admin_signed_routes: Sequence[str] = (),
+) -> tuple[FunctionSpec, ...]:
     secrets = _secret_environment()
+    # Admin routes whose requests must be signed (the key proven, never sent); unset,
+    # a client may still sign any admin request.
+    signed = {"ADMIN_SIGNED_ROUTES": ",".join(admin_signed_routes)} if admin_signed_routes else {}
     database_tls = _database_tls()
     return (
         FunctionSpec(
@@ -122,6 +129,7 @@ def function_specs(api_reserved_concurrency: int, max_body_bytes: int) -> tuple[
                 "DB_APP_SECRET_ID": secrets["DB_APP_SECRET_ID"],
                 "JWT_SECRET_ID": secrets["JWT_SECRET_ID"],
                 "WEBHOOK_SECRET_ID": secrets["WEBHOOK_SECRET_ID"],
+                **signed,
                 **database_tls,
             },
             extra_assets={RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
@@ -210,6 +218,7 @@ class LambdaFunctions(Construct):
         log_retention: logs.RetentionDays,
         api_reserved_concurrency: int,
         max_body_bytes: int,
+        admin_signed_routes: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self._key = key
@@ -230,7 +239,7 @@ class LambdaFunctions(Construct):
         self.by_package: dict[str, lambda_.Function] = {}
         self.security_groups: dict[str, ec2.SecurityGroup] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
-        for spec in function_specs(api_reserved_concurrency, max_body_bytes):
+        for spec in function_specs(api_reserved_concurrency, max_body_bytes, admin_signed_routes):
             self.by_package[spec.package] = self._build(spec)
 
     @property

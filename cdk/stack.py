@@ -53,6 +53,7 @@ class BabyShieldStack(Stack):
             log_retention=retention,
             api_reserved_concurrency=config.api_reserved_concurrency,
             max_body_bytes=config.max_body_bytes,
+            admin_signed_routes=config.admin_signed_routes,
         )
         for package, function in zip(
             self.functions.security_groups, self.functions.vpc_functions, strict=True

@@ -53,6 +53,8 @@ def test_comma_separated_context_values_are_parsed():
         ("babyshield:adminAllowedCidrsV4", "2001:db8::/32", "not an IPv4"),
         ("babyshield:adminAllowedCidrsV6", "10.0.0.0/8", "not an IPv6"),
         ("babyshield:adminAllowedCidrsV4", "10.0.0.1/8", "host bits"),
+        ("babyshield:adminSignedRoutes", "POST /recalls", "not 'METHOD /admin"),
+        ("babyshield:adminSignedRoutes", "/admin/api-keys", "not 'METHOD /admin"),
         ("babyshield:rateLimitPer5Minutes", "5", "between 10"),
         ("babyshield:failedSigninThreshold", "0", "at least 1"),
         ("babyshield:maxBodyBytes", "65537", "at most 64 KB"),
@@ -85,3 +87,26 @@ def test_synth_warns_when_nobody_is_subscribed_to_oncall(synthesized: Synthesize
     assert [path for path, text in warnings if NO_ONCALL_SUBSCRIBER in text] == [
         "/BabyShield/Detection/OnCall"
     ], warnings
+
+
+def test_admin_signed_routes_reach_the_api_as_the_setting_it_reads(monkeypatch):
+    """A deployment can require signed admin requests (the key proven, never sent) on
+    the routes it names; before, only the function's environment could, by hand."""
+    from cdk.functions import function_specs
+    from functions.shared.settings import get_settings
+
+    config = _from(
+        {"babyshield:adminSignedRoutes": "post /admin/api-keys*, DELETE /admin/blocks/*"}
+    )
+    (api,) = [
+        spec
+        for spec in function_specs(1, 1024, config.admin_signed_routes)
+        if spec.package == "api"
+    ]
+    monkeypatch.setenv("ADMIN_SIGNED_ROUTES", api.environment["ADMIN_SIGNED_ROUTES"])
+    get_settings.cache_clear()
+
+    assert get_settings().admin_signed_routes == ("POST /admin/api-keys*", "DELETE /admin/blocks/*")
+    (unsigned,) = [spec for spec in function_specs(1, 1024) if spec.package == "api"]
+    assert "ADMIN_SIGNED_ROUTES" not in unsigned.environment
+    get_settings.cache_clear()

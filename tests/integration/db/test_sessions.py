@@ -165,3 +165,40 @@ def test_a_session_advisory_lock_left_by_one_request_is_released(pooled: Migrate
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (pid,)
         ).fetchone()
     assert held == (0,)
+
+
+def test_a_request_past_the_pools_size_waits_then_gets_a_clean_503(
+    pooled: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+):
+    """One pool per instance, at most DB_POOL_MAX_SIZE connections: the tiers'
+    connection limits hold however many requests an instance takes at once, and a
+    request that finds every connection busy waits DB_POOL_TIMEOUT_SECONDS, then is a
+    retryable 503 rather than a connection more."""
+    import threading
+
+    monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "0.5")
+    get_settings.cache_clear()
+    close_pools()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_only_connection() -> None:
+        with readonly_session() as conn:
+            conn.execute("SELECT 1")
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_only_connection)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(DatabaseUnavailable), readonly_session() as conn:
+            conn.execute("SELECT 1")
+        with pooled.admin() as admin:
+            opened = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = %s",
+                (pooled.roles.readonly_a, pooled.parameters["dbname"]),
+            ).fetchone()
+        assert opened == (1,)
+    finally:
+        release.set()
+        holder.join(10)
