@@ -20,7 +20,7 @@ from cdk.queues import FailureQueue, dead_letter_queue
 from functions.shared import names
 from functions.shared.db.roles import PRODUCTION_ROLES
 from functions.shared.inventory import INVENTORY, SecretSpec
-from functions.shared.rotation.store import EMERGENCY_TAG
+from functions.shared.rotation.store import EMERGENCY_TAG, PROMOTED_TAG
 
 # The tiers' secrets start on the group role's name; the first rotation (right
 # after the migration) moves each to one of the tier's two alternating logins.
@@ -117,6 +117,15 @@ class Secrets(Construct):
                     actions=["secretsmanager:UntagResource"],
                     resources=[secret_arn],
                     conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [EMERGENCY_TAG]}},
+                )
+            )
+            # finishSecret dates its promotion with a tag (the JWT guard reads it);
+            # only that tag, only this secret.
+            rotation_functions[spec.method].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["secretsmanager:TagResource"],
+                    resources=[secret_arn],
+                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [PROMOTED_TAG]}},
                 )
             )
             # The daily age check reads metadata only, never a value.

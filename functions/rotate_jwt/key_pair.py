@@ -83,8 +83,8 @@ class JwtKeyRotator(Rotator):
         The AWSPREVIOUS key signed until AWSCURRENT was promoted, and warm API
         instances keep signing with it for up to SECRET_CACHE_SECONDS more; its tokens
         verify for the access-token lifetime plus the clock leeway after that. The
-        version's creation date stands in for its promotion (createSecret to
-        finishSecret takes seconds; a resumed rotation can take longer).
+        promotion is dated by the tag finishSecret writes, else by the version's
+        creation (a value seeded outside a rotation, or one promoted before the tag).
         """
         current_id = ctx.metadata.version_with(CURRENT)
         # GetSecretValue's date for the version: moto dates every version "now" in
@@ -96,7 +96,9 @@ class JwtKeyRotator(Rotator):
         created = (current.created if current else None) or ctx.metadata.created.get(
             current_id or ""
         )
-        if created is None:
+        promoted = ctx.metadata.promoted_at(current_id) if current_id else None
+        dates = [date for date in (created, promoted) if date is not None]
+        if not dates:
             return  # as IAM's grace window: an unknown age does not block rotation
         settings = get_settings()
         window = (
@@ -105,16 +107,16 @@ class JwtKeyRotator(Rotator):
             + settings.secret_cache_seconds
             + TIMESTAMP_SLACK_SECONDS
         )
-        age = self._now().timestamp() - created
+        age = self._now().timestamp() - max(dates)
         if age >= window:
             return
         previous = _signing_key(ctx.previous()[0])
         if previous is None:
             return  # a placeholder or malformed value signed no token
         raise PreviousKeyStillLive(
-            f"{ctx.spec.name}: the current key (version {current_id}) is {int(age)}s old "
+            f"{ctx.spec.name}: the current key (version {current_id}) has signed for {int(age)}s "
             f"and tokens the previous key (version {previous.kid}) signed may be valid "
-            f"until it is {window}s old (access-token lifetime + clock leeway + key "
+            f"until it has signed for {window}s (access-token lifetime + clock leeway + key "
             "cache); a routine rotation now would refuse them; retry in "
             f"{int(window - age) + 1}s or rotate as an emergency"
         )

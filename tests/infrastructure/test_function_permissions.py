@@ -513,8 +513,12 @@ def test_analysis_keeps_what_deployed_code_never_calls_out():
         for p in ("rotate_db", "rotate_jwt", "rotate_iam")
     ]
 
-    # Only the CLI starts an emergency rotation (SecretStore.mark_emergency).
-    assert all("secretsmanager:TagResource" not in r.actions for r in rotators)
+    # Only the CLI starts an emergency rotation (SecretStore.mark_emergency); the
+    # rotators tag only the promotion's time.
+    for rotator in rotators:
+        tagging = rotator.where("secretsmanager:TagResource")
+        assert tagging, rotator.handler
+        assert all(":SecretStore.mark_promoted:" in where for where in tagging), tagging
     # The rotators' own createSecret step is not Secrets Manager's CreateSecret.
     assert all("secretsmanager:CreateSecret" not in r.actions for r in rotators)
     # The new key's STS check signs with that key, not with the role.

@@ -237,6 +237,10 @@ def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
     current = ctx.metadata.version_with(CURRENT)
     if current != ctx.token:
         ctx.store.promote(ctx.secret_id, ctx.token, current)
+    if ctx.metadata.promoted_at(ctx.token) is None:
+        # Dated after the promotion, also when a retry finds it done: late is safe (it
+        # only delays a routine rotation that must wait for the old value's tokens).
+        ctx.store.mark_promoted(ctx.secret_id, ctx.token, time.time())
     previous, unreadable = ctx.previous()
     if previous is not None and previous.version_id != ctx.token:
         rotator.after_promote(ctx, previous)

@@ -24,6 +24,10 @@ PREVIOUS = "AWSPREVIOUS"
 # The tag that marks a rotation as an emergency; its value is the rotation's token,
 # so a marker left behind by a crashed run can never turn a later rotation into one.
 EMERGENCY_TAG = "babyshield:emergency-rotation"
+# When finishSecret made a version AWSCURRENT: `<version id>@<epoch seconds>`. A
+# version's CreatedDate is when createSecret stored it; a rotation resumed later is
+# promoted long after, and the value it replaced was in use until then.
+PROMOTED_TAG = "babyshield:promoted"
 
 
 class SecretValueError(Exception):
@@ -59,6 +63,16 @@ class SecretMetadata:
             if PENDING in stages and CURRENT not in stages:
                 return version_id
         return None
+
+    def promoted_at(self, version_id: str) -> float | None:
+        """When finishSecret promoted `version_id`, if the promotion tag names it."""
+        named, _, at = self.tags.get(PROMOTED_TAG, "").partition("@")
+        if named != version_id:
+            return None
+        try:
+            return float(at)
+        except ValueError:
+            return None
 
     def promoted_unfinished(self) -> bool:
         """Whether the unfinished rotation is past its promotion: only finishing it does
@@ -189,6 +203,11 @@ class SecretStore:
 
     def mark_emergency(self, secret_id: str, token: str) -> None:
         self.client.tag_resource(SecretId=secret_id, Tags=[{"Key": EMERGENCY_TAG, "Value": token}])
+
+    def mark_promoted(self, secret_id: str, version_id: str, at: float) -> None:
+        self.client.tag_resource(
+            SecretId=secret_id, Tags=[{"Key": PROMOTED_TAG, "Value": f"{version_id}@{int(at)}"}]
+        )
 
     def clear_emergency(self, secret_id: str) -> None:
         self.client.untag_resource(SecretId=secret_id, TagKeys=[EMERGENCY_TAG])
