@@ -11,7 +11,7 @@ from tests.support.identity import access_claims, client, forge_token, jwt_secre
 
 def _current_kid() -> str:
     stages = client("secretsmanager").describe_secret(SecretId=jwt_secret_id())
-    return next(v for v, s in stages["VersionIdsToStages"].items() if "AWSCURRENT" in s)
+    return str(next(v for v, s in stages["VersionIdsToStages"].items() if "AWSCURRENT" in s))
 
 
 @pytest.mark.parametrize("role", [["admin"], {"admin": True}], ids=["list", "object"])

@@ -17,12 +17,12 @@ from functions.shared.blocks import (
     ProtectedNetworks,
     aggregate,
     aggregate_cidrs,
-    canonical_network,
     check_reason,
     cidrs_outside,
     parse_target,
     plan_ip_set,
 )
+from functions.shared.settings import canonical_network
 
 
 def _block(cidr: str, *, last_seen: int = 1000, requests: int = 10, source: str = "auto") -> Block:
