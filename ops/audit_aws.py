@@ -107,7 +107,48 @@ def _role_problems(conn: Any, roles: RoleNames) -> list[str]:
         (list(RLS_TABLES),),
     ).fetchall()
     problems.extend(f"row-level security not forced on {name}" for (name,) in unforced)
+    problems.extend(_unexpected_access(conn, roles))
     return problems
+
+
+# Who holds a right on the database, its tables or a tier group, beyond the roles the
+# migrations made. A leaked admin password (CREATEROLE, the owner's grants) can make a
+# login of its own that no emergency rotation retires: after one, this names it.
+_ACCESS_HOLDERS = """
+SELECT DISTINCT coalesce(r.rolname, 'PUBLIC'), x.what
+FROM (
+    SELECT a.grantee AS holder, 'the database' AS what
+    FROM pg_database d, aclexplode(d.datacl) a
+    WHERE d.datname = current_database()
+    UNION ALL
+    SELECT a.grantee, 'table ' || c.relname
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT m.member, 'membership of ' || g.rolname
+    FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+    WHERE g.rolname = ANY(%(groups)s)
+) x
+LEFT JOIN pg_roles r ON r.oid = x.holder
+WHERE x.holder = 0
+   OR NOT (r.rolsuper OR r.rolname = ANY(%(ours)s) OR r.rolname = current_user
+           OR r.oid = (SELECT datdba FROM pg_database WHERE datname = current_database()))
+ORDER BY 1, 2
+"""
+
+
+def _unexpected_access(conn: Any, roles: RoleNames) -> list[str]:
+    groups = [roles.readonly, roles.app, roles.admin, roles.auth_lookup]
+    # rds_pgaudit: the role pgaudit's object auditing is granted through (sql/008).
+    ours = [*roles.all(), "rds_pgaudit"]
+    rows = conn.execute(_ACCESS_HOLDERS, {"groups": groups, "ours": ours})
+    held: dict[str, list[str]] = {}
+    for holder, what in rows.fetchall():
+        held.setdefault(holder, []).append(what)
+    return [
+        f"{holder} is no role of the deployment but holds {', '.join(whats)}"
+        for holder, whats in held.items()
+    ]
 
 
 def check_database_users() -> Iterator[Check]:
@@ -156,7 +197,7 @@ def check_database_users() -> Iterator[Check]:
             "database_users",
             PASS,
             "tier logins carry their limits and timeouts; read-only cannot read hashes; "
-            "audit_log is append-only; RLS forced",
+            "audit_log is append-only; RLS forced; no other role holds a right",
         )
 
 
