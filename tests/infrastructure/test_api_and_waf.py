@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -232,38 +232,41 @@ def test_ip_sets_exist_with_the_shared_names(synthesized: Synthesized):
     }
 
 
-def test_geo_block_rule_appears_when_countries_are_configured(tmp_path: Path):
-    from aws_cdk import App, Stack
-    from aws_cdk import aws_apigateway as apigateway
-    from aws_cdk import aws_kms as kms
-    from aws_cdk import aws_logs as logs
+def _small_web_acl(
+    *, admin_cidrs_v4: list[str], geo_block_countries: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The resources of a WebAcl alone, in a stack of its own: quicker than the whole
+    stack's synth, for settings the default context does not set."""
+    from aws_cdk import App, Stack, aws_apigateway, aws_kms, aws_logs
     from aws_cdk.assertions import Template
 
     from cdk.waf import WebAcl
 
-    # Given a WebACL configured to block two countries
-    stack = Stack(App(outdir=str(tmp_path)), "GeoOnly")
-    api = apigateway.RestApi(stack, "Api")
-    api.root.add_method("GET", apigateway.MockIntegration())
+    stack = Stack(App(), "WafOnly")
+    api = aws_apigateway.RestApi(stack, "Api")
+    api.root.add_method("GET", aws_apigateway.MockIntegration())
     WebAcl(
         stack,
         "Waf",
         stage=api.deployment_stage,
-        key=kms.Key(stack, "Key"),
-        log_retention=logs.RetentionDays.ONE_WEEK,
-        admin_cidrs_v4=["203.0.113.0/24"],
+        key=aws_kms.Key(stack, "Key"),
+        log_retention=aws_logs.RetentionDays.ONE_WEEK,
+        admin_cidrs_v4=admin_cidrs_v4,
         admin_cidrs_v6=[],
-        geo_block_countries=["KP", "IR"],
+        geo_block_countries=list(geo_block_countries),
         rate_limit=2000,
         max_body_bytes=16384,
     )
+    resources: dict[str, Any] = Template.from_stack(stack).to_json()["Resources"]
+    return resources
+
+
+def test_geo_block_rule_appears_when_countries_are_configured():
+    # Given a WebACL configured to block two countries
+    resources = _small_web_acl(admin_cidrs_v4=["203.0.113.0/24"], geo_block_countries=["KP", "IR"])
 
     # When it is synthesized
-    acl = next(
-        r["Properties"]
-        for r in Template.from_stack(stack).to_json()["Resources"].values()
-        if r["Type"] == "AWS::WAFv2::WebACL"
-    )
+    acl = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::WAFv2::WebACL")
 
     # Then a geo rule blocks those countries right after the rate rule
     ordered = [rule["Name"] for rule in sorted(acl["Rules"], key=lambda r: r["Priority"])]
@@ -336,29 +339,12 @@ def test_scanner_user_agents_are_patterns_the_waf_accepts_and_that_match(
 
 
 def _parameters_of_a_web_acl(admin_cidrs_v4: list[str]) -> dict[str, str]:
-    """The SSM parameters a WebAcl declares for this admin allowlist, from a small stack."""
-    from aws_cdk import App, Stack, aws_apigateway, aws_kms, aws_logs
-    from aws_cdk.assertions import Template
-
-    from cdk.waf import WebAcl
-
-    stack = Stack(App(), "WafOnly")
-    api = aws_apigateway.RestApi(stack, "Api")
-    api.root.add_method("GET", aws_apigateway.MockIntegration())
-    WebAcl(
-        stack,
-        "Waf",
-        stage=api.deployment_stage,
-        key=aws_kms.Key(stack, "Key"),
-        log_retention=aws_logs.RetentionDays.ONE_MONTH,
-        admin_cidrs_v4=admin_cidrs_v4,
-        admin_cidrs_v6=[],
-        geo_block_countries=[],
-        rate_limit=100,
-        max_body_bytes=16_384,
-    )
-    parameters = Template.from_stack(stack).find_resources("AWS::SSM::Parameter")
-    return {p["Properties"]["Name"]: p["Properties"]["Value"] for p in parameters.values()}
+    """The SSM parameters a WebAcl declares for this admin allowlist."""
+    return {
+        r["Properties"]["Name"]: r["Properties"]["Value"]
+        for r in _small_web_acl(admin_cidrs_v4=admin_cidrs_v4).values()
+        if r["Type"] == "AWS::SSM::Parameter"
+    }
 
 
 def test_a_deploy_never_resets_the_never_block_list_oncall_keeps_by_hand():

@@ -8,7 +8,7 @@ gives the logins fresh passwords and stores them as the secrets' first values.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -144,3 +144,15 @@ def db_secrets(
 @pytest.fixture
 def db_driver(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
     return LocalRotationDriver(store=db_secrets.store, backoff_seconds=0.0)
+
+
+def database_down_for_finish(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
+    """A driver whose finishSecret meets the database down: after the promotion."""
+    from functions.rotate_db.handler import lambda_handler
+
+    def handler(event: Mapping[str, Any], context: Any) -> Any:
+        if event["Step"] == "finishSecret":
+            db_secrets.proxy.down()
+        return lambda_handler(event, context)
+
+    return LocalRotationDriver(store=db_secrets.store, handler=handler, backoff_seconds=0.0)

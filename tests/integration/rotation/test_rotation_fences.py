@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import SecretStore
-from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.integration.rotation.database_fixtures import DatabaseSecrets, database_down_for_finish
 from tests.integration.rotation.state import current_value
 
 # --- rotate_db: a pending value whose password already works skips the tier check ----
@@ -77,7 +77,7 @@ def test_an_emergency_whose_retirement_failed_after_promotion_can_be_finished(
 
     leaked = db_secrets.current("db-app")
 
-    failing = _database_down_for_finish(db_secrets)
+    failing = database_down_for_finish(db_secrets)
     with pytest.raises(RotationFailed) as failed:
         failing.rotate("db-app", emergency=True)
     db_secrets.proxy.up()
@@ -291,7 +291,7 @@ def test_a_rotation_stopped_after_its_promotion_cannot_be_cancelled(
     """Cancelling would drop the labels that say its tidy-up is left, for good."""
     from functions.shared.rotation.protocol import RotationInProgress
 
-    failing = _database_down_for_finish(db_secrets)
+    failing = database_down_for_finish(db_secrets)
     with pytest.raises(RotationFailed):
         failing.rotate("db-app", emergency=True)
     db_secrets.proxy.up()
@@ -327,15 +327,3 @@ def _leaked_session_sets_password_when_ended(
     finally:
         attacker.close()
     assert acted
-
-
-def _database_down_for_finish(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
-    """A driver whose finishSecret meets the database down: after the promotion."""
-    from functions.rotate_db.handler import lambda_handler
-
-    def handler(event: Mapping[str, Any], context: Any) -> Any:
-        if event["Step"] == "finishSecret":
-            db_secrets.proxy.down()
-        return lambda_handler(event, context)
-
-    return LocalRotationDriver(store=db_secrets.store, handler=handler, backoff_seconds=0.0)

@@ -7,7 +7,6 @@ emergency's retirement."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -16,7 +15,7 @@ import pytest
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import DriverContext, LocalRotationDriver, RotationFailed
 from functions.shared.rotation.protocol import STEPS, RotationError, RotationInProgress
-from tests.integration.rotation.database_fixtures import DatabaseSecrets
+from tests.integration.rotation.database_fixtures import DatabaseSecrets, database_down_for_finish
 
 
 def _alive(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
@@ -26,18 +25,6 @@ def _alive(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
     except psycopg.Error:
         return False
     return True
-
-
-def _database_down_for_finish(db_secrets: DatabaseSecrets) -> LocalRotationDriver:
-    """A driver whose finishSecret meets the database down: after the promotion."""
-    from functions.rotate_db.handler import lambda_handler
-
-    def handler(event: Mapping[str, Any], context: Any) -> Any:
-        if event["Step"] == "finishSecret":
-            db_secrets.proxy.down()
-        return lambda_handler(event, context)
-
-    return LocalRotationDriver(store=db_secrets.store, handler=handler, backoff_seconds=0.0)
 
 
 def test_a_scheduled_rotation_over_an_unfinished_emergency_is_refused_until_it_is_resumed(
@@ -55,7 +42,7 @@ def test_a_scheduled_rotation_over_an_unfinished_emergency_is_refused_until_it_i
     try:
         # Given an emergency whose finishSecret met the database down, after promoting
         with pytest.raises(RotationFailed) as failed:
-            _database_down_for_finish(db_secrets).rotate("db-app", emergency=True)
+            database_down_for_finish(db_secrets).rotate("db-app", emergency=True)
         db_secrets.proxy.up()
         assert failed.value.step == "finishSecret"
         emergency_token = failed.value.token
