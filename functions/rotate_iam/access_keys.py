@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.shared.rotation import clients
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
-from functions.shared.rotation.store import CURRENT, SecretVersion
+from functions.shared.rotation.store import SecretVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -149,12 +149,14 @@ class AccessKeyRotator(Rotator):
             )
 
     def _in_grace(self, ctx: StepContext) -> bool:
-        current_id = ctx.metadata.version_with(CURRENT)
-        created = ctx.metadata.created.get(current_id or "")
-        if created is None:
+        # From the promotion: a rotation resumed days after its createSecret deactivated
+        # the previous key only then.
+        since = ctx.metadata.current_since()
+        if since is None:
             return False
-        since = self._now() - datetime.fromtimestamp(created, UTC)
-        return since < timedelta(days=ctx.spec.overlap_days)
+        return self._now() - datetime.fromtimestamp(since, UTC) < timedelta(
+            days=ctx.spec.overlap_days
+        )
 
     def _delete_key(self, user: str, key_id: str) -> None:
         try:

@@ -93,12 +93,8 @@ class JwtKeyRotator(Rotator):
             current = ctx.store.read(ctx.secret_id, stage=CURRENT)
         except SecretValueError:
             current = None
-        created = (current.created if current else None) or ctx.metadata.created.get(
-            current_id or ""
-        )
-        promoted = ctx.metadata.promoted_at(current_id) if current_id else None
-        dates = [date for date in (created, promoted) if date is not None]
-        if not dates:
+        since = ctx.metadata.current_since(current.created if current else None)
+        if since is None:
             return  # as IAM's grace window: an unknown age does not block rotation
         settings = get_settings()
         window = (
@@ -107,7 +103,7 @@ class JwtKeyRotator(Rotator):
             + settings.secret_cache_seconds
             + TIMESTAMP_SLACK_SECONDS
         )
-        age = self._now().timestamp() - max(dates)
+        age = self._now().timestamp() - since
         if age >= window:
             return
         previous = _signing_key(ctx.previous()[0])

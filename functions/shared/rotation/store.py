@@ -64,6 +64,17 @@ class SecretMetadata:
                 return version_id
         return None
 
+    def current_since(self, created: float | None = None) -> float | None:
+        """When AWSCURRENT's value took over: the later of its creation (`created`, else
+        ListSecretVersionIds' date) and its promotion tag. None when neither is known."""
+        current = self.version_with(CURRENT)
+        if current is None:
+            return None
+        if created is None:
+            created = self.created.get(current)
+        dates = [date for date in (created, self.promoted_at(current)) if date is not None]
+        return max(dates) if dates else None
+
     def promoted_at(self, version_id: str) -> float | None:
         """When finishSecret promoted `version_id`, if the promotion tag names it."""
         named, _, at = self.tags.get(PROMOTED_TAG, "").partition("@")
