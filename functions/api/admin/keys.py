@@ -9,6 +9,7 @@ same owner, scopes and limit, and cuts the old key's life to a grace period
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -82,6 +83,15 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         if request.expires_in_days
         else None
     )
+    record = partial(
+        audit,
+        "api_key_create",
+        "success",
+        user_id=actor.user_id,
+        key_id=new_key.key_id,
+        source_ip=source_ip,
+        owner_id=str(request.owner_id),
+    )
     row = insert_api_key(
         actor,
         new_key,
@@ -89,16 +99,9 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         scopes=sorted(set(request.scopes)),
         rate_limit_per_minute=request.rate_limit_per_minute,
         expires_at=expires_at,
+        audit_row=lambda conn: record(row_on=conn),
     )
-    audit(
-        "api_key_create",
-        "success",
-        user_id=actor.user_id,
-        key_id=new_key.key_id,
-        source_ip=source_ip,
-        persist=True,
-        owner_id=str(request.owner_id),
-    )
+    record()
     return CreatedKey(**row, api_key=new_key.plaintext)
 
 
@@ -123,17 +126,24 @@ def rotate_key(
         else get_settings().api_key_rotation_grace_days
     )
     new_key = generate_api_key()
-    new_row, old_row = rotate_api_key(actor, old_id, new_key, timedelta(days=grace_days))
-    audit(
+    record = partial(
+        audit,
         "api_key_rotate",
         "success",
         user_id=actor.user_id,
         key_id=new_key.key_id,
         source_ip=source_ip,
-        persist=True,
         rotated_from=old_id,
         grace_days=grace_days,
     )
+    new_row, old_row = rotate_api_key(
+        actor,
+        old_id,
+        new_key,
+        timedelta(days=grace_days),
+        audit_row=lambda conn: record(row_on=conn),
+    )
+    record()
     return RotatedKey(
         new_key=CreatedKey(**new_row, api_key=new_key.plaintext), old_key=ApiKeyView(**old_row)
     )
@@ -143,13 +153,15 @@ def revoke_key(caller: Caller, key_id: str, source_ip: str) -> ApiKeyView:
     from functions.api.identity.store import revoke_api_key
 
     actor = require_admin(caller)
-    row = revoke_api_key(actor, _key_id(key_id))
-    audit(
+    target = _key_id(key_id)
+    record = partial(
+        audit,
         "api_key_revoke",
         "success",
         user_id=actor.user_id,
-        key_id=row["key_id"],
+        key_id=target,
         source_ip=source_ip,
-        persist=True,
     )
+    row = revoke_api_key(actor, target, audit_row=lambda conn: record(row_on=conn))
+    record()
     return ApiKeyView(**row)

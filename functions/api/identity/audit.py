@@ -56,10 +56,19 @@ def audit(
     user_id: UUID | None = None,
     key_id: str | None = None,
     persist: bool = False,
+    row_on: Any = None,
     **detail: str | int | None,
 ) -> None:
-    """Record one decision. `outcome` is 'success' or 'failure' (or 'denied')."""
+    """Record one decision. `outcome` is 'success' or 'failure' (or 'denied').
+
+    With `row_on` (a connection inside the transaction of the change recorded), only
+    the audit_log row is written, there: the change and its row commit together or
+    not at all. The caller logs the line with a second call once the change is made.
+    """
     detail = _without_credentials(detail)
+    if row_on is not None:
+        _insert_row(row_on, action, outcome, source_ip, user_id, key_id, reason, detail)
+        return
     fields: dict[str, Any] = {
         "audit": True,
         "auth_event": f"{action}_{'succeeded' if outcome == 'success' else 'failed'}",
@@ -124,28 +133,41 @@ def _persist(
 ) -> None:
     from functions.shared.db import write_session
 
+    try:
+        with write_session(user_id=None, wait_seconds=AUDIT_WRITE_WAIT_SECONDS) as conn:
+            _insert_row(conn, action, outcome, source_ip, user_id, key_id, reason, detail)
+    except Exception:  # noqa: BLE001 - any failure here must not change the decision
+        # The refusal stands whether or not the row could be written; the log line
+        # above already carries the decision.
+        logger.exception("audit row not written", extra={"action": action})
+
+
+def _insert_row(
+    conn: Any,
+    action: str,
+    outcome: str,
+    source_ip: str | None,
+    user_id: UUID | None,
+    key_id: str | None,
+    reason: str | None,
+    detail: dict[str, str | int | None],
+) -> None:
     row_detail = {name: value for name, value in detail.items() if value is not None}
     if reason:
         row_detail["reason"] = reason
     if key_id:
         row_detail["key_id"] = key_id
-    try:
-        with write_session(user_id=None, wait_seconds=AUDIT_WRITE_WAIT_SECONDS) as conn:
-            conn.execute(
-                "INSERT INTO public.audit_log (actor, action, outcome, source_ip, detail) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb)",
-                (
-                    str(user_id) if user_id else None,
-                    action,
-                    outcome,
-                    _valid_ip(source_ip),
-                    json.dumps(row_detail),
-                ),
-            )
-    except Exception:  # noqa: BLE001 - any failure here must not change the decision
-        # The refusal stands whether or not the row could be written; the log line
-        # above already carries the decision.
-        logger.exception("audit row not written", extra={"action": action})
+    conn.execute(
+        "INSERT INTO public.audit_log (actor, action, outcome, source_ip, detail) "
+        "VALUES (%s, %s, %s, %s, %s::jsonb)",
+        (
+            str(user_id) if user_id else None,
+            action,
+            outcome,
+            _valid_ip(source_ip),
+            json.dumps(row_detail),
+        ),
+    )
 
 
 def _valid_ip(source_ip: str | None) -> str | None:

@@ -6,6 +6,7 @@ upsert of the webhook. Every value is a bound parameter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,9 @@ from functions.shared.db import readonly_session, write_session
 from functions.shared.errors import Conflict, NotFound
 from functions.shared.identity.api_keys import SCOPE_ADMIN, ApiKeyRecord, NewApiKey
 from functions.shared.observability import logger
+
+# Writes a change's audit_log row on the change's own connection, before it commits.
+AuditRow = Callable[[Any], None]
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def insert_api_key(
     scopes: list[str],
     rate_limit_per_minute: int,
     expires_at: datetime | None,
+    audit_row: AuditRow,
 ) -> dict[str, Any]:
     import psycopg
 
@@ -135,6 +140,7 @@ def insert_api_key(
                     expires_at,
                 ),
             ).fetchone()
+            audit_row(conn)
     except psycopg.errors.ForeignKeyViolation as exc:
         raise NotFound("The owner does not exist.") from exc
     return _key_row(_returned(row))
@@ -153,7 +159,7 @@ def list_api_keys(actor: Caller, owner_id: UUID | None) -> list[dict[str, Any]]:
 
 
 def rotate_api_key(
-    actor: Caller, key_id: str, new_key: NewApiKey, grace: timedelta
+    actor: Caller, key_id: str, new_key: NewApiKey, grace: timedelta, audit_row: AuditRow
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Insert the successor and cut the old key's life to `grace`, in one transaction.
 
@@ -207,10 +213,11 @@ def rotate_api_key(
             "revoked_at, rotated_from",
             (grace, key_id),
         ).fetchone()
+        audit_row(conn)
     return _key_row(_returned(new)), _key_row(_returned(retired))
 
 
-def revoke_api_key(actor: Caller, key_id: str) -> dict[str, Any]:
+def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str, Any]:
     with write_session(user_id=actor.user_id, role=actor.role) as conn:
         row = conn.execute(
             "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "
@@ -219,8 +226,9 @@ def revoke_api_key(actor: Caller, key_id: str) -> dict[str, Any]:
             "revoked_at, rotated_from",
             (key_id,),
         ).fetchone()
-    if row is None:
-        raise NotFound()
+        if row is None:
+            raise NotFound()
+        audit_row(conn)
     return _key_row(row)
 
 

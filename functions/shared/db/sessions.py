@@ -31,6 +31,15 @@ class DatabaseUnavailable(ServiceUnavailable):
     default_message = "The service is temporarily unavailable."
 
 
+class DatabaseOutcomeUnknown(DatabaseUnavailable):
+    """The connection was lost while the transaction committed: it may have been made."""
+
+    default_message = (
+        "The service is temporarily unavailable, and could not confirm whether the "
+        "change was made: check before repeating it."
+    )
+
+
 @contextmanager
 def _session(
     tier: Tier, user_id: UUID | None, role: CallerRole, wait_seconds: float | None = None
@@ -46,6 +55,7 @@ def _session(
     except PoolTimeout as exc:
         logger.warning("no database connection available", extra={"tier": tier})
         raise DatabaseUnavailable() from exc
+    committing = False
     try:
         with conn.transaction():
             if user_id is not None:
@@ -55,13 +65,21 @@ def _session(
                     (str(user_id), role),
                 )
             yield conn
+            committing = True
     except psycopg.OperationalError as exc:
-        # The tier's statement_timeout, a dropped connection, a server restart: the
-        # transaction is gone, nothing was written, and the request may be retried.
+        # The tier's statement_timeout, a dropped connection, a server restart: before
+        # the COMMIT the transaction is gone and nothing was written. Lost during the
+        # COMMIT, the server may have made it: the caller must not be told otherwise.
         logger.warning(
             "database operation failed",
-            extra={"tier": tier, "sqlstate": getattr(exc, "sqlstate", None)},
+            extra={
+                "tier": tier,
+                "sqlstate": getattr(exc, "sqlstate", None),
+                "during_commit": committing,
+            },
         )
+        if committing:
+            raise DatabaseOutcomeUnknown() from exc
         raise DatabaseUnavailable() from exc
     finally:
         pool.putconn(conn)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,17 @@ PENDING_RETRY_SECONDS = 1
 # A window reset that loses to a concurrent one retries the reservation; a few
 # rounds settle it, since after a reset the record is live again.
 RESERVE_ATTEMPTS = 3
+# How long the check that took the slot at the threshold may still be running (a
+# password hash and two writes take well under a second). Past it, a record at the
+# threshold with no lock is a check whose lock write failed: the lock it should
+# have set is set then, from its reservation, instead of refusing until the window
+# ends.
+CHECK_IN_FLIGHT_SECONDS = 10
+# Each request's random mark on what it changed. botocore retries a call whose
+# answer was lost, and ADD is not idempotent: a retry that finds its own mark knows
+# its change was applied already, and counts it once.
+RESERVED_BY = "reserved_by"
+RELEASED_BY = "released_by"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -197,26 +209,33 @@ class SignInLockout:
         for _ in range(RESERVE_ATTEMPTS):
             now = int(self._clock())
             window_end = now + settings.login_failure_window_seconds
+            mark = secrets.token_hex(8)
             try:
                 response = client.update_item(
                     TableName=self._table,
                     Key={pk: {"S": key}},
-                    UpdateExpression="ADD failures :one SET #ttl = :ttl",
+                    UpdateExpression="ADD failures :one SET #ttl = :ttl, #mark = :mark",
                     # A record past its window counts as gone (even before the TTL sweep)
                     # and is started over below. A live one takes an attempt if it is
                     # not locked and is below the threshold, or if its last lock has
                     # passed and nobody has taken the one attempt that follows it.
                     ConditionExpression=(
-                        "attribute_not_exists(#pk) OR (#ttl > :now"
+                        "(attribute_not_exists(#pk) OR (#ttl > :now"
                         " AND (attribute_not_exists(locked_until) OR locked_until <= :now)"
-                        " AND (failures < :threshold OR failures = lock_at))"
+                        " AND (failures < :threshold OR failures = lock_at)))"
+                        " AND (attribute_not_exists(#mark) OR #mark <> :mark)"
                     ),
-                    ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE, "#pk": pk},
+                    ExpressionAttributeNames={
+                        "#ttl": names.TTL_ATTRIBUTE,
+                        "#pk": pk,
+                        "#mark": RESERVED_BY,
+                    },
                     ExpressionAttributeValues={
                         ":one": {"N": "1"},
                         ":ttl": {"N": str(window_end)},
                         ":now": {"N": str(now)},
                         ":threshold": {"N": str(threshold)},
+                        ":mark": {"S": mark},
                     },
                     ReturnValues="UPDATED_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -226,9 +245,21 @@ class SignInLockout:
                 if aws.error_code(exc) != _CONDITION_FAILED:
                     raise LockoutUnavailable(_reason(exc)) from exc
                 current = _item_of(exc)
+            if _marked(current, RESERVED_BY, mark):
+                return _number(current, "failures")
             if _number(current, names.TTL_ATTRIBUTE) > now:
                 locked_until = _number(current, "locked_until")
-                raise LockedOut(locked_until - now if locked_until > now else PENDING_RETRY_SECONDS)
+                if locked_until > now:
+                    raise LockedOut(locked_until - now)
+                reserved_at = _number(current, names.TTL_ATTRIBUTE) - (
+                    settings.login_failure_window_seconds
+                )
+                if now - reserved_at < CHECK_IN_FLIGHT_SECONDS:
+                    raise LockedOut(PENDING_RETRY_SECONDS)
+                # The lock that check should have set, as of its reservation; then
+                # reserve again: refused until it ends, or the attempt after it.
+                self._lock_if_due(key, _number(current, "failures"), threshold, since=reserved_at)
+                continue
             if self._start_over(key, now, window_end):
                 return 1
         raise LockedOut(PENDING_RETRY_SECONDS)
@@ -237,6 +268,7 @@ class SignInLockout:
         """Replace a record past its window with this attempt; False if another
         request replaced it first (the caller then reserves on the new one)."""
         pk = names.RATE_LIMIT_PARTITION_KEY
+        mark = secrets.token_hex(8)
         try:
             aws.dynamodb().put_item(
                 TableName=self._table,
@@ -244,24 +276,30 @@ class SignInLockout:
                     pk: {"S": key},
                     "failures": {"N": "1"},
                     names.TTL_ATTRIBUTE: {"N": str(window_end)},
+                    RESERVED_BY: {"S": mark},
                 },
                 ConditionExpression="attribute_not_exists(#pk) OR #ttl <= :now",
                 ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE, "#pk": pk},
                 ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
             if aws.error_code(exc) == _CONDITION_FAILED:
-                return False
+                # The retry of a put whose answer was lost meets the record it wrote.
+                return _marked(_item_of(exc), RESERVED_BY, mark)
             raise LockoutUnavailable(_reason(exc)) from exc
         return True
 
-    def _lock_if_due(self, key: str, failures: int, threshold: int) -> int:
+    def _lock_if_due(
+        self, key: str, failures: int, threshold: int, *, since: int | None = None
+    ) -> int:
         """Lock `key` if this failure brought it to its threshold or past it; returns
-        the seconds of the lock started (0 if none)."""
+        the seconds of the lock started (0 if none). `since`: when the lock starts
+        (default now)."""
         if failures < threshold:
             return 0
         settings = get_settings()
-        now = int(self._clock())
+        now = int(self._clock()) if since is None else since
         lock_seconds: int = min(
             settings.login_lockout_max_seconds,
             settings.login_lockout_base_seconds * 2 ** min(failures - threshold, 20),
@@ -292,14 +330,23 @@ class SignInLockout:
         return lock_seconds
 
     def _release(self, key: str) -> None:
+        mark = secrets.token_hex(8)
         try:
             aws.dynamodb().update_item(
                 TableName=self._table,
                 Key={names.RATE_LIMIT_PARTITION_KEY: {"S": key}},
-                UpdateExpression="ADD failures :minus_one",
-                # Never below zero, nor creating a record a success has deleted.
-                ConditionExpression="failures >= :one",
-                ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":one": {"N": "1"}},
+                UpdateExpression="ADD failures :minus_one SET #mark = :mark",
+                # Never below zero, nor creating a record a success has deleted, nor
+                # twice for one release whose answer was lost.
+                ConditionExpression=(
+                    "failures >= :one AND (attribute_not_exists(#mark) OR #mark <> :mark)"
+                ),
+                ExpressionAttributeNames={"#mark": RELEASED_BY},
+                ExpressionAttributeValues={
+                    ":minus_one": {"N": "-1"},
+                    ":one": {"N": "1"},
+                    ":mark": {"S": mark},
+                },
             )
         except Exception as exc:
             if aws.error_code(exc) == _CONDITION_FAILED:
@@ -318,6 +365,11 @@ def _item_of(exc: Exception) -> dict[str, Any]:
     response = getattr(exc, "response", None) or {}
     item = response.get("Item")
     return item if isinstance(item, dict) else {}
+
+
+def _marked(item: dict[str, Any], attribute: str, mark: str) -> bool:
+    """Whether `item` carries this request's own mark: its change was applied."""
+    return bool(item.get(attribute, {}).get("S") == mark)
 
 
 def _number(item: dict[str, Any], attribute: str) -> int:

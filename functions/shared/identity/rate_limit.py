@@ -12,6 +12,7 @@ accepted here in exchange for one write per request.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 from functions.shared import names
 from functions.shared.identity import aws
 from functions.shared.settings import get_settings
+
+# The random mark of the request that last counted on an item.
+MARK_ATTRIBUTE = "last_hit"
 
 
 class RateLimitUnavailable(Exception):
@@ -54,24 +58,40 @@ class FixedWindowRateLimiter:
         if limit <= 0:
             return RateLimitDecision(False, limit, 0, retry_after)
         table = self._table_name or get_settings().rate_limit_table
+        # This request's mark on the item. botocore retries a call whose answer was
+        # lost, and ADD is not idempotent: a retry that finds its own mark was applied
+        # already, and counts once.
+        mark = secrets.token_hex(8)
         try:
             response = aws.dynamodb().update_item(
                 TableName=table,
                 Key={names.RATE_LIMIT_PARTITION_KEY: {"S": f"{key}#{window_start}"}},
-                UpdateExpression="ADD hits :one SET #ttl = if_not_exists(#ttl, :ttl)",
-                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
-                ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE},
+                UpdateExpression=(
+                    "ADD hits :one SET #ttl = if_not_exists(#ttl, :ttl), #mark = :mark"
+                ),
+                ConditionExpression=(
+                    "(attribute_not_exists(hits) OR hits < :limit) "
+                    "AND (attribute_not_exists(#mark) OR #mark <> :mark)"
+                ),
+                ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE, "#mark": MARK_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":one": {"N": "1"},
                     ":limit": {"N": str(limit)},
                     # A window's item outlives it briefly, for anyone reading it late.
                     ":ttl": {"N": str(window_end + self._window)},
+                    ":mark": {"S": mark},
                 },
                 ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except Exception as exc:
-            if aws.error_code(exc) == "ConditionalCheckFailedException":
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise RateLimitUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+            held = getattr(exc, "response", {}).get("Item") or {}
+            if held.get(MARK_ATTRIBUTE, {}).get("S") != mark:
                 return RateLimitDecision(False, limit, 0, retry_after)
-            raise RateLimitUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
+            # This request's own earlier attempt: counted once, allowed.
+            hits = int(held.get("hits", {}).get("N", limit))
+            return RateLimitDecision(True, limit, max(0, limit - hits), retry_after)
         hits = int(response["Attributes"]["hits"]["N"])
         return RateLimitDecision(True, limit, max(0, limit - hits), retry_after)
