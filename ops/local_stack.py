@@ -342,6 +342,9 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
             "BABYSHIELD_ENV": "local",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "ADMIN_ALLOWED_CIDRS": admin_cidrs,
+            # As in AWS: on-call edits the never-block list in SSM (RUNBOOK), and the
+            # responder, the API and `babyshield waf` read it there.
+            "NEVER_BLOCK_CIDRS_PARAMETER": names.NEVER_BLOCK_PARAMETER,
         }
         os.environ.update(environment)
         for override in ("DATABASE_READONLY_URL", "DATABASE_APP_URL"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -78,6 +79,33 @@ class OneCallAtATime:
                 reset_model_data()
 
 
+def date_listed_secret_versions() -> None:
+    """Have ListSecretVersionIds answer each version's own CreatedDate, as AWS does.
+
+    moto answers the time of the call for every version, so on the local stack every
+    secret looked made a moment ago: `babyshield secrets` showed every age as 0 and
+    could not tell a rotated secret from one that was not. GetSecretValue's
+    CreatedDate is right already; this makes the list agree with it.
+    """
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    listed = SecretsManagerBackend.list_secret_version_ids
+    if getattr(listed, "dates_each_version", False):
+        return
+
+    def with_version_dates(self: Any, secret_id: str, *args: Any, **kwargs: Any) -> str:
+        answer = json.loads(listed(self, secret_id, *args, **kwargs))
+        versions = self.secrets[secret_id].versions
+        for entry in answer.get("Versions", []):
+            made = versions.get(entry.get("VersionId"), {}).get("createdate")
+            if made is not None:
+                entry["CreatedDate"] = made
+        return json.dumps(answer)
+
+    with_version_dates.dates_each_version = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.list_secret_version_ids = with_version_dates  # type: ignore[method-assign]
+
+
 @contextmanager
 def running_moto_server() -> Iterator[str]:
     """Start a moto server on a free loopback port; yields its endpoint URL.
@@ -87,6 +115,7 @@ def running_moto_server() -> Iterator[str]:
     """
     # werkzeug logs every AWS call at INFO: thousands of lines that say nothing.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    date_listed_secret_versions()
     app = OneCallAtATime(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)

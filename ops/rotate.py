@@ -411,30 +411,23 @@ def _rotate(args: argparse.Namespace) -> int:
         raise CommandError("--wait takes a number of seconds above 0")
 
     from functions.shared.inventory import INVENTORY, spec
-    from functions.shared.settings import get_settings
-
-    mode = choose_mode(args.mode)
-    if mode == "service" and get_settings().aws_endpoint_url:
-        # moto accepts RotateSecret but has no rotation function to call: it would add
-        # an empty version and label it AWSCURRENT beside the real one.
-        raise CommandError(
-            "--mode service needs Secrets Manager itself; AWS_ENDPOINT_URL points elsewhere",
-            hint="use --mode local (the default there), or unset AWS_ENDPOINT_URL for AWS",
-        )
-    if mode == "local":
-        # The handlers run in this process: local database (no TLS), no CloudWatch.
-        os.environ.setdefault("BABYSHIELD_ENV", "local")
-        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    get_settings.cache_clear()
-
-    from functions.shared.rotation.store import SecretStore
 
     try:
         items = _admin_first(INVENTORY) if args.all else [spec(args.name)]
     except KeyError as exc:
         raise CommandError(str(exc.args[0]), hint="babyshield secrets lists them") from None
-    store = SecretStore(caller=cli_caller())
+    try:
+        mode, store = _prepare(args)
+    except KeyboardInterrupt:
+        # Before any secret was touched: every one is still to do, and said so.
+        if args.cancel or args.resume:
+            raise
+        _report(
+            [_not_started(item, args.emergency) for item in items],
+            as_json=args.json,
+            summary=len(items) > 1,
+        )
+        return 130
 
     if args.cancel:
         return _cancel(store, items[0])
@@ -472,6 +465,28 @@ def _rotate(args: argparse.Namespace) -> int:
             print(f"{item.name}: {status} {outcome.version_id or ''} {outcome.detail}".rstrip())
     _report(outcomes, as_json=args.json, summary=len(outcomes) > 1)
     return 0 if all(outcome.ok for outcome in outcomes) else 1
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Mode, SecretStore]:
+    """The rotation mode and the store, with the environment the local handlers need."""
+    from functions.shared.rotation.store import SecretStore
+    from functions.shared.settings import get_settings
+
+    mode = choose_mode(args.mode)
+    if mode == "service" and get_settings().aws_endpoint_url:
+        # moto accepts RotateSecret but has no rotation function to call: it would add
+        # an empty version and label it AWSCURRENT beside the real one.
+        raise CommandError(
+            "--mode service needs Secrets Manager itself; AWS_ENDPOINT_URL points elsewhere",
+            hint="use --mode local (the default there), or unset AWS_ENDPOINT_URL for AWS",
+        )
+    if mode == "local":
+        # The handlers run in this process: local database (no TLS), no CloudWatch.
+        os.environ.setdefault("BABYSHIELD_ENV", "local")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    get_settings.cache_clear()
+    return mode, SecretStore(caller=cli_caller())
 
 
 def _admin_first(items: Iterable[SecretSpec]) -> list[SecretSpec]:

@@ -99,6 +99,14 @@ def _call_aws(operation: Callable[[], T]) -> T:
     where = settings.aws_endpoint_url or f"the {settings.region} endpoints"
     try:
         return operation()
+    except blocks.ProtectedListUnavailable as exc:
+        hint = None
+        if exc.parameter:
+            hint = (
+                f"aws ssm get-parameter --name {exc.parameter}, then put-parameter --overwrite "
+                "with the entry fixed (RUNBOOK: 'A legitimate customer was auto-blocked')"
+            )
+        raise CommandError(str(exc), hint=hint) from exc
     except blocks.BlockError as exc:
         raise CommandError(str(exc)) from exc
     except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:

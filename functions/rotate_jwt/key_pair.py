@@ -27,7 +27,7 @@ from functions.shared.identity.jwt_keys import (
 )
 from functions.shared.identity.secret_versions import SecretVersion as IdentityVersion
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
-from functions.shared.rotation.store import CURRENT, SecretValueError, SecretVersion
+from functions.shared.rotation.store import CURRENT, SecretVersion
 from functions.shared.settings import get_settings
 
 KIND = "jwt-signing-key"
@@ -87,13 +87,7 @@ class JwtKeyRotator(Rotator):
         creation (a value seeded outside a rotation, or one promoted before the tag).
         """
         current_id = ctx.metadata.version_with(CURRENT)
-        # GetSecretValue's date for the version: moto dates every version "now" in
-        # ListSecretVersionIds, which would refuse every local rotation after the first.
-        try:
-            current = ctx.store.read(ctx.secret_id, stage=CURRENT)
-        except SecretValueError:
-            current = None
-        since = ctx.metadata.current_since(current.created if current else None)
+        since = ctx.metadata.current_since()
         if since is None:
             return  # as IAM's grace window: an unknown age does not block rotation
         settings = get_settings()

@@ -104,7 +104,13 @@ class ProtectedAddress(BlockError):
 
 
 class ProtectedListUnavailable(BlockError):
-    """The allowlist or never-block list could not be read: block nothing rather than guess."""
+    """The allowlist or never-block list could not be read: block nothing rather than guess.
+
+    `parameter` names the SSM parameter when its value is what is wrong."""
+
+    def __init__(self, message: str, *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class IpSetSyncFailed(BlockError):
@@ -551,6 +557,7 @@ class BlockRegistry:
 
         def put(block: Block) -> str | None:
             item = _to_item(block, memory_seconds)
+            self._writing(item[WRITE_ID_ATTRIBUTE]["S"])
             try:
                 client.put_item(
                     TableName=self.table_name,
@@ -594,6 +601,9 @@ class BlockRegistry:
                     raise RegistryWriteFailed(written, len(unique)) from exc
                 raise
         return [ip for ip in answers if ip]
+
+    def _writing(self, write_id: str) -> None:
+        """A claim is about to put a row with this write id (kept by _RecordingRegistry)."""
 
     def _batch(self, requests: list[dict[str, Any]]) -> None:
         written: set[str] = set()
@@ -735,10 +745,18 @@ def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[
     provider = _ssm_provider(settings.region, settings.aws_endpoint_url, _request_budget.get())
     try:
         raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
-        return parse_cidrs(str(raw))
     except Exception as exc:
         raise ProtectedListUnavailable(
             f"cannot read the protected address list {parameter}: nothing is blocked until it can"
+        ) from exc
+    try:
+        return parse_cidrs(str(raw))
+    except ValueError as exc:
+        # The entry is an operator's typo, not a secret: naming it is the fix.
+        raise ProtectedListUnavailable(
+            f"the protected address list {parameter} does not parse ({exc}): nothing is "
+            "blocked until it does (comma-separated CIDRs without host bits)",
+            parameter=parameter,
         ) from exc
 
 
@@ -1017,9 +1035,20 @@ def _audit(action: str, actor: str, block: Block) -> None:
 class _RecordingRegistry(BlockRegistry):
     """The registry, remembering which rows its claims wrote over every pass."""
 
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None):
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        write_ids: set[str] | None = None,
+    ):
         super().__init__(table_name, client)
         self.written: set[str] = set()
+        # The write ids of every row this change put (or tried to): a row read back on
+        # a later pass that carries one of them is this change's own.
+        self.write_ids: set[str] = set() if write_ids is None else write_ids
+
+    def _writing(self, write_id: str) -> None:
+        self.write_ids.add(write_id)
 
     def claim(
         self, blocks: Sequence[Block], read: Mapping[str, Block], memory_seconds: int
@@ -1052,6 +1081,7 @@ def _claim_operator_change(
     *,
     audited: Callable[[_OperatorChange], Sequence[Block]],
     memory_seconds: int,
+    write_ids: set[str] | None = None,
 ) -> _OperatorChange:
     """Write an operator's change with the responder's conditional claims, and audit
     what took effect.
@@ -1068,7 +1098,7 @@ def _claim_operator_change(
         decided.append(decide_on(known))
         return decided[-1]
 
-    recording = _RecordingRegistry(reg.table_name, reg._client)
+    recording = _RecordingRegistry(reg.table_name, reg._client, write_ids)
     try:
         change = decide_and_claim(decide_and_keep, memory_seconds=memory_seconds, reg=recording)
     except Exception as exc:
@@ -1246,10 +1276,12 @@ def unblock(
     reg = registry()
     named = {str(n) for n in networks}
     released_at = int(when)
+    own_writes: set[str] = set()
 
     def released_here(b: Block) -> bool:
-        # Read back on a later pass of the claim: this call's own release, not another's.
-        return b.released_at == released_at and b.released_by == actor
+        # Read back on a later pass of the claim: this call's own release (its write
+        # id), not another's, even one by the same actor in the same second.
+        return b.write_id is not None and b.write_id in own_writes
 
     def decide_on(known: dict[str, Block]) -> _OperatorChange:
         found = sorted(
@@ -1274,6 +1306,7 @@ def unblock(
         decide_on,
         audited=lambda change: change.found,
         memory_seconds=release_memory_seconds(),
+        write_ids=own_writes,
     )
     found = change.found
     lifted = {b.ip for b in found}

@@ -66,7 +66,7 @@ def parse_cidrs(raw: str | list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]
         try:
             network = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
-            raise ValueError(f"invalid CIDR in allowlist: {text!r}") from exc
+            raise ValueError(f"invalid CIDR in the list: {text!r}") from exc
         networks.append(canonical_network(network))
     return tuple(networks)
 

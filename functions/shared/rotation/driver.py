@@ -11,6 +11,7 @@ failing, so the state can be inspected and the rotation resumed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import time
@@ -190,8 +191,17 @@ class LocalRotationDriver:
         emergency = emergency or metadata.tags.get(EMERGENCY_TAG) == token
         handler = self._handler or handler_for(item)
         attempts: dict[str, int] = {}
-        for step in STEPS:
-            attempts[step] = self._invoke(handler, item, step, metadata.arn, token)
+        try:
+            for step in STEPS:
+                attempts[step] = self._invoke(handler, item, step, metadata.arn, token)
+        except BaseException:
+            # Failed or interrupted before anything was stored: no emergency is left
+            # to finish, so its tag must not stay, naming a version that never was
+            # (as the service path takes it off when RotateSecret is refused).
+            if emergency and not self._left(item, token):
+                with contextlib.suppress(Exception):
+                    self.store.clear_emergency(item.secret_name)
+            raise
         return RotationResult(name, token, emergency, attempts, time.monotonic() - started)
 
     def cancel(self, name: str) -> str | None:

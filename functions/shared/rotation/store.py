@@ -64,14 +64,13 @@ class SecretMetadata:
                 return version_id
         return None
 
-    def current_since(self, created: float | None = None) -> float | None:
-        """When AWSCURRENT's value took over: the later of its creation (`created`, else
-        ListSecretVersionIds' date) and its promotion tag. None when neither is known."""
+    def current_since(self) -> float | None:
+        """When AWSCURRENT's value took over: the later of its creation and its
+        promotion tag. None when neither is known."""
         current = self.version_with(CURRENT)
         if current is None:
             return None
-        if created is None:
-            created = self.created.get(current)
+        created = self.created.get(current)
         dates = [date for date in (created, self.promoted_at(current)) if date is not None]
         return max(dates) if dates else None
 
@@ -115,8 +114,6 @@ class SecretMetadata:
 class SecretVersion:
     version_id: str
     value: dict[str, Any] = field(repr=False)
-    # GetSecretValue's CreatedDate (epoch seconds), when the service gave one.
-    created: float | None = None
 
 
 def parse_value(secret: str, raw: str | None) -> dict[str, Any]:
@@ -184,8 +181,7 @@ class SecretStore:
             value = parse_value(found["Name"], found.get("SecretString"))
         except SecretValueError as exc:
             raise SecretValueError(str(exc), found["VersionId"]) from None
-        stamp = found.get("CreatedDate")
-        return SecretVersion(found["VersionId"], value, stamp.timestamp() if stamp else None)
+        return SecretVersion(found["VersionId"], value)
 
     def put_pending(self, secret_id: str, token: str, value: dict[str, Any]) -> None:
         # The token is the idempotency key: a retried put with the same value is a no-op.

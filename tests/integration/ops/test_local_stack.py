@@ -247,3 +247,24 @@ def test_the_running_stack_keeps_its_startup_state_out_of_full_collections(
 
     # And once it stops, the process collects as before
     assert gc.get_freeze_count() == 0
+
+
+def test_the_never_block_list_oncall_edits_in_ssm_protects_an_address_locally(stack, capsys):
+    """RUNBOOK's step for an auto-blocked customer adds the address to the never-block
+    list in SSM, with no deploy. The local stack created that parameter but read its
+    lists from the environment, so the step, practised on `make run`, changed nothing:
+    `babyshield waf block` still blocked the protected address."""
+    import boto3
+
+    from functions.shared import names
+
+    ssm = boto3.client("ssm", endpoint_url=stack["aws_endpoint_url"])
+    ssm.put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value="198.51.100.0/28", Type="String", Overwrite=True
+    )
+    capsys.readouterr()
+
+    code = main(["waf", "block", "198.51.100.7", "--reason", "scan", "--by", "alice"])
+
+    assert code == 1
+    assert "never-block list" in capsys.readouterr().err

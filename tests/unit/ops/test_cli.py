@@ -141,7 +141,7 @@ def test_an_invalid_setting_is_one_line_naming_the_variable(capsys, monkeypatch)
     assert code == 1
     assert err.splitlines()[0] == (
         "error: environment variable ADMIN_ALLOWED_CIDRS is invalid: "
-        "invalid CIDR in allowlist: 'bogus'"
+        "invalid CIDR in the list: 'bogus'"
     )
     assert err.splitlines()[1].startswith("  next:")
     assert len(err.splitlines()) == 2

@@ -33,11 +33,5 @@ def test_a_tag_that_does_not_parse_falls_back_to_the_creation() -> None:
     assert metadata.current_since() == 1000.0
 
 
-def test_a_creation_date_given_by_the_caller_replaces_the_listed_one() -> None:
-    # GetSecretValue's date, which the JWT guard reads (moto lists every version "now").
-    metadata = _metadata({}, {"new": 9999.0})
-    assert metadata.current_since(1000.0) == 1000.0
-
-
 def test_nothing_known_is_none() -> None:
     assert _metadata({}, {}).current_since() is None
