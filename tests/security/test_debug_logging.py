@@ -17,10 +17,7 @@ from tests.support.identity import identity_env  # noqa: F401
 @pytest.fixture
 def admin(world: IdentityWorld) -> dict[str, str]:
     admin_id = world.create_user("root@example.com", role="admin")
-    return {
-        "X-API-Key": world.create_key(admin_id, scopes=("admin", "recalls:read")),
-        "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
-    }
+    return world.admin_headers(admin_id)
 
 
 def test_powertools_debug_does_not_write_a_key_pasted_where_the_key_id_goes(world, admin):

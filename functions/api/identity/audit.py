@@ -67,7 +67,7 @@ def audit(
     """
     detail = _without_credentials(detail)
     if row_on is not None:
-        _insert_row(row_on, action, outcome, source_ip, user_id, key_id, reason, detail)
+        _persist(action, outcome, source_ip, user_id, key_id, reason, detail, on=row_on)
         return
     fields: dict[str, Any] = {
         "audit": True,
@@ -130,44 +130,40 @@ def _persist(
     key_id: str | None,
     reason: str | None,
     detail: dict[str, str | int | None],
+    *,
+    on: Any = None,
 ) -> None:
+    """The decision's audit_log row: on `on`, the transaction of the change it records
+    (a failure is that change's), or else in a session of its own, whose failure is
+    logged and changes nothing."""
     from functions.shared.db import write_session
 
-    try:
-        with write_session(user_id=None, wait_seconds=AUDIT_WRITE_WAIT_SECONDS) as conn:
-            _insert_row(conn, action, outcome, source_ip, user_id, key_id, reason, detail)
-    except Exception:  # noqa: BLE001 - any failure here must not change the decision
-        # The refusal stands whether or not the row could be written; the log line
-        # above already carries the decision.
-        logger.exception("audit row not written", extra={"action": action})
-
-
-def _insert_row(
-    conn: Any,
-    action: str,
-    outcome: str,
-    source_ip: str | None,
-    user_id: UUID | None,
-    key_id: str | None,
-    reason: str | None,
-    detail: dict[str, str | int | None],
-) -> None:
     row_detail = {name: value for name, value in detail.items() if value is not None}
     if reason:
         row_detail["reason"] = reason
     if key_id:
         row_detail["key_id"] = key_id
-    conn.execute(
+    statement = (
         "INSERT INTO public.audit_log (actor, action, outcome, source_ip, detail) "
-        "VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (
-            str(user_id) if user_id else None,
-            action,
-            outcome,
-            _valid_ip(source_ip),
-            json.dumps(row_detail),
-        ),
+        "VALUES (%s, %s, %s, %s, %s::jsonb)"
     )
+    values = (
+        str(user_id) if user_id else None,
+        action,
+        outcome,
+        _valid_ip(source_ip),
+        json.dumps(row_detail),
+    )
+    if on is not None:
+        on.execute(statement, values)
+        return
+    try:
+        with write_session(user_id=None, wait_seconds=AUDIT_WRITE_WAIT_SECONDS) as conn:
+            conn.execute(statement, values)
+    except Exception:  # noqa: BLE001 - any failure here must not change the decision
+        # The refusal stands whether or not the row could be written; the log line
+        # above already carries the decision.
+        logger.exception("audit row not written", extra={"action": action})
 
 
 def _valid_ip(source_ip: str | None) -> str | None:

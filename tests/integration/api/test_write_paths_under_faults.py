@@ -18,219 +18,80 @@ Each docstring says what a user met before the fix.
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import suppress
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.integration.identity.conftest import ADMIN_IP, IdentityWorld, world
 from tests.support.api import ApiResponse, call_api
 from tests.support.api import sign_in as login
+from tests.support.aws_faults import (
+    DROP_ANSWER,
+    FAIL,
+    PASS,
+    AwsFaults,
+    faulty_aws_endpoint,
+    first_only,
+)
 from tests.support.identity import identity_env
+from tests.support.tcp_proxy import TcpProxy
 
 __all__ = ["identity_env", "world"]
-
-PASS, DROP_ANSWER, FAIL = "pass", "drop-answer", "fail"
 
 
 # --- a proxy in front of moto ---------------------------------------------------------
 
 
-@dataclass
-class AwsFaults:
-    """Which AWS calls to disturb: `rule(target, body)` -> PASS, DROP_ANSWER or FAIL."""
-
-    rule: Callable[[str, bytes], str] = lambda target, body: PASS
-    seen: list[tuple[str, str]] = field(default_factory=list)
-
-    def disturbed(self, action: str) -> list[str]:
-        return [target for target, done in self.seen if done == action]
-
-
-class _FaultyAws(BaseHTTPRequestHandler):
-    upstream: tuple[str, int]
-    faults: AwsFaults
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        target = self.headers.get("X-Amz-Target", "")
-        action = self.faults.rule(target, body)
-        if action != PASS:
-            self.faults.seen.append((target, action))
-        if action == FAIL:
-            payload = json.dumps(
-                {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError"}
-            ).encode()
-            self.send_response(500)
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        upstream = http.client.HTTPConnection(*self.upstream, timeout=10)
-        upstream.request("POST", self.path, body=body, headers=dict(self.headers.items()))
-        answer = upstream.getresponse()
-        payload = answer.read()
-        upstream.close()
-        if action == DROP_ANSWER:
-            self.close_connection = True
-            return  # moto applied the call; the caller never hears so
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST  # noqa: N815 - the name http.server looks up
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def faulty_aws(world, monkeypatch) -> Iterator[AwsFaults]:
-    from functions.shared.identity import reset_caches
-    from functions.shared.settings import get_settings
-
-    moto = urlsplit(get_settings().aws_endpoint_url or "")
-    faults = AwsFaults()
-    handler = type(
-        "Handler", (_FaultyAws,), {"upstream": (moto.hostname, moto.port), "faults": faults}
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    get_settings.cache_clear()
-    reset_caches()
-    try:
+    with faulty_aws_endpoint(monkeypatch) as faults:
         yield faults
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _first_only(
-    predicate: Callable[[str, bytes], bool], action: str
-) -> Callable[[str, bytes], str]:
-    done: list[bool] = []
-
-    def rule(target: str, body: bytes) -> str:
-        if not done and predicate(target, body):
-            done.append(True)
-            return action
-        return PASS
-
-    return rule
 
 
 # --- a proxy in front of PostgreSQL that loses the answer to one COMMIT ---------------
 
 
-class CommitCutter:
+class CommitCutter(TcpProxy):
     """Forwards PostgreSQL traffic; once armed, the first transaction whose statements
     contain `marker` has its COMMIT forwarded and then its connection cut before the
     server's answer is relayed."""
 
     def __init__(self, target: tuple[str, int]):
-        self.target = target
+        super().__init__(*target)
         self.marker: bytes | None = None
         self.cut = 0
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = int(self._listener.getsockname()[1])
-        self._closed = False
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._arming = threading.Lock()
 
     def arm(self, marker: bytes) -> None:
         self.marker = marker
 
-    def close(self) -> None:
-        self._closed = True
-        with suppress(OSError):
-            self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            state = {"seen": False, "silenced": False}
-            threading.Thread(
-                target=self._upstream, args=(client, server, state), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._downstream, args=(server, client, state), daemon=True
-            ).start()
-
-    def _upstream(
-        self, client: socket.socket, server: socket.socket, state: dict[str, Any]
-    ) -> None:
-        try:
-            while True:
-                data = client.recv(65536)
-                if not data:
-                    break
-                marker = self.marker
-                if marker is not None and marker in data:
-                    state["seen"] = True
-                if state["seen"] and b"COMMIT" in data:
-                    with self._lock:
-                        take = self.marker is not None
-                        self.marker = None
-                    if take:
-                        state["silenced"] = True
-                        server.sendall(data)
-                        time.sleep(0.5)  # the server commits
-                        self.cut += 1
-                        break
-                server.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (client, server):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def _downstream(
-        self, server: socket.socket, client: socket.socket, state: dict[str, Any]
-    ) -> None:
-        try:
-            while True:
-                data = server.recv(65536)
-                if not data:
-                    break
-                if state["silenced"]:
-                    continue
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (client, server):
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+    def relay(
+        self, data: bytes, sink: socket.socket, *, upstream: bool, state: dict[str, Any]
+    ) -> bool:
+        if not upstream:
+            if not state.get("silenced"):
+                sink.sendall(data)
+            return True
+        marker = self.marker
+        if marker is not None and marker in data:
+            state["seen"] = True
+        if state.get("seen") and b"COMMIT" in data:
+            with self._arming:
+                take = self.marker is not None
+                self.marker = None
+            if take:
+                state["silenced"] = True
+                sink.sendall(data)
+                time.sleep(0.5)  # the server commits
+                self.cut += 1
+                return False
+        sink.sendall(data)
+        return True
 
 
 @pytest.fixture
@@ -263,10 +124,7 @@ def admin(world: IdentityWorld) -> dict[str, Any]:
     admin_id = world.create_user("root@example.com", role="admin")
     return {
         "id": admin_id,
-        "headers": {
-            "X-API-Key": world.create_key(admin_id, scopes=("admin", "recalls:read")),
-            "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
-        },
+        "headers": world.admin_headers(admin_id),
         "partner": world.create_user("partner@example.com"),
     }
 
@@ -301,7 +159,7 @@ def test_a_lost_answer_to_a_sign_in_reservation_counts_one_wrong_password_twice(
     two attempts); unlike claim_message_id, it carries no token telling its own write
     from another's."""
     world.create_user("parent@example.com", "correct horse")
-    faulty_aws.rule = _first_only(_lockout_update, DROP_ANSWER)
+    faulty_aws.rule = first_only(_lockout_update, DROP_ANSWER)
 
     first = login("parent@example.com", "wrong")
     assert faulty_aws.disturbed(DROP_ANSWER), "the proxy lost no reservation answer"
@@ -374,7 +232,7 @@ def test_a_lost_answer_to_the_rate_limiter_spends_two_of_a_keys_requests(world, 
     non-idempotent increment sent through a client that retries it."""
     owner = world.create_user("partner@example.com")
     key = world.create_key(owner, limit=2)
-    faulty_aws.rule = _first_only(
+    faulty_aws.rule = first_only(
         lambda target, body: target.endswith(".UpdateItem") and b"apikey#" in body, DROP_ANSWER
     )
 
@@ -508,7 +366,7 @@ def test_a_block_whose_registry_answer_was_lost_reports_no_block_it_replaced(
     from tests.support.waf import create_resources
 
     create_resources(monkeypatch)
-    faulty_aws.rule = _first_only(
+    faulty_aws.rule = first_only(
         lambda target, body: (
             target.endswith(".PutItem") and names.BLOCK_REGISTRY_TABLE.encode() in body
         ),

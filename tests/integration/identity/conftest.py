@@ -54,6 +54,13 @@ class IdentityWorld:
     def token(self, user_id: uuid.UUID, role: str = "user") -> str:
         return issue_access_token(user_id, role).token
 
+    def admin_headers(self, admin_id: uuid.UUID) -> dict[str, str]:
+        """An admin's two credentials: an admin-scoped key and an admin token."""
+        return {
+            "X-API-Key": self.create_key(admin_id, scopes=("admin", "recalls:read")),
+            "Authorization": f"Bearer {self.token(admin_id, 'admin')}",
+        }
+
     def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.db.admin() as conn:
             return list(conn.execute(statement, params).fetchall())

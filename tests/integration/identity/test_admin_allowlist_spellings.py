@@ -30,10 +30,7 @@ def test_an_allowlist_written_in_ipv4_mapped_form_admits_its_admins(world, monke
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "::ffff:192.0.2.0/120")
     get_settings.cache_clear()
     admin_id = world.create_user("root@example.com", role="admin")
-    headers = {
-        "X-API-Key": world.create_key(admin_id, scopes=("admin", "recalls:read")),
-        "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
-    }
+    headers = world.admin_headers(admin_id)
     # The responder's reading of the same list: 192.0.2.10 is on the admin allowlist.
     protected = ProtectedNetworks(admin=get_settings().admin_allowed_cidrs, never_block=())
     assert protected.why_protected(ipaddress.ip_network("192.0.2.10/32")) == "admin allowlist"

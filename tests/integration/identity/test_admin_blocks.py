@@ -20,10 +20,7 @@ def admin(world, monkeypatch):
     admin_id = world.create_user("root@example.com", role="admin")
     return {
         "id": admin_id,
-        "headers": {
-            "X-API-Key": world.create_key(admin_id, scopes=("admin", "recalls:read")),
-            "Authorization": f"Bearer {world.token(admin_id, 'admin')}",
-        },
+        "headers": world.admin_headers(admin_id),
     }
 
 

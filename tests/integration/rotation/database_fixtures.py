@@ -20,8 +20,8 @@ from psycopg.conninfo import conninfo_to_dict
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
 from functions.shared.rotation.store import SecretStore
-from tests.integration.rotation.tcp_proxy import TcpProxy
 from tests.support.postgres import MigratedDatabase, private_database
+from tests.support.tcp_proxy import TcpProxy
 
 TIERS = {"db-readonly": "readonly", "db-app": "app", "db-admin": "admin"}
 

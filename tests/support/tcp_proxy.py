@@ -3,6 +3,7 @@
 The shared PostgreSQL cluster serves every test of the session, so it cannot be
 stopped for one fault. The secrets point at this proxy instead; `down()` closes
 every proxied connection and refuses new ones, `up()` lets them through again.
+A subclass may look at or hold back the traffic (`relay`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 from contextlib import suppress
+from typing import Any
 
 
 class TcpProxy:
@@ -62,16 +64,28 @@ class TcpProxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            state: dict[str, Any] = {}
+            for source, sink, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(source, sink, upstream, state), daemon=True
+                ).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def relay(
+        self, data: bytes, sink: socket.socket, *, upstream: bool, state: dict[str, Any]
+    ) -> bool:
+        """Pass `data` on (`upstream`: client to server); False ends the connection.
+        `state` is shared by the connection's two directions."""
+        sink.sendall(data)
+        return True
+
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, upstream: bool, state: dict[str, Any]
+    ) -> None:
         try:
             while True:
                 data = source.recv(65536)
-                if not data:
+                if not data or not self.relay(data, sink, upstream=upstream, state=state):
                     break
-                sink.sendall(data)
         except OSError:
             pass
         finally:
