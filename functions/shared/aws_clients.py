@@ -107,6 +107,14 @@ def clear_cached_clients() -> None:
         _cached.clear()
 
 
+def condition_item(error: BaseException) -> dict[str, Any]:
+    """The item a failed DynamoDB condition was checked against
+    (ReturnValuesOnConditionCheckFailure=ALL_OLD); empty when there was none."""
+    response = getattr(error, "response", None)
+    item = response.get("Item") if isinstance(response, dict) else None
+    return item if isinstance(item, dict) else {}
+
+
 def error_code(error: BaseException) -> str | None:
     """The AWS error code of a botocore ClientError, without importing botocore."""
     response = getattr(error, "response", None)

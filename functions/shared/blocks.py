@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from botocore.exceptions import ClientError
 
 from functions.shared import names
-from functions.shared.aws_clients import BACKGROUND, Timeouts, cached_client, clear_cached_clients
+from functions.shared.aws_clients import (
+    BACKGROUND,
+    Timeouts,
+    cached_client,
+    clear_cached_clients,
+    condition_item,
+)
 from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, canonical_network, get_settings, parse_cidrs
 
@@ -568,8 +574,7 @@ class BlockRegistry:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
-                old: dict[str, Any] = getattr(exc, "response", {}).get("Item") or {}
-                held = old.get(WRITE_ID_ATTRIBUTE, {}).get("S")
+                held = condition_item(exc).get(WRITE_ID_ATTRIBUTE, {}).get("S")
                 if held == item[WRITE_ID_ATTRIBUTE]["S"]:
                     # botocore's retry of a put whose answer was lost met the row that
                     # put wrote: it is this claim's, not another writer's.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from functions.shared.aws_clients import REQUEST, cached_client
+from functions.shared.aws_clients import condition_item as condition_item
 from functions.shared.aws_clients import error_code as error_code
 
 if TYPE_CHECKING:

@@ -244,7 +244,7 @@ class SignInLockout:
             except Exception as exc:
                 if aws.error_code(exc) != _CONDITION_FAILED:
                     raise LockoutUnavailable(_reason(exc)) from exc
-                current = _item_of(exc)
+                current = aws.condition_item(exc)
             if _marked(current, RESERVED_BY, mark):
                 return _number(current, "failures")
             if _number(current, names.TTL_ATTRIBUTE) > now:
@@ -286,7 +286,7 @@ class SignInLockout:
         except Exception as exc:
             if aws.error_code(exc) == _CONDITION_FAILED:
                 # The retry of a put whose answer was lost meets the record it wrote.
-                return _marked(_item_of(exc), RESERVED_BY, mark)
+                return _marked(aws.condition_item(exc), RESERVED_BY, mark)
             raise LockoutUnavailable(_reason(exc)) from exc
         return True
 
@@ -358,13 +358,6 @@ class SignInLockout:
         reported (an unreturned slot only counts as a failure until the window ends)."""
         with contextlib.suppress(LockoutUnavailable):
             self._release(key)
-
-
-def _item_of(exc: Exception) -> dict[str, Any]:
-    """The item a failed condition was checked against (ReturnValuesOnConditionCheckFailure)."""
-    response = getattr(exc, "response", None) or {}
-    item = response.get("Item")
-    return item if isinstance(item, dict) else {}
 
 
 def _marked(item: dict[str, Any], attribute: str, mark: str) -> bool:

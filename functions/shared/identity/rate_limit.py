@@ -87,7 +87,7 @@ class FixedWindowRateLimiter:
         except Exception as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
                 raise RateLimitUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
-            held = getattr(exc, "response", {}).get("Item") or {}
+            held = aws.condition_item(exc)
             if held.get(MARK_ATTRIBUTE, {}).get("S") != mark:
                 return RateLimitDecision(False, limit, 0, retry_after)
             # This request's own earlier attempt: counted once, allowed.

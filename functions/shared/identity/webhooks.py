@@ -286,7 +286,7 @@ def claim_message_id(
     except Exception as exc:
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
-        held_item = getattr(exc, "response", {}).get("Item", {})
+        held_item = aws.condition_item(exc)
         held = held_item.get(CLAIM_ATTRIBUTE, {}).get("S")
         if not (isinstance(held, str) and hmac.compare_digest(held, claim)):
             if LEASE_ATTRIBUTE in held_item:
