@@ -59,7 +59,8 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             "dynamodb:PutItem",
             # Releasing it when processing failed, so the sender's retry is not a replay.
             "dynamodb:DeleteItem",
-            # Settling it once the recall is stored (the claim's lease is removed).
+            # Settling it once the recall is stored (the claim's lease is removed), and
+            # noting which version of the webhook secret signed it.
             "dynamodb:UpdateItem",
         ),
         names.BLOCK_REGISTRY_TABLE: (
@@ -70,6 +71,11 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             # ... after claiming each with a conditional put (blocks.BlockRegistry.claim).
             "dynamodb:PutItem",
         ),
+    },
+    "rotate_iam": {
+        # A routine rotation of the webhook secret reads which version the sender last
+        # signed with (functions/rotate_iam/generated.py).
+        names.WEBHOOK_NONCE_TABLE: ("dynamodb:GetItem",),
     },
     "waf_responder": {
         # The same registry operations as the API's (functions/shared/blocks.py).
@@ -184,6 +190,7 @@ class DetectionAndResponse(Construct):
         rest_api: apigateway.RestApi,
         api: lambda_.Function,
         waf_responder: lambda_.Function,
+        rotate_iam: lambda_.Function,
         rotation_functions: Sequence[lambda_.Function],
         web_acl_name: str,
         secret_readers: Mapping[str, Sequence[iam.IRole]],
@@ -209,7 +216,7 @@ class DetectionAndResponse(Construct):
             names.BLOCK_REGISTRY_TABLE: self.block_registry,
             names.IDEMPOTENCY_TABLE: self.idempotency,
         }
-        functions = {"api": api, "waf_responder": waf_responder}
+        functions = {"api": api, "rotate_iam": rotate_iam, "waf_responder": waf_responder}
         for package, table_actions in TABLE_ACTIONS.items():
             for table_name, actions in table_actions.items():
                 _grant_table(tables_by_name[table_name], functions[package], actions)

@@ -158,6 +158,8 @@ def function_specs(
             timeout=ROTATION_TIMEOUT,
             reserved_concurrency=2,
             in_vpc=False,
+            # Which version of the webhook secret the sender last signed with.
+            environment={"WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE},
         ),
         FunctionSpec(
             package="waf_responder",

@@ -123,6 +123,7 @@ class BabyShieldStack(Stack):
             rest_api=self.api.rest_api,
             api=self.functions.api,
             waf_responder=self.functions.waf_responder,
+            rotate_iam=self.functions.rotate_iam,
             rotation_functions=list(rotation.values()),
             web_acl_name=self.waf.web_acl.name or "",
             secret_readers=self.secrets.expected_readers,

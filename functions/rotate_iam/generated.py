@@ -4,23 +4,38 @@ Value: {"kind": "generated", "secret": "whsec_<base64 of 32 bytes>"}. No other
 service holds it, so setSecret has nothing to do; the overlap comes from the
 verifiers, which accept AWSCURRENT and AWSPREVIOUS until the next rotation (an
 emergency rotation removes AWSPREVIOUS at once).
+
+The sender (the upstream feed) learns a new secret from on-call, not from the
+rotation: until then it signs with AWSPREVIOUS, and the next rotation would
+refuse every delivery. A routine createSecret is therefore refused
+(SenderStillOnPreviousSecret) while the last accepted delivery was signed with
+AWSPREVIOUS, as the API records it (webhooks.record_secret_use); an emergency
+never is.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from functions.shared.identity import webhooks
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
+from functions.shared.rotation.store import CURRENT, PREVIOUS
 
 KIND = "generated"
+
+
+class SenderStillOnPreviousSecret(RotationError):
+    retry_helps = False
 
 
 class GeneratedSecretRotator(Rotator):
     def create_secret(self, ctx: StepContext) -> None:
         if ctx.pending() is not None:
             return
+        if not ctx.emergency:
+            _refuse_while_sender_uses_previous(ctx)
         value = json.loads(webhooks.generate_webhook_secret_value())
         value["kind"] = KIND
         ctx.store.put_pending(ctx.secret_id, ctx.token, value)
@@ -43,3 +58,34 @@ class GeneratedSecretRotator(Rotator):
             "webhook-signature": webhooks.sign(key, f"rotation-test-{ctx.token}", now, body),
         }
         webhooks.verify_webhook(headers, body, [key], tolerance_seconds=60, now=now)
+
+
+def _refuse_while_sender_uses_previous(ctx: StepContext) -> None:
+    """Refuse a routine rotation that would stop accepting what the sender signs with.
+
+    The sender has switched once a delivery signed with AWSCURRENT was accepted no
+    earlier than the last one signed with AWSPREVIOUS. With no delivery recorded
+    for AWSPREVIOUS, there is nothing to protect (a first rotation, a sender that
+    switched over a year ago, or one that never delivered).
+    """
+    previous_id = ctx.metadata.version_with(PREVIOUS)
+    if previous_id is None:
+        return
+    previous_used = webhooks.last_accepted_signature(previous_id)
+    if previous_used is None:
+        return
+    current_id = ctx.metadata.version_with(CURRENT)
+    current_used = webhooks.last_accepted_signature(current_id) if current_id is not None else None
+    if current_used is not None and current_used >= previous_used:
+        return
+    raise SenderStillOnPreviousSecret(
+        f"{ctx.spec.name}: the last delivery the API accepted, at {_when(previous_used)}, "
+        f"was signed with the previous secret (version {previous_id}), and none since "
+        f"with the current one (version {current_id}): the sender has not switched, and "
+        "a rotation now would refuse its deliveries. Give the sender the current secret "
+        "and rotate once a delivery signed with it was accepted, or rotate as an emergency"
+    )
+
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -119,6 +119,7 @@ def accept_recall(
         WebhookInProgress,
         WebhookReplayed,
         claim_message_id,
+        record_secret_use,
         release_message_id,
         settle_message_id,
     )
@@ -161,6 +162,8 @@ def accept_recall(
     except Exception:  # noqa: BLE001 - the recall is stored; the lease only lapses
         # A retry after the lease applies the same version again, which changes nothing.
         logger.exception("webhook id not settled", extra={"message_id": message.message_id})
+    # Which secret the sender signs with, for the rotation that would retire it.
+    record_secret_use(message)
     audit(
         "webhook",
         "success",
@@ -169,5 +172,6 @@ def accept_recall(
         event_type=event.type,
         source_id=event.data.source_id,
         applied=applied,
+        secret_version=message.secret_version,
     )
     return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)

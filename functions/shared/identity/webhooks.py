@@ -16,6 +16,11 @@ A delivery's record is a lease until its recall is stored (`settle_message_id`):
 a function killed in between (its timeout, an out-of-memory) leaves an id the
 sender's retry may take over once the lease ends, not one refused until the
 record expires.
+
+Which version of the secret signed each accepted delivery is recorded too
+(`record_secret_use`), so a routine rotation can see that the sender still signs
+with AWSPREVIOUS, the value that rotation would stop accepting
+(functions/rotate_iam/generated.py).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from functions.shared.identity.secret_versions import (
     SecretVersionsCache,
     secret_cache,
 )
+from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format prefix, not a secret
@@ -61,6 +67,14 @@ WEBHOOK_LEASE_SECONDS = 60
 # share a key, whatever text the sender puts in its id.
 WEBHOOK_ID_SPACE = "webhook"
 ADMIN_NONCE_SPACE = "admin-nonce"
+# When a version of the webhook secret last signed an accepted delivery.
+SIGNER_SPACE = "webhook-signer"
+LAST_SIGNED_ATTRIBUTE = "last_signed"
+# Kept across several 90-day rotations: a sender that delivers rarely is still known.
+SECRET_USE_RETENTION_SECONDS = 400 * 86_400
+# A warm instance writes a version's use at most this often: the rotation guard
+# needs the order of the two versions' last uses, not every delivery.
+SECRET_USE_WRITE_INTERVAL_SECONDS = 60
 
 
 class WebhookRejected(Exception):
@@ -73,6 +87,9 @@ class WebhookRejected(Exception):
 class VerifiedWebhook:
     message_id: str
     timestamp: int
+    # The version of the webhook secret whose key verified the signature (None when
+    # the keys did not come from the secret, as in the rotation's own self-test).
+    secret_version: str | None = None
 
 
 def generate_webhook_secret_value() -> str:
@@ -151,36 +168,49 @@ def verify_webhook(
     if not offered:
         raise WebhookRejected("invalid_signature_header")
     live = keys() if callable(keys) else keys
-    if not _any_matches(live, offered, message_id, timestamp, body):
+    ring, index = live, _matching_key(live, offered, message_id, timestamp, body)
+    if index is None:
         newer = live.refreshed() if isinstance(live, WebhookKeyRing) else None
-        if newer is None or not _any_matches(newer, offered, message_id, timestamp, body):
+        if newer is not None:
+            ring, index = newer, _matching_key(newer, offered, message_id, timestamp, body)
+        if index is None:
             raise WebhookRejected("bad_signature")
-    return VerifiedWebhook(message_id, timestamp)
+    version = ring.key_versions[index] if isinstance(ring, WebhookKeyRing) else None
+    return VerifiedWebhook(message_id, timestamp, version)
 
 
-def _any_matches(
+def _matching_key(
     keys: Iterable[bytes], offered: Sequence[bytes], message_id: str, timestamp: int, body: bytes
-) -> bool:
-    matched = False
-    for key in keys:
+) -> int | None:
+    """The position of the first key that made one of the signatures, or None.
+
+    Every comparison runs; no early exit tells which secret or entry matched. A
+    sender signing with both secrets during its switch counts as using the first
+    (AWSCURRENT for a key ring)."""
+    found: int | None = None
+    for index, key in enumerate(keys):
         expected = base64.b64decode(sign(key, message_id, timestamp, body).partition(",")[2])
+        matched = False
         for candidate in offered:
-            # Every comparison runs; no early exit tells which secret or entry matched.
             matched |= hmac.compare_digest(expected, candidate)
-    return matched
+        if matched and found is None:
+            found = index
+    return found
 
 
 @dataclass(frozen=True)
 class WebhookKeyRing:
     """The HMAC keys of the webhook secret's live versions, as this instance cached them.
 
-    Iterates as the keys, AWSCURRENT first. Its `refreshed()` is the reload on a
-    miss that JWT verification does on an unknown kid.
+    Iterates as the keys, AWSCURRENT first; `key_versions` holds the version id
+    of each key, in the same order. Its `refreshed()` is the reload on a miss that
+    JWT verification does on an unknown kid.
     """
 
     secret_id: str
     versions: SecretVersions
     keys: tuple[bytes, ...] = field(repr=False)
+    key_versions: tuple[str, ...]
     cache: SecretVersionsCache = field(repr=False, compare=False)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -210,14 +240,16 @@ def _version_ids(versions: SecretVersions) -> tuple[str, ...]:
 def _key_ring(
     secret_id: str, versions: SecretVersions, cache: SecretVersionsCache
 ) -> WebhookKeyRing:
-    keys = []
+    keys: list[bytes] = []
+    key_versions: list[str] = []
     for version in versions.live():
         try:
             keys.append(decode_secret(str(json.loads(version.value)["secret"])))
         except (ValueError, KeyError, TypeError):
             # A malformed old version must not take the current one down with it.
             continue
-    return WebhookKeyRing(secret_id, versions, tuple(keys), cache)
+        key_versions.append(version.version_id)
+    return WebhookKeyRing(secret_id, versions, tuple(keys), tuple(key_versions), cache)
 
 
 def live_webhook_keys(cache: SecretVersionsCache | None = None) -> WebhookKeyRing:
@@ -334,3 +366,59 @@ def _unless_claimed_elsewhere() -> Iterator[None]:
         # Gone already, or another delivery's claim: either way not ours to change.
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
+
+
+# version id -> when this instance last wrote its use (time.monotonic()).
+_use_written: dict[str, float] = {}
+
+
+def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> None:
+    """Note that `message`'s secret version signed an accepted delivery.
+
+    Bookkeeping for the rotation guard, never a reason to fail a delivery: an
+    error is logged and the delivery stands. The stored time only moves forward,
+    so instances writing out of order cannot make a version look older than it is.
+    """
+    version = message.secret_version
+    if version is None:
+        return
+    written = _use_written.get(version)
+    if written is not None and time.monotonic() - written < SECRET_USE_WRITE_INTERVAL_SECONDS:
+        return
+    moment = int(time.time() if now is None else now)
+    try:
+        aws.dynamodb().update_item(
+            TableName=get_settings().webhook_nonce_table,
+            Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version}"}},
+            UpdateExpression="SET #last = :now, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#last) OR #last < :now",
+            ExpressionAttributeNames={"#last": LAST_SIGNED_ATTRIBUTE, "#ttl": names.TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":now": {"N": str(moment)},
+                ":ttl": {"N": str(moment + SECRET_USE_RETENTION_SECONDS)},
+            },
+        )
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        if aws.error_code(exc) != "ConditionalCheckFailedException":
+            logger.warning(
+                "webhook secret use not recorded",
+                extra={"version_id": version, "error": type(exc).__name__},
+            )
+            return
+    _use_written[version] = time.monotonic()
+
+
+def last_accepted_signature(version_id: str) -> int | None:
+    """When a version of the webhook secret last signed an accepted delivery (Unix
+    seconds), or None if it has signed none in the retention period."""
+    answer = aws.dynamodb().get_item(
+        TableName=get_settings().webhook_nonce_table,
+        Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version_id}"}},
+        ConsistentRead=True,
+    )
+    item = answer.get("Item", {})
+    value = item.get(LAST_SIGNED_ATTRIBUTE, {}).get("N")
+    expires = item.get(names.TTL_ATTRIBUTE, {}).get("N")
+    if value is None or (expires is not None and int(expires) < time.time()):
+        return None  # none, or expired and not yet swept by DynamoDB's TTL
+    return int(value)

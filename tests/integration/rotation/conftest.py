@@ -24,6 +24,18 @@ from tests.integration.rotation.database_fixtures import (  # noqa: F401
 
 @pytest.fixture
 def store(aws: str) -> SecretStore:
+    import boto3
+
+    # A routine rotation of the webhook secret reads which version the sender last
+    # signed with from here (functions/rotate_iam/generated.py).
+    boto3.client("dynamodb").create_table(
+        TableName=names.WEBHOOK_NONCE_TABLE,
+        KeySchema=[{"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "AttributeType": "S"}
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
     return SecretStore(caller="test")
 
 

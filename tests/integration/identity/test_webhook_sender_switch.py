@@ -1,0 +1,184 @@
+"""The upstream feed learns a new webhook secret from on-call, not from the rotation:
+until it is told, it signs with AWSPREVIOUS, which the API still accepts. The next
+routine rotation would drop that value and refuse every delivery. The API records
+which version signed each accepted delivery, and a routine rotation is refused
+while the sender's last accepted delivery was signed with AWSPREVIOUS; an
+emergency is not (a leaked secret must stop working whatever the sender holds)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks import Webhook
+
+from functions.rotate_iam.generated import SenderStillOnPreviousSecret
+from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
+from functions.shared.rotation.store import SecretStore
+from tests.integration.identity.test_webhooks import post, signed_headers
+from tests.support.identity import (
+    recall_event,
+    reset_identity_caches,
+    secret_value,
+    webhook_secret_id,
+)
+
+NAME = "webhook-signing-secret"
+
+
+@pytest.fixture
+def driver(world) -> LocalRotationDriver:
+    return LocalRotationDriver(
+        store=SecretStore(caller="test"), backoff_seconds=0.0, sleep=lambda _: None
+    )
+
+
+def _rotate(driver: LocalRotationDriver, *, emergency: bool = False) -> str:
+    """Rotate; return the new current secret. The API instance reloads its cache."""
+    driver.rotate(NAME, emergency=emergency)
+    reset_identity_caches()
+    return str(secret_value(webhook_secret_id(), "AWSCURRENT")["secret"])
+
+
+def _deliver(secret: str, source_id: str) -> None:
+    body = recall_event(source_id=source_id)
+    response = post(body, signed_headers(secret, body))
+    assert response.status == 200, response.body
+
+
+def _current_version() -> str:
+    from tests.support.identity import client
+
+    answer = client("secretsmanager").describe_secret(SecretId=webhook_secret_id())
+    return next(v for v, s in answer["VersionIdsToStages"].items() if "AWSCURRENT" in s)
+
+
+def test_a_routine_rotation_waits_for_the_sender_to_switch(world, driver):
+    # Given a rotation the sender was not told about: it still signs with the old secret
+    first = world.webhook_secret
+    _deliver(first, "CPSC-1")
+    second = _rotate(driver)
+    _deliver(first, "CPSC-2")
+    before = _current_version()
+
+    # When the next routine rotation runs
+    with pytest.raises(RotationFailed) as failed:
+        driver.rotate(NAME)
+
+    # Then it is refused before anything is stored, saying why and what to do
+    assert isinstance(failed.value.__cause__, SenderStillOnPreviousSecret)
+    message = str(failed.value.__cause__)
+    assert "signed with the previous secret" in message
+    assert "emergency" in message
+    assert _current_version() == before
+    # and the sender's deliveries are still accepted, with the old secret and the new
+    reset_identity_caches()
+    _deliver(first, "CPSC-3")
+    _deliver(second, "CPSC-4")
+
+
+def test_once_a_delivery_signed_with_the_current_secret_arrives_rotation_goes_ahead(world, driver):
+    # Given a sender that was on the previous secret and has now switched
+    first = world.webhook_secret
+    second = _rotate(driver)
+    _deliver(first, "CPSC-1")
+    _deliver(second, "CPSC-2")
+
+    # When the routine rotation runs
+    third = _rotate(driver)
+
+    # Then it completes, and the sender's current secret is still accepted beside the new
+    assert third not in (first, second)
+    _deliver(second, "CPSC-3")
+    _deliver(third, "CPSC-4")
+
+
+def test_a_sender_signing_with_both_secrets_counts_as_switched(world, driver):
+    # Given a sender that signs each delivery with the old and the new secret
+    first = world.webhook_secret
+    second = _rotate(driver)
+    body = recall_event(source_id="CPSC-1")
+    headers = signed_headers(first, body)
+    moment = int(headers["webhook-timestamp"])
+    also = Webhook(second).sign(
+        headers["webhook-id"], datetime.fromtimestamp(moment, tz=UTC), body.decode()
+    )
+    headers["webhook-signature"] = f"{headers['webhook-signature']} {also}"
+    assert post(body, headers).status == 200
+
+    # When the routine rotation runs, Then it completes
+    _rotate(driver)
+
+
+def test_an_emergency_rotation_is_never_held_back_by_the_sender(world, driver):
+    # Given a sender still on the previous secret
+    first = world.webhook_secret
+    _rotate(driver)
+    _deliver(first, "CPSC-1")
+
+    # When the secret leaked and is rotated as an emergency
+    _rotate(driver, emergency=True)
+
+    # Then the old secret is refused at once
+    reset_identity_caches()
+    body = recall_event(source_id="CPSC-2")
+    assert post(body, signed_headers(first, body)).status == 401
+
+
+def test_a_secret_nobody_delivered_with_rotates_as_before(world, driver):
+    # Given two rotations with no delivery at all
+    _rotate(driver)
+    # When the next one runs, Then nothing holds it back
+    _rotate(driver)
+    _rotate(driver)
+
+
+def test_the_use_record_names_the_version_not_the_secret(world, driver):
+    """The table holds version ids and times only: a leaked table copy is no secret."""
+    from functions.shared import names
+    from tests.support.identity import client
+
+    _deliver(world.webhook_secret, "CPSC-1")
+    items = client("dynamodb").scan(TableName=names.WEBHOOK_NONCE_TABLE)["Items"]
+    use = [i for i in items if i["pk"]["S"].startswith("webhook-signer#")]
+    assert [i["pk"]["S"] for i in use] == [f"webhook-signer#{_current_version()}"]
+    assert world.webhook_secret not in json.dumps(items)
+
+
+def test_a_delivery_stands_when_its_signer_cannot_be_recorded(world, monkeypatch):
+    """The record is bookkeeping for rotation: DynamoDB failing on it must not turn a
+    stored recall into an error the sender retries."""
+    from functions.shared.identity.webhooks import SIGNER_SPACE
+    from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
+
+    def signer_writes(target: str, body: bytes) -> str:
+        return FAIL if target.endswith("UpdateItem") and SIGNER_SPACE.encode() in body else PASS
+
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        faults.rule = signer_writes
+        # When a delivery is stored and its signer's record cannot be written
+        _deliver(world.webhook_secret, "CPSC-1")
+    # Then the delivery was accepted, and the write was attempted
+    assert faults.disturbed(FAIL)
+    assert world.recall_count() == 1
+
+
+def test_a_warm_instance_writes_a_signer_at_most_once_a_minute(world, monkeypatch):
+    """One more DynamoDB write per delivery would double the feed's writes for a figure
+    that only needs the order of two versions' last uses."""
+    from functions.shared.identity.webhooks import SIGNER_SPACE
+    from tests.support.aws_faults import PASS, faulty_aws_endpoint
+
+    writes: list[bytes] = []
+
+    def count(target: str, body: bytes) -> str:
+        if target.endswith("UpdateItem") and SIGNER_SPACE.encode() in body:
+            writes.append(body)
+        return PASS
+
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        faults.rule = count
+        for n in range(3):
+            _deliver(world.webhook_secret, f"CPSC-{n}")
+    assert len(writes) == 1
