@@ -1,19 +1,29 @@
-"""`babyshield secrets`: every inventory secret with its last rotation, age and due date."""
+"""`babyshield secrets`: every inventory secret with its last rotation, age and due date,
+and which webhook secret the upstream feed signs with."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from functions.shared.errors import ServiceUnavailable
 from functions.shared.inventory import API_KEY_PERIOD_DAYS
 from ops.console import CommandError, cli_caller, fail, print_json, print_table
+
+if TYPE_CHECKING:
+    from functions.shared.identity.webhooks import SignerState
+    from functions.shared.rotation.store import SecretStore
+
+FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105 - an inventory name
 
 
 def _run(args: argparse.Namespace) -> int:
     from functions.shared.rotation.age import api_key_ages, secret_ages
     from functions.shared.rotation.store import SecretStore
 
-    ages = secret_ages(SecretStore(caller=cli_caller()))
+    store = SecretStore(caller=cli_caller())
+    ages = secret_ages(store)
     if args.api_keys:
         try:
             ages += api_key_ages()
@@ -22,8 +32,13 @@ def _run(args: argparse.Namespace) -> int:
                 "cannot read API keys: the database is unavailable",
                 hint="check `babyshield db` connectivity, or run without --api-keys",
             ) from exc
+    signer, signer_problem = _feed_signer(store)
     if args.json:
-        print_json([age.as_json() for age in ages])
+        rows = [age.as_json() for age in ages]
+        for row in rows:
+            if row["name"] == FEED_SIGNING_SECRET:
+                row["feed_signs_with"] = _signer_json(signer, signer_problem)
+        print_json(rows)
     else:
         print_table(
             (
@@ -59,6 +74,10 @@ def _run(args: argparse.Namespace) -> int:
             f"could not read any secret ({', '.join(problems)})",
             hint="check AWS credentials and region, or start the local stack (`make run`)",
         )
+    if not args.json:
+        note = _signer_note(signer, signer_problem)
+        if note:
+            print(f"\n{note}")
     pending = [age.name for age in ages if age.pending]
     if pending and not args.json:
         print(
@@ -67,6 +86,66 @@ def _run(args: argparse.Namespace) -> int:
             " in AWS see the RUNBOOK's 'A rotation failed'",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
+
+
+def _feed_signer(store: SecretStore) -> tuple[SignerState | None, str | None]:
+    """When each live version of the webhook secret last signed an accepted delivery,
+    or why that could not be read."""
+    from functions.shared.identity.webhooks import signer_state
+    from functions.shared.inventory import spec
+    from functions.shared.rotation.store import CURRENT, PREVIOUS
+
+    try:
+        metadata = store.describe(spec(FEED_SIGNING_SECRET).secret_name)
+    except Exception:  # noqa: BLE001 - the table already says why the secret is unreadable
+        return None, None
+    try:
+        return signer_state(metadata.version_with(CURRENT), metadata.version_with(PREVIOUS)), None
+    except Exception as exc:  # noqa: BLE001 - a note beside the table, never its failure
+        return None, type(exc).__name__
+
+
+def _at(epoch: int | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _signer_json(signer: SignerState | None, problem: str | None) -> dict[str, Any] | None:
+    if signer is None:
+        return None if problem is None else {"problem": problem}
+    if signer.sender_on_previous:
+        stage: str | None = "AWSPREVIOUS"
+    elif signer.current_signed_at is not None:
+        stage = "AWSCURRENT"
+    else:
+        stage = None
+    return {
+        "stage": stage,
+        "current_version": signer.current_version,
+        "current_signed_at": _at(signer.current_signed_at),
+        "previous_version": signer.previous_version,
+        "previous_signed_at": _at(signer.previous_signed_at),
+    }
+
+
+def _signer_note(signer: SignerState | None, problem: str | None) -> str | None:
+    if signer is None:
+        if problem is None:
+            return None
+        return f"{FEED_SIGNING_SECRET}: could not read which secret the feed signs with ({problem})"
+    if signer.sender_on_previous:
+        return (
+            f"{FEED_SIGNING_SECRET}: the feed still signs with the previous secret (last accepted "
+            f"{_at(signer.previous_signed_at)}): give it the current one; until a delivery "
+            "signed with it is accepted, a routine rotation is refused"
+        )
+    if signer.current_signed_at is not None:
+        return (
+            f"{FEED_SIGNING_SECRET}: the feed signs with the current secret "
+            f"(last accepted {_at(signer.current_signed_at)})"
+        )
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -71,19 +71,16 @@ def _refuse_while_sender_uses_previous(ctx: StepContext) -> None:
     previous_id = ctx.metadata.version_with(PREVIOUS)
     if previous_id is None:
         return
-    previous_used = webhooks.last_accepted_signature(previous_id)
-    if previous_used is None:
-        return
-    current_id = ctx.metadata.version_with(CURRENT)
-    current_used = webhooks.last_accepted_signature(current_id) if current_id is not None else None
-    if current_used is not None and current_used >= previous_used:
+    state = webhooks.signer_state(ctx.metadata.version_with(CURRENT), previous_id)
+    if not state.sender_on_previous or state.previous_signed_at is None:
         return
     raise SenderStillOnPreviousSecret(
-        f"{ctx.spec.name}: the last delivery the API accepted, at {_when(previous_used)}, "
-        f"was signed with the previous secret (version {previous_id}), and none since "
-        f"with the current one (version {current_id}): the sender has not switched, and "
-        "a rotation now would refuse its deliveries. Give the sender the current secret "
-        "and rotate once a delivery signed with it was accepted, or rotate as an emergency"
+        f"{ctx.spec.name}: the last delivery the API accepted, at "
+        f"{_when(state.previous_signed_at)}, was signed with the previous secret (version "
+        f"{previous_id}), and none since with the current one (version "
+        f"{state.current_version}): the sender has not switched, and a rotation now would "
+        "refuse its deliveries. Give the sender the current secret and rotate once a "
+        "delivery signed with it was accepted, or rotate as an emergency"
     )
 
 

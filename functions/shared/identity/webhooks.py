@@ -422,3 +422,30 @@ def last_accepted_signature(version_id: str) -> int | None:
     if value is None or (expires is not None and int(expires) < time.time()):
         return None  # none, or expired and not yet swept by DynamoDB's TTL
     return int(value)
+
+
+@dataclass(frozen=True)
+class SignerState:
+    """When each live version of the webhook secret last signed an accepted delivery."""
+
+    current_version: str | None
+    previous_version: str | None
+    current_signed_at: int | None
+    previous_signed_at: int | None
+
+    @property
+    def sender_on_previous(self) -> bool:
+        """The sender's last accepted delivery was signed with AWSPREVIOUS, none since
+        with AWSCURRENT: the next rotation would refuse what it sends."""
+        if self.previous_signed_at is None:
+            return False
+        return self.current_signed_at is None or self.current_signed_at < self.previous_signed_at
+
+
+def signer_state(current_version: str | None, previous_version: str | None) -> SignerState:
+    return SignerState(
+        current_version,
+        previous_version,
+        None if current_version is None else last_accepted_signature(current_version),
+        None if previous_version is None else last_accepted_signature(previous_version),
+    )

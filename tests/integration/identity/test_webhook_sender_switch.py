@@ -182,3 +182,34 @@ def test_a_warm_instance_writes_a_signer_at_most_once_a_minute(world, monkeypatc
         for n in range(3):
             _deliver(world.webhook_secret, f"CPSC-{n}")
     assert len(writes) == 1
+
+
+def test_babyshield_secrets_says_which_secret_the_feed_signs_with(world, driver, capsys):
+    """On-call should learn that the feed has not switched before the scheduled
+    rotation fails, not from the rotation alarm."""
+    from ops.cli import main
+
+    # Given a sender still on the previous secret
+    first = world.webhook_secret
+    second = _rotate(driver)
+    _deliver(first, "CPSC-1")
+
+    # When on-call lists the secrets
+    assert main(["secrets"]) == 0
+    # Then the note says so and what to do
+    out = capsys.readouterr().out
+    assert "webhook-signing-secret: the feed still signs with the previous secret" in out
+    assert "give it the current one" in out
+    assert main(["secrets", "--json"]) == 0
+    row = next(
+        r for r in json.loads(capsys.readouterr().out) if r["name"] == "webhook-signing-secret"
+    )
+    assert row["feed_signs_with"]["stage"] == "AWSPREVIOUS"
+    assert row["feed_signs_with"]["current_signed_at"] is None
+
+    # And once the sender switched, the note says that instead
+    _deliver(second, "CPSC-2")
+    assert main(["secrets"]) == 0
+    out = capsys.readouterr().out
+    assert "webhook-signing-secret: the feed signs with the current secret" in out
+    assert second not in out and first not in out
