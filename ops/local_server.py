@@ -127,13 +127,31 @@ class _RequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError as exc:
+            # A client that closes or resets mid-exchange is routine (a cancelled curl,
+            # a browser navigating away): one line, not socketserver's traceback.
+            self.close_connection = True
+            self.log_message("%s client went away (%s)", self._request_text(), type(exc).__name__)
+
+    def handle_one_request(self) -> None:
+        # On a kept-alive connection, a hang-up before the next request line is not
+        # the previous request's.
+        self.command = self.path = ""
+        super().handle_one_request()
+
+    def _request_text(self) -> str:
         # The method and path only: a client that put a key or token in the query
         # string must not find it in the console (AWS's access log has no query either).
-        # Both unset when the request line itself was refused.
+        # Empty or unset until a request line is read and accepted.
         path = getattr(self, "path", None)
-        shown = path.partition("?")[0] if isinstance(path, str) else "-"
-        self.log_message('"%s %s" %s %s', getattr(self, "command", None) or "-", shown, code, size)
+        shown = path.partition("?")[0] if isinstance(path, str) and path else "-"
+        return f'"{getattr(self, "command", None) or "-"} {shown}"'
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.log_message("%s %s %s", self._request_text(), code, size)
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.quiet:

@@ -13,10 +13,10 @@ import argparse
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,27 +28,73 @@ from botocore.exceptions import (
 )
 
 from functions.shared import blocks, names
-from functions.shared.settings import get_settings
+from functions.shared.settings import IPNetwork, get_settings
 from ops.console import CommandError, login_name, print_json, print_table
 from ops.provision import ensure_log_groups, ensure_tables
 
 T = TypeVar("T")
 
 DEFAULT_DURATION = "4h"
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION = re.compile(r"^(-?)(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 MAX_MANUAL_SECONDS = 30 * 86_400
+DURATION_FORMS = (
+    "must be a positive duration such as 30m, 2h or 1d "
+    "(a whole number with s, m, h or d, or plain seconds)"
+)
 
 
 def parse_duration(text: str) -> int:
-    """`90m`, `4h`, `2d` or plain seconds; at most 30 days."""
+    """`90m`, `4h`, `2d` or plain seconds (case and surrounding blanks ignored); from
+    1 minute to 30 days. A refusal reads after `--for ` (_WafActionParser puts it there)."""
+    shown = repr(text if len(text) <= 40 else text[:40] + "...")
     match = _DURATION.match(text.strip().lower())
     if not match:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 30m, 4h, 2d)")
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not 60 <= seconds <= MAX_MANUAL_SECONDS:
-        raise argparse.ArgumentTypeError("a block lasts from 1 minute to 30 days")
+        raise argparse.ArgumentTypeError(f"{DURATION_FORMS}: {shown} is not a duration")
+    sign, number, unit = match.groups()
+    seconds = int(number) * _UNIT_SECONDS[unit]
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(f"{DURATION_FORMS}: {shown} is zero")
+    if sign:
+        raise argparse.ArgumentTypeError(f"{DURATION_FORMS}: {shown} is negative")
+    if seconds < 60:
+        raise argparse.ArgumentTypeError(
+            f"must be from 1 minute to 30 days: {shown} is under 1 minute"
+        )
+    if seconds > MAX_MANUAL_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be from 1 minute to 30 days: {shown} is over 30 days"
+        )
     return seconds
+
+
+class _WafActionParser(argparse.ArgumentParser):
+    """The parser of each `waf` action: `--for -5m` is a duration to refuse clearly,
+    not an unknown option that leaves --for "expected one argument"."""
+
+    # typeshed overloads this on the namespace type; the subparser is only ever called
+    # the one way argparse calls it.
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None:
+            args = _joined_negative_durations(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        if message == "argument --for: expected one argument":
+            message = f"argument --for: {DURATION_FORMS}: none given"
+        super().error(message.replace("argument --for: ", "--for ", 1))
+
+
+def _joined_negative_durations(args: list[str]) -> list[str]:
+    joined: list[str] = []
+    for arg in args:
+        if joined and joined[-1] == "--for" and re.match(r"^-\d", arg):
+            joined[-1] = f"--for={arg}"
+        else:
+            joined.append(arg)
+    return joined
 
 
 def _when(epoch: int) -> str:
@@ -63,9 +109,16 @@ def _remaining(epoch: int, now: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+# Every text output shows addresses as the on-call message does (--json keeps CIDRs).
+_address_text = blocks.address_text
+
+
 def _host_text(block: blocks.Block) -> str:
-    full = block.network.prefixlen == block.network.max_prefixlen
-    return str(block.network.network_address) if full else block.ip
+    return _address_text(block.ip)
+
+
+def _addresses_text(cidrs: Iterable[str]) -> str:
+    return ", ".join(_address_text(c) for c in cidrs)
 
 
 def _shown(text: str | None, limit: int = blocks.MAX_REASON_LENGTH) -> str:
@@ -245,6 +298,9 @@ def _block(args: argparse.Namespace) -> int:
         return 0
     for b in result.changed:
         print(f"blocked {_host_text(b)} until {_when(b.blocked_until)}")
+        note = _single_ipv6_note(b.network)
+        if note:
+            print(f"  {note}")
         was = result.replaced.get(b.ip)
         if was is not None:
             # A block is replaced, not extended: say what it was, above all when shorter.
@@ -259,6 +315,40 @@ def _block(args: argparse.Namespace) -> int:
     return 0
 
 
+def _single_ipv6_note(network: IPNetwork) -> str | None:
+    """A hand block of one IPv6 address blocks that address, as asked; say so, and name
+    the network the responder would block (IPv6 clients move within it)."""
+    if network.version != 6 or network.prefixlen != network.max_prefixlen:
+        return None
+    prefix = get_settings().ipv6_offender_prefix
+    if prefix == network.max_prefixlen:
+        return None
+    wider = network.supernet(new_prefix=prefix)
+    return (
+        f"only this address: an IPv6 client can move to others in its /{prefix}, which the "
+        f"responder blocks whole; block {wider} to block that network"
+    )
+
+
+def _unmatched_event(event_id: str, changed: Sequence[blocks.Block]) -> tuple[str, str] | None:
+    """Why `--event` released nothing, and what shows the events, or None if it did."""
+    if any(b.event_id == event_id for b in changed):
+        return None
+    shown = _shown(event_id, 80)
+    remembered = _call_aws(lambda: blocks.list_blocks(include_expired=True))
+    released = [b for b in remembered if b.event_id == event_id and b.released]
+    if released:
+        by = ", ".join(sorted({_shown(b.released_by, 80) for b in released if b.released_by}))
+        return (
+            f"every block of event {shown} is unblocked already" + (f" (by {by})" if by else ""),
+            "babyshield waf list --all shows them as released",
+        )
+    return (
+        f"no block carries event {shown}",
+        "babyshield waf list --all --json shows each block's event_id",
+    )
+
+
 def _unblock(args: argparse.Namespace) -> int:
     _validate_targets(args.targets)
     if not args.targets and not args.event:
@@ -270,12 +360,14 @@ def _unblock(args: argparse.Namespace) -> int:
     # empty lists it would put back a block the sweep had taken out for being protected.
     with _deployed_protected_lists():
         result = _call_aws(lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event))
+    unmatched = _unmatched_event(args.event, result.changed) if args.event else None
     if args.json:
         print_json(
             {
                 "unblocked": [_block_json(b) for b in result.changed],
                 "expired": result.expired,
                 "not_blocked": result.not_found,
+                "event_not_blocked": args.event if unmatched else None,
                 "covered_by": result.covered_by,
                 "pending": result.pending,
                 "sync_error": result.sync_error,
@@ -294,8 +386,9 @@ def _unblock(args: argparse.Namespace) -> int:
             covering = result.covered_by.get(b.ip)
             if covering:
                 print(
-                    f"warning: {b.ip} is still refused at the WAF: it is inside the blocked "
-                    f"{', '.join(covering)}; only unblocking that network lets it through"
+                    f"warning: {_host_text(b)} is still refused at the WAF: it is inside the "
+                    f"blocked {_addresses_text(covering)}; only unblocking that network lets it "
+                    "through"
                 )
         _warn_pending(result)
         for ip in result.not_found:
@@ -303,18 +396,21 @@ def _unblock(args: argparse.Namespace) -> int:
             if covering:
                 # Still refused at the WAF: say which block does it and what lifts it.
                 print(
-                    f"not blocked by itself: {ip} is inside the blocked {', '.join(covering)}; "
-                    "only unblocking that network lets it through"
+                    f"not blocked by itself: {_address_text(ip)} is inside the blocked "
+                    f"{_addresses_text(covering)}; only unblocking that network lets it through"
                 )
             else:
-                print(f"not blocked: {ip}")
+                print(f"not blocked: {_address_text(ip)}")
+        if unmatched:
+            print(f"not blocked: {unmatched[0]}")
     wider = sorted({n for networks in result.covered_by.values() for n in networks})
     if not result.changed:
-        hint = (
-            f"babyshield waf unblock {' '.join(wider)}"
-            if wider
-            else "babyshield waf list shows live blocks"
-        )
+        if wider:
+            hint = f"babyshield waf unblock {' '.join(_address_text(n) for n in wider)}"
+        elif unmatched and not args.targets:
+            hint = unmatched[1]
+        else:
+            hint = "babyshield waf list shows live blocks"
         raise CommandError("nothing was unblocked", hint=hint)
     # Every target the WAF still refuses, whether its own block was lifted or it never
     # had one: with any of them the command did not do what was asked.
@@ -322,9 +418,11 @@ def _unblock(args: argparse.Namespace) -> int:
     still = sorted(ip for ip in asked if ip in result.covered_by)
     if still:
         raise CommandError(
-            f"{', '.join(still)} still refused at the WAF by a wider block",
+            f"{_addresses_text(still)} still refused at the WAF by a wider block",
             hint="babyshield waf unblock "
-            + " ".join(sorted({n for ip in still for n in result.covered_by[ip]})),
+            + " ".join(
+                _address_text(n) for n in sorted({n for ip in still for n in result.covered_by[ip]})
+            ),
         )
     return 0
 
@@ -415,7 +513,9 @@ def _actor(text: str) -> str:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     waf = subparsers.add_parser("waf", help="list, block and unblock WAF auto-blocks")
-    actions = waf.add_subparsers(dest="waf_action", metavar="ACTION", required=True)
+    actions = waf.add_subparsers(
+        dest="waf_action", metavar="ACTION", required=True, parser_class=_WafActionParser
+    )
 
     listing = actions.add_parser("list", help="live blocks with reason and expiry")
     listing.add_argument("--all", action="store_true", help="include expired, remembered blocks")

@@ -220,6 +220,17 @@ def parse_target(text: str) -> IPNetwork:
     return network
 
 
+def address_text(network: IPNetwork | str) -> str:
+    """How a blocked network is shown to people: one address bare (`203.0.113.7`,
+    `2001:db8::7`), a wider network as CIDR. Operators type addresses, not /32s, and
+    both forms parse back to the same network (parse_target)."""
+    if isinstance(network, str):
+        network = ipaddress.ip_network(network)
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
 def _refuse_zone_id(raw: str) -> None:
     # ipaddress keeps an IPv6 zone id (`fe80::1%eth0`) in a network: the registry
     # would store `fe80::1%eth0/128` and the IP set `fe80::1/128`, one block under two
@@ -1199,7 +1210,7 @@ def block(
     for network in networks:
         why = protected.why_protected(network)
         if why:
-            raise ProtectedAddress(f"{network} is on the {why}; it is never blocked")
+            raise ProtectedAddress(f"{address_text(network)} is on the {why}; it is never blocked")
     when = int(time.time() if now is None else now)
     reg = registry()
 

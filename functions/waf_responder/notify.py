@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from functions.shared.blocks import Block, aws_client
+from functions.shared.blocks import Block, address_text, aws_client
 from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 from functions.waf_responder.decide import Skipped
@@ -35,9 +35,7 @@ def _when(epoch: int) -> str:
 
 
 def _host_text(block: Block) -> str:
-    # Operators type addresses, not /32s; the command accepts either.
-    full = block.network.prefixlen == block.network.max_prefixlen
-    return str(block.network.network_address) if full else block.ip
+    return address_text(block.network)
 
 
 def _activity(block: Block) -> str:

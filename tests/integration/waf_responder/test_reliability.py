@@ -305,7 +305,7 @@ def test_an_ipv4_mapped_target_is_its_ipv4_address_for_protection_and_prefix(
     get_settings.cache_clear()
 
     with pytest.raises(
-        blocks.ProtectedAddress, match=re.escape("203.0.113.7/32 is on the never-block")
+        blocks.ProtectedAddress, match=re.escape("203.0.113.7 is on the never-block")
     ):
         blocks.block(["::ffff:203.0.113.7"], reason="x", duration_seconds=3600, actor="t")
     with pytest.raises(blocks.InvalidTarget, match="wider than /16"):
