@@ -201,6 +201,8 @@ def test_no_function_may_use_the_platform_key_but_through_a_service(synthesized:
     }
     assert through == {
         names.function_name("api"): {f"dynamodb.{region}.amazonaws.com"},
+        # The webhook secret's rotation reads which version the feed signs with.
+        names.function_name("rotate_iam"): {f"dynamodb.{region}.amazonaws.com"},
         names.function_name("waf_responder"): {
             f"{service}.{region}.amazonaws.com" for service in ("dynamodb", "sns", "sqs")
         },

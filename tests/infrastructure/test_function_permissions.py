@@ -18,14 +18,13 @@ meet without AWS:
   policy counts as allowing nothing). Wildcards (`dynamodb:*`, `ssm:Get*`) match
   case-insensitively, as IAM matches them.
 
-Resources are checked for DynamoDB only: each table's actions must be exactly
+Resources are checked here for DynamoDB only: each table's actions must be exactly
 the ones cdk/detection.py::TABLE_ACTIONS lists for it (the code's calls carry no
-table name). Otherwise out of scope: resources and conditions. An action allowed
-on one secret counts as allowed on all (a statement's Condition is ignored, and
-so is a Deny with one), so a grant on the wrong secret or parameter, a KMS key
-policy, an SCP or a permissions boundary is not checked here; a role with a
-boundary fails, so that the boundary is modelled before this test vouches for
-the role.
+table name). Every other call's resource (the secret, parameter, IP set, log group,
+topic, queue or key it addresses), resource policies and conditions are
+test_resource_grants.py's. An SCP or a permissions boundary is checked by neither;
+a role with a boundary fails, so that the boundary is modelled before these tests
+vouch for the role.
 
 Calls the code makes only when a setting is missing (looking an IP set's id up by
 name) are required only when the function's environment lacks it
