@@ -123,6 +123,15 @@ DASHBOARD_ROTATION = f"{PREFIX}-rotation"
 # caller: a JSON log line whose `auth_event` is this value and whose
 # `source_ip` is the caller's address (requestContext.identity.sourceIp).
 AUTH_EVENT_SIGN_IN_FAILED = "sign_in_failed"
+# Its reasons. The first three are evidence against the source address (the WAF
+# responder's failed-sign-in offenders): a password checked and wrong, or the
+# source locked by its own failures. An account locked by failures from anywhere
+# refuses its owner too, so that refusal says nothing of the address it came from.
+SIGN_IN_WRONG_PASSWORD = "wrong_password"  # noqa: S105  # nosec B105 - a reason, not a password
+SIGN_IN_UNKNOWN_USER = "unknown_user"
+SIGN_IN_SOURCE_LOCKED = "source_locked_out"
+SIGN_IN_ACCOUNT_LOCKED = "locked_out"
+SIGN_IN_EVIDENCE_REASONS = (SIGN_IN_WRONG_PASSWORD, SIGN_IN_UNKNOWN_USER, SIGN_IN_SOURCE_LOCKED)
 
 # WAF responder metrics (EMF, namespace METRICS_NAMESPACE).
 METRIC_WAF_IPS_BLOCKED = "WafIpsBlocked"

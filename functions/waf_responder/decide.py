@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from functions.shared.blocks import Block, ProtectedNetworks
+from functions.shared.blocks import Block, ProtectedNetworks, plan_ip_set
 from functions.shared.settings import IPNetwork, Settings, canonical_network
 from functions.waf_responder.offenders import Offender, ReleaseOf
 
@@ -43,13 +43,22 @@ def block_duration(alarm: str, offences: int, settings: Settings) -> int:
     return int(min(escalated, max(base, settings.block_max_expiry_seconds)))
 
 
-def _covering_block(offender: Offender, live: Sequence[Block]) -> Block | None:
-    for block in live:
-        if block.version == offender.network.version and offender.network.subnet_of(
-            block.network  # type: ignore[arg-type]
-        ):
-            return block
-    return None
+def _covering_blocks(offender: Offender, live: Sequence[Block]) -> list[Block]:
+    return [
+        block
+        for block in live
+        if block.version == offender.network.version and offender.network.subnet_of(block.network)  # type: ignore[arg-type]
+    ]
+
+
+def _left_out(live: Sequence[Block], settings: Settings) -> set[str]:
+    """The live blocks the IP sets cannot hold: the sync leaves them out (the same
+    plan, from the same registry), so they block nothing at the WAF."""
+    return {
+        block.ip
+        for version in (4, 6)
+        for block in plan_ip_set(live, version, settings.ipset_max_addresses).left_out
+    }
 
 
 def _utc(epoch: int) -> str:
@@ -183,6 +192,7 @@ def decide(
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
+    left_out = _left_out(live, settings)
     releases = _Releases.of(known.values())
     ordered = sorted(
         _canonical(offenders), key=lambda o: (-o.requests, -o.last_seen, str(o.network))
@@ -193,12 +203,32 @@ def decide(
         if why_protected:
             decision.skipped.append(Skipped(ip, offender.requests, f"on the {why_protected}"))
             continue
-        covering = _covering_block(offender, live)
-        if covering is not None and covering.event_id != event_id:
+        coverings = _covering_blocks(offender, live)
+        covering = next((b for b in coverings if b.event_id == event_id), None)
+        enforced = [b for b in coverings if b.event_id != event_id and b.ip not in left_out]
+        if covering is None and enforced:
             decision.skipped.append(
-                Skipped(ip, offender.requests, f"already blocked (by {covering.alarm})")
+                Skipped(ip, offender.requests, f"already blocked (by {enforced[0].alarm})")
             )
             continue
+        # Blocked, but left out of a full IP set (ranked by the evidence it was blocked
+        # on): evidence newer than that blocks it again, ranked by it, as the same
+        # offence. The evidence it was blocked on changes nothing.
+        unenforced = covering is None and bool(coverings)
+        if unenforced:
+            newest = max(b.last_seen for b in coverings)
+            # An operator's block is never replaced by an automatic one.
+            manual = any(b.source == "manual" for b in coverings)
+            if manual or (timed_evidence and offender.last_seen <= newest):
+                decision.skipped.append(
+                    Skipped(
+                        ip,
+                        offender.requests,
+                        f"already blocked (by {coverings[0].alarm}), waiting for room "
+                        "in the full IP set",
+                    )
+                )
+                continue
         release = _holding_release(
             offender,
             releases,
@@ -239,7 +269,12 @@ def decide(
         previous = known.get(ip)
         if previous is not None and previous.released:
             previous = None  # the operator cleared it: no earlier offence
-        offences = previous.offences + 1 if previous else 1
+        if previous is None:
+            offences = 1
+        elif unenforced and previous.is_live(now):
+            offences = previous.offences  # the same offence, still going on
+        else:
+            offences = previous.offences + 1
         decision.to_block.append(
             Block(
                 network=offender.network,
@@ -248,7 +283,10 @@ def decide(
                 source="auto",
                 first_seen=previous.first_seen if previous else now,
                 last_seen=offender.last_seen or now,
-                blocked_until=now + block_duration(alarm, offences, settings),
+                blocked_until=max(
+                    now + block_duration(alarm, offences, settings),
+                    previous.blocked_until if unenforced and previous else 0,
+                ),
                 offences=offences,
                 requests=offender.requests,
                 event_id=event_id,

@@ -72,7 +72,8 @@ def compose(
     lines = [f"Alarm {alarm} is in ALARM: {alarm_reason}".rstrip(": "), f"Offenders from {source}."]
     if truncated_query:
         lines.append(
-            "The log query hit its row limit: counts are from the most recent records only."
+            "Not every log record of the window could be read (too many for the query's "
+            "pages or its deadline): counts are from the most recent records only."
         )
     lines.append("")
     if blocked:

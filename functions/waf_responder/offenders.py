@@ -5,12 +5,17 @@
 - blocked-requests alarm: WAF log records with action BLOCK in the alarm window,
   except those the auto-block rules themselves terminated (so blocks do not feed
   on themselves);
-- failed-sign-ins alarm: the API's failed sign-in log lines in the window.
+- failed-sign-ins alarm: the API's failed sign-in log lines in the window whose
+  reason is evidence against the address (names.SIGN_IN_EVIDENCE_REASONS: not the
+  refusal of an account that anyone's guesses locked).
 
-Log records come from one Logs Insights query per alarm, polled to completion
-within a deadline. The query narrows the records server-side, and the records
-are checked again here before they count: a record that is not what the query
-asked for never makes anyone an offender.
+Log records come from Logs Insights queries, polled to completion within a
+deadline. The query narrows the records server-side, and the records are checked
+again here before they count: a record that is not what the query asked for never
+makes anyone an offender. A query returns at most 10,000 rows, newest first; a
+window with more records is read in pages, each ending where the one before
+stopped (`scan_window`), so a large attack is counted whole rather than only its
+newest 10,000 records, in which every address may stay under the threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from botocore.exceptions import ClientError
 from functions.shared import names
 from functions.shared.aws_clients import BACKGROUND, client_config, new_client
 from functions.shared.blocks import HOST_PREFIX, aws_client
+from functions.shared.observability import logger
 from functions.shared.settings import AlarmKind, IPNetwork, get_settings
 
 if TYPE_CHECKING:
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
 
 # Logs Insights returns at most this many rows per query.
 INSIGHTS_ROW_LIMIT = 10_000
+# Pages of a window read at most (records counted: this times the row limit); all
+# of them within one query deadline.
+MAX_QUERY_PAGES = 10
 POLL_INTERVAL_SECONDS = 0.5
 AUTO_BLOCK_RULES = frozenset({names.AUTO_BLOCK_RULE_V4, names.AUTO_BLOCK_RULE_V6})
 
@@ -77,7 +86,8 @@ class OffenderReport:
     offenders: list[Offender]
     source: str
     records: int = 0
-    # The query hit the Insights row limit: counts are from the most recent records only.
+    # Records of the window were left unread (WindowScan): counts are from the most
+    # recent records only.
     truncated: bool = False
     # What made an offender: this many of `evidence` in the window (log evidence), or
     # the rate rule's own decision (threshold 1, no evidence named).
@@ -231,6 +241,10 @@ def aggregate_failed_sign_ins(
             continue
         if not isinstance(line, dict) or line.get("auth_event") != names.AUTH_EVENT_SIGN_IN_FAILED:
             continue
+        # A refusal of an account someone else's guesses locked is no evidence
+        # against the address its owner signs in from.
+        if line.get("reason") not in names.SIGN_IN_EVIDENCE_REASONS:
+            continue
         source_ip = line.get("source_ip")
         if not isinstance(source_ip, str):
             continue
@@ -249,13 +263,12 @@ WAF_BLOCKS_QUERY = (
     f' and terminatingRuleId != "{names.AUTO_BLOCK_RULE_V4}"'
     f' and terminatingRuleId != "{names.AUTO_BLOCK_RULE_V6}"'
     " | sort @timestamp desc"
-    f" | limit {INSIGHTS_ROW_LIMIT}"
 )
 FAILED_SIGN_INS_QUERY = (
     "fields @timestamp, @message"
     f' | filter auth_event = "{names.AUTH_EVENT_SIGN_IN_FAILED}"'
+    f' and reason != "{names.SIGN_IN_ACCOUNT_LOCKED}"'
     " | sort @timestamp desc"
-    f" | limit {INSIGHTS_ROW_LIMIT}"
 )
 
 
@@ -313,7 +326,79 @@ def run_insights_query(
     return rows
 
 
-def _messages(rows: list[tuple[str, int]]) -> Iterator[str]:
+@dataclass
+class WindowScan:
+    """The rows of one query over a whole window, read page by page as they are used.
+
+    `query` sorts newest first; each page adds its row limit. Each page is the query
+    over [start, cut]: the first ends at the window's end,
+    each next one at the second its predecessor's oldest row fell in (Insights'
+    bounds are whole seconds), keeping only rows older than that second, so no
+    record is counted twice or skipped. `truncated`: records of the window were
+    left unread (page limit, the deadline, or over 10,000 rows in one second).
+    """
+
+    log_group: str
+    query: str
+    start: int
+    end: int
+    deadline_seconds: float
+    max_pages: int = MAX_QUERY_PAGES
+    row_limit: int = INSIGHTS_ROW_LIMIT
+    rows_read: int = 0
+    pages: int = 0
+    truncated: bool = False
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        give_up = time.monotonic() + self.deadline_seconds
+        cut: int | None = None  # later pages: only rows older than this second (epoch s)
+        while True:
+            remaining = give_up - time.monotonic()
+            if self.pages and remaining <= 0:
+                self.truncated = True
+                return
+            try:
+                page = run_insights_query(
+                    self.log_group,
+                    f"{self.query} | limit {self.row_limit}",
+                    self.start,
+                    self.end if cut is None else cut,
+                    deadline_seconds=max(remaining, POLL_INTERVAL_SECONDS),
+                )
+            except OffenderLookupFailed:
+                if not self.pages:
+                    raise
+                # The newest records are read already: count them, and say the rest
+                # were not.
+                logger.warning(
+                    "a later page of a Logs Insights window failed; the pages read count",
+                    extra={"log_group": self.log_group, "pages": self.pages},
+                )
+                self.truncated = True
+                return
+            self.pages += 1
+            full = len(page) >= self.row_limit
+            rows = page if cut is None else [row for row in page if row[1] < cut * 1000]
+            if not full:
+                self.rows_read += len(rows)
+                yield from rows
+                return
+            # A full page: rows of its oldest second may continue past it. Count the
+            # newer ones and read that second again with the next page.
+            oldest_second = min((stamp for _, stamp in rows), default=0) // 1000
+            newer = [row for row in rows if row[1] >= (oldest_second + 1) * 1000]
+            if not newer or self.pages >= self.max_pages:
+                # One second fills a page, or no more pages may be read.
+                self.rows_read += len(rows)
+                self.truncated = True
+                yield from rows
+                return
+            self.rows_read += len(newer)
+            yield from newer
+            cut = oldest_second + 1
+
+
+def _messages(rows: Iterable[tuple[str, int]]) -> Iterator[str]:
     return (message for message, _ in rows)
 
 
@@ -394,15 +479,11 @@ def find_offenders(
     start = window_end - window
     if kind == "waf-blocked":
         threshold, evidence = s.blocked_requests_threshold, "blocked requests"
-        rows = run_insights_query(
-            s.waf_log_group,
-            WAF_BLOCKS_QUERY,
-            start,
-            window_end,
-            deadline_seconds=s.logs_query_deadline_seconds,
+        scan = WindowScan(
+            s.waf_log_group, WAF_BLOCKS_QUERY, start, window_end, s.logs_query_deadline_seconds
         )
         offenders, seen = aggregate_waf_records(
-            _messages(rows),
+            _messages(scan),
             threshold=threshold,
             release_of=release_of,
             ipv6_prefix=s.ipv6_offender_prefix,
@@ -410,15 +491,11 @@ def find_offenders(
         source = f"WAF log {s.waf_log_group}"
     else:
         threshold, evidence = s.failed_sign_ins_threshold, "failed sign-ins"
-        rows = run_insights_query(
-            s.api_log_group,
-            FAILED_SIGN_INS_QUERY,
-            start,
-            window_end,
-            deadline_seconds=s.logs_query_deadline_seconds,
+        scan = WindowScan(
+            s.api_log_group, FAILED_SIGN_INS_QUERY, start, window_end, s.logs_query_deadline_seconds
         )
         offenders, seen = aggregate_failed_sign_ins(
-            rows,
+            scan,
             threshold=threshold,
             release_of=release_of,
             ipv6_prefix=s.ipv6_offender_prefix,
@@ -428,7 +505,7 @@ def find_offenders(
         offenders,
         source=source,
         records=seen,
-        truncated=len(rows) >= INSIGHTS_ROW_LIMIT,
+        truncated=scan.truncated,
         threshold=threshold,
         evidence=evidence,
     )

@@ -144,6 +144,7 @@ def put_failed_sign_ins(counts: dict[str, int]) -> None:
                 "level": "INFO",
                 "message": "sign-in failed",
                 "auth_event": names.AUTH_EVENT_SIGN_IN_FAILED,
+                "reason": names.SIGN_IN_WRONG_PASSWORD,
                 "source_ip": ip,
             }
         )

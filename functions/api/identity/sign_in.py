@@ -78,7 +78,7 @@ def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
         audit(
             "sign_in",
             "failure",
-            reason="unknown_user" if user is None else "wrong_password",
+            reason=names.SIGN_IN_UNKNOWN_USER if user is None else names.SIGN_IN_WRONG_PASSWORD,
             user_id=user.user_id if user else None,
             source_ip=source_ip,
         )
@@ -112,16 +112,21 @@ def _reserve_attempt(lockout: SignInLockout, keys: LockoutKeys, source_ip: str) 
     from functions.shared.identity.lockout import LockedOut, LockoutUnavailable
 
     try:
-        wait = lockout.retry_after(keys)
+        account_wait, source_wait = lockout.waits(keys)
+        wait, by_source = max(account_wait, source_wait), source_wait > 0
         if wait <= 0:
             return lockout.reserve(keys)
     except LockedOut as locked:
-        wait = locked.retry_after_seconds
+        wait, by_source = locked.retry_after_seconds, locked.by_source
     except LockoutUnavailable as exc:
         # Without the counters, guessing would be unlimited: refuse rather than guess.
         logger.exception("sign-in lockout store unavailable")
         raise ServiceUnavailable() from exc
-    audit("sign_in", "failure", reason="locked_out", source_ip=source_ip)
+    # Which lock refused it matters to the WAF responder: a source locked by its own
+    # guesses is evidence against it; an account anyone's guesses locked is not (its
+    # owner, signing in, would be blocked for someone else's attack).
+    reason = names.SIGN_IN_SOURCE_LOCKED if by_source else names.SIGN_IN_ACCOUNT_LOCKED
+    audit("sign_in", "failure", reason=reason, source_ip=source_ip)
     raise TooManyRequests(wait)
 
 

@@ -65,11 +65,13 @@ class LockoutUnavailable(Exception):
 
 
 class LockedOut(Exception):
-    """No attempt may be made for these keys now."""
+    """No attempt may be made for these keys now. `by_source`: the source address's own
+    failures locked it, not the account's (which anyone's guesses may have locked)."""
 
-    def __init__(self, retry_after_seconds: int):
+    def __init__(self, retry_after_seconds: int, *, by_source: bool = False):
         super().__init__(f"locked for {retry_after_seconds}s")
         self.retry_after_seconds = max(1, retry_after_seconds)
+        self.by_source = by_source
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ class SignInLockout:
 
         One read, so a locked key is refused without a write; `reserve` is what
         holds when requests race."""
+        return max(self.waits(keys))
+
+    def waits(self, keys: LockoutKeys) -> tuple[int, int]:
+        """Seconds until the account and until the source may try again (0: not locked)."""
         now = self._clock()
         pk = names.RATE_LIMIT_PARTITION_KEY
         try:
@@ -137,7 +143,8 @@ class SignInLockout:
                     self._table: {
                         "Keys": [{pk: {"S": keys.account}}, {pk: {"S": keys.source_ip}}],
                         "ConsistentRead": True,
-                        "ProjectionExpression": "locked_until",
+                        "ProjectionExpression": "#pk, locked_until",
+                        "ExpressionAttributeNames": {"#pk": pk},
                     }
                 }
             )
@@ -145,11 +152,13 @@ class SignInLockout:
             raise LockoutUnavailable(_reason(exc)) from exc
         if response.get("UnprocessedKeys"):
             raise LockoutUnavailable("unprocessed keys")
-        wait = 0
+        wait = {keys.account: 0, keys.source_ip: 0}
         for item in response.get("Responses", {}).get(self._table, []):
+            key = item.get(pk, {}).get("S")
             locked_until = int(item.get("locked_until", {}).get("N", "0"))
-            wait = max(wait, int(locked_until - now + 0.999))
-        return max(0, wait)
+            if key in wait:
+                wait[key] = max(0, int(locked_until - now + 0.999))
+        return wait[keys.account], wait[keys.source_ip]
 
     def reserve(self, keys: LockoutKeys) -> Reservation:
         """Take one attempt for the account and for the source, or raise LockedOut.
@@ -160,6 +169,9 @@ class SignInLockout:
         account = self._reserve(keys.account, settings.login_account_failure_threshold)
         try:
             ip = self._reserve(keys.source_ip, settings.login_ip_failure_threshold)
+        except LockedOut as locked:
+            self._release_quietly(keys.account)
+            raise LockedOut(locked.retry_after_seconds, by_source=True) from None
         except Exception:
             self._release_quietly(keys.account)
             raise

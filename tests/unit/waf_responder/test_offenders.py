@@ -54,13 +54,38 @@ def test_garbage_records_are_skipped_not_fatal() -> None:
 
 
 def test_failed_sign_ins_count_only_the_failure_event() -> None:
-    line = {"auth_event": names.AUTH_EVENT_SIGN_IN_FAILED, "source_ip": "198.51.100.4"}
+    line = {
+        "auth_event": names.AUTH_EVENT_SIGN_IN_FAILED,
+        "reason": names.SIGN_IN_WRONG_PASSWORD,
+        "source_ip": "198.51.100.4",
+    }
     other = {"auth_event": "sign_in_succeeded", "source_ip": "198.51.100.5"}
     lines = [(json.dumps(line), 7_000)] * 3 + [(json.dumps(other), 7_000)] * 3
     offenders, _ = aggregate_failed_sign_ins(lines, threshold=3)
     assert [(str(o.network), o.requests, o.last_seen) for o in offenders] == [
         ("198.51.100.4/32", 3, 7)
     ]
+
+
+def test_failed_sign_ins_count_only_what_is_evidence_against_the_address() -> None:
+    """A refusal of an account that someone else's guesses locked comes from its
+    owner as often as from the attacker: counted, it would block the owner."""
+
+    def failures(ip: str, reason: str | None, n: int) -> list[tuple[str, int]]:
+        line = {"auth_event": names.AUTH_EVENT_SIGN_IN_FAILED, "source_ip": ip}
+        if reason is not None:
+            line["reason"] = reason
+        return [(json.dumps(line), 7_000)] * n
+
+    lines = (
+        failures("198.51.100.1", names.SIGN_IN_WRONG_PASSWORD, 2)
+        + failures("198.51.100.1", names.SIGN_IN_UNKNOWN_USER, 1)
+        + failures("198.51.100.2", names.SIGN_IN_SOURCE_LOCKED, 3)
+        + failures("198.51.100.3", names.SIGN_IN_ACCOUNT_LOCKED, 3)
+        + failures("198.51.100.4", None, 3)
+    )
+    offenders, _ = aggregate_failed_sign_ins(lines, threshold=3)
+    assert sorted(str(o.network) for o in offenders) == ["198.51.100.1/32", "198.51.100.2/32"]
 
 
 def test_a_zone_id_or_an_ipv4_mapped_spelling_counts_as_the_plain_address() -> None:
@@ -96,7 +121,11 @@ def test_records_newer_than_a_release_are_counted_apart() -> None:
         ("203.0.113.2/32", 3, None),
     ]
 
-    line = {"auth_event": names.AUTH_EVENT_SIGN_IN_FAILED, "source_ip": "203.0.113.1"}
+    line = {
+        "auth_event": names.AUTH_EVENT_SIGN_IN_FAILED,
+        "reason": names.SIGN_IN_WRONG_PASSWORD,
+        "source_ip": "203.0.113.1",
+    }
     # Release times are whole seconds: a record of the release's own second may precede it.
     lines = [(json.dumps(line), 9_000), (json.dumps(line), 10_999), (json.dumps(line), 11_000)]
     (offender,), _ = aggregate_failed_sign_ins(lines, threshold=1, release_of=released_at.get)

@@ -1,0 +1,72 @@
+"""Past the IP set's limit the most recent blocks are kept and the rest stay live in
+the registry, outside the WAF (blocks.plan_ip_set). An address left out so that
+keeps attacking used to be skipped as "already blocked" on every later look, its
+rank frozen at the evidence it was first blocked on: while newer one-off offenders
+held the set, the one still attacking was let through until its block expired, and
+on-call read that it was blocked. New evidence now blocks it again, ranked by that
+evidence, as the same offence.
+
+The real responder against the moto server, with an IP set limit of 2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from functions.shared import names
+from functions.waf_responder.events import alarm_state_change_event
+from tests.support.waf import WafResources, ip_set_addresses, put_waf_records
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+A = "203.0.113.10"
+
+
+@pytest.fixture
+def a_left_out(waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A blocked first, then B and C, which filled the set and left A out; returns
+    the time (ms) of the looks' "now"."""
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("IPSET_MAX_ADDRESSES", "2")
+    get_settings.cache_clear()
+    now_ms = int(time.time()) * 1000
+    put_waf_records({A: 6}, at_ms=now_ms - 600_000)
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    put_waf_records({"198.51.100.1": 6, "198.51.100.3": 6}, at_ms=now_ms - 300_000)
+    second = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    assert second["left_out"] == [f"{A}/32"]
+    return now_ms
+
+
+def test_a_left_out_offender_that_attacks_again_is_let_back_in(
+    a_left_out: int, waf: WafResources, invoke: Invoke
+):
+    # When A attacks again, now the most recent offender
+    put_waf_records({A: 30}, at_ms=a_left_out - 5_000)
+    third = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then the WAF refuses A again, and on-call is told it was blocked
+    assert f"{A}/32" in ip_set_addresses(waf, 4), third["skipped"]
+    assert A in third["blocked"] or f"{A}/32" in third["blocked"]
+    # as the same offence: its block is not escalated for being left out
+    from functions.shared.blocks import list_blocks
+
+    (block,) = [b for b in list_blocks() if b.ip == f"{A}/32"]
+    assert block.offences == 1
+
+
+def test_the_evidence_it_was_blocked_on_does_not_block_it_again(
+    a_left_out: int, waf: WafResources, invoke: Invoke
+):
+    """A look whose window still holds the old records must not churn the set."""
+    # When the alarm is looked at again with no new record of A
+    third = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then A stays out, and the reason says it is waiting for room
+    assert f"{A}/32" not in ip_set_addresses(waf, 4)
+    (why,) = [s["why"] for s in third["skipped"] if s["ip"] == f"{A}/32"]
+    assert "waiting for room in the full IP set" in why
