@@ -40,8 +40,11 @@ def _seed(database: Any, store: Any) -> None:
     from functions.shared.identity.webhooks import generate_webhook_secret_value
     from functions.shared.inventory import spec
     from functions.shared.rotation.driver import seed_secret
+    from ops.provision import ensure_tables
     from ops.rotate import seed_partner_export_key
 
+    # The webhook secret's rotation reads which version the feed last signed with.
+    ensure_tables(boto3.client("dynamodb"))
     iam = boto3.client("iam")
     iam.create_user(UserName=names.PARTNER_EXPORT_USER)
     seed_partner_export_key(store, iam)

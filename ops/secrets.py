@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from functions.shared.identity.webhooks import SignerState
     from functions.shared.rotation.store import SecretStore
 
-FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105 - an inventory name
+FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105 - an inventory name  # pragma: allowlist secret
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -127,7 +127,7 @@ AUTH_EVENT_SIGN_IN_FAILED = "sign_in_failed"
 # responder's failed-sign-in offenders): a password checked and wrong, or the
 # source locked by its own failures. An account locked by failures from anywhere
 # refuses its owner too, so that refusal says nothing of the address it came from.
-SIGN_IN_WRONG_PASSWORD = "wrong_password"  # noqa: S105  # nosec B105 - a reason, not a password
+SIGN_IN_WRONG_PASSWORD = "wrong_password"  # noqa: S105  # nosec B105 - a reason, not a password  # pragma: allowlist secret
 SIGN_IN_UNKNOWN_USER = "unknown_user"
 SIGN_IN_SOURCE_LOCKED = "source_locked_out"
 SIGN_IN_ACCOUNT_LOCKED = "locked_out"

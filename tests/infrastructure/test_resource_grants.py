@@ -246,7 +246,7 @@ class Template:
         for logical_id, resource in self.resources.items():
             properties = resource.get("Properties", {})
             key = {
-                "AWS::SecretsManager::Secret": "KmsKeyId",
+                "AWS::SecretsManager::Secret": "KmsKeyId",  # pragma: allowlist secret
                 "AWS::SNS::Topic": "KmsMasterKeyId",
                 "AWS::SQS::Queue": "KmsMasterKeyId",
             }.get(resource["Type"])
