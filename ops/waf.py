@@ -35,7 +35,7 @@ from ops.provision import ensure_log_groups, ensure_tables
 T = TypeVar("T")
 
 DEFAULT_DURATION = "4h"
-_DURATION = re.compile(r"^(-?)(\d+)([smhd]?)$")
+_DURATION = re.compile(r"^(-?)(\d{1,12})([smhd]?)$")  # more digits: not a duration
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 MAX_MANUAL_SECONDS = 30 * 86_400
 DURATION_FORMS = (

@@ -51,13 +51,16 @@ def _covering_blocks(offender: Offender, live: Sequence[Block]) -> list[Block]:
     ]
 
 
-def _left_out(live: Sequence[Block], settings: Settings) -> set[str]:
-    """The live blocks the IP sets cannot hold: the sync leaves them out (the same
-    plan, from the same registry), so they block nothing at the WAF."""
-    return {
+def _left_out(live: Sequence[Block], settings: Settings, protected: ProtectedNetworks) -> set[str]:
+    """The live blocks the IP sets do not hold, planned as the sync plans them (blocks
+    .sync_ip_sets: the blocks of protected addresses dropped first, then the same
+    plan over the rest): they block nothing at the WAF."""
+    shielded = {b.ip for b in live if protected.why_protected(b.network)}
+    enforceable = [b for b in live if b.ip not in shielded]
+    return shielded | {
         block.ip
         for version in (4, 6)
-        for block in plan_ip_set(live, version, settings.ipset_max_addresses).left_out
+        for block in plan_ip_set(enforceable, version, settings.ipset_max_addresses).left_out
     }
 
 
@@ -192,7 +195,7 @@ def decide(
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
-    left_out = _left_out(live, settings)
+    left_out = _left_out(live, settings, protected)
     releases = _Releases.of(known.values())
     ordered = sorted(
         _canonical(offenders), key=lambda o: (-o.requests, -o.last_seen, str(o.network))

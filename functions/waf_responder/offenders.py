@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.shared import names
 from functions.shared.aws_clients import BACKGROUND, client_config, new_client
@@ -365,7 +365,9 @@ class WindowScan:
                     self.end if cut is None else cut,
                     deadline_seconds=max(remaining, POLL_INTERVAL_SECONDS),
                 )
-            except OffenderLookupFailed:
+            except (OffenderLookupFailed, ClientError, BotoCoreError):
+                # A later page may be refused too (throttling, the account's limit of
+                # concurrent queries): the pages read still count.
                 if not self.pages:
                     raise
                 # The newest records are read already: count them, and say the rest
@@ -384,10 +386,11 @@ class WindowScan:
                 yield from rows
                 return
             # A full page: rows of its oldest second may continue past it. Count the
-            # newer ones and read that second again with the next page.
+            # newer ones and read that second again with the next page. A row whose
+            # time could not be read (0) says nothing of where the page ends.
             oldest_second = min((stamp for _, stamp in rows), default=0) // 1000
             newer = [row for row in rows if row[1] >= (oldest_second + 1) * 1000]
-            if not newer or self.pages >= self.max_pages:
+            if not newer or oldest_second <= 0 or self.pages >= self.max_pages:
                 # One second fills a page, or no more pages may be read.
                 self.rows_read += len(rows)
                 self.truncated = True

@@ -72,8 +72,9 @@ SIGNER_SPACE = "webhook-signer"
 LAST_SIGNED_ATTRIBUTE = "last_signed"
 # Kept across several 90-day rotations: a sender that delivers rarely is still known.
 SECRET_USE_RETENTION_SECONDS = 400 * 86_400
-# A warm instance writes a version's use at most this often: the rotation guard
-# needs the order of the two versions' last uses, not every delivery.
+# A warm instance writes a version's use at most this often while that version keeps
+# signing: the rotation guard needs the order of the two versions' last uses, not
+# every delivery.
 SECRET_USE_WRITE_INTERVAL_SECONDS = 60
 
 
@@ -368,7 +369,8 @@ def _unless_claimed_elsewhere() -> Iterator[None]:
             raise
 
 
-# version id -> when this instance last wrote its use (time.monotonic()).
+# The version whose use this instance wrote last (one entry at most), and when
+# (time.monotonic()).
 _use_written: dict[str, float] = {}
 
 
@@ -382,6 +384,8 @@ def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> 
     version = message.secret_version
     if version is None:
         return
+    # Skipped only while the same version signs again: a switch to the other one is
+    # always written, or the stored order could say the opposite of what happened.
     written = _use_written.get(version)
     if written is not None and time.monotonic() - written < SECRET_USE_WRITE_INTERVAL_SECONDS:
         return
@@ -405,6 +409,7 @@ def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> 
                 extra={"version_id": version, "error": type(exc).__name__},
             )
             return
+    _use_written.clear()
     _use_written[version] = time.monotonic()
 
 

@@ -8,6 +8,7 @@ emergency is not (a leaked secret must stop working whatever the sender holds)."
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -214,3 +215,32 @@ def test_babyshield_secrets_says_which_secret_the_feed_signs_with(world, driver,
     assert "webhook-signing-secret: the feed signs with the current secret" in out
     assert second not in out
     assert first not in out
+
+
+def _next_second() -> None:
+    time.sleep(1.05 - (time.time() % 1.0))
+
+
+def test_a_previous_secret_delivery_after_a_current_one_still_holds_the_rotation_back(
+    world, driver
+):
+    """A sender that tried the new secret and went back to the old one (a rolled-back
+    deploy, one worker of several not yet switched) has not switched. The
+    per-instance write throttle once dropped the write of that last AWSPREVIOUS
+    delivery (its version was written less than a minute before), so the stored
+    order said the opposite and the rotation went ahead: it skips a write now only
+    while the same version keeps signing."""
+    # Given a rotation the sender was told about late
+    first = world.webhook_secret
+    second = _rotate(driver)
+    # and, on one warm instance, a delivery signed with the old secret, one with the
+    # new, and then, a second later, one with the old again
+    _deliver(first, "CPSC-1")
+    _deliver(second, "CPSC-2")
+    _next_second()
+    _deliver(first, "CPSC-3")
+
+    # When the next routine rotation runs
+    # Then it is refused: the last accepted delivery was signed with AWSPREVIOUS
+    with pytest.raises(RotationFailed):
+        driver.rotate(NAME)

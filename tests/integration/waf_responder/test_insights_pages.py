@@ -8,6 +8,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from typing import Any
+
+import pytest
 
 from functions.shared import names
 from functions.waf_responder.offenders import WAF_BLOCKS_QUERY, WindowScan
@@ -140,3 +143,63 @@ def test_an_attack_larger_than_a_page_blocks_every_offender(waf: WafResources, i
     assert result["blocked_count"] == len(attackers)
     held = [ipaddress.ip_network(cidr) for cidr in ip_set_addresses(waf, 4)]
     assert all(any(ipaddress.ip_address(ip) in n for n in held) for ip in attackers)
+
+
+def test_a_full_page_with_an_unreadable_timestamp_does_not_end_the_scan_unflagged(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+):
+    """A @timestamp that cannot be read comes back as 0 (offenders._insights_stamp_ms).
+    Taken for the page's oldest second, it made the next page [start, 1]: the rest
+    of the window dropped (AWS refuses an end before the start) with `truncated`
+    False, so on-call was not told the counts were partial."""
+    from functions.waf_responder import offenders
+
+    base_s = int(time.time()) - 120
+    written = _put({0: 3, 1: 3, 2: 3}, base_s * 1000)
+    unreadable = "198.18.2.0"
+    real = offenders.run_insights_query
+
+    def one_stamp_unreadable(*args: Any, **kwargs: Any) -> list[tuple[str, int]]:
+        rows = real(*args, **kwargs)
+        return [(m, 0 if unreadable in m else stamp) for m, stamp in rows]
+
+    monkeypatch.setattr(offenders, "run_insights_query", one_stamp_unreadable)
+    scan = _scan(base_s, row_limit=4)
+    read = _clients(scan)
+
+    # Every readable record is read once, or the scan says some were not
+    assert len(read) == len(set(read))
+    missing = {ip for ip in written if ip != unreadable} - set(read)
+    assert not missing or scan.truncated, (sorted(missing), scan.pages)
+
+
+def test_a_later_page_refused_by_the_service_keeps_the_pages_read(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+):
+    """A later StartQuery that AWS refuses (LimitExceededException: the account's
+    concurrent Insights queries; ThrottlingException) is a ClientError: it used to
+    escape the scan, throwing away the newest records read already and failing the
+    whole look. moto refuses nothing; the refusal is put in by wrapping the call."""
+    from botocore.exceptions import ClientError
+
+    from functions.waf_responder import offenders
+
+    base_s = int(time.time()) - 120
+    written = _put({0: 3, 1: 3, 2: 3}, base_s * 1000)
+    real = offenders.run_insights_query
+    calls: list[int] = []
+
+    def second_refused(*args: Any, **kwargs: Any) -> list[tuple[str, int]]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ClientError(
+                {"Error": {"Code": "LimitExceededException", "Message": "too many queries"}},
+                "StartQuery",
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(offenders, "run_insights_query", second_refused)
+    scan = _scan(base_s, row_limit=4)
+    read = _clients(scan)
+    assert set(read) == {ip for ip in written if ip.startswith("198.18.2.")}
+    assert scan.truncated is True

@@ -70,3 +70,39 @@ def test_the_evidence_it_was_blocked_on_does_not_block_it_again(
     assert f"{A}/32" not in ip_set_addresses(waf, 4)
     (why,) = [s["why"] for s in third["skipped"] if s["ip"] == f"{A}/32"]
     assert "waiting for room in the full IP set" in why
+
+
+def test_a_block_the_sync_leaves_out_is_not_taken_for_enforced_because_of_a_protected_one(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+):
+    """The sync (blocks.sync_ip_sets) drops the live blocks that touch a protected
+    list before it plans the IP sets; decide must plan the same way. Counting a
+    protected block, which can join its neighbours into one CIDR (198.51.100.0/30
+    below), it saw room the sync does not have: an offender the sync left out was
+    skipped as "already blocked" while the WAF let it through."""
+    from functions.shared import blocks
+    from functions.shared.settings import get_settings
+    from functions.waf_responder.events import alarm_state_change_event
+
+    monkeypatch.setenv("IPSET_MAX_ADDRESSES", "1")
+    get_settings.cache_clear()
+    now_ms = int(time.time()) * 1000
+    a, p, b, c = (f"198.51.100.{n}" for n in range(4))
+    # Given four offenders blocked together, the most recent first, one CIDR for all
+    for offset, ip in enumerate((a, p, b, c), start=1):
+        put_waf_records({ip: 6}, at_ms=now_ms - offset * 60_000)
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    assert ip_set_addresses(waf, 4) == ["198.51.100.0/30"]
+    # and P then put on the never-block list: the sync leaves P out, and without it
+    # A, B and C need two CIDRs, so only A stays at the WAF
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS", f"{p}/32")
+    get_settings.cache_clear()
+    blocks.sync_ip_sets()
+    assert ip_set_addresses(waf, 4) == [f"{a}/32"]
+
+    # When B, left out, attacks again, now the most recent offender
+    put_waf_records({b: 30}, at_ms=now_ms - 5_000)
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then the WAF refuses B again (as test_left_out_offenders expects of a left-out block)
+    assert f"{b}/32" in ip_set_addresses(waf, 4), result["skipped"]

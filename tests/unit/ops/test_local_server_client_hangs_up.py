@@ -7,12 +7,12 @@ import http.client
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ops.local_server import LocalApiServer
+from tests.support.local_server import serve
 
 # Larger than the loopback socket buffers, so the write cannot finish after a hang-up.
 LARGE_BODY = "x" * (16 * 1024 * 1024)
@@ -36,17 +36,6 @@ class SlowLargeAnswer:
 @pytest.fixture
 def handler() -> SlowLargeAnswer:
     return SlowLargeAnswer()
-
-
-def serve(handler: SlowLargeAnswer, *, quiet: bool) -> Iterator[LocalApiServer]:
-    srv = LocalApiServer(("127.0.0.1", 0), handler, quiet=quiet)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _hang_up(srv: LocalApiServer, handler: SlowLargeAnswer, *, read_first: int) -> None:
@@ -122,3 +111,30 @@ def test_a_quiet_server_logs_nothing_for_a_client_that_hangs_up(
         _hang_up(srv, handler, read_first=0)
         _still_serves(srv)
     assert capfd.readouterr().err == ""
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_handed_to_the_api():
+    """`rfile.read(length)` returns what arrived when the client shuts its side down
+    early; the handler was invoked with the body cut short and answered as if the
+    request were whole. API Gateway never invokes an integration with part of a body."""
+    bodies: list[Any] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        bodies.append(event.get("body"))
+        return {"statusCode": 200, "body": "ok"}
+
+    for srv in serve(handler):
+        sock = socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10)
+        try:
+            sock.sendall(
+                b"POST /recalls HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + b'{"a":1}'
+            )
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        finally:
+            sock.close()
+    # The request never arrived whole: nothing reached the handler
+    assert bodies == [], answer[:80]

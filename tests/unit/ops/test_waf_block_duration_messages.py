@@ -83,3 +83,22 @@ def test_a_hostile_duration_is_shown_escaped_and_short(capsys: pytest.CaptureFix
 )
 def test_the_forms_accepted_before_are_still_accepted(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_a_duration_too_long_for_int_is_refused_like_any_other(
+    capsys: pytest.CaptureFixture[str],
+):
+    """parse_duration cuts what it echoes to 40 characters and names the accepted
+    forms; past 4,300 digits int() raises ValueError instead, and argparse answers
+    `--for invalid parse_duration value: '999…'` with all the digits echoed."""
+    from ops.waf import DURATION_FORMS, build_parser
+
+    digits = "9" * 5000
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["waf", "block", "203.0.113.7", "--reason", "x", "--for", f"{digits}m"]
+        )
+    err = capsys.readouterr().err
+    assert "invalid parse_duration value" not in err
+    assert "over 30 days" in err or DURATION_FORMS in err
+    assert digits not in err
