@@ -107,3 +107,21 @@ def checkov_bin() -> Path:
     if not CHECKOV.exists():
         _make("checkov")
     return CHECKOV
+
+
+# What Lambda does with the role of a function in a VPC: its network interfaces.
+VPC_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+_LOG_ACTIONS = frozenset({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
+# AWS managed policies the stack attaches to function roles, with the actions AWS
+# publishes for them (the permission tests model no other one).
+AWS_MANAGED_POLICIES: dict[str, frozenset[str]] = {
+    "AWSLambdaBasicExecutionRole": _LOG_ACTIONS,
+    "AWSLambdaVPCAccessExecutionRole": _LOG_ACTIONS | frozenset(VPC_ACTIONS),
+}

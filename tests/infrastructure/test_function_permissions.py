@@ -40,26 +40,11 @@ from typing import Any
 import pytest
 
 from functions.shared import names
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import AWS_MANAGED_POLICIES, VPC_ACTIONS, Synthesized
 from tests.support import aws_calls
 
 PACKAGES = names.FUNCTION_PACKAGES
 
-# What Lambda does with the role of a function in a VPC: its network interfaces.
-VPC_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-)
-_LOG_ACTIONS = frozenset({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
-# AWS managed policies the stack attaches, with the actions AWS publishes for them.
-AWS_MANAGED_POLICIES: dict[str, frozenset[str]] = {
-    "AWSLambdaBasicExecutionRole": _LOG_ACTIONS,
-    "AWSLambdaVPCAccessExecutionRole": _LOG_ACTIONS | frozenset(VPC_ACTIONS),
-}
 
 # Code that calls AWS only when the function's environment lacks a setting: the
 # unit (module.qualname) is skipped when every variable listed is set.

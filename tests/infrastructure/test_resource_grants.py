@@ -36,7 +36,7 @@ from functions.shared import names
 from functions.shared.inventory import INVENTORY
 from functions.shared.rotation.store import EMERGENCY_TAG, PROMOTED_TAG
 from functions.shared.settings import Settings, settings_from_environment
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import AWS_MANAGED_POLICIES, Synthesized
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -44,33 +44,11 @@ SECRET_SUFFIX = "-AbCdEf"  # Secrets Manager appends six random characters to a 
 
 PACKAGES = names.FUNCTION_PACKAGES
 
-# AWS managed policies the stack attaches to function roles, with what AWS publishes
-# for them. Any other one fails the test: it is not known what it would allow.
+# AWS managed policies the stack attaches to function roles, as statements. Any other
+# one fails the test: it is not known what it would allow.
 AWS_MANAGED: dict[str, list[dict[str, Any]]] = {
-    "AWSLambdaBasicExecutionRole": [
-        {
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": "*",
-        }
-    ],
-    "AWSLambdaVPCAccessExecutionRole": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:PutLogEvents",
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeSubnets",
-                "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:UnassignPrivateIpAddresses",
-            ],
-            "Resource": "*",
-        }
-    ],
+    name: [{"Effect": "Allow", "Action": sorted(actions), "Resource": "*"}]
+    for name, actions in AWS_MANAGED_POLICIES.items()
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from ops.local_server import LocalApiServer
+from tests.support.local_server import serve
 
 
 class Recorder:
@@ -31,17 +31,6 @@ class Recorder:
 
 # A made-up connection string an exception might carry.
 LEAKY_DSN = "postgresql://app:hunter2@db/babyshield"  # pragma: allowlist secret
-
-
-def serve(handler: Any, **options: Any) -> Iterator[LocalApiServer]:
-    srv = LocalApiServer(("127.0.0.1", 0), handler, quiet=True, **options)
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 @pytest.fixture
