@@ -77,6 +77,11 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         # signed with (functions/rotate_iam/generated.py).
         names.WEBHOOK_NONCE_TABLE: ("dynamodb:GetItem",),
     },
+    "secret_age": {
+        # The daily check reads which version of the webhook secret the feed last
+        # signed with (functions/shared/rotation/age.py).
+        names.WEBHOOK_NONCE_TABLE: ("dynamodb:GetItem",),
+    },
     "waf_responder": {
         # The same registry operations as the API's (functions/shared/blocks.py).
         names.BLOCK_REGISTRY_TABLE: (
@@ -191,6 +196,7 @@ class DetectionAndResponse(Construct):
         api: lambda_.Function,
         waf_responder: lambda_.Function,
         rotate_iam: lambda_.Function,
+        secret_age: lambda_.Function,
         rotation_functions: Sequence[lambda_.Function],
         web_acl_name: str,
         secret_readers: Mapping[str, Sequence[iam.IRole]],
@@ -216,7 +222,12 @@ class DetectionAndResponse(Construct):
             names.BLOCK_REGISTRY_TABLE: self.block_registry,
             names.IDEMPOTENCY_TABLE: self.idempotency,
         }
-        functions = {"api": api, "rotate_iam": rotate_iam, "waf_responder": waf_responder}
+        functions = {
+            "api": api,
+            "rotate_iam": rotate_iam,
+            "secret_age": secret_age,
+            "waf_responder": waf_responder,
+        }
         for package, table_actions in TABLE_ACTIONS.items():
             for table_name, actions in table_actions.items():
                 _grant_table(tables_by_name[table_name], functions[package], actions)
@@ -392,6 +403,25 @@ class DetectionAndResponse(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
         )
+        # One datapoint per daily run: 1 while the feed's last accepted delivery was
+        # signed with the webhook secret's AWSPREVIOUS. Right after a rotation that is
+        # the reminder to give the feed its new secret; left alone, the next routine
+        # rotation is refused for it (functions/rotate_iam/generated.py). No datapoint
+        # (the run failed or could not read it) is the overdue alarm's to catch.
+        self.feed_on_previous_alarm = cloudwatch.Alarm(
+            self,
+            "WebhookFeedOnPreviousSecret",
+            alarm_name=f"{names.PREFIX}-webhook-feed-on-previous-secret",
+            alarm_description="The recall feed still signs with the previous webhook "
+            "secret: give it the current one (RUNBOOK, 'The webhook secret rotated')",
+            metric=_custom_metric(names.METRIC_WEBHOOK_FEED_ON_PREVIOUS, "Maximum").with_(
+                period=Duration.days(1)
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         self.alarms = [
             self.waf_blocked_alarm,
             self.waf_rate_alarm,
@@ -401,6 +431,7 @@ class DetectionAndResponse(Construct):
             self.rate_limiter_alarm,
             self.responder_errors_alarm,
             self.secrets_overdue_alarm,
+            self.feed_on_previous_alarm,
         ]
 
         # --- alarm -> responder ------------------------------------------

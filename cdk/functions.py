@@ -187,11 +187,13 @@ def function_specs(
         ),
         FunctionSpec(
             package="secret_age",
-            description="Daily SecretAgeDays metric per inventory secret",
+            description="Daily secret ages, and whether the feed has the current webhook secret",
             timeout=ROTATION_TIMEOUT,
             reserved_concurrency=1,
             in_vpc=False,
             memory_mb=256,
+            # Which version of the webhook secret the feed last signed with.
+            environment={"WEBHOOK_NONCE_TABLE": names.WEBHOOK_NONCE_TABLE},
         ),
         FunctionSpec(
             package="migrate",

@@ -124,6 +124,7 @@ class BabyShieldStack(Stack):
             api=self.functions.api,
             waf_responder=self.functions.waf_responder,
             rotate_iam=self.functions.rotate_iam,
+            secret_age=self.functions.secret_age,
             rotation_functions=list(rotation.values()),
             web_acl_name=self.waf.web_acl.name or "",
             secret_readers=self.secrets.expected_readers,

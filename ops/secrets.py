@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from functions.shared.errors import ServiceUnavailable
-from functions.shared.inventory import API_KEY_PERIOD_DAYS
+from functions.shared.inventory import API_KEY_PERIOD_DAYS, spec
+from functions.shared.rotation.age import FEED_SIGNING_SECRET
 from ops.console import CommandError, cli_caller, fail, print_json, print_table
 
 if TYPE_CHECKING:
-    from functions.shared.identity.webhooks import SignerState
+    from functions.shared.identity.webhook_signers import SignerState
     from functions.shared.rotation.store import SecretStore
-
-FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105 - an inventory name  # pragma: allowlist secret
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,16 +90,14 @@ def _run(args: argparse.Namespace) -> int:
 def _feed_signer(store: SecretStore) -> tuple[SignerState | None, str | None]:
     """When each live version of the webhook secret last signed an accepted delivery,
     or why that could not be read."""
-    from functions.shared.identity.webhooks import signer_state
-    from functions.shared.inventory import spec
-    from functions.shared.rotation.store import CURRENT, PREVIOUS
+    from functions.shared.rotation.age import feed_signer
 
     try:
-        metadata = store.describe(spec(FEED_SIGNING_SECRET).secret_name)
+        store.describe(spec(FEED_SIGNING_SECRET).secret_name)
     except Exception:  # noqa: BLE001 - the table already says why the secret is unreadable
         return None, None
     try:
-        return signer_state(metadata.version_with(CURRENT), metadata.version_with(PREVIOUS)), None
+        return feed_signer(store), None
     except Exception as exc:  # noqa: BLE001 - a note beside the table, never its failure
         return None, type(exc).__name__
 

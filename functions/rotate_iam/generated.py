@@ -9,7 +9,7 @@ The sender (the upstream feed) learns a new secret from on-call, not from the
 rotation: until then it signs with AWSPREVIOUS, and the next rotation would
 refuse every delivery. A routine createSecret is therefore refused
 (SenderStillOnPreviousSecret) while the last accepted delivery was signed with
-AWSPREVIOUS, as the API records it (webhooks.record_secret_use); an emergency
+AWSPREVIOUS, as the API records it (webhook_signers.record_secret_use); an emergency
 never is.
 """
 
@@ -19,7 +19,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-from functions.shared.identity import webhooks
+from functions.shared.identity import webhook_signers, webhooks
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
 from functions.shared.rotation.store import CURRENT, PREVIOUS
 
@@ -71,7 +71,7 @@ def _refuse_while_sender_uses_previous(ctx: StepContext) -> None:
     previous_id = ctx.metadata.version_with(PREVIOUS)
     if previous_id is None:
         return
-    state = webhooks.signer_state(ctx.metadata.version_with(CURRENT), previous_id)
+    state = webhook_signers.signer_state(ctx.metadata.version_with(CURRENT), previous_id)
     if not state.sender_on_previous or state.previous_signed_at is None:
         return
     raise SenderStillOnPreviousSecret(

@@ -113,6 +113,9 @@ METRIC_SECRET_AGE_DAYS = "SecretAgeDays"  # noqa: S105 - a metric name
 # Secrets past their period or unreadable, one datapoint per daily run (no `secret`
 # dimension): the overdue alarm watches it, and a missing day counts against it.
 METRIC_SECRETS_OVERDUE = "SecretsOverdue"  # pragma: allowlist secret (a metric name)
+# 1 when the feed's last accepted delivery was signed with the webhook secret's
+# AWSPREVIOUS (it has not been given the current one), else 0; once per daily run.
+METRIC_WEBHOOK_FEED_ON_PREVIOUS = "WebhookFeedOnPreviousSecret"  # pragma: allowlist secret
 
 # CloudWatch dashboards.
 DASHBOARD_WAF = f"{PREFIX}-waf"

@@ -363,6 +363,7 @@ TABLE_OF_MODULE = {
     "functions.shared.identity.lockout": names.RATE_LIMIT_TABLE,
     "functions.shared.identity.rate_limit": names.RATE_LIMIT_TABLE,
     "functions.shared.identity.webhooks": names.WEBHOOK_NONCE_TABLE,
+    "functions.shared.identity.webhook_signers": names.WEBHOOK_NONCE_TABLE,
     "functions.shared.blocks": names.BLOCK_REGISTRY_TABLE,
     # Powertools' idempotency layer (aws_calls.LIBRARY_CALLS), the responder's only.
     "aws_lambda_powertools.utilities.idempotency.persistence.dynamodb": names.IDEMPOTENCY_TABLE,

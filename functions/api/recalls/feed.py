@@ -114,12 +114,12 @@ def accept_recall(
 ) -> WebhookAccepted:
     """Claim the delivery's id, upsert its recall; `message` is the verified signature."""
     from functions.shared.db import write_session
+    from functions.shared.identity.webhook_signers import record_secret_use
     from functions.shared.identity.webhooks import (
         WEBHOOK_LEASE_SECONDS,
         WebhookInProgress,
         WebhookReplayed,
         claim_message_id,
-        record_secret_use,
         release_message_id,
         settle_message_id,
     )

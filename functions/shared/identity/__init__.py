@@ -11,9 +11,9 @@ def reset_caches() -> None:
     """Forget cached clients, secret versions and key stores (a process that points
     at a new endpoint: the local stack restarting in-process, tests)."""
     from functions.shared.aws_clients import clear_cached_clients
-    from functions.shared.identity import jwt_keys, secret_versions, webhooks
+    from functions.shared.identity import jwt_keys, secret_versions, webhook_signers
 
     secret_versions.secret_cache.clear()
     jwt_keys._stores.clear()
-    webhooks._use_written.clear()
+    webhook_signers._use_written.clear()
     clear_cached_clients()

@@ -17,10 +17,8 @@ a function killed in between (its timeout, an out-of-memory) leaves an id the
 sender's retry may take over once the lease ends, not one refused until the
 record expires.
 
-Which version of the secret signed each accepted delivery is recorded too
-(`record_secret_use`), so a routine rotation can see that the sender still signs
-with AWSPREVIOUS, the value that rotation would stop accepting
-(functions/rotate_iam/generated.py).
+`VerifiedWebhook.secret_version` names the version of the secret whose key
+verified a delivery; webhook_signers.py records it for the rotation guard.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from functions.shared.identity.secret_versions import (
     SecretVersionsCache,
     secret_cache,
 )
-from functions.shared.observability import logger
 from functions.shared.settings import get_settings
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format prefix, not a secret
@@ -67,15 +64,6 @@ WEBHOOK_LEASE_SECONDS = 60
 # share a key, whatever text the sender puts in its id.
 WEBHOOK_ID_SPACE = "webhook"
 ADMIN_NONCE_SPACE = "admin-nonce"
-# When a version of the webhook secret last signed an accepted delivery.
-SIGNER_SPACE = "webhook-signer"
-LAST_SIGNED_ATTRIBUTE = "last_signed"
-# Kept across several 90-day rotations: a sender that delivers rarely is still known.
-SECRET_USE_RETENTION_SECONDS = 400 * 86_400
-# A warm instance writes a version's use at most this often while that version keeps
-# signing: the rotation guard needs the order of the two versions' last uses, not
-# every delivery.
-SECRET_USE_WRITE_INTERVAL_SECONDS = 60
 
 
 class WebhookRejected(Exception):
@@ -367,90 +355,3 @@ def _unless_claimed_elsewhere() -> Iterator[None]:
         # Gone already, or another delivery's claim: either way not ours to change.
         if aws.error_code(exc) != "ConditionalCheckFailedException":
             raise
-
-
-# The version whose use this instance wrote last (one entry at most), and when
-# (time.monotonic()).
-_use_written: dict[str, float] = {}
-
-
-def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> None:
-    """Note that `message`'s secret version signed an accepted delivery.
-
-    Bookkeeping for the rotation guard, never a reason to fail a delivery: an
-    error is logged and the delivery stands. The stored time only moves forward,
-    so instances writing out of order cannot make a version look older than it is.
-    """
-    version = message.secret_version
-    if version is None:
-        return
-    # Skipped only while the same version signs again: a switch to the other one is
-    # always written, or the stored order could say the opposite of what happened.
-    written = _use_written.get(version)
-    if written is not None and time.monotonic() - written < SECRET_USE_WRITE_INTERVAL_SECONDS:
-        return
-    moment = int(time.time() if now is None else now)
-    try:
-        aws.dynamodb().update_item(
-            TableName=get_settings().webhook_nonce_table,
-            Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version}"}},
-            UpdateExpression="SET #last = :now, #ttl = :ttl",
-            ConditionExpression="attribute_not_exists(#last) OR #last < :now",
-            ExpressionAttributeNames={"#last": LAST_SIGNED_ATTRIBUTE, "#ttl": names.TTL_ATTRIBUTE},
-            ExpressionAttributeValues={
-                ":now": {"N": str(moment)},
-                ":ttl": {"N": str(moment + SECRET_USE_RETENTION_SECONDS)},
-            },
-        )
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        if aws.error_code(exc) != "ConditionalCheckFailedException":
-            logger.warning(
-                "webhook secret use not recorded",
-                extra={"version_id": version, "error": type(exc).__name__},
-            )
-            return
-    _use_written.clear()
-    _use_written[version] = time.monotonic()
-
-
-def last_accepted_signature(version_id: str) -> int | None:
-    """When a version of the webhook secret last signed an accepted delivery (Unix
-    seconds), or None if it has signed none in the retention period."""
-    answer = aws.dynamodb().get_item(
-        TableName=get_settings().webhook_nonce_table,
-        Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version_id}"}},
-        ConsistentRead=True,
-    )
-    item = answer.get("Item", {})
-    value = item.get(LAST_SIGNED_ATTRIBUTE, {}).get("N")
-    expires = item.get(names.TTL_ATTRIBUTE, {}).get("N")
-    if value is None or (expires is not None and int(expires) < time.time()):
-        return None  # none, or expired and not yet swept by DynamoDB's TTL
-    return int(value)
-
-
-@dataclass(frozen=True)
-class SignerState:
-    """When each live version of the webhook secret last signed an accepted delivery."""
-
-    current_version: str | None
-    previous_version: str | None
-    current_signed_at: int | None
-    previous_signed_at: int | None
-
-    @property
-    def sender_on_previous(self) -> bool:
-        """The sender's last accepted delivery was signed with AWSPREVIOUS, none since
-        with AWSCURRENT: the next rotation would refuse what it sends."""
-        if self.previous_signed_at is None:
-            return False
-        return self.current_signed_at is None or self.current_signed_at < self.previous_signed_at
-
-
-def signer_state(current_version: str | None, previous_version: str | None) -> SignerState:
-    return SignerState(
-        current_version,
-        previous_version,
-        None if current_version is None else last_accepted_signature(current_version),
-        None if previous_version is None else last_accepted_signature(previous_version),
-    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -19,7 +19,10 @@ from functions.shared import names
 from functions.shared.inventory import API_KEY_PERIOD_DAYS, INVENTORY, SecretSpec
 from functions.shared.observability import logger, metrics
 from functions.shared.rotation import clients
-from functions.shared.rotation.store import CURRENT, SecretStore
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretStore
+
+if TYPE_CHECKING:
+    from functions.shared.identity.webhook_signers import SignerState
 
 
 @dataclass(frozen=True)
@@ -128,13 +131,16 @@ def publish_secret_ages(
     store: SecretStore | None = None, now: Callable[[], datetime] | None = None
 ) -> dict[str, Any]:
     """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by
-    one, then one SecretsOverdue datapoint for the run.
+    one, then one SecretsOverdue datapoint for the run, and one
+    WebhookFeedOnPreviousSecret (1: the feed has not been given the webhook secret's
+    current value, and the next rotation would be refused for it).
 
     Each flush carries one secret's dimension; a single flush would put every
     datapoint under the same dimensions. A secret without an age gets no age
     datapoint (the dashboard shows a gap) and counts as overdue: the overdue alarm
     (cdk/detection.py) fires on the count, and on days with no run at all.
     """
+    store = store or SecretStore(caller="secret-age")
     ages = secret_ages(store, now() if now else None)
     for age in ages:
         if age.age_days is None:
@@ -151,7 +157,42 @@ def publish_secret_ages(
         logger.warning("secrets with a rotation pending", extra={"secrets": pending})
     overdue = [age.name for age in ages if age.overdue]
     metrics.add_metric(name=names.METRIC_SECRETS_OVERDUE, unit="Count", value=len(overdue))
+    feed_on_previous = _feed_on_previous(store)
+    if feed_on_previous is not None:
+        metrics.add_metric(
+            name=names.METRIC_WEBHOOK_FEED_ON_PREVIOUS, unit="Count", value=int(feed_on_previous)
+        )
     metrics.flush_metrics()
     if overdue:
         logger.warning("secrets overdue for rotation", extra={"secrets": overdue})
-    return {"secrets": len(ages), "overdue": overdue}
+    return {"secrets": len(ages), "overdue": overdue, "feed_on_previous": feed_on_previous}
+
+
+# An inventory name, not a secret.
+FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105  # pragma: allowlist secret
+
+
+def feed_signer(store: SecretStore) -> SignerState:
+    """When each live version of the webhook secret last signed a delivery the API
+    accepted (functions/shared/identity/webhooks.py records them)."""
+    from functions.shared.identity.webhook_signers import signer_state
+    from functions.shared.inventory import spec
+
+    metadata = store.describe(spec(FEED_SIGNING_SECRET).secret_name)
+    return signer_state(metadata.version_with(CURRENT), metadata.version_with(PREVIOUS))
+
+
+def _feed_on_previous(store: SecretStore) -> bool | None:
+    """Whether the feed still signs with AWSPREVIOUS, for its daily datapoint; None
+    (no datapoint) when that cannot be read."""
+    try:
+        state = feed_signer(store)
+    except Exception as exc:  # noqa: BLE001 - one missing datapoint, not a failed run
+        logger.warning("webhook feed signer unknown", extra={"error": type(exc).__name__})
+        return None
+    if state.sender_on_previous:
+        logger.warning(
+            "the feed still signs with the previous webhook secret: give it the current one",
+            extra={"previous_version": state.previous_version},
+        )
+    return state.sender_on_previous

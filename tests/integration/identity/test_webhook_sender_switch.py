@@ -15,6 +15,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from functions.rotate_iam.generated import SenderStillOnPreviousSecret
+from functions.shared import names
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import SecretStore
 from tests.integration.identity.test_webhooks import post, signed_headers
@@ -150,7 +151,7 @@ def test_the_use_record_names_the_version_not_the_secret(world, driver):
 def test_a_delivery_stands_when_its_signer_cannot_be_recorded(world, monkeypatch):
     """The record is bookkeeping for rotation: DynamoDB failing on it must not turn a
     stored recall into an error the sender retries."""
-    from functions.shared.identity.webhooks import SIGNER_SPACE
+    from functions.shared.identity.webhook_signers import SIGNER_SPACE
     from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
 
     def signer_writes(target: str, body: bytes) -> str:
@@ -168,7 +169,7 @@ def test_a_delivery_stands_when_its_signer_cannot_be_recorded(world, monkeypatch
 def test_a_warm_instance_writes_a_signer_at_most_once_a_minute(world, monkeypatch):
     """One more DynamoDB write per delivery would double the feed's writes for a figure
     that only needs the order of two versions' last uses."""
-    from functions.shared.identity.webhooks import SIGNER_SPACE
+    from functions.shared.identity.webhook_signers import SIGNER_SPACE
     from tests.support.aws_faults import PASS, faulty_aws_endpoint
 
     writes: list[bytes] = []
@@ -244,3 +245,40 @@ def test_a_previous_secret_delivery_after_a_current_one_still_holds_the_rotation
     # Then it is refused: the last accepted delivery was signed with AWSPREVIOUS
     with pytest.raises(RotationFailed):
         driver.rotate(NAME)
+
+
+def test_the_daily_check_reports_a_feed_still_on_the_previous_secret(world, driver, capsys):
+    """The reminder to give the feed its new secret comes the day after a rotation
+    (the babyshield-webhook-feed-on-previous-secret alarm), not 90 days later as the
+    next rotation's refusal."""
+    from functions.shared.rotation.age import publish_secret_ages
+
+    def reported() -> float:
+        documents = [
+            json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+        ]
+        [value] = [
+            doc[names.METRIC_WEBHOOK_FEED_ON_PREVIOUS]
+            for doc in documents
+            if names.METRIC_WEBHOOK_FEED_ON_PREVIOUS in doc
+        ]
+        # One datapoint, under the service dimension alone (the alarm's)
+        [directive] = next(
+            doc for doc in documents if names.METRIC_WEBHOOK_FEED_ON_PREVIOUS in doc
+        )["_aws"]["CloudWatchMetrics"]
+        assert directive["Dimensions"] == [["service"]]
+        [number] = value if isinstance(value, list) else [value]
+        return float(number)
+
+    # Given a rotation the feed has not been told about
+    first = world.webhook_secret
+    second = _rotate(driver)
+    _deliver(first, "CPSC-1")
+    capsys.readouterr()
+    # When the daily check runs, Then it reports the feed on the previous secret
+    assert publish_secret_ages(SecretStore(caller="test"))["feed_on_previous"] is True
+    assert reported() == 1
+    # And once the feed signs with the current one, it reports 0
+    _deliver(second, "CPSC-2")
+    assert publish_secret_ages(SecretStore(caller="test"))["feed_on_previous"] is False
+    assert reported() == 0
