@@ -14,7 +14,7 @@ deadline. The query narrows the records server-side, and the records are checked
 again here before they count: a record that is not what the query asked for never
 makes anyone an offender. A query returns at most 10,000 rows, newest first; a
 window with more records is read in pages, each ending where the one before
-stopped (`scan_window`), so a large attack is counted whole rather than only its
+stopped (`WindowScan`), so a large attack is counted whole rather than only its
 newest 10,000 records, in which every address may stay under the threshold.
 """
 
@@ -331,11 +331,12 @@ class WindowScan:
     """The rows of one query over a whole window, read page by page as they are used.
 
     `query` sorts newest first; each page adds its row limit. Each page is the query
-    over [start, cut]: the first ends at the window's end,
-    each next one at the second its predecessor's oldest row fell in (Insights'
-    bounds are whole seconds), keeping only rows older than that second, so no
-    record is counted twice or skipped. `truncated`: records of the window were
-    left unread (page limit, the deadline, or over 10,000 rows in one second).
+    over [start, cut]: the first ends at the window's end, each next one at the
+    second its predecessor's oldest row fell in (Insights' bounds are whole seconds),
+    keeping only rows older than that second, so no record is counted twice or
+    skipped. `truncated`: records of the window were left unread (the page limit,
+    the deadline, a later page refused, or a page that cannot be split: one second
+    filling it, or a time that could not be read).
     """
 
     log_group: str
