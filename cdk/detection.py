@@ -146,6 +146,37 @@ def _sustained_failure_alarm(
     )
 
 
+def _daily_run_alarm(
+    scope: Construct,
+    construct_id: str,
+    *,
+    alarm_name: str,
+    metric: str,
+    description: str,
+    days: int,
+    missing_breaches: bool,
+) -> cloudwatch.Alarm:
+    """On a value the daily secret-age run reports once (Maximum per day): pages when
+    it is at least 1 on `days` days running; `missing_breaches`: a day without it
+    counts as breaching too."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name,
+        alarm_description=description,
+        metric=_custom_metric(metric, "Maximum").with_(period=Duration.days(1)),
+        threshold=1,
+        evaluation_periods=days,
+        datapoints_to_alarm=days,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=(
+            cloudwatch.TreatMissingData.BREACHING
+            if missing_breaches
+            else cloudwatch.TreatMissingData.NOT_BREACHING
+        ),
+    )
+
+
 def _queue_not_empty_alarm(
     scope: Construct, construct_id: str, queue: sqs.IQueue, *, alarm_name: str, description: str
 ) -> cloudwatch.Alarm:
@@ -388,39 +419,30 @@ class DetectionAndResponse(Construct):
         # One SecretsOverdue datapoint per daily run (functions/shared/rotation/age.py).
         # Two daily periods: a late run, or a secret met on its due day before its
         # rotation window, does not page; two days overdue, or without a run, do.
-        self.secrets_overdue_alarm = cloudwatch.Alarm(
+        self.secrets_overdue_alarm = _daily_run_alarm(
             self,
             "SecretsOverdue",
             alarm_name=f"{names.PREFIX}-secrets-overdue",
-            alarm_description="A secret is past its rotation period or unreadable, or the "
+            metric=names.METRIC_SECRETS_OVERDUE,
+            description="A secret is past its rotation period or unreadable, or the "
             "daily secret-age check has stopped reporting",
-            metric=_custom_metric(names.METRIC_SECRETS_OVERDUE, "Maximum").with_(
-                period=Duration.days(1)
-            ),
-            threshold=1,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+            days=2,
+            missing_breaches=True,
         )
         # One datapoint per daily run: 1 while the feed's last accepted delivery was
         # signed with the webhook secret's AWSPREVIOUS. Right after a rotation that is
         # the reminder to give the feed its new secret; left alone, the next routine
         # rotation is refused for it (functions/rotate_iam/generated.py). No datapoint
         # (the run failed or could not read it) is the overdue alarm's to catch.
-        self.feed_on_previous_alarm = cloudwatch.Alarm(
+        self.feed_on_previous_alarm = _daily_run_alarm(
             self,
             "WebhookFeedOnPreviousSecret",
             alarm_name=f"{names.PREFIX}-webhook-feed-on-previous-secret",
-            alarm_description="The recall feed still signs with the previous webhook "
+            metric=names.METRIC_WEBHOOK_FEED_ON_PREVIOUS,
+            description="The recall feed still signs with the previous webhook "
             "secret: give it the current one (RUNBOOK, 'The webhook secret rotated')",
-            metric=_custom_metric(names.METRIC_WEBHOOK_FEED_ON_PREVIOUS, "Maximum").with_(
-                period=Duration.days(1)
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            days=1,
+            missing_breaches=False,
         )
         self.alarms = [
             self.waf_blocked_alarm,

@@ -124,6 +124,24 @@ def test_overdue_or_unreported_secrets_page_oncall(synthesized: Synthesized):
     assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
 
 
+def test_a_feed_still_on_the_previous_webhook_secret_pages_the_next_day(
+    synthesized: Synthesized,
+):
+    """The reminder to hand the feed its new secret: one daily datapoint of 1 pages.
+    A day without one is the overdue alarm's (the run stopped), not this one's."""
+    assert names.METRIC_WEBHOOK_FEED_ON_PREVIOUS in _emitted_metrics()
+    alarm = _alarm_on(synthesized, names.METRIC_WEBHOOK_FEED_ON_PREVIOUS)
+
+    assert alarm["Period"] == 86400
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmName"].startswith(f"{names.PREFIX}-")
+    assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
+
+
 def _oncall_topic(synthesized: Synthesized) -> str:
     [topic] = [
         logical_id
