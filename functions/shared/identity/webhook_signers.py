@@ -8,8 +8,8 @@ rotation (functions/rotate_iam/generated.py), the daily secret-age check and
 `babyshield secrets` read the order of the two versions' last uses
 (`signer_state`).
 
-Apart from webhooks.py, which imports the secret's version cache: the functions
-that only read these records (rotate_iam, secret_age) never read a secret value.
+Kept apart from webhooks.py, which imports the secret's version cache, so a
+function that only reads these records (secret_age) cannot reach a secret value.
 """
 
 from __future__ import annotations
