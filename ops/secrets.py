@@ -90,14 +90,14 @@ def _run(args: argparse.Namespace) -> int:
 def _feed_signer(store: SecretStore) -> tuple[SignerState | None, str | None]:
     """When each live version of the webhook secret last signed an accepted delivery,
     or why that could not be read."""
-    from functions.shared.rotation.age import feed_signer
+    from functions.shared.rotation.age import signer_of
 
     try:
-        store.describe(spec(FEED_SIGNING_SECRET).secret_name)
+        metadata = store.describe(spec(FEED_SIGNING_SECRET).secret_name)
     except Exception:  # noqa: BLE001 - the table already says why the secret is unreadable
         return None, None
     try:
-        return feed_signer(store), None
+        return signer_of(metadata), None
     except Exception as exc:  # noqa: BLE001 - a note beside the table, never its failure
         return None, type(exc).__name__
 

@@ -109,16 +109,14 @@ def _remaining(epoch: int, now: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-# Every text output shows addresses as the on-call message does (--json keeps CIDRs).
-_address_text = blocks.address_text
-
-
+# Every text output shows addresses as the on-call message does (blocks.address_text);
+# --json keeps CIDRs.
 def _host_text(block: blocks.Block) -> str:
-    return _address_text(block.ip)
+    return blocks.address_text(block.network)
 
 
-def _addresses_text(cidrs: Iterable[str]) -> str:
-    return ", ".join(_address_text(c) for c in cidrs)
+def _addresses_text(cidrs: Iterable[str], separator: str = ", ") -> str:
+    return separator.join(blocks.address_text(c) for c in cidrs)
 
 
 def _shown(text: str | None, limit: int = blocks.MAX_REASON_LENGTH) -> str:
@@ -396,17 +394,17 @@ def _unblock(args: argparse.Namespace) -> int:
             if covering:
                 # Still refused at the WAF: say which block does it and what lifts it.
                 print(
-                    f"not blocked by itself: {_address_text(ip)} is inside the blocked "
+                    f"not blocked by itself: {blocks.address_text(ip)} is inside the blocked "
                     f"{_addresses_text(covering)}; only unblocking that network lets it through"
                 )
             else:
-                print(f"not blocked: {_address_text(ip)}")
+                print(f"not blocked: {blocks.address_text(ip)}")
         if unmatched:
             print(f"not blocked: {unmatched[0]}")
     wider = sorted({n for networks in result.covered_by.values() for n in networks})
     if not result.changed:
         if wider:
-            hint = f"babyshield waf unblock {' '.join(_address_text(n) for n in wider)}"
+            hint = f"babyshield waf unblock {_addresses_text(wider, ' ')}"
         elif unmatched and not args.targets:
             hint = unmatched[1]
         else:
@@ -420,9 +418,7 @@ def _unblock(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{_addresses_text(still)} still refused at the WAF by a wider block",
             hint="babyshield waf unblock "
-            + " ".join(
-                _address_text(n) for n in sorted({n for ip in still for n in result.covered_by[ip]})
-            ),
+            + _addresses_text(sorted({n for ip in still for n in result.covered_by[ip]}), " "),
         )
     return 0
 

@@ -19,7 +19,7 @@ from functions.shared import names
 from functions.shared.inventory import API_KEY_PERIOD_DAYS, INVENTORY, SecretSpec
 from functions.shared.observability import logger, metrics
 from functions.shared.rotation import clients
-from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretStore
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretMetadata, SecretStore
 
 if TYPE_CHECKING:
     from functions.shared.identity.webhook_signers import SignerState
@@ -174,11 +174,16 @@ FEED_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105  # nosec B105  # pr
 
 def feed_signer(store: SecretStore) -> SignerState:
     """When each live version of the webhook secret last signed a delivery the API
-    accepted (functions/shared/identity/webhooks.py records them)."""
-    from functions.shared.identity.webhook_signers import signer_state
+    accepted (functions/shared/identity/webhook_signers.py records them)."""
     from functions.shared.inventory import spec
 
-    metadata = store.describe(spec(FEED_SIGNING_SECRET).secret_name)
+    return signer_of(store.describe(spec(FEED_SIGNING_SECRET).secret_name))
+
+
+def signer_of(metadata: SecretMetadata) -> SignerState:
+    """feed_signer for the webhook secret's metadata, when it is read already."""
+    from functions.shared.identity.webhook_signers import signer_state
+
     return signer_state(metadata.version_with(CURRENT), metadata.version_with(PREVIOUS))
 
 
