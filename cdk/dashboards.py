@@ -112,12 +112,13 @@ class Dashboards(Construct):
                     cloudwatch.GraphWidget(
                         title=title,
                         left=[_metric(metric)],
-                        width=8,
+                        width=6,
                     )
                     for title, metric in (
                         ("Failed sign-ins", names.METRIC_FAILED_SIGNINS),
                         ("Token validation errors", names.METRIC_TOKEN_VALIDATION_ERRORS),
                         ("Account lockouts", names.METRIC_LOCKOUTS),
+                        ("Refused by an account lock", names.METRIC_SIGN_INS_REFUSED_LOCKED),
                     )
                 ]
             ],

@@ -104,6 +104,9 @@ METRICS_SERVICE = "babyshield"
 METRIC_FAILED_SIGNINS = "FailedSignIns"
 METRIC_TOKEN_VALIDATION_ERRORS = "TokenValidationErrors"  # noqa: S105 - a metric name
 METRIC_LOCKOUTS = "AccountLockouts"
+# Sign-ins refused because their account is locked (reason SIGN_IN_ACCOUNT_LOCKED):
+# apart from METRIC_FAILED_SIGNINS, whose alarm starts the WAF responder.
+METRIC_SIGN_INS_REFUSED_LOCKED = "SignInsRefusedLocked"
 METRIC_ROTATION_FAILURES = "RotationFailures"
 METRIC_ROTATION_SUCCESSES = "RotationSuccesses"
 # A keyed request let through because its per-key limit could not be read.

@@ -33,6 +33,7 @@ def test_authentication_dashboard_shows_sign_ins_tokens_and_lockouts(synthesized
         names.METRIC_FAILED_SIGNINS,
         names.METRIC_TOKEN_VALIDATION_ERRORS,
         names.METRIC_LOCKOUTS,
+        names.METRIC_SIGN_INS_REFUSED_LOCKED,
     ):
         assert metric in body
 

@@ -37,7 +37,7 @@ _CREDENTIAL_SHAPES = re.compile(
 REDACTED = "[redacted]"
 
 # Failure metric per action; the alarms and dashboards read these names.
-FAILURE_METRICS = {
+FAILURE_METRICS: dict[str, str] = {
     "sign_in": names.METRIC_FAILED_SIGNINS,
     "token": names.METRIC_TOKEN_VALIDATION_ERRORS,
     "api_key": "ApiKeyRejections",
@@ -45,6 +45,19 @@ FAILURE_METRICS = {
     "webhook": "WebhookRejections",
     "admin_access": "AdminAccessDenied",
 }
+
+
+def failure_metric(action: str, reason: str | None) -> str | None:
+    """The metric a failed decision counts in, if any.
+
+    A sign-in refused because its account is locked counts apart: the lock refuses
+    the owner's right password as well, so it is no evidence of guessing, and the
+    failed-sign-in alarm, which starts the WAF responder, counts only what the
+    responder counts (names.SIGN_IN_EVIDENCE_REASONS).
+    """
+    if action == "sign_in" and reason == names.SIGN_IN_ACCOUNT_LOCKED:
+        return names.METRIC_SIGN_INS_REFUSED_LOCKED
+    return FAILURE_METRICS.get(action)
 
 
 def audit(
@@ -85,7 +98,7 @@ def audit(
         logger.info("authentication decision", extra=fields)
     else:
         logger.warning("authentication decision", extra=fields)
-        metric = FAILURE_METRICS.get(action)
+        metric = failure_metric(action, reason)
         if metric:
             metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     if persist:

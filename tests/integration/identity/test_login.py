@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from functions.shared import names
 from functions.shared.identity.tokens import verify_access_token
 from tests.support.api import call_api
 from tests.support.api import sign_in as login
-from tests.support.logs import json_log_lines
+from tests.support.logs import emf_metrics, json_log_lines
 
 
 def test_correct_credentials_return_a_working_access_token(world):
@@ -63,6 +64,22 @@ def test_account_is_locked_after_repeated_failures_even_with_the_right_password(
     assert int(locked.header("Retry-After") or "0") > 0
     # And the answer does not reveal whether the password was right
     assert "password" not in locked.body.lower()
+
+
+def test_a_locked_account_refusal_is_counted_apart_from_failed_sign_ins(world, capsys):
+    # Given an account locked by five wrong guesses from one address
+    world.create_user("parent@example.com", "correct horse")
+    for _ in range(5):
+        login("parent@example.com", "wrong", source_ip="198.51.100.7")
+    guesses = emf_metrics(capsys.readouterr().out)
+    assert guesses[names.METRIC_FAILED_SIGNINS] == 5
+    # When its owner signs in with the right password from the office
+    assert login("parent@example.com", "correct horse", source_ip="203.0.113.99").status == 429
+    # Then the refusal is no failed sign-in: the alarm that starts the WAF responder
+    # counts only what the responder counts as evidence against an address
+    refusal = emf_metrics(capsys.readouterr().out)
+    assert names.METRIC_FAILED_SIGNINS not in refusal
+    assert refusal[names.METRIC_SIGN_INS_REFUSED_LOCKED] == 1
 
 
 def test_lockout_holds_from_another_source_ip(world):

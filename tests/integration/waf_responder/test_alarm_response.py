@@ -13,7 +13,7 @@ import pytest
 from functions.shared import names
 from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
 from tests.support.aws import REGION
-from tests.support.logs import raw_log_text
+from tests.support.logs import emf_metrics, raw_log_text
 from tests.support.waf import (
     WafResources,
     idempotency_records,
@@ -223,22 +223,7 @@ def test_malformed_or_foreign_event_is_rejected_with_a_log_line_and_no_side_effe
     assert oncall_messages(waf) == []
 
 
-def _emf_metrics(stdout: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for line in stdout.splitlines():
-        if not line.startswith("{"):
-            continue
-        document = json.loads(line)
-        if "_aws" not in document:
-            continue
-        for directive in document["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                value = document[metric["Name"]]
-                values[metric["Name"]] = sum(value) if isinstance(value, list) else value
-    return values
-
-
-def test_alarm_and_sweep_publish_emf_metrics(
+def test_alarm_and_sweep_publishemf_metrics(
     waf: WafResources, invoke: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Protects the dashboards and alarms on the responder: IPs blocked, IPs expired,
@@ -248,17 +233,17 @@ def test_alarm_and_sweep_publish_emf_metrics(
     put_waf_records({"203.0.113.7": 6, "203.0.113.9": 6})
     capsys.readouterr()
     invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
-    after_alarm = _emf_metrics(capsys.readouterr().out)
+    after_alarm = emf_metrics(capsys.readouterr().out)
     assert after_alarm[names.METRIC_WAF_IPS_BLOCKED] == 2
     assert after_alarm[names.METRIC_WAF_LOCK_RETRIES] == 0
 
     invoke(scheduled_sweep_event())
-    assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_IPS_EXPIRED] == 0
+    assert emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_IPS_EXPIRED] == 0
 
     boto3.client("dynamodb", region_name=REGION).delete_table(TableName=names.BLOCK_REGISTRY_TABLE)
     with pytest.raises(Exception, match="ResourceNotFoundException"):
         invoke(scheduled_sweep_event())
-    assert _emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1
+    assert emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1
 
 
 def _alarm_in_state(name: str, state: Literal["ALARM", "OK"]) -> None:
