@@ -216,13 +216,16 @@ def decide(
             continue
         # Blocked, but left out of a full IP set (ranked by the evidence it was blocked
         # on): evidence newer than that blocks it again, ranked by it, as the same
-        # offence. The evidence it was blocked on changes nothing.
+        # offence. The evidence it was blocked on changes nothing. Untimed evidence
+        # (the rate rule's keys) is never newer: the rule refuses a limited client
+        # while it is limited, and taking it back in would leave another out, which
+        # the next recheck would take back in, each turn told to on-call.
         unenforced = covering is None and bool(coverings)
         if unenforced:
             newest = max(b.last_seen for b in coverings)
             # An operator's block is never replaced by an automatic one.
             manual = any(b.source == "manual" for b in coverings)
-            if manual or (timed_evidence and offender.last_seen <= newest):
+            if manual or not timed_evidence or offender.last_seen <= newest:
                 decision.skipped.append(
                     Skipped(
                         ip,

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
+from functions.waf_responder import offenders
 from ops.apigw import LocalLambdaContext
-from tests.support.waf import WafResources, clear_caches, create_resources
+from tests.support.aws import REGION
+from tests.support.waf import WafResources, clear_caches, create_resources, create_web_acl
 
 
 @pytest.fixture
@@ -36,3 +40,23 @@ def invoke() -> Callable[[dict[str, Any]], dict[str, Any]]:
         return result
 
     return call
+
+
+@pytest.fixture
+def rate_rule(waf: WafResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """The web ACL on moto, and GetRateBasedStatementManagedKeys (which moto lacks)
+    stubbed on its own client: add one response per look (`limited`)."""
+    create_web_acl()
+    client = boto3.client("wafv2", region_name=REGION)
+    stubber = Stubber(client)
+    monkeypatch.setattr(offenders, "rate_keys_client", lambda: client)
+    with stubber:
+        yield stubber
+
+
+def limited(stubber: Stubber, *addresses: str) -> None:
+    """The rate rule's answer to the next look: these IPv4 clients are limited now."""
+    stubber.add_response(
+        "get_rate_based_statement_managed_keys",
+        {"ManagedKeysIPV4": {"IPAddressVersion": "IPV4", "Addresses": list(addresses)}},
+    )

@@ -16,10 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from functions.shared import names
-from functions.waf_responder.events import alarm_state_change_event
-from tests.support.waf import WafResources, ip_set_addresses, put_waf_records
+from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
+from tests.integration.waf_responder.conftest import limited
+from tests.support.waf import (
+    WafResources,
+    ip_set_addresses,
+    oncall_messages,
+    put_waf_records,
+)
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 A = "203.0.113.10"
@@ -106,3 +113,36 @@ def test_a_block_the_sync_leaves_out_is_not_taken_for_enforced_because_of_a_prot
 
     # Then the WAF refuses B again (as test_left_out_offenders expects of a left-out block)
     assert f"{b}/32" in ip_set_addresses(waf, 4), result["skipped"]
+
+
+def test_rate_limited_clients_past_the_set_limit_do_not_take_turns_in_it(
+    waf: WafResources, invoke: Invoke, rate_rule: Stubber, monkeypatch: pytest.MonkeyPatch
+):
+    """The rate rule's keys say who is limited now, with no time: each recheck used to
+    count a left-out client as new evidence, block it again over the others, and leave
+    another out, so more limited clients than the set holds took turns in it and
+    on-call heard of each turn every five minutes. The rate rule refuses them while
+    they are limited whichever are in the set, so a left-out one waits for room."""
+    from functions.shared.settings import get_settings
+    from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
+
+    monkeypatch.setenv("IPSET_MAX_ADDRESSES", "2")
+    get_settings.cache_clear()
+    clients = ("203.0.113.61/32", "203.0.113.71/32", "203.0.113.81/32")
+    # Given the rate alarm in ALARM with three limited clients and room for two
+    _alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
+    limited(rate_rule, *clients)
+    first = invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
+    assert len(first["left_out"]) == 1
+    held = ip_set_addresses(waf, 4)
+    oncall_messages(waf)
+
+    # When the sweep rechecks the alarm twice, the same three still limited
+    for _ in range(2):
+        limited(rate_rule, *clients)
+        swept = invoke(scheduled_sweep_event())
+        # Then nothing changes, and on-call hears nothing
+        assert swept["rechecked"][0]["status"] == "unchanged", swept
+        assert ip_set_addresses(waf, 4) == held
+        assert oncall_messages(waf) == []
+    rate_rule.assert_no_pending_responses()

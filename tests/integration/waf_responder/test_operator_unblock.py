@@ -4,23 +4,20 @@ evidence newer than the unblock, while its alarm stays in ALARM and the sweep lo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from functions.shared import blocks, names
-from functions.waf_responder import offenders
 from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
 from ops.cli import main
+from tests.integration.waf_responder.conftest import limited
 from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
-from tests.support.aws import REGION
 from tests.support.waf import (
     WafResources,
-    create_web_acl,
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
@@ -102,25 +99,6 @@ def test_unblocking_a_whole_event_holds_against_the_sweep(
     )
 
 
-@pytest.fixture
-def rate_rule(waf: WafResources, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
-    """The web ACL on moto, and GetRateBasedStatementManagedKeys (which moto lacks)
-    stubbed on its own client: add one response per look."""
-    create_web_acl()
-    client = boto3.client("wafv2", region_name=REGION)
-    stubber = Stubber(client)
-    monkeypatch.setattr(offenders, "rate_keys_client", lambda: client)
-    with stubber:
-        yield stubber
-
-
-def _limited(stubber: Stubber, *addresses: str) -> None:
-    stubber.add_response(
-        "get_rate_based_statement_managed_keys",
-        {"ManagedKeysIPV4": {"IPAddressVersion": "IPV4", "Addresses": list(addresses)}},
-    )
-
-
 def test_rate_rule_keys_do_not_undo_an_unblock_until_the_alarm_fires_again(
     waf: WafResources, invoke: Invoke, rate_rule: Stubber
 ) -> None:
@@ -129,13 +107,13 @@ def test_rate_rule_keys_do_not_undo_an_unblock_until_the_alarm_fires_again(
     and fired since the unblock."""
     # Given the rate alarm fired, blocked an address, and stays in ALARM
     _alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
-    _limited(rate_rule, "203.0.113.60/32")
+    limited(rate_rule, "203.0.113.60/32")
     invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
     assert ip_set_addresses(waf, 4) == ["203.0.113.60/32"]
     oncall_messages(waf)
     # When on-call unblocks it, and the rule still lists it at the next sweep
     blocks.unblock(["203.0.113.60"], actor="oncall")
-    _limited(rate_rule, "203.0.113.60/32")
+    limited(rate_rule, "203.0.113.60/32")
     swept = invoke(scheduled_sweep_event())
 
     # Then it stays unblocked, and on-call hears nothing
@@ -145,7 +123,7 @@ def test_rate_rule_keys_do_not_undo_an_unblock_until_the_alarm_fires_again(
 
     # When the alarm clears and fires again later, still listing it
     _past_this_second()
-    _limited(rate_rule, "203.0.113.60/32")
+    limited(rate_rule, "203.0.113.60/32")
     result = invoke(alarm_state_change_event(names.ALARM_WAF_RATE, at=datetime.now(UTC)))
 
     # Then that is a new look: it is blocked again
