@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from psycopg import errors
 
+from functions.shared.db.migrations import load_migrations
 from tests.support.postgres import MigratedDatabase, make_user
 
 
@@ -141,3 +143,128 @@ def test_the_app_tier_cannot_backdate_a_keys_creation(db: MigratedDatabase):
                 "VALUES ('alicekey0003', %s, '\\x00', '{recalls:read}', '2001-01-01')",
                 (alice,),
             )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # naming itself a fresh caller, as row-level security's check asks
+        "INSERT INTO public.users (id, email, password_hash, role) "
+        "VALUES ({fresh}, 'mallory@example.com', 'scrypt$chosen', 'admin')",
+        "UPDATE public.users SET email = 'mallory@example.com' WHERE id = {me}",
+        "DELETE FROM public.users WHERE id = {me}",
+    ],
+    ids=["mint-an-admin", "change-an-email", "delete-an-account"],
+)
+def test_the_app_tier_cannot_make_change_or_delete_accounts(db: MigratedDatabase, statement: str):
+    """The API has no registration: accounts are an operator's (sql/015). With INSERT of
+    `role`, SQL injected on the app tier, naming itself any fresh caller, wrote an
+    account with role 'admin' and a hash of its choosing, which outlived every rotation."""
+    me, fresh = make_user(db), uuid.uuid4()
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_caller(conn, fresh if "{fresh}" in statement else me)
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(statement.format(me=f"'{me}'", fresh=f"'{fresh}'"))
+    with db.admin() as admin:
+        assert admin.execute("SELECT count(*) FROM users WHERE id = %s", (fresh,)).fetchone() == (
+            0,
+        )
+
+
+def test_the_app_tier_still_rehashes_its_callers_password(db: MigratedDatabase):
+    me = make_user(db)
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_caller(conn, me)
+        updated = conn.execute(
+            "UPDATE public.users SET password_hash = 'scrypt$new' WHERE id = %s", (me,)
+        )
+        assert updated.rowcount == 1
+
+
+@pytest.mark.parametrize(
+    "updated_at", ["'infinity'", "'-infinity'", "now() + interval '3 hours'"], ids=str
+)
+def test_the_app_tier_cannot_freeze_a_recall_against_later_corrections(
+    db: MigratedDatabase, updated_at: str
+):
+    """upsert_recall applies a feed event only when it is newer than the stored
+    updated_at. An app login that set it to 'infinity' or far ahead made every genuine
+    correction of a recall's hazard look stale; the table refuses that now (sql/015)."""
+    from functions.api.recalls.queries import upsert_recall
+
+    recall = {
+        "source_id": "cpsc-frozen",
+        "product": "Crib",
+        "brand": "Acme",
+        "hazard": "old text",
+        "remedy": "old remedy",
+        "recall_date": datetime(2024, 1, 1, tzinfo=UTC).date(),
+        "description": None,
+        "country": None,
+        "url": None,
+    }
+    now = datetime.now(UTC)
+    with psycopg.connect(db.tier("app")) as conn:
+        upsert_recall(conn, recall, now - timedelta(days=1))
+        conn.commit()
+        # When injected SQL moves its time
+        with pytest.raises(errors.CheckViolation):
+            conn.execute(f"UPDATE public.recalls SET updated_at = {updated_at}")  # noqa: S608
+        conn.rollback()
+        # Then the next real correction still applies
+        _, _, applied = upsert_recall(conn, {**recall, "hazard": "strangulation"}, now)
+        conn.commit()
+    assert applied
+    with db.admin() as admin:
+        hazard = admin.execute(
+            "SELECT hazard FROM public.recalls WHERE source_id = 'cpsc-frozen'"
+        ).fetchone()
+    assert hazard == ("strangulation",)
+
+
+def test_a_feed_event_an_hour_ahead_is_still_stored(db: MigratedDatabase):
+    """The API accepts an event time up to its webhook tolerance (at most an hour) past
+    its clock; the table's bound leaves room for that."""
+    from functions.api.recalls.queries import upsert_recall
+
+    recall = {
+        "source_id": "cpsc-ahead",
+        "product": "Crib",
+        "brand": "Acme",
+        "hazard": "h",
+        "remedy": "r",
+        "recall_date": datetime(2024, 1, 1, tzinfo=UTC).date(),
+        "description": None,
+        "country": None,
+        "url": None,
+    }
+    with psycopg.connect(db.tier("app")) as conn:
+        _, _, applied = upsert_recall(conn, recall, datetime.now(UTC) + timedelta(hours=1))
+        conn.commit()
+    assert applied
+
+
+def test_recalls_already_frozen_are_released_by_the_migration(db: MigratedDatabase):
+    """A row stored with a time past the bound (by injection, or before the API checked
+    event times) would fail the new constraint and the deploy: sql/015 sets it to now,
+    so the next real event applies. Staged in a transaction that is rolled back."""
+    (migration,) = [m for m in load_migrations() if m.name.startswith("015_")]
+    with db.admin() as conn, conn.transaction(force_rollback=True):
+        conn.execute("ALTER TABLE recalls DROP CONSTRAINT recalls_updated_at_in_range")
+        conn.execute(
+            "INSERT INTO recalls (source_id, product, brand, hazard, remedy, recall_date, "
+            "updated_at) VALUES ('frozen', 'Crib', 'A', 'h', 'r', '2024-01-01', 'infinity'), "
+            "('ahead', 'Crib', 'A', 'h', 'r', '2024-01-01', now() + interval '30 days'), "
+            "('fine', 'Crib', 'A', 'h', 'r', '2024-01-01', '2024-01-02')"
+        )
+        conn.execute(migration.render(db.roles).encode())
+        conn.execute(migration.render(db.roles).encode())  # re-applying changes nothing
+        rows = conn.execute(
+            "SELECT source_id, updated_at <= now() FROM recalls "
+            "WHERE source_id IN ('frozen', 'ahead', 'fine') ORDER BY source_id"
+        ).fetchall()
+        assert rows == [("ahead", True), ("fine", True), ("frozen", True)]
+        fine = conn.execute("SELECT updated_at FROM recalls WHERE source_id = 'fine'").fetchone()
+        assert fine == (datetime(2024, 1, 2, tzinfo=UTC),)
+        with pytest.raises(errors.CheckViolation):
+            conn.execute("UPDATE recalls SET updated_at = 'infinity' WHERE source_id = 'fine'")
