@@ -39,6 +39,11 @@ DB_PARAMETERS = {
     "log_disconnections": "1",
     "password_encryption": "scram-sha-256",
     "rds.restrict_password_commands": "1",
+    # A tier may lift its own statement_timeout (docs/DATABASE.md), so nothing else
+    # bounds the temporary files one statement spills: injected SQL sorting a cross
+    # join would fill the storage and stop the database. Only a superuser can raise
+    # this per session. In kB: 2 GiB, far more than any query of the API needs.
+    "temp_file_limit": str(2 * 1024 * 1024),
 }
 
 

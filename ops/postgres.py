@@ -122,6 +122,8 @@ def embedded_cluster(auth: str = "scram-sha-256") -> Iterator[str]:
                 "-c log_connections=on",
                 "-c log_disconnections=on",
                 "-c log_statement=ddl",
+                # As the RDS parameter group (cdk/network.py::DB_PARAMETERS), in kB.
+                "-c temp_file_limit=2097152",
             ]
         )
         _run(

@@ -77,6 +77,18 @@ def test_parameter_group_forces_tls_and_loads_pgaudit(template: Any):
     assert DB_PARAMETERS["pgaudit.log"]
 
 
+def test_one_session_cannot_fill_the_database_storage_with_temporary_files(
+    synthesized: Synthesized,
+):
+    """A tier can lift its own statement_timeout, so the server bounds what one
+    statement spills to disk, at a small part of the most storage the instance grows to."""
+    (group,) = synthesized.resources("AWS::RDS::DBParameterGroup").values()
+    (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    limit_kb = int(group["Properties"]["Parameters"]["temp_file_limit"])
+    max_storage_kb = int(db["Properties"]["MaxAllocatedStorage"]) * 1024 * 1024
+    assert 0 < limit_kb <= max_storage_kb // 20
+
+
 def test_database_admits_only_the_functions_that_use_it(synthesized: Synthesized):
     (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
     (db_group,) = db["Properties"]["VPCSecurityGroups"]
