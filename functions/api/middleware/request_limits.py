@@ -71,6 +71,26 @@ def media_type(event: APIGatewayProxyEvent) -> str:
 def check_request_limits(event: APIGatewayProxyEvent, settings: Settings) -> None:
     check_header_sizes(event, settings)
     body_text(event, settings)
+    canonicalize_content_type(event)
+
+
+def canonicalize_content_type(event: APIGatewayProxyEvent) -> None:
+    """Write the Content-Type checked here back into the event, its media type lower-cased.
+
+    Media types are case-insensitive (RFC 9110, 8.3.1), and body_text() accepts
+    `APPLICATION/JSON`; Powertools' validation, which parses the body later, compares
+    the header as sent and raised on it, a 500. Every Content-Type header of the event
+    becomes the one checked, so what parses the body sees what was checked.
+    """
+    value = event.headers.get("content-type")
+    if value is None:
+        return
+    kind, separator, parameters = value.partition(";")
+    canonical = kind.strip().lower() + separator + parameters
+    for field, fill in (("headers", canonical), ("multiValueHeaders", [canonical])):
+        headers = event.raw_event.get(field) or {}
+        for name in [n for n in headers if n.lower() == "content-type"]:
+            headers[name] = fill
 
 
 def body_text(event: APIGatewayProxyEvent, settings: Settings) -> str | None:

@@ -1,0 +1,41 @@
+"""A JSON body's media type, however it is spelled: the API's own check and the
+validation that parses the body later must agree, or a request the check let through
+fails in the parser (a 500 anyone could page on-call with)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.api import call_api
+
+WRONG_SIGN_IN = json.dumps({"email": "nobody@example.com", "password": "wrong"})
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["APPLICATION/JSON", "Application/Json", "application/JSON; charset=utf-8"],
+)
+def test_a_json_media_type_in_capitals_is_json(world, content_type: str) -> None:
+    """Media types are case-insensitive (RFC 9110, 8.3.1). Powertools' validation
+    compared the header as sent and raised, and the catch-all answered 500."""
+    lower = call_api(
+        "POST", "/auth/login", headers={"Content-Type": "application/json"}, body=WRONG_SIGN_IN
+    )
+    answer = call_api(
+        "POST", "/auth/login", headers={"Content-Type": content_type}, body=WRONG_SIGN_IN
+    )
+
+    assert lower.status == 401
+    assert (answer.status, answer.json()["error"]["code"]) == (401, lower.json()["error"]["code"])
+
+
+def test_a_form_type_in_capitals_is_still_refused(world) -> None:
+    answer = call_api(
+        "POST",
+        "/auth/login",
+        headers={"Content-Type": "APPLICATION/X-WWW-FORM-URLENCODED"},
+        body="email=a%40b.c&password=x",
+    )
+    assert (answer.status, answer.json()["error"]["code"]) == (415, "unsupported_media_type")
