@@ -233,13 +233,29 @@ def _probe_result(name: str, answers: list[tuple[str, Answer]], reflected: str |
     return Check(name, PASS, f"{len(answers)} probes rejected or harmless (statuses {statuses})")
 
 
+def _credentials_refused(name: str, answers: list[tuple[str, Answer]]) -> Check | None:
+    """Not performed when the API refused the audit's own credentials to every probe
+    sent with them: identity comes before inspection, so no probe reached it, and a
+    PASS would claim a test that was not made. A FAIL, as for a spent key's 429s."""
+    if answers and all(answer.status == 401 for _, answer in answers):
+        return Check(
+            name,
+            FAIL,
+            "not performed: the API refused --api-key/--token (401) before any probe "
+            "reached the search; check them, or audit without them",
+        )
+    return None
+
+
 def check_injection(target: Target) -> Iterator[Check]:
     auth = _auth_headers(target)
     sqli = [(p, target.request("GET", f"/recalls?q={quote(p)}", headers=auth)) for p in SQLI_PROBES]
+    refused = _credentials_refused("sql_injection_probes", sqli) if auth else None
     sqli.append(("/recalls/1 OR 1=1", target.request("GET", "/recalls/" + quote("1 OR 1=1"))))
-    yield _probe_result("sql_injection_probes", sqli, reflected=None)
+    yield refused or _probe_result("sql_injection_probes", sqli, reflected=None)
     xss = [(p, target.request("GET", f"/recalls?q={quote(p)}", headers=auth)) for p in XSS_PROBES]
-    yield _probe_result("xss_probes", xss, reflected="yes")
+    refused = _credentials_refused("xss_probes", xss) if auth else None
+    yield refused or _probe_result("xss_probes", xss, reflected="yes")
     traversal = target.request("GET", "/recalls/..%2f..%2f..%2fetc%2fpasswd")
     limited = rate_limited([traversal])
     if limited:

@@ -55,3 +55,29 @@ def test_second_audit_within_the_key_window_is_not_a_pass(stack, capsys, monkeyp
     # And the checks that never used the key still ran
     assert second["security_headers"]["status"] == "PASS"
     assert second["authentication_required"]["status"] == "PASS"
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        ["--api-key", "bs_0000000000000000_notARealKeyAtAll0000000000000000"],
+        ["--token", "not.a.token"],
+    ],
+    ids=["refused-api-key", "refused-token"],
+)
+def test_probes_the_api_refused_the_audits_credentials_for_are_not_a_pass(
+    stack, capsys, credential: list[str]
+):
+    """Identity comes before attack inspection: with a key or token the API refuses,
+    every probe is a 401 that never reached the search. That used to PASS as
+    "probes rejected or harmless (statuses [401])"."""
+    code = main(["audit", "--url", stack["api_url"], "--json", "--no-aws", *credential])
+    out = capsys.readouterr().out
+    checks = {c["name"]: c for c in json.loads(out[out.index('{\n  "checks"') :])["checks"]}
+
+    assert code == 1
+    for name in ("sql_injection_probes", "xss_probes"):
+        assert checks[name]["status"] == "FAIL", checks[name]
+        assert checks[name]["detail"].startswith("not performed:"), checks[name]
+        assert "--api-key/--token" in checks[name]["detail"]
+    assert checks["security_headers"]["status"] == "PASS"
