@@ -41,8 +41,12 @@ def _host_text(block: Block) -> str:
 def _activity(block: Block) -> str:
     if block.source == "manual":
         return "manual block"
+    return _requests(block.requests)
+
+
+def _requests(count: int) -> str:
     # The rate rule reports who is limited, not how many requests they sent.
-    return f"{block.requests} requests" if block.requests else "rate-limited"
+    return f"{count} requests" if count else "rate-limited"
 
 
 def unblock_commands(blocked: Sequence[Block], event_id: str) -> list[str]:
@@ -91,7 +95,10 @@ def compose(
         lines.append("Blocked nothing.")
     if skipped:
         lines += ["", f"Not blocked ({len(skipped)}):"]
-        lines += [f"  {s.ip}  {s.requests} requests  {s.why}" for s in skipped[:MAX_LISTED]]
+        lines += [
+            f"  {address_text(s.ip)}  {_requests(s.requests)}  {s.why}"
+            for s in skipped[:MAX_LISTED]
+        ]
         if len(skipped) > MAX_LISTED:
             lines.append(f"  ... and {len(skipped) - MAX_LISTED} more")
     if left_out:

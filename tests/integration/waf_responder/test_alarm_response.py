@@ -118,7 +118,7 @@ def test_allowlisted_and_never_block_addresses_are_never_blocked(
         "2001:db8:ffff::/64": "on the never-block list",
     }
     assert (
-        "192.0.2.5/32  5000 requests  on the admin allowlist" in oncall_messages(waf)[0]["Message"]
+        "  192.0.2.5  5000 requests  on the admin allowlist" in oncall_messages(waf)[0]["Message"]
     )
 
 
@@ -281,8 +281,11 @@ def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
     (recheck,) = swept["rechecked"]
     assert recheck["blocked"] == ["198.51.100.44/32"]
     (message,) = oncall_messages(waf)  # each call returns what arrived since the last
-    assert "198.51.100.44" in message["Message"]
-    assert "203.0.113.7 " not in message["Message"]
+    blocked, _, not_blocked = message["Message"].partition("Not blocked")
+    assert "Blocked 1 address" in blocked
+    assert "198.51.100.44" in blocked
+    assert "203.0.113.7" not in blocked
+    assert "203.0.113.7  12 requests  already blocked" in not_blocked
     # And a sweep that finds nobody new tells on-call nothing
     assert invoke(scheduled_sweep_event())["rechecked"][0]["status"] == "unchanged"
     assert oncall_messages(waf) == []

@@ -93,3 +93,24 @@ def test_a_look_that_found_nobody_says_why() -> None:
     # Skipped offenders carry their own reasons; the general one is not added.
     skipped = [Skipped("192.0.2.5/32", 500, "on the admin allowlist")]
     assert "Blocked nothing.\n" in _compose([], skipped=skipped, no_offender="unused")
+
+
+def test_every_list_shows_one_address_bare_and_a_network_as_cidr() -> None:
+    """The RUNBOOK's promise for every text output: the "Not blocked" list printed the
+    registry's `127.0.0.2/32` under a "Blocked" list that printed `203.0.113.7`."""
+    text = _compose(
+        [_block("203.0.113.7/32")],
+        skipped=[
+            Skipped("127.0.0.2/32", 25, "unblocked by an operator"),
+            Skipped("2001:db8::7/128", 30, "unblocked by an operator"),
+            Skipped("2001:db8:1:2::/64", 40, "on the never-block list"),
+            Skipped("198.51.100.9/32", 0, "over the cap of 10 new blocks per alarm"),
+        ],
+    )
+    assert "/32" not in text
+    assert "/128" not in text
+    assert "  127.0.0.2  25 requests  unblocked by an operator" in text
+    assert "  2001:db8::7  30 requests" in text
+    assert "  2001:db8:1:2::/64  40 requests" in text
+    # The rate rule's offenders carry no count
+    assert "  198.51.100.9  rate-limited  over the cap" in text
