@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -36,6 +37,15 @@ FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"
 # A connection that sends or reads nothing for this long is closed, so a client
 # that stops halfway (slowloris) does not hold a thread for ever.
 IDLE_TIMEOUT_SECONDS = 30.0
+
+
+# The API's own codes where it has one for the same refusal (functions/shared/errors.py),
+# so a client sees one code whichever layer refused; else the status phrase, snake_case.
+_API_ERROR_CODES = {HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large"}
+
+
+def _error_code(status: HTTPStatus) -> str:
+    return _API_ERROR_CODES.get(status) or re.sub(r"[^a-z]+", "_", status.phrase.lower()).strip("_")
 
 
 class MalformedProxyResponse(ValueError):
@@ -186,7 +196,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         malformed request line; an over-long URI or header) in the API's JSON shape
         with the security headers, instead of its HTML page."""
         status = HTTPStatus(code)
-        self._answer_directly(status, status.phrase.lower().replace(" ", "_"), f"{status.phrase}.")
+        self._answer_directly(status, _error_code(status), f"{status.phrase}.")
 
     def parse_request(self) -> bool:
         # An HTTP/0.9 request line (no version) expects a bare body back: no status,

@@ -401,7 +401,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    if bool(args.name) == bool(args.all):
+    if args.name and args.all:
+        raise CommandError(
+            f"name one secret or pass --all, not both (--all with {args.name})",
+            hint=f"babyshield rotate {args.name}, or babyshield rotate --all",
+        )
+    if not args.name and not args.all:
         raise CommandError("name one secret or pass --all", hint="babyshield secrets lists them")
     if args.all and (args.resume or args.cancel):
         raise CommandError("--resume and --cancel take one secret name")

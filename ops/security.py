@@ -756,13 +756,24 @@ def write_sarif(directory: Path, results: Sequence[GateResult]) -> list[Path]:
     return written
 
 
+class MalformedScanOutput(ValueError):
+    """A line of the scanner's output is not the JSON it writes: the scan was cut short."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line} is not JSON ({problem})")
+        self.line = line
+
+
 def trufflehog_findings(lines: Iterable[str]) -> list[Finding]:
     """TruffleHog's `--json` output (one object a line) as findings; verified ones are CRITICAL."""
     findings = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         if not line.strip().startswith("{"):
             continue
-        item = json.loads(line)
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MalformedScanOutput(number, exc.msg) from exc
         if "DetectorName" not in item:
             continue  # log lines share the stream
         source = item.get("SourceMetadata", {}).get("Data", {})
@@ -812,7 +823,15 @@ def _sarif_command(args: argparse.Namespace) -> int:
         # The scan step died before writing: that is a failure, not "no secrets".
         print(f"error: {source} not found: the TruffleHog scan did not run", file=sys.stderr)
         return 1
-    findings = trufflehog_findings(source.read_text(encoding="utf-8").splitlines())
+    try:
+        findings = trufflehog_findings(source.read_text(encoding="utf-8").splitlines())
+    except MalformedScanOutput as exc:
+        # Half a finding is no "no secrets": the scan stopped while writing.
+        print(
+            f"error: {source}: {exc}: the TruffleHog scan did not finish; run it again",
+            file=sys.stderr,
+        )
+        return 1
     Path(args.output).write_text(json.dumps(to_sarif("TruffleHog", findings), indent=2))
     verified = sum(1 for finding in findings if finding.severity == "CRITICAL")
     print(f"trufflehog: {len(findings)} findings, {verified} verified -> {args.output}")

@@ -593,3 +593,19 @@ def test_the_repository_itself_passes_the_source_gates():
     assert verdicts(results) == {"bandit": Verdict.PASS, "detect-secrets": Verdict.PASS}, [
         result.note for result in results
     ]
+
+
+def test_trufflehog_conversion_fails_on_output_cut_short(tmp_path: Path, capsys):
+    """A scan killed while writing leaves half a line: a failure that names the file and
+    line, not an unexpected JSONDecodeError, and never a SARIF file of "no secrets"."""
+    source = tmp_path / "trufflehog.json"
+    source.write_text(
+        '{"level":"info","msg":"scanning"}\n{"DetectorName": "AWS", "Verified": tru\n'
+    )
+    output = tmp_path / "out.sarif"
+
+    assert security.main(["security-sarif", str(source), str(output)]) == 1
+    err = capsys.readouterr().err
+    assert f"{source}: line 2 is not JSON" in err
+    assert "did not finish" in err
+    assert not output.exists()

@@ -44,6 +44,23 @@ def test_unknown_command_exits_non_zero(capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["rotate", "--all", "db-app"], "not both (--all with db-app)"),
+        (["rotate"], "name one secret or pass --all"),
+    ],
+    ids=["both", "neither"],
+)
+def test_rotate_says_which_of_a_name_and_all_is_wrong(capsys, args, says):
+    """`rotate --all db-app` was told to "name one secret or pass --all": it had passed
+    --all."""
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert says in err
+    assert "Traceback" not in err
+
+
 def test_openapi_document_is_current():
     # The committed document is what `make openapi` writes from the routes today.
     from pathlib import Path

@@ -134,3 +134,22 @@ def test_a_method_the_server_has_no_handler_for_gets_json_not_a_page(server, met
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert json.loads(body)["error"]["code"] == "not_implemented"
     assert b"<html" not in body.lower()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "code"),
+    [
+        # http.server's own limits: a request line over 64 KiB, more than 100 headers
+        ("/recalls?q=" + "a" * 70_000, {}, 414, "request_uri_too_long"),
+        ("/health", {f"X-Many-{i}": "x" for i in range(120)}, 431, "headers_too_large"),
+    ],
+    ids=["uri", "headers"],
+)
+def test_the_servers_own_refusals_use_the_apis_code_spelling(server, path, headers, status, code):
+    """Every API error code is snake_case, and one refusal has one code whichever layer
+    makes it: 414 was `request-uri_too_long`, and too many headers
+    `request_header_fields_too_large` where the API says `headers_too_large`."""
+    answer_status, answer_headers, body = request(server, "GET", path, headers=headers)
+    assert answer_status == status
+    assert answer_headers["Content-Type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == code
