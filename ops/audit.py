@@ -665,11 +665,21 @@ def request_timeout(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("audit", help="security audit of a running deployment")
+    parser = subparsers.add_parser(
+        "audit",
+        help="security audit of a running deployment",
+        description="Probe a running deployment (the local stack or AWS) and print PASS, "
+        "FAIL or SKIP per check with its reason: security headers, admin lockout, "
+        "authentication, injection probes, rate limits, TLS, and (without --no-aws) "
+        "secrets, database users and the WAF. Exit 1 on any FAIL; a check that could "
+        "not run says `not performed` and why.",
+    )
     parser.add_argument("--url", required=True, help="the API's base URL")
     parser.add_argument("--api-key", help="an API key whose rate limit the audit may spend")
     parser.add_argument("--token", help="a valid access token (enables authenticated probes)")
-    parser.add_argument("--timeout", type=request_timeout, default=10.0, help="seconds per request")
+    parser.add_argument(
+        "--timeout", type=request_timeout, default=10.0, help="seconds per request (default: 10)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
         "--no-aws", action="store_true", help="HTTP checks only (skip secrets, database, WAF)"

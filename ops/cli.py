@@ -32,12 +32,24 @@ COMMAND_MODULES = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" when run
+    from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("babyshield")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="babyshield",
         description="Operate the BabyShield security platform: local stack, audit, "
         "rotation, WAF blocks, secrets and database migrations.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

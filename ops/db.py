@@ -155,7 +155,14 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("db", help="database migrations")
+    parser = subparsers.add_parser(
+        "db",
+        help="database migrations",
+        description="Apply the migrations in sql/ (twice is a no-op) or insert the demo "
+        "recalls, as the admin login: --database-url, else $DATABASE_URL, else the "
+        "db-admin secret (the running local stack's, or AWS's). In AWS the deploy runs the "
+        "migrations (docs/RUNBOOK.md).",
+    )
     commands = parser.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     migrate = commands.add_parser("migrate", help="apply pending migrations in sql/")
     migrate.add_argument(

@@ -231,7 +231,14 @@ def _alarm(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("local", help="run the platform on this machine")
+    parser = subparsers.add_parser(
+        "local",
+        help="run the platform on this machine",
+        description="With no subcommand: start the whole platform on this machine (what "
+        "`make run` runs): a moto server with every AWS resource, PostgreSQL, the API on "
+        "http://127.0.0.1:PORT behind a local WAF stand-in. Ctrl-C stops it. `local alarm` "
+        "fires an alarm into the WAF responder of the running stack.",
+    )
     parser.add_argument(
         "--port", type=_port, default=None, help="0 to 65535 (default: $PORT or 8080)"
     )

@@ -344,7 +344,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("openapi", help="write the OpenAPI document")
+    parser = subparsers.add_parser(
+        "openapi",
+        help="write the OpenAPI document",
+        description="Write the API's OpenAPI document, generated from its routes and "
+        "models (`make openapi`; a test checks docs/openapi.json is current).",
+    )
     parser.add_argument(
         "--output",
         default=str(DEFAULT_OUTPUT),

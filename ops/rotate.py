@@ -478,12 +478,16 @@ def _prepare(args: argparse.Namespace) -> tuple[Mode, SecretStore]:
     from functions.shared.settings import get_settings
 
     mode = choose_mode(args.mode)
-    if mode == "service" and get_settings().aws_endpoint_url:
+    endpoint = get_settings().aws_endpoint_url
+    if mode == "service" and endpoint:
         # moto accepts RotateSecret but has no rotation function to call: it would add
-        # an empty version and label it AWSCURRENT beside the real one.
+        # an empty version and label it AWSCURRENT beside the real one. The endpoint is
+        # the running local stack's (.babyshield/local.json) unless the shell set one.
         raise CommandError(
-            "--mode service needs Secrets Manager itself; AWS_ENDPOINT_URL points elsewhere",
-            hint="use --mode local (the default there), or unset AWS_ENDPOINT_URL for AWS",
+            f"--mode service needs Secrets Manager itself, and this command goes to {endpoint} "
+            "(the local stack while `make run` runs, or AWS_ENDPOINT_URL)",
+            hint="use --mode local (the default there); for AWS, run from a shell that "
+            "targets it (AWS_PROFILE or credentials set, no AWS_ENDPOINT_URL)",
         )
     if mode == "local":
         # The handlers run in this process: local database (no TLS), no CloudWatch.
@@ -594,7 +598,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("auto", "local", "service"),
         default="auto",
         help="local: play Secrets Manager here; service: RotateSecret "
-        "(auto: local when AWS_ENDPOINT_URL is set)",
+        "(auto: local against the local stack, which `make run` points the command at, "
+        "or any AWS_ENDPOINT_URL)",
     )
     parser.add_argument(
         "--wait", type=float, default=300.0, help="seconds to wait for Secrets Manager"

@@ -147,7 +147,11 @@ def _signer_note(signer: SignerState | None, problem: str | None) -> str | None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "secrets", help="list the secret inventory with rotation ages and due dates"
+        "secrets",
+        help="list the secret inventory with rotation ages and due dates",
+        description="Every secret of the inventory with its age, last and next rotation, "
+        "and what needs on-call (overdue, a rotation left unfinished, the feed still "
+        "signing with the previous webhook secret). Reads metadata, never a secret value.",
     )
     parser.add_argument("--json", action="store_true", help="a JSON list of objects")
     parser.add_argument(

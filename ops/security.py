@@ -843,6 +843,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "security",
         help="run the security scanning gates (Bandit, detect-secrets, pip-audit, "
         "cfn-lint, checkov, cdk-nag) and print their verdicts",
+        description="Run the offline scanning gates over this checkout and print one "
+        "verdict per gate (`make security`; docs/SECURITY.md). Exit 1 when a gate fails.",
     )
     parser.add_argument(
         "--gate",
@@ -868,7 +870,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_run_command)
 
     sarif = subparsers.add_parser(
-        "security-sarif", help="convert TruffleHog JSON lines to SARIF (exit 1 if verified)"
+        "security-sarif",
+        help="convert TruffleHog JSON lines to SARIF (exit 1 if verified)",
+        description="Convert a TruffleHog --json scan into SARIF for code scanning. Exit 1 "
+        "when it found a verified secret, or when its output is missing or cut short.",
     )
     sarif.add_argument("input", help="TruffleHog --json output")
     sarif.add_argument("output", help="SARIF file to write")

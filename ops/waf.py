@@ -508,7 +508,14 @@ def _actor(text: str) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    waf = subparsers.add_parser("waf", help="list, block and unblock WAF auto-blocks")
+    waf = subparsers.add_parser(
+        "waf",
+        help="list, block and unblock WAF auto-blocks",
+        description="The WAF block registry and its IP sets, as on-call sees them: list "
+        "the live blocks with reason and expiry, block addresses by hand, and unblock "
+        "(one address, or everything one alarm event blocked). Against the running local "
+        "stack, or AWS when the shell targets it.",
+    )
     actions = waf.add_subparsers(
         dest="waf_action", metavar="ACTION", required=True, parser_class=_WafActionParser
     )

@@ -141,7 +141,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("webhook", help="send signed recall webhooks")
+    parser = subparsers.add_parser(
+        "webhook",
+        help="send signed recall webhooks",
+        description="Sign a recall event with the webhook secret (Standard Webhooks) and "
+        "POST it, as the upstream feed does: to the running local stack by default.",
+    )
     commands = parser.add_subparsers(dest="webhook_command", metavar="COMMAND", required=True)
     send = commands.add_parser("send", help="sign a recall event and POST it")
     send.add_argument(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 
 import pytest
 
@@ -185,3 +187,22 @@ def test_an_unexpected_failure_names_its_type_and_never_its_message(capsys, monk
     err = capsys.readouterr().err
     assert "unexpected failure: ValueError" in err
     assert "eyJ-not-for-the-terminal" not in err
+
+
+def test_every_command_says_what_it_does_in_its_own_help():
+    """`babyshield waf --help` printed the usage and the options, and not what `waf` is
+    for; `local --help` did not say that with no subcommand it starts the stack."""
+    from ops.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [name for name, sub in commands.choices.items() if not sub.description]
+    assert missing == []
+
+
+def test_version_prints_the_installed_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"babyshield \d+\.\d+\.\d+\S*", out), out
