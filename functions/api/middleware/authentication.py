@@ -46,6 +46,14 @@ if TYPE_CHECKING:
 
 API_KEY_HEADER = "x-api-key"
 INVALID_TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield", error="invalid_token"'}
+# A token whose signature verified and whose time ran out (pyjwt checks the signature
+# before the claims): its holder learns what to do, and nothing it did not know (`exp`
+# is readable in the token). Any other refusal stays generic.
+EXPIRED_TOKEN_CHALLENGE = {
+    "WWW-Authenticate": 'Bearer realm="babyshield", error="invalid_token", '
+    'error_description="The access token expired"'
+}
+EXPIRED_TOKEN_MESSAGE = "The access token has expired: sign in again for a new one."  # noqa: S105  # nosec B105 - a message
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,8 @@ def _token_caller(
         claims = check_token(token)
     except CredentialRefused as refused:
         audit("token", "failure", reason=refused.reason, source_ip=source_ip, path=event.path)
+        if refused.reason == "expired":
+            raise Unauthorized(EXPIRED_TOKEN_MESSAGE, headers=EXPIRED_TOKEN_CHALLENGE) from refused
         challenge = (
             BEARER_CHALLENGE if refused.reason == "missing_token" else INVALID_TOKEN_CHALLENGE
         )

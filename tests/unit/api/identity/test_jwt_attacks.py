@@ -163,3 +163,33 @@ def test_deeply_nested_header_is_an_audited_401_not_a_500(kid, path, caplog, cap
     assert lines[-1]["auth_event"] == "token_failed"
     assert lines[-1]["reason"] == "malformed"
     assert "TokenValidationErrors" in capsys.readouterr().out
+
+
+def test_a_genuine_token_past_its_time_says_so(kid):
+    """A client whose token ran out is told to sign in again (RFC 6750's
+    error_description), not only "Authentication is required."."""
+    now = int(time.time())
+    token = forge_token(access_claims(USER, iat=now - 3600, exp=now - 60), kid=kid)
+
+    response = me(token)
+
+    assert response.status == 401
+    challenge = response.header("WWW-Authenticate") or ""
+    assert 'error="invalid_token"' in challenge
+    assert 'error_description="The access token expired"' in challenge
+    assert "sign in again" in response.json()["error"]["message"]
+
+
+def test_an_expired_token_with_a_forged_signature_learns_nothing(kid):
+    """The signature is checked before the time: a forger is told no more than for any
+    other bad token."""
+    now = int(time.time())
+    genuine = forge_token(access_claims(USER, iat=now - 3600, exp=now - 60), kid=kid)
+    header, payload, signature = genuine.split(".")
+    tampered = f"{header}.{payload}.{signature[::-1]}"
+
+    response = me(tampered)
+
+    assert response.status == 401
+    assert "expired" not in (response.header("WWW-Authenticate") or "")
+    assert "expired" not in response.body
