@@ -73,6 +73,23 @@ ERROR_SCHEMA: dict[str, Any] = {
                     "items": {"type": "string"},
                     "description": "Only on 422: where each failure is (body.email, query.limit)",
                 },
+                "problems": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "problem"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "field": {"type": "string", "description": "as in `fields`"},
+                            "problem": {
+                                "type": "string",
+                                "description": "what is wrong there, a fixed phrase "
+                                "(required, out of range, ...), never the input",
+                            },
+                        },
+                    },
+                    "description": "Only on 422: each failure with what is wrong",
+                },
             },
         }
     },
@@ -89,7 +106,9 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
     },
 }
 
-VALIDATION_FAILED = "A parameter or the body failed validation; `fields` says where."
+VALIDATION_FAILED = (
+    "A parameter or the body failed validation; `fields` says where, `problems` what."
+)
 
 
 def edge_refusals(method: str, defaults: Settings) -> dict[int, str]:

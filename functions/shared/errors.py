@@ -90,22 +90,52 @@ class ValidationFailed(DomainError):
     status, code = 422, "validation_error"
     default_message = "The request failed validation."
 
-    def __init__(self, fields: list[str]):
+    def __init__(self, fields: list[str], problems: list[dict[str, str]] | None = None):
         super().__init__()
         self.fields = fields
+        self.problems = problems or []
 
     @classmethod
     def from_errors(cls, errors: Iterable[Mapping[str, Any]]) -> ValidationFailed:
-        """From pydantic's error list: only where each failure is, never its input or
-        pydantic's message; for an unexpected field even the name is the caller's, so
-        only the part of the request it was in is kept."""
-        fields = []
+        """From pydantic's error list: where each failure is and what kind it is in our
+        own words (problem_of), never its input or pydantic's message; for an unexpected
+        field even the name is the caller's, so only the part of the request it was in
+        is kept."""
+        found = set()
         for item in errors:
+            kind = str(item.get("type", ""))
             loc = [str(part) for part in item.get("loc", ())]
-            if item.get("type") == "extra_forbidden":
+            if kind == "extra_forbidden":
                 loc = loc[:1]
-            fields.append(".".join(loc))
-        return cls(sorted(set(fields)))
+            found.add((".".join(loc), problem_of(kind)))
+        problems = [{"field": where, "problem": what} for where, what in sorted(found)]
+        return cls(sorted({where for where, _ in found}), problems)
+
+
+# What a client is told of a validation failure: a fixed phrase per kind of pydantic
+# error (https://docs.pydantic.dev/latest/errors/validation_errors/), so nothing of the
+# input or of pydantic's wording reaches the answer.
+PROBLEMS = {
+    "missing": "required",
+    "extra_forbidden": "has a field this request does not take",
+    "literal_error": "not one of the allowed values",
+    "enum": "not one of the allowed values",
+    "string_pattern_mismatch": "not in the expected format",
+    "json_invalid": "not valid JSON",
+    "timezone_aware": "needs a time zone",
+}
+
+
+def problem_of(kind: str) -> str:
+    if kind in PROBLEMS:
+        return PROBLEMS[kind]
+    if kind.endswith(("_type", "_parsing")):
+        return "of the wrong type or form"
+    if kind.endswith(("too_long", "too_short")):
+        return "of the wrong length"
+    if kind.startswith(("greater_than", "less_than", "multiple_of")):
+        return "out of range"
+    return "not a valid value"
 
 
 class TooManyRequests(DomainError):
@@ -138,6 +168,7 @@ def to_http(error: DomainError, correlation_id: str | None = None) -> HttpError:
     payload: dict[str, Any] = {"code": error.code, "message": error.message}
     if isinstance(error, ValidationFailed) and error.fields:
         payload["fields"] = error.fields
+        payload["problems"] = error.problems
     if correlation_id:
         payload["correlation_id"] = correlation_id
     return HttpError(status=error.status, body={"error": payload}, headers=dict(error.headers))

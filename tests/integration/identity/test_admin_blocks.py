@@ -430,3 +430,28 @@ def test_a_long_block_list_is_cut_and_says_so(world, admin, monkeypatch):
     assert listed.status == 200
     body = listed.json()
     assert (len(body["blocks"]), body["total"], body["truncated"]) == (2, 3, True)
+
+
+def test_a_refusal_says_what_is_wrong_with_each_field_without_echoing_it(world, admin):
+    """`{"ip": ...}` was answered with fields ["body", "body.targets"] alone: not that
+    `targets` is required and that the body has a field the route does not take. The
+    unexpected field's name and every value sent stay out of the answer."""
+    response = call_api(
+        "POST",
+        "/admin/blocks",
+        headers=admin["headers"],
+        source_ip=ADMIN_IP,
+        json_body={"ip_address_guess": "203.0.113.7", "reason": "x", "duration_seconds": -5},
+    )
+
+    assert response.status == 422
+    error = response.json()["error"]
+    assert error["fields"] == ["body", "body.duration_seconds", "body.targets"]
+    assert error["problems"] == [
+        {"field": "body", "problem": "has a field this request does not take"},
+        {"field": "body.duration_seconds", "problem": "out of range"},
+        {"field": "body.targets", "problem": "required"},
+    ]
+    assert "ip_address_guess" not in response.body
+    assert "203.0.113.7" not in response.body
+    assert "-5" not in response.body
