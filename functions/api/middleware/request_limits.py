@@ -70,8 +70,9 @@ def media_type(event: APIGatewayProxyEvent) -> str:
 
 def check_request_limits(event: APIGatewayProxyEvent, settings: Settings) -> None:
     check_header_sizes(event, settings)
-    body_text(event, settings)
-    canonicalize_content_type(event)
+    if body_text(event, settings) is not None:
+        # Only a body is parsed by media type; a request without one costs nothing here.
+        canonicalize_content_type(event)
 
 
 def canonicalize_content_type(event: APIGatewayProxyEvent) -> None:
