@@ -42,6 +42,18 @@ def signed_request(
     }
 
 
+def _recall_date(value: str) -> str:
+    """A date as the API takes it (YYYY-MM-DD only), checked before anything is signed
+    and sent; the API's own range check still applies."""
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.isoformat() != value:
+        raise argparse.ArgumentTypeError("a date written YYYY-MM-DD, e.g. 2026-03-01")
+    return value
+
+
 def recall_event(args: argparse.Namespace) -> dict[str, Any]:
     if args.file:
         try:
@@ -120,7 +132,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         headers = signed_request(secret, body, message_id=args.message_id)
     except ValueError as exc:
-        raise CommandError(f"the secret is not a whsec_ secret: {exc}") from exc
+        raise CommandError(
+            f"the secret is not a usable whsec_ secret ({exc})",
+            hint="pass the webhook secret's value as Secrets Manager holds it: "
+            "whsec_ then the base64 of a key of at least 16 bytes",
+        ) from exc
     if not args.url.startswith(("http://", "https://")):
         raise CommandError(f"--url must be http(s): {args.url}")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -167,5 +183,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     send.add_argument("--brand", default="NapWell")
     send.add_argument("--hazard", default="Side rail can detach; entrapment hazard")
     send.add_argument("--remedy", default="Stop using; free repair kit")
-    send.add_argument("--recall-date", help="YYYY-MM-DD (default: today)")
+    send.add_argument("--recall-date", type=_recall_date, help="YYYY-MM-DD (default: today)")
     send.set_defaults(func=_run)

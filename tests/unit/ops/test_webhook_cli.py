@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from standardwebhooks import Webhook
 
 from functions.shared.identity.webhooks import generate_webhook_secret_value
@@ -104,3 +105,35 @@ def test_url_has_a_help_text(capsys):
     help_text = capsys.readouterr().out
     assert "--url URL" in help_text
     assert "running local stack" in help_text
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-3-1", "20260301", "2026-02-30"])
+def test_a_recall_date_that_is_no_date_is_refused_before_sending(capsys, value):
+    """`--recall-date yesterday` was signed and sent, and the API answered 422."""
+    secret = json.loads(generate_webhook_secret_value())["secret"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "webhook",
+                "send",
+                "--url",
+                "http://127.0.0.1:9/x",
+                "--secret",
+                secret,
+                "--recall-date",
+                value,
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "YYYY-MM-DD" in err
+    assert "cannot reach" not in err
+
+
+def test_a_secret_with_the_prefix_but_no_key_says_what_a_secret_is(capsys):
+    """`--secret whsec_garbage` was told it is "not a whsec_ secret", though it is one."""
+    code = main(["webhook", "send", "--secret", "whsec_garbage!"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "not a usable whsec_ secret" in err
+    assert "at least 16 bytes" in err
