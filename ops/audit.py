@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ops.audit_checks import FAIL, PASS, SKIP, Check
-from ops.console import CommandError, print_json
+from ops.console import CommandError, UsageError, print_json
 
 # The headers every answer must carry, with their exact values where the value
 # is the point (functions/api/middleware/security_headers.py is the source).
@@ -598,7 +598,7 @@ def _is_http_url(url: str) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     if not _is_http_url(args.url):
-        raise CommandError(
+        raise UsageError(
             f"not an http(s) URL: {args.url!r}", hint="e.g. --url http://127.0.0.1:8080"
         )
     for flag, value in (("--api-key", args.api_key), ("--token", args.token)):
@@ -606,7 +606,7 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and (
             not value or any(c.isspace() or not c.isprintable() for c in value)
         ):
-            raise CommandError(
+            raise UsageError(
                 f"{flag} holds whitespace or a control character (a newline read from a "
                 "file?); its value is not shown",
                 hint=f'pass the value alone, e.g. {flag} "$(cat FILE)"',

@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with command_output_only():
                 result = args.func(args)
     except CommandError as error:
-        return fail(str(error), hint=error.hint)
+        return fail(str(error), hint=error.hint, code=error.exit_code)
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # on-call gets one line, not a traceback

@@ -13,9 +13,19 @@ from typing import Any
 class CommandError(Exception):
     """An expected failure: printed as one line with what to do next, exit code 1."""
 
+    exit_code = 1
+
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
+
+
+class UsageError(CommandError):
+    """An argument the command refuses before doing anything: exit code 2, as for
+    argparse's own refusals (a missing argument, an unknown option), so a script can
+    tell "nothing was tried" from "it was tried and failed"."""
+
+    exit_code = 2
 
 
 def fail(message: str, *, hint: str | None = None, code: int = 1) -> int:

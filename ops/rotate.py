@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ops.console import CommandError, cli_caller, print_json, print_table
+from ops.console import CommandError, UsageError, cli_caller, print_json, print_table
 
 if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
@@ -402,18 +402,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     if args.name and args.all:
-        raise CommandError(
+        raise UsageError(
             f"name one secret or pass --all, not both (--all with {args.name})",
             hint=f"babyshield rotate {args.name}, or babyshield rotate --all",
         )
     if not args.name and not args.all:
-        raise CommandError("name one secret or pass --all", hint="babyshield secrets lists them")
+        raise UsageError("name one secret or pass --all", hint="babyshield secrets lists them")
     if args.all and (args.resume or args.cancel):
-        raise CommandError("--resume and --cancel take one secret name")
+        raise UsageError("--resume and --cancel take one secret name")
     if args.cancel and (args.emergency or args.resume):
-        raise CommandError("--cancel cannot be combined with --emergency or --resume")
+        raise UsageError("--cancel cannot be combined with --emergency or --resume")
     if args.wait <= 0:
-        raise CommandError("--wait takes a number of seconds above 0")
+        raise UsageError("--wait takes a number of seconds above 0")
 
     from functions.shared.inventory import INVENTORY, spec
 

@@ -29,7 +29,7 @@ from botocore.exceptions import (
 
 from functions.shared import blocks, names
 from functions.shared.settings import IPNetwork, get_settings
-from ops.console import CommandError, login_name, print_json, print_table
+from ops.console import CommandError, UsageError, login_name, print_json, print_table
 from ops.provision import ensure_log_groups, ensure_tables
 
 T = TypeVar("T")
@@ -141,7 +141,7 @@ def _validate_targets(targets: list[str]) -> None:
         try:
             blocks.parse_target(target)
         except blocks.InvalidTarget as exc:
-            raise CommandError(str(exc), hint="give an address such as 203.0.113.7") from exc
+            raise UsageError(str(exc), hint="give an address such as 203.0.113.7") from exc
 
 
 def _call_aws(operation: Callable[[], T]) -> T:
@@ -272,7 +272,7 @@ def _block(args: argparse.Namespace) -> int:
     try:
         blocks.check_reason(args.reason)
     except blocks.InvalidReason as exc:
-        raise CommandError(
+        raise UsageError(
             str(exc),
             hint=f"one line of at most {blocks.MAX_REASON_LENGTH} characters, "
             'e.g. --reason "credential stuffing"',
@@ -350,9 +350,7 @@ def _unmatched_event(event_id: str, changed: Sequence[blocks.Block]) -> tuple[st
 def _unblock(args: argparse.Namespace) -> int:
     _validate_targets(args.targets)
     if not args.targets and not args.event:
-        raise CommandError(
-            "name the addresses to unblock, or --event ID", hint="babyshield waf list"
-        )
+        raise UsageError("name the addresses to unblock, or --event ID", hint="babyshield waf list")
     actor = _acting(args)
     # The sync after an unblock leaves protected addresses out of the IP sets: with
     # empty lists it would put back a block the sweep had taken out for being protected.

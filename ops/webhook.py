@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.console import CommandError
+from ops.console import CommandError, UsageError
 
 WEBHOOK_PATH = "/webhooks/recalls"
 # Where `make run` serves when nothing says otherwise (no running stack to ask).
@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             "whsec_ then the base64 of a key of at least 16 bytes",
         ) from exc
     if not args.url.startswith(("http://", "https://")):
-        raise CommandError(f"--url must be http(s): {args.url}")
+        raise UsageError(f"--url must be http(s): {args.url}")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         args.url, data=body, headers=headers, method="POST"
     )

@@ -375,7 +375,7 @@ def test_the_function_invoke_call_is_lambdas_own_stubbed_as_moto_runs_no_lambda_
 
 @pytest.mark.parametrize("wait", ["0", "-5"])
 def test_wait_must_be_positive(wait: str, aws: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["rotate", "db-app", "--wait", wait]) == 1
+    assert main(["rotate", "db-app", "--wait", wait]) == 2
     assert "--wait" in capsys.readouterr().err
 
 

@@ -175,7 +175,7 @@ def test_unreachable_url_is_a_clear_error(capsys):
 
 def test_not_a_url_is_a_clear_error(capsys):
     code = main(["audit", "--url", "ftp://example"])
-    assert code == 1
+    assert code == 2  # a usage error: nothing was tried
     assert "not an http(s) URL" in capsys.readouterr().err
 
 
@@ -259,7 +259,7 @@ def test_bad_timeout_is_a_usage_error(capsys, timeout):
 def test_malformed_url_is_a_clear_error(capsys, url):
     code = main(["audit", "--url", url])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert "not an http(s) URL" in err
     assert "unexpected failure" not in err
 

@@ -57,7 +57,7 @@ def test_unknown_command_exits_non_zero(capsys):
 def test_rotate_says_which_of_a_name_and_all_is_wrong(capsys, args, says):
     """`rotate --all db-app` was told to "name one secret or pass --all": it had passed
     --all."""
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert says in err
     assert "Traceback" not in err
@@ -206,3 +206,26 @@ def test_version_prints_the_installed_version(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out.strip()
     assert re.fullmatch(r"babyshield \d+\.\d+\.\d+\S*", out), out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rotate", "--all", "db-app"],  # refused by the command
+        ["rotate", "db-app", "--wait", "-5"],  # refused by the command
+        ["rotate", "db-app", "--wait", "abc"],  # refused by argparse
+        ["waf", "block", "203.0.113.7", "--reason", ""],  # refused by the command
+        ["waf", "block", "203.0.113.7"],  # refused by argparse: --reason missing
+    ],
+)
+def test_a_refused_argument_exits_2_whoever_refuses_it(capsys, args):
+    """`rotate --wait abc` exited 2 (argparse) and `--wait -5` 1; `waf block` without
+    --reason 2 and with an empty one 1. A script tells "nothing was tried" (2) from
+    "tried and failed" (1) only if every refused argument exits the same way."""
+    code: int | str | None
+    try:
+        code = main(args)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -33,12 +33,13 @@ def test_bad_addresses_and_reasons_fail_before_any_aws_call(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Protects on-call from a typo: the message says what is wrong, exit 1, no traceback.
-    The endpoint points nowhere, so reaching AWS would fail differently."""
+    """Protects on-call from a typo: the message says what is wrong, exit 2 (nothing was
+    tried), no traceback. The endpoint points nowhere, so reaching AWS would fail
+    differently."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     code = main(argv)
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert message in err
     assert "Traceback" not in err
 

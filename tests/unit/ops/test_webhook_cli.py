@@ -42,7 +42,7 @@ def test_bad_secret_is_a_clear_error(capsys):
 def test_non_http_url_is_refused(capsys):
     secret = json.loads(generate_webhook_secret_value())["secret"]
     code = main(["webhook", "send", "--url", "file:///etc/passwd", "--secret", secret])
-    assert code == 1
+    assert code == 2
     assert "http" in capsys.readouterr().err
 
 
