@@ -123,6 +123,32 @@ def banner(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def farewell(state: dict[str, Any]) -> str:
+    """What stopping took away and what it left, so the next start holds no surprise:
+    the AWS side lived in the moto server and is gone, the database may stay."""
+    from ops.local_stack import LOCAL_DATABASE
+
+    lines = [
+        "stopped. Gone: the moto server with its secrets, tables and WAF blocks, and "
+        ".babyshield/local.json.",
+    ]
+    where = str(state.get("database", ""))
+    if where.startswith("an embedded"):
+        lines.append("Gone too: the embedded PostgreSQL and its data.")
+    else:
+        place = (
+            "the database DATABASE_URL names"
+            if where in ("DATABASE_URL", "as given")
+            else (f"the database {LOCAL_DATABASE} on {where}")
+        )
+        lines.append(
+            f"Kept: {place}, with its recalls, users and API keys, and the babyshield_* "
+            "roles: the next `make run` migrates it and reuses them (their passwords "
+            "change), while blocks and secrets start afresh."
+        )
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace) -> int:
     import psycopg
 
@@ -163,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 pass
             print("\nstopping the local stack", flush=True)
+        print(farewell(state), flush=True)
     except PortUnavailable as exc:
         raise CommandError(
             str(exc), hint="stop whatever uses that port, or set PORT to another one"

@@ -83,3 +83,23 @@ def test_the_rate_alarm_says_why_it_cannot_run_locally(
     assert "next: babyshield local alarm waf-blocked-requests" in err
     assert "Traceback" not in err
     assert "unexpected failure" not in err
+
+
+@pytest.mark.parametrize(
+    ("database", "kept"),
+    [
+        ("127.0.0.1:5432", "Kept: the database babyshield_local on 127.0.0.1:5432"),
+        ("DATABASE_URL", "Kept: the database DATABASE_URL names"),
+        ("an embedded PostgreSQL (scram-sha-256)", "Gone too: the embedded PostgreSQL"),
+    ],
+)
+def test_stopping_says_what_is_gone_and_what_is_kept(database: str, kept: str):
+    """Ctrl-C printed "stopping the local stack" and nothing more: a restart then found
+    the recalls it had sent but none of its blocks, with nothing to say why."""
+    from ops.local import farewell
+
+    text = farewell({"database": database})
+    assert "Gone: the moto server" in text
+    assert kept in text
+    if "Kept" in kept:
+        assert "blocks and secrets start afresh" in text
