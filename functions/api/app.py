@@ -6,7 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
@@ -34,6 +37,7 @@ from functions.shared.errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    UnsupportedMediaType,
     ValidationFailed,
     internal_error,
     to_http,
@@ -124,6 +128,14 @@ def handle_domain_error(error: DomainError) -> Response[Any]:
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(error: RequestValidationError) -> Response[Any]:
     return _response(ValidationFailed.from_errors(error.errors()))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    # Powertools reads a body route's media type even when no body came, which our
+    # check (request_limits.body_text) only looks at when there is one: a bodiless
+    # POST sent as text/plain is refused as any text/plain body is.
+    return _response(UnsupportedMediaType())
 
 
 @app.not_found

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_MEDIA_TYPES = frozenset({"application/json"})
 
 
@@ -70,8 +71,10 @@ def media_type(event: APIGatewayProxyEvent) -> str:
 
 def check_request_limits(event: APIGatewayProxyEvent, settings: Settings) -> None:
     check_header_sizes(event, settings)
-    if body_text(event, settings) is not None:
-        # Only a body is parsed by media type; a request without one costs nothing here.
+    text = body_text(event, settings)
+    # A route that takes a body reads its media type even when none came (to say it is
+    # missing); a GET without a body costs nothing here.
+    if text is not None or event.http_method.upper() not in BODYLESS_METHODS:
         canonicalize_content_type(event)
 
 

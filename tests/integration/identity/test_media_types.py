@@ -39,3 +39,21 @@ def test_a_form_type_in_capitals_is_still_refused(world) -> None:
         body="email=a%40b.c&password=x",
     )
     assert (answer.status, answer.json()["error"]["code"]) == (415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status", "code"),
+    [
+        ("text/plain", 415, "unsupported_media_type"),
+        ("APPLICATION/JSON", 422, "validation_error"),
+        ("application/json", 422, "validation_error"),
+    ],
+)
+def test_a_body_route_called_without_a_body_is_refused_by_its_media_type(
+    world, content_type: str, status: int, code: str
+) -> None:
+    """The parser reads a body route's media type even when no body came, and our check
+    only when one did: a bodiless POST sent as text/plain, or as JSON in capitals,
+    was a 500."""
+    answer = call_api("POST", "/auth/login", headers={"Content-Type": content_type})
+    assert (answer.status, answer.json()["error"]["code"]) == (status, code)

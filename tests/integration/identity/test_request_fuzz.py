@@ -148,6 +148,32 @@ def intended_caller(path: str) -> str:
     return "anonymous"
 
 
+# Mostly JSON, as a client sends it; also spelled in any case (media types are
+# case-insensitive, and a capitalised one once passed our check and failed the body
+# parser's), with parameters and spaces, and the types an HTML form can send.
+JSON_TYPE = "application/json"
+any_case_json = st.lists(st.booleans(), min_size=len(JSON_TYPE), max_size=len(JSON_TYPE)).map(
+    lambda ups: "".join(c.upper() if up else c for c, up in zip(JSON_TYPE, ups, strict=True))
+)
+content_types = st.one_of(
+    st.just("application/json"),
+    any_case_json,
+    st.tuples(any_case_json, st.sampled_from(["", ";", "; charset=utf-8", " ;charset=UTF-8"])).map(
+        "".join
+    ),
+    st.sampled_from(
+        [
+            " application/json ",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/json-patch+json",
+            "",
+        ]
+    ),
+)
+
+
 @st.composite
 def requests(draw: st.DrawFn, spec: RouteSpec) -> dict[str, Any]:
     # Weighted towards the route's own method and caller: the deep paths are the rare ones.
@@ -180,6 +206,7 @@ def requests(draw: st.DrawFn, spec: RouteSpec) -> dict[str, Any]:
         "body": body,
         "caller": caller,
         "garbage": garbage,
+        "content_type": draw(content_types),
     }
 
 
@@ -187,7 +214,7 @@ def credentials(world: Any, who: dict[str, Any], request: dict[str, Any]) -> dic
     """Headers and source address for the request's caller."""
     caller, body = request["caller"], request["body"]
     raw = body.encode() if isinstance(body, str) else (body or b"")
-    headers: dict[str, str] = {"Content-Type": "application/json"}
+    headers: dict[str, str] = {"Content-Type": request["content_type"]}
     source_ip = ANONYMOUS_IP
     if caller == "garbage":
         headers |= {
