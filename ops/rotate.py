@@ -420,7 +420,7 @@ def _rotate(args: argparse.Namespace) -> int:
     try:
         items = _admin_first(INVENTORY) if args.all else [spec(args.name)]
     except KeyError as exc:
-        raise CommandError(str(exc.args[0]), hint="babyshield secrets lists them") from None
+        raise UsageError(str(exc.args[0]), hint="babyshield secrets lists them") from None
     try:
         mode, store = _prepare(args)
     except KeyboardInterrupt:

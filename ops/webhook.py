@@ -127,18 +127,21 @@ def default_url() -> str:
 def _run(args: argparse.Namespace) -> int:
     if args.url is None:
         args.url = default_url()
-    secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
+    # Arguments first: a typo must not cost a read of the secret (in AWS, a read from a
+    # shell raises the unexpected-secret-read alert).
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be http(s): {args.url}")
     body = json.dumps(recall_event(args), separators=(",", ":")).encode()
+    secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
     try:
         headers = signed_request(secret, body, message_id=args.message_id)
     except ValueError as exc:
-        raise CommandError(
+        refusal = UsageError if args.secret else CommandError
+        raise refusal(
             f"the secret is not a usable whsec_ secret ({exc})",
             hint="pass the webhook secret's value as Secrets Manager holds it: "
             "whsec_ then the base64 of a key of at least 16 bytes",
         ) from exc
-    if not args.url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must be http(s): {args.url}")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
         args.url, data=body, headers=headers, method="POST"
     )

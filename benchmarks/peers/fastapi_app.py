@@ -56,7 +56,7 @@ from functions.api.middleware.admin_allowlist import address_allowed, is_admin_p
 from functions.api.middleware.allowlist_source import current_allowlist
 from functions.api.middleware.attack_inspection import body_strings, parse_json_body
 from functions.api.middleware.policies import Policy, policy_for
-from functions.api.middleware.request_limits import BODY_METHODS, JSON_MEDIA_TYPES
+from functions.api.middleware.request_limits import BODY_METHODS, accepted_media_types
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.api.models import Digits, IsoDate
 from functions.api.recalls import logic
@@ -141,11 +141,11 @@ def _check_limits(request: Request, body: bytes) -> str | None:
         raise HeadersTooLarge()
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLarge()
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if request.method in BODY_METHODS and media_type not in accepted_media_types(body):
+        raise UnsupportedMediaType()
     if not body:
         return None
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if request.method in BODY_METHODS and media_type not in JSON_MEDIA_TYPES:
-        raise UnsupportedMediaType()
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:

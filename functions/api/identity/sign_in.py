@@ -154,13 +154,13 @@ def _release_attempt(lockout: SignInLockout, reservation: Reservation) -> None:
 
 def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:
     """Re-hash with today's cost after a raised scrypt setting; the sign-in proved the password."""
-    from functions.api.identity.store import update_password_hash
+    from functions.api.identity.store import replace_password_hash
     from functions.shared.identity.passwords import hash_password, needs_rehash
 
     if not needs_rehash(stored):
         return
     try:
-        update_password_hash(user_id, role, hash_password(password))
+        replace_password_hash(user_id, role, stored, hash_password(password))
     except Exception:  # noqa: BLE001 - the sign-in stands; the upgrade retries next time
         logger.exception("password hash upgrade failed", extra={"user_id": str(user_id)})
 

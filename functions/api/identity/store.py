@@ -39,12 +39,16 @@ def user_for_login(email: str) -> LoginRecord | None:
     return LoginRecord(user_id=row[0], password_hash=row[1], role=row[2])
 
 
-def update_password_hash(user_id: UUID, role: str, password_hash: str) -> None:
-    """Store a hash made with today's cost; as the user, so RLS allows only their row."""
+def replace_password_hash(user_id: UUID, role: str, stored: str, password_hash: str) -> bool:
+    """Store a hash made with today's cost in place of `stored`, the hash the sign-in
+    checked; False when it is no longer the stored one (changed meanwhile). The app tier
+    writes no hash directly (sql/015): the function changes one only for a caller who
+    shows the stored hash, which the app tier cannot read."""
     with write_session(user_id=user_id, role="admin" if role == "admin" else "user") as conn:
-        conn.execute(
-            "UPDATE public.users SET password_hash = %s WHERE id = %s", (password_hash, user_id)
-        )
+        row = conn.execute(
+            "SELECT auth.replace_password_hash(%s, %s, %s)", (user_id, stored, password_hash)
+        ).fetchone()
+    return bool(row and row[0])
 
 
 # The key and, in the same statement (one round trip per request, as before), its

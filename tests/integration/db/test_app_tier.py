@@ -171,25 +171,67 @@ def test_the_app_tier_cannot_make_change_or_delete_accounts(db: MigratedDatabase
         )
 
 
-def test_the_app_tier_still_rehashes_its_callers_password(db: MigratedDatabase):
-    me = make_user(db)
+def _as_admin_caller(conn: psycopg.Connection) -> None:
+    """What injected SQL can claim: any caller, an admin included."""
+    conn.execute(
+        "SELECT set_config('app.user_id', %s, true), set_config('app.user_role', 'admin', true)",
+        (str(uuid.uuid4()),),
+    )
+
+
+def test_the_app_tier_cannot_set_an_admins_password_hash(db: MigratedDatabase):
+    """Revoking INSERT was not enough: with UPDATE (password_hash), injected SQL naming
+    itself an admin caller found the admins and wrote its own hash over theirs."""
+    victim = make_user(db, role="admin")
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_admin_caller(conn)
+        assert (victim,) in conn.execute("SELECT id FROM users WHERE role = 'admin'").fetchall()
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("UPDATE users SET password_hash = 'scrypt$chosen' WHERE role = 'admin'")
+        conn.rollback()
+        # The rehash function wants the stored hash, which the tier cannot read...
+        _as_admin_caller(conn)
+        for guess in ("guess", "", "scrypt$"):
+            replaced = conn.execute(
+                "SELECT auth.replace_password_hash(%s, %s, 'scrypt$chosen')", (victim, guess)
+            ).fetchone()
+            assert replaced == (False,)
+        conn.rollback()
+        # ...directly, or through the lookups that answer a hash for an e-mail
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT password_hash FROM users")
+        conn.rollback()
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM auth.user_for_login(%s)", (f"{victim.hex}@example.com",))
+    with db.admin() as admin:
+        stored = admin.execute("SELECT password_hash FROM users WHERE id = %s", (victim,))
+        assert stored.fetchone() == ("x",)
+
+
+def test_the_sign_in_rehash_replaces_the_hash_it_checked(db: MigratedDatabase):
+    me = make_user(db)  # stored hash: 'x'
     with psycopg.connect(db.tier("app")) as conn:
         _as_caller(conn, me)
-        updated = conn.execute(
-            "UPDATE public.users SET password_hash = 'scrypt$new' WHERE id = %s", (me,)
-        )
-        assert updated.rowcount == 1
+        stale = conn.execute("SELECT auth.replace_password_hash(%s, 'y', 'scrypt$new')", (me,))
+        assert stale.fetchone() == (False,)  # changed meanwhile: left as it is
+        done = conn.execute("SELECT auth.replace_password_hash(%s, 'x', 'scrypt$new')", (me,))
+        assert done.fetchone() == (True,)
+        conn.commit()
+    with db.admin() as admin:
+        stored = admin.execute("SELECT password_hash FROM users WHERE id = %s", (me,))
+        assert stored.fetchone() == ("scrypt$new",)
 
 
 @pytest.mark.parametrize(
     "updated_at", ["'infinity'", "'-infinity'", "now() + interval '3 hours'"], ids=str
 )
-def test_the_app_tier_cannot_freeze_a_recall_against_later_corrections(
+def test_the_app_tier_cannot_hold_back_corrections_past_the_bound(
     db: MigratedDatabase, updated_at: str
 ):
     """upsert_recall applies a feed event only when it is newer than the stored
-    updated_at. An app login that set it to 'infinity' or far ahead made every genuine
-    correction of a recall's hazard look stale; the table refuses that now (sql/015)."""
+    updated_at. An app login that set it to 'infinity' made every genuine correction
+    of a recall's hazard look stale for good; the table now refuses a time more than
+    two hours ahead (sql/015), so a write holds corrections back two hours at most."""
     from functions.api.recalls.queries import upsert_recall
 
     recall = {

@@ -45,15 +45,23 @@ def test_a_form_type_in_capitals_is_still_refused(world) -> None:
     ("content_type", "status", "code"),
     [
         ("text/plain", 415, "unsupported_media_type"),
+        # Powertools' multipart branch raised a bare ValueError on a missing boundary
+        ("multipart/form-data", 415, "unsupported_media_type"),
+        ("Multipart/Form-Data; boundary=", 415, "unsupported_media_type"),
+        ("multipart/form-data-x", 415, "unsupported_media_type"),
+        ("application/x-www-form-urlencoded", 415, "unsupported_media_type"),
         ("APPLICATION/JSON", 422, "validation_error"),
         ("application/json", 422, "validation_error"),
+        # curl -X POST with no -d sends no Content-Type: the body is simply missing
+        ("", 422, "validation_error"),
     ],
 )
 def test_a_body_route_called_without_a_body_is_refused_by_its_media_type(
     world, content_type: str, status: int, code: str
 ) -> None:
     """The parser reads a body route's media type even when no body came, and our check
-    only when one did: a bodiless POST sent as text/plain, or as JSON in capitals,
-    was a 500."""
-    answer = call_api("POST", "/auth/login", headers={"Content-Type": content_type})
+    looked only when one did: a bodiless POST sent as text/plain, as JSON in capitals,
+    or as multipart without a boundary, was a 500."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = call_api("POST", "/auth/login", headers=headers)
     assert (answer.status, answer.json()["error"]["code"]) == (status, code)

@@ -167,6 +167,7 @@ content_types = st.one_of(
             "text/plain",
             "application/x-www-form-urlencoded",
             "multipart/form-data; boundary=x",
+            "multipart/form-data",
             "application/json-patch+json",
             "",
         ]

@@ -190,7 +190,7 @@ def test_rotate_refuses_while_a_rotation_is_pending_and_cancel_clears_it(
 def test_unknown_secret_name_is_a_clear_error(
     aws: str, cli_environment: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["rotate", "db-nope"]) == 1
+    assert main(["rotate", "db-nope"]) == 2  # a usage error: nothing rotated
     err = capsys.readouterr().err
     assert "unknown secret 'db-nope'" in err
     assert "db-app" in err

@@ -223,7 +223,7 @@ def test_malformed_or_foreign_event_is_rejected_with_a_log_line_and_no_side_effe
     assert oncall_messages(waf) == []
 
 
-def test_alarm_and_sweep_publishemf_metrics(
+def test_alarm_and_sweep_publish_emf_metrics(
     waf: WafResources, invoke: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Protects the dashboards and alarms on the responder: IPs blocked, IPs expired,

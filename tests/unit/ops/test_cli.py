@@ -212,6 +212,7 @@ def test_version_prints_the_installed_version(capsys):
     "args",
     [
         ["rotate", "--all", "db-app"],  # refused by the command
+        ["rotate", "db-ap"],  # a typo in a secret's name
         ["rotate", "db-app", "--wait", "-5"],  # refused by the command
         ["rotate", "db-app", "--wait", "abc"],  # refused by argparse
         ["waf", "block", "203.0.113.7", "--reason", ""],  # refused by the command

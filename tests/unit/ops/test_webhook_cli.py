@@ -34,7 +34,7 @@ def test_unreachable_api_is_a_clear_error(capsys):
 def test_bad_secret_is_a_clear_error(capsys):
     code = main(["webhook", "send", "--secret", "whsec_***"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # an argument refused: nothing was sent
     assert "whsec_" in err
     assert "Traceback" not in err
 
@@ -134,6 +134,21 @@ def test_a_secret_with_the_prefix_but_no_key_says_what_a_secret_is(capsys):
     """`--secret whsec_garbage` was told it is "not a whsec_ secret", though it is one."""
     code = main(["webhook", "send", "--secret", "whsec_garbage!"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert "not a usable whsec_ secret" in err
     assert "at least 16 bytes" in err
+
+
+def test_a_bad_url_is_refused_before_the_secret_is_read(capsys, monkeypatch):
+    """The URL was checked after the secret was read from Secrets Manager: in AWS that
+    read from a shell raises the unexpected-secret-read alert, for a typo."""
+    import ops.webhook
+
+    def must_not_read() -> str:
+        raise AssertionError("the secret was read")
+
+    monkeypatch.setattr(ops.webhook, "current_secret", must_not_read)
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+    code = main(["webhook", "send", "--url", "ftp://example/x"])
+    assert code == 2
+    assert "--url must be http(s)" in capsys.readouterr().err
