@@ -396,6 +396,20 @@ class DetectionAndResponse(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # A delivery the recall feed signed, refused for an attack shape in its text:
+        # a recall not published, which every retry of the feed meets again.
+        self.feed_refused_alarm = cloudwatch.Alarm(
+            self,
+            "FeedDeliveryRefused",
+            alarm_name=names.ALARM_FEED_DELIVERY_REFUSED,
+            alarm_description="A signed recall-feed delivery was refused by attack "
+            "inspection: a recall not stored (RUNBOOK, 'A signed feed delivery was refused')",
+            metric=_custom_metric(names.METRIC_FEED_DELIVERIES_REFUSED),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
         # The API lets a keyed request through when its per-key limiter cannot ask
         # DynamoDB (functions/api/middleware/authentication.py): a control that is
         # off until someone notices.
@@ -450,6 +464,7 @@ class DetectionAndResponse(Construct):
             self.failed_signins_alarm,
             self.rotation_alarm,
             self.api_5xx_alarm,
+            self.feed_refused_alarm,
             self.rate_limiter_alarm,
             self.responder_errors_alarm,
             self.secrets_overdue_alarm,

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
 from functions.api.middleware.admin_allowlist import enforce_admin_allowlist, is_admin_path
 from functions.api.middleware.admin_chain import record_allowlist_refusal
-from functions.api.middleware.attack_inspection import inspect_request
+from functions.api.middleware.attack_inspection import inspect_request, record_refused_delivery
 from functions.api.middleware.authentication import authenticate
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import body_text, check_request_limits
@@ -37,6 +37,7 @@ from functions.shared.errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    RejectedInput,
     UnsupportedMediaType,
     ValidationFailed,
     internal_error,
@@ -54,7 +55,13 @@ def guard_request_limits(event: APIGatewayProxyEvent) -> None:
 
 
 def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:
-    inspect_request(event, body_text(event, get_settings()))
+    try:
+        inspect_request(event, body_text(event, get_settings()))
+    except RejectedInput:
+        webhook = app.context.get(WEBHOOK_CONTEXT_KEY)  # identity ran first
+        if webhook is not None:
+            record_refused_delivery(webhook.message_id)
+        raise
 
 
 def guard_admin_allowlist(event: APIGatewayProxyEvent) -> None:

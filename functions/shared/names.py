@@ -67,6 +67,7 @@ RESPONDER_ALARM_KINDS = {
 }
 ALARM_ROTATION_FAILURES = f"{PREFIX}-rotation-failures"
 ALARM_API_5XX = f"{PREFIX}-api-5xx"
+ALARM_FEED_DELIVERY_REFUSED = f"{PREFIX}-feed-delivery-refused"
 
 
 def function_name(package: str) -> str:
@@ -109,6 +110,8 @@ METRIC_LOCKOUTS = "AccountLockouts"
 METRIC_SIGN_INS_REFUSED_LOCKED = "SignInsRefusedLocked"
 METRIC_ROTATION_FAILURES = "RotationFailures"
 METRIC_ROTATION_SUCCESSES = "RotationSuccesses"
+# A signed recall-feed delivery refused by attack inspection: a recall not stored.
+METRIC_FEED_DELIVERIES_REFUSED = "FeedDeliveriesRefused"
 # A keyed request let through because its per-key limit could not be read.
 METRIC_RATE_LIMITER_UNAVAILABLE = "RateLimiterUnavailable"
 # Dimension `secret` = inventory name.

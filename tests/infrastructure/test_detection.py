@@ -74,6 +74,19 @@ def test_failed_sign_in_rotation_and_5xx_alarms_notify_oncall(synthesized: Synth
         assert action["Ref"].startswith("DetectionOnCall")
 
 
+def test_a_refused_feed_delivery_pages_oncall_at_once(synthesized: Synthesized):
+    """A signed delivery refused for its text is a recall not stored; one is enough."""
+    alarm = _alarm(synthesized, names.ALARM_FEED_DELIVERY_REFUSED)
+
+    assert alarm["Namespace"] == names.METRICS_NAMESPACE
+    assert alarm["MetricName"] == names.METRIC_FEED_DELIVERIES_REFUSED
+    assert {"Name": "service", "Value": "babyshield"} in alarm["Dimensions"]
+    assert alarm["Threshold"] == 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+    (action,) = alarm["AlarmActions"]
+    assert action["Ref"].startswith("DetectionOnCall")
+
+
 def test_alarm_state_changes_invoke_the_responder_with_retries_and_dlq(
     synthesized: Synthesized,
 ):
