@@ -1008,7 +1008,7 @@ def test_audit_command_given_a_credential_with_a_trailing_newline_writes_neither
         main(["audit", "--url", api_server, "--no-aws", "--token", token + "\n"]),
         main(["audit", "--url", api_server, "--no-aws", "--api-key", key + "\n"]),
     ]
-    assert codes == [1, 1]
+    assert codes == [2, 2]  # refused as arguments: nothing was sent
     assert_no_leak(sweep, [*api_key_secret("--api-key", key), *token_secret("--token", token)])
 
 

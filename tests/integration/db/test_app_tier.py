@@ -179,6 +179,9 @@ def _as_admin_caller(conn: psycopg.Connection) -> None:
     )
 
 
+OVERWRITE_ADMIN_HASHES = "UPDATE users SET password_hash = 'y' WHERE role = 'admin'"
+
+
 def test_the_app_tier_cannot_set_an_admins_password_hash(db: MigratedDatabase):
     """Revoking INSERT was not enough: with UPDATE (password_hash), injected SQL naming
     itself an admin caller found the admins and wrote its own hash over theirs."""
@@ -187,7 +190,7 @@ def test_the_app_tier_cannot_set_an_admins_password_hash(db: MigratedDatabase):
         _as_admin_caller(conn)
         assert (victim,) in conn.execute("SELECT id FROM users WHERE role = 'admin'").fetchall()
         with pytest.raises(errors.InsufficientPrivilege):
-            conn.execute("UPDATE users SET password_hash = 'scrypt$chosen' WHERE role = 'admin'")
+            conn.execute(OVERWRITE_ADMIN_HASHES)
         conn.rollback()
         # The rehash function wants the stored hash, which the tier cannot read...
         _as_admin_caller(conn)
