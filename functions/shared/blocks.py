@@ -912,10 +912,15 @@ def _ip_set_refs() -> list[_IpSetRef]:
     return refs
 
 
+# Its own generator, seeded from the OS: the jitter neither draws from nor disturbs
+# the process-wide one, which a caller (or a property test replaying a case) may seed.
+_jitter = random.Random()  # noqa: S311  # nosec B311 - jitter, not a secret
+
+
 def _backoff(attempt: int) -> None:
     # Full jitter, so two responders that collided do not collide again in step.
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
-    time.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
+    time.sleep(_jitter.uniform(0, ceiling))
 
 
 def _put_ip_set(ref: _IpSetRef, addresses: list[str], lock_token: str, description: str) -> None:
