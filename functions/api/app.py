@@ -139,9 +139,9 @@ def handle_validation_error(error: RequestValidationError) -> Response[Any]:
 
 @app.exception_handler(RequestUnsupportedContentType)
 def handle_unsupported_content_type(_: RequestUnsupportedContentType) -> Response[Any]:
-    # Powertools reads a body route's media type even when no body came, which our
-    # check (request_limits.body_text) only looks at when there is one: a bodiless
-    # POST sent as text/plain is refused as any text/plain body is.
+    # Powertools reads a body route's media type even when no body came. Our check
+    # (request_limits.body_text) refuses a foreign one on POST, PUT and PATCH first;
+    # this keeps any other way there a 415, not the catch-all's 500.
     return _response(UnsupportedMediaType())
 
 
