@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from ops.console import CommandError, fail
 
@@ -32,15 +33,29 @@ COMMAND_MODULES = [
 ]
 
 
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml), or "unknown" when run
-    from a checkout that was never installed."""
-    from importlib.metadata import PackageNotFoundError, version
+class _VersionAction(argparse.Action):
+    """`--version`: the installed distribution's version (pyproject.toml), or "unknown"
+    from a checkout that was never installed. Looked up only when asked: reading the
+    installed metadata costs ~50 ms, which every other command would pay at start."""
 
-    try:
-        return version("babyshield")
-    except PackageNotFoundError:
-        return "unknown"
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **_: Any):
+        super().__init__(
+            option_strings,
+            dest=dest,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show the version and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("babyshield")
+        except PackageNotFoundError:
+            found = "unknown"
+        print(f"{parser.prog} {found}")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate the BabyShield security platform: local stack, audit, "
         "rotation, WAF blocks, secrets and database migrations.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
