@@ -21,7 +21,8 @@ guesses go one at a time, each lock longer than the last. A correct password
 deletes the account's record and hands back the source's slot (a source counts
 failures only); a check that never happened (the database was down) hands back
 both. Each reservation moves the window: the record lives until `window` after its
-last reservation (or until its lock ends, if later).
+last reservation, and a lock keeps it until `window` after the lock ends, so the
+attempt after a lock still meets the count (and the longer lock) it earned.
 """
 
 from __future__ import annotations
@@ -317,7 +318,10 @@ class SignInLockout:
             settings.login_lockout_base_seconds * 2 ** min(failures - threshold, 20),
         )
         locked_until = now + lock_seconds
-        window_end = now + settings.login_failure_window_seconds
+        # Remembered for a whole window past the lock: a record that ended with its
+        # lock (a capped lock as long as the window) would let the next guess start
+        # over with a fresh `threshold` of checks instead of the one it has earned.
+        record_end = locked_until + settings.login_failure_window_seconds
         try:
             aws.dynamodb().update_item(
                 TableName=self._table,
@@ -331,7 +335,7 @@ class SignInLockout:
                 ExpressionAttributeNames={"#ttl": names.TTL_ATTRIBUTE},
                 ExpressionAttributeValues={
                     ":until": {"N": str(locked_until)},
-                    ":ttl": {"N": str(max(window_end, locked_until))},
+                    ":ttl": {"N": str(record_end)},
                     ":threshold": {"N": str(threshold)},
                 },
             )

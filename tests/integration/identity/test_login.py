@@ -218,3 +218,51 @@ def test_a_sign_in_that_checked_no_password_spends_no_attempt(world, monkeypatch
     get_settings.cache_clear()
     # Then none of those attempts counted against the account
     assert login("parent@example.com", "correct horse").status == 200
+
+
+class _LockoutClock:
+    def __init__(self, start: float):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lockout_clock(monkeypatch):
+    """The clock of every SignInLockout a request builds (its keyword default)."""
+    import time
+
+    from functions.shared.identity import lockout
+
+    clock = _LockoutClock(time.time())
+    monkeypatch.setitem(lockout.SignInLockout.__init__.__kwdefaults__, "clock", clock)
+    return clock
+
+
+def test_past_the_longest_lock_guesses_still_go_one_at_a_time(world, lockout_clock):
+    """After the first burst, one checked guess per lock, each lock longer, up to the
+    cap; and after the capped lock still one guess, not a fresh burst (the record once
+    expired with its capped lock, and the guess after it started over)."""
+    from functions.shared.settings import get_settings
+
+    settings = get_settings()
+    world.create_user("victim@example.com", "the-right-password")
+
+    def guess() -> int:
+        return login("victim@example.com", "a-wrong-guess", "198.51.100.30").status
+
+    threshold = settings.login_account_failure_threshold
+    assert [guess() for _ in range(threshold + 1)] == [401] * threshold + [429]
+    step = 0
+    while True:
+        lock = min(
+            settings.login_lockout_max_seconds,
+            settings.login_lockout_base_seconds * 2**step,
+        )
+        lockout_clock.now += lock
+        if lock == settings.login_lockout_max_seconds and step > 0:
+            break
+        assert [guess(), guess()] == [401, 429], f"after a {lock}s lock"
+        step += 1
+    assert [guess(), guess()] == [401, 429]

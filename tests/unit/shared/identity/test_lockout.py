@@ -75,7 +75,24 @@ def test_backoff_is_capped(identity_env, clock):
             clock.now += locked.retry_after_seconds
             reservation = lockout.reserve(keys)
         outcomes.append(lockout.record_failure(reservation))
-    assert max(o.locked_for_seconds for o in outcomes) == 15 * 60
+    locks = [o.locked_for_seconds for o in outcomes]
+    # Doubling from the threshold up to the cap, and the cap for every guess after
+    # it: the record outlives its longest lock, so a guess after it never starts over.
+    assert locks == [0] * 4 + [30, 60, 120, 240, 480] + [15 * 60] * 11
+    assert [o.account_failures for o in outcomes] == list(range(1, 21))
+
+
+def test_a_quiet_window_after_a_lock_forgets_the_failures(identity_env, clock):
+    lockout = SignInLockout(clock=clock)
+    keys = lockout_keys("a@example.com", "198.51.100.1")
+    for _ in range(5):
+        fail(lockout, keys)
+    # Still remembered a whole window after the lock: one attempt, then a longer lock
+    clock.now += 30 + 15 * 60 - 1
+    assert fail(lockout, keys).locked_for_seconds == 60
+    # A window without a guess after that lock ends: a fresh count
+    clock.now += 60 + 15 * 60
+    assert fail(lockout, keys) == FailureOutcome(1, 1, 0)
 
 
 def test_lock_holds_across_instances(identity_env, clock):
