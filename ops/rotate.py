@@ -343,11 +343,14 @@ def finish_via_function(
     if unfinished is None:
         raise CommandError(f"{item.name}: nothing to resume: every rotation finished")
     if not metadata.promoted_unfinished():
+        # An emergency stays one: a routine rotation would keep the leaked value
+        # working as AWSPREVIOUS.
+        again = " --emergency" if metadata.tags.get(EMERGENCY_TAG) == unfinished else ""
         raise CommandError(
             f"{item.name}: version {unfinished} was never promoted; Secrets Manager "
             "cannot be asked to finish it",
-            hint=f"babyshield rotate {item.name} --cancel, then babyshield rotate {item.name} "
-            "(the RUNBOOK's 'A rotation failed')",
+            hint=f"babyshield rotate {item.name} --cancel, then babyshield rotate "
+            f"{item.name}{again} (the RUNBOOK's 'A rotation failed')",
         )
     function = names.function_name(item.method)
     event = {"Step": "finishSecret", "SecretId": metadata.arn, "ClientRequestToken": unfinished}

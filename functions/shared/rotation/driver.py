@@ -227,7 +227,10 @@ class LocalRotationDriver:
                 "resume it instead of cancelling"
             )
         self.store.remove_stage(item.secret_name, PENDING, pending)
-        if EMERGENCY_TAG in metadata.tags:
+        tagged = metadata.tags.get(EMERGENCY_TAG)
+        # The tag goes with the emergency it names, or when it names no version at all;
+        # never when it names another version (an emergency still to be finished).
+        if tagged is not None and (tagged == pending or tagged not in metadata.stages):
             self.store.clear_emergency(item.secret_name)
         return pending
 

@@ -98,14 +98,19 @@ class SecretMetadata:
         stopped inside finishSecret after the promotion: its tidy-up (the leaked login
         retired, the old key deactivated) is what is left, and only finishing that
         version does it.
+
+        An emergency past its promotion comes first: Secrets Manager may start its
+        next rotation over it (the new version takes AWSPENDING, and the gate refuses
+        its steps), and naming that one would lead on-call to cancel it and resume
+        nothing, leaving the leaked value unretired.
         """
+        current = self.version_with(CURRENT)
+        if current is not None and self.tags.get(EMERGENCY_TAG) == current:
+            return current
         pending = self.pending_elsewhere()
         if pending is not None:
             return pending
-        current = self.version_with(CURRENT)
-        if current is not None and (
-            PENDING in self.stages.get(current, ()) or self.tags.get(EMERGENCY_TAG) == current
-        ):
+        if current is not None and PENDING in self.stages.get(current, ()):
             return current
         return None
 
