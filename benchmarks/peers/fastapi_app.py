@@ -42,6 +42,11 @@ from functions.api.admin.keys import (
     RotatedKey,
     RotateRequest,
 )
+from functions.api.admin.pages import (
+    DEFAULT_ADMIN_PAGE_SIZE,
+    MAX_ADMIN_CURSOR_LENGTH,
+    MAX_ADMIN_PAGE_SIZE,
+)
 from functions.api.admin.users import UserList
 from functions.api.identity.sign_in import (
     LoginRequest,
@@ -311,8 +316,13 @@ def create_key(request: Request, body: NewKeyRequest) -> CreatedKey:
 
 
 @app.get("/admin/api-keys")
-def list_keys(request: Request, owner_id: UUID | None = None) -> KeyList:
-    return keys.list_keys(_caller(request), owner_id)
+def list_keys(
+    request: Request,
+    owner_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ADMIN_PAGE_SIZE), Digits] = DEFAULT_ADMIN_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=MAX_ADMIN_CURSOR_LENGTH)] = None,
+) -> KeyList:
+    return keys.list_keys(_caller(request), owner_id, limit=limit, cursor=cursor)
 
 
 @app.post("/admin/api-keys/{key_id}/rotate", status_code=201)
@@ -326,8 +336,12 @@ def revoke_key(request: Request, key_id: str) -> ApiKeyView:
 
 
 @app.get("/admin/users")
-def list_users(request: Request) -> UserList:
-    return users.list_users(_caller(request))
+def list_users(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=MAX_ADMIN_PAGE_SIZE), Digits] = DEFAULT_ADMIN_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=MAX_ADMIN_CURSOR_LENGTH)] = None,
+) -> UserList:
+    return users.list_users(_caller(request), limit=limit, cursor=cursor)
 
 
 @app.get("/admin/blocks")

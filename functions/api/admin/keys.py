@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field
 
-from functions.api.admin import require_admin
+from functions.api.admin import pages, require_admin
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel, WholeNumber
 from functions.shared.caller import Caller
@@ -64,6 +64,8 @@ class RotatedKey(ApiModel):
 
 class KeyList(ApiModel):
     keys: list[ApiKeyView]
+    # Opaque: pass it back as `cursor` for the next page; null on the last page.
+    next_cursor: str | None = None
 
 
 def _key_id(raw: str) -> str:
@@ -105,11 +107,24 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
     return CreatedKey(**row, api_key=new_key.plaintext)
 
 
-def list_keys(caller: Caller, owner_id: UUID | None) -> KeyList:
+def list_keys(
+    caller: Caller,
+    owner_id: UUID | None,
+    *,
+    limit: int = pages.DEFAULT_ADMIN_PAGE_SIZE,
+    cursor: str | None = None,
+) -> KeyList:
     from functions.api.identity.store import list_api_keys
 
-    rows = list_api_keys(require_admin(caller), owner_id)
-    return KeyList(keys=[ApiKeyView(**row) for row in rows])
+    actor = require_admin(caller)
+    after = (
+        pages.decode_cursor(cursor, lambda key_id: bool(KEY_ID_PATTERN.fullmatch(key_id)))
+        if cursor is not None
+        else None
+    )
+    found = list_api_keys(actor, owner_id, limit=limit + 1, after=after)
+    rows, next_cursor = pages.page_of(found, limit, "key_id")
+    return KeyList(keys=[ApiKeyView(**row) for row in rows], next_cursor=next_cursor)
 
 
 def rotate_key(

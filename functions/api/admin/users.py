@@ -1,11 +1,11 @@
-"""Every user, for an admin, never a password hash."""
+"""The users, a page at a time, for an admin, never a password hash."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from uuid import UUID
 
-from functions.api.admin import require_admin
+from functions.api.admin import pages, require_admin
 from functions.api.models import ApiModel
 from functions.shared.caller import Caller
 
@@ -19,10 +19,24 @@ class UserView(ApiModel):
 
 class UserList(ApiModel):
     users: list[UserView]
+    # Opaque: pass it back as `cursor` for the next page; null on the last page.
+    next_cursor: str | None = None
 
 
-def list_users(caller: Caller) -> UserList:
+def list_users(
+    caller: Caller, *, limit: int = pages.DEFAULT_ADMIN_PAGE_SIZE, cursor: str | None = None
+) -> UserList:
     from functions.api.identity.store import list_users as query_users
 
     actor = require_admin(caller)
-    return UserList(users=[UserView(**row) for row in query_users(actor)])
+    after = pages.decode_cursor(cursor, _is_uuid) if cursor is not None else None
+    rows, next_cursor = pages.page_of(query_users(actor, limit=limit + 1, after=after), limit, "id")
+    return UserList(users=[UserView(**row) for row in rows], next_cursor=next_cursor)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

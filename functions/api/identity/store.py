@@ -150,14 +150,20 @@ def insert_api_key(
     return _key_row(_returned(row))
 
 
-def list_api_keys(actor: Caller, owner_id: UUID | None) -> list[dict[str, Any]]:
+def list_api_keys(
+    actor: Caller, owner_id: UUID | None, *, limit: int, after: tuple[datetime, str] | None
+) -> list[dict[str, Any]]:
+    """At most `limit` keys in (created_at, key_id) order, after `after` if given."""
+    after_at, after_id = after if after is not None else (None, None)
     with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
         rows = conn.execute(
             "SELECT key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
             "revoked_at, rotated_from FROM public.api_keys "
-            "WHERE %(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid "
-            "ORDER BY created_at, key_id",
-            {"owner": owner_id},
+            "WHERE (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid) "
+            "AND (%(after_at)s::timestamptz IS NULL "
+            "OR (created_at, key_id) > (%(after_at)s::timestamptz, %(after_id)s::text)) "
+            "ORDER BY created_at, key_id LIMIT %(limit)s",
+            {"owner": owner_id, "after_at": after_at, "after_id": after_id, "limit": limit},
         ).fetchall()
     return [_key_row(row) for row in rows]
 
@@ -183,8 +189,15 @@ def rotate_api_key(
         # Read under the old key's row lock: a concurrent rotation of it has committed
         # its successor by now, or waits for this one.
         successor = conn.execute(
-            "SELECT key_id FROM public.api_keys WHERE rotated_from = %s", (key_id,)
+            "SELECT key_id, revoked_at FROM public.api_keys WHERE rotated_from = %s", (key_id,)
         ).fetchone()
+        if successor is not None and successor[1] is not None:
+            # A key has one successor (sql/009), and a revoked one cannot be rotated:
+            # the way on is a key of its own, not a second successor.
+            raise Conflict(
+                f"The key was already rotated to {successor[0]}, which is revoked; issue "
+                "a new key for the owner and revoke this one once its clients use it."
+            )
         if successor is not None:
             raise Conflict(
                 f"The key was already rotated to {successor[0]}; rotate that key instead."
@@ -236,10 +249,18 @@ def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str,
     return _key_row(row)
 
 
-def list_users(actor: Caller) -> list[dict[str, Any]]:
+def list_users(
+    actor: Caller, *, limit: int, after: tuple[datetime, str] | None
+) -> list[dict[str, Any]]:
+    """At most `limit` users in (created_at, id) order, after `after` if given."""
+    after_at, after_id = after if after is not None else (None, None)
     with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
         rows = conn.execute(
-            "SELECT id, email, role, created_at FROM public.users ORDER BY created_at, id"
+            "SELECT id, email, role, created_at FROM public.users "
+            "WHERE %(after_at)s::timestamptz IS NULL "
+            "OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::uuid) "
+            "ORDER BY created_at, id LIMIT %(limit)s",
+            {"after_at": after_at, "after_id": after_id, "limit": limit},
         ).fetchall()
     return [{"id": r[0], "email": r[1], "role": r[2], "created_at": r[3]} for r in rows]
 

@@ -12,6 +12,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import Field
 
 from functions.api.admin import keys
 from functions.api.admin.keys import (
@@ -22,8 +23,13 @@ from functions.api.admin.keys import (
     RotatedKey,
     RotateRequest,
 )
+from functions.api.admin.pages import (
+    DEFAULT_ADMIN_PAGE_SIZE,
+    MAX_ADMIN_CURSOR_LENGTH,
+    MAX_ADMIN_PAGE_SIZE,
+)
 from functions.api.caller_context import require_caller
-from functions.api.models import ApiModel
+from functions.api.models import ApiModel, Digits
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
@@ -57,9 +63,25 @@ def create_key(request: NewKeyRequest) -> Response[Any]:
     return _created(keys.create_key(require_caller(router), request, _source_ip()))
 
 
-@router.get("/admin/api-keys", summary="List API keys (never their secrets)", tags=["admin"])
-def list_keys(owner_id: Annotated[UUID | None, Query()] = None) -> KeyList:
-    return keys.list_keys(require_caller(router), owner_id)
+@router.get(
+    "/admin/api-keys",
+    summary="List API keys (never their secrets), oldest first",
+    tags=["admin"],
+    responses={
+        200: {"description": "A page of keys; next_cursor continues it"},
+        400: {"description": "The cursor is not valid."},
+    },
+)
+def list_keys(
+    owner_id: Annotated[UUID | None, Query()] = None,
+    limit: Annotated[
+        int, Field(ge=1, le=MAX_ADMIN_PAGE_SIZE), Query(), Digits
+    ] = DEFAULT_ADMIN_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_ADMIN_CURSOR_LENGTH, description="next_cursor of a page")
+    ] = None,
+) -> KeyList:
+    return keys.list_keys(require_caller(router), owner_id, limit=limit, cursor=cursor)
 
 
 @router.post(

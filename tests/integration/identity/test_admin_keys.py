@@ -128,6 +128,23 @@ def test_a_key_is_rotated_once_and_its_successor_keeps_its_life(world, admin):
     assert admin_call(admin, "POST", f"/admin/api-keys/{successor['key_id']}/rotate").status == 201
 
 
+def test_a_key_whose_successor_was_revoked_is_refused_with_the_way_on(world, admin):
+    """The successor's secret went astray and the admin revoked it: the old key has had
+    its one successor, and the refusal says what to do rather than "rotate that key"."""
+    old = create(admin).json()
+    leaked = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate").json()
+    leaked_id = leaked["new_key"]["key_id"]
+    assert admin_call(admin, "POST", f"/admin/api-keys/{leaked_id}/revoke").status == 200
+    # The old key still works for its grace period
+    assert recalls_with(old["api_key"]).status == 200
+    again = admin_call(admin, "POST", f"/admin/api-keys/{old['key_id']}/rotate")
+    assert again.status == 409
+    message = again.json()["error"]["message"]
+    assert f"{leaked_id}, which is revoked" in message
+    assert "issue a new key" in message
+    assert "rotate that key" not in message
+
+
 def _at_least_seconds_left_in_the_minute(seconds: float = 5) -> None:
     """Per-key limits count in fixed one-minute windows; start a burst inside one."""
     remaining = 60 - time.time() % 60
