@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from functions.shared.identity.lockout import LockoutKeys, Reservation, SignInLockout
 
 INVALID_CREDENTIALS = "Invalid email or password."
+# How far the published key set may lag the secret: at most one Secrets Manager read
+# per this interval per instance, however often relying parties fetch it.
+JWKS_MAX_AGE_SECONDS = 5.0
 
 Email = Annotated[
     str,
@@ -171,12 +174,16 @@ def who_am_i(caller: Caller) -> Me:
 
 def published_keys() -> dict[str, Any]:
     """The JWKS: both live keys (AWSCURRENT and, during a rotation's grace window,
-    AWSPREVIOUS), so a relying party can verify every token the API still accepts."""
+    AWSPREVIOUS), so a relying party can verify every token the API still accepts.
+
+    Read at most JWKS_MAX_AGE_SECONDS ago, not the signing cache's minute: right after
+    a rotation another instance signs with the new key at once, and a relying party
+    that meets its kid refetches this set to find it."""
     from functions.shared.identity.jwt_keys import KeyMaterialError, key_store
     from functions.shared.identity.secret_versions import SecretUnavailable
 
     try:
-        return key_store().key_ring().jwks()
+        return key_store().key_ring(max_age=JWKS_MAX_AGE_SECONDS).jwks()
     except (SecretUnavailable, KeyMaterialError) as exc:
         logger.exception("JWT keys unavailable")
         raise ServiceUnavailable() from exc

@@ -155,8 +155,10 @@ class JwtKeyStore:
     def secret_id(self) -> str:
         return self._secret_id or get_settings().jwt_secret_id
 
-    def key_ring(self) -> KeyRing:
-        versions = self._cache.get(self.secret_id, get_settings().secret_cache_seconds)
+    def key_ring(self, max_age: float | None = None) -> KeyRing:
+        """The live keys, read at most `max_age` seconds ago (default: the cache's time)."""
+        age = get_settings().secret_cache_seconds if max_age is None else max_age
+        versions = self._cache.get(self.secret_id, age)
         return self._ring(versions.current, versions.previous)
 
     def key_for_kid(self, kid: str) -> SigningKey | None:

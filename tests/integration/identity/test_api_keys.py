@@ -130,3 +130,24 @@ def test_before_the_chain_migration_a_key_still_works_and_counts_alone(world, mo
     key = world.create_key(owner, limit=2)
     # Then the key is verified and limited as before the chain existed, not a 500
     assert [recalls(key).status for _ in range(3)] == [200, 200, 429]
+
+
+def test_spellings_of_one_key_share_its_budget_or_are_refused(world):
+    """Whitespace around a key is the same key, with the same budget; a key id in
+    capitals or a NUL in the key is refused, never a second budget."""
+    import time
+
+    owner = world.create_user("partner@example.com")
+    key = world.create_key(owner, limit=2)
+    key_id = key.split("_")[1]
+    assert recalls("bs_" + key_id.upper() + key[19:]).status == 401
+    assert recalls(key + "\x00").status == 401
+    # Per-key limits count in one-minute windows: start the burst inside one
+    remaining = 60 - time.time() % 60
+    if remaining < 5:
+        time.sleep(remaining + 0.1)
+    assert [recalls(spelling).status for spelling in (key, f"  {key}\t", key + "\n")] == [
+        200,
+        200,
+        429,
+    ]

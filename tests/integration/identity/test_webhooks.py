@@ -126,6 +126,18 @@ def test_previous_secret_works_during_rotation(world):
     assert post(body, signed_headers(old, body)).status == 200
 
 
+def test_a_replay_signed_with_the_other_live_secret_is_still_a_replay(world):
+    """During the overlap both versions verify; a retry signed with the other one is
+    the same delivery (the replay record is the webhook-id), applied once."""
+    old = world.webhook_secret
+    new = rotate_webhook_secret()
+    body = event("CPSC-26-777")
+    first = post(body, signed_headers(old, body, msg_id="msg_either_secret"))
+    second = post(body, signed_headers(new, body, msg_id="msg_either_secret"))
+    assert (first.status, second.status) == (200, 409)
+    assert world.recall_count() == 1
+
+
 def test_retired_secret_is_refused_and_writes_nothing(world):
     old = world.webhook_secret
     new = rotate_webhook_secret()
