@@ -162,7 +162,9 @@ def handle_unexpected(error: Exception) -> Response[Any]:
 
 
 def _methods_for(path: str) -> list[str]:
-    """The methods registered for a path, to tell 405 from 404."""
-    return [
+    """The methods a path answers, to tell 405 from 404: its routes' and HEAD with GET
+    (the resolver answers HEAD as GET)."""
+    methods = [
         route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)
     ]
+    return [*methods, "HEAD"] if "GET" in methods else methods

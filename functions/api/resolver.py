@@ -13,6 +13,10 @@ on either, so this resolver wraps `resolve()`:
    for per-request identity);
 4. any exception that escapes becomes a 500 with a correlation id;
 5. security headers are set on whatever comes out, errors and 404s included.
+
+HEAD is answered wherever GET is (RFC 9110 9.3.2; uptime monitors probe with it):
+the request runs as the GET it stands for, through every guard, and the answer
+keeps its status and headers without the body.
 """
 
 from __future__ import annotations
@@ -117,6 +121,9 @@ class SecureResolver(APIGatewayRestResolver):
             # No field values in the line: the event may hold credentials.
             logger.warning("malformed API event refused", extra={"correlation_id": correlation_id})
             return apply_security_headers(proxy_response(to_http(BadRequest(), correlation_id)))
+        head = event["httpMethod"] == "HEAD"
+        if head:
+            event = {**event, "httpMethod": "GET"}
         try:
             request = APIGatewayProxyEvent(dict(event))
             for guard in self._edge_guards:
@@ -127,4 +134,7 @@ class SecureResolver(APIGatewayRestResolver):
         except Exception:  # noqa: BLE001 - the last line of defence: no trace may leak
             logger.exception("unhandled error", extra={"correlation_id": correlation_id})
             response = proxy_response(internal_error(correlation_id))
+        if head:
+            response["body"] = ""
+            response["isBase64Encoded"] = False
         return apply_security_headers(response)
