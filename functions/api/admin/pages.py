@@ -10,14 +10,11 @@ cursor is a 400.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.api.recalls.cursor import InvalidCursor
+from functions.api.recalls.cursor import InvalidCursor, decode_pair, encode_pair
 
 DEFAULT_ADMIN_PAGE_SIZE = 100
 MAX_ADMIN_PAGE_SIZE = 500
@@ -25,23 +22,13 @@ MAX_ADMIN_CURSOR_LENGTH = 128
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:
-    raw = json.dumps([created_at.astimezone(UTC).isoformat(), row_id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode("ascii")).decode("ascii").rstrip("=")
+    return encode_pair(created_at.astimezone(UTC).isoformat(), row_id)
 
 
 def decode_cursor(token: str, valid_id: Callable[[str], bool]) -> tuple[datetime, str]:
     """(created_at, id) to continue after; `valid_id` says whether the id has the
     list's shape (a UUID, a key id), so nothing else reaches the query."""
-    if not token or len(token) > MAX_ADMIN_CURSOR_LENGTH:
-        raise InvalidCursor()
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        payload = json.loads(raw.decode("ascii"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidCursor() from exc
-    if not isinstance(payload, list) or len(payload) != 2:
-        raise InvalidCursor()
-    moment, row_id = payload
+    moment, row_id = decode_pair(token, MAX_ADMIN_CURSOR_LENGTH)
     if not isinstance(moment, str) or not isinstance(row_id, str) or not valid_id(row_id):
         raise InvalidCursor()
     try:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 from datetime import date
+from typing import Any
 
 from functions.shared.errors import BadRequest
 
@@ -23,13 +24,15 @@ class InvalidCursor(BadRequest):
     default_message = "The cursor is not valid."
 
 
-def encode_cursor(recall_date: date, recall_id: int) -> str:
-    raw = json.dumps([recall_date.isoformat(), recall_id], separators=(",", ":"))
+def encode_pair(first: Any, second: Any) -> str:
+    """A keyset position as an opaque token: two JSON values, base64url."""
+    raw = json.dumps([first, second], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode("ascii")).decode("ascii").rstrip("=")
 
 
-def decode_cursor(token: str) -> tuple[date, int]:
-    if not token or len(token) > MAX_CURSOR_LENGTH:
+def decode_pair(token: str, max_length: int) -> tuple[Any, Any]:
+    """The two JSON values of a token `encode_pair` made; InvalidCursor for anything else."""
+    if not token or len(token) > max_length:
         raise InvalidCursor()
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -38,7 +41,15 @@ def decode_cursor(token: str) -> tuple[date, int]:
         raise InvalidCursor() from exc
     if not isinstance(payload, list) or len(payload) != 2:
         raise InvalidCursor()
-    day, recall_id = payload
+    return payload[0], payload[1]
+
+
+def encode_cursor(recall_date: date, recall_id: int) -> str:
+    return encode_pair(recall_date.isoformat(), recall_id)
+
+
+def decode_cursor(token: str) -> tuple[date, int]:
+    day, recall_id = decode_pair(token, MAX_CURSOR_LENGTH)
     if not isinstance(day, str) or type(recall_id) is not int or not 0 < recall_id <= _MAX_ID:
         raise InvalidCursor()
     try:

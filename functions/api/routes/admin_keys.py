@@ -12,7 +12,6 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import Field
 
 from functions.api.admin import keys
 from functions.api.admin.keys import (
@@ -23,13 +22,10 @@ from functions.api.admin.keys import (
     RotatedKey,
     RotateRequest,
 )
-from functions.api.admin.pages import (
-    DEFAULT_ADMIN_PAGE_SIZE,
-    MAX_ADMIN_CURSOR_LENGTH,
-    MAX_ADMIN_PAGE_SIZE,
-)
+from functions.api.admin.pages import DEFAULT_ADMIN_PAGE_SIZE
 from functions.api.caller_context import require_caller
-from functions.api.models import ApiModel, Digits
+from functions.api.models import ApiModel
+from functions.api.routes.paging import PAGE_RESPONSES, PageCursor, PageSize
 
 router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 
@@ -67,19 +63,12 @@ def create_key(request: NewKeyRequest) -> Response[Any]:
     "/admin/api-keys",
     summary="List API keys (never their secrets), oldest first",
     tags=["admin"],
-    responses={
-        200: {"description": "A page of keys; next_cursor continues it"},
-        400: {"description": "The cursor is not valid."},
-    },
+    responses=PAGE_RESPONSES,
 )
 def list_keys(
     owner_id: Annotated[UUID | None, Query()] = None,
-    limit: Annotated[
-        int, Field(ge=1, le=MAX_ADMIN_PAGE_SIZE), Query(), Digits
-    ] = DEFAULT_ADMIN_PAGE_SIZE,
-    cursor: Annotated[
-        str | None, Query(max_length=MAX_ADMIN_CURSOR_LENGTH, description="next_cursor of a page")
-    ] = None,
+    limit: PageSize = DEFAULT_ADMIN_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> KeyList:
     return keys.list_keys(require_caller(router), owner_id, limit=limit, cursor=cursor)
 
