@@ -97,12 +97,13 @@ class AlternatingUsersRotator(Rotator):
     def test_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
         _check_login(ctx, pending)
-        # A tier login that could create roles or bypass every check is the admin,
-        # not one of the tier's logins: the API must never be handed it.
+        # A tier login that could create roles, bypass row-level security or every
+        # check is not one of the tier's logins: the API must never be handed it
+        # (the migrations refuse such roles too: migrations.check_tier_roles).
         with database.connect(pending.value) as conn:
             row = conn.execute(
-                "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles "
-                "WHERE rolname = current_user"
+                "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolreplication "
+                "FROM pg_catalog.pg_roles WHERE rolname = current_user"
             ).fetchone()
             same_tier = database.tier_group(conn, _username(pending)) == database.tier_group(
                 conn, _username(ctx.current())

@@ -2,10 +2,13 @@
 session and the `migrate` function (a CDK trigger on deploy).
 
 Each file runs in its own transaction with its bookkeeping row, so a failure halfway
-leaves the database as it was before that file. A file already recorded is skipped,
-which makes re-applying a no-op; a recorded file whose text changed is an error, since
-a migration that was applied must never be edited. A transaction-level advisory lock
-serialises two migrators on the same database.
+leaves the database as it was before that file; a file that ends that transaction
+itself (its own COMMIT) is an error. A file already recorded is skipped, which makes
+re-applying a no-op; a recorded file whose text changed is an error, since a migration
+that was applied must never be edited, and so is a new file numbered below one that
+is applied. A transaction-level advisory lock serialises two migrators on the same
+database. Before and after a run, the request tiers' roles are checked to have no
+attribute or membership beyond what the migrations give them (`check_tier_roles`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,10 @@ def quote_identifier(name: str) -> str:
 def load_migrations(directory: Path = DEFAULT_DIRECTORY) -> list[Migration]:
     migrations: list[Migration] = []
     seen: set[str] = set()
-    for path in sorted(directory.glob("*.sql")):
+    # Every name that looks like SQL, in any case: a file glob("*.sql") would skip
+    # (017_x.SQL) must be refused, not left out of a run that reports success.
+    candidates = [path for path in directory.iterdir() if path.name.lower().endswith(".sql")]
+    for path in sorted(candidates):
         match = _FILE_PATTERN.match(path.name)
         if not match:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
@@ -108,6 +114,7 @@ def apply_migrations(
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute(_BOOKKEEPING)
+        check_tier_roles(conn, roles)
         for migration in migrations:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -119,10 +126,26 @@ def apply_migrations(
                             "add a new migration instead of editing an applied one"
                         )
                     continue
+                newest = max(done, default="")
+                if newest > migration.version:
+                    # Databases that applied them in the other order would differ.
+                    raise MigrationError(
+                        f"{migration.name} is numbered below {newest}, which is applied "
+                        f"already; renumber it after {newest}"
+                    )
+                transaction = _transaction_id(conn)
                 try:
                     conn.execute(migration.render(roles).encode("utf-8"))
                 except psycopg.Error as exc:
                     raise MigrationError(f"{migration.name} failed: {exc}") from exc
+                if _transaction_id(conn) != transaction:
+                    # Its own COMMIT ended this transaction and the lock with it: what
+                    # ran before it is committed, unrecorded, and would run again.
+                    raise MigrationError(
+                        f"{migration.name} ends its transaction (BEGIN, COMMIT or "
+                        "ROLLBACK in the file); each file runs in one transaction the "
+                        "runner opens, so remove them"
+                    )
                 # A file may SET LOCAL ROLE; bookkeeping is the migrator's own.
                 conn.execute("RESET ROLE")
                 conn.execute(
@@ -131,4 +154,68 @@ def apply_migrations(
                     (migration.version, migration.name, migration.checksum),
                 )
             applied.append(migration.name)
+        check_tier_roles(conn, roles)
     return applied
+
+
+def _transaction_id(conn: psycopg.Connection[tuple[object, ...]]) -> object:
+    row = conn.execute("SELECT pg_current_xact_id()").fetchone()
+    return None if row is None else row[0]
+
+
+_ROLE_ATTRIBUTES = {
+    "rolsuper": "SUPERUSER",
+    "rolbypassrls": "BYPASSRLS",
+    "rolreplication": "REPLICATION",
+    "rolcreatedb": "CREATEDB",
+    "rolcreaterole": "CREATEROLE",
+}
+
+
+def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNames) -> None:
+    """Refuse request-tier roles that can do more than the migrations grant them.
+
+    Roles are cluster-wide, and a migration reuses one that exists (a shared server,
+    a local cluster from an earlier run) with what it had: a read-only login with
+    BYPASSRLS would read every account, one in pg_write_all_data could write. The
+    tiers' logins belong to their tier's group and nothing else; the groups and the
+    lookup role belong to nothing. Checked before and after every run, so a role
+    changed by hand later stops the next deploy instead of serving requests."""
+    allowed = {
+        roles.readonly_a: {roles.readonly},
+        roles.readonly_b: {roles.readonly},
+        roles.app_a: {roles.app},
+        roles.app_b: {roles.app},
+        roles.readonly: set(),
+        roles.app: set(),
+        roles.auth_lookup: set(),
+    }
+    names = sorted(allowed)
+    problems: list[str] = []
+    columns = ", ".join(_ROLE_ATTRIBUTES)
+    with conn.transaction():
+        found = conn.execute(
+            f"SELECT rolname, {columns} FROM pg_catalog.pg_roles "  # noqa: S608 - fixed names
+            "WHERE rolname = ANY(%s) ORDER BY rolname",
+            (names,),
+        ).fetchall()
+        memberships = conn.execute(
+            "SELECT m.rolname, g.rolname FROM pg_catalog.pg_auth_members AS a "
+            "JOIN pg_catalog.pg_roles AS m ON m.oid = a.member "
+            "JOIN pg_catalog.pg_roles AS g ON g.oid = a.roleid "
+            "WHERE m.rolname = ANY(%s) ORDER BY 1, 2",
+            (names,),
+        ).fetchall()
+    for name, *flags in found:
+        extra = [label for label, on in zip(_ROLE_ATTRIBUTES.values(), flags, strict=True) if on]
+        if extra:
+            problems.append(f"{name} has {', '.join(extra)}")
+    for member, group in memberships:
+        if group not in allowed[str(member)]:
+            problems.append(f"{member} is a member of {group}")
+    if problems:
+        raise MigrationError(
+            "request-tier roles can do more than the migrations grant: "
+            + "; ".join(problems)
+            + " (take it away with ALTER ROLE ... / REVOKE ... FROM ..., then migrate again)"
+        )

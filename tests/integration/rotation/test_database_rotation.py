@@ -302,6 +302,34 @@ def test_test_secret_refuses_a_login_with_administrative_rights(
     db_secrets.store.remove_stage(arn, "AWSPENDING", token)
 
 
+def test_test_secret_refuses_a_tier_login_that_bypasses_row_level_security(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """The login a rotation switches to got BYPASSRLS by hand: with it, the read path
+    would see every account. The rotation stops before the switch."""
+    from psycopg import sql
+
+    from functions.shared.rotation.driver import RotationFailed
+
+    current = db_secrets.current("db-readonly")["username"]
+    (other,) = [
+        login for login in db_secrets.database.roles.login_roles("readonly") if login != current
+    ]
+    with db_secrets.database.admin() as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(other)))
+    try:
+        with pytest.raises(RotationFailed) as failed:
+            db_driver.rotate("db-readonly")
+        assert failed.value.step == "testSecret"
+        assert "administrative rights" in str(failed.value.__cause__)
+        assert db_secrets.current("db-readonly")["username"] == current
+    finally:
+        with db_secrets.database.admin() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} NOBYPASSRLS").format(sql.Identifier(other)))
+        db_driver.cancel("db-readonly")
+    assert db_secrets.agree("db-readonly")
+
+
 def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
     db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
 ) -> None:

@@ -1,0 +1,430 @@
+"""The migration runner (functions/shared/db/migrations.py) and the deploy-time
+`migrate` function, against the real PostgreSQL and moto over HTTP: files that end
+their own transaction, tier roles that can do more than the migrations grant, files
+out of order or misnamed, racing runners, lost connections, lock timeouts, event
+shapes, and no password shown.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from functions.migrate import handler as migrate_handler
+from functions.migrate import run as migrate_run
+from functions.shared import names
+from functions.shared.db.migrations import (
+    DEFAULT_DIRECTORY,
+    MigrationError,
+    apply_migrations,
+    load_migrations,
+)
+from functions.shared.db.roles import RoleNames
+from ops.apigw import LocalLambdaContext
+from tests.support.postgres import fresh_database
+from tests.support.tcp_proxy import TcpProxy
+
+SQL_FILES = sorted(p.name for p in DEFAULT_DIRECTORY.glob("*.sql"))
+
+
+def copy_migrations(target: Path, *, upto: str | None = None) -> Path:
+    """The real sql/ files (those up to and including `upto`) in `target`."""
+    for name in SQL_FILES:
+        shutil.copy(DEFAULT_DIRECTORY / name, target / name)
+        if name == upto:
+            break
+    return target
+
+
+def table_exists(conninfo: str, name: str) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def recorded_versions(conninfo: str) -> list[str]:
+    with psycopg.connect(conninfo) as conn:
+        return [
+            str(r[0])
+            for r in conn.execute("SELECT version FROM public.schema_migrations ORDER BY version")
+        ]
+
+
+def migrate_context() -> LocalLambdaContext:
+    return LocalLambdaContext(
+        function_name="babyshield-migrate", log_group_name="/aws/lambda/babyshield-migrate"
+    )
+
+
+@pytest.fixture
+def fresh(pg_cluster: str) -> Iterator[tuple[str, RoleNames]]:
+    with fresh_database(pg_cluster) as pair:
+        yield pair
+
+
+def _store_admin_secret(aws: str, conninfo: str, *, password: str | None = None) -> None:
+    parts = conninfo_to_dict(conninfo)
+    value = {
+        "engine": "postgres",
+        "host": parts.get("host", "127.0.0.1"),
+        "port": int(parts.get("port") or 5432),
+        "dbname": parts["dbname"],
+        "username": parts.get("user", "postgres"),
+        "password": password or parts.get("password") or "unused-by-a-trusting-server",
+    }
+    boto3.client("secretsmanager", endpoint_url=aws).create_secret(
+        Name=names.secret_name("db-admin"), SecretString=json.dumps(value)
+    )
+
+
+@pytest.fixture
+def deployed_function(
+    aws: str,
+    fresh: tuple[str, RoleNames],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> tuple[str, RoleNames, Path]:
+    """The real migrate handler reading the db-admin secret from moto, pointed at a fresh
+    database, with this session's role prefix and a copy of sql/ the test may extend."""
+    conninfo, roles = fresh
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    _store_admin_secret(aws, conninfo)
+    directory = tmp_path / "sql"
+    directory.mkdir()
+    monkeypatch.setattr(
+        migrate_run, "apply_migrations", functools.partial(apply_migrations, directory=directory)
+    )
+    monkeypatch.setattr(
+        migrate_handler, "run_migrations", functools.partial(migrate_run.run_migrations, roles)
+    )
+    return conninfo, roles, directory
+
+
+def test_a_file_that_commits_itself_is_refused_naming_it(
+    fresh: tuple[str, RoleNames], tmp_path: Path
+):
+    """A migration wrapped in BEGIN/COMMIT ends the runner's per-file transaction (and
+    its lock) from inside: the run stops there, naming the file and why, and records
+    nothing of it. (What ran before its COMMIT is committed: only parsing the file
+    could refuse it sooner; every file in sql/ runs through this fence in the tests.)"""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / "017_wrapped.sql").write_text(
+        "BEGIN;\nCREATE TABLE public.wrapped_half (x int);\nCOMMIT;\n"
+        "CREATE TABLE public.wrapped_rest (x int);\n"
+    )
+    with pytest.raises(MigrationError, match=r"017_wrapped\.sql ends its transaction"):
+        apply_migrations(conninfo, directory=directory, roles=roles)
+    assert "017" not in recorded_versions(conninfo)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER ROLE {login} BYPASSRLS",
+        "ALTER ROLE {login} CREATEDB",
+        "GRANT pg_write_all_data TO {login}",
+        "GRANT pg_read_all_data TO {group}",
+    ],
+)
+def test_a_tier_role_that_can_do_more_is_refused_before_and_after_a_run(
+    fresh: tuple[str, RoleNames], change: str
+):
+    """Roles are cluster-wide and a migration adopts one that exists with what it has:
+    a read-only login with BYPASSRLS read every account. Such a role is refused before
+    anything is applied, naming it; and one changed by hand after a run stops the next."""
+    conninfo, roles = fresh
+    statement = change.format(
+        login=sql.Identifier(roles.readonly_a).as_string(None),
+        group=sql.Identifier(roles.readonly).as_string(None),
+    )
+    # Existing before the first run: refused, nothing applied
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(roles.readonly)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(roles.readonly_a)))
+        conn.execute(statement.encode())
+    with pytest.raises(MigrationError, match="request-tier roles can do more") as refused:
+        apply_migrations(conninfo, roles=roles)
+    assert roles.readonly_a in str(refused.value) or roles.readonly in str(refused.value)
+    assert recorded_versions(conninfo) == []
+    # Taken away: the run goes through
+    undo = (
+        statement.replace(" BYPASSRLS", " NOBYPASSRLS")
+        .replace(" CREATEDB", " NOCREATEDB")
+        .replace("GRANT ", "REVOKE ")
+        .replace(" TO ", " FROM ")
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(undo.encode())
+    assert apply_migrations(conninfo, roles=roles)
+    # Changed by hand afterwards: the next run (the next deploy) stops
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(statement.encode())
+    with pytest.raises(MigrationError, match="request-tier roles can do more"):
+        apply_migrations(conninfo, roles=roles)
+
+
+def test_a_migration_numbered_below_an_applied_one_is_refused(
+    fresh: tuple[str, RoleNames], tmp_path: Path
+):
+    """sql/ is "ordered": a fresh database applies 017 before 018. A 017 that
+    arrives after 018 was deployed (two branches, merged in the other order) is
+    applied after it without a word, so production and every fresh database (tests,
+    a rebuild) ran the two in different orders."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / "018_later.sql").write_text("CREATE TABLE public.later (x int);\n")
+    apply_migrations(conninfo, directory=directory, roles=roles)
+
+    (directory / "017_earlier.sql").write_text("CREATE TABLE public.earlier (x int);\n")
+    try:
+        applied = apply_migrations(conninfo, directory=directory, roles=roles)
+    except MigrationError as exc:
+        refused = str(exc)
+    else:
+        pytest.fail(f"applied out of order, after 018, without a word: {applied}")
+    assert "017_earlier.sql" in refused
+
+
+def test_a_migration_spelled_dot_upper_sql_is_refused_not_skipped(
+    fresh: tuple[str, RoleNames], tmp_path: Path
+):
+    """Names are checked (NNN_name.sql) only for files the glob `*.sql`
+    already picked; `017_add_index.SQL` is neither applied nor refused, and the
+    deploy reports success with the schema change missing."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / "017_add_index.SQL").write_text("CREATE TABLE public.upper_ext (x int);\n")
+
+    try:
+        applied = apply_migrations(conninfo, directory=directory, roles=roles)
+    except MigrationError as exc:
+        refused = str(exc)
+    else:
+        refused = ""
+    if refused:
+        assert "017_add_index.SQL" in refused
+        return
+    assert table_exists(conninfo, "public.upper_ext"), (
+        f"017_add_index.SQL was neither applied nor refused; the run reported {applied[-1:]} "
+        "as its last file"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["17_short.sql", "0017_long.sql", "017-dash.sql", "017_Upper.sql", "017_a.b.sql"]
+)
+def test_odd_file_names_are_refused_naming_the_file(
+    fresh: tuple[str, RoleNames], tmp_path: Path, name: str
+):
+    """A misnamed .sql file stops the run before anything is applied."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / name).write_text("SELECT 1;\n")
+    with pytest.raises(MigrationError, match=name.replace(".", r"\.")):
+        apply_migrations(conninfo, directory=directory, roles=roles)
+    assert not table_exists(conninfo, "public.schema_migrations")
+
+
+def test_two_runners_racing_apply_each_file_once(fresh: tuple[str, RoleNames], tmp_path: Path):
+    """Two deploys at once on one database: each file (one of them slow and not
+    idempotent) is applied by exactly one runner, and both finish without an error."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / "017_slow.sql").write_text(
+        "SELECT pg_sleep(0.5);\nCREATE TABLE public.slow_once (x int);\n"
+    )
+    (directory / "018_next.sql").write_text("CREATE TABLE public.next_once (x int);\n")
+    barrier = threading.Barrier(2)
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        barrier.wait()
+        try:
+            results.append(apply_migrations(conninfo, directory=directory, roles=roles))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+
+    assert errors == []
+    assert len(results) == 2
+    everything = [*results[0], *results[1]]
+    assert sorted(everything) == sorted(m.name for m in load_migrations(directory))
+    assert len(set(everything)) == len(everything)
+    assert recorded_versions(conninfo) == [m.version for m in load_migrations(directory)]
+
+
+class CutAfterCommit(TcpProxy):
+    """Lets the COMMIT of the file carrying `marker` reach the server, then cuts the
+    connection before the answer comes back: the client cannot know it committed."""
+
+    def __init__(self, target_host: str, target_port: int, marker: bytes):
+        super().__init__(target_host, target_port)
+        self.marker = marker
+        self.cut = threading.Event()
+
+    def relay(self, data: bytes, sink: Any, *, upstream: bool, state: dict[str, Any]) -> bool:
+        if upstream and self.marker in data:
+            state["armed"] = True
+        if upstream and state.get("armed") and b"COMMIT\x00" in data:
+            sink.sendall(data)
+            time.sleep(0.3)  # the server reads and commits before it sees the close
+            self.cut.set()
+            return False
+        sink.sendall(data)
+        return True
+
+
+def test_connection_lost_after_commit_is_not_reapplied_or_reported_applied(
+    fresh: tuple[str, RoleNames], tmp_path: Path
+):
+    """The COMMIT of 017 reaches the server, its answer never comes back: the
+    run fails (it does not claim success), and the retry neither re-applies 017 (not
+    idempotent) nor stops; it goes on with 018."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path)
+    (directory / "017_once_only.sql").write_text("CREATE TABLE public.once_only_marker (x int);\n")
+    (directory / "018_after.sql").write_text("CREATE TABLE public.after_once (x int);\n")
+    parts = conninfo_to_dict(conninfo)
+    proxy = CutAfterCommit(
+        str(parts.get("host", "127.0.0.1")), int(parts.get("port") or 5432), b"once_only_marker"
+    )
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            apply_migrations(
+                make_conninfo(conninfo, host="127.0.0.1", port=proxy.port),
+                directory=directory,
+                roles=roles,
+            )
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set()
+    assert table_exists(conninfo, "public.once_only_marker")
+    assert "017" in recorded_versions(conninfo)
+
+    again = apply_migrations(conninfo, directory=directory, roles=roles)
+    assert again == ["018_after.sql"]
+
+
+def test_deploy_retried_after_a_lock_timeout_succeeds_through_the_handler(
+    deployed_function: tuple[str, RoleNames, Path],
+):
+    """016 waits at most 5 s for a lock held by a long transaction on users: the
+    function fails with one line naming the file (what the CDK trigger hands to
+    CloudFormation), leaves nothing of 016, and the retried deploy applies it."""
+    conninfo, _, directory = deployed_function
+    copy_migrations(directory, upto="015_app_tier_users_and_recall_times.sql")
+    assert migrate_handler.lambda_handler({}, migrate_context())["applied"]
+    copy_migrations(directory)
+
+    blocker = psycopg.connect(conninfo)
+    try:
+        blocker.execute("LOCK TABLE public.users IN ROW EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(MigrationError) as failed:
+            migrate_handler.lambda_handler({}, migrate_context())
+        waited = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    assert 4 <= waited < 60
+    message = str(failed.value)
+    assert message.startswith("016_admin_list_order.sql failed:")
+    assert "lock timeout" in message
+    assert "016" not in recorded_versions(conninfo)
+    assert not table_exists(conninfo, "public.users_created_at_id_idx")
+
+    retried = migrate_handler.lambda_handler({}, migrate_context())
+    assert retried == {"applied": ["016_admin_list_order.sql"]}
+    assert table_exists(conninfo, "public.users_created_at_id_idx")
+
+
+def test_the_function_never_shows_the_admin_password(
+    aws: str,
+    scram_cluster: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+):
+    """A wrong admin password (server checks it) and an unreachable server: the
+    error handed back, its chain, the traceback and every log line hold no password."""
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    password = "Pw-Sentinel-7f3a9c'\" =x"
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+    for target in (scram_cluster, "host=127.0.0.1 port=9 dbname=none user=nobody"):
+        if seen:
+            boto3.client("secretsmanager", endpoint_url=aws).delete_secret(
+                SecretId=names.secret_name("db-admin"), ForceDeleteWithoutRecovery=True
+            )
+        _store_admin_secret(aws, target, password=password)
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - any failure, checked below
+            migrate_handler.lambda_handler({}, migrate_context())
+        seen.append("".join(traceback.format_exception(failed.value)))
+        exc: BaseException | None = failed.value
+        while exc is not None:
+            seen.append(repr(exc) + str(exc))
+            exc = exc.__cause__ or exc.__context__
+    out = capsys.readouterr()
+    seen += [out.out, out.err, caplog.text]
+    assert all("Sentinel" not in text for text in seen)
+
+
+def test_the_trigger_payload_and_a_cloudformation_shaped_event_both_just_migrate(
+    deployed_function: tuple[str, RoleNames, Path],
+):
+    """The CDK trigger invokes the function with no payload (its provider answers
+    Delete itself); an event of any other shape changes nothing: a second run is a
+    no-op and the result is the same JSON-serialisable answer."""
+    conninfo, _, directory = deployed_function
+    copy_migrations(directory)
+    first = migrate_handler.lambda_handler({}, migrate_context())
+    assert first["applied"] == SQL_FILES
+    for event in (
+        {"RequestType": "Delete", "ResourceProperties": {}},
+        {"RequestType": "Bogus"},
+        {},
+    ):
+        assert migrate_handler.lambda_handler(event, migrate_context()) == {"applied": []}
+    json.dumps(first)
+    assert len(recorded_versions(conninfo)) == len(SQL_FILES)
+
+
+@pytest.mark.parametrize("tier", ["readonly", "app"])
+def test_a_request_tier_cannot_touch_the_bookkeeping(migrated_db: Any, tier: str):
+    """SQL injected on a request tier's connection cannot read or rewrite
+    schema_migrations (deleting a row would make the next deploy re-run that file)."""
+    for statement in (
+        "SELECT count(*) FROM public.schema_migrations",
+        "DELETE FROM public.schema_migrations WHERE version = '016'",
+        "UPDATE public.schema_migrations SET checksum = 'x'",
+    ):
+        with psycopg.connect(migrated_db.tier(tier), autocommit=True) as conn:
+            # Past the read-only tier's second fence: the grants alone must refuse.
+            conn.execute("SET default_transaction_read_only = off")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    assert "016" in recorded_versions(migrated_db.admin_conninfo)
