@@ -1218,11 +1218,20 @@ def block(
             raise ProtectedAddress(f"{address_text(network)} is on the {why}; it is never blocked")
     when = int(time.time() if now is None else now)
     reg = registry()
+    own_writes: set[str] = set()
+    # Per network, the newest row another writer left: what this block replaces. A later
+    # pass of the claim reads this call's own write of an earlier pass back, which it
+    # does not replace.
+    before: dict[str, Block] = {}
 
     def decide_on(known: dict[str, Block]) -> _OperatorChange:
         decided = []
         for network in networks:
             previous = known.get(str(network))
+            if previous is not None and previous.write_id in own_writes:
+                previous = before.get(str(network))
+            elif previous is not None:
+                before[str(network)] = previous
             # A released row is no earlier offence: the operator cleared it.
             counted = previous if previous is not None and not previous.released else None
             if counted is None:
@@ -1254,12 +1263,13 @@ def block(
         decide_on,
         audited=lambda change: change.to_block,
         memory_seconds=get_settings().offence_memory_seconds,
+        write_ids=own_writes,
     )
     blocks = change.to_block
     replaced = {
         b.ip: previous
         for b in blocks
-        if (previous := change.known.get(b.ip)) is not None
+        if (previous := before.get(b.ip)) is not None
         and not previous.released
         and previous.is_live(when)
     }
@@ -1352,7 +1362,8 @@ def unblock(
         sync=report,
         covered_by=covered_by,
         sync_error=sync_error,
-        expired=[b.ip for b in found if not b.is_live(when)],
+        # By its end, not is_live: a later pass reads this call's own release back.
+        expired=[b.ip for b in found if b.blocked_until <= when],
     )
 
 

@@ -80,7 +80,8 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
     reg = registry()
     # Read before the records, so the evidence newer than an operator's release is
     # counted apart while they are read (decide weighs only that against a release).
-    release_of = release_times(remembered(rows_by_ip(reg.all()), now).values())
+    rows = remembered(rows_by_ip(reg.all()), now)
+    release_of = release_times(rows.values())
     report = find_offenders(
         alarm.kind,
         window_end=int(alarm.at.timestamp()) + 1,
@@ -105,6 +106,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         )
 
     decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)
+    decision.to_block.extend(_made_by_an_earlier_attempt(rows, alarm.event_id, decision, now))
     sync = sync_ip_sets(reg=reg, changed={b.version for b in decision.to_block})
     if alarm.recheck and not decision.to_block:
         logger.info(
@@ -166,6 +168,21 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         "message": notification.text,
         "message_id": message_id,
     }
+
+
+def _made_by_an_earlier_attempt(
+    rows: dict[str, Block], event_id: str, decision: Decision, now: int
+) -> list[Block]:
+    """Live blocks this event made in an attempt that failed before on-call heard (the
+    message is sent last), which this look did not find again: the auto-block rules
+    now refuse those addresses' requests before the rate rule counts them, so its keys
+    no longer list them. They are announced (and synced) as this look's own."""
+    named = {b.ip for b in decision.to_block}
+    return [
+        b
+        for b in rows.values()
+        if b.event_id == event_id and b.ip not in named and not b.released and b.is_live(now)
+    ]
 
 
 def _respond_once_impl(
