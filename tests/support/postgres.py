@@ -104,6 +104,19 @@ def fresh_database(cluster_conninfo: str) -> Iterator[tuple[str, RoleNames]]:
         _drop(cluster_conninfo, name, roles)
 
 
+def admin_secret_value(conninfo: str, *, password: str | None = None) -> dict[str, object]:
+    """The db-admin secret (rotation-compatible JSON) for a database's superuser conninfo."""
+    parts = conninfo_to_dict(conninfo)
+    return {
+        "engine": "postgres",
+        "host": parts.get("host", "127.0.0.1"),
+        "port": int(parts.get("port") or 5432),
+        "dbname": parts["dbname"],
+        "username": parts.get("user", "postgres"),
+        "password": password or parts.get("password") or "unused-by-a-trusting-server",
+    }
+
+
 def _drop(cluster_conninfo: str, name: str, roles: RoleNames) -> None:
     with psycopg.connect(cluster_conninfo, autocommit=True) as conn:
         conn.execute(

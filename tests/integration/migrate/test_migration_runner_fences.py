@@ -35,7 +35,7 @@ from functions.shared.db.migrations import (
 )
 from functions.shared.db.roles import RoleNames
 from ops.apigw import LocalLambdaContext
-from tests.support.postgres import fresh_database
+from tests.support.postgres import admin_secret_value, fresh_database
 from tests.support.tcp_proxy import TcpProxy
 
 SQL_FILES = sorted(p.name for p in DEFAULT_DIRECTORY.glob("*.sql"))
@@ -77,15 +77,7 @@ def fresh(pg_cluster: str) -> Iterator[tuple[str, RoleNames]]:
 
 
 def _store_admin_secret(aws: str, conninfo: str, *, password: str | None = None) -> None:
-    parts = conninfo_to_dict(conninfo)
-    value = {
-        "engine": "postgres",
-        "host": parts.get("host", "127.0.0.1"),
-        "port": int(parts.get("port") or 5432),
-        "dbname": parts["dbname"],
-        "username": parts.get("user", "postgres"),
-        "password": password or parts.get("password") or "unused-by-a-trusting-server",
-    }
+    value = admin_secret_value(conninfo, password=password)
     boto3.client("secretsmanager", endpoint_url=aws).create_secret(
         Name=names.secret_name("db-admin"), SecretString=json.dumps(value)
     )

@@ -8,13 +8,12 @@ from collections.abc import Iterator
 import boto3
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from functions.migrate.run import run_migrations
 from functions.shared import names
 from functions.shared.db.migrations import load_migrations
 from functions.shared.db.roles import RoleNames
-from tests.support.postgres import fresh_database
+from tests.support.postgres import admin_secret_value, fresh_database
 
 
 @pytest.fixture
@@ -26,15 +25,7 @@ def admin_secret_for_fresh_database(
     monkeypatch.setenv("BABYSHIELD_ENV", "local")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with fresh_database(pg_cluster) as (conninfo, roles):
-        parts = conninfo_to_dict(conninfo)
-        value = {
-            "engine": "postgres",
-            "host": parts.get("host", "127.0.0.1"),
-            "port": int(parts.get("port") or 5432),
-            "dbname": parts["dbname"],
-            "username": parts.get("user", "postgres"),
-            "password": parts.get("password") or "unused-by-a-trusting-server",
-        }
+        value = admin_secret_value(conninfo)
         boto3.client("secretsmanager", endpoint_url=aws).create_secret(
             Name=names.secret_name("db-admin"), SecretString=json.dumps(value)
         )
