@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from functions.shared import names
-from ops.console import CommandError
+from ops.console import CommandError, UsageError
 
 DEFAULT_PORT = 8080
 MAX_PORT = 65535
@@ -239,7 +239,8 @@ def _alarm(args: argparse.Namespace) -> int:
 
     why = NOT_SIMULATED.get(args.name)
     if why:
-        raise CommandError(
+        # Refused before anything runs: exit 2, as for an unknown alarm name.
+        raise UsageError(
             f"{args.name} cannot be simulated on the local stack: {why}",
             hint="babyshield local alarm waf-blocked-requests (the local edge logs its "
             "rate-rule blocks to the WAF log, which that alarm reads)",

@@ -77,7 +77,7 @@ def test_the_rate_alarm_says_why_it_cannot_run_locally(
     the responder could ask, so the alarm is refused up front, with what to use instead."""
     code = main(["local", "alarm", name])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # refused before anything ran
     assert "cannot be simulated on the local stack" in err
     assert "no WebACL" in err
     assert "next: babyshield local alarm waf-blocked-requests" in err
