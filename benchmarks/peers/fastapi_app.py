@@ -235,8 +235,11 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
 @app.exception_handler(HTTPException)
 async def routing_error(request: Request, error: HTTPException) -> JSONResponse:
     if error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
-        return _error(MethodNotAllowed([m.strip() for m in allowed.split(",") if m]), request)
+        allowed = [m.strip() for m in (error.headers or {}).get("Allow", "").split(",") if m]
+        # HEAD is answered wherever GET is (handler, below).
+        return _error(
+            MethodNotAllowed([*allowed, "HEAD"] if "GET" in allowed else allowed), request
+        )
     return _error(NotFound(), request)
 
 
@@ -366,4 +369,17 @@ def remove_network_block(request: Request, address: str, prefix: str) -> Respons
     return Response(status_code=204)
 
 
-handler = Mangum(app, lifespan="off")
+_mangum = Mangum(app, lifespan="off")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """HEAD as the GET it stands for, without the body, as our API answers it
+    (functions/api/resolver.py); FastAPI routes HEAD nowhere."""
+    head = isinstance(event, dict) and event.get("httpMethod") == "HEAD"
+    if head:
+        event = {**event, "httpMethod": "GET"}
+    response: dict[str, Any] = _mangum(event, context)
+    if head:
+        response["body"] = ""
+        response["isBase64Encoded"] = False
+    return response
