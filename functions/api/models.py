@@ -12,10 +12,11 @@ per process, so only the first request to a route pays for its models.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 
 class ApiModel(BaseModel):
@@ -77,3 +78,14 @@ Digits = BeforeValidator(_digits)
 WholeNumber = BeforeValidator(_json_whole_number)
 # An ISO 8601 date-time string (not a number of seconds).
 IsoTimestamp = BeforeValidator(_iso_timestamp)
+
+
+def composed(value: str) -> str:
+    """Text in Unicode's composed form (NFC): "é" as one code point, as keyboards type
+    it. A feed that sends "e" plus a combining accent would otherwise store a product
+    no search for what users type finds."""
+    return unicodedata.normalize("NFC", value)
+
+
+# Stored or searched text, in composed form (`composed`).
+Composed = AfterValidator(composed)

@@ -1,7 +1,9 @@
 """The opaque pagination cursor: the (recall_date, id) of the last row of a page.
 
 Keyset pagination continues strictly after that key, so rows inserted meanwhile never
-shift a page and no row is repeated or skipped. The cursor carries no secret (it only
+shift a page and no row is repeated or skipped. A feed correction that moves a recall's
+date between two pages moves it in the order too: that walk may show it twice or miss
+it (docs/DATABASE.md). The cursor carries no secret (it only
 says where to continue), so it is encoded, not signed; decoding is strict and any
 malformed cursor is a 400.
 """

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
-from functions.api.models import ApiModel, IsoDate, IsoTimestamp
+from functions.api.models import ApiModel, Composed, IsoDate, IsoTimestamp
 from functions.api.recalls import queries
 from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
 from functions.shared.observability import logger
@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from functions.shared.identity.webhooks import VerifiedWebhook
 
 SourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Composed
+]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Composed]
+Country = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64), Composed
+]
 # A bounded repetition in the pattern would compile to a huge automaton; the length
 # limit is a separate, cheap constraint.
 HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]

@@ -11,6 +11,7 @@ import re
 from datetime import date
 from uuid import UUID
 
+from functions.api.models import composed
 from functions.api.recalls import queries
 from functions.api.recalls.cursor import decode_cursor, encode_cursor
 from functions.api.recalls.models import (
@@ -51,7 +52,8 @@ def _text_filter(value: str | None) -> str | None:
         return None
     if _CONTROL.search(value) or not _encodable(value):
         raise BadRequest("The request contains characters that are not allowed.")
-    stripped = value.strip()
+    # Composed, as the feed's text is stored: "crème" matches however it was typed.
+    stripped = composed(value.strip())
     return stripped or None
 
 
