@@ -363,8 +363,22 @@ def pip_audit_gate(context: ScanContext) -> GateResult:
         )
         report = _json_output(process, "pip-audit")
         dependencies = report.get("dependencies", []) if isinstance(report, dict) else []
-        audited += len(dependencies)
         for dependency in dependencies:
+            skipped = dependency.get("skip_reason")
+            if skipped:
+                # Not audited (a URL requirement, a name the index lacks): a pass would
+                # vouch for a package nobody looked at.
+                findings.append(
+                    Finding(
+                        rule="not-audited",
+                        severity="UNRATED",
+                        path=relative,
+                        line=0,
+                        message=f"{dependency.get('name', '?')}: not audited: {skipped}",
+                    )
+                )
+                continue
+            audited += 1
             for vuln in dependency.get("vulns", []):
                 fixes = ", ".join(vuln.get("fix_versions", [])) or "none yet"
                 findings.append(

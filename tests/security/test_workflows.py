@@ -42,6 +42,9 @@ SCAN_JOB_SCOPES = {
     "pull-requests": "read",
 }
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+DIGEST_PINNED = re.compile(r"@sha256:[0-9a-f]{64}$")
+# An expression reading attacker-controlled event data, however it is spaced.
+EVENT_EXPRESSION = re.compile(r"\$\{\{\s*github\.(event|head_ref)")
 UPLOAD_SARIF = "github/codeql-action/upload-sarif"
 
 
@@ -57,7 +60,8 @@ def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
 
 
 def workflow_files() -> list[Path]:
-    return sorted(WORKFLOWS.glob("*.yml"))
+    # GitHub runs both spellings.
+    return sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
 
 
 def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -171,16 +175,24 @@ def test_secret_scanners_see_the_full_history(scan):
 def test_every_action_is_pinned_by_commit_sha_with_its_version(path: Path):
     workflow = load(path)
     text = path.read_text(encoding="utf-8")
-    uses = [
-        step["uses"]
-        for job in workflow["jobs"].values()
-        for step in steps(job)
-        if "uses" in step and not step["uses"].startswith(("./", "docker://"))
+    # Steps' actions and jobs' reusable workflows: third-party code either way.
+    referenced = [
+        *(
+            step["uses"]
+            for job in workflow["jobs"].values()
+            for step in steps(job)
+            if "uses" in step
+        ),
+        *(job["uses"] for job in workflow["jobs"].values() if "uses" in job),
     ]
+    uses = [ref for ref in referenced if not ref.startswith(("./", "docker://"))]
     assert uses
     for action in uses:
         assert PINNED.match(action), f"{path.name}: {action} is not pinned to a commit SHA"
         assert re.search(rf"{re.escape(action)} # v\d", text), f"{action}: no version comment"
+    for image in (ref for ref in referenced if ref.startswith("docker://")):
+        # A tag can be moved; a digest cannot.
+        assert DIGEST_PINNED.search(image), f"{path.name}: {image} is not pinned to a digest"
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
@@ -192,11 +204,22 @@ def test_every_job_declares_its_permissions(path: Path):
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
 def test_no_event_value_is_pasted_into_a_shell_script(path: Path):
     # Titles, branch names and commit data are attacker-controlled: they reach
-    # scripts through env, never through ${{ }} inside `run`.
+    # scripts through env, never through ${{ }} inside `run` or a github-script.
     for name, job in load(path)["jobs"].items():
         for step in steps(job):
-            assert "${{ github.event" not in step.get("run", ""), f"{path.name}: {name}"
-            assert "${{ github.head_ref" not in step.get("run", ""), f"{path.name}: {name}"
+            script = step.get("with", {}).get("script", "") if "with" in step else ""
+            for code in (step.get("run", ""), script):
+                assert not EVENT_EXPRESSION.search(str(code)), f"{path.name}: {name}"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_no_workflow_runs_with_the_base_repository_s_rights_on_foreign_code(path: Path):
+    # pull_request_target and workflow_run run with the base repository's secrets and
+    # a write token; checking out a pull request's code there runs it with both (a
+    # "pwn request"). The project needs neither trigger.
+    on = triggers(load(path))
+    assert "pull_request_target" not in on, path.name
+    assert "workflow_run" not in on, path.name
 
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
