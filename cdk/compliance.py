@@ -24,7 +24,9 @@ def acknowledge(
 
     `applies_to` names the findings of a multi-finding rule such as
     AwsSolutions-IAM5 (`Resource::*`, `Action::xray:*`); each is acknowledged
-    on its own, so a new wildcard still fails the check.
+    on its own, so a new kind of wildcard still fails the check. One finding can
+    stand for many statements (`Resource::*` for every statement on `*`):
+    tests/infrastructure/test_function_permissions.py limits those.
     """
     if len(reason) < _MIN_REASON:
         raise ValueError(f"{rule_id}: a suppression needs a specific reason, got {reason!r}")

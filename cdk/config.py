@@ -44,9 +44,11 @@ class DeploymentConfig:
     waf_blocked_threshold: int = 100
     failed_signin_threshold: int = 20
     api_5xx_threshold: int = 5
-    # API Gateway stage throttling and the API function's reserved concurrency.
+    # API Gateway stage throttling and the API function's reserved concurrency. The
+    # burst stays within the concurrency: past it Lambda throttles, and API Gateway
+    # answers a throttled proxy invocation with a 500 (paging on-call), not its 429.
     api_rate_limit: int = 100
-    api_burst_limit: int = 200
+    api_burst_limit: int = 50
     api_reserved_concurrency: int = 50
     db_instance_class: str = "t4g.small"
     db_multi_az: bool = True
@@ -82,6 +84,13 @@ class DeploymentConfig:
         for name in ("waf_blocked_threshold", "failed_signin_threshold", "api_5xx_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 1 <= self.api_burst_limit <= self.api_reserved_concurrency:
+            raise ValueError(
+                f"apiBurstLimit must be between 1 and apiReservedConcurrency "
+                f"({self.api_reserved_concurrency}): the requests of a burst past the "
+                "function's concurrency are throttled by Lambda, which API Gateway "
+                "answers with 500s, not its own 429"
+            )
 
     @classmethod
     def from_context(cls, node: Node) -> DeploymentConfig:

@@ -130,13 +130,26 @@ def _size_over(
     )
 
 
-def _xss_in(field: wafv2.CfnWebACL.FieldToMatchProperty) -> wafv2.CfnWebACL.StatementProperty:
+def _xss_in(
+    field: wafv2.CfnWebACL.FieldToMatchProperty, *, json_escapes: bool = False
+) -> wafv2.CfnWebACL.StatementProperty:
+    """`json_escapes`: decode `\\u003c` first. Every body the API takes is JSON, whose
+    escapes the API decodes before its own inspection; without this a payload sent
+    escaped passes the WAF, and its refusal is never evidence for an auto-block."""
+    kinds = (
+        ["JS_DECODE", "URL_DECODE", "HTML_ENTITY_DECODE"]
+        if json_escapes
+        else [
+            "URL_DECODE",
+            "HTML_ENTITY_DECODE",
+        ]
+    )
     return wafv2.CfnWebACL.StatementProperty(
         xss_match_statement=wafv2.CfnWebACL.XssMatchStatementProperty(
             field_to_match=field,
             text_transformations=[
-                wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="URL_DECODE"),
-                wafv2.CfnWebACL.TextTransformationProperty(priority=1, type="HTML_ENTITY_DECODE"),
+                wafv2.CfnWebACL.TextTransformationProperty(priority=priority, type=kind)
+                for priority, kind in enumerate(kinds)
             ],
         )
     )
@@ -404,7 +417,8 @@ class WebAcl(Construct):
                         _xss_in(
                             wafv2.CfnWebACL.FieldToMatchProperty(
                                 body=wafv2.CfnWebACL.BodyProperty(oversize_handling="MATCH")
-                            )
+                            ),
+                            json_escapes=True,
                         ),
                         _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(query_string={})),
                         _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(uri_path={})),

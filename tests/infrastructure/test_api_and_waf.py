@@ -47,7 +47,7 @@ def test_stage_logs_json_traces_and_throttles(synthesized: Synthesized):
     assert method_settings["LoggingLevel"] == "ERROR"
     assert method_settings["DataTraceEnabled"] is False
     assert method_settings["ThrottlingRateLimit"] == 100
-    assert method_settings["ThrottlingBurstLimit"] == 200
+    assert method_settings["ThrottlingBurstLimit"] == 50  # the API function's concurrency
 
 
 def test_the_default_endpoint_refuses_tls_below_1_2(synthesized: Synthesized, template: Any):

@@ -62,6 +62,9 @@ def test_comma_separated_context_values_are_parsed():
         ("babyshield:oncallEmail", "oncall", "not one email address"),
         ("babyshield:oncallEmail", "a@example.org,b@example.org", "not one email address"),
         ("babyshield:oncallEmail", "on call@example.org", "not one email address"),
+        # Past the function's concurrency a burst is Lambda's throttle: API Gateway's 500s
+        ("babyshield:apiBurstLimit", "51", "at most|between 1 and apiReservedConcurrency"),
+        ("babyshield:apiBurstLimit", "0", "between 1 and apiReservedConcurrency"),
     ],
 )
 def test_invalid_values_are_rejected_with_a_clear_message(key: str, value: str, message: str):

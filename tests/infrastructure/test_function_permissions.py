@@ -531,3 +531,82 @@ def test_environment_guards_name_real_code_and_settings():
     for unit, variables in ENVIRONMENT_GUARDED.items():
         assert unit in units, unit
         assert set(variables) <= set(ENVIRONMENT_VARIABLES), variables
+
+
+# The only actions granted on every resource: IAM offers them no resource-level
+# permission. cdk-nag's AwsSolutions-IAM5 `Resource::*` is acknowledged on each function
+# role for the X-Ray pair CDK adds, and that acknowledgement would pass any other
+# action on `*` as well: a secret read on every secret, say. This keeps it to these.
+ACTIONS_WITHOUT_RESOURCES = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "logs:GetQueryResults",
+    "logs:StopQuery",
+    "secretsmanager:GetRandomPassword",
+}
+
+
+def grants_on_every_resource(template_json: dict[str, Any]) -> dict[str, list[str]]:
+    """Action -> the policies and roles that Allow it on `*`."""
+    granted: dict[str, set[str]] = {}
+    for name, resource in template_json["Resources"].items():
+        if resource["Type"] not in (
+            "AWS::IAM::Policy",
+            "AWS::IAM::ManagedPolicy",
+            "AWS::IAM::Role",
+        ):
+            continue
+        properties = resource["Properties"]
+        documents = [properties["PolicyDocument"]] if "PolicyDocument" in properties else []
+        documents += [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+        for document in documents:
+            for statement in document["Statement"]:
+                targets = statement.get("Resource", [])
+                targets = targets if isinstance(targets, list) else [targets]
+                if statement.get("Effect") != "Allow" or "*" not in targets:
+                    continue
+                actions = statement["Action"]
+                for action in actions if isinstance(actions, list) else [actions]:
+                    granted.setdefault(action, set()).add(name)
+    return {action: sorted(where) for action, where in granted.items()}
+
+
+def test_only_actions_without_resource_level_permissions_are_granted_on_every_resource(
+    synthesized: Synthesized,
+):
+    beyond = grants_on_every_resource(synthesized.template_json)
+    for action in ACTIONS_WITHOUT_RESOURCES:
+        beyond.pop(action, None)
+    assert beyond == {}
+
+
+def test_a_new_grant_on_every_resource_is_found():
+    # What cdk-nag's role-wide `Resource::*` acknowledgement let through: a secret read
+    # on every secret, beside the X-Ray pair the acknowledgement was written for.
+    template = {
+        "Resources": {
+            "ApiRolePolicy": {
+                "Type": "AWS::IAM::Policy",
+                "Properties": {
+                    "PolicyDocument": {
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                                "Resource": "*",
+                            },
+                            {
+                                "Effect": "Allow",
+                                "Action": "secretsmanager:GetSecretValue",
+                                "Resource": ["*"],
+                            },
+                        ]
+                    }
+                },
+            }
+        }
+    }
+    found = grants_on_every_resource(template)
+    for action in ACTIONS_WITHOUT_RESOURCES:
+        found.pop(action, None)
+    assert found == {"secretsmanager:GetSecretValue": ["ApiRolePolicy"]}
