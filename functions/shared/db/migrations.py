@@ -163,13 +163,8 @@ def _transaction_id(conn: psycopg.Connection[tuple[object, ...]]) -> object:
     return None if row is None else row[0]
 
 
-_ROLE_ATTRIBUTES = {
-    "rolsuper": "SUPERUSER",
-    "rolbypassrls": "BYPASSRLS",
-    "rolreplication": "REPLICATION",
-    "rolcreatedb": "CREATEDB",
-    "rolcreaterole": "CREATEROLE",
-}
+# In the order check_tier_roles selects them.
+_ROLE_ATTRIBUTES = ("SUPERUSER", "BYPASSRLS", "REPLICATION", "CREATEDB", "CREATEROLE")
 
 
 def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNames) -> None:
@@ -192,11 +187,10 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
     }
     names = sorted(allowed)
     problems: list[str] = []
-    columns = ", ".join(_ROLE_ATTRIBUTES)
     with conn.transaction():
         found = conn.execute(
-            f"SELECT rolname, {columns} FROM pg_catalog.pg_roles "  # noqa: S608 - fixed names
-            "WHERE rolname = ANY(%s) ORDER BY rolname",
+            "SELECT rolname, rolsuper, rolbypassrls, rolreplication, rolcreatedb, rolcreaterole "
+            "FROM pg_catalog.pg_roles WHERE rolname = ANY(%s) ORDER BY rolname",
             (names,),
         ).fetchall()
         memberships = conn.execute(
@@ -207,7 +201,7 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
             (names,),
         ).fetchall()
     for name, *flags in found:
-        extra = [label for label, on in zip(_ROLE_ATTRIBUTES.values(), flags, strict=True) if on]
+        extra = [label for label, on in zip(_ROLE_ATTRIBUTES, flags, strict=True) if on]
         if extra:
             problems.append(f"{name} has {', '.join(extra)}")
     for member, group in memberships:

@@ -107,13 +107,13 @@ def test_a_retried_rate_alarm_announces_the_block_its_failed_attempt_made(
     rule's keys of now alone and told on-call "Blocked nothing".
 
     GetRateBasedStatementManagedKeys is answered by a botocore Stubber (moto lacks it)."""
-    from functions.waf_responder import respond
+    from functions.waf_responder import notify, respond
     from functions.waf_responder.events import alarm_state_change_event
     from tests.integration.waf_responder.conftest import limited
     from tests.support.waf import oncall_messages
 
     event = alarm_state_change_event(names.ALARM_WAF_RATE)
-    real_publish = respond.publish
+    real_publish = notify.publish
 
     def sns_down(notification: Any) -> str | None:
         raise ConnectionError("SNS went away")
