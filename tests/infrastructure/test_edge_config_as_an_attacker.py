@@ -14,16 +14,7 @@ from urllib.parse import unquote
 
 from functions.shared import names
 from tests.infrastructure.conftest import Synthesized
-
-
-def _web_acl(synthesized: Synthesized) -> dict[str, Any]:
-    (acl,) = synthesized.resources("AWS::WAFv2::WebACL").values()
-    properties: dict[str, Any] = acl["Properties"]
-    return properties
-
-
-def _rule(acl: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(rule for rule in acl["Rules"] if rule["Name"] == name)
+from tests.infrastructure.test_api_and_waf import _rule, _web_acl
 
 
 def _alarm(synthesized: Synthesized, alarm_name: str) -> dict[str, Any]:
