@@ -53,10 +53,27 @@ def test_waf_blocked_alarm_defaults_to_100_per_5_minutes(synthesized: Synthesize
     alarm = _alarm(synthesized, names.ALARM_WAF_BLOCKED)
 
     assert alarm["Threshold"] == 100
-    assert alarm["Period"] == 300
-    assert alarm["Namespace"] == "AWS/WAFV2"
-    assert alarm["MetricName"] == "BlockedRequests"
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # Every rule's blocks but the auto-block rules': a blocked address that keeps
+    # knocking is no new evidence (the responder's query leaves it out too)
+    (expression,) = [m for m in alarm["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "FILL(blocked, 0) - FILL(autov4, 0) - FILL(autov6, 0)"
+    assert expression["ReturnData"] is True
+    inputs = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    rules = {
+        name: {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}["Rule"]
+        for name, stat in inputs.items()
+    }
+    assert rules == {
+        "blocked": "ALL",
+        "autov4": names.AUTO_BLOCK_RULE_V4,
+        "autov6": names.AUTO_BLOCK_RULE_V6,
+    }
+    for stat in inputs.values():
+        assert stat["Metric"]["Namespace"] == "AWS/WAFV2"
+        assert stat["Metric"]["MetricName"] == "BlockedRequests"
+        assert stat["Period"] == 300
+        assert stat["Stat"] == "Sum"
 
 
 def test_failed_sign_in_rotation_and_5xx_alarms_notify_oncall(synthesized: Synthesized):
