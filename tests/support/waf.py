@@ -7,6 +7,7 @@ created by `ops.waf.ensure_local_resources` with the stack's key schemas.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -292,3 +293,24 @@ def put_row_under_another_spelling(key: str = "::ffff:203.0.113.7/128") -> None:
             expires_at=now + 7200,
         ),
     )
+
+
+def hold_sweep_after_registry_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Hold the thread named "sweep" once, after its first registry read (before its IP
+    set write). Returns (read, go): `read` is set when it is held, `go` lets it on."""
+    from functions.shared import blocks
+
+    read, go = threading.Event(), threading.Event()
+    real_live = blocks.BlockRegistry.live
+
+    def live(self: blocks.BlockRegistry, now: float) -> list[blocks.Block]:
+        rows = real_live(self, now)
+        if threading.current_thread().name == "sweep" and not read.is_set():
+            read.set()
+            assert go.wait(30)
+        return rows
+
+    monkeypatch.setattr(blocks.BlockRegistry, "live", live)
+    return read, go

@@ -25,6 +25,7 @@ from functions.waf_responder.events import alarm_state_change_event, scheduled_s
 from tests.support.aws import REGION
 from tests.support.waf import (
     WafResources,
+    hold_sweep_after_registry_read,
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
@@ -226,19 +227,8 @@ def test_a_sweep_planned_before_a_re_block_does_not_remove_it(
     blocks.registry().put_many([old], memory_seconds=86400)
     set_ip_set(waf, 4, [X])
     # And the sweep held after its registry read, before its IP set write
-    read = threading.Event()
-    go = threading.Event()
+    read, go = hold_sweep_after_registry_read(monkeypatch)
     runner.gates.append(go)
-    real_live = blocks.BlockRegistry.live
-
-    def live(self: blocks.BlockRegistry, now: float) -> list[blocks.Block]:
-        rows = real_live(self, now)
-        if threading.current_thread().name == "sweep" and not read.is_set():
-            read.set()
-            assert go.wait(30)
-        return rows
-
-    monkeypatch.setattr(blocks.BlockRegistry, "live", live)
     runner.start("sweep", lambda: invoke(scheduled_sweep_event()))
     assert read.wait(30)
 

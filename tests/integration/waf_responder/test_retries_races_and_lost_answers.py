@@ -13,6 +13,7 @@ import pytest
 from functions.shared import blocks, names
 from tests.support.waf import (
     WafResources,
+    hold_sweep_after_registry_read,
     ip_set_addresses,
     responders_block,
 )
@@ -182,17 +183,7 @@ def test_an_unblock_landing_inside_a_responders_sync_is_not_undone(
     assert ip_set_addresses(waf, 4) == [A]
     assert ip_set_addresses(waf, 6) == set_ip_set_v6
 
-    real_live = blocks.BlockRegistry.live
-    read, go = threading.Event(), threading.Event()
-
-    def live(self: blocks.BlockRegistry, now: float) -> list[blocks.Block]:
-        rows = real_live(self, now)
-        if threading.current_thread().name == "sweep" and not read.is_set():
-            read.set()
-            assert go.wait(30)
-        return rows
-
-    monkeypatch.setattr(blocks.BlockRegistry, "live", live)
+    read, go = hold_sweep_after_registry_read(monkeypatch)
     errors: list[BaseException] = []
 
     def sweep() -> None:
