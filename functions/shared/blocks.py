@@ -394,6 +394,8 @@ class Block:
     reason: str
     alarm: str
     source: BlockSource
+    # Since when it offends (its first offence's earliest evidence, or the first manual
+    # block) and its latest evidence: on-call reads the span of an attack from them.
     first_seen: int
     last_seen: int
     blocked_until: int

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from functions.shared.blocks import Block, ProtectedNetworks, plan_ip_set
 from functions.shared.settings import IPNetwork, Settings, canonical_network
-from functions.waf_responder.offenders import Offender, ReleaseOf
+from functions.waf_responder.offenders import Offender, ReleaseOf, earliest_known
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ def _canonical(offenders: Iterable[Offender]) -> list[Offender]:
                 seen,
                 requests=seen.requests + offender.requests,
                 last_seen=max(seen.last_seen, offender.last_seen),
+                first_seen=earliest_known(seen.first_seen, offender.first_seen),
                 country=seen.country or offender.country,
                 after_release=_merged_after(seen.after_release, offender.after_release),
             )
@@ -287,7 +288,8 @@ def decide(
                 reason=reason,
                 alarm=alarm,
                 source="auto",
-                first_seen=previous.first_seen if previous else now,
+                # Since when it offends: the earliest evidence of its first offence.
+                first_seen=previous.first_seen if previous else offender.first_seen or now,
                 last_seen=offender.last_seen or now,
                 blocked_until=max(
                     now + block_duration(alarm, offences, settings),

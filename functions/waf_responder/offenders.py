@@ -68,6 +68,8 @@ class Offender:
     # (release time, records newer than it), when a release covered the address as
     # the records were counted: only those records are evidence against it now.
     after_release: tuple[int, int] | None = None
+    # Its earliest evidence (epoch seconds); 0 when the evidence carries no times.
+    first_seen: int = 0
 
     def requests_after(self, released_at: int) -> int:
         """The evidence newer than a release at `released_at`.
@@ -98,6 +100,7 @@ class OffenderReport:
 @dataclass
 class _Tally:
     requests: int = 0
+    first_seen_ms: int = 0
     last_seen_ms: int = 0
     country: str | None = None
     # The release covering this address when first seen (epoch seconds), and how many
@@ -111,8 +114,14 @@ class _Tally:
         if stamp_ms is None:
             return
         self.last_seen_ms = max(self.last_seen_ms, stamp_ms)
+        self.first_seen_ms = earliest_known(self.first_seen_ms, stamp_ms)
         if self.released_at is not None and stamp_ms // 1000 > self.released_at:
             self.after_release += 1
+
+
+def earliest_known(one: int, other: int) -> int:
+    """The earlier of two times where 0 means none known."""
+    return min(one, other) if one and other else one or other
 
 
 def _new_tally(
@@ -159,6 +168,7 @@ def _finish(tallies: dict[str, _Tally], threshold: int, ipv6_prefix: int) -> lis
         into = merged.setdefault(network, _Tally(released_at=tally.released_at))
         into.requests += tally.requests
         into.last_seen_ms = max(into.last_seen_ms, tally.last_seen_ms)
+        into.first_seen_ms = earliest_known(into.first_seen_ms, tally.first_seen_ms)
         into.country = into.country or tally.country
         into.after_release += tally.after_release
     offenders = [
@@ -168,6 +178,7 @@ def _finish(tallies: dict[str, _Tally], threshold: int, ipv6_prefix: int) -> lis
             t.last_seen_ms // 1000,
             t.country,
             after_release=None if t.released_at is None else (t.released_at, t.after_release),
+            first_seen=t.first_seen_ms // 1000,
         )
         for n, t in merged.items()
         if t.requests >= threshold

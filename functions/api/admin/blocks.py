@@ -67,8 +67,11 @@ class BlockView(ApiModel):
     reason: str
     alarm: str
     source: str
-    first_seen: int
-    last_seen: int
+    first_seen: int = Field(
+        description="Since when the address offends (epoch seconds): the earliest evidence "
+        "of its first offence, or when it was first blocked by hand."
+    )
+    last_seen: int = Field(description="Its latest evidence (epoch seconds).")
     blocked_until: int
     offences: int
     requests: int

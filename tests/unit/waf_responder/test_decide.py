@@ -263,3 +263,22 @@ def test_an_ipv4_mapped_offender_is_its_ipv4_address() -> None:
     assert [(s.ip, s.why) for s in decision.skipped] == [
         ("203.0.113.7/32", "on the never-block list")
     ]
+
+
+def test_a_first_offence_runs_from_its_earliest_evidence_to_its_latest() -> None:
+    """A block's first_seen was the decision's time, after its last_seen: on-call read
+    an address as first seen seconds after it was last seen."""
+    offender = replace(_offender("203.0.113.1/32", requests=50), first_seen=NOW - 300)
+
+    (block,) = _decide([offender], []).to_block
+
+    assert (block.first_seen, block.last_seen) == (NOW - 300, NOW - 10)
+
+
+def test_a_repeat_offence_keeps_when_the_address_first_offended() -> None:
+    earlier = _previous("203.0.113.1/32", offences=1, blocked_until=NOW - 3_600)
+    offender = replace(_offender("203.0.113.1/32", requests=50), first_seen=NOW - 300)
+
+    (block,) = _decide([offender], [earlier]).to_block
+
+    assert (block.first_seen, block.last_seen, block.offences) == (NOW - 86_400, NOW - 10, 2)

@@ -141,3 +141,18 @@ def test_ipv6_addresses_count_per_network_of_the_prefix_asked_for() -> None:
         ("2001:db8:0:2::/64", 1),
         ("203.0.113.1/32", 1),
     ]
+
+
+def test_an_offender_spans_its_earliest_to_its_latest_evidence() -> None:
+    """On-call reads since when an address offends: its first record, not its last."""
+    records = [
+        waf_record("203.0.113.7", at_ms=9_000),
+        waf_record("203.0.113.7", at_ms=4_000),
+        waf_record("2001:db8::1", at_ms=6_000),
+        waf_record("2001:db8::2", at_ms=3_000),
+    ]
+    offenders, _ = aggregate_waf_records(records, threshold=1, ipv6_prefix=64)
+    assert sorted((str(o.network), o.first_seen, o.last_seen) for o in offenders) == [
+        ("2001:db8::/64", 3, 6),
+        ("203.0.113.7/32", 4, 9),
+    ]
