@@ -413,14 +413,15 @@ class DetectionAndResponse(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        # A delivery the recall feed signed, refused for an attack shape in its text:
-        # a recall not published, which every retry of the feed meets again.
+        # A delivery the recall feed signed, refused for what it holds (an attack
+        # shape, a body that is not JSON, a recall the event model does not take): a
+        # recall not published, which every retry of the feed meets again.
         self.feed_refused_alarm = cloudwatch.Alarm(
             self,
             "FeedDeliveryRefused",
             alarm_name=names.ALARM_FEED_DELIVERY_REFUSED,
-            alarm_description="A signed recall-feed delivery was refused by attack "
-            "inspection: a recall not stored (RUNBOOK, 'A signed feed delivery was refused')",
+            alarm_description="A signed recall-feed delivery was refused for what it "
+            "holds: a recall not stored (RUNBOOK, 'A signed feed delivery was refused')",
             metric=_custom_metric(names.METRIC_FEED_DELIVERIES_REFUSED),
             threshold=1,
             evaluation_periods=1,

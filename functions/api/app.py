@@ -15,10 +15,11 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from functions.api.identity.caller import WEBHOOK_CONTEXT_KEY
 from functions.api.middleware.admin_allowlist import enforce_admin_allowlist, is_admin_path
 from functions.api.middleware.admin_chain import record_allowlist_refusal
-from functions.api.middleware.attack_inspection import inspect_request, record_refused_delivery
+from functions.api.middleware.attack_inspection import inspect_request
 from functions.api.middleware.authentication import authenticate
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import body_text, check_request_limits
+from functions.api.recalls.feed import record_refused_delivery
 from functions.api.resolver import SecureResolver
 from functions.api.routes import (
     admin_blocks,
@@ -37,7 +38,6 @@ from functions.shared.errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
-    RejectedInput,
     UnsupportedMediaType,
     ValidationFailed,
     internal_error,
@@ -57,11 +57,16 @@ def guard_request_limits(event: APIGatewayProxyEvent) -> None:
 def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:
     try:
         inspect_request(event, body_text(event, get_settings()))
-    except RejectedInput:
-        webhook = app.context.get(WEBHOOK_CONTEXT_KEY)  # identity ran first
-        if webhook is not None:
-            record_refused_delivery(webhook.message_id)
+    except DomainError as refusal:
+        _note_refused_delivery(refusal)  # identity ran first
         raise
+
+
+def _note_refused_delivery(refusal: DomainError) -> None:
+    """A signed delivery refused, by a guard or at validation, is a recall not stored."""
+    webhook = app.context.get(WEBHOOK_CONTEXT_KEY)
+    if webhook is not None:
+        record_refused_delivery(webhook, refusal)
 
 
 def guard_admin_allowlist(event: APIGatewayProxyEvent) -> None:
@@ -129,12 +134,15 @@ def _response(error: DomainError) -> Response[Any]:
 
 @app.exception_handler(DomainError)
 def handle_domain_error(error: DomainError) -> Response[Any]:
+    _note_refused_delivery(error)
     return _response(error)
 
 
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(error: RequestValidationError) -> Response[Any]:
-    return _response(ValidationFailed.from_errors(error.errors()))
+    refusal = ValidationFailed.from_errors(error.errors())
+    _note_refused_delivery(refusal)
+    return _response(refusal)
 
 
 @app.exception_handler(RequestUnsupportedContentType)

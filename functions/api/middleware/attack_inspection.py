@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from functions.api.inspection import Detection, detect
-from functions.shared import names
 from functions.shared.errors import BadRequest, RejectedInput
-from functions.shared.observability import logger, metrics
+from functions.shared.observability import logger
 
 if TYPE_CHECKING:
     # For annotations only: the helpers here import without Powertools' event
@@ -145,19 +144,3 @@ def inspect_request(event: APIGatewayProxyEvent, body_text: str | None) -> Any:
         )
         raise RejectedInput()
     return document
-
-
-def record_refused_delivery(message_id: str) -> None:
-    """A delivery whose signature verified, refused for an attack shape in its text.
-
-    The recall feed signs what it sends, so this is a recall the API did not store,
-    not an attacker: an error line and a metric whose alarm tells on-call (RUNBOOK,
-    "A signed feed delivery was refused"). The feed retries it, and is refused again.
-    """
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    logger.error(
-        "a signed feed delivery was refused by attack inspection",
-        extra={"audit": True, "event": "feed_delivery_refused", "webhook_id": message_id},
-    )
-    metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)

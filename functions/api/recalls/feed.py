@@ -21,8 +21,15 @@ from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringCon
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel, Composed, IsoDate, IsoTimestamp
 from functions.api.recalls import queries
-from functions.shared.errors import Conflict, ServiceUnavailable, Unauthorized
-from functions.shared.observability import logger
+from functions.shared import names
+from functions.shared.errors import (
+    Conflict,
+    DomainError,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from functions.shared.observability import logger, metrics
 
 if TYPE_CHECKING:
     from functions.shared.identity.webhooks import VerifiedWebhook
@@ -179,3 +186,32 @@ def accept_recall(
         secret_version=message.secret_version,
     )
     return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)
+
+
+def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> None:
+    """Tell on-call when the API refused a delivery whose signature verified.
+
+    The recall feed signs what it sends, so such a refusal is a recall not stored,
+    not an attacker, and each retry of the feed meets the same refusal: an error
+    line and a metric whose alarm pages (RUNBOOK, "A signed feed delivery was
+    refused"). That holds for every refusal of the delivery's content (attack
+    inspection, a body that is not JSON, a field the event model does not take),
+    not for a replay (409): its recall was stored by the first delivery.
+    """
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    if not 400 <= refusal.status < 500 or isinstance(refusal, Conflict):
+        return
+    logger.error(
+        "a signed feed delivery was refused",
+        extra={
+            "audit": True,
+            "event": "feed_delivery_refused",
+            "webhook_id": message.message_id,
+            "status": refusal.status,
+            "code": refusal.code,
+            # Where validation failed and how, in the API's own words: never a value.
+            "problems": refusal.problems if isinstance(refusal, ValidationFailed) else [],
+        },
+    )
+    metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
