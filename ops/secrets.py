@@ -102,7 +102,7 @@ def _feed_signer(store: SecretStore) -> tuple[SignerState | None, str | None]:
         return None, type(exc).__name__
 
 
-def _at(epoch: int | None) -> str | None:
+def _at(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

@@ -84,5 +84,5 @@ def _refuse_while_sender_uses_previous(ctx: StepContext) -> None:
     )
 
 
-def _when(epoch: int) -> str:
+def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -26,14 +26,19 @@ from functions.shared.settings import get_settings
 if TYPE_CHECKING:
     from functions.shared.identity.webhooks import VerifiedWebhook
 
-# When a version of the webhook secret last signed an accepted delivery.
+# When a version of the webhook secret last signed an accepted delivery: Unix seconds,
+# and milliseconds, which order two deliveries of one second (items written before
+# the milliseconds were kept have the seconds only).
 SIGNER_SPACE = "webhook-signer"
 LAST_SIGNED_ATTRIBUTE = "last_signed"
+LAST_SIGNED_MS_ATTRIBUTE = "last_signed_ms"
 # Kept across several 90-day rotations: a sender that delivers rarely is still known.
 SECRET_USE_RETENTION_SECONDS = 400 * 86_400
-# A warm instance writes a version's use at most this often while that version keeps
+# A warm instance writes the current version's use at most this often while it keeps
 # signing: the rotation guard needs the order of the two versions' last uses, not
-# every delivery.
+# every delivery. A delivery signed with the previous version is always written: this
+# instance cannot know that another one wrote the current version since, and a
+# skipped write could make a feed still on the old secret look switched.
 SECRET_USE_WRITE_INTERVAL_SECONDS = 60
 
 # The version whose use this instance wrote last (one entry at most), and when
@@ -51,21 +56,31 @@ def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> 
     version = message.secret_version
     if version is None:
         return
-    # Skipped only while the same version signs again: a switch to the other one is
-    # always written, or the stored order could say the opposite of what happened.
+    # Skipped only while the current version signs again: a switch to the other one
+    # is always written, or the stored order could say the opposite of what happened.
     written = _use_written.get(version)
-    if written is not None and time.monotonic() - written < SECRET_USE_WRITE_INTERVAL_SECONDS:
+    if (
+        not message.signed_with_previous
+        and written is not None
+        and time.monotonic() - written < SECRET_USE_WRITE_INTERVAL_SECONDS
+    ):
         return
-    moment = int(time.time() if now is None else now)
+    moment_ms = int((time.time() if now is None else now) * 1000)
+    moment = moment_ms // 1000
     try:
         aws.dynamodb().update_item(
             TableName=get_settings().webhook_nonce_table,
             Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version}"}},
-            UpdateExpression="SET #last = :now, #ttl = :ttl",
-            ConditionExpression="attribute_not_exists(#last) OR #last < :now",
-            ExpressionAttributeNames={"#last": LAST_SIGNED_ATTRIBUTE, "#ttl": names.TTL_ATTRIBUTE},
+            UpdateExpression="SET #last = :now, #last_ms = :now_ms, #ttl = :ttl",
+            ConditionExpression="attribute_not_exists(#last_ms) OR #last_ms < :now_ms",
+            ExpressionAttributeNames={
+                "#last": LAST_SIGNED_ATTRIBUTE,
+                "#last_ms": LAST_SIGNED_MS_ATTRIBUTE,
+                "#ttl": names.TTL_ATTRIBUTE,
+            },
             ExpressionAttributeValues={
                 ":now": {"N": str(moment)},
+                ":now_ms": {"N": str(moment_ms)},
                 ":ttl": {"N": str(moment + SECRET_USE_RETENTION_SECONDS)},
             },
         )
@@ -80,20 +95,22 @@ def record_secret_use(message: VerifiedWebhook, *, now: float | None = None) -> 
     _use_written[version] = time.monotonic()
 
 
-def last_accepted_signature(version_id: str) -> int | None:
+def last_accepted_signature(version_id: str) -> float | None:
     """When a version of the webhook secret last signed an accepted delivery (Unix
-    seconds), or None if it has signed none in the retention period."""
+    seconds, to the millisecond), or None if it has signed none in the retention
+    period."""
     answer = aws.dynamodb().get_item(
         TableName=get_settings().webhook_nonce_table,
         Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{SIGNER_SPACE}#{version_id}"}},
         ConsistentRead=True,
     )
     item = answer.get("Item", {})
-    value = item.get(LAST_SIGNED_ATTRIBUTE, {}).get("N")
+    seconds = item.get(LAST_SIGNED_ATTRIBUTE, {}).get("N")
+    milliseconds = item.get(LAST_SIGNED_MS_ATTRIBUTE, {}).get("N")
     expires = item.get(names.TTL_ATTRIBUTE, {}).get("N")
-    if value is None or (expires is not None and int(expires) < time.time()):
+    if seconds is None or (expires is not None and int(expires) < time.time()):
         return None  # none, or expired and not yet swept by DynamoDB's TTL
-    return int(value)
+    return int(milliseconds) / 1000 if milliseconds is not None else float(seconds)
 
 
 @dataclass(frozen=True)
@@ -102,16 +119,18 @@ class SignerState:
 
     current_version: str | None
     previous_version: str | None
-    current_signed_at: int | None
-    previous_signed_at: int | None
+    current_signed_at: float | None
+    previous_signed_at: float | None
 
     @property
     def sender_on_previous(self) -> bool:
         """The sender's last accepted delivery was signed with AWSPREVIOUS, none since
-        with AWSCURRENT: the next rotation would refuse what it sends."""
+        with AWSCURRENT: the next rotation would refuse what it sends. Both at one
+        moment counts as still on AWSPREVIOUS, as a sender part-way through its
+        switch is."""
         if self.previous_signed_at is None:
             return False
-        return self.current_signed_at is None or self.current_signed_at < self.previous_signed_at
+        return self.current_signed_at is None or self.current_signed_at <= self.previous_signed_at
 
 
 def signer_state(current_version: str | None, previous_version: str | None) -> SignerState:

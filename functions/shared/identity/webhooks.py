@@ -79,6 +79,9 @@ class VerifiedWebhook:
     # The version of the webhook secret whose key verified the signature (None when
     # the keys did not come from the secret, as in the rotation's own self-test).
     secret_version: str | None = None
+    # That version was AWSPREVIOUS as this instance read the secret: the sender has not
+    # switched to the current one (webhook_signers.record_secret_use).
+    signed_with_previous: bool = False
 
 
 def generate_webhook_secret_value() -> str:
@@ -164,8 +167,15 @@ def verify_webhook(
             ring, index = newer, _matching_key(newer, offered, message_id, timestamp, body)
         if index is None:
             raise WebhookRejected("bad_signature")
-    version = ring.key_versions[index] if isinstance(ring, WebhookKeyRing) else None
-    return VerifiedWebhook(message_id, timestamp, version)
+    if not isinstance(ring, WebhookKeyRing):
+        return VerifiedWebhook(message_id, timestamp)
+    version = ring.key_versions[index]
+    return VerifiedWebhook(
+        message_id,
+        timestamp,
+        version,
+        signed_with_previous=version != ring.versions.current.version_id,
+    )
 
 
 def _matching_key(

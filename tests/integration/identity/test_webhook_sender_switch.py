@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from functions.rotate_iam.generated import SenderStillOnPreviousSecret
 from functions.shared import names
+from functions.shared.identity import webhook_signers
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import SecretStore
 from tests.integration.identity.test_webhooks import post, signed_headers
@@ -282,3 +283,77 @@ def test_the_daily_check_reports_a_feed_still_on_the_previous_secret(world, driv
     _deliver(second, "CPSC-2")
     assert publish_secret_ages(SecretStore(caller="test"))["feed_on_previous"] is False
     assert reported() == 0
+
+
+def _next_second() -> None:
+    # The signer records are kept in whole seconds: keep the deliveries' order visible.
+    time.sleep(1.05 - (time.time() % 1.0))
+
+
+class _Instance:
+    """One warm Lambda instance's per-process state of webhook_signers: the write
+    throttle (`_use_written`). Each instance of the API is its own process; in one
+    test process, swapping this dict in and out is what moving between them is."""
+
+    def __init__(self) -> None:
+        self.use_written: dict[str, float] = {}
+
+    def __enter__(self) -> _Instance:
+        webhook_signers._use_written.clear()
+        webhook_signers._use_written.update(self.use_written)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.use_written = dict(webhook_signers._use_written)
+        webhook_signers._use_written.clear()
+
+
+def test_a_feed_back_on_the_old_secret_via_another_instance_still_holds_rotation_back(
+    world, driver
+):
+    """A feed that goes back to the old secret after one delivery with the new (a
+    rolled-back deploy, one worker of several not yet switched) is on the old secret,
+    also when that delivery reaches an instance that wrote an old-secret use a moment
+    ago: its write throttle cannot know what other instances wrote since."""
+    first = world.webhook_secret
+    second = _rotate(driver)
+    instance_a, instance_b = _Instance(), _Instance()
+
+    # Given the feed on the old secret, reaching instance A
+    with instance_a:
+        _deliver(first, "CPSC-1")
+    # then one worker with the new secret, reaching instance B
+    _next_second()
+    with instance_b:
+        _deliver(second, "CPSC-2")
+    # and then the old secret again, reaching instance A a few seconds later
+    _next_second()
+    with instance_a:
+        _deliver(first, "CPSC-3")
+
+    # When the scheduled routine rotation runs
+    # Then it is refused: the last accepted delivery used AWSPREVIOUS
+    with pytest.raises(RotationFailed):
+        driver.rotate(NAME)
+
+
+def test_an_old_secret_delivery_in_the_same_second_as_a_new_one_still_holds_rotation_back(
+    world, driver
+):
+    """A feed with one worker switched and one not sends, within one second, a
+    delivery signed with the new secret and then one with the old: the uses are
+    ordered to the millisecond, not the second, so the feed is on the old secret."""
+    first = world.webhook_secret
+    second = _rotate(driver)
+    _deliver(first, "CPSC-0")  # the feed before the switch (and a warm instance)
+    _next_second()
+
+    # Given, within one second, the new secret and then the old one
+    started = time.time()
+    _deliver(second, "CPSC-1")
+    _deliver(first, "CPSC-2")
+    assert int(time.time()) == int(started), "the two deliveries did not fit in one second"
+
+    # When the routine rotation runs, Then it is refused
+    with pytest.raises(RotationFailed):
+        driver.rotate(NAME)
