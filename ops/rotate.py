@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -200,7 +201,7 @@ def _what_now(
         from functions.shared.inventory import spec
 
         # A tier's rotation logs in with the admin secret: an interrupted admin rotation
-        # leaves the database on a password that secret does not name yet.
+        # leaves the database on a password only its AWSPENDING names, a state to end.
         if _pending(store, spec("db-admin")) is not None:
             advice += (
                 "; db-admin has a rotation in progress: `babyshield rotate db-admin --resume` first"
@@ -247,16 +248,34 @@ def rotate_via_service(
         )
     except (ClientError, BotoCoreError) as exc:
         refused = f"RotateSecret refused: {error_code(exc) or exc}"
-        if emergency:
-            try:
-                store.clear_emergency(item.secret_name)
-            except (ClientError, BotoCoreError) as untag:
-                # The refusal is the news; a tag left behind only needs removing.
-                refused += (
-                    f"; the {EMERGENCY_TAG} tag is still on the secret "
-                    f"({error_code(untag) or untag}): remove it"
-                )
-        return Outcome(item.name, False, None, refused)
+        # An error can be a lost answer to a call the service took: then the rotation
+        # runs, and an emergency's tag must stay, or the function finishes it as a
+        # routine one and the leaked value stays live.
+        try:
+            started = token in store.describe(item.secret_name).stages
+        except (ClientError, BotoCoreError):
+            started = None
+        if started is None:
+            kept = f"; the {EMERGENCY_TAG} tag stays on the secret" if emergency else ""
+            return Outcome(
+                item.name,
+                False,
+                token,
+                f"{refused}, and the secret could not be read to see whether rotation "
+                f"{token} started{kept}: check `babyshield secrets` before repeating",
+            )
+        if not started:
+            if emergency:
+                try:
+                    store.clear_emergency(item.secret_name)
+                except (ClientError, BotoCoreError) as untag:
+                    # The refusal is the news; a tag left behind only needs removing.
+                    refused += (
+                        f"; the {EMERGENCY_TAG} tag is still on the secret "
+                        f"({error_code(untag) or untag}): remove it"
+                    )
+            return Outcome(item.name, False, None, refused)
+        # The answer was lost, the rotation started: wait for it as for any other.
     deadline = time.monotonic() + wait_seconds
     while True:
         metadata = store.describe(item.secret_name)
@@ -415,7 +434,7 @@ def _rotate(args: argparse.Namespace) -> int:
         raise UsageError("--resume and --cancel take one secret name")
     if args.cancel and (args.emergency or args.resume):
         raise UsageError("--cancel cannot be combined with --emergency or --resume")
-    if args.wait <= 0:
+    if not 0 < args.wait < math.inf:  # also false for nan, which never times out
         raise UsageError("--wait takes a number of seconds above 0")
 
     from functions.shared.inventory import INVENTORY, spec

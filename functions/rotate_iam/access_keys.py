@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from functions.shared.observability import logger
 from functions.shared.rotation import clients
 from functions.shared.rotation.protocol import RotationError, Rotator, StepContext
-from functions.shared.rotation.store import SecretVersion
+from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretValueError, SecretVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
@@ -60,8 +61,8 @@ class AccessKeyRotator(Rotator):
     def create_secret(self, ctx: StepContext) -> None:
         if ctx.pending() is not None:
             return
-        current = ctx.current()
-        user = _user_name(ctx, current)
+        current = _current_if_it_parses(ctx)
+        user = _user_name(ctx, current or _previous_for_the_user(ctx))
         self._free_a_slot(ctx, user, current)
         created = self.iam.create_access_key(UserName=user)["AccessKey"]
         value = {
@@ -122,8 +123,9 @@ class AccessKeyRotator(Rotator):
         # next rotation, which skips the grace window for it.
         return
 
-    def _free_a_slot(self, ctx: StepContext, user: str, current: SecretVersion) -> None:
-        keep = {current.value.get("AccessKeyId")}
+    def _free_a_slot(self, ctx: StepContext, user: str, current: SecretVersion | None) -> None:
+        # A current value that does not parse holds no key anyone can use.
+        keep = {current.value.get("AccessKeyId")} if current is not None else set()
         # A malformed previous version holds no key: the key it once named (if any)
         # falls under "no version holds it" instead of blocking every rotation.
         previous, _ = ctx.previous()
@@ -164,6 +166,33 @@ class AccessKeyRotator(Rotator):
         except Exception as exc:
             if clients.error_code(exc) != "NoSuchEntity":
                 raise
+
+
+def _current_if_it_parses(ctx: StepContext) -> SecretVersion | None:
+    """AWSCURRENT, or None when its value is not a key's JSON (a console edit).
+
+    Rotation is how a malformed value gets replaced: such a value holds no key any
+    consumer can use, so it must not stop a rotation, an emergency least of all.
+    """
+    try:
+        return ctx.current()
+    except SecretValueError as exc:
+        logger.warning(
+            "current version does not parse; rotating from nothing",
+            extra={"secret": ctx.metadata.name, "current_version_id": exc.version_id},
+        )
+        return None
+
+
+def _previous_for_the_user(ctx: StepContext) -> SecretVersion:
+    """AWSPREVIOUS, to name the user when AWSCURRENT cannot."""
+    previous, _ = ctx.previous()
+    if previous is None:
+        raise RotationError(
+            f"{ctx.spec.name}: neither {CURRENT} nor {PREVIOUS} names the IAM user; put a "
+            'value with its "UserName" as AWSCURRENT and rotate again'
+        )
+    return previous
 
 
 def _user_name(ctx: StepContext, version: SecretVersion) -> str:

@@ -114,14 +114,18 @@ def parse_signing_key(version: SecretVersion) -> SigningKey:
         private_pem = document.get("private_key") or ""
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyMaterialError(f"version {version.version_id} is not a JWT key pair") from exc
+    # A hand-edited value can hold any JSON: a list where a name belongs must be a
+    # KeyMaterialError (which a rotation steps past), not a TypeError (which is a 500).
+    if not all(isinstance(field, str) for field in (algorithm, public_pem, private_pem)):
+        raise KeyMaterialError(f"version {version.version_id} is not a JWT key pair")
     if algorithm not in SUPPORTED_ALGORITHMS:
         raise KeyMaterialError(f"version {version.version_id} uses an unsupported algorithm")
     try:
-        public_key = serialization.load_pem_public_key(str(public_pem).encode())
+        public_key = serialization.load_pem_public_key(public_pem.encode())
     except ValueError as exc:
         raise KeyMaterialError(f"version {version.version_id} has no valid public key") from exc
     _check_key_type(algorithm, public_key)
-    return SigningKey(version.version_id, algorithm, public_key, str(private_pem))
+    return SigningKey(version.version_id, algorithm, public_key, private_pem)
 
 
 @dataclass(frozen=True)

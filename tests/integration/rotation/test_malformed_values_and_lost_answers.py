@@ -1,0 +1,210 @@
+"""Rotations that meet a malformed stored value, and an emergency whose RotateSecret
+answer is lost: the real handlers and the `babyshield rotate` code against the moto
+server over HTTP (with the fault proxy of tests/support/aws_faults.py where an answer
+must be lost or a call refused)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.rotate_jwt.key_pair import JwtKeyRotator
+from functions.shared.identity.jwt_keys import JwtKeyStore, generate_jwt_secret_value
+from functions.shared.identity.secret_versions import SecretVersionsCache
+from functions.shared.identity.tokens import issue_access_token, verify_access_token
+from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed, seed_secret
+from functions.shared.rotation.protocol import run_step
+from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
+from tests.integration.rotation.conftest import PartnerUser
+from tests.integration.rotation.state import current_value, paste_then_restore, stages
+
+JWT = "jwt-signing-key"
+IAM = "iam-partner-export"
+
+
+@pytest.fixture
+def jwt_secret(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every verification re-reads the secret: what is tested is the stages, not a cache.
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
+    seed_secret(store, spec(JWT), json.loads(generate_jwt_secret_value("ES256")))
+
+
+def _jwt_keys() -> JwtKeyStore:
+    return JwtKeyStore(spec(JWT).secret_name, cache=SecretVersionsCache())
+
+
+def _jwt_driver(store: SecretStore, rotator: JwtKeyRotator) -> LocalRotationDriver:
+    return LocalRotationDriver(
+        store=store,
+        handler=lambda event, context: run_step(event, rotator, "rotate_jwt", store),
+        backoff_seconds=0.0,
+        sleep=lambda _: None,
+    )
+
+
+def _paste_as_current(store: SecretStore, name: str, bad: str) -> str:
+    """An operator puts `bad` as the new AWSCURRENT (labels moved as Secrets Manager
+    moves them: the old current becomes AWSPREVIOUS). Returns the bad version's id."""
+    secret_id = spec(name).secret_name
+    current = store.describe(secret_id).version_with("AWSCURRENT")
+    version = store.client.put_secret_value(
+        SecretId=secret_id, SecretString=bad, VersionStages=["PASTED"]
+    )["VersionId"]
+    store.promote(secret_id, version, current)
+    store.remove_stage(secret_id, "PASTED", version)
+    return str(version)
+
+
+def _key_pair_with_algorithm_as_a_list() -> str:
+    """A real key pair whose `algorithm` was written as a JSON list, as a hand-edited
+    template might: valid JSON, an object, but not a key pair this code can use."""
+    value: dict[str, Any] = json.loads(generate_jwt_secret_value("ES256"))
+    value["algorithm"] = ["ES256"]
+    return json.dumps(value)
+
+
+def _iam_keys(user: str) -> dict[str, str]:
+    listed = boto3.client("iam").list_access_keys(UserName=user)["AccessKeyMetadata"]
+    return {key["AccessKeyId"]: key["Status"] for key in listed}
+
+
+# --- emergency through Secrets Manager: a lost or refused RotateSecret ----------------
+
+
+def test_an_emergency_whose_rotate_secret_answer_is_lost_stays_an_emergency(
+    store: SecretStore, jwt_secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`babyshield rotate NAME --emergency` against AWS tags the secret, then calls
+    RotateSecret. When the call reaches Secrets Manager but its answer is lost (the
+    on-call's connection drops mid-incident), the service started the rotation with
+    that token: the tag must stay, or the function finishes a routine rotation and the
+    leaked key stays AWSPREVIOUS, verifying tokens until the next rotation."""
+    from ops.rotate import rotate_via_service
+    from tests.support.aws_faults import DROP_ANSWER, PASS, faulty_aws_endpoint
+
+    secret_id = spec(JWT).secret_name
+    before = set(store.describe(secret_id).stages)
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        # Every RotateSecret is applied by the service; none of its answers arrives.
+        faults.rule = lambda target, body: DROP_ANSWER if target.endswith(".RotateSecret") else PASS
+        through_proxy = SecretStore(caller="test")
+        outcome = rotate_via_service(
+            through_proxy, spec(JWT), emergency=True, wait_seconds=0.5, poll_seconds=0.1
+        )
+        assert faults.disturbed(DROP_ANSWER), "the fault never fired"
+        faults.rule = lambda target, body: PASS
+        after = through_proxy.describe(secret_id)
+    started = set(after.stages) - before
+    assert len(started) == 1, "Secrets Manager never took the RotateSecret request"
+    [token] = started
+    assert after.tags.get(EMERGENCY_TAG) == token, (
+        f"the service started rotation {token}, but the emergency tag is "
+        f"{after.tags.get(EMERGENCY_TAG)!r}: it runs as a routine rotation "
+        f"(the command said: {outcome.detail})"
+    )
+
+
+def test_an_emergency_whose_rotate_secret_is_refused_leaves_no_tag(
+    store: SecretStore, jwt_secret: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RotateSecret the service refused started nothing: the emergency's tag is
+    removed, so it cannot turn the next routine rotation into one, and on-call reads
+    the refusal."""
+    from ops.rotate import rotate_via_service
+    from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
+
+    secret_id = spec(JWT).secret_name
+    before = set(store.describe(secret_id).stages)
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        faults.rule = lambda target, body: FAIL if target.endswith(".RotateSecret") else PASS
+        through_proxy = SecretStore(caller="test")
+        outcome = rotate_via_service(
+            through_proxy, spec(JWT), emergency=True, wait_seconds=0.5, poll_seconds=0.1
+        )
+        assert faults.disturbed(FAIL), "the fault never fired"
+        faults.rule = lambda target, body: PASS
+        after = through_proxy.describe(secret_id)
+    assert (outcome.ok, outcome.version_id) == (False, None)
+    assert outcome.detail.startswith("RotateSecret refused")
+    assert set(after.stages) == before
+    assert EMERGENCY_TAG not in after.tags
+
+
+# --- a JWT secret whose value is malformed -------------------------------------------
+
+
+def test_tokens_verify_after_a_routine_rotation_away_from_a_malformed_current_key(
+    store: SecretStore, jwt_secret: None
+) -> None:
+    """Rotation is how a malformed JWT secret gets a working key again: after rotating
+    away from a current value whose `algorithm` is a list, that value is AWSPREVIOUS
+    and must be left out of the key ring, not fail every sign-in and token check."""
+    _paste_as_current(store, JWT, _key_pair_with_algorithm_as_a_list())
+    # Past the guard's window, as a scheduled rotation would be.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    result = _jwt_driver(store, JwtKeyRotator(now=lambda: later)).rotate(JWT)
+    assert stages(store, JWT)[result.version_id] == ("AWSCURRENT",)
+    try:
+        token = issue_access_token(uuid.uuid4(), "user", keys=_jwt_keys()).token
+        verify_access_token(token, keys=_jwt_keys())
+    except Exception as exc:  # noqa: BLE001 - any failure is what this test is about
+        pytest.fail(
+            "after rotating to a new key, signing and verifying with it fail because "
+            f"AWSPREVIOUS is malformed: {type(exc).__name__}: {exc}"
+        )
+
+
+def test_a_routine_jwt_rotation_is_not_blocked_by_a_malformed_previous_value(
+    store: SecretStore, jwt_secret: None, driver: LocalRotationDriver
+) -> None:
+    """ROTATION.md: "a placeholder or malformed value signed no token" and must never
+    block a rotation. An operator pastes a value whose `algorithm` is a list, then
+    restores the good key: the malformed one is AWSPREVIOUS, and the routine rotation
+    goes through."""
+    paste_then_restore(store, JWT, _key_pair_with_algorithm_as_a_list())
+    try:
+        result = driver.rotate(JWT)
+    except RotationFailed as failed:
+        pytest.fail(f"{failed}: {failed.cause!r}")
+    assert stages(store, JWT)[result.version_id] == ("AWSCURRENT",)
+
+
+# --- an IAM secret whose current value is malformed ----------------------------------
+
+
+def test_an_iam_emergency_replaces_a_malformed_current_value(
+    store: SecretStore, partner_user: PartnerUser, driver: LocalRotationDriver
+) -> None:
+    """The partner-export secret's AWSCURRENT was overwritten with text that is not
+    JSON (a console edit): the export is broken, and its key may have leaked. The
+    emergency replaces the value (the user is read from AWSPREVIOUS), and afterwards
+    only the new key is active."""
+    _paste_as_current(store, IAM, "AKIA... pasted as text")
+    try:
+        result = driver.rotate(IAM, emergency=True)
+    except RotationFailed as failed:
+        pytest.fail(f"{failed}: {failed.cause!r}")
+    new_key = current_value(store, IAM)["AccessKeyId"]
+    assert stages(store, IAM)[result.version_id] == ("AWSCURRENT",)
+    # After an emergency only the new key works: the old one is off or gone.
+    active = {key for key, status in _iam_keys(partner_user.name).items() if status == "Active"}
+    assert active == {new_key}
+
+
+def test_an_iam_rotation_with_no_value_naming_the_user_says_what_to_do(
+    store: SecretStore, partner_user: PartnerUser, driver: LocalRotationDriver
+) -> None:
+    """Neither AWSCURRENT nor AWSPREVIOUS parses: the rotation cannot know whose key
+    to replace, stores nothing, and says which value to put back."""
+    _paste_as_current(store, IAM, "pasted once")
+    _paste_as_current(store, IAM, "pasted twice")
+    with pytest.raises(RotationFailed) as failed:
+        driver.rotate(IAM, emergency=True)
+    assert '"UserName"' in str(failed.value.cause)
+    assert [s for s in stages(store, IAM).values() if "AWSPENDING" in s] == []
