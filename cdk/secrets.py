@@ -72,13 +72,17 @@ class Secrets(Construct):
                 "Rotation",
                 rotation_lambda=rotation_functions[spec.method],
                 automatically_after=Duration.days(spec.period_days),
+                # The tiers rotate at once (their first value names the NOLOGIN group
+                # role). The admin's password is fresh from this deploy: its rotation
+                # waits for its window rather than run beside the tiers' first ones,
+                # whose steps log in as the admin (rotate_db follows AWSPENDING there).
+                rotate_immediately_on_update=spec.name != "db-admin",
             )
             if spec.name in _DB_USERS or spec.name == "db-admin":
-                # The tier users exist only once the migration has created them. The
-                # admin's first rotation starts with its schedule, and from its
-                # setSecret to its finishSecret the database holds a password that
-                # AWSCURRENT does not: the migration, which logs in with AWSCURRENT,
-                # runs before it.
+                # The tier users exist only once the migration has created them. From
+                # the admin's setSecret to its finishSecret the database holds a
+                # password that AWSCURRENT does not: the migration, which logs in with
+                # AWSCURRENT, runs before any admin rotation can start.
                 schedule.node.add_dependency(rotate_after)
             self.schedules[spec.name] = schedule
 

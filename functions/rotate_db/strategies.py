@@ -19,6 +19,8 @@ Value (Secrets Manager's database secret format): {"engine": "postgres",
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from functions.rotate_db import database
@@ -30,7 +32,7 @@ from functions.shared.rotation.protocol import (
     Rotator,
     StepContext,
 )
-from functions.shared.rotation.store import CURRENT, SecretVersion
+from functions.shared.rotation.store import CURRENT, PENDING, SecretVersion
 from functions.shared.settings import get_settings
 
 
@@ -43,7 +45,7 @@ class AlternatingUsersRotator(Rotator):
         if ctx.pending() is not None:
             return
         current = ctx.current()
-        with database.connect(self._admin_value(ctx, current)) as conn:
+        with self._as_admin(ctx, current) as conn:
             _, other = self._other_login(ctx, conn, _username(current))
         value = {**current.value, "username": other, "password": generate_password()}
         ctx.store.put_pending(ctx.secret_id, ctx.token, value)
@@ -52,7 +54,7 @@ class AlternatingUsersRotator(Rotator):
         pending = ctx.require_pending()
         current = ctx.current()
         _refuse_stored_password(ctx, pending, current)
-        with database.connect(self._admin_value(ctx, current)) as conn:
+        with self._as_admin(ctx, current) as conn:
             # The pending value names the login whose password is about to change:
             # check it is the tier's other login, never some other role. Also on a
             # retry whose password works already: that alone says nothing of the login.
@@ -122,7 +124,7 @@ class AlternatingUsersRotator(Rotator):
         old_login = _username(previous)
         if not old_login or old_login == _username(current):
             return
-        with database.connect(self._admin_value(ctx, current)) as conn:
+        with self._as_admin(ctx, current) as conn:
             group = database.tier_group(conn, _username(current))
             if group is not None and old_login == group:
                 # The first deploy's value names the group role, which never logs in:
@@ -143,12 +145,36 @@ class AlternatingUsersRotator(Rotator):
             extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
         )
 
-    def _admin_value(self, ctx: StepContext, current: SecretVersion) -> dict[str, Any]:
+    @contextmanager
+    def _as_admin(self, ctx: StepContext, current: SecretVersion) -> Iterator[Any]:
+        """A connection as the admin secret's user.
+
+        The admin's own rotation may run at the same time (the first deploy starts every
+        schedule at once; later their windows can meet): from its setSecret to its
+        finishSecret the database holds the admin's AWSPENDING password, and after it
+        AWSCURRENT is a newer value than the one first read. Those are tried in turn
+        before the step gives up.
+        """
         admin_id = str(current.value.get("masterarn") or get_settings().db_admin_secret_id)
-        admin = ctx.store.read(admin_id, stage=CURRENT)
-        if admin is None:
+        tried: set[str] = set()
+        with ExitStack() as stack:
+            for stage in (CURRENT, PENDING, CURRENT):
+                admin = ctx.store.read(admin_id, stage=stage)
+                if admin is None or admin.version_id in tried:
+                    continue
+                tried.add(admin.version_id)
+                try:
+                    conn = stack.enter_context(database.connect(admin.value))
+                except database.LoginRefused:
+                    continue
+                yield conn
+                return
+        if not tried:
             raise RotationError(f"{ctx.spec.name}: the admin secret has no {CURRENT} value")
-        return admin.value
+        raise RotationError(
+            f"{ctx.spec.name}: no stored value of the admin secret logs in; see the "
+            "RUNBOOK's 'A rotation failed' for the admin secret first"
+        )
 
     def _other_login(self, ctx: StepContext, conn: Any, current_login: str) -> tuple[str, str]:
         """The tier's group role and the login that AWSCURRENT does not use."""
