@@ -21,11 +21,14 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ops.audit_checks import FAIL, PASS, SKIP, Check
-from ops.console import CommandError, UsageError, print_json
+from ops.console import CommandError, UsageError, is_http_url, print_json
+
+if TYPE_CHECKING:
+    from functions.shared.settings import IPNetwork
 
 # The headers every answer must carry, with their exact values where the value
 # is the point (functions/api/middleware/security_headers.py is the source).
@@ -87,7 +90,12 @@ class Target:
     api_key: str | None = None
     token: str | None = None
     timeout: float = 10.0
+    # An address on the admin allowlist, forged in X-Forwarded-For: a proxy header the
+    # API trusted would open /admin to anyone who names it (None: from the settings).
+    allowlisted: str | None = None
     requests_sent: int = field(default=0)
+    # Every answer, as "METHOD path" and the answer: each must carry the headers.
+    answers: list[tuple[str, Answer]] = field(default_factory=list, repr=False)
 
     @property
     def is_https(self) -> bool:
@@ -118,11 +126,13 @@ class Target:
             connection.request(method, base + path, body=body, headers=sent)
             response = connection.getresponse()
             payload = response.read().decode("utf-8", errors="replace")
-            return Answer(
+            answer = Answer(
                 status=response.status,
                 headers={k.lower(): v for k, v in response.getheaders()},
                 body=payload,
             )
+            self.answers.append((f"{method} {path.split('?', 1)[0]}", answer))
+            return answer
         finally:
             connection.close()
 
@@ -187,22 +197,90 @@ def check_security_headers(target: Target) -> Iterator[Check]:
         yield Check("no_server_banner", PASS, "no Server or X-Powered-By header")
 
 
+def _missing_headers(answer: Answer) -> list[str]:
+    return [
+        name
+        for name, expected in REQUIRED_HEADERS.items()
+        if answer.header(name) is None or (expected is not None and answer.header(name) != expected)
+    ]
+
+
+def check_headers_on_every_answer(target: Target) -> Iterator[Check]:
+    """Every answer the audit received, refusals included (a 401 or 400 a browser
+    renders needs the headers as much as a 200), carried the required headers."""
+    if target.answers and all(answer.status == 429 for _, answer in target.answers):
+        # Only the rate limit answered: no answer of the API itself was seen.
+        yield Check(
+            "security_headers_on_every_answer",
+            FAIL,
+            rate_limited(answer for _, answer in target.answers) or "not performed",
+        )
+        return
+    lacking: dict[str, set[str]] = {}
+    for label, answer in target.answers:
+        missing = _missing_headers(answer)
+        if missing:
+            lacking.setdefault(f"{label} ({answer.status})", set()).update(missing)
+    if lacking:
+        shown = [f"{where}: {', '.join(sorted(names))}" for where, names in lacking.items()]
+        more = f"; and {len(shown) - 5} more" if len(shown) > 5 else ""
+        yield Check(
+            "security_headers_on_every_answer",
+            FAIL,
+            f"{len(lacking)} kind(s) of answer lack required headers: "
+            + "; ".join(shown[:5])
+            + more,
+        )
+    else:
+        yield Check(
+            "security_headers_on_every_answer",
+            PASS,
+            f"all {len(target.answers)} answers carried the required headers",
+        )
+
+
+def _allowlisted_address(target: Target) -> str | None:
+    if target.allowlisted:
+        return target.allowlisted
+    from functions.shared.settings import get_settings
+
+    return _an_address_in(get_settings().admin_allowed_cidrs)
+
+
+def _an_address_in(networks: tuple[IPNetwork, ...]) -> str | None:
+    """A host address of the first network (the address itself for a /32 or /128)."""
+    return str(next(iter(networks[0].hosts()), networks[0].network_address)) if networks else None
+
+
 def check_admin_protection(target: Target) -> Iterator[Check]:
-    for name, path, headers in (
+    forged = _allowlisted_address(target)
+    probes: list[tuple[str, str, dict[str, str]]] = [
         ("admin_requires_allowlist", "/admin/users", {}),
         ("monitoring_requires_allowlist", "/monitoring", {}),
-        (
+    ]
+    if forged is None:
+        yield Check(
             "admin_ignores_forwarded_for",
-            "/admin/users",
-            {"X-Forwarded-For": "127.0.0.1, 10.0.0.1", "X-Real-IP": "127.0.0.1"},
-        ),
-    ):
+            SKIP,
+            "not performed: no address on the admin allowlist is known here to forge "
+            "(set ADMIN_ALLOWED_CIDRS, or audit with AWS access to read it)",
+        )
+    else:
+        probes.append(
+            (
+                "admin_ignores_forwarded_for",
+                "/admin/users",
+                {"X-Forwarded-For": forged, "X-Real-IP": forged, "Forwarded": f'for="{forged}"'},
+            )
+        )
+    for name, path, headers in probes:
         answer = target.request("GET", path, headers=headers)
         limited = rate_limited([answer])
         if limited:
             yield Check(name, FAIL, limited)
         elif answer.status == 403:
-            yield Check(name, PASS, f"GET {path} refused with 403")
+            forging = f" naming {forged}, on the allowlist," if headers else ""
+            yield Check(name, PASS, f"GET {path}{forging} refused with 403")
         elif answer.status == 401:
             # The allowlist comes first (WAF rule 0, then the function's own check): a
             # 401 is the identity check behind it, so this address is allowlisted and
@@ -227,7 +305,7 @@ def _probe_result(name: str, answers: list[tuple[str, Answer]], reflected: str |
             return Check(name, FAIL, f"probe {probe!r} caused a {answer.status}")
         if marker:
             return Check(name, FAIL, f"probe {probe!r} leaked error text ({marker})")
-        if reflected and probe in answer.body and answer.status < 400:
+        if reflected and probe in answer.body:
             return Check(name, FAIL, f"probe {probe!r} reflected unescaped in a {answer.status}")
     statuses = sorted({answer.status for _, answer in answers})
     return Check(name, PASS, f"{len(answers)} probes rejected or harmless (statuses {statuses})")
@@ -501,6 +579,8 @@ CHECKS: list[Callable[[Target], Iterator[Check]]] = [
     check_authentication,
     check_tls,
     check_rate_limiting,
+    # Last: it reads every answer the checks before it received.
+    check_headers_on_every_answer,
 ]
 
 
@@ -587,17 +667,8 @@ def local_defaults(url: str) -> dict[str, Any]:
     return state
 
 
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises for a port out of range or not a number
-    except ValueError:  # that, or an unclosed [IPv6 bracket
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
-
-
 def _run(args: argparse.Namespace) -> int:
-    if not _is_http_url(args.url):
+    if not is_http_url(args.url):
         raise UsageError(
             f"not an http(s) URL: {args.url!r}", hint="e.g. --url http://127.0.0.1:8080"
         )
@@ -628,6 +699,8 @@ def _run(args: argparse.Namespace) -> int:
         aws_skip_reason: str | None = SKIPPED_BY_FLAG
     else:
         aws_skip_reason = None if _aws_access(args.url) else NO_AWS_ACCESS
+    if aws_skip_reason is None:
+        target.allowlisted = _deployed_allowlisted_address()
     results = run_audit(target, aws_skip_reason=aws_skip_reason, health=health)
     if args.json:
         print_json({"checks": [asdict(r) for r in results]})
@@ -638,6 +711,23 @@ def _run(args: argparse.Namespace) -> int:
         failed = sum(r.status == FAIL for r in results)
         print(f"\n{len(results)} checks, {failed} failed, {target.requests_sent} requests sent")
     return 1 if any(r.status == FAIL for r in results) else 0
+
+
+def _deployed_allowlisted_address() -> str | None:
+    """An address on the deployed admin allowlist (its SSM parameter in AWS; the
+    local stack's comes from its environment), or None if it cannot be read."""
+    from functions.shared import blocks, names
+    from functions.shared.settings import get_settings
+
+    settings = get_settings()
+    if settings.aws_endpoint_url or settings.is_local:
+        return None  # the settings hold the local stack's list (_allowlisted_address)
+    parameter = settings.admin_allowed_cidrs_parameter or names.ADMIN_ALLOWLIST_PARAMETER
+    try:
+        networks = blocks.read_cidrs(parameter, settings.admin_allowed_cidrs)
+    except blocks.ProtectedListUnavailable:
+        return None
+    return _an_address_in(networks)
 
 
 def _aws_access(url: str) -> bool:

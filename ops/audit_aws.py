@@ -20,11 +20,53 @@ if TYPE_CHECKING:
 # What sql/ sets on each login role (CONNECTION LIMIT and role settings are per
 # login, not inherited): connection limit and the settings that must be present.
 EXPECTED_LOGINS: dict[str, tuple[int, dict[str, str]]] = {
-    "readonly": (100, {"statement_timeout": "30s", "default_transaction_read_only": "on"}),
-    "app": (50, {"statement_timeout": "60s"}),
+    "readonly": (
+        100,
+        {
+            "statement_timeout": "30s",
+            "idle_in_transaction_session_timeout": "60s",
+            "default_transaction_read_only": "on",
+        },
+    ),
+    "app": (50, {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "60s"}),
     "admin": (5, {}),
 }
 RLS_TABLES = ("users", "subscriptions", "api_keys", "audit_log")
+# Columns no request tier reads: sign-in and key checks go through auth.* (sql/006).
+SECRET_COLUMNS = (("users", "password_hash"), ("api_keys", "secret_hash"))
+# Table rights sql/ gives no request tier on any table: TRUNCATE skips row-level
+# security and every trigger; the read-only tier writes nothing; audit_log is append-only.
+NEVER_GRANTED = {
+    "readonly": ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"),
+    "app": ("TRUNCATE", "REFERENCES", "TRIGGER"),
+}
+APPEND_ONLY = {"audit_log": ("UPDATE", "DELETE")}
+
+# A login's role settings: those for every database, overridden by those for this
+# one (ALTER ROLE ... IN DATABASE), which win at login.
+_LOGIN_SETTINGS = """
+SELECT r.rolname, r.rolconnlimit, coalesce(g.setconfig, '{}'), coalesce(d.setconfig, '{}')
+FROM pg_roles r
+LEFT JOIN pg_db_role_setting g ON g.setrole = r.oid AND g.setdatabase = 0
+LEFT JOIN pg_db_role_setting d ON d.setrole = r.oid AND d.setdatabase =
+    (SELECT oid FROM pg_database WHERE datname = current_database())
+WHERE r.rolname = ANY(%s)
+"""
+
+# has_any_column_privilege: a right on one column counts (INSERT, UPDATE and SELECT
+# can be granted per column); DELETE, TRUNCATE, REFERENCES and TRIGGER are per table.
+_TABLE_RIGHTS = """
+SELECT login, c.relname, p.privilege
+FROM unnest(%(logins)s::text[]) AS login,
+     pg_class AS c,
+     unnest(%(rights)s::text[]) AS p(privilege)
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+  AND (%(tables)s::text[] IS NULL OR c.relname = ANY(%(tables)s::text[]))
+  AND CASE WHEN p.privilege IN ('INSERT', 'UPDATE', 'SELECT')
+           THEN has_any_column_privilege(login, c.oid, p.privilege)
+           ELSE has_table_privilege(login, c.oid, p.privilege) END
+ORDER BY 1, 2, 3
+"""
 
 
 def check_secret_ages() -> Iterator[Check]:
@@ -67,15 +109,16 @@ def roles_in_use() -> RoleNames:
 
 
 def _role_problems(conn: Any, roles: RoleNames) -> list[str]:
+    from functions.shared.db.migrations import tier_role_problems
+
     problems = []
     rows = conn.execute(
-        "SELECT r.rolname, r.rolconnlimit, coalesce(s.setconfig, '{}') "
-        "FROM pg_roles r LEFT JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0 "
-        "WHERE r.rolname = ANY(%s)",
+        _LOGIN_SETTINGS,
         ([role for tier in EXPECTED_LOGINS for role in roles.login_roles(tier)],),
     ).fetchall()
     found = {
-        name: (limit, dict(item.split("=", 1) for item in config)) for name, limit, config in rows
+        name: (limit, _settings(everywhere) | _settings(here))
+        for name, limit, everywhere, here in rows
     }
     for tier, (limit, settings) in EXPECTED_LOGINS.items():
         for role in roles.login_roles(tier):
@@ -88,19 +131,28 @@ def _role_problems(conn: Any, roles: RoleNames) -> list[str]:
             for name, value in settings.items():
                 if actual_settings.get(name) != value:
                     problems.append(f"{role} {name}={actual_settings.get(name)} (want {value})")
-    readable = conn.execute(
-        "SELECT has_column_privilege(%s, 'public.users', 'password_hash', 'SELECT')",
-        (roles.readonly,),
-    ).fetchone()
-    if readable and readable[0]:
-        problems.append("the read-only tier can read users.password_hash")
-    rewrites = conn.execute(
-        "SELECT has_table_privilege(%s, 'public.audit_log', 'UPDATE') "
-        "OR has_table_privilege(%s, 'public.audit_log', 'DELETE')",
-        (roles.app, roles.app),
-    ).fetchone()
-    if rewrites and rewrites[0]:
-        problems.append("the app tier can rewrite audit_log")
+    problems.extend(tier_role_problems(conn, roles))
+    # Each login as it logs in: a right granted to the login itself counts as much as
+    # one granted to its tier's group.
+    logins = {tier: [r for r in roles.login_roles(tier) if r in found] for tier in NEVER_GRANTED}
+    every_login = [*logins["readonly"], *logins["app"]]
+    for table, column in SECRET_COLUMNS:
+        readers = conn.execute(
+            "SELECT login FROM unnest(%s::text[]) AS login "
+            "WHERE has_column_privilege(login, %s, %s, 'SELECT') ORDER BY 1",
+            (every_login, f"public.{table}", column),
+        ).fetchall()
+        problems.extend(f"{login} can read {table}.{column}" for (login,) in readers)
+    for tier, rights in NEVER_GRANTED.items():
+        problems.extend(
+            f"{login} holds {right} on {table}"
+            for login, table, right in _rights_held(conn, logins[tier], rights)
+        )
+    for table, rights in APPEND_ONLY.items():
+        problems.extend(
+            f"{login} can {right} {table}, which is append-only"
+            for login, _, right in _rights_held(conn, every_login, rights, [table])
+        )
     unforced = conn.execute(
         "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
         "AND relname = ANY(%s) AND NOT (relrowsecurity AND relforcerowsecurity)",
@@ -109,6 +161,20 @@ def _role_problems(conn: Any, roles: RoleNames) -> list[str]:
     problems.extend(f"row-level security not forced on {name}" for (name,) in unforced)
     problems.extend(_unexpected_access(conn, roles))
     return problems
+
+
+def _settings(config: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in config)
+
+
+def _rights_held(
+    conn: Any, logins: list[str], rights: tuple[str, ...], tables: list[str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(login, table, right) for each of `rights` a login holds on a public table."""
+    found = conn.execute(
+        _TABLE_RIGHTS, {"logins": logins, "rights": list(rights), "tables": tables}
+    ).fetchall()
+    return [(str(login), str(table), str(right)) for login, table, right in found]
 
 
 # Who holds a right on the database, its tables or a tier group, beyond the roles the
@@ -127,7 +193,7 @@ FROM (
     UNION ALL
     SELECT m.member, 'membership of ' || g.rolname
     FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-    WHERE g.rolname = ANY(%(groups)s)
+    WHERE g.rolname = ANY(%(members_of)s)
 ) x
 LEFT JOIN pg_roles r ON r.oid = x.holder
 WHERE x.holder = 0
@@ -138,10 +204,11 @@ ORDER BY 1, 2
 
 
 def _unexpected_access(conn: Any, roles: RoleNames) -> list[str]:
-    groups = [roles.readonly, roles.app, roles.admin, roles.auth_lookup]
     # rds_pgaudit: the role pgaudit's object auditing is granted through (sql/008).
     ours = [*roles.all(), "rds_pgaudit"]
-    rows = conn.execute(_ACCESS_HOLDERS, {"groups": groups, "ours": ours})
+    # Membership of any of them, a login as much as a group: a member of the admin's
+    # login holds the admin's rights and outlives every rotation of its password.
+    rows = conn.execute(_ACCESS_HOLDERS, {"members_of": list(roles.all()), "ours": ours})
     held: dict[str, list[str]] = {}
     for holder, what in rows.fetchall():
         held.setdefault(holder, []).append(what)
@@ -196,8 +263,9 @@ def check_database_users() -> Iterator[Check]:
         yield Check(
             "database_users",
             PASS,
-            "tier logins carry their limits and timeouts; read-only cannot read hashes; "
-            "audit_log is append-only; RLS forced; no other role holds a right",
+            "tier logins carry their limits, timeouts and no other attribute; no request "
+            "tier reads a hash or truncates, the read-only tier writes nothing; audit_log "
+            "is append-only; RLS forced; no other role holds a right or a membership",
         )
 
 
@@ -222,24 +290,99 @@ def check_waf() -> Iterator[Check]:
     protected = wafv2.list_resources_for_web_acl(
         WebACLArn=acl["ARN"], ResourceType="API_GATEWAY"
     ).get("ResourceArns", [])
-    if protected:
-        yield Check("waf_association", PASS, f"{names.WEB_ACL} protects {len(protected)} stage(s)")
+    stage = _api_stage_arn()
+    where = f"{names.REST_API}/{names.API_STAGE}"
+    if stage is None:
+        yield Check("waf_association", FAIL, f"no REST API named {names.REST_API}")
+    elif stage in protected:
+        yield Check("waf_association", PASS, f"{names.WEB_ACL} protects {where}")
     else:
-        yield Check("waf_association", FAIL, f"{names.WEB_ACL} is attached to no API stage")
+        yield Check(
+            "waf_association",
+            FAIL,
+            f"{names.WEB_ACL} is not attached to {where} "
+            f"(it protects {len(protected)} other stage(s))",
+        )
     try:
         logging = wafv2.get_logging_configuration(ResourceArn=acl["ARN"])["LoggingConfiguration"]
     except wafv2.exceptions.WAFNonexistentItemException:
         yield Check("waf_logging", FAIL, "WAF logging is not configured")
         return
-    destinations = logging.get("LogDestinationConfigs", [])
-    redacted = {
-        field.get("SingleHeader", {}).get("Name", "").lower()
-        for field in logging.get("RedactedFields", [])
-    }
+    yield _waf_logging_check(logging)
+
+
+def _api_stage_arn() -> str | None:
+    """The ARN of the API's stage as WAF names what it protects, or None without the API."""
+    from functions.shared import names
+    from functions.shared.blocks import aws_client
+
+    apigateway = aws_client("apigateway")
+    for page in apigateway.get_paginator("get_rest_apis").paginate():
+        for api in page.get("items", []):
+            if api.get("name") == names.REST_API:
+                region = apigateway.meta.region_name
+                return (
+                    f"arn:aws:apigateway:{region}::/restapis/{api['id']}/stages/{names.API_STAGE}"
+                )
+    return None
+
+
+def _waf_logging_check(logging: dict[str, Any]) -> Check:
+    """Where the WAF logs (the group the responder reads its evidence from), what it
+    keeps (every BLOCK record: the evidence), and what it redacts (credentials)."""
+    from functions.shared import names
+
+    groups = [
+        d.split(":log-group:", 1)[1]
+        for d in logging.get("LogDestinationConfigs", [])
+        if ":log-group:" in d
+    ]
+    fields = logging.get("RedactedFields", [])
+    redacted = {f["SingleHeader"]["Name"].lower() for f in fields if "SingleHeader" in f}
     missing = sorted(set(names.WAF_REDACTED_HEADERS) - redacted)
-    if not any("aws-waf-logs-" in d for d in destinations):
-        yield Check("waf_logging", FAIL, "WAF logs go to no aws-waf-logs- log group")
-    elif missing:
-        yield Check("waf_logging", FAIL, "credentials not redacted: " + ", ".join(missing))
-    else:
-        yield Check("waf_logging", PASS, "logged with " + ", ".join(sorted(redacted)) + " redacted")
+    if not any("QueryString" in f for f in fields):
+        missing.append("the query string")
+    if names.WAF_LOG_GROUP not in groups:
+        return Check(
+            "waf_logging",
+            FAIL,
+            f"WAF logs go to {', '.join(groups) or 'no log group'}, not {names.WAF_LOG_GROUP}, "
+            "where the responder reads its evidence",
+        )
+    if _may_drop_blocks(logging.get("LoggingFilter")):
+        return Check(
+            "waf_logging",
+            FAIL,
+            "the logging filter can drop BLOCK records, the responder's evidence",
+        )
+    if missing:
+        return Check("waf_logging", FAIL, "credentials not redacted: " + ", ".join(missing))
+    return Check(
+        "waf_logging",
+        PASS,
+        f"logged to {names.WAF_LOG_GROUP} with "
+        + ", ".join(sorted(redacted))
+        + " and the query string redacted",
+    )
+
+
+def _may_drop_blocks(logging_filter: dict[str, Any] | None) -> bool:
+    """Whether a WAF logging filter can drop a BLOCK record. Filters apply in order,
+    the first that matches decides; a label condition may match any record."""
+    if not logging_filter:
+        return False
+    for rule in logging_filter.get("Filters", []):
+        conditions = rule.get("Conditions", [])
+        actions = [c["ActionCondition"]["Action"] for c in conditions if "ActionCondition" in c]
+        labelled = len(actions) < len(conditions)
+        if rule.get("Requirement") == "MEETS_ALL":
+            surely = all(a == "BLOCK" for a in actions) and not labelled
+            maybe = all(a == "BLOCK" for a in actions)
+        else:
+            surely = "BLOCK" in actions
+            maybe = surely or labelled
+        if rule.get("Behavior") == "DROP" and maybe:
+            return True
+        if rule.get("Behavior") == "KEEP" and surely:
+            return False
+    return logging_filter.get("DefaultBehavior") == "DROP"

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class CommandError(Exception):
@@ -64,3 +65,14 @@ def login_name() -> str | None:
 def cli_caller() -> str:
     """Who reads a secret through the CLI, for the secret-read audit line."""
     return f"babyshield-cli:{login_name() or f'uid-{os.getuid()}'}"
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with a host and a valid port: checked before a command reads a
+    secret or sends anything, so a typo is a usage error, not a failure halfway."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range or not a number
+    except ValueError:  # that, or an unclosed [IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0

@@ -144,13 +144,47 @@ def _validate_targets(targets: list[str]) -> None:
             raise UsageError(str(exc), hint="give an address such as 203.0.113.7") from exc
 
 
+def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
+    """The message for missing credentials or an unreachable endpoint anywhere in
+    `error`'s chain (Powertools' SSM provider wraps what botocore raised), else None."""
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        if isinstance(found, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+            return CommandError(
+                f"cannot reach AWS at {where}",
+                hint="start the local stack with `make run`, or check AWS_ENDPOINT_URL and "
+                "the network",
+            )
+        if isinstance(found, NoCredentialsError):
+            return CommandError(
+                "no AWS credentials found", hint="set AWS_PROFILE or run `aws sso login`"
+            )
+        found = found.__cause__ or found.__context__
+    return None
+
+
 def _call_aws(operation: Callable[[], T]) -> T:
     """Run a block operation, turning every expected failure into a one-line message."""
     settings = get_settings()
     where = settings.aws_endpoint_url or f"the {settings.region} endpoints"
     try:
         return operation()
+    except blocks.RegistryWriteFailed as exc:
+        # Some rows took effect (audited): on-call must know which, and that the WAF
+        # enforces them only once the IP sets are synced.
+        done = ", ".join(_host_text(b) for b in exc.changed) or "none known"
+        raise CommandError(
+            f"{exc}; took effect: {done}; the WAF IP sets were not updated for them",
+            hint="repeat the command, or the expiry sweep (every 5 minutes) syncs the IP sets",
+        ) from exc
     except blocks.ProtectedListUnavailable as exc:
+        # The SSM read failed for want of credentials or a reachable endpoint: say so,
+        # not that the list is broken.
+        unreachable = _unreachable_aws(exc, where)
+        if unreachable is not None:
+            raise unreachable from exc
         hint = None
         if exc.parameter:
             hint = (
@@ -160,15 +194,13 @@ def _call_aws(operation: Callable[[], T]) -> T:
         raise CommandError(str(exc), hint=hint) from exc
     except blocks.BlockError as exc:
         raise CommandError(str(exc)) from exc
-    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
-        raise CommandError(
-            f"cannot reach AWS at {where}",
-            hint="start the local stack with `make run`, or check AWS_ENDPOINT_URL and the network",
-        ) from exc
-    except NoCredentialsError as exc:
-        raise CommandError(
-            "no AWS credentials found", hint="set AWS_PROFILE or run `aws sso login`"
-        ) from exc
+    except (
+        EndpointConnectionError,
+        ConnectTimeoutError,
+        ReadTimeoutError,
+        NoCredentialsError,
+    ) as exc:
+        raise _unreachable_aws(exc, where) or CommandError(str(exc)) from exc
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "unknown")
         if code == "ResourceNotFoundException":

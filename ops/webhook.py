@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.console import CommandError, UsageError
+from ops.console import CommandError, UsageError, is_http_url
 
 WEBHOOK_PATH = "/webhooks/recalls"
 # Where `make run` serves when nothing says otherwise (no running stack to ask).
@@ -40,6 +40,13 @@ def signed_request(
         "webhook-timestamp": str(moment),
         "webhook-signature": sign(decode_secret(secret), msg_id, moment, body),
     }
+
+
+def _message_id(value: str) -> str:
+    """A webhook-id a header can carry: printable ASCII, no spaces."""
+    if not value or not all("!" <= c <= "~" for c in value):
+        raise argparse.ArgumentTypeError("use printable ASCII without spaces, e.g. msg_test_1")
+    return value
 
 
 def _recall_date(value: str) -> str:
@@ -129,8 +136,11 @@ def _run(args: argparse.Namespace) -> int:
         args.url = default_url()
     # Arguments first: a typo must not cost a read of the secret (in AWS, a read from a
     # shell raises the unexpected-secret-read alert).
-    if not args.url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must be http(s): {args.url}")
+    if not is_http_url(args.url):
+        raise UsageError(
+            f"--url is not an http(s) URL: {args.url!r}",
+            hint=f"e.g. --url {DEFAULT_URL}",
+        )
     body = json.dumps(recall_event(args), separators=(",", ":")).encode()
     secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
     try:
@@ -176,7 +186,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     send.add_argument("--secret", help="whsec_... (default: $WEBHOOK_SECRET or Secrets Manager)")
     send.add_argument("--file", help="a JSON event to send as is")
     send.add_argument(
-        "--message-id", help="webhook-id (default: a fresh one; reuse to test replay)"
+        "--message-id",
+        type=_message_id,
+        help="webhook-id (default: a fresh one; reuse to test replay)",
     )
     send.add_argument(
         "--type", default="recall.created", choices=["recall.created", "recall.updated"]

@@ -172,10 +172,22 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
 
     Roles are cluster-wide, and a migration reuses one that exists (a shared server,
     a local cluster from an earlier run) with what it had: a read-only login with
-    BYPASSRLS would read every account, one in pg_write_all_data could write. The
+    BYPASSRLS would read every account, one in pg_write_all_data could write.
+    Checked before and after every run, so a role changed by hand later stops the
+    next deploy instead of serving requests (and `babyshield audit` names it)."""
+    problems = tier_role_problems(conn, roles)
+    if problems:
+        raise MigrationError(
+            "request-tier roles can do more than the migrations grant: "
+            + "; ".join(problems)
+            + " (take it away with ALTER ROLE ... / REVOKE ... FROM ..., then migrate again)"
+        )
+
+
+def tier_role_problems(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNames) -> list[str]:
+    """The request-tier roles' attributes and memberships beyond the migrations': the
     tiers' logins belong to their tier's group and nothing else; the groups and the
-    lookup role belong to nothing. Checked before and after every run, so a role
-    changed by hand later stops the next deploy instead of serving requests."""
+    lookup role belong to nothing and hold no attribute that widens what they reach."""
     allowed = {
         roles.readonly_a: {roles.readonly},
         roles.readonly_b: {roles.readonly},
@@ -207,9 +219,4 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
     for member, group in memberships:
         if group not in allowed[str(member)]:
             problems.append(f"{member} is a member of {group}")
-    if problems:
-        raise MigrationError(
-            "request-tier roles can do more than the migrations grant: "
-            + "; ".join(problems)
-            + " (take it away with ALTER ROLE ... / REVOKE ... FROM ..., then migrate again)"
-        )
+    return problems

@@ -285,11 +285,6 @@ def test_the_daily_check_reports_a_feed_still_on_the_previous_secret(world, driv
     assert reported() == 0
 
 
-def _next_second() -> None:
-    # The signer records are kept in whole seconds: keep the deliveries' order visible.
-    time.sleep(1.05 - (time.time() % 1.0))
-
-
 class _Instance:
     """One warm Lambda instance's per-process state of webhook_signers: the write
     throttle (`_use_written`). Each instance of the API is its own process; in one

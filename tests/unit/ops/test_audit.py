@@ -143,8 +143,9 @@ def test_real_edge_passes_every_applicable_check():
     ],
     ids=["no-hsts", "no-nosniff", "admin-open", "admin-open-xff", "error-leak"],
 )
-def test_weakened_app_fails_the_matching_check(weakened, check):
-    # Given an app with one protection removed
+def test_weakened_app_fails_the_matching_check(weakened, check, monkeypatch):
+    # Given an app with one protection removed, and admins on a network of their own
+    monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "203.0.113.0/24")
     with serving(weakened()) as url:
         # When the audit runs
         results = statuses(url)
