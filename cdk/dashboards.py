@@ -124,10 +124,14 @@ class Dashboards(Construct):
             ],
         )
 
+        # Rotations run every 30 to 90 days and the age check once a day: on CloudWatch's
+        # default three hours, the age graph and the last results would open empty.
+        longest_period = max(spec.period_days for spec in INVENTORY)
         self.rotation = cloudwatch.Dashboard(
             self,
             "Rotation",
             dashboard_name=names.DASHBOARD_ROTATION,
+            start=f"-P{longest_period}D",
             widgets=[
                 [
                     cloudwatch.GraphWidget(
@@ -146,6 +150,9 @@ class Dashboards(Construct):
                             _metric(names.METRIC_ROTATION_SUCCESSES).with_(period=Duration.days(1)),
                             _metric(names.METRIC_ROTATION_FAILURES).with_(period=Duration.days(1)),
                         ],
+                        # One value over exactly the last day, whatever the dashboard shows.
+                        start="-P1D",
+                        set_period_to_time_range=True,
                         width=12,
                     ),
                 ],
@@ -165,10 +172,10 @@ class Dashboards(Construct):
                             for package in rotation_functions
                         ],
                         query_lines=[
-                            "fields @timestamp, secret_id, step, level, message",
+                            "fields @timestamp, secret, step, level, message",
                             "filter ispresent(step)",
                             "stats latest(level) as result, latest(message) as detail, "
-                            "max(@timestamp) as at by secret_id, step",
+                            "max(@timestamp) as at by secret, step",
                             "sort at desc",
                         ],
                         width=12,
