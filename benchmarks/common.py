@@ -153,7 +153,7 @@ class Result:
         folder = results_dir()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.json"
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return path
 
     def print_table(self) -> None:

@@ -83,8 +83,8 @@ def run() -> Result:
     result.ratios["api_cold_rss_vs_peer"] = (
         readings["api"]["1"]["rss_kb"] / readings["peer"]["1"]["rss_kb"]
     )
-    result.ratios[f"api_rss_after_{last}_vs_peer"] = (
-        readings["api"][last]["rss_kb"] / readings["peer"][last]["rss_kb"]
+    result.ratios[f"api_peak_rss_after_{last}_vs_peer"] = (
+        readings["api"][last]["peak_kb"] / readings["peer"][last]["peak_kb"]
     )
     result.targets[f"api peak RSS growth 100 -> {last} requests < 10%"] = (
         figures["api"]["peak_growth_100_to_last"] < GROWTH_LIMIT

@@ -56,10 +56,9 @@ from functions.api.identity.sign_in import (
     sign_in,
     who_am_i,
 )
-from functions.api.inspection import find_threat
 from functions.api.middleware.admin_allowlist import address_allowed, is_admin_path
 from functions.api.middleware.allowlist_source import current_allowlist
-from functions.api.middleware.attack_inspection import body_strings, parse_json_body
+from functions.api.middleware.attack_inspection import inspect_parts, query_values
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import BODY_METHODS, accepted_media_types
 from functions.api.middleware.security_headers import SECURITY_HEADERS
@@ -85,7 +84,6 @@ from functions.shared.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    RejectedInput,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -197,16 +195,11 @@ def _identify(request: Request, path: str) -> None:
 
 
 def _inspect(request: Request, body_text: str | None) -> None:
-    # The path as API Gateway passed it: the detector does its own decoding.
-    path = str(_event(request).get("path") or request.url.path)
-    values = [v for pair in request.query_params.multi_items() for v in pair]
-    if find_threat(path) or any(find_threat(v) for v in values if v):
-        raise RejectedInput()
-    if body_text is not None and any(
-        find_threat(v)
-        for v in body_strings(parse_json_body(body_text), request.method, request.url.path)
-    ):
-        raise RejectedInput()
+    # The path as API Gateway passed it (the detector does its own decoding), and the
+    # query as its event holds it: the same parts, refusal and audit line as ours.
+    event = _event(request)
+    path = str(event.get("path") or request.url.path)
+    inspect_parts(path, query_values(event), request.method, body_text)
 
 
 async def _guarded(request: Request, call_next: Any) -> Response:

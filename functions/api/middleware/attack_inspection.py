@@ -14,7 +14,7 @@ matched; the log line has the category, the rule and the part of the request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from functions.api.inspection import Detection, detect
@@ -85,7 +85,7 @@ def body_strings(document: Any, method: str, path: str) -> Iterator[str]:
     yield from json_strings(document)
 
 
-def query_values(event: APIGatewayProxyEvent) -> Iterator[str]:
+def query_values(event: APIGatewayProxyEvent | Mapping[str, Any]) -> Iterator[str]:
     """Every query parameter name and value (all values of a repeated parameter).
 
     Both of the event's maps: Powertools fills a route's parameters from the two
@@ -119,17 +119,23 @@ def inspect_request(event: APIGatewayProxyEvent, body_text: str | None) -> Any:
     The path goes in as sent: the detector does its own decoding, up to three
     rounds, so `%252e%252e` is seen as `..`.
     """
+    return inspect_parts(event.path or "", query_values(event), event.http_method, body_text)
+
+
+def inspect_parts(path: str, query: Iterator[str], method: str, body_text: str | None) -> Any:
+    """inspect_request on a request's parts: the path as sent, its query names and
+    values (query_values), and its body. The benchmarks' FastAPI peer calls it too,
+    so both refuse, and record, the same way."""
     part = "path"
-    detection = detect(event.path or "")
+    detection = detect(path)
     if detection is None:
         part = "query"
-        detection = _first_detection(query_values(event))
+        detection = _first_detection(query)
     document = None
     if detection is None and body_text is not None:
         part = "body"
         document = parse_json_body(body_text)
-        strings = body_strings(document, event.http_method, event.path or "")
-        detection = _first_detection(strings)
+        detection = _first_detection(body_strings(document, method, path))
     if detection is not None:
         logger.warning(
             "request rejected by attack inspection",
