@@ -2,8 +2,9 @@
 
 Stored form: `scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`, so the cost can be
 raised later without invalidating existing hashes (`needs_rehash`). Verifying
-an unknown account runs the same scrypt against a dummy hash, so a wrong email
-costs the same time as a wrong password.
+an unknown account runs the same scrypt against a dummy hash, and a hash stored
+at a lower cost is checked with as much work as the configured cost, so a wrong
+email costs the same time as a wrong password.
 """
 
 from __future__ import annotations
@@ -121,7 +122,37 @@ def verify_password(password: str, encoded: str | None) -> bool:
     # Over-long input still costs a full derivation (of a truncated copy), then fails.
     too_long = len(password) > MAX_PASSWORD_CHARS
     candidate = _derive(password[:MAX_PASSWORD_CHARS], salt, params)
+    if matched_account:
+        _pad_to_configured_cost(password[:MAX_PASSWORD_CHARS], salt, params)
     return hmac.compare_digest(candidate, expected) and matched_account and not too_long
+
+
+# Past this many repeats a stored cost is implausibly low (no configured cost was):
+# one derivation at the configured cost stands in for them.
+MAX_PADDING_DERIVATIONS = 64
+
+
+def _pad_to_configured_cost(password: str, salt: bytes, params: ScryptParams) -> None:
+    """Make a check of a hash stored at a lower cost take as long as one at the
+    configured cost.
+
+    After SCRYPT_N (or r, p) is raised, an account keeps its cheaper hash until its
+    owner next signs in, while an unknown email is checked against a dummy at the
+    configured cost: without this, a wrong password would answer several times
+    faster for a registered email than for an unknown one. scrypt's work grows with
+    n * r * p, so the same derivation is repeated until that work is matched.
+    """
+    configured = configured_params()
+    stored_work, configured_work = (
+        params.n * params.r * params.p,
+        configured.n * configured.r * configured.p,
+    )
+    repeats = -(-configured_work // stored_work) - 1  # ceil, less the check itself
+    if repeats > MAX_PADDING_DERIVATIONS:
+        _derive(password, salt, configured)
+        return
+    for _ in range(repeats):
+        _derive(password, salt, params)
 
 
 def needs_rehash(encoded: str) -> bool:

@@ -117,3 +117,35 @@ def test_rehash_is_needed_when_cost_changes(monkeypatch):
     # Then the old hash still verifies but is flagged for rehash
     assert verify_password("pw", stored)
     assert needs_rehash(stored)
+
+
+def test_a_hash_stored_at_a_lower_cost_is_checked_with_the_configured_work(
+    monkeypatch, scrypt_calls
+):
+    # Given a hash made before the cost was raised from n=16 to n=64
+    stored = hash_password("s3cret-pass", CHEAP)
+    monkeypatch.setenv("SCRYPT_N", "64")
+    passwords.get_settings.cache_clear()
+    scrypt_calls.clear()
+    # When a wrong password is checked against it
+    assert not verify_password("wrong", stored)
+    # Then it costs the configured work (4 derivations at the stored cost), as an
+    # unknown account's check against the dummy does
+    assert scrypt_calls == [(16, 1, 1)] * 4
+    scrypt_calls.clear()
+    assert not verify_password("wrong", None)
+    assert scrypt_calls[-1:] == [(64, 1, 1)]
+
+
+def test_an_implausibly_cheap_stored_hash_costs_one_configured_derivation(
+    monkeypatch, scrypt_calls
+):
+    # Given a hash at the lowest cost the parser accepts, far below any configured one
+    stored = hash_password("s3cret-pass", ScryptParams(n=2, r=1, p=1))
+    monkeypatch.setenv("SCRYPT_N", str(2**14))
+    monkeypatch.setenv("SCRYPT_R", "8")
+    passwords.get_settings.cache_clear()
+    scrypt_calls.clear()
+    # Then its check is padded by one derivation at the configured cost, not thousands
+    assert not verify_password("wrong", stored)
+    assert scrypt_calls == [(2, 1, 1), (2**14, 8, 1)]
