@@ -13,6 +13,7 @@ from functions.shared.identity.passwords import (
     needs_rehash,
     verify_password,
 )
+from functions.shared.settings import get_settings
 
 CHEAP = ScryptParams(n=16, r=1, p=1)
 
@@ -125,7 +126,7 @@ def test_a_hash_stored_at_a_lower_cost_is_checked_with_the_configured_work(
     # Given a hash made before the cost was raised from n=16 to n=64
     stored = hash_password("s3cret-pass", CHEAP)
     monkeypatch.setenv("SCRYPT_N", "64")
-    passwords.get_settings.cache_clear()
+    get_settings.cache_clear()
     scrypt_calls.clear()
     # When a wrong password is checked against it
     assert not verify_password("wrong", stored)
@@ -144,7 +145,7 @@ def test_an_implausibly_cheap_stored_hash_costs_one_configured_derivation(
     stored = hash_password("s3cret-pass", ScryptParams(n=2, r=1, p=1))
     monkeypatch.setenv("SCRYPT_N", str(2**14))
     monkeypatch.setenv("SCRYPT_R", "8")
-    passwords.get_settings.cache_clear()
+    get_settings.cache_clear()
     scrypt_calls.clear()
     # Then its check is padded by one derivation at the configured cost, not thousands
     assert not verify_password("wrong", stored)
