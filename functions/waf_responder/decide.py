@@ -196,6 +196,9 @@ def decide(
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
+    # The cap holds for the event, retries included: blocks an earlier attempt of this
+    # event made count against it before any new one.
+    cap_left = settings.max_new_blocks_per_event - sum(1 for b in live if b.event_id == event_id)
     left_out = _left_out(live, settings, protected)
     releases = _Releases.of(known.values())
     ordered = sorted(
@@ -215,13 +218,18 @@ def decide(
                 Skipped(ip, offender.requests, f"already blocked (by {enforced[0].alarm})")
             )
             continue
+        if covering is not None:
+            # This event's own block from an earlier attempt: reported as blocked
+            # again, never as over the cap it already counts against.
+            decision.to_block.append(covering)
+            continue
         # Blocked, but left out of a full IP set (ranked by the evidence it was blocked
         # on): evidence newer than that blocks it again, ranked by it, as the same
         # offence. The evidence it was blocked on changes nothing. Untimed evidence
         # (the rate rule's keys) is never newer: the rule refuses a limited client
         # while it is limited, and taking it back in would leave another out, which
         # the next recheck would take back in, each turn told to on-call.
-        unenforced = covering is None and bool(coverings)
+        unenforced = bool(coverings)
         if unenforced:
             newest = max(b.last_seen for b in coverings)
             # An operator's block is never replaced by an automatic one.
@@ -261,7 +269,7 @@ def decide(
                 )
             )
             continue
-        if len(decision.to_block) >= settings.max_new_blocks_per_event:
+        if cap_left <= 0:
             decision.skipped.append(
                 Skipped(
                     ip,
@@ -270,9 +278,7 @@ def decide(
                 )
             )
             continue
-        if covering is not None:
-            decision.to_block.append(covering)
-            continue
+        cap_left -= 1
         previous = known.get(ip)
         if previous is not None and previous.released:
             previous = None  # the operator cleared it: no earlier offence

@@ -31,6 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from functions.shared import names
 from functions.shared.blocks import (
     Block,
+    ProtectedNetworks,
     aws_client,
     decide_and_claim,
     protected_networks,
@@ -88,6 +89,9 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         period_seconds=alarm.period_seconds,
         release_of=release_of,
     )
+    # After the look, which can take up to the query deadline: a block that ended
+    # meanwhile is no longer live, and its offender is blocked again, not "already".
+    now = int(time.time())
 
     def decide_on(known: dict[str, Block]) -> Decision:
         return decide(
@@ -106,7 +110,9 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         )
 
     decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)
-    decision.to_block.extend(_made_by_an_earlier_attempt(rows, alarm.event_id, decision, now))
+    decision.to_block.extend(
+        _made_by_an_earlier_attempt(rows, alarm.event_id, decision, now, protected)
+    )
     sync = sync_ip_sets(reg=reg, changed={b.version for b in decision.to_block})
     if alarm.recheck and not decision.to_block:
         logger.info(
@@ -171,17 +177,27 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
 
 
 def _made_by_an_earlier_attempt(
-    rows: dict[str, Block], event_id: str, decision: Decision, now: int
+    rows: dict[str, Block],
+    event_id: str,
+    decision: Decision,
+    now: int,
+    protected: ProtectedNetworks,
 ) -> list[Block]:
     """Live blocks this event made in an attempt that failed before on-call heard (the
     message is sent last), which this look did not find again: the auto-block rules
     now refuse those addresses' requests before the rate rule counts them, so its keys
-    no longer list them. They are announced (and synced) as this look's own."""
-    named = {b.ip for b in decision.to_block}
+    no longer list them. They are announced (and synced) as this look's own, unless
+    this look skipped them or they are protected now (put on the never-block list
+    since): the WAF does not hold those, and on-call must not read them as blocked."""
+    named = {b.ip for b in decision.to_block} | {s.ip for s in decision.skipped}
     return [
         b
         for b in rows.values()
-        if b.event_id == event_id and b.ip not in named and not b.released and b.is_live(now)
+        if b.event_id == event_id
+        and b.ip not in named
+        and not b.released
+        and b.is_live(now)
+        and not protected.why_protected(b.network)
     ]
 
 
