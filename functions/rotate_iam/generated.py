@@ -63,10 +63,10 @@ class GeneratedSecretRotator(Rotator):
 def _refuse_while_sender_uses_previous(ctx: StepContext) -> None:
     """Refuse a routine rotation that would stop accepting what the sender signs with.
 
-    The sender has switched once a delivery signed with AWSCURRENT was accepted no
-    earlier than the last one signed with AWSPREVIOUS. With no delivery recorded
-    for AWSPREVIOUS, there is nothing to protect (a first rotation, a sender that
-    switched over a year ago, or one that never delivered).
+    The sender has switched once a delivery signed with AWSCURRENT was accepted
+    after the last one signed with AWSPREVIOUS (both at one moment: not yet). With
+    no delivery recorded for AWSPREVIOUS, there is nothing to protect (a first
+    rotation, a sender that switched over a year ago, or one that never delivered).
     """
     previous_id = ctx.metadata.version_with(PREVIOUS)
     if previous_id is None:

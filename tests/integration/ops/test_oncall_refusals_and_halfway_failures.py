@@ -22,7 +22,7 @@ from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
 from tests.support.waf import WafResources, clear_caches, create_resources, ip_set_addresses
 
 ROOT = Path(__file__).resolve().parents[3]
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"k" * 24).decode()
+FEED_SIGNING_VALUE = "whsec_" + base64.b64encode(b"k" * 24).decode()
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_webhook_send_with_a_malformed_url_and_a_secret_says_what_is_wrong(
         "--url",
         "http://[::1/webhooks/recalls",
         "--secret",
-        WEBHOOK_SECRET,
+        FEED_SIGNING_VALUE,
         cwd=tmp_path,
     )
     assert "unexpected failure" not in result.stderr, result.stderr
@@ -210,7 +210,7 @@ def test_webhook_send_refuses_a_message_id_no_header_can_carry(
     message_id: str, tmp_path: Path
 ) -> None:
     result = run_cli(
-        "webhook", "send", "--message-id", message_id, "--secret", WEBHOOK_SECRET, cwd=tmp_path
+        "webhook", "send", "--message-id", message_id, "--secret", FEED_SIGNING_VALUE, cwd=tmp_path
     )
     assert result.returncode == 2, result.stderr
     assert "--message-id" in result.stderr

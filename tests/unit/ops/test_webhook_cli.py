@@ -151,4 +151,4 @@ def test_a_bad_url_is_refused_before_the_secret_is_read(capsys, monkeypatch):
     monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
     code = main(["webhook", "send", "--url", "ftp://example/x"])
     assert code == 2
-    assert "--url must be http(s)" in capsys.readouterr().err
+    assert "--url is not an http(s) URL" in capsys.readouterr().err
