@@ -111,22 +111,15 @@ def _query_fields(query: str) -> set[str]:
 def rotation_log_lines(aws: str, caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     """The JSON lines one real scheduled rotation (the webhook secret, through the
     rotate_iam handler that Secrets Manager invokes) writes to its log group."""
-    import boto3
 
     from functions.shared.identity.webhooks import generate_webhook_secret_value
     from functions.shared.inventory import spec
     from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
     from functions.shared.rotation.store import SecretStore
+    from tests.support.aws import create_webhook_nonce_table
     from tests.support.logs import json_log_lines
 
-    boto3.client("dynamodb").create_table(
-        TableName=names.WEBHOOK_NONCE_TABLE,
-        KeySchema=[{"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "AttributeType": "S"}
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_webhook_nonce_table()
     store = SecretStore(caller="test")
     value: dict[str, Any] = json.loads(generate_webhook_secret_value())
     value["kind"] = "generated"

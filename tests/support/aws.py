@@ -29,3 +29,20 @@ def record_client_budgets(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[
 
     monkeypatch.setattr(module, "cached_client", recording)
     return budgets
+
+
+def create_webhook_nonce_table() -> None:
+    """The webhook-nonce table as the stack declares it: a routine rotation of the
+    webhook secret reads from it which version the sender last signed with."""
+    import boto3
+
+    from functions.shared import names
+
+    boto3.client("dynamodb").create_table(
+        TableName=names.WEBHOOK_NONCE_TABLE,
+        KeySchema=[{"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "AttributeType": "S"}
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )

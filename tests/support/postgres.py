@@ -117,6 +117,23 @@ def admin_secret_value(conninfo: str, *, password: str | None = None) -> dict[st
     }
 
 
+def aim_database_check_at(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point `babyshield audit`'s database check at `db`, as against the local stack:
+    the admin login from DATABASE_URL, the role names from the read-only tier's secret
+    (which the moto server of the `aws` fixture must be up to hold)."""
+    from functions.shared.inventory import spec
+    from functions.shared.rotation.driver import seed_secret
+    from functions.shared.rotation.store import SecretStore
+
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.setenv("DATABASE_URL", db.admin_conninfo)
+    seed_secret(
+        SecretStore(caller="test"),
+        spec("db-readonly"),
+        {"engine": "postgres", "username": db.roles.readonly_a, "password": "x" * 32},
+    )
+
+
 def _drop(cluster_conninfo: str, name: str, roles: RoleNames) -> None:
     with psycopg.connect(cluster_conninfo, autocommit=True) as conn:
         conn.execute(

@@ -11,12 +11,10 @@ from typing import Any, ClassVar
 import pytest
 from psycopg import sql
 
-from functions.shared.inventory import spec
-from functions.shared.rotation.driver import seed_secret
 from functions.shared.rotation.store import SecretStore
 from ops.audit_aws import check_database_users
 from ops.audit_checks import FAIL, PASS
-from tests.support.postgres import MigratedDatabase, private_database
+from tests.support.postgres import MigratedDatabase, aim_database_check_at, private_database
 
 # ---------------------------------------------------------------------------
 # database_users: a scratch database of this module, each plant undone after its test
@@ -33,13 +31,7 @@ def audited(
     aws: str, scratch_db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> MigratedDatabase:
     """The database check aimed at the scratch database, as against the local stack."""
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("DATABASE_URL", scratch_db.admin_conninfo)
-    seed_secret(
-        SecretStore(caller="test"),
-        spec("db-readonly"),
-        {"engine": "postgres", "username": scratch_db.roles.readonly_a, "password": "x" * 32},
-    )
+    aim_database_check_at(scratch_db, monkeypatch)
     return scratch_db
 
 

@@ -14,25 +14,16 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from functions.shared.inventory import spec
-from functions.shared.rotation.driver import seed_secret
-from functions.shared.rotation.store import SecretStore
 from ops.audit_aws import check_database_users
 from ops.audit_checks import FAIL, PASS
-from tests.support.postgres import MigratedDatabase
+from tests.support.postgres import MigratedDatabase, aim_database_check_at
 
 
 @pytest.fixture
 def audited(
     aws: str, migrated_db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> MigratedDatabase:
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("DATABASE_URL", migrated_db.admin_conninfo)
-    seed_secret(
-        SecretStore(caller="test"),
-        spec("db-readonly"),
-        {"engine": "postgres", "username": migrated_db.roles.readonly_a, "password": "x" * 32},
-    )
+    aim_database_check_at(migrated_db, monkeypatch)
     return migrated_db
 
 

@@ -20,22 +20,14 @@ from tests.integration.rotation.database_fixtures import (  # noqa: F401
     db_secrets,
     rotation_db,
 )
+from tests.support.aws import create_webhook_nonce_table
 
 
 @pytest.fixture
 def store(aws: str) -> SecretStore:
-    import boto3
-
     # A routine rotation of the webhook secret reads which version the sender last
     # signed with from here (functions/rotate_iam/generated.py).
-    boto3.client("dynamodb").create_table(
-        TableName=names.WEBHOOK_NONCE_TABLE,
-        KeySchema=[{"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": names.WEBHOOK_NONCE_PARTITION_KEY, "AttributeType": "S"}
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_webhook_nonce_table()
     return SecretStore(caller="test")
 
 
@@ -72,3 +64,13 @@ def webhook_secret(store: SecretStore) -> str:
     value["kind"] = "generated"
     seed_secret(store, spec("webhook-signing-secret"), value)
     return str(value["secret"])
+
+
+@pytest.fixture
+def jwt_secret(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JWT signing key with a first ES256 pair. Every verification re-reads the
+    secret: what the tests check is the stages, not a cache."""
+    from functions.shared.identity.jwt_keys import generate_jwt_secret_value
+
+    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
+    seed_secret(store, spec("jwt-signing-key"), json.loads(generate_jwt_secret_value("ES256")))

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from functions.shared.identity.jwt_keys import JwtKeyStore
+from functions.shared.identity.secret_versions import SecretVersionsCache
 from functions.shared.inventory import spec
+from functions.shared.rotation.driver import LocalRotationDriver
+from functions.shared.rotation.protocol import Rotator, run_step
 from functions.shared.rotation.store import SecretStore
 
 
@@ -41,3 +45,19 @@ def paste_then_restore(store: SecretStore, name: str, bad: str) -> str:
     assert now[versions[1]] == ("AWSCURRENT",)
     assert sum("AWSCURRENT" in labels for labels in now.values()) == 1
     return versions[0]
+
+
+def jwt_keys() -> JwtKeyStore:
+    """The JWT key ring as the API reads it, from a cache of its own."""
+    return JwtKeyStore(spec("jwt-signing-key").secret_name, cache=SecretVersionsCache())
+
+
+def jwt_driver(store: SecretStore, rotator: Rotator) -> LocalRotationDriver:
+    """A local driver that runs the JWT rotation steps with `rotator` (one with its own
+    clock, say), as the rotate_jwt function would."""
+    return LocalRotationDriver(
+        store=store,
+        handler=lambda event, context: run_step(event, rotator, "rotate_jwt", store),
+        backoff_seconds=0.0,
+        sleep=lambda _: None,
+    )

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
 
-from functions.shared.identity.jwt_keys import JwtKeyStore, generate_jwt_secret_value
+from functions.shared.identity.jwt_keys import JwtKeyStore
 from functions.shared.identity.secret_versions import SecretVersionsCache
 from functions.shared.identity.tokens import TokenRejected, issue_access_token, verify_access_token
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, seed_secret
 from functions.shared.rotation.store import SecretStore
-from tests.integration.rotation.state import current_value, stages
+from tests.integration.rotation.state import current_value, jwt_keys, stages
 
 NAME = "jwt-signing-key"
 
 
-@pytest.fixture
-def jwt_secret(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every verification re-reads the secret: what is tested is the stages, not a cache.
-    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
-    value = json.loads(generate_jwt_secret_value("ES256"))
-    seed_secret(store, spec(NAME), value)
-
-
-def _keys() -> JwtKeyStore:
-    return JwtKeyStore(spec(NAME).secret_name, cache=SecretVersionsCache())
-
-
 def _issue() -> str:
-    return issue_access_token(uuid.uuid4(), "user", keys=_keys()).token
+    return issue_access_token(uuid.uuid4(), "user", keys=jwt_keys()).token
 
 
 def _verifies(token: str) -> bool:
     try:
-        verify_access_token(token, keys=_keys())
+        verify_access_token(token, keys=jwt_keys())
     except TokenRejected:
         return False
     return True
@@ -78,7 +65,7 @@ def test_the_jwks_serves_both_live_keys_after_a_rotation(
     """Protects clients that verify tokens themselves: the old kid stays published."""
     before = store.describe(spec(NAME).secret_name).version_with("AWSCURRENT")
     result = driver.rotate(NAME)
-    kids = {key["kid"] for key in _keys().key_ring().jwks()["keys"]}
+    kids = {key["kid"] for key in jwt_keys().key_ring().jwks()["keys"]}
     assert kids == {before, result.version_id}
 
 
@@ -93,7 +80,7 @@ def test_emergency_rotation_refuses_every_token_the_old_key_signed(
     # Then the old token is refused and a fresh one verifies
     assert not _verifies(old_token)
     assert _verifies(_issue())
-    assert len(_keys().key_ring().jwks()["keys"]) == 1
+    assert len(jwt_keys().key_ring().jwks()["keys"]) == 1
     assert not any("AWSPREVIOUS" in s for s in stages(store, NAME).values())
 
 

@@ -4,7 +4,6 @@ never refuse an unexpired token."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,14 +12,17 @@ import boto3
 import pytest
 
 from functions.rotate_jwt.key_pair import JwtKeyRotator, PreviousKeyStillLive
-from functions.shared.identity.jwt_keys import JwtKeyStore, generate_jwt_secret_value
-from functions.shared.identity.secret_versions import SecretVersionsCache
 from functions.shared.identity.tokens import TokenRejected, issue_access_token, verify_access_token
 from functions.shared.inventory import spec
-from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed, seed_secret
-from functions.shared.rotation.protocol import run_step
+from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
-from tests.integration.rotation.state import current_value, paste_then_restore, stages
+from tests.integration.rotation.state import (
+    current_value,
+    jwt_driver,
+    jwt_keys,
+    paste_then_restore,
+    stages,
+)
 from tests.support.logs import raw_log_text
 
 JWT = "jwt-signing-key"
@@ -87,28 +89,8 @@ def test_an_emergency_away_from_a_malformed_value_still_drops_previous(
     assert EMERGENCY_TAG not in store.describe(name).tags
 
 
-@pytest.fixture
-def jwt_secret(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every verification re-reads the secret: what is tested is the stages, not a cache.
-    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
-    seed_secret(store, spec(JWT), json.loads(generate_jwt_secret_value("ES256")))
-
-
-def _jwt_keys() -> JwtKeyStore:
-    return JwtKeyStore(spec(JWT).secret_name, cache=SecretVersionsCache())
-
-
 def _issue() -> str:
-    return issue_access_token(uuid.uuid4(), "user", keys=_jwt_keys()).token
-
-
-def _jwt_driver(store: SecretStore, rotator: JwtKeyRotator) -> LocalRotationDriver:
-    return LocalRotationDriver(
-        store=store,
-        handler=lambda event, context: run_step(event, rotator, "rotate_jwt", store),
-        backoff_seconds=0.0,
-        sleep=lambda _: None,
-    )
+    return issue_access_token(uuid.uuid4(), "user", keys=jwt_keys()).token
 
 
 def test_a_routine_rotation_soon_after_another_refuses_no_unexpired_token(
@@ -122,7 +104,7 @@ def test_a_routine_rotation_soon_after_another_refuses_no_unexpired_token(
     anything is stored, and the token still verifies."""
     token = _issue()
     first = driver.rotate(JWT)
-    verify_access_token(token, keys=_jwt_keys())  # the overlap works once
+    verify_access_token(token, keys=jwt_keys())  # the overlap works once
 
     with pytest.raises(RotationFailed) as failed:
         driver.rotate(JWT)
@@ -135,7 +117,7 @@ def test_a_routine_rotation_soon_after_another_refuses_no_unexpired_token(
     assert store.describe(spec(JWT).secret_name).version_with("AWSCURRENT") == first.version_id
     assert not any("AWSPENDING" in labels for labels in stages(store, JWT).values())
     try:
-        verify_access_token(token, keys=_jwt_keys())
+        verify_access_token(token, keys=jwt_keys())
     except TokenRejected as rejected:
         pytest.fail(f"an unexpired token was refused after two routine rotations: {rejected}")
 
@@ -155,8 +137,8 @@ def test_an_emergency_right_after_a_routine_rotation_goes_through(
     assert not any("AWSPREVIOUS" in labels for labels in now.values())
     for old in (before, between):
         with pytest.raises(TokenRejected):
-            verify_access_token(old, keys=_jwt_keys())
-    verify_access_token(_issue(), keys=_jwt_keys())
+            verify_access_token(old, keys=jwt_keys())
+    verify_access_token(_issue(), keys=jwt_keys())
 
 
 def test_a_routine_rotation_once_the_previous_keys_tokens_expired_goes_through(
@@ -176,12 +158,12 @@ def test_a_routine_rotation_once_the_previous_keys_tokens_expired_goes_through(
     )
     just_inside = datetime.now(UTC) + timedelta(seconds=window - 5)
     with pytest.raises(RotationFailed):
-        _jwt_driver(store, JwtKeyRotator(now=lambda: just_inside)).rotate(JWT)
+        jwt_driver(store, JwtKeyRotator(now=lambda: just_inside)).rotate(JWT)
     later = datetime.now(UTC) + timedelta(seconds=window + 2)
     signed_by_current = _issue()
-    result = _jwt_driver(store, JwtKeyRotator(now=lambda: later)).rotate(JWT)
+    result = jwt_driver(store, JwtKeyRotator(now=lambda: later)).rotate(JWT)
     assert stages(store, JWT)[result.version_id] == ("AWSCURRENT",)
-    verify_access_token(signed_by_current, keys=_jwt_keys())
+    verify_access_token(signed_by_current, keys=jwt_keys())
 
 
 def test_the_cli_names_the_refusal_and_the_way_out(

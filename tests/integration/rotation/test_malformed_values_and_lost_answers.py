@@ -14,38 +14,22 @@ import boto3
 import pytest
 
 from functions.rotate_jwt.key_pair import JwtKeyRotator
-from functions.shared.identity.jwt_keys import JwtKeyStore, generate_jwt_secret_value
-from functions.shared.identity.secret_versions import SecretVersionsCache
+from functions.shared.identity.jwt_keys import generate_jwt_secret_value
 from functions.shared.identity.tokens import issue_access_token, verify_access_token
 from functions.shared.inventory import spec
-from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed, seed_secret
-from functions.shared.rotation.protocol import run_step
+from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
 from tests.integration.rotation.conftest import PartnerUser
-from tests.integration.rotation.state import current_value, paste_then_restore, stages
+from tests.integration.rotation.state import (
+    current_value,
+    jwt_driver,
+    jwt_keys,
+    paste_then_restore,
+    stages,
+)
 
 JWT = "jwt-signing-key"
 IAM = "iam-partner-export"
-
-
-@pytest.fixture
-def jwt_secret(store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every verification re-reads the secret: what is tested is the stages, not a cache.
-    monkeypatch.setenv("SECRET_CACHE_SECONDS", "0")
-    seed_secret(store, spec(JWT), json.loads(generate_jwt_secret_value("ES256")))
-
-
-def _jwt_keys() -> JwtKeyStore:
-    return JwtKeyStore(spec(JWT).secret_name, cache=SecretVersionsCache())
-
-
-def _jwt_driver(store: SecretStore, rotator: JwtKeyRotator) -> LocalRotationDriver:
-    return LocalRotationDriver(
-        store=store,
-        handler=lambda event, context: run_step(event, rotator, "rotate_jwt", store),
-        backoff_seconds=0.0,
-        sleep=lambda _: None,
-    )
 
 
 def _paste_as_current(store: SecretStore, name: str, bad: str) -> str:
@@ -148,11 +132,11 @@ def test_tokens_verify_after_a_routine_rotation_away_from_a_malformed_current_ke
     _paste_as_current(store, JWT, _key_pair_with_algorithm_as_a_list())
     # Past the guard's window, as a scheduled rotation would be.
     later = datetime.now(UTC) + timedelta(hours=1)
-    result = _jwt_driver(store, JwtKeyRotator(now=lambda: later)).rotate(JWT)
+    result = jwt_driver(store, JwtKeyRotator(now=lambda: later)).rotate(JWT)
     assert stages(store, JWT)[result.version_id] == ("AWSCURRENT",)
     try:
-        token = issue_access_token(uuid.uuid4(), "user", keys=_jwt_keys()).token
-        verify_access_token(token, keys=_jwt_keys())
+        token = issue_access_token(uuid.uuid4(), "user", keys=jwt_keys()).token
+        verify_access_token(token, keys=jwt_keys())
     except Exception as exc:  # noqa: BLE001 - any failure is what this test is about
         pytest.fail(
             "after rotating to a new key, signing and verifying with it fail because "
