@@ -126,7 +126,11 @@ def ensure_identity_tables() -> None:
 
 
 def seed_demo_identity(admin_conninfo: str) -> None:
-    """The demo user and admin with their API keys (as the superuser, past RLS)."""
+    """The demo user and admin with their API keys (as the superuser, past RLS).
+
+    The database outlives a restart: what a session did to the demo rows (a revoked
+    key, a changed role or password) is undone, so the banner's commands work again.
+    """
     import psycopg
 
     from functions.shared.identity.api_keys import hash_secret, parse_api_key
@@ -136,7 +140,8 @@ def seed_demo_identity(admin_conninfo: str) -> None:
         for account in DEMO_ACCOUNTS:
             conn.execute(
                 "INSERT INTO public.users (email, password_hash, role) VALUES (%s, %s, %s) "
-                "ON CONFLICT (email) DO NOTHING",
+                "ON CONFLICT (email) DO UPDATE "
+                "SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role",
                 (account.email, hash_password(account.password), account.role),
             )
             for key in account.keys:
@@ -147,7 +152,10 @@ def seed_demo_identity(admin_conninfo: str) -> None:
                     "INSERT INTO public.api_keys "
                     "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute) "
                     "SELECT %s, id, %s, %s, %s FROM public.users WHERE email = %s "
-                    "ON CONFLICT (key_id) DO NOTHING",
+                    "ON CONFLICT (key_id) DO UPDATE SET owner_id = EXCLUDED.owner_id, "
+                    "secret_hash = EXCLUDED.secret_hash, scopes = EXCLUDED.scopes, "
+                    "rate_limit_per_minute = EXCLUDED.rate_limit_per_minute, "
+                    "expires_at = NULL, revoked_at = NULL, rotated_from = NULL",
                     (
                         key.key_id,
                         hash_secret(parsed.secret),

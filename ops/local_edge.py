@@ -10,6 +10,8 @@ front of the API handler and applies, in WebACL priority order:
 2. the per-IP rate-based rule (requests per 5-minute window), answering 429
    with the same JSON body and Retry-After as the WebACL's custom response
    (cdk/waf.py);
+3. API Gateway's request validator, after the WAF as in AWS: a JSON body that is
+   not a JSON object gets the gateway's 400 (cdk/api.py);
 
 and writes one WAF-format log record per request to the WAF log group, with
 the `authorization` and `cookie` headers redacted as the WAF logging config
@@ -20,6 +22,7 @@ refused.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import threading
@@ -47,6 +50,8 @@ RATE_LIMITED_BODY = {
 # What API Gateway's DEFAULT_4XX gateway response (cdk/api.py) makes of a WAF
 # block without a custom response: WAF_FILTERED, 403, message "Forbidden".
 BLOCKED_CODE, BLOCKED_MESSAGE = "request_refused", "Forbidden"
+# What the gateway's validator says of a body its model refuses.
+GATEWAY_INVALID_BODY_MESSAGE = "Invalid request body"
 REDACTED_HEADERS = frozenset(names.WAF_REDACTED_HEADERS)
 IPSET_SCOPE = "REGIONAL"
 
@@ -97,6 +102,29 @@ def _one_spelling(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return address
+
+
+def _gateway_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
+    """API Gateway's request validator (cdk/api.py): a JSON body must be a JSON object,
+    or the gateway answers 400 itself, in its error shape, and the function never runs."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    body = event.get("body")
+    if media_type != "application/json" or not body:
+        return None
+    try:
+        text = base64.b64decode(body) if event.get("isBase64Encoded") else body
+        document = json.loads(text)
+    except (ValueError, TypeError):
+        document = None
+    if isinstance(document, dict):
+        return None
+    refusal = {
+        "code": BLOCKED_CODE,
+        "message": GATEWAY_INVALID_BODY_MESSAGE,
+        "correlation_id": event["requestContext"]["requestId"],
+    }
+    return _json_response(400, {"error": refusal}, {})
 
 
 class LocalEdge:
@@ -158,6 +186,9 @@ class LocalEdge:
             self._log(event, now, action="BLOCK", rule=names.RATE_RULE, rule_type="RATE_BASED")
             return response
         self._log(event, now, action="ALLOW", rule="Default_Action", rule_type="REGULAR")
+        invalid = _gateway_body_refusal(event)
+        if invalid is not None:
+            return invalid
         return self._handler(event, context)
 
     def _log(

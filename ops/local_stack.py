@@ -270,19 +270,31 @@ def _provision(admin_conninfo: str, admin_cidrs: str, roles: RoleNames) -> dict[
     return environment
 
 
+def _database_url(parts: dict[str, Any]) -> str:
+    """A postgresql:// URL of conninfo `parts` that names the same server, whatever
+    the password holds (`@`, `/`, `#` are percent-encoded), an IPv6 host (bracketed)
+    or a socket directory (as the `host` query parameter)."""
+    from urllib.parse import quote, urlencode
+
+    user = quote(str(parts.get("user", "postgres")), safe="")
+    password = parts.get("password")
+    credentials = f"{user}:{quote(str(password), safe='')}" if password else user
+    host = str(parts.get("host", "127.0.0.1"))
+    port = parts.get("port", 5432)
+    dbname = quote(str(parts.get("dbname", LOCAL_DATABASE)), safe="")
+    if host.startswith("/"):
+        return f"postgresql://{credentials}@:{port}/{dbname}?{urlencode({'host': host})}"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"postgresql://{credentials}@{host}:{port}/{dbname}"
+
+
 def _demo_state(api_url: str, endpoint: str, admin_conninfo: str) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     from ops.demo_identity import DEMO_ACCOUNTS
 
-    parts = conninfo_to_dict(admin_conninfo)
-    database_url = "postgresql://{user}{password}@{host}:{port}/{dbname}".format(
-        user=parts.get("user", "postgres"),
-        password=f":{parts['password']}" if parts.get("password") else "",
-        host=parts.get("host", "127.0.0.1"),
-        port=parts.get("port", 5432),
-        dbname=parts.get("dbname", LOCAL_DATABASE),
-    )
+    database_url = _database_url(conninfo_to_dict(admin_conninfo))
     return {
         "api_url": api_url,
         "aws_endpoint_url": endpoint,

@@ -1,0 +1,162 @@
+"""`make run` behaves like the deployed stack (cdk/, docs/INFRASTRUCTURE.md) where
+clients and on-call meet it: API Gateway's body validator, a restart over an earlier
+run's database, the state file's database URL.
+
+Each test drives the real local stack (moto server, PostgreSQL, the API behind the
+local edge and the local API Gateway stand-in) over HTTP from a loopback address, as
+tests/integration/ops/test_local_stack.py does, and holds it to what the WebACL
+(cdk/waf.py), API Gateway (cdk/api.py) or a restart over an earlier run's database
+would do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ops.demo_identity import DEMO_ADMIN_API_KEY, DEMO_API_KEY, DEMO_API_KEY_ID
+from ops.local_stack import DEFAULT_RATE_LIMIT, local_stack
+from tests.support.local_stack import running_stack, stack_options
+from tests.support.postgres import private_database
+
+# All of 127/8 is loopback: 127.0.0.1 is the default admin allowlist, these are not.
+OUTSIDER = "127.0.0.2"
+
+
+@pytest.fixture
+def stack(pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The local stack as `make run` starts it (the WebACL's own rate limit)."""
+    monkeypatch.chdir(tmp_path)
+    with running_stack(pg_cluster, DEFAULT_RATE_LIMIT) as state:
+        yield state
+
+
+def request(
+    state: dict[str, Any],
+    method: str,
+    path: str,
+    *,
+    source: str = "127.0.0.1",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    host, port = state["api_url"].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=15, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+# --- API Gateway's request validator ----------------------------------------------------
+
+
+def test_a_json_body_that_is_not_an_object_is_refused_as_api_gateway_refuses_it(
+    stack: dict[str, Any],
+) -> None:
+    """cdk/api.py puts a request validator with a JSON-object body model on every method:
+    API Gateway answers a JSON array or string body with its own 400 (DEFAULT_4XX,
+    `request_refused`) before the function runs; so does the local stack, or a client
+    written against `make run` would handle a status (the function's 422) AWS never
+    sends."""
+    for body in (b"[]", b'"parent@demo.babyshield.local"', b"42"):
+        status, _, raw = request(
+            stack,
+            "POST",
+            "/auth/login",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(raw)
+
+        assert status == 400, (body, status, answer)
+        assert answer["error"]["code"] == "request_refused", (body, answer)
+
+
+# --- Restarting over an earlier run's database -----------------------------------------
+
+
+def _admin_headers(state: dict[str, Any]) -> dict[str, str]:
+    admin = next(u for u in state["users"] if u["role"] == "admin")
+    status, _, raw = request(
+        state,
+        "POST",
+        "/auth/login",
+        body=json.dumps({"email": admin["email"], "password": admin["password"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 200, raw
+    token = json.loads(raw)["access_token"]
+    return {"X-API-Key": DEMO_ADMIN_API_KEY, "Authorization": f"Bearer {token}"}
+
+
+def test_the_demo_key_the_banner_prints_works_after_a_restart_over_an_earlier_database(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` keeps the database between runs (the farewell says so) and prints
+    the published demo keys in its banner and .babyshield/local.json on every start.
+    A demo key revoked in an earlier session (an admin trying /admin/api-keys, as the
+    README invites) works again after the next start: else the banner would print a
+    key, and write it for scripts, that answers 401 to its own copy-paste commands."""
+    monkeypatch.chdir(tmp_path)
+    with private_database(pg_cluster) as database:
+        options = stack_options(database)
+        # Given an earlier session in which the admin revoked the demo user's key
+        with local_stack(options) as first:
+            status, _, raw = request(
+                first,
+                "POST",
+                f"/admin/api-keys/{DEMO_API_KEY_ID}/revoke",
+                headers=_admin_headers(first),
+            )
+            assert status == 200, raw
+
+        # When `make run` starts again over the same database
+        with local_stack(options) as again:
+            printed = next(
+                k["key"]
+                for k in again["api_keys"]
+                if k["purpose"] == "demo" and k["owner"] == "parent@demo.babyshield.local"
+            )
+            assert printed == DEMO_API_KEY
+            # Then the key it prints works, as the banner's curl line promises
+            status, _, raw = request(
+                again, "GET", "/recalls?q=crib", headers={"X-API-Key": printed}
+            )
+            assert status == 200, raw
+
+
+# --- The state file for scripts -------------------------------------------------------------
+
+
+def test_the_state_files_database_url_reaches_the_database_whatever_its_password(
+    trust_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """.babyshield/local.json's `database_url` is for scripts (psql "$URL"): a password
+    holding `@`, `/` or `#` (common in generated passwords) must not make it name
+    another host, which would receive part of the password as its name. (The server
+    here trusts every password, so only the URL's parsing is tested.)"""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    monkeypatch.chdir(tmp_path)
+    with private_database(trust_cluster) as database:
+        options = stack_options(database)
+        password = "p@ss/w#rd"  # pragma: allowlist secret
+        options = dataclasses.replace(
+            options, admin_conninfo=make_conninfo(database.admin_conninfo, password=password)
+        )
+        with local_stack(options) as state:
+            url = state["database_url"]
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                row = conn.execute("SELECT current_database()").fetchone()
+
+    assert row is not None
+    assert row[0] == database.name
