@@ -14,7 +14,7 @@ from typing import Any
 
 from constructs import Node
 
-from cdk.waf import ADMIN_PATHS
+from cdk.waf_rules import ADMIN_PATHS
 from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
 
 CONTEXT_PREFIX = "babyshield:"

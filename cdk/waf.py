@@ -16,6 +16,12 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk.compliance import acknowledge
+from cdk.waf_rules import (
+    ADMIN_PATHS,
+    MAX_QUERY_STRING_BYTES,
+    MAX_URI_PATH_BYTES,
+    user_agent_patterns,
+)
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
 
@@ -29,25 +35,6 @@ RATE_LIMITED_BODY = json.dumps(
         }
     }
 )
-ADMIN_PATHS = ("/admin", "/monitoring")
-# Scanners and attack tools that announce themselves; a real client never sends these.
-SUSPICIOUS_USER_AGENTS = (
-    "sqlmap", "nikto", "nmap", "masscan", "zgrab", "nuclei", "dirbuster", "gobuster",
-    "wpscan", "acunetix", "havij", "nessus", "openvas", "w3af", "fimap", "commix",
-    "hydra", "jaeles",
-)  # fmt: skip
-# WAF's regex engine refuses capturing groups and "a large number of | branches per
-# pattern" (its documentation gives no number): a few short alternations, matched
-# against the lowercased header, with neither a group nor an inline flag.
-USER_AGENT_BRANCHES_PER_PATTERN = 6
-
-
-def user_agent_patterns() -> list[str]:
-    names_ = SUSPICIOUS_USER_AGENTS
-    step = USER_AGENT_BRANCHES_PER_PATTERN
-    return ["|".join(names_[i : i + step]) for i in range(0, len(names_), step)]
-
-
 # AWS managed groups in evaluation order, each with the rules set to Count
 # because they would block legitimate use of this API.
 MANAGED_RULE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -399,8 +386,13 @@ class WebAcl(Construct):
                 statement=_any_of(
                     [
                         _size_over(body, max_body_bytes),
-                        _size_over(wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}), 2048),
-                        _size_over(wafv2.CfnWebACL.FieldToMatchProperty(query_string={}), 4096),
+                        _size_over(
+                            wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}), MAX_URI_PATH_BYTES
+                        ),
+                        _size_over(
+                            wafv2.CfnWebACL.FieldToMatchProperty(query_string={}),
+                            MAX_QUERY_STRING_BYTES,
+                        ),
                     ]
                 ),
                 visibility_config=_visibility("size-limits"),

@@ -10,7 +10,9 @@ front of the API handler and applies, in WebACL priority order:
 2. the per-IP rate-based rule (requests per 5-minute window), answering 429
    with the same JSON body and Retry-After as the WebACL's custom response
    (cdk/waf.py);
-3. API Gateway's request validator, after the WAF as in AWS: a JSON body that is
+3. the scanner user-agent and size-limits rules (a path over 2048 bytes, a query
+   string over 4096), answered 403 as a block;
+4. API Gateway's request validator, after the WAF as in AWS: a JSON body that is
    not a JSON object gets the gateway's 400 (cdk/api.py);
 
 and writes one WAF-format log record per request to the WAF log group, with
@@ -25,6 +27,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
 import threading
 import time
 import uuid
@@ -32,7 +35,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
+from cdk.waf_rules import MAX_QUERY_STRING_BYTES, MAX_URI_PATH_BYTES, user_agent_patterns
 from functions.api.middleware.security_headers import apply_security_headers
 from functions.shared import names
 
@@ -104,6 +109,31 @@ def _one_spelling(address: str) -> str:
     return address
 
 
+def _blocked(event: dict[str, Any]) -> dict[str, Any]:
+    """A WAF block as API Gateway's DEFAULT_4XX gateway response renders it."""
+    refusal = {
+        "code": BLOCKED_CODE,
+        "message": BLOCKED_MESSAGE,
+        "correlation_id": event["requestContext"]["requestId"],
+    }
+    return _json_response(403, {"error": refusal}, {})
+
+
+def _content_rule(event: dict[str, Any]) -> str | None:
+    """The WebACL rule after the rate rule that blocks this request, if any: a
+    scanner's user agent, then a path or query string over its size limit
+    (cdk/waf.py, from cdk/waf_rules.py). The body's limit is the API's own too."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    agent = headers.get("user-agent", "").lower()
+    if any(re.search(pattern, agent) for pattern in user_agent_patterns()):
+        return "suspicious-user-agents"
+    query = urlencode(event.get("multiValueQueryStringParameters") or {}, doseq=True)
+    path = event.get("path") or ""
+    if len(path.encode()) > MAX_URI_PATH_BYTES or len(query.encode()) > MAX_QUERY_STRING_BYTES:
+        return "size-limits"
+    return None
+
+
 def _gateway_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
     """API Gateway's request validator (cdk/api.py): a JSON body must be a JSON object,
     or the gateway answers 400 itself, in its error shape, and the function never runs."""
@@ -170,14 +200,8 @@ class LocalEdge:
         now = time.time()
         rule = self._auto_blocked(address)
         if rule is not None:
-            refusal = {
-                "code": BLOCKED_CODE,
-                "message": BLOCKED_MESSAGE,
-                "correlation_id": event["requestContext"]["requestId"],
-            }
-            response = _json_response(403, {"error": refusal}, {})
             self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
-            return response
+            return _blocked(event)
         if self._rate.over_limit(address, now) is not None:
             # WAF's Retry-After is a constant: it does not know when the rate drops.
             response = _json_response(
@@ -185,6 +209,10 @@ class LocalEdge:
             )
             self._log(event, now, action="BLOCK", rule=names.RATE_RULE, rule_type="RATE_BASED")
             return response
+        rule = _content_rule(event)
+        if rule is not None:
+            self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
+            return _blocked(event)
         self._log(event, now, action="ALLOW", rule="Default_Action", rule_type="REGULAR")
         invalid = _gateway_body_refusal(event)
         if invalid is not None:

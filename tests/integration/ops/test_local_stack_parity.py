@@ -1,6 +1,6 @@
 """`make run` behaves like the deployed stack (cdk/, docs/INFRASTRUCTURE.md) where
-clients and on-call meet it: API Gateway's body validator, a restart over an earlier
-run's database, the state file's database URL.
+clients and on-call meet it: the WebACL's size and scanner rules, API Gateway's body
+validator, a restart over an earlier run's database, the state file's database URL.
 
 Each test drives the real local stack (moto server, PostgreSQL, the API behind the
 local edge and the local API Gateway stand-in) over HTTP from a loopback address, as
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from functions.shared import names
 from ops.demo_identity import DEMO_ADMIN_API_KEY, DEMO_API_KEY, DEMO_API_KEY_ID
 from ops.local_stack import DEFAULT_RATE_LIMIT, local_stack
 from tests.support.local_stack import running_stack, stack_options
@@ -56,6 +57,50 @@ def request(
 
 
 # --- API Gateway's request validator ----------------------------------------------------
+
+
+def waf_records(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every record the local edge wrote to the WAF log group, oldest first."""
+    import boto3
+
+    logs = boto3.client("logs", endpoint_url=state["aws_endpoint_url"], region_name="us-east-1")
+    events = logs.get_log_events(
+        logGroupName=names.WAF_LOG_GROUP, logStreamName="local-edge", startFromHead=True
+    )["events"]
+    return [json.loads(event["message"]) for event in events]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "rule"),
+    [
+        pytest.param("/health?pad=" + "a" * 4100, {}, "size-limits", id="query-over-4096"),
+        pytest.param("/" + "a" * 2100, {}, "size-limits", id="path-over-2048"),
+        pytest.param(
+            "/health", {"User-Agent": "sqlmap/1.7.2#stable"}, "suspicious-user-agents", id="sqlmap"
+        ),
+    ],
+)
+def test_a_request_the_webacl_blocks_is_blocked_by_the_local_edge_too(
+    stack: dict[str, Any], path: str, headers: dict[str, str], rule: str
+) -> None:
+    """The WebACL's size-limits and scanner rules refuse these in AWS with the
+    gateway's 403 and a BLOCK record the responder counts: so does `make run`, or a
+    client would work locally and be refused once deployed."""
+    status, _, raw = request(stack, "GET", path, source=OUTSIDER, headers=headers)
+
+    assert status == 403, raw
+    assert json.loads(raw)["error"]["code"] == "request_refused"
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("BLOCK", rule)
+
+
+def test_an_ordinary_client_passes_the_local_edge(stack: dict[str, Any]) -> None:
+    status, _, _ = request(
+        stack, "GET", "/health?q=" + "a" * 4000, source=OUTSIDER, headers={"User-Agent": "curl/8.5"}
+    )
+    assert status == 200
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("ALLOW", "Default_Action")
 
 
 def test_a_json_body_that_is_not_an_object_is_refused_as_api_gateway_refuses_it(

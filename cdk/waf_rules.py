@@ -1,0 +1,26 @@
+"""What the WebACL's own rules match, without the CDK: `cdk/waf.py` builds the rules
+from these, and the local stack's edge (`ops/local_edge.py`) applies the same ones,
+so `make run` refuses what the deployed WAF refuses."""
+
+from __future__ import annotations
+
+ADMIN_PATHS = ("/admin", "/monitoring")
+# Scanners and attack tools that announce themselves; a real client never sends these.
+SUSPICIOUS_USER_AGENTS = (
+    "sqlmap", "nikto", "nmap", "masscan", "zgrab", "nuclei", "dirbuster", "gobuster",
+    "wpscan", "acunetix", "havij", "nessus", "openvas", "w3af", "fimap", "commix",
+    "hydra", "jaeles",
+)  # fmt: skip
+# WAF's regex engine refuses capturing groups and "a large number of | branches per
+# pattern" (its documentation gives no number): a few short alternations, matched
+# against the lowercased header, with neither a group nor an inline flag.
+USER_AGENT_BRANCHES_PER_PATTERN = 6
+# The size-limits rule's bounds besides the body's (which is `maxBodyBytes`).
+MAX_URI_PATH_BYTES = 2048
+MAX_QUERY_STRING_BYTES = 4096
+
+
+def user_agent_patterns() -> list[str]:
+    names_ = SUSPICIOUS_USER_AGENTS
+    step = USER_AGENT_BRANCHES_PER_PATTERN
+    return ["|".join(names_[i : i + step]) for i in range(0, len(names_), step)]
