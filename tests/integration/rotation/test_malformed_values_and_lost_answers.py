@@ -18,7 +18,8 @@ from functions.shared.identity.jwt_keys import generate_jwt_secret_value
 from functions.shared.identity.tokens import issue_access_token, verify_access_token
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
-from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
+from functions.shared.rotation.store import EMERGENCY_TAG, SecretMetadata, SecretStore
+from ops.rotate import Outcome
 from tests.integration.rotation.conftest import PartnerUser
 from tests.integration.rotation.state import (
     current_value,
@@ -61,6 +62,28 @@ def _iam_keys(user: str) -> dict[str, str]:
 # --- emergency through Secrets Manager: a lost or refused RotateSecret ----------------
 
 
+def _emergency_with_rotate_secret(
+    store: SecretStore, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> tuple[Outcome, set[str], SecretMetadata]:
+    """`babyshield rotate jwt-signing-key --emergency` against the service, every
+    RotateSecret disturbed by `fault` (tests/support/aws_faults.py); returns the
+    command's outcome, the secret's versions before, and the secret after."""
+    from ops.rotate import rotate_via_service
+    from tests.support.aws_faults import PASS, faulty_aws_endpoint
+
+    secret_id = spec(JWT).secret_name
+    before = set(store.describe(secret_id).stages)
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        faults.rule = lambda target, body: fault if target.endswith(".RotateSecret") else PASS
+        through_proxy = SecretStore(caller="test")
+        outcome = rotate_via_service(
+            through_proxy, spec(JWT), emergency=True, wait_seconds=0.5, poll_seconds=0.1
+        )
+        assert faults.disturbed(fault), "the fault never fired"
+        faults.rule = lambda target, body: PASS
+        return outcome, before, through_proxy.describe(secret_id)
+
+
 def test_an_emergency_whose_rotate_secret_answer_is_lost_stays_an_emergency(
     store: SecretStore, jwt_secret: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,21 +92,10 @@ def test_an_emergency_whose_rotate_secret_answer_is_lost_stays_an_emergency(
     on-call's connection drops mid-incident), the service started the rotation with
     that token: the tag must stay, or the function finishes a routine rotation and the
     leaked key stays AWSPREVIOUS, verifying tokens until the next rotation."""
-    from ops.rotate import rotate_via_service
-    from tests.support.aws_faults import DROP_ANSWER, PASS, faulty_aws_endpoint
+    from tests.support.aws_faults import DROP_ANSWER
 
-    secret_id = spec(JWT).secret_name
-    before = set(store.describe(secret_id).stages)
-    with faulty_aws_endpoint(monkeypatch) as faults:
-        # Every RotateSecret is applied by the service; none of its answers arrives.
-        faults.rule = lambda target, body: DROP_ANSWER if target.endswith(".RotateSecret") else PASS
-        through_proxy = SecretStore(caller="test")
-        outcome = rotate_via_service(
-            through_proxy, spec(JWT), emergency=True, wait_seconds=0.5, poll_seconds=0.1
-        )
-        assert faults.disturbed(DROP_ANSWER), "the fault never fired"
-        faults.rule = lambda target, body: PASS
-        after = through_proxy.describe(secret_id)
+    # Every RotateSecret is applied by the service; none of its answers arrives.
+    outcome, before, after = _emergency_with_rotate_secret(store, monkeypatch, DROP_ANSWER)
     started = set(after.stages) - before
     assert len(started) == 1, "Secrets Manager never took the RotateSecret request"
     [token] = started
@@ -100,20 +112,9 @@ def test_an_emergency_whose_rotate_secret_is_refused_leaves_no_tag(
     """A RotateSecret the service refused started nothing: the emergency's tag is
     removed, so it cannot turn the next routine rotation into one, and on-call reads
     the refusal."""
-    from ops.rotate import rotate_via_service
-    from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
+    from tests.support.aws_faults import FAIL
 
-    secret_id = spec(JWT).secret_name
-    before = set(store.describe(secret_id).stages)
-    with faulty_aws_endpoint(monkeypatch) as faults:
-        faults.rule = lambda target, body: FAIL if target.endswith(".RotateSecret") else PASS
-        through_proxy = SecretStore(caller="test")
-        outcome = rotate_via_service(
-            through_proxy, spec(JWT), emergency=True, wait_seconds=0.5, poll_seconds=0.1
-        )
-        assert faults.disturbed(FAIL), "the fault never fired"
-        faults.rule = lambda target, body: PASS
-        after = through_proxy.describe(secret_id)
+    outcome, before, after = _emergency_with_rotate_secret(store, monkeypatch, FAIL)
     assert (outcome.ok, outcome.version_id) == (False, None)
     assert outcome.detail.startswith("RotateSecret refused")
     assert set(after.stages) == before
