@@ -141,7 +141,7 @@ def policy_refusals(policy: Policy) -> dict[int, str]:
             503: DEPENDENCY_DOWN,
         },
         Policy.USER: {
-            401: "The access token is missing, invalid or expired.",
+            401: "The access token is missing, invalid or expired, or its account is deleted.",
             503: DEPENDENCY_DOWN,
         },
         Policy.ADMIN: {

@@ -51,6 +51,14 @@ def replace_password_hash(user_id: UUID, role: str, stored: str, password_hash: 
     return bool(row and row[0])
 
 
+def account_role(user_id: UUID) -> str | None:
+    """The account's role now, or None once the account is deleted. Read as the
+    account itself, with a user's rights: row-level security shows it its own row."""
+    with readonly_session(user_id=user_id, role="user") as conn:
+        row = conn.execute("SELECT role FROM public.users WHERE id = %s", (user_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 # The key and, in the same statement (one round trip per request, as before), its
 # rotation chain: the first key and the smallest live limit (sql/011).
 _API_KEY_LOOKUP = (

@@ -180,8 +180,12 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
         raise TooManyRequests(decision.retry_after_seconds)
 
 
-def caller_from_token(claims: AccessClaims) -> AuthenticatedCaller:
-    role: CallerRole = "admin" if claims.role == "admin" else "user"
+def caller_from_token(claims: AccessClaims, live_role: str | None = None) -> AuthenticatedCaller:
+    """The token's subject; with `live_role` (the account's role read just now), an
+    admin only when both say so: a token never grants more than it says, nor more
+    than the account has today."""
+    is_admin = claims.role == "admin" and live_role in (None, "admin")
+    role: CallerRole = "admin" if is_admin else "user"
     return AuthenticatedCaller(user_id=claims.subject, role=role, kind="jwt")
 
 
@@ -196,9 +200,24 @@ def caller_from_key(record: ApiKeyRecord) -> AuthenticatedCaller:
     )
 
 
+def _live_role(claims: AccessClaims) -> str:
+    """The role of the account behind a verified token, as the database holds it now.
+    A token lives up to its lifetime whatever happens to the account: one deleted
+    meanwhile is refused like a forged token."""
+    from functions.api.identity.store import account_role
+
+    role = account_role(claims.subject)
+    if role is None:
+        raise CredentialRefused("account_gone", user_id=claims.subject)
+    return role
+
+
 def _token_caller(
-    event: APIGatewayProxyEvent, source_ip: str, *, required: bool
+    event: APIGatewayProxyEvent, source_ip: str, *, required: bool, live_account: bool = False
 ) -> AuthenticatedCaller | None:
+    """The bearer token's caller. With `live_account` (routes a token alone opens, which
+    read the database anyway) the account must still exist, and its role today bounds
+    the token's."""
     try:
         token = bearer_token(event)
         if token is None:
@@ -206,8 +225,16 @@ def _token_caller(
                 return None
             raise CredentialRefused("missing_token")
         claims = check_token(token)
+        live_role = _live_role(claims) if live_account else None
     except CredentialRefused as refused:
-        audit("token", "failure", reason=refused.reason, source_ip=source_ip, path=event.path)
+        audit(
+            "token",
+            "failure",
+            reason=refused.reason,
+            user_id=refused.user_id,
+            source_ip=source_ip,
+            path=event.path,
+        )
         if refused.reason == "expired":
             raise Unauthorized(EXPIRED_TOKEN_MESSAGE, headers=EXPIRED_TOKEN_CHALLENGE) from refused
         challenge = (
@@ -215,7 +242,7 @@ def _token_caller(
         )
         raise Unauthorized(headers=challenge) from refused
     audit("token", "success", user_id=claims.subject, source_ip=source_ip, kid=claims.kid)
-    return caller_from_token(claims)
+    return caller_from_token(claims, live_role)
 
 
 def _key_caller(
@@ -302,7 +329,9 @@ def authenticate(event: APIGatewayProxyEvent) -> RequestIdentity:
     if policy is Policy.USER:
         if _uses_test_identity(event, settings) and header(event, "authorization") is None:
             return RequestIdentity()
-        return RequestIdentity(caller=_token_caller(event, source_ip, required=True))
+        return RequestIdentity(
+            caller=_token_caller(event, source_ip, required=True, live_account=True)
+        )
     # Policy.OPTIONAL: anonymous is fine, a presented credential must be valid. Both,
     # when a key and a token come together (the token first: it needs no database),
     # and they must name one user: the key is the caller, the token is not ignored.
