@@ -8,6 +8,7 @@ event into the real responder, against the running stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import threading
@@ -17,6 +18,7 @@ from functions.shared import names
 from ops.console import CommandError, UsageError
 
 DEFAULT_PORT = 8080
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 MAX_PORT = 65535
 
 # The alarms the responder acts on (functions/shared/names.py), by short name.
@@ -177,19 +179,21 @@ def _run(args: argparse.Namespace) -> int:
         )
     options = LocalStackOptions(port=port, rate_limit=rate_limit, quiet=args.quiet)
     stop = threading.Event()
-    # SIGTERM (a CI runner, `kill`) shuts down as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("starting the local stack: moto, PostgreSQL, migrations, demo data ...", flush=True)
+    # SIGTERM (a CI runner, `kill`) and SIGHUP (the terminal closed) shut down as
+    # cleanly as Ctrl-C: by default either ends the process with the state file and
+    # an embedded PostgreSQL left behind.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    _say("starting the local stack: moto, PostgreSQL, migrations, demo data ...")
     try:
         with local_stack(options) as state:
-            print(banner(state), flush=True)
+            _say(banner(state))
             try:
                 while not stop.wait(0.5):
                     pass
             except KeyboardInterrupt:
                 pass
-            print("\nstopping the local stack", flush=True)
-        print(farewell(state), flush=True)
+            _say("\nstopping the local stack")
+        _say(farewell(state))
     except PortUnavailable as exc:
         raise CommandError(
             str(exc), hint="stop whatever uses that port, or set PORT to another one"
@@ -201,7 +205,17 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot use the database: {connection_failure(exc)}",
             hint="check DATABASE_URL, or unset it to use 127.0.0.1:5432 or an embedded one",
         ) from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def _say(text: str) -> None:
+    """Print to the terminal, which after SIGHUP is gone: a failed write must not stop
+    the shutdown on its way."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 def _check_database_url() -> None:

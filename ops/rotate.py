@@ -654,11 +654,13 @@ def ensure_local_secrets(admin_conninfo: str, roles: RoleNames | None = None) ->
     """Every inventory secret on the local stack, with rotation enabled; returns those created.
 
     `admin_conninfo` is the local cluster's superuser. A database secret that is
-    missing gets a fresh password set on its login first, so the secret and the
-    database agree from the start; one that exists is left alone (its password is
+    missing gets a fresh password set on its login first (and LOGIN back, should an
+    earlier run have left it fenced off), so the secret and the database agree from
+    the start; one that exists is left alone (its password is
     the one the database holds). Safe to run on every start.
     """
     import psycopg
+    from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
     from functions.shared import names
@@ -695,6 +697,9 @@ def ensure_local_secrets(admin_conninfo: str, roles: RoleNames | None = None) ->
                 continue
             password = generate_password()
             set_login_password(conn, logins[name], password)
+            # An emergency step that failed halfway in an earlier run may have left the
+            # login fenced off (NOLOGIN); the secret seeded now must log in.
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(logins[name])))
             value: dict[str, Any] = {**endpoint, "username": logins[name], "password": password}
             if name != "db-admin":
                 value["masterarn"] = store.describe(spec("db-admin").secret_name).arn

@@ -224,6 +224,32 @@ def test_local_stack_secrets_are_created_once_and_every_one_rotates(
             assert conn.execute("SELECT current_user").fetchone() == (value["username"],)
 
 
+def test_a_fresh_start_seeds_logins_an_earlier_run_left_fenced_off(
+    aws: str, rotation_db: Any, store: SecretStore, cli_environment: None
+) -> None:
+    """An emergency step that failed halfway leaves its login NOLOGIN (the fence a retry
+    lifts). `make run` starts with fresh secrets and seeds the tier's first login: it
+    must be able to log in, or every request that needs the database is a 503."""
+    import psycopg
+    from psycopg import sql
+
+    roles = rotation_db.roles
+    with psycopg.connect(rotation_db.admin_conninfo, autocommit=True) as conn:
+        for login in (roles.readonly_a, roles.app_a):
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(login)))
+
+    from ops.rotate import ensure_local_secrets
+
+    ensure_local_secrets(rotation_db.admin_conninfo, roles)
+
+    for name in ("db-readonly", "db-app", "db-admin"):
+        value = _current(store, name)
+        with psycopg.connect(
+            rotation_db.admin_conninfo, user=value["username"], password=value["password"]
+        ) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (value["username"],)
+
+
 def test_secrets_flags_partner_api_keys_past_their_period(
     db_secrets: DatabaseSecrets, cli_environment: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
