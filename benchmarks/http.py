@@ -136,7 +136,7 @@ def serve(name: str, port_file: str) -> None:
     output; it writes its port to `port_file` and serves until terminated.
     """
     from functions.shared.blocks import aws_client
-    from ops.local_edge import LocalEdge
+    from ops.local_edge import EdgeIpSets, LocalEdge
     from ops.local_server import LocalApiServer
     from ops.local_stack import WAF_LOG_STREAM
 
@@ -146,10 +146,7 @@ def serve(name: str, port_file: str) -> None:
     edge = LocalEdge(
         handler,
         rate_limit=EDGE_RATE_LIMIT,
-        ipset_ids={
-            4: os.environ["AUTO_BLOCK_IPSET_V4_ID"],
-            6: os.environ["AUTO_BLOCK_IPSET_V6_ID"],
-        },
+        ip_sets=EdgeIpSets.from_environment(os.environ),
         aws_client=aws_client,
         log_stream=WAF_LOG_STREAM,
     )

@@ -17,6 +17,7 @@ from constructs import Construct
 
 from cdk.compliance import acknowledge
 from cdk.waf_rules import (
+    ADMIN_ALLOWLIST_RULE,
     ADMIN_PATHS,
     MAX_QUERY_STRING_BYTES,
     MAX_URI_PATH_BYTES,
@@ -233,7 +234,7 @@ class WebAcl(Construct):
         ]
         rules: list[wafv2.CfnWebACL.RuleProperty] = [
             wafv2.CfnWebACL.RuleProperty(
-                name="admin-allowlist",
+                name=ADMIN_ALLOWLIST_RULE,
                 priority=0,
                 action=_block(),
                 # The execute-api URL carries the stage (/prod/admin); a custom
@@ -255,7 +256,7 @@ class WebAcl(Construct):
                         ]
                     )
                 ),
-                visibility_config=_visibility("admin-allowlist"),
+                visibility_config=_visibility(ADMIN_ALLOWLIST_RULE),
             ),
             wafv2.CfnWebACL.RuleProperty(
                 name=names.AUTO_BLOCK_RULE_V4,

@@ -5,6 +5,8 @@ so `make run` refuses what the deployed WAF refuses."""
 from __future__ import annotations
 
 ADMIN_PATHS = ("/admin", "/monitoring")
+# The WebACL's first rule: ADMIN_PATHS only from the admin allowlist IP sets.
+ADMIN_ALLOWLIST_RULE = "admin-allowlist"
 # Scanners and attack tools that announce themselves; a real client never sends these.
 SUSPICIOUS_USER_AGENTS = (
     "sqlmap", "nikto", "nmap", "masscan", "zgrab", "nuclei", "dirbuster", "gobuster",

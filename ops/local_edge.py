@@ -3,6 +3,10 @@
 In AWS the WebACL sits in front of API Gateway. Locally this wrapper sits in
 front of the API handler and applies, in WebACL priority order:
 
+0. the admin allowlist: a path under /admin or /monitoring (after URL decoding,
+   path normalisation and lowercasing, as the rule's text transformations do)
+   from an address outside the admin allowlist IP sets, read from the moto
+   server, is blocked before it reaches the API's own allowlist check;
 1. the auto-block IP sets (v4 and v6), read from the moto server on every
    request so a block written by the responder takes effect on the next one,
    answered 403 in the shape API Gateway gives a WAF block (its DEFAULT_4XX
@@ -32,12 +36,18 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
-from cdk.waf_rules import MAX_QUERY_STRING_BYTES, MAX_URI_PATH_BYTES, user_agent_patterns
+from cdk.waf_rules import (
+    ADMIN_ALLOWLIST_RULE,
+    ADMIN_PATHS,
+    MAX_QUERY_STRING_BYTES,
+    MAX_URI_PATH_BYTES,
+    user_agent_patterns,
+)
 from functions.api.middleware.security_headers import apply_security_headers
 from functions.shared import names
 
@@ -59,6 +69,27 @@ BLOCKED_CODE, BLOCKED_MESSAGE = "request_refused", "Forbidden"
 GATEWAY_INVALID_BODY_MESSAGE = "Invalid request body"
 REDACTED_HEADERS = frozenset(names.WAF_REDACTED_HEADERS)
 IPSET_SCOPE = "REGIONAL"
+
+
+ADMIN_ALLOWLIST_SETS = {4: names.ADMIN_ALLOWLIST_IPSET_V4, 6: names.ADMIN_ALLOWLIST_IPSET_V6}
+AUTO_BLOCK_SETS = {4: names.AUTO_BLOCK_IPSET_V4, 6: names.AUTO_BLOCK_IPSET_V6}
+
+
+@dataclass(frozen=True)
+class EdgeIpSets:
+    """The WebACL's IP sets on the moto server, by IP version: the admin allowlist
+    (which CDK fills) and the auto-block sets (which the responder fills)."""
+
+    admin_allowlist: dict[int, str]
+    auto_block: dict[int, str]
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> EdgeIpSets:
+        """From what `ops.waf.ensure_local_resources` returns (the local stack's env)."""
+        return cls(
+            admin_allowlist={v: env[f"ADMIN_ALLOWLIST_IPSET_V{v}_ID"] for v in (4, 6)},
+            auto_block={v: env[f"AUTO_BLOCK_IPSET_V{v}_ID"] for v in (4, 6)},
+        )
 
 
 @dataclass
@@ -129,6 +160,27 @@ def _blocked(event: dict[str, Any]) -> dict[str, Any]:
 _SCANNER_AGENT = re.compile("|".join(user_agent_patterns()))
 
 
+def _transformed_path(path: str) -> str:
+    """The path as the admin-allowlist rule matches it: URL_DECODE, NORMALIZE_PATH
+    (repeated slashes, `.` segments, and `..` segments not at the beginning) and
+    LOWERCASE, in that order."""
+    segments: list[str] = []
+    for segment in unquote(path).split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == ".." and segments and segments[-1] != "..":
+            segments.pop()
+            continue
+        segments.append(segment)
+    return ("/" + "/".join(segments)).lower()
+
+
+def _is_admin_path(path: str) -> bool:
+    # The execute-api URL's stage prefix is not in a Lambda event's path: the rule's
+    # stage-prefixed spellings (cdk/waf.py) have nothing to match here.
+    return _transformed_path(path).startswith(ADMIN_PATHS)
+
+
 def _content_rule(event: dict[str, Any]) -> str | None:
     """The WebACL rule after the rate rule that blocks this request, if any: a
     scanner's user agent, then a path or query string over its size limit
@@ -169,39 +221,58 @@ class LocalEdge:
         handler: Handler,
         *,
         rate_limit: int,
-        ipset_ids: dict[int, str],
+        ip_sets: EdgeIpSets,
         aws_client: Callable[[str], Any],
         log_group: str = names.WAF_LOG_GROUP,
         log_stream: str = "local-edge",
     ):
         self._handler = handler
         self._rate = RateRule(limit=rate_limit)
-        self._ipset_ids = ipset_ids
+        self._ip_sets = ip_sets
         self._wafv2 = aws_client("wafv2")
         self._logs = aws_client("logs")
         self._log_group = log_group
         self._log_stream = log_stream
         self._log_lock = threading.Lock()
 
-    def _blocked_networks(
-        self, version: int
-    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        name = names.AUTO_BLOCK_IPSET_V4 if version == 4 else names.AUTO_BLOCK_IPSET_V6
-        ip_set = self._wafv2.get_ip_set(Name=name, Scope=IPSET_SCOPE, Id=self._ipset_ids[version])
-        return [ipaddress.ip_network(a, strict=False) for a in ip_set["IPSet"]["Addresses"]]
+    def _in_ip_set(
+        self,
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        set_names: Mapping[int, str],
+        set_ids: Mapping[int, str],
+    ) -> bool:
+        """Whether `ip` is in the set of its version, as the moto server holds it now."""
+        ip_set = self._wafv2.get_ip_set(
+            Name=set_names[ip.version], Scope=IPSET_SCOPE, Id=set_ids[ip.version]
+        )
+        addresses = ip_set["IPSet"]["Addresses"]
+        return any(ip in ipaddress.ip_network(a, strict=False) for a in addresses)
+
+    def _admin_refused(self, event: dict[str, Any], address: str) -> bool:
+        """Rule 0: an admin path from outside the admin allowlist IP sets."""
+        if not _is_admin_path(event.get("path") or ""):
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return True
+        return not self._in_ip_set(ip, ADMIN_ALLOWLIST_SETS, self._ip_sets.admin_allowlist)
 
     def _auto_blocked(self, address: str) -> str | None:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
-        if any(ip in network for network in self._blocked_networks(ip.version)):
+        if self._in_ip_set(ip, AUTO_BLOCK_SETS, self._ip_sets.auto_block):
             return names.AUTO_BLOCK_RULE_V4 if ip.version == 4 else names.AUTO_BLOCK_RULE_V6
         return None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         address = _one_spelling(event["requestContext"]["identity"]["sourceIp"])
         now = time.time()
+        if self._admin_refused(event, address):
+            self._log(event, now, action="BLOCK", rule=ADMIN_ALLOWLIST_RULE, rule_type="REGULAR")
+            return _blocked(event)
         rule = self._auto_blocked(address)
         if rule is not None:
             self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")

@@ -261,7 +261,7 @@ def _provision(admin_conninfo: str, admin_cidrs: str, roles: RoleNames) -> dict[
     ensure_local_secrets(admin_conninfo, roles)
     ensure_identity_tables()
     seed_demo_identity(admin_conninfo)
-    environment = ensure_local_resources()
+    environment = ensure_local_resources(admin_cidrs)
     ensure_log_stream(_aws_client("logs"), names.WAF_LOG_GROUP, WAF_LOG_STREAM)
     ssm = _aws_client("ssm")
     ensure_parameter(ssm, names.ADMIN_ALLOWLIST_PARAMETER, admin_cidrs)
@@ -322,7 +322,7 @@ def _demo_state(api_url: str, endpoint: str, admin_conninfo: str) -> dict[str, A
 def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
     """Start everything, yield the state written to .babyshield/local.json, stop cleanly."""
     from functions.shared.settings import get_settings
-    from ops.local_edge import LocalEdge
+    from ops.local_edge import EdgeIpSets, LocalEdge
     from ops.local_server import LocalApiServer, api_handler
     from ops.local_state import remove_state, write_state
     from ops.moto import reset_moto, running_moto_server, use_fake_credentials
@@ -370,10 +370,7 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
         edge = LocalEdge(
             api_handler(),
             rate_limit=options.rate_limit,
-            ipset_ids={
-                4: environment["AUTO_BLOCK_IPSET_V4_ID"],
-                6: environment["AUTO_BLOCK_IPSET_V6_ID"],
-            },
+            ip_sets=EdgeIpSets.from_environment(environment),
             aws_client=_aws_client,
             log_stream=WAF_LOG_STREAM,
         )

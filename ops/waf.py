@@ -453,12 +453,15 @@ def _unblock(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_local_resources() -> dict[str, str]:
-    """Create the responder's resources where AWS_ENDPOINT_URL points (the local stack).
+def ensure_local_resources(admin_cidrs: str = "") -> dict[str, str]:
+    """Create the responder's resources where AWS_ENDPOINT_URL points (the local stack),
+    and the admin allowlist IP sets the WebACL's first rule reads, holding
+    `admin_cidrs` (comma-separated; none allows no admin request, as in the stack).
 
     Named as the CDK stack names them, and idempotent: an existing table, IP set,
-    log group or topic is reused. Returns the environment the responder and this
-    command need to find what has no fixed name (IP set ids, the topic ARN).
+    log group or topic is reused (an admin allowlist set is given `admin_cidrs`).
+    Returns the environment the responder, the local edge and this command need to
+    find what has no fixed name (IP set ids, the topic ARN).
     """
     settings = get_settings()
     ensure_tables(
@@ -489,10 +492,44 @@ def ensure_local_resources() -> dict[str, str]:
             )
             existing[name] = created["Summary"]["Id"]
         env[f"AUTO_BLOCK_IPSET_V{version}_ID"] = existing[name]
+    env.update(_ensure_admin_allowlist_ip_sets(wafv2, existing, admin_cidrs))
     ensure_log_groups(blocks.aws_client("logs"), (settings.waf_log_group, settings.api_log_group))
     # CreateTopic is idempotent by name.
     topic = blocks.aws_client("sns").create_topic(Name=names.ONCALL_TOPIC)
     env["ONCALL_TOPIC_ARN"] = topic["TopicArn"]
+    return env
+
+
+def _ensure_admin_allowlist_ip_sets(
+    wafv2: Any, existing: dict[str, str], admin_cidrs: str
+) -> dict[str, str]:
+    """The admin allowlist IP sets, by IP version, holding what CDK writes into them."""
+    from functions.shared.settings import parse_cidrs
+
+    scope = get_settings().waf_scope
+    networks = parse_cidrs(admin_cidrs)
+    env: dict[str, str] = {}
+    for version, name in ((4, names.ADMIN_ALLOWLIST_IPSET_V4), (6, names.ADMIN_ALLOWLIST_IPSET_V6)):
+        addresses = [str(network) for network in networks if network.version == version]
+        if name in existing:
+            found = wafv2.get_ip_set(Name=name, Scope=scope, Id=existing[name])
+            wafv2.update_ip_set(
+                Name=name,
+                Scope=scope,
+                Id=existing[name],
+                Addresses=addresses,
+                LockToken=found["LockToken"],
+            )
+        else:
+            created = wafv2.create_ip_set(
+                Name=name,
+                Scope=scope,
+                IPAddressVersion=f"IPV{version}",
+                Addresses=addresses,
+                Description="admin allowlist: /admin and /monitoring only from these",
+            )
+            existing[name] = created["Summary"]["Id"]
+        env[f"ADMIN_ALLOWLIST_IPSET_V{version}_ID"] = existing[name]
     return env
 
 

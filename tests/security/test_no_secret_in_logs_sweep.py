@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 import urllib.parse
@@ -299,21 +300,19 @@ def capturing(identity: IdentityWorld | None, edge: Any, capfd: Any) -> Iterator
 def sweep(world: IdentityWorld, capfd) -> Iterator[Sweep]:  # noqa: F811
     from functions.api.handler import lambda_handler
     from functions.shared.blocks import aws_client
-    from ops.local_edge import LocalEdge
+    from ops.local_edge import EdgeIpSets, LocalEdge
     from ops.provision import ensure_log_stream
     from ops.waf import ensure_local_resources
     from tests.support.waf import clear_caches
 
     clear_caches()
-    environment = ensure_local_resources()
+    # The edge's admin allowlist holds what the API's does (the world's setting).
+    environment = ensure_local_resources(os.environ["ADMIN_ALLOWED_CIDRS"])
     ensure_log_stream(boto3.client("logs"), names.WAF_LOG_GROUP, EDGE_STREAM)
     edge = LocalEdge(
         lambda_handler,
         rate_limit=100_000,
-        ipset_ids={
-            4: environment["AUTO_BLOCK_IPSET_V4_ID"],
-            6: environment["AUTO_BLOCK_IPSET_V6_ID"],
-        },
+        ip_sets=EdgeIpSets.from_environment(environment),
         aws_client=aws_client,
         log_stream=EDGE_STREAM,
     )
@@ -1170,7 +1169,7 @@ def test_the_responder_writes_no_credential_from_the_records_it_reads(sweep, mon
     from functions.shared.blocks import aws_client
     from functions.waf_responder.events import alarm_state_change_event
     from functions.waf_responder.handler import lambda_handler as responder
-    from ops.local_edge import LocalEdge
+    from ops.local_edge import EdgeIpSets, LocalEdge
     from tests.support.waf import create_resources, oncall_messages
 
     monkeypatch.setenv("BLOCKED_REQUESTS_THRESHOLD", "5")
@@ -1179,7 +1178,7 @@ def test_the_responder_writes_no_credential_from_the_records_it_reads(sweep, mon
     edge = LocalEdge(
         lambda_handler,
         rate_limit=2,
-        ipset_ids=resources.ipset_ids,
+        ip_sets=EdgeIpSets.from_environment(os.environ),
         aws_client=aws_client,
         log_stream=EDGE_STREAM,
     )

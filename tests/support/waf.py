@@ -7,6 +7,7 @@ created by `ops.waf.ensure_local_resources` with the stack's key schemas.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ def create_resources(monkeypatch: pytest.MonkeyPatch) -> WafResources:
     from ops.waf import ensure_local_resources
 
     clear_caches()
-    env = ensure_local_resources()
+    # The admin allowlist IP sets hold what the API's setting does, as CDK writes both.
+    env = ensure_local_resources(os.environ.get("ADMIN_ALLOWED_CIDRS", ""))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")

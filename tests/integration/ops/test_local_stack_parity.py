@@ -78,6 +78,11 @@ def waf_records(state: dict[str, Any]) -> list[dict[str, Any]]:
         pytest.param(
             "/health", {"User-Agent": "sqlmap/1.7.2#stable"}, "suspicious-user-agents", id="sqlmap"
         ),
+        pytest.param("/admin/users", {}, "admin-allowlist", id="admin-from-outside"),
+        pytest.param("/monitoring", {}, "admin-allowlist", id="monitoring-from-outside"),
+        # The rule matches after URL_DECODE, NORMALIZE_PATH and LOWERCASE, as WAF does.
+        pytest.param("/%61dmin/users", {}, "admin-allowlist", id="admin-percent-encoded"),
+        pytest.param("//health/../Admin/users", {}, "admin-allowlist", id="admin-unnormalised"),
     ],
 )
 def test_a_request_the_webacl_blocks_is_blocked_by_the_local_edge_too(
@@ -92,6 +97,16 @@ def test_a_request_the_webacl_blocks_is_blocked_by_the_local_edge_too(
     assert json.loads(raw)["error"]["code"] == "request_refused"
     last = waf_records(stack)[-1]
     assert (last["action"], last["terminatingRuleId"]) == ("BLOCK", rule)
+
+
+def test_an_allowlisted_admin_passes_the_edge_to_the_apis_own_checks(
+    stack: dict[str, Any],
+) -> None:
+    # From the default allowlist (127.0.0.1), with no credentials: the API's 401.
+    status, _, raw = request(stack, "GET", "/admin/users")
+    assert status == 401, raw
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("ALLOW", "Default_Action")
 
 
 def test_an_ordinary_client_passes_the_local_edge(stack: dict[str, Any]) -> None:

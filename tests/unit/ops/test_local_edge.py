@@ -10,7 +10,7 @@ import pytest
 from functions.shared import names
 from functions.shared.blocks import aws_client
 from ops.apigw import LocalLambdaContext, rest_event
-from ops.local_edge import LocalEdge, RateRule
+from ops.local_edge import EdgeIpSets, LocalEdge, RateRule
 
 
 def test_rate_rule_blocks_past_the_limit_and_recovers_after_the_window():
@@ -44,7 +44,7 @@ def edge_resources(aws):
     clear_caches()
     environment = ensure_local_resources()
     ensure_log_stream(boto3.client("logs"), names.WAF_LOG_GROUP, "local-edge")
-    return {4: environment["AUTO_BLOCK_IPSET_V4_ID"], 6: environment["AUTO_BLOCK_IPSET_V6_ID"]}
+    return EdgeIpSets.from_environment(environment)
 
 
 def block_in_ipv4_set(ipset_id: str, cidr: str) -> None:
@@ -72,11 +72,11 @@ def records():
 
 
 def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=100, ip_sets=edge_resources, aws_client=aws_client)
     event = rest_event("GET", "/health", source_ip="203.0.113.5")
     assert edge(event, LocalLambdaContext())["statusCode"] == 200
     # When the responder adds the address to the IP set
-    block_in_ipv4_set(edge_resources[4], "203.0.113.5/32")
+    block_in_ipv4_set(edge_resources.auto_block[4], "203.0.113.5/32")
     # Then the very next request is refused with security headers, and logged as a BLOCK
     response = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
     assert response["statusCode"] == 403
@@ -87,7 +87,7 @@ def test_address_in_auto_block_set_is_refused_on_the_next_request(edge_resources
 
 
 def test_flood_gets_429_with_retry_after_and_block_records(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=3, ipset_ids=edge_resources, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=3, ip_sets=edge_resources, aws_client=aws_client)
     answers = [
         edge(rest_event("GET", "/health", source_ip="198.51.100.9"), LocalLambdaContext())
         for _ in range(5)
@@ -101,7 +101,7 @@ def test_flood_gets_429_with_retry_after_and_block_records(edge_resources):
 
 
 def test_credentials_are_redacted_in_waf_logs(edge_resources):
-    edge = LocalEdge(ok_handler, rate_limit=10, ipset_ids=edge_resources, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=10, ip_sets=edge_resources, aws_client=aws_client)
     event = rest_event(
         "GET",
         "/health",
@@ -119,8 +119,8 @@ def test_local_edge_blocks_an_ipv4_client_also_when_it_arrives_ipv4_mapped(edge_
     network (an IPv4-mapped IPv6 address is its IPv4 one). The local edge, standing in
     for the WAF, must refuse ::ffff:203.0.113.5 once 203.0.113.5 is auto-blocked, not
     look it up in the IPv6 set only and let it through."""
-    block_in_ipv4_set(edge_resources[4], "203.0.113.5/32")
-    edge = LocalEdge(ok_handler, rate_limit=100, ipset_ids=edge_resources, aws_client=aws_client)
+    block_in_ipv4_set(edge_resources.auto_block[4], "203.0.113.5/32")
+    edge = LocalEdge(ok_handler, rate_limit=100, ip_sets=edge_resources, aws_client=aws_client)
     plain = edge(rest_event("GET", "/health", source_ip="203.0.113.5"), LocalLambdaContext())
     mapped = edge(
         rest_event("GET", "/health", source_ip="::ffff:203.0.113.5"), LocalLambdaContext()
@@ -133,7 +133,7 @@ def test_local_edge_rate_rule_counts_an_ipv4_client_once_whatever_its_spelling(e
     """The per-IP rate rule must count 198.51.100.9 and ::ffff:198.51.100.9 as the one
     client they are: sending every other request in the mapped spelling must not double
     the client's budget."""
-    edge = LocalEdge(ok_handler, rate_limit=2, ipset_ids=edge_resources, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=2, ip_sets=edge_resources, aws_client=aws_client)
     statuses = [
         edge(rest_event("GET", "/health", source_ip=ip), LocalLambdaContext())["statusCode"]
         for ip in ("198.51.100.9", "::ffff:198.51.100.9", "198.51.100.9", "::ffff:198.51.100.9")

@@ -13,7 +13,7 @@ from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
 from functions.shared.blocks import aws_client
 from ops.apigw import LocalLambdaContext, rest_event
-from ops.local_edge import LocalEdge
+from ops.local_edge import EdgeIpSets, LocalEdge
 
 
 def ok_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def ok_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ipset_ids(aws) -> dict[int, str]:
+def ip_sets(aws) -> EdgeIpSets:
     from ops.provision import ensure_log_stream
     from ops.waf import ensure_local_resources
     from tests.support.waf import clear_caches
@@ -29,14 +29,14 @@ def ipset_ids(aws) -> dict[int, str]:
     clear_caches()
     environment = ensure_local_resources()
     ensure_log_stream(boto3.client("logs"), names.WAF_LOG_GROUP, "local-edge")
-    return {4: environment["AUTO_BLOCK_IPSET_V4_ID"], 6: environment["AUTO_BLOCK_IPSET_V6_ID"]}
+    return EdgeIpSets.from_environment(environment)
 
 
-def test_the_rate_refusal_is_the_web_acls_custom_response(ipset_ids):
+def test_the_rate_refusal_is_the_web_acls_custom_response(ip_sets):
     from cdk.waf import RATE_LIMIT_WINDOW_SECONDS, RATE_LIMITED_BODY
 
     # Given a limit of one request per window
-    edge = LocalEdge(ok_handler, rate_limit=1, ipset_ids=ipset_ids, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=1, ip_sets=ip_sets, aws_client=aws_client)
     edge(rest_event("GET", "/health", source_ip="198.51.100.20"), LocalLambdaContext())
     # When the same address sends another
     refused = edge(rest_event("GET", "/health", source_ip="198.51.100.20"), LocalLambdaContext())
@@ -47,17 +47,19 @@ def test_the_rate_refusal_is_the_web_acls_custom_response(ipset_ids):
     assert refused["headers"]["Content-Type"] == "application/json"
 
 
-def test_an_auto_blocked_address_gets_the_gateways_4xx_shape_with_its_request_id(ipset_ids):
+def test_an_auto_blocked_address_gets_the_gateways_4xx_shape_with_its_request_id(ip_sets):
     wafv2 = boto3.client("wafv2")
-    current = wafv2.get_ip_set(Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=ipset_ids[4])
+    current = wafv2.get_ip_set(
+        Name=names.AUTO_BLOCK_IPSET_V4, Scope="REGIONAL", Id=ip_sets.auto_block[4]
+    )
     wafv2.update_ip_set(
         Name=names.AUTO_BLOCK_IPSET_V4,
         Scope="REGIONAL",
-        Id=ipset_ids[4],
+        Id=ip_sets.auto_block[4],
         Addresses=["203.0.113.44/32"],
         LockToken=current["LockToken"],
     )
-    edge = LocalEdge(ok_handler, rate_limit=10, ipset_ids=ipset_ids, aws_client=aws_client)
+    edge = LocalEdge(ok_handler, rate_limit=10, ip_sets=ip_sets, aws_client=aws_client)
     event = rest_event("GET", "/recalls", source_ip="203.0.113.44")
 
     refused = edge(event, LocalLambdaContext())
