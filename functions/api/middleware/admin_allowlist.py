@@ -52,6 +52,7 @@ def enforce_admin_allowlist(event: APIGatewayProxyEvent) -> None:
     source_ip = event.request_context.identity.source_ip or ""
     if not address_allowed(source_ip, current_allowlist()):
         from functions.api.identity.audit import without_credentials
+        from functions.api.middleware.authentication import sent_method
 
         logger.warning(
             "admin access denied",
@@ -60,7 +61,7 @@ def enforce_admin_allowlist(event: APIGatewayProxyEvent) -> None:
                 "event": "admin_ip_denied",
                 "source_ip": source_ip,
                 "path": without_credentials(path),
-                "method": event.http_method,
+                "method": sent_method(event),
             },
         )
         raise Forbidden()

@@ -60,6 +60,7 @@ from functions.api.middleware.authentication import (
     check_token,
     enforce_key_rate_limit,
     header,
+    sent_method,
 )
 from functions.api.middleware.request_limits import raw_body
 from functions.shared.errors import BEARER_CHALLENGE, Forbidden, ServiceUnavailable, Unauthorized
@@ -218,7 +219,7 @@ def _signed_key(event: APIGatewayProxyEvent, key_id: str) -> tuple[ApiKeyRecord,
     record = api_key_record(key_id)
     signed = string_to_sign(
         key_id=key_id,
-        method=event.http_method,
+        method=sent_method(event),
         path=event.path,
         query=canonical_query(_query_pairs(event)),
         timestamp=timestamp,
@@ -313,7 +314,7 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
             user_id=refused.user_id,
             source_ip=source_ip,
             persist=True,
-            method=event.http_method,
+            method=sent_method(event),
             path=event.path,
         )
         if refused.status == 403:
@@ -326,7 +327,7 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
         key_id=record.key_id,
         user_id=claims.subject,
         source_ip=source_ip,
-        method=event.http_method,
+        method=sent_method(event),
         path=event.path,
     )
     return AuthenticatedCaller(
@@ -350,6 +351,6 @@ def record_allowlist_refusal(event: APIGatewayProxyEvent, *, routed: bool) -> No
         reason="ip_not_allowlisted",
         source_ip=event.request_context.identity.source_ip or "",
         persist=routed,
-        method=event.http_method,
+        method=sent_method(event),
         path=event.path,
     )

@@ -99,6 +99,15 @@ def header(event: APIGatewayProxyEvent, name: str) -> str | None:
     return values[0] if values else None
 
 
+def sent_method(event: APIGatewayProxyEvent) -> str:
+    """The method the client sent. The resolver serves HEAD as GET by rewriting the
+    event's httpMethod before the guards run; API Gateway's requestContext keeps the
+    method that arrived, which a request signature and an audit row name."""
+    if event.http_method == "GET" and event.request_context.http_method == "HEAD":
+        return "HEAD"
+    return event.http_method
+
+
 def source_ip_of(event: APIGatewayProxyEvent) -> str:
     return event.request_context.identity.source_ip or ""
 

@@ -169,6 +169,23 @@ def test_the_whole_key_is_refused_on_a_signed_route_even_with_a_valid_signature(
     assert admin["key"][20:] not in json.dumps(detail)
 
 
+def test_a_head_request_is_signed_as_the_head_it_is(world, admin, monkeypatch):
+    """HEAD is answered wherever GET is (an uptime probe of an admin list): its
+    signature covers the method the client sent, as every other request's does."""
+    _sign_routes(monkeypatch, "GET /admin/users")
+    response = signed_call(admin["key"], admin["token"], method="HEAD")
+    assert response.status == 200
+    assert response.body == ""
+    # A GET's signature does not open a HEAD, nor a HEAD's a GET.
+    as_get = sign_admin_request(admin["key"], "GET", "/admin/users", b"")
+    assert signed_call(None, admin["token"], method="HEAD", headers=as_get).status == 401
+    # And the refusal's audit row names the method sent.
+    _actor, _action, outcome, _ip, detail = world.audit_rows()[-1]
+    assert (outcome, detail["reason"], detail["method"]) == ("denied", "bad_signature", "HEAD")
+    as_head = sign_admin_request(admin["key"], "HEAD", "/admin/users", b"")
+    assert signed_call(None, admin["token"], method="GET", headers=as_head).status == 401
+
+
 def test_a_captured_signed_request_cannot_be_turned_into_another(world, admin, monkeypatch):
     # Given an eavesdropper who saw one signed request (headers and token)
     _sign_routes(monkeypatch, "POST /admin/api-keys/*/revoke")
