@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.console import CommandError, UsageError, is_http_url
+from ops.console import CommandError, UsageError, cli_caller, is_http_url
 
 WEBHOOK_PATH = "/webhooks/recalls"
 # Where `make run` serves when nothing says otherwise (no running stack to ask).
@@ -85,6 +85,7 @@ def recall_event(args: argparse.Namespace) -> dict[str, Any]:
 def current_secret() -> str:
     import boto3
 
+    from functions.shared.rotation.audit import audit_secret_read
     from functions.shared.settings import get_settings
 
     settings = get_settings()
@@ -102,16 +103,21 @@ def current_secret() -> str:
         )
         # The stage is explicit (docs/ROTATION.md, "Known limits"): without it a
         # rotated secret may answer with the version current before the promotion.
-        value = client.get_secret_value(
+        answer = client.get_secret_value(
             SecretId=settings.webhook_secret_id, VersionStage="AWSCURRENT"
-        )["SecretString"]
-        return str(json.loads(value)["secret"])
+        )
+        secret = str(json.loads(answer["SecretString"])["secret"])
     except Exception as exc:
         raise CommandError(
             f"cannot read the webhook secret {settings.webhook_secret_id}",
             hint="start the local stack with `make run` (and export its AWS_ENDPOINT_URL), "
             "or pass --secret whsec_...",
         ) from exc
+    # As every other read of a secret value: who read which version, never the value.
+    audit_secret_read(
+        settings.webhook_secret_id, "AWSCURRENT", cli_caller(), answer.get("VersionId")
+    )
+    return secret
 
 
 def _is_loopback(url: str | None) -> bool:

@@ -227,6 +227,27 @@ def test_the_local_webhook_sender_signs_with_the_current_secret_after_a_rotation
     assert current_secret() == str(current_value(store, "webhook-signing-secret")["secret"])
 
 
+def test_the_local_webhook_senders_read_of_the_secret_is_audited(
+    store: SecretStore, webhook_secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every read of a secret value writes the secret_read line (an investigator's
+    who-read-what after a leak); `babyshield webhook send` reads one from a shell."""
+    from ops.webhook import current_secret
+    from tests.support.logs import json_log_lines
+
+    assert current_secret() == webhook_secret
+
+    reads = [line for line in json_log_lines(caplog) if line.get("audit_event") == "secret_read"]
+    assert len(reads) == 1
+    assert reads[0]["secret"] == spec("webhook-signing-secret").secret_name
+    assert reads[0]["stage"] == "AWSCURRENT"
+    assert reads[0]["version_id"] == store.describe(spec(NAME).secret_name).version_with(
+        "AWSCURRENT"
+    )
+    assert reads[0]["caller"].startswith("babyshield-cli:")
+    assert webhook_secret not in caplog.text
+
+
 class _ManualClock:
     def __init__(self, now: float = 1000.0):
         self.now = now
