@@ -23,6 +23,8 @@ def _run(args: argparse.Namespace) -> int:
 
     store = SecretStore(caller=cli_caller())
     ages = secret_ages(store)
+    unread = [age.problem for age in ages if age.problem]
+    read_none = bool(ages) and len(unread) == len(ages)
     if args.api_keys:
         try:
             ages += api_key_ages()
@@ -64,11 +66,12 @@ def _run(args: argparse.Namespace) -> int:
                 for age in ages
             ],
         )
-    if ages and all(age.problem for age in ages):
+    if read_none:
         # Not one secret could be read: the command failed, and a table of dashes
-        # must not pass for an answer in a script. (A missing secret among readable
-        # ones is an answer: OVERDUE, and --fail-on-overdue for scripts.)
-        problems = sorted({str(age.problem) for age in ages})
+        # must not pass for an answer in a script, API keys beside it or not. (A
+        # missing secret among readable ones is an answer: OVERDUE, and
+        # --fail-on-overdue for scripts.)
+        problems = sorted(set(unread))
         return fail(
             f"could not read any secret ({', '.join(problems)})",
             hint="check AWS credentials and region, or start the local stack (`make run`)",

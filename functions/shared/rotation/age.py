@@ -1,9 +1,10 @@
 """How old each inventory secret is, for `babyshield secrets` and the SecretAgeDays metric.
 
-A secret's age is the age of its AWSCURRENT version: that is when the value in
-use was made, whether by a rotation, an emergency or the first deploy. Secrets
-Manager's LastRotatedDate is not used because a rotation played by the local
-driver (and a manual PutSecretValue) does not set it.
+A secret's age is the age of its AWSCURRENT value: since it took over, the later
+of its version's creation and its promotion (a rotation stopped at AWSPENDING and
+finished days later is as old as its finish, from which Secrets Manager schedules
+the next). Secrets Manager's LastRotatedDate is not used because a rotation played
+by the local driver (and a manual PutSecretValue) does not set it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SecretAge:
             "next_due": _iso(self.next_due),
             "overdue": self.overdue,
             "pending_version": self.pending,
+            "problem": self.problem,
         }
 
 
@@ -65,14 +67,20 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         problem = clients.error_code(exc) or type(exc).__name__
         # A secret that cannot be read is treated as overdue: silence must not look healthy.
         return SecretAge(item.name, item.kind, item.period_days, None, None, None, True, problem)
-    current = metadata.version_with(CURRENT)
-    created = metadata.created.get(current or "")
     pending = metadata.unfinished_rotation()
-    if created is None:
+    if metadata.deleted_at is not None:
+        # DescribeSecret still answers, but no value can be read: every consumer fails.
+        deleted = _iso(datetime.fromtimestamp(metadata.deleted_at, UTC))
+        problem = f"marked for deletion at {deleted}"
+        return SecretAge(
+            item.name, item.kind, item.period_days, None, None, None, True, problem, pending
+        )
+    since = metadata.current_since()
+    if since is None:
         return SecretAge(
             item.name, item.kind, item.period_days, None, None, None, True, "no AWSCURRENT", pending
         )
-    last = datetime.fromtimestamp(created, UTC)
+    last = datetime.fromtimestamp(since, UTC)
     age_days = round((moment - last).total_seconds() / 86400, 2)
     next_due = last + timedelta(days=item.period_days)
     return SecretAge(
@@ -88,7 +96,9 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
 
 
 def api_key_ages(now: datetime | None = None) -> list[SecretAge]:
-    """Every live partner API key with its age, flagged once past API_KEY_PERIOD_DAYS.
+    """Every live partner API key not rotated yet, with its age, flagged once past
+    API_KEY_PERIOD_DAYS. A key with a successor is rotated already: it lives out its
+    grace window and cannot be rotated again; its successor is listed.
 
     Read through the read-only tier as an admin caller: row-level security shows a
     caller only its own keys, and this report is about all of them. Only ids and
@@ -101,9 +111,12 @@ def api_key_ages(now: datetime | None = None) -> list[SecretAge]:
     moment = now or datetime.now(UTC)
     with readonly_session(user_id=UUID(int=0), role="admin") as conn:
         rows = conn.execute(
-            "SELECT key_id, created_at FROM public.api_keys "
-            "WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
-            "ORDER BY created_at, key_id"
+            # Live as functions/shared/identity/api_keys.py::check_api_key decides it.
+            "SELECT k.key_id, k.created_at FROM public.api_keys AS k "
+            "WHERE (k.revoked_at IS NULL OR k.revoked_at > now()) "
+            "AND (k.expires_at IS NULL OR k.expires_at > now()) "
+            "AND NOT EXISTS (SELECT 1 FROM public.api_keys AS s WHERE s.rotated_from = k.key_id) "
+            "ORDER BY k.created_at, k.key_id"
         ).fetchall()
     ages = []
     for key_id, created_at in rows:

@@ -50,6 +50,9 @@ class SecretMetadata:
     stages: dict[str, tuple[str, ...]]
     tags: dict[str, str]
     created: dict[str, float] = field(default_factory=dict)
+    # When DeleteSecret marked it for deletion: its values can no longer be read, and
+    # after the recovery window it is gone.
+    deleted_at: float | None = None
 
     def version_with(self, stage: str) -> str | None:
         for version_id, stages in self.stages.items():
@@ -163,6 +166,7 @@ class SecretStore:
             stages={version: tuple(stages) for version, stages in versions.items()},
             tags={tag["Key"]: tag["Value"] for tag in found.get("Tags", []) if "Key" in tag},
             created=created,
+            deleted_at=found["DeletedDate"].timestamp() if found.get("DeletedDate") else None,
         )
 
     def read(
