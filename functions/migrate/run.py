@@ -7,7 +7,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from functions.shared.db.credentials import source_for
-from functions.shared.db.migrations import apply_migrations
+from functions.shared.db.migrations import CONNECT_PAUSES_SECONDS, apply_migrations
 from functions.shared.db.roles import PRODUCTION_ROLES, RoleNames
 from functions.shared.observability import logger
 from functions.shared.settings import get_settings
@@ -19,6 +19,8 @@ def run_migrations(roles: RoleNames = PRODUCTION_ROLES) -> dict[str, Any]:
     `roles` is the production spelling except in tests, which share a cluster.
     """
     parameters = source_for("admin", get_settings()).current()
-    applied = apply_migrations(make_conninfo(**parameters), roles=roles)
+    applied = apply_migrations(
+        make_conninfo(**parameters), roles=roles, connect_pauses=CONNECT_PAUSES_SECONDS
+    )
     logger.info("migrations applied", extra={"applied": applied, "count": len(applied)})
     return {"applied": applied}

@@ -7,20 +7,29 @@ itself (its own COMMIT) is an error. A file already recorded is skipped, which m
 re-applying a no-op; a recorded file whose text changed is an error, since a migration
 that was applied must never be edited, and so is a new file numbered below one that
 is applied. A transaction-level advisory lock serialises two migrators on the same
-database. Before and after a run, the request tiers' roles are checked to have no
-attribute or membership beyond what the migrations give them (`check_tier_roles`).
+database. Before and after a run that has files to apply, the request tiers' roles are
+checked to have no attribute or membership beyond what the migrations give them
+(`check_tier_roles`); with nothing to apply the problems are logged, not raised (a
+CloudFormation rollback re-runs the previous version, and refusing it would change
+nothing in the database but leave the stack UPDATE_ROLLBACK_FAILED).
+
+A failed file's error names the file, its SQLSTATE and the objects involved, never a
+row: the deploy's error becomes CloudFormation's event reason, and PostgreSQL's
+message for a data or constraint error quotes the values ("Failing row contains").
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from functions.shared.db.roles import PRODUCTION_ROLES, RoleNames
+from functions.shared.observability import logger
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,6 +39,13 @@ _FILE_PATTERN = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 # An arbitrary constant: "babyshield migrations" as a 63-bit advisory lock key.
 _LOCK_KEY = 0x6261627973686C64
+# The deploy's pauses between connection attempts (functions/migrate/run.py): RDS drops
+# connections for a moment in a reboot, failover or maintenance, and the function's
+# five minutes leave room. A command on a terminal tries once and says why.
+CONNECT_PAUSES_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# SQLSTATE classes whose messages may quote a row's values: data exceptions and
+# integrity constraint violations.
+_CLASSES_QUOTING_DATA = ("22", "23")
 
 
 class MigrationError(Exception):
@@ -104,17 +120,23 @@ def apply_migrations(
     *,
     directory: Path = DEFAULT_DIRECTORY,
     roles: RoleNames = PRODUCTION_ROLES,
+    connect_pauses: Sequence[float] = (),
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
     """Apply every pending migration; return the names of those applied (empty: no-op)."""
     import psycopg
 
     migrations = load_migrations(directory)
     applied: list[str] = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with _connect(conninfo, connect_pauses, sleep) as conn:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute(_BOOKKEEPING)
-        check_tier_roles(conn, roles)
+            done = applied_versions(conn)
+        if any(migration.version not in done for migration in migrations):
+            check_tier_roles(conn, roles)
+        else:
+            _log_tier_role_problems(conn, roles)
         for migration in migrations:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -137,7 +159,7 @@ def apply_migrations(
                 try:
                     conn.execute(migration.render(roles).encode("utf-8"))
                 except psycopg.Error as exc:
-                    raise MigrationError(f"{migration.name} failed: {exc}") from exc
+                    raise MigrationError(f"{migration.name} failed: {_failure(exc)}") from None
                 if _transaction_id(conn) != transaction:
                     # Its own COMMIT ended this transaction and the lock with it: what
                     # ran before it is committed, unrecorded, and would run again.
@@ -154,8 +176,66 @@ def apply_migrations(
                     (migration.version, migration.name, migration.checksum),
                 )
             applied.append(migration.name)
-        check_tier_roles(conn, roles)
+        if applied:
+            check_tier_roles(conn, roles)
     return applied
+
+
+def _connect(
+    conninfo: str, pauses: Sequence[float], sleep: Callable[[float], None]
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection, tried again after a pause while the server is unreachable or drops
+    it; refused credentials are final (another try would only wait longer)."""
+    import psycopg
+
+    from functions.shared.db.credentials import is_authentication_failure
+
+    for pause in (*pauses, None):
+        try:
+            return psycopg.connect(conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if pause is None or is_authentication_failure(exc):
+                raise
+            # The message names the host and port, never the password.
+            logger.warning(
+                "database connection failed; trying again",
+                extra={"error": type(exc).__name__, "pause_seconds": pause},
+            )
+            sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _failure(exc: psycopg.Error) -> str:
+    """What failed, for a deploy's error: the SQLSTATE and the objects named, and the
+    server's message unless it may quote a row's values."""
+    state = exc.sqlstate or "unknown"
+    diag = exc.diag
+    parts = [f"{type(exc).__name__} (SQLSTATE {state})"]
+    if not state.startswith(_CLASSES_QUOTING_DATA) and diag.message_primary:
+        parts.append(diag.message_primary)
+    objects = [
+        f"{label} {value}"
+        for label, value in (
+            ("table", diag.table_name),
+            ("column", diag.column_name),
+            ("constraint", diag.constraint_name),
+        )
+        if value
+    ]
+    if objects:
+        parts.append(", ".join(objects))
+    return ": ".join(parts)
+
+
+def _log_tier_role_problems(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNames) -> None:
+    """With nothing to apply, a refusal would change nothing in the database (and fail
+    a CloudFormation rollback): the problems go to the log, and `babyshield audit`."""
+    problems = tier_role_problems(conn, roles)
+    if problems:
+        logger.error(
+            "request-tier roles can do more than the migrations grant",
+            extra={"problems": problems},
+        )
 
 
 def _transaction_id(conn: psycopg.Connection[tuple[object, ...]]) -> object:
@@ -173,8 +253,9 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
     Roles are cluster-wide, and a migration reuses one that exists (a shared server,
     a local cluster from an earlier run) with what it had: a read-only login with
     BYPASSRLS would read every account, one in pg_write_all_data could write.
-    Checked before and after every run, so a role changed by hand later stops the
-    next deploy instead of serving requests (and `babyshield audit` names it)."""
+    Checked before and after every run that applies a file, so a role changed by
+    hand later stops the next deploy with a migration instead of serving requests
+    (and `babyshield audit` names it whenever it runs)."""
     problems = tier_role_problems(conn, roles)
     if problems:
         raise MigrationError(
@@ -187,7 +268,8 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
 def tier_role_problems(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNames) -> list[str]:
     """The request-tier roles' attributes and memberships beyond the migrations': the
     tiers' logins belong to their tier's group and nothing else; the groups and the
-    lookup role belong to nothing and hold no attribute that widens what they reach."""
+    lookup role belong to nothing, cannot log in, and hold no attribute that widens
+    what they reach."""
     allowed = {
         roles.readonly_a: {roles.readonly},
         roles.readonly_b: {roles.readonly},
@@ -201,7 +283,8 @@ def tier_role_problems(conn: psycopg.Connection[tuple[object, ...]], roles: Role
     problems: list[str] = []
     with conn.transaction():
         found = conn.execute(
-            "SELECT rolname, rolsuper, rolbypassrls, rolreplication, rolcreatedb, rolcreaterole "
+            "SELECT rolname, rolcanlogin, rolsuper, rolbypassrls, rolreplication, rolcreatedb, "
+            "rolcreaterole "
             "FROM pg_catalog.pg_roles WHERE rolname = ANY(%s) ORDER BY rolname",
             (names,),
         ).fetchall()
@@ -212,8 +295,13 @@ def tier_role_problems(conn: psycopg.Connection[tuple[object, ...]], roles: Role
             "WHERE m.rolname = ANY(%s) ORDER BY 1, 2",
             (names,),
         ).fetchall()
-    for name, *flags in found:
+    # The groups and the lookup role are NOLOGIN (sql/001): one given LOGIN is a
+    # credential outside the rotated _a/_b pair, and the lookup role reads every hash.
+    never_login = {roles.readonly, roles.app, roles.auth_lookup}
+    for name, can_login, *flags in found:
         extra = [label for label, on in zip(_ROLE_ATTRIBUTES, flags, strict=True) if on]
+        if can_login and name in never_login:
+            extra.insert(0, "LOGIN")
         if extra:
             problems.append(f"{name} has {', '.join(extra)}")
     for member, group in memberships:

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ SQL_FILES = sorted(p.name for p in DEFAULT_DIRECTORY.glob("*.sql"))
 
 def copy_migrations(target: Path, *, upto: str | None = None) -> Path:
     """The real sql/ files (those up to and including `upto`) in `target`."""
+    target.mkdir(parents=True, exist_ok=True)
     for name in SQL_FILES:
         shutil.copy(DEFAULT_DIRECTORY / name, target / name)
         if name == upto:
@@ -83,6 +85,16 @@ def _store_admin_secret(aws: str, conninfo: str, *, password: str | None = None)
     )
 
 
+def point_function_at(monkeypatch: pytest.MonkeyPatch, directory: Path, roles: RoleNames) -> None:
+    """The migrate handler as the function version whose asset ships `directory` as sql/."""
+    monkeypatch.setattr(
+        migrate_run, "apply_migrations", functools.partial(apply_migrations, directory=directory)
+    )
+    monkeypatch.setattr(
+        migrate_handler, "run_migrations", functools.partial(migrate_run.run_migrations, roles)
+    )
+
+
 @pytest.fixture
 def deployed_function(
     aws: str,
@@ -98,12 +110,7 @@ def deployed_function(
     _store_admin_secret(aws, conninfo)
     directory = tmp_path / "sql"
     directory.mkdir()
-    monkeypatch.setattr(
-        migrate_run, "apply_migrations", functools.partial(apply_migrations, directory=directory)
-    )
-    monkeypatch.setattr(
-        migrate_handler, "run_migrations", functools.partial(migrate_run.run_migrations, roles)
-    )
+    point_function_at(monkeypatch, directory, roles)
     return conninfo, roles, directory
 
 
@@ -135,11 +142,16 @@ def test_a_file_that_commits_itself_is_refused_naming_it(
     ],
 )
 def test_a_tier_role_that_can_do_more_is_refused_before_and_after_a_run(
-    fresh: tuple[str, RoleNames], change: str
+    fresh: tuple[str, RoleNames],
+    change: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ):
     """Roles are cluster-wide and a migration adopts one that exists with what it has:
     a read-only login with BYPASSRLS read every account. Such a role is refused before
-    anything is applied, naming it; and one changed by hand after a run stops the next."""
+    anything is applied, naming it; and one changed by hand after a run stops the next
+    run that has a file to apply. A run with nothing to apply (CloudFormation rolling
+    back to the previous version) logs it as an error and changes nothing."""
     conninfo, roles = fresh
     statement = change.format(
         login=sql.Identifier(roles.readonly_a).as_string(None),
@@ -164,11 +176,116 @@ def test_a_tier_role_that_can_do_more_is_refused_before_and_after_a_run(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(undo.encode())
     assert apply_migrations(conninfo, roles=roles)
-    # Changed by hand afterwards: the next run (the next deploy) stops
+    # Changed by hand afterwards: a run with nothing to apply says so in an error line
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(statement.encode())
+    assert apply_migrations(conninfo, roles=roles) == []
+    assert any(
+        record.levelno == logging.ERROR and "can do more" in record.getMessage()
+        for record in caplog.records
+    )
+    # and the next deploy with a migration stops, applying nothing
+    directory = copy_migrations(tmp_path / "sql")
+    (directory / "099_next.sql").write_text("SELECT 1;\n")
     with pytest.raises(MigrationError, match="request-tier roles can do more"):
-        apply_migrations(conninfo, roles=roles)
+        apply_migrations(conninfo, directory=directory, roles=roles)
+    assert "099" not in recorded_versions(conninfo)
+
+
+# --- the lookup and group roles after someone altered them by hand ---------------------
+
+
+@pytest.mark.parametrize("which", ["auth_lookup", "app", "readonly"])
+def test_a_group_or_lookup_role_given_login_by_hand_stops_the_next_deploy(
+    fresh: tuple[str, RoleNames], tmp_path: Path, which: str
+):
+    """A group role given LOGIN is a tier login no rotation ever retires; the lookup
+    role given LOGIN reads and may write every password hash. The next deploy stops,
+    naming the role, as it does for BYPASSRLS."""
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path / "sql")
+    apply_migrations(conninfo, directory=directory, roles=roles)
+    role = getattr(roles, which)
+    database = str(conninfo_to_dict(conninfo)["dbname"])
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
+        if which == "auth_lookup":
+            conn.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
+        conn.execute(
+            "INSERT INTO public.users (id, email, password_hash, role) "
+            "VALUES (%s, %s, 'StoredHashSentinel', 'admin')",
+            (uuid.uuid4(), f"{uuid.uuid4().hex[:8]}@example.com"),
+        )
+    try:
+        # What such a login reaches (the test server trusts loopback logins).
+        with psycopg.connect(make_conninfo(conninfo, user=role), autocommit=True) as conn:
+            if which == "auth_lookup":
+                rows = conn.execute("SELECT password_hash FROM public.users").fetchall()
+                assert ("StoredHashSentinel",) in rows
+            else:
+                assert conn.execute("SELECT count(*) FROM public.recalls").fetchone()
+
+        # The next deploy
+        (directory / "017_next.sql").write_text("SELECT 1;\n")
+        try:
+            applied = apply_migrations(conninfo, directory=directory, roles=roles)
+        except MigrationError as exc:
+            refused = str(exc)
+        else:
+            pytest.fail(f"{role} can log in and the deploy applied {applied}")
+        assert role in refused
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            if which == "auth_lookup":
+                conn.execute(
+                    sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+                        sql.Identifier(database), sql.Identifier(role)
+                    )
+                )
+
+
+# --- a CloudFormation rollback runs the previous version again -------------------------
+
+
+def test_a_rollback_to_the_previous_version_finishes_beside_a_hand_altered_role(
+    deployed_function: tuple[str, RoleNames, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+):
+    """A deploy refused for a role altered by hand is rolled back by CloudFormation,
+    which runs the previous function version again with nothing to apply. That run
+    finishes, so the stack rolls back instead of ending UPDATE_ROLLBACK_FAILED; the
+    refusal of the deploy itself stands."""
+    conninfo, roles, current = deployed_function
+    copy_migrations(current)
+    previous = copy_migrations(
+        tmp_path / "previous", upto="015_app_tier_users_and_recall_times.sql"
+    )
+
+    # The previous deploy
+    point_function_at(monkeypatch, previous, roles)
+    assert migrate_handler.lambda_handler({}, migrate_context())["applied"]
+    # Altered by hand afterwards
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(roles.readonly_a)))
+
+    # The next deploy: refused, naming the role
+    point_function_at(monkeypatch, current, roles)
+    with pytest.raises(MigrationError, match="request-tier roles can do more"):
+        migrate_handler.lambda_handler({}, migrate_context())
+
+    # CloudFormation's rollback of the trigger: the previous version, nothing pending
+    point_function_at(monkeypatch, previous, roles)
+    try:
+        answer = migrate_handler.lambda_handler({}, migrate_context())
+    except MigrationError as exc:
+        pytest.fail(f"the rollback's invocation failed (UPDATE_ROLLBACK_FAILED): {exc}")
+    assert answer == {"applied": []}
 
 
 def test_a_migration_numbered_below_an_applied_one_is_refused(
@@ -260,6 +377,9 @@ def test_two_runners_racing_apply_each_file_once(fresh: tuple[str, RoleNames], t
     assert recorded_versions(conninfo) == [m.version for m in load_migrations(directory)]
 
 
+# --- a database that drops connections -------------------------------------------------
+
+
 class CutAfterCommit(TcpProxy):
     """Lets the COMMIT of the file carrying `marker` reach the server, then cuts the
     connection before the answer comes back: the client cannot know it committed."""
@@ -276,6 +396,26 @@ class CutAfterCommit(TcpProxy):
             sink.sendall(data)
             time.sleep(0.3)  # the server reads and commits before it sees the close
             self.cut.set()
+            return False
+        sink.sendall(data)
+        return True
+
+
+class DropsFirstConnections(TcpProxy):
+    """Closes the first `drops` connections as soon as the client speaks (a database
+    restarting or failing over), then relays normally. Counts connections seen."""
+
+    def __init__(self, target_host: str, target_port: int, drops: int):
+        super().__init__(target_host, target_port)
+        self.drops = drops
+        self.connections = 0
+
+    def relay(self, data: bytes, sink: Any, *, upstream: bool, state: dict[str, Any]) -> bool:
+        if upstream and "seen" not in state:
+            state["seen"] = True
+            self.connections += 1
+            state["drop"] = self.connections <= self.drops
+        if state.get("drop"):
             return False
         sink.sendall(data)
         return True
@@ -310,6 +450,39 @@ def test_connection_lost_after_commit_is_not_reapplied_or_reported_applied(
 
     again = apply_migrations(conninfo, directory=directory, roles=roles)
     assert again == ["018_after.sql"]
+
+
+def test_a_connection_dropped_once_is_tried_again(
+    aws: str,
+    fresh: tuple[str, RoleNames],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+):
+    """RDS drops connections for a moment during a reboot, a Multi-AZ failover or a
+    maintenance action. The migrate function tries again within its budget: a database
+    that drops the first connection and answers the second is migrated, and the deploy
+    goes through."""
+    conninfo, roles = fresh
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    parts = conninfo_to_dict(conninfo)
+    proxy = DropsFirstConnections(
+        str(parts.get("host", "127.0.0.1")), int(parts.get("port") or 5432), drops=1
+    )
+    try:
+        _store_admin_secret(aws, make_conninfo(conninfo, host="127.0.0.1", port=proxy.port))
+        point_function_at(monkeypatch, copy_migrations(tmp_path / "sql"), roles)
+        try:
+            answer = migrate_handler.lambda_handler({}, migrate_context())
+        except psycopg.OperationalError as exc:
+            pytest.fail(
+                f"one dropped connection failed the deploy after "
+                f"{proxy.connections} attempt(s): {exc}"
+            )
+    finally:
+        proxy.close()
+    assert answer["applied"] == SQL_FILES
+    assert proxy.connections >= 2
 
 
 def test_deploy_retried_after_a_lock_timeout_succeeds_through_the_handler(
@@ -376,6 +549,49 @@ def test_the_function_never_shows_the_admin_password(
     out = capsys.readouterr()
     seen += [out.out, out.err, caplog.text]
     assert all("Sentinel" not in text for text in seen)
+
+
+# --- what a failed file puts into the deploy's error ------------------------------------
+
+
+def test_a_failed_files_error_names_no_row_of_the_table(
+    deployed_function: tuple[str, RoleNames, Path],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+):
+    """A migration that trips a constraint on a row of `users` fails the deploy naming
+    the file and the failure. The error (which the CDK trigger hands to CloudFormation's
+    stack events), its trace and the logs hold nothing of the row: no e-mail, no
+    password hash."""
+    conninfo, _, directory = deployed_function
+    copy_migrations(directory)
+    assert migrate_handler.lambda_handler({}, migrate_context())["applied"] == SQL_FILES
+
+    hash_value = "$argon2id$v=19$m=65536,t=3,p=4$SaltSentinel$HashSentinelQ9x"
+    email = f"victim-{uuid.uuid4().hex[:8]}@example.com"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.users (id, email, password_hash, role) "
+            "VALUES (%s, %s, %s, 'admin')",
+            (uuid.uuid4(), email, hash_value),
+        )
+    # The next deploy's data migration (run as the migrating login, as every file
+    # is) trips the lower-case e-mail CHECK on that row.
+    (directory / "017_normalise_emails.sql").write_text(
+        "UPDATE public.users SET email = upper(email);\n"
+    )
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(MigrationError) as failed:
+        migrate_handler.lambda_handler({}, migrate_context())
+
+    # What the trigger hands CloudFormation: errorMessage, then the trace.
+    reason = str(failed.value) + "\n" + "".join(traceback.format_exception(failed.value))
+    out = capsys.readouterr()
+    shown = reason + out.out + out.err + caplog.text
+    assert "017_normalise_emails.sql" in str(failed.value)
+    assert "HashSentinel" not in shown, "the password hash reached the deploy's error"
+    assert email.upper() not in shown, "an account's e-mail reached the deploy's error"
 
 
 def test_the_trigger_payload_and_a_cloudformation_shaped_event_both_just_migrate(
