@@ -7,9 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.migrate.run import run_migrations
-from functions.shared.observability import logger, trace_sql, tracer
-
-trace_sql()
+from functions.shared.observability import logger, tracer
 
 
 @logger.inject_lambda_context

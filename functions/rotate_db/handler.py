@@ -8,10 +8,9 @@ from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent, ev
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.rotate_db.strategies import DatabaseRotator
-from functions.shared.observability import logger, metrics, trace_sql, tracer
+from functions.shared.observability import logger, metrics, tracer
 from functions.shared.rotation.protocol import run_step
 
-trace_sql()
 rotator = DatabaseRotator()
 
 

@@ -45,7 +45,10 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 # What the Tracer instruments: every AWS call. Powertools' default patches every
 # library the X-Ray SDK supports that is installed, which with our layer imports
 # psycopg and sqlite3 into functions that never open a database: 60-100 ms of
-# each cold start. Functions that query PostgreSQL add it with trace_sql().
+# each cold start. psycopg is not patched anywhere: the X-Ray SDK traces a
+# statement only through `connection.cursor()`, and our code runs statements with
+# `connection.execute()` (inside `with psycopg.connect(...) as conn`, whose target
+# is the unwrapped connection), so the patch cost an import and recorded nothing.
 TRACED_LIBRARIES = ("botocore",)
 
 
@@ -54,11 +57,6 @@ def get_tracer() -> Tracer:
     from aws_lambda_powertools import Tracer
 
     return Tracer(service=SERVICE, patch_modules=TRACED_LIBRARIES)
-
-
-def trace_sql() -> None:
-    """Record PostgreSQL statements as subsegments too, in functions that query it."""
-    get_tracer().patch(["psycopg"])
 
 
 def __getattr__(name: str) -> Any:

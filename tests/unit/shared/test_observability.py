@@ -1,4 +1,6 @@
-"""The Tracer instruments AWS calls everywhere, and SQL only where a function queries it.
+"""The Tracer instruments AWS calls, and nothing else: no database driver is patched
+(or imported at start) where a function never opens a database, nor patched where one
+does, since the X-Ray SDK's psycopg patch records no statement our code runs.
 
 Each handler is imported in a fresh interpreter with the environment Lambda sets
 (outside Lambda, Powertools turns tracing off and patches nothing), and the
@@ -57,11 +59,55 @@ def test_functions_without_a_database_trace_aws_calls_and_import_no_driver(packa
 
 
 @pytest.mark.parametrize("package", ["rotate_db", "migrate"])
-def test_functions_that_query_postgresql_trace_its_statements_too(package: str):
+def test_functions_that_query_postgresql_trace_aws_calls_only(package: str):
     found = _traced(package)
 
-    assert found["patched"] == ["botocore", "psycopg"]
+    assert found["patched"] == ["botocore"]
     assert "sqlite3" not in found["imported"]
+
+
+def test_the_xray_psycopg_patch_records_no_statement_run_the_way_our_code_runs_them(
+    pg_cluster: str,
+):
+    """Why psycopg is not patched: with the patch, `connection.execute()` and a
+    statement inside `with psycopg.connect(...) as conn` record no subsegment; only
+    `connection.cursor().execute()` would, which no function uses."""
+    proc = subprocess.run(
+        [sys.executable, "-c", XRAY_SQL_CHILD, pg_cluster],
+        cwd=ROOT,
+        env={"PATH": "", "PYTHONPATH": str(ROOT), "AWS_REGION": "us-east-1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == {
+        "connection.execute": 0,
+        "with ... as conn: conn.execute": 0,
+        "cursor().execute": 1,
+    }
+
+
+XRAY_SQL_CHILD = """
+import json, sys
+from aws_xray_sdk.core import patch, xray_recorder
+xray_recorder.configure(context_missing="IGNORE_ERROR", sampling=False)
+patch(["psycopg"])
+import psycopg
+segment = xray_recorder.begin_segment("probe")
+counts = {}
+connection = psycopg.connect(sys.argv[1])
+connection.execute("SELECT 1")
+counts["connection.execute"] = len(segment.subsegments)
+with psycopg.connect(sys.argv[1]) as conn:
+    conn.execute("SELECT 1")
+counts["with ... as conn: conn.execute"] = len(segment.subsegments)
+connection.cursor().execute("SELECT 1")
+counts["cursor().execute"] = len(segment.subsegments)
+connection.close()
+print(json.dumps(counts))
+"""
 
 
 def test_a_secret_value_never_reaches_a_debug_log(aws: str, caplog):
