@@ -43,6 +43,9 @@ _LOCK_KEY = 0x6261627973686C64
 # connections for a moment in a reboot, failover or maintenance, and the function's
 # five minutes leave room. A command on a terminal tries once and says why.
 CONNECT_PAUSES_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0)
+# How long a run waits for another run's migration lock before it fails in words: less
+# than the migrate function's five minutes, which would end it as "Task timed out".
+LOCK_WAIT_SECONDS = 240
 # SQLSTATE classes whose messages may quote a row's values: data exceptions and
 # integrity constraint violations.
 _CLASSES_QUOTING_DATA = ("22", "23")
@@ -129,8 +132,13 @@ def apply_migrations(
     migrations = load_migrations(directory)
     applied: list[str] = []
     with _connect(conninfo, connect_pauses, sleep) as conn:
+        if conn.info.server_version >= 140000:
+            # The server checks every 10 s of a long statement that the migrator is
+            # still there: a function that timed out mid-file must not leave its
+            # statement running, holding the lock the retried deploy waits for.
+            conn.execute("SET client_connection_check_interval = '10s'")
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            _take_lock(conn)
             conn.execute(_BOOKKEEPING)
             done = applied_versions(conn)
         if any(migration.version not in done for migration in migrations):
@@ -139,7 +147,7 @@ def apply_migrations(
             _log_tier_role_problems(conn, roles)
         for migration in migrations:
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                _take_lock(conn)
                 done = applied_versions(conn)
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
@@ -179,6 +187,24 @@ def apply_migrations(
         if applied:
             check_tier_roles(conn, roles)
     return applied
+
+
+def _take_lock(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The migration lock for this transaction, waited for at most LOCK_WAIT_SECONDS;
+    the transaction's own lock_timeout is the session's again once it is held."""
+    import psycopg
+    from psycopg import sql
+
+    wait = sql.Literal(f"{int(LOCK_WAIT_SECONDS * 1000)}ms")
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(wait))
+    try:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        raise MigrationError(
+            f"another migration run holds the lock: waited {LOCK_WAIT_SECONDS} s "
+            "(a deploy running beside this one, or a session left in a migration)"
+        ) from None
+    conn.execute("SET LOCAL lock_timeout TO DEFAULT")
 
 
 def _connect(

@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -39,6 +42,7 @@ from ops.apigw import LocalLambdaContext
 from tests.support.postgres import admin_secret_value, fresh_database
 from tests.support.tcp_proxy import TcpProxy
 
+REPO = Path(__file__).resolve().parents[3]
 SQL_FILES = sorted(p.name for p in DEFAULT_DIRECTORY.glob("*.sql"))
 
 
@@ -343,6 +347,98 @@ def test_odd_file_names_are_refused_naming_the_file(
     assert not table_exists(conninfo, "public.schema_migrations")
 
 
+def test_a_run_waiting_too_long_for_another_runs_lock_says_so(
+    fresh: tuple[str, RoleNames], monkeypatch: pytest.MonkeyPatch
+):
+    """A migrator that never lets go (a session left open by hand, a run whose client
+    died mid-file) holds the migration lock: the next deploy must fail in words,
+    naming the wait, before the function's own timeout ends it as "Task timed out"."""
+    import functions.shared.db.migrations as migrations
+
+    conninfo, roles = fresh
+    monkeypatch.setattr(migrations, "LOCK_WAIT_SECONDS", 1)
+    holder = psycopg.connect(conninfo)
+    try:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (migrations._LOCK_KEY,))
+        started = time.monotonic()
+        with pytest.raises(MigrationError, match="another migration run holds the lock") as held:
+            apply_migrations(conninfo, roles=roles)
+        waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert 0.9 <= waited < 30
+    assert "1 s" in str(held.value)
+    assert recorded_versions_or_none(conninfo) is None
+    # Let go: the same run goes through.
+    assert apply_migrations(conninfo, roles=roles)
+
+
+def test_a_run_whose_client_died_mid_file_releases_the_lock_for_the_retry(
+    fresh: tuple[str, RoleNames], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The migrate function timed out (or was killed) in a long file: its statement
+    must not run on in the server, holding the lock the retried deploy waits for. The
+    server checks its client is still there every 10 s of a statement."""
+    import functions.shared.db.migrations as migrations
+
+    conninfo, roles = fresh
+    directory = copy_migrations(tmp_path / "sql")
+    # Slow only for the run that dies (its application_name), instant for the retry.
+    (directory / "099_slow.sql").write_text(
+        "SELECT pg_sleep(120) WHERE current_setting('application_name') = 'doomed';\n"
+    )
+    doomed = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path;"
+            "from functions.shared.db.migrations import apply_migrations;"
+            "from functions.shared.db.roles import RoleNames;"
+            "apply_migrations(sys.argv[1], directory=Path(sys.argv[2]),"
+            " roles=RoleNames.with_prefix(sys.argv[3]))",
+            make_conninfo(conninfo, application_name="doomed"),
+            str(directory),
+            roles.prefix,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _sleeping_in(conninfo, "doomed"):
+            assert doomed.poll() is None, "the doomed run ended by itself"
+            assert time.monotonic() < deadline, "the doomed run never reached its slow file"
+            time.sleep(0.2)
+        doomed.kill()
+        doomed.wait(10)
+        # Far less than the 120 s the orphan statement would hold the lock.
+        monkeypatch.setattr(migrations, "LOCK_WAIT_SECONDS", 40)
+        applied = apply_migrations(conninfo, directory=directory, roles=roles)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    assert applied == ["099_slow.sql"]
+    assert not _sleeping_in(conninfo, "doomed")
+
+
+def _sleeping_in(conninfo: str, application: str) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = %s AND query LIKE '%%pg_sleep%%'",
+            (application,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def recorded_versions_or_none(conninfo: str) -> list[str] | None:
+    """The recorded versions, or None before the bookkeeping table exists."""
+    if not table_exists(conninfo, "public.schema_migrations"):
+        return None
+    return recorded_versions(conninfo)
+
+
 def test_two_runners_racing_apply_each_file_once(fresh: tuple[str, RoleNames], tmp_path: Path):
     """Two deploys at once on one database: each file (one of them slow and not
     idempotent) is applied by exactly one runner, and both finish without an error."""
@@ -526,10 +622,12 @@ def test_the_function_never_shows_the_admin_password(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ):
-    """A wrong admin password (server checks it) and an unreachable server: the
-    error handed back, its chain, the traceback and every log line hold no password."""
+    """A wrong admin password (server checks it) and an unreachable server (tried six
+    times, without the pauses here): the error handed back, its chain, the traceback
+    and every log line hold no password."""
     monkeypatch.setenv("BABYSHIELD_ENV", "local")
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(migrate_run, "CONNECT_PAUSES_SECONDS", (0.0,) * 5)
     password = "Pw-Sentinel-7f3a9c'\" =x"
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
