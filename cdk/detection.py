@@ -476,6 +476,20 @@ class DetectionAndResponse(Construct):
             days=1,
             missing_breaches=False,
         )
+        # One datapoint per daily run: rotations unfinished for over an hour. The
+        # RotationFailures alarm pages when a step fails; this one pages again the
+        # next day while the rotation is left stopped (an emergency's leaked value
+        # not retired, every later rotation of the secret refused).
+        self.rotations_stuck_alarm = _daily_run_alarm(
+            self,
+            "RotationsStuck",
+            alarm_name=f"{names.PREFIX}-rotation-stuck",
+            metric=names.METRIC_ROTATIONS_STUCK,
+            description="A secret's rotation has been left unfinished: resume or cancel "
+            "it (RUNBOOK, 'A rotation failed')",
+            days=1,
+            missing_breaches=False,
+        )
         self.alarms = [
             self.waf_blocked_alarm,
             self.waf_rate_alarm,
@@ -487,6 +501,7 @@ class DetectionAndResponse(Construct):
             self.responder_errors_alarm,
             self.secrets_overdue_alarm,
             self.feed_on_previous_alarm,
+            self.rotations_stuck_alarm,
         ]
 
         # --- alarm -> responder ------------------------------------------

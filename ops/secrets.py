@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
                     "-" if age.age_days is None else f"{age.age_days:.1f}",
                     age.as_json()["next_due"] or "-",
                     "OVERDUE" if age.overdue else "no",
-                    age.pending or "-",
+                    f"{age.pending} (stuck)" if age.stuck else age.pending or "-",
                 )
                 for age in ages
             ],

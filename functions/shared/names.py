@@ -122,6 +122,9 @@ METRIC_SECRETS_OVERDUE = "SecretsOverdue"  # pragma: allowlist secret (a metric 
 # 1 when the feed's last accepted delivery was signed with the webhook secret's
 # AWSPREVIOUS (it has not been given the current one), else 0; once per daily run.
 METRIC_WEBHOOK_FEED_ON_PREVIOUS = "WebhookFeedOnPreviousSecret"  # pragma: allowlist secret
+# Rotations unfinished for over an hour (stopped halfway, or an emergency stopped after
+# its promotion with the leaked value not retired); once per daily run.
+METRIC_ROTATIONS_STUCK = "RotationsStuck"
 
 # CloudWatch dashboards.
 DASHBOARD_WAF = f"{PREFIX}-waf"

@@ -124,13 +124,23 @@ def test_overdue_or_unreported_secrets_page_oncall(synthesized: Synthesized):
     assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
 
 
-def test_a_feed_still_on_the_previous_webhook_secret_pages_the_next_day(
-    synthesized: Synthesized,
+@pytest.mark.parametrize(
+    ("metric", "runbook_section"),
+    [
+        # The reminder to hand the feed its new secret.
+        (names.METRIC_WEBHOOK_FEED_ON_PREVIOUS, "The webhook secret rotated"),
+        # A rotation left unfinished for over an hour: an emergency's leaked value not
+        # retired, or every later rotation of the secret refused.
+        (names.METRIC_ROTATIONS_STUCK, "A rotation failed"),
+    ],
+)
+def test_a_daily_reminder_pages_the_next_day(
+    synthesized: Synthesized, metric: str, runbook_section: str
 ):
-    """The reminder to hand the feed its new secret: one daily datapoint of 1 pages.
-    A day without one is the overdue alarm's (the run stopped), not this one's."""
-    assert names.METRIC_WEBHOOK_FEED_ON_PREVIOUS in _emitted_metrics()
-    alarm = _alarm_on(synthesized, names.METRIC_WEBHOOK_FEED_ON_PREVIOUS)
+    """One daily datapoint of at least 1 pages. A day without one is the overdue
+    alarm's (the run stopped), not this one's."""
+    assert metric in _emitted_metrics()
+    alarm = _alarm_on(synthesized, metric)
 
     assert alarm["Period"] == 86400
     assert alarm["Statistic"] == "Maximum"
@@ -139,6 +149,8 @@ def test_a_feed_still_on_the_previous_webhook_secret_pages_the_next_day(
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 1
     assert alarm["TreatMissingData"] == "notBreaching"
     assert alarm["AlarmName"].startswith(f"{names.PREFIX}-")
+    assert runbook_section in alarm["AlarmDescription"]
+    assert f"## {runbook_section}" in (REPO_ROOT / "docs" / "RUNBOOK.md").read_text()
     assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
 
 

@@ -25,6 +25,9 @@ from functions.shared.rotation.store import CURRENT, PREVIOUS, SecretMetadata, S
 if TYPE_CHECKING:
     from functions.shared.identity.webhook_signers import SignerState
 
+# A rotation runs for seconds to minutes; one unfinished for longer stopped halfway.
+STUCK_AFTER = timedelta(hours=1)
+
 
 @dataclass(frozen=True)
 class SecretAge:
@@ -40,6 +43,8 @@ class SecretAge:
     # A version holding AWSPENDING: a rotation running now, or one that stopped
     # halfway and blocks the next until it is resumed or cancelled.
     pending: str | None = None
+    # That rotation has been unfinished for over STUCK_AFTER.
+    stuck: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,7 @@ class SecretAge:
             "next_due": _iso(self.next_due),
             "overdue": self.overdue,
             "pending_version": self.pending,
+            "stuck": self.stuck,
             "problem": self.problem,
         }
 
@@ -68,17 +74,27 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         # A secret that cannot be read is treated as overdue: silence must not look healthy.
         return SecretAge(item.name, item.kind, item.period_days, None, None, None, True, problem)
     pending = metadata.unfinished_rotation()
+    stuck = _stuck(metadata, pending, moment)
     if metadata.deleted_at is not None:
         # DescribeSecret still answers, but no value can be read: every consumer fails.
         deleted = _iso(datetime.fromtimestamp(metadata.deleted_at, UTC))
         problem = f"marked for deletion at {deleted}"
         return SecretAge(
-            item.name, item.kind, item.period_days, None, None, None, True, problem, pending
+            item.name, item.kind, item.period_days, None, None, None, True, problem, pending, stuck
         )
     since = metadata.current_since()
     if since is None:
         return SecretAge(
-            item.name, item.kind, item.period_days, None, None, None, True, "no AWSCURRENT", pending
+            item.name,
+            item.kind,
+            item.period_days,
+            None,
+            None,
+            None,
+            True,
+            "no AWSCURRENT",
+            pending,
+            stuck,
         )
     last = datetime.fromtimestamp(since, UTC)
     age_days = round((moment - last).total_seconds() / 86400, 2)
@@ -92,7 +108,17 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         next_due,
         moment >= next_due,
         pending=pending,
+        stuck=stuck,
     )
+
+
+def _stuck(metadata: SecretMetadata, pending: str | None, moment: datetime) -> bool:
+    """Whether the unfinished rotation `pending` started over STUCK_AFTER ago (its
+    version's creation; an unknown start counts as stuck)."""
+    if pending is None:
+        return False
+    started = metadata.created.get(pending)
+    return started is None or moment - datetime.fromtimestamp(started, UTC) > STUCK_AFTER
 
 
 def api_key_ages(now: datetime | None = None) -> list[SecretAge]:
@@ -144,7 +170,7 @@ def publish_secret_ages(
     store: SecretStore | None = None, now: Callable[[], datetime] | None = None
 ) -> dict[str, Any]:
     """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by
-    one, then one SecretsOverdue datapoint for the run, and one
+    one, then one SecretsOverdue and one RotationsStuck datapoint for the run, and one
     WebhookFeedOnPreviousSecret (1: the feed has not been given the webhook secret's
     current value, and the next rotation would be refused for it).
 
@@ -168,6 +194,8 @@ def publish_secret_ages(
     if pending:
         # The daily run rarely meets a rotation in progress; a stuck one blocks the next.
         logger.warning("secrets with a rotation pending", extra={"secrets": pending})
+    stuck = [age.name for age in ages if age.stuck]
+    metrics.add_metric(name=names.METRIC_ROTATIONS_STUCK, unit="Count", value=len(stuck))
     overdue = [age.name for age in ages if age.overdue]
     metrics.add_metric(name=names.METRIC_SECRETS_OVERDUE, unit="Count", value=len(overdue))
     feed_on_previous = _feed_on_previous(store)
@@ -178,7 +206,12 @@ def publish_secret_ages(
     metrics.flush_metrics()
     if overdue:
         logger.warning("secrets overdue for rotation", extra={"secrets": overdue})
-    return {"secrets": len(ages), "overdue": overdue, "feed_on_previous": feed_on_previous}
+    return {
+        "secrets": len(ages),
+        "overdue": overdue,
+        "stuck": stuck,
+        "feed_on_previous": feed_on_previous,
+    }
 
 
 # An inventory name, not a secret.

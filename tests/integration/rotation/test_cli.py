@@ -149,6 +149,7 @@ def test_secrets_reports_each_secret_and_shows_the_new_age_after_a_rotation(
             "next_due",
             "overdue",
             "pending_version",
+            "stuck",
             "problem",
             *extra,
         }
@@ -216,14 +217,7 @@ def test_local_stack_secrets_are_created_once_and_every_one_rotates(
     # Then every secret rotates through the real handlers
     assert main(["rotate", "--all"]) == 0, capsys.readouterr().out
     # And each database secret's AWSCURRENT logs in
-    import psycopg
-
-    for name in ("db-readonly", "db-app", "db-admin"):
-        value = _current(store, name)
-        with psycopg.connect(
-            rotation_db.admin_conninfo, user=value["username"], password=value["password"]
-        ) as conn:
-            assert conn.execute("SELECT current_user").fetchone() == (value["username"],)
+    _every_database_secret_logs_in(rotation_db.admin_conninfo, store)
 
 
 def test_a_fresh_start_seeds_logins_an_earlier_run_left_fenced_off(
@@ -244,11 +238,15 @@ def test_a_fresh_start_seeds_logins_an_earlier_run_left_fenced_off(
 
     ensure_local_secrets(rotation_db.admin_conninfo, roles)
 
+    _every_database_secret_logs_in(rotation_db.admin_conninfo, store)
+
+
+def _every_database_secret_logs_in(conninfo: str, store: SecretStore) -> None:
+    import psycopg
+
     for name in ("db-readonly", "db-app", "db-admin"):
         value = _current(store, name)
-        with psycopg.connect(
-            rotation_db.admin_conninfo, user=value["username"], password=value["password"]
-        ) as conn:
+        with psycopg.connect(conninfo, user=value["username"], password=value["password"]) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (value["username"],)
 
 

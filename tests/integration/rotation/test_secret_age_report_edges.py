@@ -247,3 +247,36 @@ def test_a_rotation_finished_late_is_as_old_as_its_promotion(
         f"just rotated, yet age {age.age_days} days, last rotated {age.last_rotated}"
     )
     assert not age.overdue
+
+
+# --- a rotation stuck halfway ------------------------------------------------------------
+
+
+def test_a_rotation_stuck_for_over_an_hour_is_counted_for_its_alarm(
+    store: SecretStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An emergency stopped after its promotion leaves the leaked value unretired; any
+    stopped rotation blocks the next. RotationFailures pages once, when it fails: the
+    daily run counts rotations unfinished for over an hour (RotationsStuck) so a page
+    that was acknowledged and forgotten comes back the next day. One running now (a
+    pending version minutes old) is not stuck."""
+    _seed_every_secret(store)
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    jwt = spec("jwt-signing-key")
+    store.put_pending(jwt.secret_name, "stuck-rotation-token-000000000000001", {"x": 1})
+    webhook = spec("webhook-signing-secret")
+    store.put_pending(webhook.secret_name, "fresh-rotation-token-00000000000001", {"x": 1})
+    later = datetime.now(UTC) + timedelta(minutes=90)
+    capsys.readouterr()
+
+    summary = publish_secret_ages(store, now=lambda: later)
+
+    counts = [
+        _only(doc[names.METRIC_ROTATIONS_STUCK])
+        for doc in _emf(capsys.readouterr().out)
+        if names.METRIC_ROTATIONS_STUCK in doc
+    ]
+    assert counts == [2]
+    assert sorted(summary["stuck"]) == ["jwt-signing-key", "webhook-signing-secret"]
+    # Minutes after they started, neither is stuck.
+    assert publish_secret_ages(store, now=lambda: datetime.now(UTC))["stuck"] == []
