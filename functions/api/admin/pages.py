@@ -3,8 +3,10 @@
 Both lists only grow (every key ever issued stays, rotated, revoked or expired), and
 an answer a Lambda function cannot return (6 MB) would be API Gateway's 502: an admin
 who can no longer list keys cannot find the one to revoke. A page continues strictly
-after the last row's (created_at, id), so rows added meanwhile never shift a page.
-The cursor only says where to continue, so it is encoded, not signed; any malformed
+after the last row's (created_at, id), so rows added meanwhile never shift a page;
+a key added meanwhile sorts after the pages already read (sql/017: stamped at its
+insert, and a page waits for keys being inserted). The cursor only says where to
+continue, so it is encoded, not signed; any malformed
 cursor is a 400.
 """
 

@@ -21,6 +21,15 @@ from functions.shared.observability import logger
 # Writes a change's audit_log row on the change's own connection, before it commits.
 AuditRow = Callable[[Any], None]
 
+# An advisory lock key ("bs api-key list order"): a key is inserted under it shared,
+# and a page of the key list is read under it exclusive, so the page waits for keys
+# being inserted and a key inserted after the page is stamped after it (sql/017).
+_KEY_LIST_ORDER_LOCK = 0x6273206B65796C73
+
+
+def _hold_key_order_for_insert(conn: Any) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (_KEY_LIST_ORDER_LOCK,))
+
 
 @dataclass(frozen=True)
 class LoginRecord:
@@ -137,6 +146,7 @@ def insert_api_key(
             # issued to a user, it would turn into an admin credential on promotion.
             if SCOPE_ADMIN in scopes and owner[0] != "admin":
                 raise Conflict("Only an admin's key may have the admin scope.")
+            _hold_key_order_for_insert(conn)
             row = conn.execute(
                 "INSERT INTO public.api_keys "
                 "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, expires_at) "
@@ -164,6 +174,9 @@ def list_api_keys(
     """At most `limit` keys in (created_at, key_id) order, after `after` if given."""
     after_at, after_id = after if after is not None else (None, None)
     with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
+        # Keys being inserted commit before this page is read, and a key inserted
+        # later is stamped after it: no key lands behind a cursor already handed out.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_KEY_LIST_ORDER_LOCK,))
         rows = conn.execute(
             "SELECT key_id, owner_id, scopes, rate_limit_per_minute, created_at, expires_at, "
             "revoked_at, rotated_from FROM public.api_keys "
@@ -221,6 +234,7 @@ def rotate_api_key(
                     "The key has the admin scope and its owner is no longer an admin; "
                     "revoke it and issue a key without that scope."
                 )
+        _hold_key_order_for_insert(conn)
         new = conn.execute(
             "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes, "
             "rate_limit_per_minute, expires_at, rotated_from) "
@@ -263,6 +277,9 @@ def list_users(
     """At most `limit` users in (created_at, id) order, after `after` if given."""
     after_at, after_id = after if after is not None else (None, None)
     with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
+        # Keys being inserted commit before this page is read, and a key inserted
+        # later is stamped after it: no key lands behind a cursor already handed out.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_KEY_LIST_ORDER_LOCK,))
         rows = conn.execute(
             "SELECT id, email, role, created_at FROM public.users "
             "WHERE %(after_at)s::timestamptz IS NULL "

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 
+import psycopg
 import pytest
 
 from functions.api.admin.pages import MAX_ADMIN_PAGE_SIZE, encode_cursor
@@ -86,6 +89,107 @@ def test_a_key_issued_between_pages_is_on_a_later_page_and_none_repeats(world, a
     ids = [item["key_id"] for item in first["keys"] + rest]
     assert len(ids) == len(set(ids)) == 5
     assert ids[-1] == late
+
+
+def _wait_for_lock_waiter(world, pattern: str) -> None:
+    """Until a backend of the test database waits on a lock, running `pattern`."""
+    for _ in range(400):
+        rows = world.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type IN ('Lock', 'Advisory') AND query LIKE %s",
+            (pattern,),
+        )
+        if rows[0][0]:
+            return
+        time.sleep(0.025)
+    raise AssertionError("the request never reached the lock")
+
+
+def _walk_from(headers, cursor):
+    seen = []
+    while cursor:
+        page = listed(headers, "/admin/api-keys", f"limit=3&cursor={cursor}").json()
+        seen += [item["key_id"] for item in page["keys"]]
+        cursor = page["next_cursor"]
+    return seen
+
+
+def test_a_key_rotated_while_an_admin_pages_through_the_keys_is_on_a_later_page(
+    world, admin_headers
+):
+    """A colleague's rotation waits (for the old key's row, held by another change in
+    flight) while the admin reads the first page, then commits: its successor must be
+    on a later page of that walk, not stamped behind the cursor by the start of its
+    transaction (sql/017)."""
+    partner = world.create_user("partner@example.com")
+    old = world.create_key(partner).split("_")[1]
+    holder = psycopg.connect(world.db.admin_conninfo)
+    holder.execute("BEGIN")
+    holder.execute("SELECT 1 FROM api_keys WHERE key_id = %s FOR UPDATE", (old,))
+    answers = []
+    rotation = threading.Thread(
+        target=lambda: answers.append(
+            call_api(
+                "POST",
+                f"/admin/api-keys/{old}/rotate",
+                headers=admin_headers,
+                source_ip=ADMIN_IP,
+            )
+        )
+    )
+    rotation.start()
+    try:
+        _wait_for_lock_waiter(world, "%FOR UPDATE%")
+        issued = [world.create_key(partner).split("_")[1] for _ in range(2)]
+        first = listed(admin_headers, "/admin/api-keys", "limit=3").json()
+        assert [item["key_id"] for item in first["keys"]][-1] == issued[0]
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        rotation.join(timeout=30)
+    [answer] = answers
+    assert answer.status == 201, answer.body
+    successor = answer.json()["new_key"]["key_id"]
+    seen = [item["key_id"] for item in first["keys"]] + _walk_from(
+        admin_headers, first["next_cursor"]
+    )
+    assert len(seen) == len(set(seen))
+    assert successor in seen
+
+
+def test_a_page_waits_for_a_key_being_inserted(world, admin_headers):
+    """A key stamped before a page is read but committed after would sort behind that
+    page's cursor: the page waits for keys being inserted (their shared lock), so
+    such a key is on it."""
+    from functions.api.identity.store import _KEY_LIST_ORDER_LOCK
+
+    partner = world.create_user("partner@example.com")
+    world.create_key(partner)
+    writer = psycopg.connect(world.db.admin_conninfo)
+    writer.execute("BEGIN")
+    writer.execute("SELECT pg_advisory_xact_lock_shared(%s)", (_KEY_LIST_ORDER_LOCK,))
+    writer.execute(
+        "INSERT INTO api_keys (key_id, owner_id, secret_hash, scopes) "
+        "VALUES ('inflightkey00001', %s, '\\x00', '{recalls:read}')",
+        (partner,),
+    )
+    pages = []
+    reader = threading.Thread(
+        target=lambda: pages.append(listed(admin_headers, "/admin/api-keys", "limit=50"))
+    )
+    reader.start()
+    try:
+        _wait_for_lock_waiter(world, "%pg_advisory_xact_lock%")
+        assert not pages, "the page was read while a key was being inserted"
+        later = world.create_key(partner).split("_")[1]
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+        reader.join(timeout=30)
+    [page] = pages
+    ids = [item["key_id"] for item in page.json()["keys"]]
+    assert "inflightkey00001" in ids
+    assert later not in ids or ids.index(later) > ids.index("inflightkey00001")
 
 
 def test_a_large_list_answers_one_bounded_page(world, admin_headers):
