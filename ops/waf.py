@@ -238,19 +238,24 @@ def _warn_left_out(report: blocks.SyncReport) -> None:
 def _list(args: argparse.Namespace) -> int:
     now = time.time()
     found = _call_aws(lambda: blocks.list_blocks(now, include_expired=args.all))
+    live = [b for b in found if b.is_live(now)]
+    # What the WAF refuses is what the IP sets hold, not what the registry says: a
+    # block left out (protected, past the IP set limit, not synced yet) refuses nothing.
+    in_waf = _call_aws(lambda: blocks.enforcement(live)) if live else {}
     if args.json:
-        print_json([_block_json(b) for b in found])
+        print_json([{**_block_json(b), "in_waf": in_waf.get(b.ip)} for b in found])
         return 0
     if not found:
         print("no live blocks" if not args.all else "the block registry is empty")
         return 0
     print_table(
-        ["ADDRESS", "EXPIRES (UTC)", "LEFT", "ALARM", "OFFENCES", "REQUESTS", "REASON"],
+        ["ADDRESS", "EXPIRES (UTC)", "LEFT", "IN WAF", "ALARM", "OFFENCES", "REQUESTS", "REASON"],
         [
             (
                 _host_text(b),
                 _when(b.blocked_until),
                 "released" if b.released else _remaining(b.blocked_until, now),
+                in_waf.get(b.ip, "-"),
                 _shown(b.alarm),
                 b.offences,
                 b.requests,
@@ -259,6 +264,13 @@ def _list(args: argparse.Namespace) -> int:
             for b in found
         ],
     )
+    left_out = sorted(ip for ip, state in in_waf.items() if state != "all")
+    if left_out:
+        print(
+            f"\nnot (wholly) in the WAF's IP sets: {_addresses_text(left_out)}: protected "
+            "addresses are cut out of a block, and past the IP set limit the oldest "
+            "automatic blocks wait for room (the sweep syncs every 5 minutes)"
+        )
     return 0
 
 
@@ -397,6 +409,7 @@ def _unblock(args: argparse.Namespace) -> int:
                 "not_blocked": result.not_found,
                 "event_not_blocked": args.event if unmatched else None,
                 "covered_by": result.covered_by,
+                "blocked_inside": result.blocked_inside,
                 "pending": result.pending,
                 "sync_error": result.sync_error,
             }
@@ -418,23 +431,36 @@ def _unblock(args: argparse.Namespace) -> int:
                     f"blocked {_addresses_text(covering)}; only unblocking that network lets it "
                     "through"
                 )
+            inside = result.blocked_inside.get(b.ip)
+            if inside:
+                print(
+                    f"warning: blocks inside {_host_text(b)} stay: {_addresses_text(inside)} "
+                    "(still refused at the WAF; unblock them by name)"
+                )
         _warn_pending(result)
         for ip in result.not_found:
             covering = result.covered_by.get(ip)
+            inside = result.blocked_inside.get(ip)
             if covering:
                 # Still refused at the WAF: say which block does it and what lifts it.
                 print(
                     f"not blocked by itself: {blocks.address_text(ip)} is inside the blocked "
                     f"{_addresses_text(covering)}; only unblocking that network lets it through"
                 )
+            elif inside:
+                print(
+                    f"not blocked as a whole: {blocks.address_text(ip)}; blocked inside it: "
+                    f"{_addresses_text(inside)} (unblock them by name)"
+                )
             else:
                 print(f"not blocked: {blocks.address_text(ip)}")
         if unmatched:
             print(f"not blocked: {unmatched[0]}")
     wider = sorted({n for networks in result.covered_by.values() for n in networks})
+    narrower = sorted({n for networks in result.blocked_inside.values() for n in networks})
     if not result.changed:
-        if wider:
-            hint = f"babyshield waf unblock {_addresses_text(wider, ' ')}"
+        if wider or narrower:
+            hint = f"babyshield waf unblock {_addresses_text(wider or narrower, ' ')}"
         elif unmatched and not args.targets:
             hint = unmatched[1]
         else:

@@ -730,6 +730,14 @@ class ProtectedNetworks:
     admin: tuple[IPNetwork, ...]
     never_block: tuple[IPNetwork, ...]
 
+    def networks(self, version: int) -> list[IPNetwork]:
+        """Both lists' networks of one IP version, in canonical form."""
+        return [
+            network
+            for network in map(canonical_network, (*self.admin, *self.never_block))
+            if network.version == version
+        ]
+
     def why_protected(self, network: IPNetwork) -> str | None:
         """'admin allowlist' or 'never-block list' when the network touches either
         (both sides compared in canonical form: an IPv4-mapped spelling is its IPv4)."""
@@ -803,6 +811,30 @@ class IpSetPlan:
     addresses: list[str]
     kept: list[Block]
     left_out: list[Block]
+
+
+def enforceable_blocks(
+    live: Sequence[Block], protected: ProtectedNetworks
+) -> tuple[list[Block], list[Block]]:
+    """The live blocks as the IP sets may hold them, and those they may not hold at all.
+
+    A block touching the admin allowlist or the never-block list loses those addresses
+    and keeps the rest of its network, as the fewest CIDRs: one partner's address put
+    on the never-block list must not let a whole blocked range through. A block that
+    lies wholly inside them is left out. Returns (the blocks to plan, some of them
+    pieces of one block, each with that block's fields; the blocks left out)."""
+    to_plan: list[Block] = []
+    shielded: list[Block] = []
+    for block in live:
+        if not protected.why_protected(block.network):
+            to_plan.append(block)
+            continue
+        cut = [str(network) for network in protected.networks(block.version)]
+        pieces = cidrs_outside([str(block.network)], cut, block.version)
+        if not pieces:
+            shielded.append(block)
+        to_plan.extend(replace(block, network=ipaddress.ip_network(piece)) for piece in pieces)
+    return to_plan, shielded
 
 
 def plan_ip_set(blocks: Sequence[Block], version: int, limit: int) -> IpSetPlan:
@@ -914,6 +946,29 @@ def _ip_set_refs() -> list[_IpSetRef]:
     return refs
 
 
+def enforcement(found: Sequence[Block]) -> dict[str, str]:
+    """How much of each block's network the auto-block IP sets hold now: "all",
+    "part" (protected addresses cut out of it) or "none" (left out: protected, past
+    the IP set limit, or not synced yet). Reads both IP sets; the registry alone
+    cannot say what the WAF refuses."""
+    settings = get_settings()
+    held: dict[int, list[str]] = {}
+    for ref in _ip_set_refs():
+        answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
+        held[ref.version] = list(answer["IPSet"].get("Addresses", []))
+    state: dict[str, str] = {}
+    for block in found:
+        network = [str(block.network)]
+        outside = cidrs_outside(network, held.get(block.version, []), block.version)
+        if not outside:
+            state[block.ip] = "all"
+        elif outside == cidrs_outside(network, [], block.version):
+            state[block.ip] = "none"
+        else:
+            state[block.ip] = "part"
+    return state
+
+
 # Its own generator, seeded from the OS: the jitter neither draws from nor disturbs
 # the process-wide one, which a caller (or a property test replaying a case) may seed.
 _jitter = random.Random()  # noqa: S311  # nosec B311 - jitter, not a secret
@@ -954,10 +1009,11 @@ def sync_ip_sets(
     sync that read the registry before the change (the sweep, planning to remove an
     expired address that was just blocked again) is refused and reads again.
 
-    A live block that touches the admin allowlist or the never-block list is left
-    out: those addresses are never blocked, also when the list gained them after the
-    block was made. If the lists cannot be read, every live block is kept: an
-    unreadable list must not unblock anyone.
+    The addresses of the admin allowlist and the never-block list are left out of
+    every live block (`enforceable_blocks`): they are never blocked, also when a list
+    gained them after the block was made, and the rest of a block's network stays
+    blocked. If the lists cannot be read, every live block is kept: an unreadable
+    list must not unblock anyone.
     """
     reg = reg or registry()
     settings = get_settings()
@@ -981,11 +1037,7 @@ def sync_ip_sets(
             )
         live = reg.live(when)
         if protected is not None:
-            kept: list[Block] = []
-            report.protected = []
-            for b in live:
-                (report.protected if protected.why_protected(b.network) else kept).append(b)
-            live = kept
+            live, report.protected = enforceable_blocks(live, protected)
         report.left_out = []
         try:
             for ref in refs:
@@ -1030,6 +1082,10 @@ class ChangeResult:
     # WAF still refuses it, and only unblocking one of those lets it through
     # (network -> covering networks, widest first).
     covered_by: dict[str, list[str]] = field(default_factory=dict)
+    # For an unblock: a target (or an unblocked network) that holds narrower live
+    # blocks, which stay: the WAF still refuses those addresses inside it
+    # (network -> the narrower blocked networks).
+    blocked_inside: dict[str, list[str]] = field(default_factory=dict)
     # The registry holds the change (it is made, and audited) but the IP sets could not
     # be synced now: the next sync applies it, the sweep within SWEEP_PERIOD_MINUTES.
     # `sync_error` says why, for an operator (the API logs it and does not show it).
@@ -1300,7 +1356,8 @@ def unblock(
     release time, so the responder's next look (the sweep's recheck of an alarm still
     in ALARM) does not block the address again on the evidence the operator cleared.
     The marker expires after release_memory_seconds(). `covered_by` names the wider
-    live blocks that still cover a target or an unblocked network.
+    live blocks that still cover a target or an unblocked network, `blocked_inside`
+    the narrower ones that stay inside it.
     """
     if not targets and not event_id:
         raise InvalidTarget("name an address to unblock, or --event")
@@ -1348,6 +1405,7 @@ def unblock(
     remaining = [b for b in change.known.values() if b.ip not in lifted and b.is_live(when)]
     checked = list(dict.fromkeys([*networks, *(b.network for b in found)]))
     covered_by = _covering_blocks(checked, remaining)
+    blocked_inside = _blocks_inside(checked, remaining)
     if not found:
         # Nothing was released: the sync only repairs what an earlier failure left, as
         # the sweep does, so its failure must not turn "not blocked" into an error.
@@ -1356,13 +1414,20 @@ def unblock(
         except Exception:  # noqa: BLE001 - the answer stands; the sweep repairs the sets
             logger.exception("IP sets not synced after an unblock that released nothing")
             report = SyncReport()
-        return ChangeResult(changed=[], not_found=not_found, sync=report, covered_by=covered_by)
+        return ChangeResult(
+            changed=[],
+            not_found=not_found,
+            sync=report,
+            covered_by=covered_by,
+            blocked_inside=blocked_inside,
+        )
     report, sync_error = _sync_after_change(when, reg, found)
     return ChangeResult(
         changed=found,
         not_found=not_found,
         sync=report,
         covered_by=covered_by,
+        blocked_inside=blocked_inside,
         sync_error=sync_error,
         # By its end, not is_live: a later pass reads this call's own release back.
         expired=[b.ip for b in found if b.blocked_until <= when],
@@ -1384,6 +1449,22 @@ def _covering_blocks(networks: Sequence[IPNetwork], live: Sequence[Block]) -> di
         if inside:
             covered[str(network)] = inside
     return covered
+
+
+def _blocks_inside(networks: Sequence[IPNetwork], live: Sequence[Block]) -> dict[str, list[str]]:
+    """For each network, the narrower live blocked networks inside it."""
+    inside: dict[str, list[str]] = {}
+    for network in networks:
+        narrower = sorted(
+            str(b.network)
+            for b in live
+            if b.version == network.version
+            and b.network.prefixlen > network.prefixlen
+            and b.network.subnet_of(network)  # type: ignore[arg-type]
+        )
+        if narrower:
+            inside[str(network)] = narrower
+    return inside
 
 
 def clear_caches() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from functions.shared.blocks import Block, ProtectedNetworks, plan_ip_set
+from functions.shared.blocks import Block, ProtectedNetworks, enforceable_blocks, plan_ip_set
 from functions.shared.settings import IPNetwork, Settings, canonical_network
 from functions.waf_responder.offenders import Offender, ReleaseOf, earliest_known
 
@@ -52,16 +52,16 @@ def _covering_blocks(offender: Offender, live: Sequence[Block]) -> list[Block]:
 
 
 def _left_out(live: Sequence[Block], settings: Settings, protected: ProtectedNetworks) -> set[str]:
-    """The live blocks the IP sets do not hold, planned as the sync plans them (blocks
-    .sync_ip_sets: the blocks of protected addresses dropped first, then the same
-    plan over the rest): they block nothing at the WAF."""
-    shielded = {b.ip for b in live if protected.why_protected(b.network)}
-    enforceable = [b for b in live if b.ip not in shielded]
-    return shielded | {
-        block.ip
-        for version in (4, 6)
-        for block in plan_ip_set(enforceable, version, settings.ipset_max_addresses).left_out
-    }
+    """The live blocks the IP sets do not hold (in whole or in part), planned as the
+    sync plans them (blocks.sync_ip_sets: protected addresses cut out of every block
+    first, then the same plan over what is left): the WAF does not enforce them."""
+    enforceable, shielded = enforceable_blocks(live, protected)
+    left_out = {b.ip for b in shielded}
+    for version in (4, 6):
+        for piece in plan_ip_set(enforceable, version, settings.ipset_max_addresses).left_out:
+            # A piece of a block cut around a protected address stands for that block.
+            left_out |= {block.ip for block in live if _inside(piece.network, block.network)}
+    return left_out
 
 
 def _utc(epoch: int) -> str:

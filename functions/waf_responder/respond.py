@@ -92,8 +92,13 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
     # After the look, which can take up to the query deadline: a block that ended
     # meanwhile is no longer live, and its offender is blocked again, not "already".
     now = int(time.time())
+    # The registry as the claim last read it: what the earlier attempt's blocks are now
+    # (an operator may have released or replaced one during the look).
+    latest: dict[str, Block] = rows
 
     def decide_on(known: dict[str, Block]) -> Decision:
+        nonlocal latest
+        latest = known
         return decide(
             report.offenders,
             alarm=alarm.name,
@@ -111,7 +116,7 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
 
     decision = decide_and_claim(decide_on, memory_seconds=settings.offence_memory_seconds, reg=reg)
     decision.to_block.extend(
-        _made_by_an_earlier_attempt(rows, alarm.event_id, decision, now, protected)
+        _made_by_an_earlier_attempt(latest, alarm.event_id, decision, now, protected)
     )
     sync = sync_ip_sets(reg=reg, changed={b.version for b in decision.to_block})
     if alarm.recheck and not decision.to_block:
@@ -292,6 +297,12 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
 
     The look reads the same window as the look before it, so an address an operator
     unblocked in between is blocked again only on newer evidence (decide.py).
+
+    A retried sweep event also looks again at an alarm that has left ALARM since, if
+    an earlier attempt's look at it blocked addresses: that look failed before on-call
+    heard (its message is sent last), and the block it made is usually what cleared
+    the alarm. The look is handled once per sweep event as before, so one that did
+    finish is not repeated.
     """
     settings = get_settings()
     alarm_names = sorted(settings.waf_alarm_kinds)
@@ -299,18 +310,24 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
         return []
     try:
         answer = aws_client("cloudwatch").describe_alarms(
-            AlarmNames=alarm_names, StateValue="ALARM", AlarmTypes=["MetricAlarm"]
+            AlarmNames=alarm_names, AlarmTypes=["MetricAlarm"]
         )
     except Exception:  # noqa: BLE001 - the sweep is done; a failed look must not undo it
         metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
         logger.exception("alarm states unreadable; no recheck this sweep")
         return []
+    try:
+        earlier = _looked_at_by_this_event(swept)
+    except Exception:  # noqa: BLE001 - the alarms in ALARM are still looked at
+        metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
+        logger.exception("block registry unreadable; only alarms in ALARM are looked at")
+        earlier = set()
     results = []
     for found in answer.get("MetricAlarms", []):
         name = found["AlarmName"]
         kind = settings.waf_alarm_kinds.get(name)
-        # The state is checked here too: the filter is the service's, the decision ours.
-        if kind is None or found.get("StateValue") != "ALARM":
+        in_alarm = found.get("StateValue") == "ALARM"
+        if kind is None or not (in_alarm or name in earlier):
             continue
         alarm = Alarm(
             event_id=f"{swept.event_id}:{name}",
@@ -324,8 +341,8 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
         )
         # When the alarm entered ALARM (StateTransitionedTimestamp; StateUpdatedTimestamp
         # also moves while the state stays), so rate-rule keys count again after an
-        # unblock once the alarm has cleared and fired since.
-        entered = found.get("StateTransitionedTimestamp")
+        # unblock once the alarm has cleared and fired since. Out of ALARM: unknown.
+        entered = found.get("StateTransitionedTimestamp") if in_alarm else None
         try:
             results.append(
                 respond_once(
@@ -342,6 +359,18 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
             logger.exception("recheck of an alarm failed", extra={"alarm": name})
             results.append({"status": "failed", "alarm": name})
     return results
+
+
+def _looked_at_by_this_event(swept: Sweep) -> set[str]:
+    """The alarms whose look under this sweep event blocked an address still live: a
+    retried event's earlier attempt (each look's event id is `<sweep id>:<alarm>`)."""
+    prefix = f"{swept.event_id}:"
+    now = time.time()
+    return {
+        block.event_id.removeprefix(prefix)
+        for block in registry().all()
+        if block.event_id and block.event_id.startswith(prefix) and block.is_live(now)
+    }
 
 
 def clear_caches() -> None:
