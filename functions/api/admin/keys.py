@@ -85,6 +85,8 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         if request.expires_in_days
         else None
     )
+    scopes: list[str] = sorted(set(request.scopes))
+    # What the key grants, so audit_log alone shows an admin-scoped key being issued.
     record = partial(
         audit,
         "api_key_create",
@@ -93,12 +95,15 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         key_id=new_key.key_id,
         source_ip=source_ip,
         owner_id=str(request.owner_id),
+        scopes=",".join(scopes),
+        rate_limit_per_minute=request.rate_limit_per_minute,
+        expires_at=expires_at.isoformat(timespec="seconds") if expires_at else None,
     )
     row = insert_api_key(
         actor,
         new_key,
         owner_id=request.owner_id,
-        scopes=sorted(set(request.scopes)),
+        scopes=scopes,
         rate_limit_per_minute=request.rate_limit_per_minute,
         expires_at=expires_at,
         audit_row=lambda conn: record(row_on=conn),

@@ -277,9 +277,6 @@ def list_users(
     """At most `limit` users in (created_at, id) order, after `after` if given."""
     after_at, after_id = after if after is not None else (None, None)
     with readonly_session(user_id=actor.user_id, role=actor.role) as conn:
-        # Keys being inserted commit before this page is read, and a key inserted
-        # later is stamped after it: no key lands behind a cursor already handed out.
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_KEY_LIST_ORDER_LOCK,))
         rows = conn.execute(
             "SELECT id, email, role, created_at FROM public.users "
             "WHERE %(after_at)s::timestamptz IS NULL "

@@ -275,6 +275,26 @@ def test_an_admin_scoped_key_is_issued_only_to_an_admin(world, admin):
     assert world.query("SELECT count(*) FROM api_keys")[0][0] == before + 1
 
 
+def test_a_keys_audit_row_says_what_it_grants(world, admin):
+    """An auditor reading audit_log alone must see that an admin-scoped key was
+    issued, with its limit and expiry, not only that some key was."""
+    created = create(
+        admin,
+        owner_id=str(admin["id"]),
+        scopes=["recalls:read", "admin"],
+        rate_limit_per_minute=30,
+        expires_in_days=10,
+    ).json()
+    [detail] = [
+        row[4]
+        for row in world.audit_rows()
+        if row[1] == "api_key_create" and row[4].get("key_id") == created["key_id"]
+    ]
+    assert detail["scopes"] == "admin,recalls:read"
+    assert detail["rate_limit_per_minute"] == 30
+    assert detail["expires_at"][:16] == created["expires_at"][:16]  # to the minute
+
+
 def test_changes_are_audited(world, admin):
     key = create(admin).json()
     admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/rotate")
