@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from functions.shared import blocks, names
+from functions.shared.aws_clients import error_code
 from functions.shared.settings import IPNetwork, get_settings
 from ops.console import CommandError, UsageError, login_name, print_json, print_table
 from ops.provision import ensure_log_groups, ensure_tables
@@ -241,7 +242,14 @@ def _list(args: argparse.Namespace) -> int:
     live = [b for b in found if b.is_live(now)]
     # What the WAF refuses is what the IP sets hold, not what the registry says: a
     # block left out (protected, past the IP set limit, not synced yet) refuses nothing.
-    in_waf = _call_aws(lambda: blocks.enforcement(live)) if live else {}
+    in_waf: dict[str, str] = {}
+    unread: str | None = None
+    if live:
+        try:
+            in_waf = blocks.enforcement(live)
+        except (BotoCoreError, ClientError) as exc:
+            # The registry is the answer asked for; say what could not be added to it.
+            unread = error_code(exc) or type(exc).__name__
     if args.json:
         print_json([{**_block_json(b), "in_waf": in_waf.get(b.ip)} for b in found])
         return 0
@@ -265,6 +273,8 @@ def _list(args: argparse.Namespace) -> int:
         ],
     )
     left_out = sorted(ip for ip, state in in_waf.items() if state != "all")
+    if unread is not None:
+        print(f"\nIN WAF unknown: the auto-block IP sets could not be read ({unread})")
     if left_out:
         print(
             f"\nnot (wholly) in the WAF's IP sets: {_addresses_text(left_out)}: protected "

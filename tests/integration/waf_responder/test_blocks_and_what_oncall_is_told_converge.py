@@ -211,3 +211,25 @@ def test_waf_list_tells_a_block_left_out_of_the_full_ip_set_from_an_enforced_one
     assert " none " in line, table
     assert " all " in enforced, table
     assert "not (wholly) in the WAF's IP sets: 203.0.113.7" in table
+
+
+def test_waf_list_still_lists_the_registry_when_the_ip_sets_cannot_be_read(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The registry is what `waf list` is asked for: an IP set it cannot read (a
+    wrong id, a missing permission) leaves IN WAF unknown, said once, not an error."""
+    from functions.shared.settings import get_settings
+    from ops.cli import main
+
+    blocks.registry().put_many(
+        [responders_block("203.0.113.7/32", event_id="e1")], memory_seconds=86400
+    )
+    monkeypatch.setenv("AUTO_BLOCK_IPSET_V4_ID", "00000000-0000-0000-0000-000000000000")
+    get_settings.cache_clear()
+    capsys.readouterr()
+
+    assert main(["waf", "list"]) == 0
+    table = capsys.readouterr().out
+    (line,) = [row for row in table.splitlines() if row.startswith("203.0.113.7 ")]
+    assert " - " in line
+    assert "IN WAF unknown: the auto-block IP sets could not be read (WAFNonexistentItem" in table
