@@ -1027,19 +1027,19 @@ def sync_ip_sets(
     touched = set(changed)
     for attempt in range(MAX_SYNC_ATTEMPTS):
         when = time.time() if now is None else now
-        current = {}
-        for ref in refs:
-            answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
-            current[ref.version] = (
-                answer["LockToken"],
-                list(answer["IPSet"].get("Addresses", [])),
-                answer["IPSet"].get("Description") or "",
-            )
-        live = reg.live(when)
-        if protected is not None:
-            live, report.protected = enforceable_blocks(live, protected)
-        report.left_out = []
         try:
+            current = {}
+            for ref in refs:
+                answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
+                current[ref.version] = (
+                    answer["LockToken"],
+                    list(answer["IPSet"].get("Addresses", [])),
+                    answer["IPSet"].get("Description") or "",
+                )
+            live = reg.live(when)
+            if protected is not None:
+                live, report.protected = enforceable_blocks(live, protected)
+            report.left_out = []
             for ref in refs:
                 token, existing, description = current[ref.version]
                 plan = plan_ip_set(live, ref.version, settings.ipset_max_addresses)

@@ -233,3 +233,39 @@ def test_waf_list_still_lists_the_registry_when_the_ip_sets_cannot_be_read(
     (line,) = [row for row in table.splitlines() if row.startswith("203.0.113.7 ")]
     assert " - " in line
     assert "IN WAF unknown: the auto-block IP sets could not be read (WAFNonexistentItem" in table
+
+
+def test_a_throttled_ip_set_read_is_tried_again_like_a_throttled_write(
+    waf: WafResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAF throttles GetIPSet as it throttles UpdateIPSet (many writers during an
+    attack): the sync backs off and reads again, rather than failing the responder's
+    invocation or leaving on-call's change pending on the first refusal."""
+    from botocore.exceptions import ClientError
+
+    real = blocks._wafv2()
+    refused = {"reads": 0}
+
+    class ThrottledOnce:
+        def get_ip_set(self, **kwargs: Any) -> Any:
+            if refused["reads"] == 0:
+                refused["reads"] += 1
+                raise ClientError(
+                    {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetIPSet"
+                )
+            return real.get_ip_set(**kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    monkeypatch.setattr(blocks, "_wafv2", lambda: ThrottledOnce())
+    monkeypatch.setattr(blocks, "_backoff", lambda attempt: None)
+    blocks.registry().put_many(
+        [responders_block("203.0.113.7/32", event_id="e1")], memory_seconds=86400
+    )
+
+    report = blocks.sync_ip_sets()
+
+    assert refused["reads"] == 1
+    assert report.lock_retries == 1
+    assert ip_set_addresses(waf, 4) == [A]
