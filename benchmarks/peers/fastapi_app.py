@@ -35,7 +35,6 @@ from starlette.exceptions import HTTPException
 from functions.api.admin import blocks, keys, users
 from functions.api.admin.blocks import BlockChange, BlockList, BlockRequest
 from functions.api.admin.keys import (
-    ApiKeyView,
     CreatedKey,
     KeyList,
     NewKeyRequest,
@@ -327,7 +326,7 @@ def rotate_key(request: Request, key_id: str, body: RotateRequest | None = None)
 
 
 @app.post("/admin/api-keys/{key_id}/revoke")
-def revoke_key(request: Request, key_id: str) -> ApiKeyView:
+def revoke_key(request: Request, key_id: str) -> keys.RevokedKey:
     return keys.revoke_key(_caller(request), key_id, _source_ip(request))
 
 

@@ -57,6 +57,12 @@ class CreatedKey(ApiKeyView):
     api_key: str
 
 
+class RevokedKey(ApiKeyView):
+    # The keys this one was rotated to (and theirs) that still work: revoking a key
+    # does not revoke its successors, so an admin cutting a partner off revokes these too.
+    live_successors: list[str]
+
+
 class RotatedKey(ApiModel):
     new_key: CreatedKey
     old_key: ApiKeyView
@@ -169,7 +175,7 @@ def rotate_key(
     )
 
 
-def revoke_key(caller: Caller, key_id: str, source_ip: str) -> ApiKeyView:
+def revoke_key(caller: Caller, key_id: str, source_ip: str) -> RevokedKey:
     from functions.api.identity.store import revoke_api_key
 
     actor = require_admin(caller)
@@ -184,4 +190,4 @@ def revoke_key(caller: Caller, key_id: str, source_ip: str) -> ApiKeyView:
     )
     row = revoke_api_key(actor, target, audit_row=lambda conn: record(row_on=conn))
     record()
-    return ApiKeyView(**row)
+    return RevokedKey(**row)

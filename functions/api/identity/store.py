@@ -256,7 +256,22 @@ def rotate_api_key(
     return _key_row(_returned(new)), _key_row(_returned(retired))
 
 
+# The keys a key was rotated to, and theirs, that still work (live as
+# functions/shared/identity/api_keys.py::check_api_key decides it).
+_LIVE_SUCCESSORS = (
+    "WITH RECURSIVE chain (key_id) AS ("
+    " SELECT key_id FROM public.api_keys WHERE rotated_from = %(key_id)s"
+    " UNION SELECT k.key_id FROM public.api_keys AS k JOIN chain AS c ON k.rotated_from = c.key_id"
+    ") SELECT k.key_id FROM public.api_keys AS k JOIN chain USING (key_id) "
+    "WHERE (k.revoked_at IS NULL OR k.revoked_at > now()) "
+    "AND (k.expires_at IS NULL OR k.expires_at > now()) "
+    "ORDER BY k.created_at, k.key_id"
+)
+
+
 def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str, Any]:
+    """Revoke one key; the answer also names the keys it was rotated to that stay
+    live (`live_successors`): revoking it does not revoke them."""
     with write_session(user_id=actor.user_id, role=actor.role) as conn:
         row = conn.execute(
             "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "
@@ -267,8 +282,9 @@ def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str,
         ).fetchone()
         if row is None:
             raise NotFound()
+        successors = [r[0] for r in conn.execute(_LIVE_SUCCESSORS, {"key_id": key_id})]
         audit_row(conn)
-    return _key_row(row)
+    return {**_key_row(row), "live_successors": successors}
 
 
 def list_users(

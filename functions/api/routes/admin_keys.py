@@ -15,7 +15,6 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.api.admin import keys
 from functions.api.admin.keys import (
-    ApiKeyView,
     CreatedKey,
     KeyList,
     NewKeyRequest,
@@ -95,9 +94,12 @@ def rotate_key(key_id: str, request: RotateRequest | None = None) -> Response[An
     summary="Revoke an API key now",
     tags=["admin"],
     responses={
-        200: {"description": "Revoked (a revoked key stays revoked)"},
+        200: {
+            "description": "Revoked (a revoked key stays revoked); `live_successors` names "
+            "the keys it was rotated to that still work"
+        },
         404: {"description": "No API key has this id."},
     },
 )
-def revoke_key(key_id: str) -> ApiKeyView:
+def revoke_key(key_id: str) -> keys.RevokedKey:
     return keys.revoke_key(require_caller(router), key_id, _source_ip())

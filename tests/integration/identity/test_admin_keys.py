@@ -295,6 +295,34 @@ def test_a_keys_audit_row_says_what_it_grants(world, admin):
     assert detail["expires_at"][:16] == created["expires_at"][:16]  # to the minute
 
 
+def test_revoking_a_rotated_key_names_its_successors_that_stay_live(world, admin):
+    """An admin cutting a partner off revokes the key they know; if it was rotated,
+    its successor keeps working. The answer says which keys of the chain still work
+    (and a key never rotated names none)."""
+    first = create(admin).json()
+    second = admin_call(admin, "POST", f"/admin/api-keys/{first['key_id']}/rotate").json()
+    second_id = second["new_key"]["key_id"]
+    third = admin_call(admin, "POST", f"/admin/api-keys/{second_id}/rotate").json()
+    third_id = third["new_key"]["key_id"]
+
+    revoked = admin_call(admin, "POST", f"/admin/api-keys/{first['key_id']}/revoke")
+
+    assert revoked.status == 200
+    assert revoked.json()["revoked_at"] is not None
+    assert revoked.json()["live_successors"] == [second_id, third_id]
+    # Revoked too, it drops out of the answer.
+    admin_call(admin, "POST", f"/admin/api-keys/{third_id}/revoke")
+    again = admin_call(admin, "POST", f"/admin/api-keys/{first['key_id']}/revoke").json()
+    assert again["live_successors"] == [second_id]
+    lone = create(admin).json()
+    assert (
+        admin_call(admin, "POST", f"/admin/api-keys/{lone['key_id']}/revoke").json()[
+            "live_successors"
+        ]
+        == []
+    )
+
+
 def test_changes_are_audited(world, admin):
     key = create(admin).json()
     admin_call(admin, "POST", f"/admin/api-keys/{key['key_id']}/rotate")
