@@ -952,20 +952,28 @@ def enforcement(found: Sequence[Block]) -> dict[str, str]:
     the IP set limit, or not synced yet). Reads both IP sets; the registry alone
     cannot say what the WAF refuses."""
     settings = get_settings()
-    held: dict[int, list[str]] = {}
+    # Each set's address ranges, merged and sorted once: a lookup per block after that.
+    held: dict[int, tuple[list[int], list[int]]] = {}
     for ref in _ip_set_refs():
         answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
-        held[ref.version] = list(answer["IPSet"].get("Addresses", []))
+        addresses = answer["IPSet"].get("Addresses", [])
+        networks = [ipaddress.ip_network(a, strict=False) for a in addresses]
+        held[ref.version] = _merged_ranges(networks, ref.version)
     state: dict[str, str] = {}
     for block in found:
-        network = [str(block.network)]
-        outside = cidrs_outside(network, held.get(block.version, []), block.version)
-        if not outside:
+        starts, ends = held.get(block.version, ([], []))
+        first = int(block.network.network_address)
+        last = int(block.network.broadcast_address)
+        # The one merged range that can hold the block's start, and the last range that
+        # starts within the block (ranges are disjoint and sorted, their ends too).
+        at = bisect.bisect_right(starts, first) - 1
+        within = bisect.bisect_right(starts, last) - 1
+        if at >= 0 and ends[at] >= last:
             state[block.ip] = "all"
-        elif outside == cidrs_outside(network, [], block.version):
-            state[block.ip] = "none"
-        else:
+        elif within >= 0 and ends[within] >= first:
             state[block.ip] = "part"
+        else:
+            state[block.ip] = "none"
     return state
 
 

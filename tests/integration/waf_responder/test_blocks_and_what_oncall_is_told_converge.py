@@ -163,6 +163,8 @@ def test_one_address_put_on_the_never_block_list_does_not_unblock_its_whole_netw
     monkeypatch.setenv("NEVER_BLOCK_CIDRS", "198.51.100.9/32")
     get_settings.cache_clear()
     invoke(scheduled_sweep_event())
+    # `waf list` reads it as held in part: the protected address is cut out.
+    assert blocks.enforcement(blocks.list_blocks()) == {"198.51.100.0/24": "part"}
 
     put_waf_records({"198.51.100.7": 30})
     result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
