@@ -243,8 +243,9 @@ def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> 
 
 def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
     """Unblock one address at once; NotFound if it was not blocked, naming the blocked
-    network that still covers it, if one does. The answer says whether the IP sets
-    took it yet (`pending`) and which wider block still covers it (`covered_by`)."""
+    network that still covers it, if one does, or the narrower blocks inside it. The
+    answer says whether the IP sets took it yet (`pending`) and which wider block
+    still covers it (`covered_by`)."""
     from functions.api.identity.audit import record_admin_action
     from functions.shared import blocks
 
@@ -264,12 +265,18 @@ def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
         partly_done=lambda changed: audit(changed, "registry write failed partway"),
     )
     if not result.changed:
+        # Registry CIDRs in canonical form, never the caller's text.
         covering = [n for networks in result.covered_by.values() for n in networks]
         if covering:
-            # Registry CIDRs in canonical form, never the caller's text.
             raise NotFound(
                 f"The address is not blocked by itself: it is inside the blocked network "
                 f"{', '.join(covering)}. Only unblocking that network lets it through."
+            )
+        inside = [n for networks in result.blocked_inside.values() for n in networks]
+        if inside:
+            raise NotFound(
+                f"The network is not blocked as a whole: blocked inside it: "
+                f"{', '.join(inside)}. Unblock those by name."
             )
         raise NotFound()
     audit(result.changed, "pending" if result.pending else None)

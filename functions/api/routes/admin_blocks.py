@@ -82,7 +82,10 @@ def _unblock_responses(refused: str) -> dict[int, OpenAPIResponse]:
             "content": {"application/json": {"model": BlockChange}},
         },
         400: {"description": refused},
-        404: {"description": "Not blocked; a blocked network that covers it is named."},
+        404: {
+            "description": "Not blocked; a blocked network that covers it, or the "
+            "narrower blocks inside it, are named."
+        },
         503: {"description": _NOT_CHANGED},
     }
 

@@ -168,6 +168,20 @@ def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world,
     assert ip_set_addresses() == ["198.51.100.0/24"]
 
 
+def test_unblocking_a_network_that_holds_narrower_blocks_names_them(world, admin):
+    # Given one blocked address
+    block_by_hand(admin, "198.51.100.7", reason="scanner")
+    # When an admin unblocks the /24 around it
+    response = call_api(
+        "DELETE", "/admin/blocks/198.51.100.0/24", headers=admin["headers"], source_ip=ADMIN_IP
+    )
+    # Then the /24 was no block of its own, and the answer names the one inside that stays
+    assert response.status == 404
+    message = response.json()["error"]["message"]
+    assert "blocked inside it: 198.51.100.7" in message
+    assert ip_set_addresses() == ["198.51.100.7/32"]
+
+
 @pytest.mark.parametrize(
     "path",
     [
