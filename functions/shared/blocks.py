@@ -901,10 +901,13 @@ class SyncReport:
     added: dict[int, list[str]] = field(default_factory=dict)
     removed: dict[int, list[str]] = field(default_factory=dict)
     left_out: list[Block] = field(default_factory=list)
-    # Live blocks kept out of the sets because they touch a protected list now (the
-    # list changed after they were made).
+    # Live blocks kept out of the sets because they lie wholly on a protected list now
+    # (the list changed after they were made).
     protected: list[Block] = field(default_factory=list)
     lock_retries: int = 0
+    # The registry's live blocks as the sync last read them (before protected
+    # addresses were cut out): the sweep's caller reads them instead of reading again.
+    live: list[Block] = field(default_factory=list)
 
     @property
     def removed_count(self) -> int:
@@ -946,19 +949,39 @@ def _ip_set_refs() -> list[_IpSetRef]:
     return refs
 
 
+@dataclass(frozen=True)
+class _IpSetState:
+    lock_token: str
+    addresses: list[str]
+    description: str
+
+
+def _read_ip_sets(refs: Sequence[_IpSetRef]) -> dict[int, _IpSetState]:
+    """Both auto-block IP sets as WAF holds them now, by IP version."""
+    scope = get_settings().waf_scope
+    found = {}
+    for ref in refs:
+        answer = _wafv2().get_ip_set(Name=ref.name, Scope=scope, Id=ref.id)
+        found[ref.version] = _IpSetState(
+            answer["LockToken"],
+            list(answer["IPSet"].get("Addresses", [])),
+            answer["IPSet"].get("Description") or "",
+        )
+    return found
+
+
 def enforcement(found: Sequence[Block]) -> dict[str, str]:
     """How much of each block's network the auto-block IP sets hold now: "all",
     "part" (protected addresses cut out of it) or "none" (left out: protected, past
     the IP set limit, or not synced yet). Reads both IP sets; the registry alone
     cannot say what the WAF refuses."""
-    settings = get_settings()
     # Each set's address ranges, merged and sorted once: a lookup per block after that.
-    held: dict[int, tuple[list[int], list[int]]] = {}
-    for ref in _ip_set_refs():
-        answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
-        addresses = answer["IPSet"].get("Addresses", [])
-        networks = [ipaddress.ip_network(a, strict=False) for a in addresses]
-        held[ref.version] = _merged_ranges(networks, ref.version)
+    held = {
+        version: _merged_ranges(
+            (ipaddress.ip_network(a, strict=False) for a in ip_set.addresses), version
+        )
+        for version, ip_set in _read_ip_sets(_ip_set_refs()).items()
+    }
     state: dict[str, str] = {}
     for block in found:
         starts, ends = held.get(block.version, ([], []))
@@ -1036,27 +1059,20 @@ def sync_ip_sets(
     for attempt in range(MAX_SYNC_ATTEMPTS):
         when = time.time() if now is None else now
         try:
-            current = {}
-            for ref in refs:
-                answer = _wafv2().get_ip_set(Name=ref.name, Scope=settings.waf_scope, Id=ref.id)
-                current[ref.version] = (
-                    answer["LockToken"],
-                    list(answer["IPSet"].get("Addresses", [])),
-                    answer["IPSet"].get("Description") or "",
-                )
-            live = reg.live(when)
+            current = _read_ip_sets(refs)
+            live = report.live = reg.live(when)
             if protected is not None:
                 live, report.protected = enforceable_blocks(live, protected)
             report.left_out = []
             for ref in refs:
-                token, existing, description = current[ref.version]
+                ip_set = current[ref.version]
                 plan = plan_ip_set(live, ref.version, settings.ipset_max_addresses)
                 report.left_out.extend(plan.left_out)
                 report.entries[ref.version] = len(plan.addresses)
-                wanted, have = set(plan.addresses), set(existing)
+                wanted, have = set(plan.addresses), set(ip_set.addresses)
                 if wanted == have and ref.version not in touched:
                     continue
-                _put_ip_set(ref, sorted(wanted), token, description)
+                _put_ip_set(ref, sorted(wanted), ip_set.lock_token, ip_set.description)
                 if wanted != have:
                     added = cidrs_outside(wanted, have, ref.version)
                     removed = cidrs_outside(have, wanted, ref.version)

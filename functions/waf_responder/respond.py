@@ -16,7 +16,7 @@ a block is made once, and named as blocked in one message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -46,7 +46,7 @@ from functions.waf_responder.decide import Decision, decide, release_times
 from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
 from functions.waf_responder.notify import compose, publish
 from functions.waf_responder.offenders import OffenderReport, find_offenders
-from functions.waf_responder.sweep import sweep
+from functions.waf_responder.sweep import summarise, swept_sets
 
 # EventBridge retries a failed delivery for up to 24 hours.
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -255,8 +255,9 @@ def run(
         return {"status": "rejected", "reason": parsed.reason}
     try:
         if isinstance(parsed, Sweep):
-            result = sweep()
-            result["rechecked"] = recheck_alarms(parsed, context)
+            report = swept_sets()
+            result = summarise(report)
+            result["rechecked"] = recheck_alarms(parsed, context, live=report.live)
             failed = [r["alarm"] for r in result["rechecked"] if r.get("status") == "failed"]
             if failed:
                 # Counted and logged by the look itself. The sweep is done; failing the
@@ -284,7 +285,9 @@ class RecheckFailed(Exception):
     """A sweep's look again at an alarm still in ALARM failed; the sweep itself is done."""
 
 
-def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str, Any]]:
+def recheck_alarms(
+    swept: Sweep, context: LambdaContext | None, *, live: Sequence[Block] | None = None
+) -> list[dict[str, Any]]:
     """Look again for the offenders of every alarm still in ALARM.
 
     EventBridge starts the responder when an alarm changes into ALARM, not while
@@ -302,7 +305,8 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
     an earlier attempt's look at it blocked addresses: that look failed before on-call
     heard (its message is sent last), and the block it made is usually what cleared
     the alarm. The look is handled once per sweep event as before, so one that did
-    finish is not repeated.
+    finish is not repeated. `live`: the registry's live blocks as the sweep's sync
+    read them (read here when not given).
     """
     settings = get_settings()
     alarm_names = sorted(settings.waf_alarm_kinds)
@@ -317,7 +321,7 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
         logger.exception("alarm states unreadable; no recheck this sweep")
         return []
     try:
-        earlier = _looked_at_by_this_event(swept)
+        earlier = _looked_at_by_this_event(swept, live)
     except Exception:  # noqa: BLE001 - the alarms in ALARM are still looked at
         metrics.add_metric(name=names.METRIC_WAF_RESPONDER_ERRORS, unit=MetricUnit.Count, value=1)
         logger.exception("block registry unreadable; only alarms in ALARM are looked at")
@@ -361,15 +365,16 @@ def recheck_alarms(swept: Sweep, context: LambdaContext | None) -> list[dict[str
     return results
 
 
-def _looked_at_by_this_event(swept: Sweep) -> set[str]:
+def _looked_at_by_this_event(swept: Sweep, live: Sequence[Block] | None) -> set[str]:
     """The alarms whose look under this sweep event blocked an address still live: a
     retried event's earlier attempt (each look's event id is `<sweep id>:<alarm>`)."""
     prefix = f"{swept.event_id}:"
-    now = time.time()
+    if live is None:
+        live = registry().live(time.time())
     return {
         block.event_id.removeprefix(prefix)
-        for block in registry().all()
-        if block.event_id and block.event_id.startswith(prefix) and block.is_live(now)
+        for block in live
+        if block.event_id and block.event_id.startswith(prefix)
     }
 
 

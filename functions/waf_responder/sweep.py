@@ -13,12 +13,21 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from functions.shared import names
-from functions.shared.blocks import sync_ip_sets
+from functions.shared.blocks import SyncReport, sync_ip_sets
 from functions.shared.observability import logger, metrics
 
 
 def sweep(now: float | None = None) -> dict[str, Any]:
-    report = sync_ip_sets(now=time.time() if now is None else now)
+    return summarise(swept_sets(now))
+
+
+def swept_sets(now: float | None = None) -> SyncReport:
+    """The sweep's sync: the IP sets made equal to the registry's live entries."""
+    return sync_ip_sets(now=time.time() if now is None else now)
+
+
+def summarise(report: SyncReport) -> dict[str, Any]:
+    """The sweep's metrics, log lines and answer, from its sync's report."""
     removed = sorted(ip for ips in report.removed.values() for ip in ips)
     added = sorted(ip for ips in report.added.values() for ip in ips)
     metrics.add_metric(name=names.METRIC_WAF_IPS_EXPIRED, unit=MetricUnit.Count, value=len(removed))
