@@ -127,17 +127,21 @@ def _json_response(status: int, body: dict[str, Any], headers: dict[str, str]) -
     )
 
 
-def _one_spelling(address: str) -> str:
-    """An IPv4 client as its IPv4 address also when it arrives IPv4-mapped (a dual-stack
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _client(address: str) -> tuple[str, IpAddress | None]:
+    """The client's address in one spelling, and parsed (None if it does not parse): an
+    IPv4 client as its IPv4 address also when it arrives IPv4-mapped (a dual-stack
     socket's spelling), as the registry and the API read it: one IP-set check, one
     rate-rule budget per client."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return address
+        return address, None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return address
+        return str(ip.ipv4_mapped), ip.ipv4_mapped
+    return address, ip
 
 
 def _gateway_refusal(event: dict[str, Any], status: int, message: str) -> dict[str, Any]:
@@ -237,7 +241,7 @@ class LocalEdge:
 
     def _in_ip_set(
         self,
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        ip: IpAddress,
         set_names: Mapping[int, str],
         set_ids: Mapping[int, str],
     ) -> bool:
@@ -248,32 +252,28 @@ class LocalEdge:
         addresses = ip_set["IPSet"]["Addresses"]
         return any(ip in ipaddress.ip_network(a, strict=False) for a in addresses)
 
-    def _admin_refused(self, event: dict[str, Any], address: str) -> bool:
+    def _admin_refused(self, event: dict[str, Any], ip: IpAddress | None) -> bool:
         """Rule 0: an admin path from outside the admin allowlist IP sets."""
         if not _is_admin_path(event.get("path") or ""):
             return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        if ip is None:
             return True
         return not self._in_ip_set(ip, ADMIN_ALLOWLIST_SETS, self._ip_sets.admin_allowlist)
 
-    def _auto_blocked(self, address: str) -> str | None:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+    def _auto_blocked(self, ip: IpAddress | None) -> str | None:
+        if ip is None:
             return None
         if self._in_ip_set(ip, AUTO_BLOCK_SETS, self._ip_sets.auto_block):
             return names.AUTO_BLOCK_RULE_V4 if ip.version == 4 else names.AUTO_BLOCK_RULE_V6
         return None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        address = _one_spelling(event["requestContext"]["identity"]["sourceIp"])
+        address, ip = _client(event["requestContext"]["identity"]["sourceIp"])
         now = time.time()
-        if self._admin_refused(event, address):
+        if self._admin_refused(event, ip):
             self._log(event, now, action="BLOCK", rule=ADMIN_ALLOWLIST_RULE, rule_type="REGULAR")
             return _blocked(event)
-        rule = self._auto_blocked(address)
+        rule = self._auto_blocked(ip)
         if rule is not None:
             self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
             return _blocked(event)
