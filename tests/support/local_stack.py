@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from ops.local_stack import DEFAULT_RATE_LIMIT, LocalStackOptions, local_stack
+from tests.support.local_server import http_request
 from tests.support.postgres import MigratedDatabase, private_database
 
 
@@ -31,3 +32,20 @@ def running_stack(cluster: str, rate_limit: int = DEFAULT_RATE_LIMIT) -> Iterato
         local_stack(stack_options(database, rate_limit)) as state,
     ):
         yield state
+
+
+def stack_request(
+    state: dict[str, Any],
+    method: str,
+    path: str,
+    *,
+    source: str = "127.0.0.1",
+    body: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 15,
+) -> tuple[int, dict[str, str], bytes]:
+    """A request to the running stack's API over HTTP, from `source`."""
+    host, port = state["api_url"].removeprefix("http://").split(":")
+    return http_request(
+        host, int(port), method, path, body=body, headers=headers, source=source, timeout=timeout
+    )

@@ -154,32 +154,28 @@ def test_a_reason_of_the_longest_allowed_length_is_kept(world, admin):
     assert response.json()["changed"][0]["reason"] == "x" * 500
 
 
-def test_unblocking_an_address_inside_a_blocked_network_names_the_network(world, admin):
-    # Given a blocked /24
-    block_by_hand(admin, "198.51.100.0/24", reason="scanner farm")
-    # When an admin unblocks one address in it
+@pytest.mark.parametrize(
+    ("blocked", "unblocked", "named", "kept"),
+    [
+        # An address inside a blocked /24: the answer says which network holds it.
+        ("198.51.100.0/24", "198.51.100.5", "inside the blocked network 198.51.100.0/24",
+         "198.51.100.0/24"),
+        # The /24 around one blocked address: it names the block inside that stays.
+        ("198.51.100.7", "198.51.100.0/24", "blocked inside it: 198.51.100.7",
+         "198.51.100.7/32"),
+    ],
+    ids=["address-inside-a-network", "network-around-an-address"],
+)  # fmt: skip
+def test_unblocking_what_is_no_block_of_its_own_names_the_block_that_stays(
+    world, admin, blocked, unblocked, named, kept
+):
+    block_by_hand(admin, blocked, reason="scanner farm")
     response = call_api(
-        "DELETE", "/admin/blocks/198.51.100.5", headers=admin["headers"], source_ip=ADMIN_IP
+        "DELETE", f"/admin/blocks/{unblocked}", headers=admin["headers"], source_ip=ADMIN_IP
     )
-    # Then it is not a block of its own, and the answer says which network holds it
     assert response.status == 404
-    message = response.json()["error"]["message"]
-    assert "inside the blocked network 198.51.100.0/24" in message
-    assert ip_set_addresses() == ["198.51.100.0/24"]
-
-
-def test_unblocking_a_network_that_holds_narrower_blocks_names_them(world, admin):
-    # Given one blocked address
-    block_by_hand(admin, "198.51.100.7", reason="scanner")
-    # When an admin unblocks the /24 around it
-    response = call_api(
-        "DELETE", "/admin/blocks/198.51.100.0/24", headers=admin["headers"], source_ip=ADMIN_IP
-    )
-    # Then the /24 was no block of its own, and the answer names the one inside that stays
-    assert response.status == 404
-    message = response.json()["error"]["message"]
-    assert "blocked inside it: 198.51.100.7" in message
-    assert ip_set_addresses() == ["198.51.100.7/32"]
+    assert named in response.json()["error"]["message"]
+    assert ip_set_addresses() == [kept]
 
 
 @pytest.mark.parametrize(

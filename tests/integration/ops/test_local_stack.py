@@ -10,7 +10,6 @@ stays allowlisted and is never blocked.
 from __future__ import annotations
 
 import gc
-import http.client
 import json
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 from ops.cli import main
 from ops.local_stack import DEFAULT_RATE_LIMIT, RolesInUse, local_stack
 from ops.local_state import read_state
-from tests.support.local_stack import running_stack, stack_options
+from tests.support.local_stack import running_stack, stack_options, stack_request
 from tests.support.postgres import private_database
 
 ATTACKER = "127.0.0.2"
@@ -49,15 +48,7 @@ def flood_stack(
 
 
 def get(state: dict[str, Any], path: str, source: str = "127.0.0.1", **headers: str) -> int:
-    host, port = state["api_url"].removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+    return stack_request(state, "GET", path, source=source, headers=headers, timeout=10)[0]
 
 
 def shift_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
@@ -126,17 +117,11 @@ def test_flood_alarm_block_refuse_sweep_allow(flood_stack, monkeypatch, capsys):
 
 
 def post_json(state: dict[str, Any], path: str, body: dict[str, Any], source: str) -> int:
-    host, port = state["api_url"].removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
-    try:
-        conn.request(
-            "POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+    headers = {"Content-Type": "application/json"}
+    sent = json.dumps(body)
+    return stack_request(
+        state, "POST", path, source=source, body=sent, headers=headers, timeout=10
+    )[0]
 
 
 def test_failed_sign_ins_alarm_blocks_the_guesser(

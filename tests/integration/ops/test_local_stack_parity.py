@@ -12,7 +12,6 @@ would do.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from functions.shared import names
 from ops.demo_identity import DEMO_ADMIN_API_KEY, DEMO_API_KEY, DEMO_API_KEY_ID
 from ops.local_stack import DEFAULT_RATE_LIMIT, local_stack
-from tests.support.local_stack import running_stack, stack_options
+from tests.support.local_stack import running_stack, stack_options, stack_request
 from tests.support.postgres import private_database
 
 # All of 127/8 is loopback: 127.0.0.1 is the default admin allowlist, these are not.
@@ -46,14 +45,7 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    host, port = state["api_url"].removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=15, source_address=(source, 0))
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
+    return stack_request(state, method, path, source=source, body=body, headers=headers)
 
 
 # --- API Gateway's request validator ----------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ops.local_server import LocalApiServer, api_handler
+from tests.support.local_server import http_request
 
 
 @pytest.fixture
@@ -25,13 +26,7 @@ def server(monkeypatch) -> Iterator[LocalApiServer]:
 
 def request(server, method, path, headers=None, body=None):
     host, port = server.server_address[:2]
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
+    return http_request(host, port, method, path, body=body, headers=headers, timeout=10)
 
 
 def test_health_over_http_has_security_headers_and_no_banner(server):
