@@ -14,8 +14,8 @@ from typing import Any
 
 from constructs import Node
 
-from cdk.waf_rules import ADMIN_PATHS
 from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
+from functions.shared.waf_rules import ADMIN_PATHS
 
 CONTEXT_PREFIX = "babyshield:"
 MAX_INSPECTED_BODY_BYTES = 64 * 1024

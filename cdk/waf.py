@@ -16,15 +16,15 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from cdk.compliance import acknowledge
-from cdk.waf_rules import (
+from functions.api.middleware.security_headers import SECURITY_HEADERS
+from functions.shared import names
+from functions.shared.waf_rules import (
     ADMIN_ALLOWLIST_RULE,
     ADMIN_PATHS,
     MAX_QUERY_STRING_BYTES,
     MAX_URI_PATH_BYTES,
     user_agent_patterns,
 )
-from functions.api.middleware.security_headers import SECURITY_HEADERS
-from functions.shared import names
 
 RATE_LIMIT_WINDOW_SECONDS = 300
 RATE_LIMITED_BODY_KEY = "rate-limited"

@@ -41,15 +41,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlencode
 
-from cdk.waf_rules import (
+from functions.api.middleware.security_headers import apply_security_headers
+from functions.shared import names
+from functions.shared.waf_rules import (
     ADMIN_ALLOWLIST_RULE,
     ADMIN_PATHS,
     MAX_QUERY_STRING_BYTES,
     MAX_URI_PATH_BYTES,
     user_agent_patterns,
 )
-from functions.api.middleware.security_headers import apply_security_headers
-from functions.shared import names
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -188,7 +188,7 @@ def _is_admin_path(path: str) -> bool:
 def _content_rule(event: dict[str, Any]) -> str | None:
     """The WebACL rule after the rate rule that blocks this request, if any: a
     scanner's user agent, then a path or query string over its size limit
-    (cdk/waf.py, from cdk/waf_rules.py). The body's limit is the API's own too."""
+    (cdk/waf.py, from functions/shared/waf_rules.py). The body's limit is the API's own too."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     if _SCANNER_AGENT.search(headers.get("user-agent", "").lower()):
         return "suspicious-user-agents"

@@ -304,7 +304,7 @@ def test_scanner_user_agents_are_patterns_the_waf_accepts_and_that_match(
 ):
     import re
 
-    from cdk.waf_rules import SUSPICIOUS_USER_AGENTS, USER_AGENT_BRANCHES_PER_PATTERN
+    from functions.shared.waf_rules import SUSPICIOUS_USER_AGENTS, USER_AGENT_BRANCHES_PER_PATTERN
 
     (pattern_set,) = synthesized.resources("AWS::WAFv2::RegexPatternSet").values()
     patterns: list[str] = pattern_set["Properties"]["RegularExpressionList"]

@@ -321,7 +321,7 @@ def test_every_audit_request_names_a_user_agent_the_waf_admits():
     # Given an API that records the User-Agent of every request it is sent
     import re
 
-    from cdk.waf_rules import user_agent_patterns
+    from functions.shared.waf_rules import user_agent_patterns
 
     real = api_handler()
     seen: list[str | None] = []
