@@ -168,6 +168,25 @@ def _holding_release(
     return latest if now < released_at + window_seconds else None
 
 
+def _served_for_this_event(
+    previous: Block | None,
+    offender: Offender,
+    *,
+    event_id: str,
+    timed_evidence: bool,
+    now: int,
+) -> Block | None:
+    """This event's own block that has already run out, when the evidence is no newer
+    than its end: a retry arriving that late (a short per-alarm expiry) is looking at
+    what the block was for, and blocking again would punish it twice, escalated."""
+    if previous is None or previous.event_id != event_id or previous.released:
+        return None
+    if previous.is_live(now):
+        return None
+    came_back = timed_evidence and offender.last_seen > previous.blocked_until
+    return None if came_back else previous
+
+
 def decide(
     offenders: Sequence[Offender],
     *,
@@ -186,7 +205,8 @@ def decide(
     released, cap the rest.
 
     A live block made by this same event counts as blocked again rather than
-    skipped, so a retried invocation reports what the first attempt did.
+    skipped, so a retried invocation reports what the first attempt did; one that has
+    run out by then is not made again on the evidence it served.
     `timed_evidence`: each offender's `last_seen` is when it was last seen (log
     records), not the time of the look (rate-rule keys). `alarm_since`: when the
     alarm entered its current ALARM state, None when unknown (taken as before any
@@ -266,6 +286,19 @@ def decide(
                         else "held until the alarm fires again or "
                         f"{settings.offender_window_seconds // 60} minutes pass"
                     ),
+                )
+            )
+            continue
+        served = _served_for_this_event(
+            known.get(ip), offender, event_id=event_id, timed_evidence=timed_evidence, now=now
+        )
+        if served is not None:
+            decision.skipped.append(
+                Skipped(
+                    ip,
+                    offender.requests,
+                    f"blocked by this alarm event until {_utc(served.blocked_until)}; "
+                    "nothing seen since",
                 )
             )
             continue

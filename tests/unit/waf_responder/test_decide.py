@@ -282,3 +282,43 @@ def test_a_repeat_offence_keeps_when_the_address_first_offended() -> None:
     (block,) = _decide([offender], [earlier]).to_block
 
     assert (block.first_seen, block.last_seen, block.offences) == (NOW - 86_400, NOW - 10, 2)
+
+
+def _late_retry(offender: Offender, *, timed_evidence: bool = True) -> Decision:
+    """A retry of event `e` arriving after the block `e` made has run out."""
+    served = replace(
+        _previous("203.0.113.1/32", offences=1, blocked_until=NOW - 60, event_id="e"),
+        last_seen=NOW - 900,
+    )
+    return decide(
+        [offender],
+        alarm="a",
+        reason="r",
+        event_id="e",
+        known={served.ip: served},
+        protected=NOTHING_PROTECTED,
+        now=NOW,
+        settings=settings_from_environment({}),
+        timed_evidence=timed_evidence,
+    )
+
+
+def test_a_late_retry_does_not_block_again_on_the_evidence_its_block_served() -> None:
+    """Protects escalation: a retry of the same alarm event that arrives after the
+    block it made ran out (a short per-alarm expiry, an hour of retries) would block
+    the address again on the same evidence, as a second offence, for twice as long."""
+    during_the_block = Offender(
+        ipaddress.ip_network("203.0.113.1"), requests=50, last_seen=NOW - 120
+    )
+    decision = _late_retry(during_the_block)
+    assert decision.to_block == []
+    (skipped,) = decision.skipped
+    assert "blocked by this alarm event until" in skipped.why
+    untimed = replace(during_the_block, last_seen=NOW)
+    assert _late_retry(untimed, timed_evidence=False).to_block == []
+
+
+def test_a_late_retry_blocks_a_client_that_came_back_after_its_block() -> None:
+    """Evidence newer than the block's end is a return: a new offence, escalated."""
+    (block,) = _late_retry(_offender("203.0.113.1", 50)).to_block
+    assert block.offences == 2
