@@ -172,6 +172,13 @@ def _call_aws(operation: Callable[[], T]) -> T:
     where = settings.aws_endpoint_url or f"the {settings.region} endpoints"
     try:
         return operation()
+    except blocks.RegistryOutcomeUnknown as exc:
+        # Neither made nor failed: on-call must look before acting on either belief.
+        raise CommandError(
+            str(exc),
+            hint="`babyshield waf list --all` also shows releases; repeating the command "
+            "is safe (a block re-applied is not a new offence)",
+        ) from exc
     except blocks.RegistryWriteFailed as exc:
         # Some rows took effect (audited): on-call must know which, and that the WAF
         # enforces them only once the IP sets are synced.

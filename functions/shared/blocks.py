@@ -128,13 +128,34 @@ class RegistryWriteFailed(BlockError):
     written (their changes took effect and are audited: `changed`), the rest were not.
     Repeating the change is safe: a live block re-applied is not a new offence."""
 
-    def __init__(self, written_keys: frozenset[str], total: int):
+    def __init__(self, written_keys: frozenset[str], total: int, message: str | None = None):
         super().__init__(
-            f"the block registry failed after {len(written_keys)} of {total} writes: "
+            message
+            or f"the block registry failed after {len(written_keys)} of {total} writes: "
             "those took effect; repeat the command for the rest (it is safe to repeat)"
         )
         self.written_keys = written_keys
         self.changed: list[Block] = []
+
+
+class RegistryOutcomeUnknown(RegistryWriteFailed):
+    """Writes whose answers were lost, and whose rows could not be read back: they may
+    have taken effect or not (`unknown`, networks). Rows known written are in
+    `written_keys` and `changed`, as for RegistryWriteFailed."""
+
+    def __init__(self, written_keys: frozenset[str], unknown: Sequence[str], total: int):
+        named = ", ".join(address_text(ip) for ip in unknown)
+        known = ", ".join(address_text(ip) for ip in sorted(written_keys))
+        super().__init__(
+            written_keys,
+            total,
+            f"outcome unknown for {named}: the block registry's answers to those writes "
+            "were lost and reading them back did not succeed, so they may have taken "
+            "effect (the sweep then applies them to the WAF) or not; "
+            "check `babyshield waf list`"
+            + (f" (known to have taken effect: {known})" if known else ""),
+        )
+        self.unknown = list(unknown)
 
 
 # --- AWS clients ------------------------------------------------------------------
@@ -1149,6 +1170,9 @@ class _RecordingRegistry(BlockRegistry):
         # The write ids of every row this change put (or tried to): a row read back on
         # a later pass that carries one of them is this change's own.
         self.write_ids: set[str] = set() if write_ids is None else write_ids
+        # The write ids of a claim that raised: a put whose answer was lost (botocore's
+        # retries included) may have landed all the same, which only a read can tell.
+        self.unsettled: set[str] = set()
 
     def _writing(self, write_id: str) -> None:
         self.write_ids.add(write_id)
@@ -1156,13 +1180,20 @@ class _RecordingRegistry(BlockRegistry):
     def claim(
         self, blocks: Sequence[Block], read: Mapping[str, Block], memory_seconds: int
     ) -> list[str]:
+        tried_before = set(self.write_ids)
         try:
             conflicts = super().claim(blocks, read, memory_seconds)
-        except RegistryWriteFailed as exc:
-            self.written |= exc.written_keys
+        except Exception as exc:
+            if isinstance(exc, RegistryWriteFailed):
+                self.written |= exc.written_keys
+            self.unsettled = self.write_ids - tried_before
             raise
         self.written |= {b.ip for b in blocks} - set(conflicts)
         return conflicts
+
+    def own_rows(self) -> set[str]:
+        """The networks whose rows, read now, carry one of this change's write ids."""
+        return {ip for ip, b in rows_by_ip(self.all()).items() if b.write_id in self.write_ids}
 
 
 @dataclass(frozen=True)
@@ -1204,16 +1235,8 @@ def _claim_operator_change(
     recording = _RecordingRegistry(reg.table_name, reg._client, write_ids)
     try:
         change = decide_and_claim(decide_and_keep, memory_seconds=memory_seconds, reg=recording)
-    except Exception as exc:
-        # Rows written on any pass took effect, also when a later pass then failed.
-        written = recording.written | getattr(exc, "written_keys", frozenset())
-        if not written or not decided:
-            raise
-        failed = RegistryWriteFailed(frozenset(written), len(decided[-1].to_block))
-        failed.changed = [b for b in audited(decided[-1]) if b.ip in written]
-        for b in failed.changed:
-            _audit(action, actor, b)
-        raise failed from exc
+    except Exception as exc:  # noqa: BLE001 - re-raised unless every row of it landed
+        change = _landed_anyway(recording, decided, exc, action, actor, audited)
     for b in audited(change):
         _audit(action, actor, b)
     # Rows of these networks under an older spelling: the claimed row replaces them.
@@ -1230,6 +1253,53 @@ def _claim_operator_change(
                 exc_info=True,
             )
     return change
+
+
+def _landed_anyway(
+    recording: _RecordingRegistry,
+    decided: Sequence[_OperatorChange],
+    exc: Exception,
+    action: str,
+    actor: str,
+    audited: Callable[[_OperatorChange], Sequence[Block]],
+) -> _OperatorChange:
+    """The decision whose claim raised `exc`, if every row of it is in the registry
+    (its answers were lost, not its writes); otherwise raises what took effect.
+
+    Rows written on any pass took effect, also when a later pass then failed; so did a
+    put whose every answer was lost, if its row carries this change's write id. When
+    the read that would tell fails, the outcome is unknown and said so, by address.
+    """
+    written = recording.written | getattr(exc, "written_keys", frozenset())
+    if not decided:
+        raise exc
+    change = decided[-1]
+    wanted = {b.ip for b in change.to_block}
+    if recording.unsettled and not wanted <= written:
+        try:
+            written |= recording.own_rows() & wanted
+        except Exception as read_failed:
+            logger.warning("block registry not readable after lost write answers", exc_info=True)
+            unknown = RegistryOutcomeUnknown(
+                frozenset(written), sorted(wanted - written), len(wanted)
+            )
+            unknown.changed = [b for b in audited(change) if b.ip in written]
+            for b in unknown.changed:
+                _audit(action, actor, b)
+            raise unknown from read_failed
+    if recording.unsettled and wanted and wanted <= written:
+        logger.warning(
+            "block registry answers lost; every row of the change is its own, as read back",
+            extra={"rows": sorted(wanted)[:20], "row_count": len(wanted)},
+        )
+        return change
+    if not written:
+        raise exc
+    failed = RegistryWriteFailed(frozenset(written), len(wanted))
+    failed.changed = [b for b in audited(change) if b.ip in written]
+    for b in failed.changed:
+        _audit(action, actor, b)
+    raise failed from exc
 
 
 def _sync_after_change(

@@ -172,6 +172,15 @@ def _run(
     try:
         with blocks.request_budget(REQUEST):
             return operation()
+    except blocks.RegistryOutcomeUnknown as exc:
+        logger.exception("block registry answers lost and not readable back")
+        if exc.changed and partly_done is not None:
+            partly_done(exc.changed)
+        raise ServiceUnavailable(
+            "The block registry's answers were lost and it could not be read back: the "
+            "change may have taken effect. Check GET /admin/blocks; repeating the request "
+            "is safe."
+        ) from exc
     except blocks.RegistryWriteFailed as exc:
         logger.exception("block registry write failed partway")
         if exc.changed and partly_done is not None:

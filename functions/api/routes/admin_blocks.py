@@ -21,7 +21,8 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
 _NOT_CHANGED = (
     "The block registry or the protected address lists could not be read or written: "
     "nothing was changed, or (the registry failing partway) only the part that is "
-    "audited. Repeating the request is safe."
+    "audited; when its answers were lost and it could not be read back, the message "
+    "says the change may have taken effect. Repeating the request is safe."
 )
 
 

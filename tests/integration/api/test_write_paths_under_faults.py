@@ -381,3 +381,32 @@ def test_a_block_whose_registry_answer_was_lost_reports_no_block_it_replaced(
     answer = response.json()
     assert (answer["changed"][0]["ip"], answer["changed"][0]["offences"]) == ("203.0.113.7/32", 1)
     assert answer["replaced"] == [], f"a block that was never there: {answer['replaced']}"
+
+
+def test_a_block_whose_registry_answers_and_read_back_are_lost_says_it_may_have_taken_effect(
+    world, admin, faulty_aws, monkeypatch
+):
+    """The registry applies the block, every answer to it is lost, and so is every read
+    after it. Nobody knows whether the address is blocked (the sweep enforces it if it
+    landed): the 503 must say the change may have taken effect, not that nothing changed."""
+    from functions.shared import names
+    from tests.support.waf import create_resources
+
+    create_resources(monkeypatch)
+    put_seen: list[bool] = []
+
+    def rule(target: str, body: bytes) -> str:
+        if target.endswith(".PutItem") and names.BLOCK_REGISTRY_TABLE.encode() in body:
+            put_seen.append(True)
+            return DROP_ANSWER
+        return FAIL if put_seen and target.endswith(".Scan") else PASS
+
+    faulty_aws.rule = rule
+    response = admin_call(
+        admin, "POST", "/admin/blocks", {"targets": ["203.0.113.9"], "reason": "scanner"}
+    )
+    assert faulty_aws.disturbed(DROP_ANSWER), "the proxy lost no registry answer"
+    assert faulty_aws.disturbed(FAIL), "no registry read after the write was failed"
+    _is_api_error(response, 503)
+    message = response.json()["error"]["message"]
+    assert "may have taken effect" in message, message
