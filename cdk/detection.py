@@ -490,6 +490,17 @@ class DetectionAndResponse(Construct):
             days=1,
             missing_breaches=False,
         )
+        self.rotation_drift_alarm = _daily_run_alarm(
+            self,
+            "RotationSettingsDrift",
+            alarm_name=f"{names.PREFIX}-rotation-settings-drift",
+            metric=names.METRIC_ROTATION_SETTINGS_DRIFT,
+            description="A secret's rotation is off, scheduled less often than its "
+            "period, or runs another function (RUNBOOK, 'Rotation switched off or "
+            "re-scheduled')",
+            days=1,
+            missing_breaches=False,
+        )
         self.alarms = [
             self.waf_blocked_alarm,
             self.waf_rate_alarm,
@@ -502,6 +513,7 @@ class DetectionAndResponse(Construct):
             self.secrets_overdue_alarm,
             self.feed_on_previous_alarm,
             self.rotations_stuck_alarm,
+            self.rotation_drift_alarm,
         ]
 
         # --- alarm -> responder ------------------------------------------

@@ -74,8 +74,13 @@ def check_secret_ages() -> Iterator[Check]:
 
     ages = secret_ages()
     late = [f"{a.name} ({a.problem or f'{a.age_days:.0f} days'})" for a in ages if a.overdue]
-    if late:
-        yield Check("secret_ages", FAIL, "overdue or unreadable: " + ", ".join(late))
+    # Rotation off, stretched or re-pointed: the secret is fresh now and will not be
+    # rotated in time (RUNBOOK, 'Rotation switched off or re-scheduled').
+    drift = [f"{a.name} ({a.rotation_problem})" for a in ages if a.rotation_problem]
+    if late or drift:
+        found = [f"overdue or unreadable: {', '.join(late)}"] if late else []
+        found += [f"rotation not as deployed: {', '.join(drift)}"] if drift else []
+        yield Check("secret_ages", FAIL, "; ".join(found))
         return
     oldest = max(ages, key=lambda a: (a.age_days or 0) / a.period_days)
     yield Check(

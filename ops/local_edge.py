@@ -20,10 +20,10 @@ front of the API handler and applies, in WebACL priority order:
    not a JSON object gets the gateway's 400 (cdk/api.py);
 
 and writes one WAF-format log record per request to the WAF log group, with
-the `authorization` and `cookie` headers redacted as the WAF logging config
-does. The responder's Logs Insights query reads those records, so the attack
-flow runs end to end: flood -> BLOCK records -> alarm -> responder -> IP set ->
-refused.
+the headers of `names.WAF_REDACTED_HEADERS` (authorization, cookie, x-api-key)
+and the query string redacted as the WAF logging config does. The responder's
+Logs Insights query reads those records, so the attack flow runs end to end:
+flood -> BLOCK records -> alarm -> responder -> IP set -> refused.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """`babyshield secrets`: every inventory secret with its last rotation, age and due date,
-and which webhook secret the upstream feed signs with."""
+whether its rotation settings match the inventory, and which webhook secret the
+upstream feed signs with."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
                 "NEXT DUE",
                 "OVERDUE",
                 "PENDING",
+                "ROTATION",
             ),
             [
                 (
@@ -62,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
                     age.as_json()["next_due"] or "-",
                     "OVERDUE" if age.overdue else "no",
                     f"{age.pending} (stuck)" if age.stuck else age.pending or "-",
+                    age.rotation_problem or "-",
                 )
                 for age in ages
             ],
@@ -86,6 +89,13 @@ def _run(args: argparse.Namespace) -> int:
             f"\nrotation pending for {', '.join(pending)}: running now, or stopped halfway;"
             " on the local stack `babyshield rotate NAME --resume` finishes one that stopped,"
             " in AWS see the RUNBOOK's 'A rotation failed'",
+        )
+    drift = [age.name for age in ages if age.rotation_problem]
+    if drift and not args.json:
+        print(
+            f"\nrotation settings differ from the inventory for {', '.join(drift)} (ROTATION):"
+            " Secrets Manager will not rotate them in time; see the RUNBOOK's"
+            " 'Rotation switched off or re-scheduled'",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
 
@@ -153,8 +163,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "secrets",
         help="list the secret inventory with rotation ages and due dates",
         description="Every secret of the inventory with its age, last and next rotation, "
-        "and what needs on-call (overdue, a rotation left unfinished, the feed still "
-        "signing with the previous webhook secret). Reads metadata, never a secret value.",
+        "and what needs on-call (overdue, a rotation left unfinished, rotation switched "
+        "off, scheduled less often than the inventory's period or by another function, "
+        "the feed still signing with the previous webhook secret). Reads metadata, never "
+        "a secret value.",
     )
     parser.add_argument("--json", action="store_true", help="a JSON list of objects")
     parser.add_argument(

@@ -125,6 +125,9 @@ METRIC_WEBHOOK_FEED_ON_PREVIOUS = "WebhookFeedOnPreviousSecret"  # pragma: allow
 # Rotations unfinished for over an hour (stopped halfway, or an emergency stopped after
 # its promotion with the leaked value not retired); once per daily run.
 METRIC_ROTATIONS_STUCK = "RotationsStuck"
+# Inventory secrets whose rotation is off, scheduled less often than their period, or
+# set to run another function than their own; once per daily run.
+METRIC_ROTATION_SETTINGS_DRIFT = "RotationSettingsDrift"
 
 # CloudWatch dashboards.
 DASHBOARD_WAF = f"{PREFIX}-waf"

@@ -76,8 +76,9 @@ _API_KEY_LOOKUP = (
     "FROM auth.api_key_for_lookup(%s) AS k "
     "LEFT JOIN LATERAL auth.api_key_chain(k.key_id) AS c ON true"
 )
-# The same without the chain, for a database sql/011 has not reached: a deploy updates
-# the API function and runs the migration side by side, in either order.
+# The same without the chain, for a database sql/011 has not reached. A deploy runs
+# the migration before it updates the API (cdk/stack.py); this keeps the key check
+# working on a database restored from a snapshot taken before it.
 _API_KEY_LOOKUP_WITHOUT_CHAIN = (
     "SELECT key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, "
     "expires_at, revoked_at, owner_role, NULL, NULL FROM auth.api_key_for_lookup(%s)"

@@ -5,10 +5,16 @@ of its version's creation and its promotion (a rotation stopped at AWSPENDING an
 finished days later is as old as its finish, from which Secrets Manager schedules
 the next). Secrets Manager's LastRotatedDate is not used because a rotation played
 by the local driver (and a manual PutSecretValue) does not set it.
+
+Beside the age, each secret's rotation settings are held to the inventory, as CDK
+deploys them: rotation on, at least every `period_days`, by the secret's own
+rotation function. One switched off, stretched or re-pointed in the console leaves
+a fresh secret that would otherwise look healthy until the day it is overdue.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
 
 # A rotation runs for seconds to minutes; one unfinished for longer stopped halfway.
 STUCK_AFTER = timedelta(hours=1)
+# A rate() schedule as Secrets Manager takes it: in days or hours, nothing finer.
+_RATE = re.compile(r"rate\((\d+) (days?|hours?)\)")
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class SecretAge:
     pending: str | None = None
     # That rotation has been unfinished for over STUCK_AFTER.
     stuck: bool = False
+    # Why Secrets Manager will not rotate it as the inventory says (rotation_problem()).
+    rotation_problem: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +68,7 @@ class SecretAge:
             "pending_version": self.pending,
             "stuck": self.stuck,
             "problem": self.problem,
+            "rotation_problem": self.rotation_problem,
         }
 
 
@@ -75,12 +86,23 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         return SecretAge(item.name, item.kind, item.period_days, None, None, None, True, problem)
     pending = metadata.unfinished_rotation()
     stuck = _stuck(metadata, pending, moment)
+    rotation = rotation_problem(metadata, item)
     if metadata.deleted_at is not None:
         # DescribeSecret still answers, but no value can be read: every consumer fails.
         deleted = _iso(datetime.fromtimestamp(metadata.deleted_at, UTC))
         problem = f"marked for deletion at {deleted}"
         return SecretAge(
-            item.name, item.kind, item.period_days, None, None, None, True, problem, pending, stuck
+            item.name,
+            item.kind,
+            item.period_days,
+            None,
+            None,
+            None,
+            True,
+            problem,
+            pending,
+            stuck,
+            rotation,
         )
     since = metadata.current_since()
     if since is None:
@@ -95,6 +117,7 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
             "no AWSCURRENT",
             pending,
             stuck,
+            rotation,
         )
     last = datetime.fromtimestamp(since, UTC)
     age_days = round((moment - last).total_seconds() / 86400, 2)
@@ -109,7 +132,69 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
         moment >= next_due,
         pending=pending,
         stuck=stuck,
+        rotation_problem=rotation,
     )
+
+
+def rotation_problem(metadata: SecretMetadata, item: SecretSpec) -> str | None:
+    """What in the secret's rotation settings differs from what CDK deploys for it
+    (cdk/secrets.py) so that Secrets Manager will not rotate it in time, or None.
+
+    A schedule shorter than the period rotates more often than the inventory asks:
+    the age stays within the period, and nothing needs on-call.
+    """
+    if not metadata.rotation_enabled:
+        return "rotation disabled"
+    found = [_schedule_problem(metadata, item), _function_problem(metadata, item)]
+    return "; ".join(problem for problem in found if problem) or None
+
+
+def _schedule_problem(metadata: SecretMetadata, item: SecretSpec) -> str | None:
+    period = item.period_days
+    expression = metadata.rotation_schedule
+    if expression is not None:
+        rate = _RATE.fullmatch(expression.strip())
+        if rate is None:
+            # A cron() schedule, which CDK never writes: it can leave months between
+            # rotations, and reading it is on-call's.
+            return f"rotates on {expression}, inventory says every {period} days"
+        count, unit = int(rate[1]), rate[2]
+        if unit.startswith("day"):
+            return (
+                None if count <= period else f"rotates every {count} days, inventory says {period}"
+            )
+        if count <= period * 24:
+            return None
+        return f"rotates every {count} hours, inventory says {period} days"
+    days = metadata.rotation_after_days
+    if days is None:
+        return f"rotation enabled without a schedule, inventory says every {period} days"
+    return None if days <= period else f"rotates every {days} days, inventory says {period}"
+
+
+def _function_problem(metadata: SecretMetadata, item: SecretSpec) -> str | None:
+    found = metadata.rotation_function_arn
+    if found is None:
+        # Only the local stack has rotation on without a function: its driver plays
+        # Secrets Manager there, and moto would invoke a function it was given. In AWS
+        # a secret cannot be rotated without one.
+        return None
+    expected = _rotation_function_arn(metadata.arn, item)
+    if expected is None or found == expected:
+        return None
+    return f"rotated by {found}, not {expected}"
+
+
+def _rotation_function_arn(secret_arn: str, item: SecretSpec) -> str | None:
+    """The unqualified ARN of the secret's rotation function as CDK deploys it: named
+    after its method, in the secret's own partition, region and account (a function
+    of the same name elsewhere is someone else's). None when `secret_arn` is no ARN."""
+    parts = secret_arn.split(":")
+    if len(parts) < 7 or parts[0] != "arn":
+        return None
+    partition, region, account = parts[1], parts[3], parts[4]
+    function = names.function_name(item.method)
+    return f"arn:{partition}:lambda:{region}:{account}:function:{function}"
 
 
 def _stuck(metadata: SecretMetadata, pending: str | None, moment: datetime) -> bool:
@@ -170,7 +255,9 @@ def publish_secret_ages(
     store: SecretStore | None = None, now: Callable[[], datetime] | None = None
 ) -> dict[str, Any]:
     """One SecretAgeDays datapoint per secret (dimension `secret`), flushed one by
-    one, then one SecretsOverdue and one RotationsStuck datapoint for the run, and one
+    one, then one SecretsOverdue, one RotationsStuck and one RotationSettingsDrift
+    datapoint for the run (the last counts secrets whose rotation is off, scheduled
+    less often than their period, or by another function), and one
     WebhookFeedOnPreviousSecret (1: the feed has not been given the webhook secret's
     current value, and the next rotation would be refused for it).
 
@@ -196,6 +283,12 @@ def publish_secret_ages(
         logger.warning("secrets with a rotation pending", extra={"secrets": pending})
     stuck = [age.name for age in ages if age.stuck]
     metrics.add_metric(name=names.METRIC_ROTATIONS_STUCK, unit="Count", value=len(stuck))
+    drift = {age.name: age.rotation_problem for age in ages if age.rotation_problem}
+    # Its own count, not SecretsOverdue's: nothing is overdue yet, and what on-call
+    # does differs (RUNBOOK, "Rotation switched off or re-scheduled").
+    metrics.add_metric(name=names.METRIC_ROTATION_SETTINGS_DRIFT, unit="Count", value=len(drift))
+    if drift:
+        logger.warning("rotation settings differ from the inventory", extra={"secrets": drift})
     overdue = [age.name for age in ages if age.overdue]
     metrics.add_metric(name=names.METRIC_SECRETS_OVERDUE, unit="Count", value=len(overdue))
     feed_on_previous = _feed_on_previous(store)
@@ -210,6 +303,7 @@ def publish_secret_ages(
         "secrets": len(ages),
         "overdue": overdue,
         "stuck": stuck,
+        "rotation_drift": list(drift),
         "feed_on_previous": feed_on_previous,
     }
 

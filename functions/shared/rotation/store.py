@@ -53,6 +53,14 @@ class SecretMetadata:
     # When DeleteSecret marked it for deletion: its values can no longer be read, and
     # after the recovery window it is gone.
     deleted_at: float | None = None
+    # The rotation settings DescribeSecret reports (RotationRules, RotationLambdaARN),
+    # which the secret-age report holds to the inventory. AWS recomputes the days
+    # from the schedule after each rotation, so the expression, when there is one,
+    # is the schedule. The local stack sets days and no function: its driver plays
+    # Secrets Manager.
+    rotation_after_days: int | None = None
+    rotation_schedule: str | None = None
+    rotation_function_arn: str | None = None
 
     def version_with(self, stage: str) -> str | None:
         for version_id, stages in self.stages.items():
@@ -159,6 +167,7 @@ class SecretStore:
             if not page.get("NextToken"):
                 break
             arguments["NextToken"] = page["NextToken"]
+        rules = found.get("RotationRules") or {}
         return SecretMetadata(
             arn=found["ARN"],
             name=found["Name"],
@@ -167,6 +176,10 @@ class SecretStore:
             tags={tag["Key"]: tag["Value"] for tag in found.get("Tags", []) if "Key" in tag},
             created=created,
             deleted_at=found["DeletedDate"].timestamp() if found.get("DeletedDate") else None,
+            # Absent, moto answers 0 days and an empty ARN: neither is a setting.
+            rotation_after_days=rules.get("AutomaticallyAfterDays") or None,
+            rotation_schedule=rules.get("ScheduleExpression") or None,
+            rotation_function_arn=found.get("RotationLambdaARN") or None,
         )
 
     def read(

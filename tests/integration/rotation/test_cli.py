@@ -151,11 +151,14 @@ def test_secrets_reports_each_secret_and_shows_the_new_age_after_a_rotation(
             "pending_version",
             "stuck",
             "problem",
+            "rotation_problem",
             *extra,
         }
         assert row["overdue"] is False
         assert row["pending_version"] is None
         assert row["problem"] is None
+        # The local stack's rotation settings are the inventory's.
+        assert row["rotation_problem"] is None
         assert 0 <= row["age_days"] < 0.01
     by_name = {row["name"]: row for row in report}
     assert by_name["jwt-signing-key"]["period_days"] == 30
