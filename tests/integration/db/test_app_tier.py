@@ -313,3 +313,15 @@ def test_recalls_already_frozen_are_released_by_the_migration(db: MigratedDataba
         assert fine == (datetime(2024, 1, 2, tzinfo=UTC),)
         with pytest.raises(errors.CheckViolation):
             conn.execute("UPDATE recalls SET updated_at = 'infinity' WHERE source_id = 'fine'")
+
+
+def test_the_app_tier_runs_no_pre_authentication_lookup(db: MigratedDatabase):
+    """The key check reads a key's rotation chain on the read-only tier; the app tier
+    kept the right to run it (sql/011) after losing the other lookups (sql/015)."""
+    for lookup in (
+        "SELECT * FROM auth.api_key_chain('anykey000001')",
+        "SELECT * FROM auth.api_key_for_lookup('anykey000001')",
+        "SELECT * FROM auth.user_for_login('parent@example.com')",
+    ):
+        with psycopg.connect(db.tier("app")) as conn, pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(lookup)
