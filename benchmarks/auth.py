@@ -144,8 +144,12 @@ def _chain_figures() -> dict[str, float]:
     )
     # The two I/O calls, served from memory (see the module docstring).
     store.api_key_record = {record.key_id: record}.get  # type: ignore[assignment]
-    authentication.enforce_key_rate_limit = lambda record, source_ip: None
-    admin_chain.enforce_key_rate_limit = lambda record, source_ip: None  # type: ignore[attr-defined]
+
+    def no_rate_limit(record: ApiKeyRecord, source_ip: str, *, persist: bool = False) -> None:
+        return None
+
+    authentication.enforce_key_rate_limit = no_rate_limit
+    admin_chain.enforce_key_rate_limit = no_rate_limit  # type: ignore[attr-defined]
 
     def guard_identity(event: APIGatewayProxyEvent) -> None:
         secure.context["caller"] = authentication.authenticate(event).caller

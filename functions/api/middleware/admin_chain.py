@@ -320,7 +320,7 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
         if refused.status == 403:
             raise Forbidden() from refused
         raise Unauthorized(headers=BEARER_CHALLENGE) from refused
-    enforce_key_rate_limit(record, source_ip)
+    enforce_key_rate_limit(record, source_ip, persist=True)
     audit(
         "admin_access",
         "success",

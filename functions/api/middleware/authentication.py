@@ -147,7 +147,7 @@ def check_api_key(raw: str) -> ApiKeyRecord:
         raise CredentialRefused(rejected.reason, key_id=rejected.key_id) from rejected
 
 
-def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
+def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str, *, persist: bool = False) -> None:
     """The key's per-minute limit, counted across every Lambda instance.
 
     A rotated key and its successor, both working during the grace period, share
@@ -158,6 +158,9 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
     If DynamoDB cannot be asked, the request goes through (logged and counted):
     the WAF's per-IP rate rule still stands in front, and a limiter outage
     should not take every partner offline.
+
+    `persist`: the refusal also gets an audit_log row, as every admin-route refusal
+    does (the admin chain passes it).
     """
     from functions.shared.identity.rate_limit import (
         FixedWindowRateLimiter,
@@ -185,6 +188,7 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str) -> None:
             source_ip=source_ip,
             limit=limit,
             counted_as=record.rate_limit_id,
+            persist=persist,
         )
         raise TooManyRequests(decision.retry_after_seconds)
 
