@@ -51,7 +51,28 @@ API_VERSION = "1.0.0"
 
 
 def guard_request_limits(event: APIGatewayProxyEvent) -> None:
-    check_request_limits(event, get_settings())
+    try:
+        check_request_limits(event, get_settings())
+    except DomainError as refusal:
+        _note_refused_signed_delivery(event, refusal)
+        raise
+
+
+def _note_refused_signed_delivery(event: APIGatewayProxyEvent, refusal: DomainError) -> None:
+    """A feed delivery refused for its size, media type or encoding, before identity
+    runs: if the feed signed it, it is a recall not stored, and on-call is told as for
+    any other refused delivery. An unsigned one stays a plain refusal."""
+    if policy_for(event.path, get_settings()) is not Policy.WEBHOOK:
+        return
+    if "POST" not in _methods_for(event.path):
+        return
+    from functions.api.middleware.authentication import source_ip_of, verify_webhook_request
+
+    try:
+        message = verify_webhook_request(event, source_ip_of(event))
+    except DomainError:
+        return  # not signed by the feed (audited as such), or its body unreadable
+    record_refused_delivery(message, refusal)
 
 
 def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:

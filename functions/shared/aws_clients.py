@@ -58,6 +58,11 @@ class Timeouts:
 # timeout and API Gateway's 504. One retry: with three attempts one stalled call
 # could take 28 s of the API's 29.
 REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=2)
+# Undoing a request's own write after it failed (a webhook claim released): the
+# request answers 503 either way, and what a failed undo leaves expires with its
+# lease. One short attempt keeps that 503 inside the gateway's wait after a call
+# that already stalled to REQUEST's limit.
+CLEANUP = Timeouts(connect_seconds=1, read_seconds=1, max_attempts=1)
 # Rotation steps and the responder: room for a slow call, still inside the
 # function's timeout (worst_case_seconds; tests/infrastructure/test_functions.py),
 # so a stalled call ends in the step's own error and the caller's retry.

@@ -11,7 +11,7 @@ import pytest
 
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
-from functions.shared.aws_clients import BACKGROUND, REQUEST
+from functions.shared.aws_clients import BACKGROUND, CLEANUP, REQUEST
 from functions.shared.settings import Settings
 from tests.infrastructure.conftest import Synthesized
 
@@ -62,6 +62,11 @@ def test_a_stalled_aws_call_on_a_request_is_a_503_before_the_gateway_gives_up(
     database_waits = settings.db_pool_timeout_seconds + settings.db_connect_timeout_seconds
 
     assert REQUEST.worst_case_seconds + database_waits <= api["Timeout"]
+    # A webhook delivery whose claim or upsert failed then releases its claim
+    # (functions/api/recalls/feed.py): still a 503 before the gateway gives up.
+    assert (
+        REQUEST.worst_case_seconds + database_waits + CLEANUP.worst_case_seconds <= api["Timeout"]
+    )
 
 
 def test_the_responder_outlasts_its_query_deadline_and_a_stalled_call(synthesized: Synthesized):

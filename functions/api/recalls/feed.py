@@ -6,7 +6,8 @@ event's `webhook-id` is claimed (a replay is refused) and the recall is upserted
 by `source_id`, unless the stored version is newer than the event (deliveries
 arrive out of order: a retried old event must not undo a later one). If the
 upsert fails the id is released, so the sender's retry is not taken for a replay
-and nothing is left half-done. The claim is a lease until the recall is stored:
+and nothing is left half-done; so is a claim whose every attempt lost its answer
+(DynamoDB may have applied it). The claim is a lease until the recall is stored:
 if the function is killed in between, the sender's retry after the lease is
 taken as the delivery, not refused as a replay until the claim expires.
 """
@@ -131,14 +132,15 @@ def accept_recall(
         WebhookInProgress,
         WebhookReplayed,
         claim_message_id,
-        release_message_id,
+        new_claim_token,
         settle_message_id,
     )
 
     if message is None:
         raise Unauthorized()
+    claim = new_claim_token()
     try:
-        claim = claim_message_id(message, lease_seconds=WEBHOOK_LEASE_SECONDS)
+        claim_message_id(message, lease_seconds=WEBHOOK_LEASE_SECONDS, claim=claim)
     except WebhookReplayed as exc:
         in_progress = isinstance(exc, WebhookInProgress)
         audit(
@@ -156,6 +158,10 @@ def accept_recall(
         raise Conflict("This webhook was already received.") from exc
     except Exception as exc:
         logger.exception("webhook id store unavailable")
+        # Every attempt may have been applied with its answer lost: a claim left behind
+        # would answer the sender's retry "being received" for a whole lease, though
+        # this delivery answers 503 and stores nothing.
+        _release_claim(message, claim)
         raise ServiceUnavailable() from exc
     try:
         with write_session(user_id=None) as conn:
@@ -163,10 +169,7 @@ def accept_recall(
                 conn, event.data.model_dump(), event.timestamp
             )
     except BaseException:
-        try:
-            release_message_id(message, claim)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            logger.exception("webhook id not released", extra={"message_id": message.message_id})
+        _release_claim(message, claim)
         raise
     try:
         settle_message_id(message, claim)
@@ -186,6 +189,18 @@ def accept_recall(
         secret_version=message.secret_version,
     )
     return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)
+
+
+def _release_claim(message: VerifiedWebhook, claim: str) -> None:
+    """Free the delivery's id for the sender's retry after a failure; only this claim
+    is removed, if it was written at all. A release that fails leaves the lease, which
+    frees the id when it ends."""
+    from functions.shared.identity.webhooks import release_message_id
+
+    try:
+        release_message_id(message, claim)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        logger.exception("webhook id not released", extra={"message_id": message.message_id})
 
 
 def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> None:

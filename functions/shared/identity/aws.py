@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from functions.shared.aws_clients import REQUEST, cached_client
+from functions.shared.aws_clients import CLEANUP, REQUEST, cached_client
 from functions.shared.aws_clients import condition_item as condition_item
 from functions.shared.aws_clients import error_code as error_code
 
@@ -25,4 +25,10 @@ def secretsmanager() -> SecretsManagerClient:
 
 def dynamodb() -> DynamoDBClient:
     client: DynamoDBClient = cached_client("dynamodb", REQUEST)
+    return client
+
+
+def dynamodb_cleanup() -> DynamoDBClient:
+    """DynamoDB for undoing a failed request's own write, on a short budget (CLEANUP)."""
+    client: DynamoDBClient = cached_client("dynamodb", CLEANUP)
     return client

@@ -268,12 +268,18 @@ class WebhookInProgress(WebhookReplayed):
     was killed less than a lease ago. A retry after the lease may take it over."""
 
 
+def new_claim_token() -> str:
+    """A fresh token for `claim_message_id`: which claim wrote an id's record."""
+    return secrets.token_hex(16)
+
+
 def claim_message_id(
     message: VerifiedWebhook,
     *,
     now: float | None = None,
     space: str = WEBHOOK_ID_SPACE,
     lease_seconds: int | None = None,
+    claim: str | None = None,
 ) -> str:
     """Record the id in `space` and return this claim's token, or raise
     WebhookReplayed if the id is already recorded there by another claim.
@@ -286,11 +292,15 @@ def claim_message_id(
     With `lease_seconds` the claim is a lease until `settle_message_id` makes it
     final: past the lease, another claim of the id replaces it. Without, it is
     final at once (an admin request's nonce is used up by being presented).
+
+    `claim` is the token to write (a fresh one by default). A caller passes its own
+    when it must clean up after a put whose outcome it never learned: every attempt
+    failed without an answer, and DynamoDB may have applied one of them.
     """
     settings = get_settings()
     moment = int(time.time() if now is None else now)
     expires_at = max(moment, message.timestamp) + settings.webhook_tolerance_seconds + 60
-    claim = secrets.token_hex(16)
+    claim = new_claim_token() if claim is None else claim
     item = {
         names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{space}#{message.message_id}"},
         names.TTL_ATTRIBUTE: {"N": str(expires_at)},
@@ -339,9 +349,11 @@ def settle_message_id(message: VerifiedWebhook, claim: str) -> None:
 def release_message_id(message: VerifiedWebhook, claim: str) -> None:
     """Forget a webhook id whose processing failed, so the sender's retry is not
     taken for a replay. Only `claim` is removed, never one another delivery of the
-    same id made meanwhile."""
+    same id made meanwhile. One short attempt (CLEANUP): it follows a failure that
+    may itself have waited out a stalled call, and an id not released is freed when
+    its lease ends."""
     with _unless_claimed_elsewhere():
-        aws.dynamodb().delete_item(**_own_claim(message, claim))
+        aws.dynamodb_cleanup().delete_item(**_own_claim(message, claim))
 
 
 def _own_claim(message: VerifiedWebhook, claim: str) -> dict[str, Any]:
