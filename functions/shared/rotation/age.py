@@ -87,10 +87,9 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
     pending = metadata.unfinished_rotation()
     stuck = _stuck(metadata, pending, moment)
     rotation = rotation_problem(metadata, item)
-    if metadata.deleted_at is not None:
-        # DescribeSecret still answers, but no value can be read: every consumer fails.
-        deleted = _iso(datetime.fromtimestamp(metadata.deleted_at, UTC))
-        problem = f"marked for deletion at {deleted}"
+
+    def without_age(problem: str) -> SecretAge:
+        # No age to report, which counts as overdue: silence must not look healthy.
         return SecretAge(
             item.name,
             item.kind,
@@ -104,21 +103,14 @@ def secret_age(store: SecretStore, item: SecretSpec, now: datetime | None = None
             stuck,
             rotation,
         )
+
+    if metadata.deleted_at is not None:
+        # DescribeSecret still answers, but no value can be read: every consumer fails.
+        deleted = _iso(datetime.fromtimestamp(metadata.deleted_at, UTC))
+        return without_age(f"marked for deletion at {deleted}")
     since = metadata.current_since()
     if since is None:
-        return SecretAge(
-            item.name,
-            item.kind,
-            item.period_days,
-            None,
-            None,
-            None,
-            True,
-            "no AWSCURRENT",
-            pending,
-            stuck,
-            rotation,
-        )
+        return without_age("no AWSCURRENT")
     last = datetime.fromtimestamp(since, UTC)
     age_days = round((moment - last).total_seconds() / 86400, 2)
     next_due = last + timedelta(days=item.period_days)
