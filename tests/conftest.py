@@ -42,6 +42,7 @@ def _fresh_settings() -> Iterator[None]:
     from functions.shared.settings import get_settings
 
     get_settings.cache_clear()
+    _clear_rate_limit_pause()
     yield
     # A pool a test opened without meaning to (an audit row written on a refused
     # admin request, say) keeps retrying its connection in a background thread; left
@@ -51,3 +52,12 @@ def _fresh_settings() -> Iterator[None]:
     if pools is not None:
         pools.close_pools()
     get_settings.cache_clear()
+    _clear_rate_limit_pause()
+
+
+def _clear_rate_limit_pause() -> None:
+    # A test whose DynamoDB failed leaves the limiter paused in this process (as a
+    # Lambda instance would be); the next test starts with a limiter that asks.
+    rate_limit = sys.modules.get("functions.shared.identity.rate_limit")
+    if rate_limit is not None:
+        rate_limit.pause.clear()

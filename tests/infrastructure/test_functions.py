@@ -11,7 +11,7 @@ import pytest
 
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
 from functions.shared import names
-from functions.shared.aws_clients import BACKGROUND, CLEANUP, REQUEST
+from functions.shared.aws_clients import BACKGROUND, CLEANUP, RATE_LIMIT, REQUEST
 from functions.shared.settings import Settings
 from tests.infrastructure.conftest import Synthesized
 
@@ -67,6 +67,9 @@ def test_a_stalled_aws_call_on_a_request_is_a_503_before_the_gateway_gives_up(
     assert (
         REQUEST.worst_case_seconds + database_waits + CLEANUP.worst_case_seconds <= api["Timeout"]
     )
+    # A keyed request whose rate limit stalls goes on (it fails open) to its route's
+    # database work: both inside the gateway's wait.
+    assert RATE_LIMIT.worst_case_seconds + database_waits <= api["Timeout"]
 
 
 def test_the_responder_outlasts_its_query_deadline_and_a_stalled_call(synthesized: Synthesized):

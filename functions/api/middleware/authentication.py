@@ -157,7 +157,9 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str, *, persist: boo
 
     If DynamoDB cannot be asked, the request goes through (logged and counted):
     the WAF's per-IP rate rule still stands in front, and a limiter outage
-    should not take every partner offline.
+    should not take every partner offline. After such a failure this instance
+    skips DynamoDB for a few seconds (rate_limit.PauseAfterFailure), so an outage
+    adds its wait to one request per instance, not to every one.
 
     `persist`: the refusal also gets an audit_log row, as every admin-route refusal
     does (the admin chain passes it).
@@ -170,10 +172,16 @@ def enforce_key_rate_limit(record: ApiKeyRecord, source_ip: str, *, persist: boo
     limit = record.applied_rate_limit_per_minute
     try:
         decision = FixedWindowRateLimiter().hit(f"apikey#{record.rate_limit_id}", limit)
-    except RateLimitUnavailable:
-        logger.exception(
-            "rate limiter unavailable; request allowed", extra={"key_id": record.key_id}
-        )
+    except RateLimitUnavailable as unavailable:
+        if unavailable.paused:
+            logger.warning(
+                "rate limiter paused after a failure; request allowed",
+                extra={"key_id": record.key_id},
+            )
+        else:
+            logger.exception(
+                "rate limiter unavailable; request allowed", extra={"key_id": record.key_id}
+            )
         metrics.add_metric(
             name=names.METRIC_RATE_LIMITER_UNAVAILABLE, unit=MetricUnit.Count, value=1
         )

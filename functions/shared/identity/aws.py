@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from functions.shared.aws_clients import CLEANUP, REQUEST, cached_client
+from functions.shared.aws_clients import CLEANUP, RATE_LIMIT, REQUEST, cached_client
 from functions.shared.aws_clients import condition_item as condition_item
 from functions.shared.aws_clients import error_code as error_code
 
@@ -31,4 +31,10 @@ def dynamodb() -> DynamoDBClient:
 def dynamodb_cleanup() -> DynamoDBClient:
     """DynamoDB for undoing a failed request's own write, on a short budget (CLEANUP)."""
     client: DynamoDBClient = cached_client("dynamodb", CLEANUP)
+    return client
+
+
+def dynamodb_rate_limit() -> DynamoDBClient:
+    """DynamoDB for the per-key rate limit, on its own short budget (RATE_LIMIT)."""
+    client: DynamoDBClient = cached_client("dynamodb", RATE_LIMIT)
     return client

@@ -8,6 +8,12 @@ a TTL and disappear after their window.
 A fixed window lets a client spend its limit at the end of one window and again
 at the start of the next (at most twice the limit across the boundary); that is
 accepted here in exchange for one write per request.
+
+When DynamoDB fails to answer, the caller lets the request through (fail open).
+This instance then leaves DynamoDB alone for PAUSE_AFTER_FAILURE_SECONDS: while it
+is down or stalling, one keyed request per instance and pause waits on it, instead
+of every keyed request adding the stall to its latency (and holding its Lambda
+instance for that long, which under load spends the function's concurrency).
 """
 
 from __future__ import annotations
@@ -25,8 +31,41 @@ from functions.shared.settings import get_settings
 MARK_ATTRIBUTE = "last_hit"
 
 
+# How long one instance skips the limiter after DynamoDB failed to answer it.
+PAUSE_AFTER_FAILURE_SECONDS = 10.0
+
+
 class RateLimitUnavailable(Exception):
-    """DynamoDB could not be asked; the caller decides whether to fail open or closed."""
+    """DynamoDB could not be asked; the caller decides whether to fail open or closed.
+
+    `paused`: it was not asked now, having failed moments ago (PauseAfterFailure).
+    """
+
+    def __init__(self, reason: str, *, paused: bool = False):
+        super().__init__(reason)
+        self.paused = paused
+
+
+class PauseAfterFailure:
+    """Per instance: whether DynamoDB failed the limiter moments ago (monotonic clock;
+    a float written whole, so threads of the local server may share it)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._until: float | None = None
+
+    def active(self) -> bool:
+        until = self._until
+        return until is not None and self.clock() < until
+
+    def start(self) -> None:
+        self._until = self.clock() + PAUSE_AFTER_FAILURE_SECONDS
+
+    def clear(self) -> None:
+        self._until = None
+
+
+pause = PauseAfterFailure()
 
 
 @dataclass(frozen=True)
@@ -57,13 +96,15 @@ class FixedWindowRateLimiter:
         retry_after = max(1, window_end - int(now))
         if limit <= 0:
             return RateLimitDecision(False, limit, 0, retry_after)
+        if pause.active():
+            raise RateLimitUnavailable("failed moments ago", paused=True)
         table = self._table_name or get_settings().rate_limit_table
         # This request's mark on the item. botocore retries a call whose answer was
         # lost, and ADD is not idempotent: a retry that finds its own mark was applied
         # already, and counts once.
         mark = secrets.token_hex(8)
         try:
-            response = aws.dynamodb().update_item(
+            response = aws.dynamodb_rate_limit().update_item(
                 TableName=table,
                 Key={names.RATE_LIMIT_PARTITION_KEY: {"S": f"{key}#{window_start}"}},
                 UpdateExpression=(
@@ -86,6 +127,7 @@ class FixedWindowRateLimiter:
             )
         except Exception as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
+                pause.start()
                 raise RateLimitUnavailable(str(aws.error_code(exc) or type(exc).__name__)) from exc
             held = aws.condition_item(exc)
             if held.get(MARK_ATTRIBUTE, {}).get("S") != mark:

@@ -49,6 +49,14 @@ def api_clock(monkeypatch) -> ManualClock:
 
 
 @pytest.fixture
+def pause_clock(monkeypatch) -> ManualClock:
+    """The clock the limiter's pause after a DynamoDB failure reads, set by the test."""
+    clock = ManualClock(1_000.0)
+    monkeypatch.setattr(rate_limit.pause, "clock", clock)
+    return clock
+
+
+@pytest.fixture
 def faulty_aws(world, monkeypatch) -> Iterator[AwsFaults]:
     with faulty_aws_endpoint(monkeypatch) as faults:
         yield faults
@@ -235,7 +243,7 @@ def test_an_expired_predecessors_lower_limit_no_longer_binds(world, api_clock):
 
 
 def test_a_failing_rate_limit_table_lets_keys_through_counted_never_a_500(
-    world, api_clock, faulty_aws, capsys, caplog
+    world, api_clock, pause_clock, faulty_aws, capsys, caplog
 ):
     owner = world.create_user("partner@example.com")
     key = world.create_key(owner, limit=1)
@@ -250,7 +258,48 @@ def test_a_failing_rate_limit_table_lets_keys_through_counted_never_a_500(
     # A wrong key is still refused, and the table's return restores the limit
     assert recalls(key[:-2] + "zz").status == 401
     faulty_aws.rule = lambda target, body: PASS
+    pause_clock.now += rate_limit.PAUSE_AFTER_FAILURE_SECONDS
     assert [recalls(key).status for _ in range(2)] == [200, 429]
+
+
+def test_after_a_failure_the_limiter_leaves_dynamodb_alone_for_a_while(
+    world, api_clock, pause_clock, faulty_aws, capsys
+):
+    """While DynamoDB fails or stalls, one keyed request per instance and pause waits
+    on it, not every one: the rest go straight through, counted as unavailable."""
+    from functions.shared.aws_clients import RATE_LIMIT
+
+    owner = world.create_user("partner@example.com")
+    key = world.create_key(owner, limit=1)
+    faulty_aws.rule = lambda target, body: FAIL if _rate_limit_update(target, body) else PASS
+    assert [recalls(key).status for _ in range(3)] == [200, 200, 200]
+    # Only the first request asked DynamoDB (each of its attempts failed)
+    assert len(faulty_aws.disturbed(FAIL)) == RATE_LIMIT.max_attempts
+    assert emf_metrics(capsys.readouterr().out).get("RateLimiterUnavailable") == 3
+    # DynamoDB is back within the pause: the request is still not counted (had it
+    # been, the one slot would be spent and the next request below refused)
+    faulty_aws.rule = lambda target, body: PASS
+    pause_clock.now += rate_limit.PAUSE_AFTER_FAILURE_SECONDS - 1
+    assert recalls(key).status == 200
+    # After the pause the limit holds again
+    pause_clock.now += 1
+    assert [recalls(key).status for _ in range(2)] == [200, 429]
+
+
+def test_the_rate_limit_waits_on_its_own_short_budget(world, api_clock, monkeypatch):
+    """It fails open, so all its waiting is latency: not the budget of a call whose
+    failure is the request's 503 (REQUEST)."""
+    from functions.shared.aws_clients import RATE_LIMIT, REQUEST
+    from functions.shared.identity import aws
+    from tests.support.aws import record_client_budgets
+
+    owner = world.create_user("partner@example.com")
+    key = world.create_key(owner, limit=5)
+    budgets = record_client_budgets(monkeypatch, aws)
+
+    assert recalls(key).status == 200
+    assert [timeouts for service, timeouts in budgets if service == "dynamodb"] == [RATE_LIMIT]
+    assert RATE_LIMIT.worst_case_seconds < REQUEST.worst_case_seconds
 
 
 def test_an_unreachable_rate_limit_table_lets_keys_through(world, api_clock, monkeypatch):
