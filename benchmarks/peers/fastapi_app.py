@@ -7,8 +7,9 @@ header and body limits and the JSON media type, the admin allowlist from the
 connection's address, the caller's identity under the same path policies
 (API key with its rate limit, JWT, the admin chain, webhook signatures), and
 attack inspection of path, query and JSON body; 422s that never echo input,
-and the same error mapping. The routes validate with the same models and call
-the same framework-free logic.
+the same error mapping, and the same page to on-call for a delivery the feed
+signed that any of these refused. The routes validate with the same models and
+call the same framework-free logic.
 
 The edge is written against Starlette's request, as a FastAPI team would
 write it, from our framework-free parts (the detector, the allowlist and JSON
@@ -64,7 +65,12 @@ from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.api.models import Digits, IsoDate
 from functions.api.recalls import logic
 from functions.api.recalls.cursor import MAX_CURSOR_LENGTH
-from functions.api.recalls.feed import RecallEvent, WebhookAccepted, accept_recall
+from functions.api.recalls.feed import (
+    RecallEvent,
+    WebhookAccepted,
+    accept_recall,
+    record_refused_delivery,
+)
 from functions.api.recalls.models import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -122,6 +128,7 @@ async def security_edge(request: Request, call_next: Any) -> Response:
     try:
         response = await _guarded(request, call_next)
     except DomainError as error:
+        _note_refused_delivery(request, error)
         response = _error(error, request)
     for name in ("server", "x-powered-by"):
         if name in response.headers:
@@ -154,9 +161,37 @@ def _check_limits(request: Request, body: bytes) -> str | None:
         raise BadRequest("The request body is not valid UTF-8.") from exc
 
 
-def _routed(path: str) -> bool:
+def _note_refused_delivery(request: Request, refusal: DomainError) -> None:
+    """A delivery the feed signed and the API refused is a recall not stored: on-call
+    hears of it, as from our handler (functions/api/app.py)."""
+    webhook = getattr(request.state, "webhook", None)
+    if webhook is not None:
+        record_refused_delivery(webhook, refusal)
+
+
+def _note_refused_signed_delivery(request: Request, refusal: DomainError) -> None:
+    """Refused by the limits, before identity ran: a delivery is the feed's only if
+    its signature verifies, checked here as our handler checks it."""
+    path = request.url.path
+    if policy_for(path, get_settings()) is not Policy.WEBHOOK or not _routed(path, "POST"):
+        return
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
+    from functions.api.middleware.authentication import verify_webhook_request
+
+    try:
+        message = verify_webhook_request(APIGatewayProxyEvent(_event(request)), _source_ip(request))
+    except DomainError:
+        return  # not signed by the feed (audited as such), or its body unreadable
+    record_refused_delivery(message, refusal)
+
+
+def _routed(path: str, method: str | None = None) -> bool:
     return any(
-        isinstance(route, APIRoute) and route.path_regex.match(path) for route in app.router.routes
+        isinstance(route, APIRoute)
+        and route.path_regex.match(path)
+        and (method is None or method in (route.methods or ()))
+        for route in app.router.routes
     )
 
 
@@ -205,7 +240,11 @@ async def _guarded(request: Request, call_next: Any) -> Response:
     # The same order as our edge (functions/api/app.py): cheapest refusals first,
     # the allowlist before anything looks at content, identity before inspection.
     path = request.url.path
-    body_text = _check_limits(request, await request.body())
+    try:
+        body_text = _check_limits(request, await request.body())
+    except DomainError as refusal:
+        _note_refused_signed_delivery(request, refusal)
+        raise
     _check_allowlist(request, path)
     _identify(request, path)
     _inspect(request, body_text)
@@ -215,13 +254,16 @@ async def _guarded(request: Request, call_next: Any) -> Response:
 
 @app.exception_handler(DomainError)
 async def domain_error(request: Request, error: DomainError) -> JSONResponse:
+    _note_refused_delivery(request, error)
     return _error(error, request)
 
 
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     # FastAPI's default handler echoes the input; ours never does, so neither does the peer.
-    return _error(ValidationFailed.from_errors(error.errors()), request)
+    refusal = ValidationFailed.from_errors(error.errors())
+    _note_refused_delivery(request, refusal)
+    return _error(refusal, request)
 
 
 @app.exception_handler(HTTPException)

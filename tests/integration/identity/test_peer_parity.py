@@ -452,3 +452,37 @@ def test_the_peer_answers_every_case_as_our_handler_does(ctx):
         if route.method == call.method and route.rule.match(call.path)
     }
     assert served == {(route.method, route.path) for route in routes}
+
+
+# A delivery the feed signed, refused at each stage that can refuse it: the limits
+# (before identity), attack inspection (after it), and the route's event model.
+REFUSED_DELIVERIES = {
+    "too large": (413, recall_event("PARITY-LARGE", description="d" * 17_000)),
+    "a script in a field": (400, recall_event("PARITY-SCRIPT", description="<script>x</script>")),
+    "a field the event model does not take": (422, recall_event("PARITY-NEW", lot_numbers="A1")),
+}
+
+
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.UnsupportedFieldAttributeWarning")
+@pytest.mark.parametrize("case", REFUSED_DELIVERIES)
+def test_the_peer_pages_on_call_for_a_signed_delivery_it_refuses_as_ours_does(ctx, caplog, case):
+    """The same refusal is the same work: both call what pages on-call (its line is
+    checked here; the metric comes with it)."""
+    from benchmarks.peers.fastapi_app import handler as peer
+    from functions.api.handler import lambda_handler as ours
+    from tests.support.logs import json_log_lines
+
+    status, body = REFUSED_DELIVERIES[case]
+    for handler in (ours, peer):
+        caplog.clear()
+        assert _call(handler, _signed(ctx, body))[0] == status
+        refused = [
+            line for line in json_log_lines(caplog) if line.get("event") == "feed_delivery_refused"
+        ]
+        assert [line["status"] for line in refused] == [status], handler
+
+    # An unsigned one is an attacker's, for neither of them a page
+    caplog.clear()
+    unsigned = Call("POST", "/webhooks/recalls", headers=JSON, body=body)
+    assert _call(ours, unsigned)[0] == _call(peer, unsigned)[0]
+    assert "feed_delivery_refused" not in caplog.text
