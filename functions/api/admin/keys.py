@@ -24,6 +24,8 @@ from functions.shared.identity.api_keys import KEY_ID_PATTERN
 from functions.shared.settings import get_settings
 
 Scope = Literal["recalls:read", "admin"]
+# The same form as the database's check on api_keys.client_token (sql/019).
+CLIENT_TOKEN_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"  # noqa: S105  # nosec B105 - a pattern
 
 
 class NewKeyRequest(ApiModel):
@@ -33,6 +35,9 @@ class NewKeyRequest(ApiModel):
     scopes: list[Scope] = Field(min_length=1, max_length=2)
     rate_limit_per_minute: Annotated[int, Field(strict=True, ge=1, le=100_000), WholeNumber] = 60
     expires_in_days: Annotated[int, Field(strict=True, ge=1, le=3650), WholeNumber] | None = None
+    # Sent again with the same token (a retry after a lost answer), the create is
+    # refused with the key it issued, instead of issuing a second (sql/019).
+    client_token: Annotated[str, Field(pattern=CLIENT_TOKEN_PATTERN)] | None = None
 
 
 class RotateRequest(ApiModel):
@@ -112,6 +117,7 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         scopes=scopes,
         rate_limit_per_minute=request.rate_limit_per_minute,
         expires_at=expires_at,
+        client_token=request.client_token,
         audit_row=lambda conn: record(row_on=conn),
     )
     record()

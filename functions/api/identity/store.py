@@ -132,8 +132,11 @@ def insert_api_key(
     scopes: list[str],
     rate_limit_per_minute: int,
     expires_at: datetime | None,
+    client_token: str | None = None,
     audit_row: AuditRow,
 ) -> dict[str, Any]:
+    """The new key's row. With `client_token`, a key this owner already got with
+    that token is a Conflict naming it: nothing is written, the audit row included."""
     import psycopg
 
     try:
@@ -149,9 +152,9 @@ def insert_api_key(
                 raise Conflict("Only an admin's key may have the admin scope.")
             _hold_key_order_for_insert(conn)
             row = conn.execute(
-                "INSERT INTO public.api_keys "
-                "(key_id, owner_id, secret_hash, scopes, rate_limit_per_minute, expires_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s) "
+                "INSERT INTO public.api_keys (key_id, owner_id, secret_hash, scopes, "
+                "rate_limit_per_minute, expires_at, client_token) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "RETURNING key_id, owner_id, scopes, rate_limit_per_minute, created_at, "
                 "expires_at, revoked_at, rotated_from",
                 (
@@ -161,12 +164,37 @@ def insert_api_key(
                     scopes,
                     rate_limit_per_minute,
                     expires_at,
+                    client_token,
                 ),
             ).fetchone()
             audit_row(conn)
     except psycopg.errors.ForeignKeyViolation as exc:
         raise NotFound("The owner does not exist.") from exc
+    except psycopg.errors.UniqueViolation as exc:
+        if client_token is None or exc.diag.constraint_name != _ONE_KEY_PER_CLIENT_TOKEN:
+            raise
+        raise Conflict(_issued_with_token(actor, owner_id, client_token)) from exc
     return _key_row(_returned(row))
+
+
+# sql/019: one key per owner and client_token.
+_ONE_KEY_PER_CLIENT_TOKEN = "api_keys_one_per_client_token"  # noqa: S105  # nosec B105 - an index
+
+
+def _issued_with_token(actor: Caller, owner_id: UUID, client_token: str) -> str:
+    """What to tell an admin whose create was sent again: which key the first one
+    issued, and the way on, since its secret cannot be shown again."""
+    with write_session(user_id=actor.user_id, role=actor.role) as conn:
+        found = conn.execute(
+            "SELECT key_id FROM public.api_keys WHERE owner_id = %s AND client_token = %s",
+            (owner_id, client_token),
+        ).fetchone()
+    issued = f" ({found[0]})" if found is not None else ""
+    return (
+        f"A key was already created with this client_token{issued}. Its secret was "
+        "shown once: if that answer never arrived, revoke the key and create another "
+        "with a new token."
+    )
 
 
 def list_api_keys(

@@ -51,7 +51,12 @@ def _created(body: ApiModel) -> Response[Any]:
             "content": {"application/json": {"model": CreatedKey}},
         },
         404: {"description": "The owner does not exist."},
-        409: {"description": "Only an admin's key may have the admin scope."},
+        409: {
+            "description": (
+                "Only an admin's key may have the admin scope; or this owner already "
+                "got a key with this client_token (the answer names it)."
+            )
+        },
     },
 )
 def create_key(request: NewKeyRequest) -> Response[Any]:

@@ -133,6 +133,21 @@ def test_a_key_may_name_its_owners_own_key_as_its_predecessor(db: MigratedDataba
     assert chain == (alice.hex[:12],)
 
 
+@pytest.mark.parametrize("token", ["short", "x" * 65, "no spaces allowed here", "é" * 20])
+def test_a_keys_client_token_has_the_apis_form_in_the_database_too(
+    db: MigratedDatabase, token: str
+):
+    alice = make_user(db)
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_caller(conn, alice)
+        with pytest.raises(errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO api_keys (key_id, owner_id, secret_hash, scopes, client_token) "
+                "VALUES ('alicekey0004', %s, '\\x00', '{recalls:read}', %s)",
+                (alice, token),
+            )
+
+
 def test_the_app_tier_cannot_backdate_a_keys_creation(db: MigratedDatabase):
     alice = make_user(db)
     with psycopg.connect(db.tier("app")) as conn:

@@ -246,10 +246,67 @@ def test_unknown_key_is_404(world, admin, key_id):
         {"rate_limit_per_minute": 0},
         {"owner_id": "not-a-uuid"},
         {"secret_hash": "00"},
+        {"client_token": "too-short"},
+        {"client_token": "x" * 65},
+        {"client_token": "spaces are not allowed"},
+        {"client_token": "a" * 16 + "\n"},
+        {"client_token": 1234567890123456789},
     ],
 )
 def test_invalid_create_requests_are_422(world, admin, body):
     assert create(admin, **body).status == 422
+
+
+TOKEN = "9f0c2a4e-5b1d-4c8e-a7f3-2d6b8e1c0a95"
+
+
+def test_a_create_sent_again_with_its_client_token_issues_no_second_key(world, admin):
+    """A tool that lost the answer sends the create again: a second live key whose
+    secret nobody holds would be a credential nobody knows to revoke."""
+    before = world.query("SELECT count(*) FROM api_keys")[0][0]
+    first = create(admin, client_token=TOKEN)
+    audited = len(world.audit_rows())
+
+    again = create(admin, client_token=TOKEN)
+
+    assert first.status == 201, first.body
+    key_id = first.json()["key_id"]
+    # Refused, naming the key the first create issued and the way on, never a secret
+    assert again.status == 409
+    message = again.json()["error"]["message"]
+    assert key_id in message
+    assert "revoke" in message
+    assert first.json()["api_key"].split("_", 2)[2] not in again.body
+    # and nothing more written: one key, no second audit row of a create
+    assert world.query("SELECT count(*) FROM api_keys")[0][0] == before + 1
+    assert not [row for row in world.audit_rows()[audited:] if row[1] == "api_key_create"]
+    assert recalls_with(first.json()["api_key"]).status == 200
+    # A new token is a new key, and the token binds per owner
+    assert create(admin, client_token=TOKEN.replace("9", "8")).status == 201
+    assert create(admin, owner_id=str(admin["id"]), client_token=TOKEN).status == 201
+    # Without a token every create is a new key, as before
+    assert create(admin).status == create(admin).status == 201
+
+
+def test_two_creates_racing_with_one_client_token_issue_one_key(world, admin):
+    import threading
+
+    start = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def send() -> None:
+        start.wait()
+        statuses.append(create(admin, client_token=TOKEN).status)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [201, 409, 409, 409]
+    keys = world.query("SELECT count(*) FROM api_keys WHERE client_token = %s", (TOKEN,))
+    assert keys == [(1,)]
 
 
 def test_create_for_missing_owner_is_404_and_writes_nothing(world, admin):
