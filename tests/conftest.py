@@ -52,7 +52,6 @@ def _fresh_settings() -> Iterator[None]:
     if pools is not None:
         pools.close_pools()
     get_settings.cache_clear()
-    _clear_rate_limit_pause()
 
 
 def _clear_rate_limit_pause() -> None:

@@ -70,6 +70,7 @@ from functions.api.recalls.feed import (
     WebhookAccepted,
     accept_recall,
     record_refused_delivery,
+    record_refused_if_signed,
 )
 from functions.api.recalls.models import (
     DEFAULT_PAGE_SIZE,
@@ -170,20 +171,14 @@ def _note_refused_delivery(request: Request, refusal: DomainError) -> None:
 
 
 def _note_refused_signed_delivery(request: Request, refusal: DomainError) -> None:
-    """Refused by the limits, before identity ran: a delivery is the feed's only if
-    its signature verifies, checked here as our handler checks it."""
+    """Refused by the limits, before identity ran: on a routed feed delivery, our
+    check of its signature decides, as in our handler."""
     path = request.url.path
     if policy_for(path, get_settings()) is not Policy.WEBHOOK or not _routed(path, "POST"):
         return
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-    from functions.api.middleware.authentication import verify_webhook_request
-
-    try:
-        message = verify_webhook_request(APIGatewayProxyEvent(_event(request)), _source_ip(request))
-    except DomainError:
-        return  # not signed by the feed (audited as such), or its body unreadable
-    record_refused_delivery(message, refusal)
+    record_refused_if_signed(APIGatewayProxyEvent(_event(request)), refusal)
 
 
 def _routed(path: str, method: str | None = None) -> bool:

@@ -19,7 +19,7 @@ from functions.api.middleware.attack_inspection import inspect_request
 from functions.api.middleware.authentication import authenticate
 from functions.api.middleware.policies import Policy, policy_for
 from functions.api.middleware.request_limits import body_text, check_request_limits
-from functions.api.recalls.feed import record_refused_delivery
+from functions.api.recalls.feed import record_refused_delivery, record_refused_if_signed
 from functions.api.resolver import SecureResolver
 from functions.api.routes import (
     admin_blocks,
@@ -66,13 +66,7 @@ def _note_refused_signed_delivery(event: APIGatewayProxyEvent, refusal: DomainEr
         return
     if "POST" not in _methods_for(event.path):
         return
-    from functions.api.middleware.authentication import source_ip_of, verify_webhook_request
-
-    try:
-        message = verify_webhook_request(event, source_ip_of(event))
-    except DomainError:
-        return  # not signed by the feed (audited as such), or its body unreadable
-    record_refused_delivery(message, refusal)
+    record_refused_if_signed(event, refusal)
 
 
 def guard_attack_inspection(event: APIGatewayProxyEvent) -> None:

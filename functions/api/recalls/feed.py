@@ -33,6 +33,8 @@ from functions.shared.errors import (
 from functions.shared.observability import logger, metrics
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+
     from functions.shared.identity.webhooks import VerifiedWebhook
 
 SourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
@@ -230,3 +232,16 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
         },
     )
     metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
+
+
+def record_refused_if_signed(event: APIGatewayProxyEvent, refusal: DomainError) -> None:
+    """A delivery refused before identity ran (its size, media type or encoding) is
+    the feed's, and so a page, only if its signature verifies; an unsigned one stays
+    a plain refusal."""
+    from functions.api.middleware.authentication import source_ip_of, verify_webhook_request
+
+    try:
+        message = verify_webhook_request(event, source_ip_of(event))
+    except DomainError:
+        return  # not signed by the feed (audited as such), or its body unreadable
+    record_refused_delivery(message, refusal)
