@@ -66,6 +66,20 @@ def _session(
                 )
             yield conn
             committing = True
+    except (
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.UndefinedColumn,
+        psycopg.errors.UndefinedFunction,
+    ) as exc:
+        # A function deployed ahead of its migration, or a database restored from an
+        # older snapshot: an outage to the caller (503), not a bug in its request. The
+        # server's message names only the missing object (these classes quote no row).
+        logger.error(
+            "database schema is behind this code: a migration has not been applied "
+            "(docs/RUNBOOK.md, The API answers 503 after a deploy or a restore)",
+            extra={"tier": tier, "sqlstate": exc.sqlstate, "missing": exc.diag.message_primary},
+        )
+        raise DatabaseUnavailable() from exc
     except psycopg.OperationalError as exc:
         # The tier's statement_timeout, a dropped connection, a server restart: before
         # the COMMIT the transaction is gone and nothing was written. Lost during the

@@ -247,3 +247,42 @@ def test_feed_text_no_database_can_store_is_a_4xx(world: IdentityWorld, raw: str
     response = _deliver(world, body, msg_id=f"msg_{uuid.uuid4().hex}")
     assert 400 <= response.status < 500, response.body
     assert world.recall_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("rename", "restore"),
+    [
+        (
+            "ALTER TABLE recalls RENAME COLUMN hazard TO hazard_before",
+            "ALTER TABLE recalls RENAME COLUMN hazard_before TO hazard",
+        ),
+        (
+            "ALTER TABLE recalls RENAME TO recalls_before",
+            "ALTER TABLE recalls_before RENAME TO recalls",
+        ),
+    ],
+    ids=["column", "table"],
+)
+def test_a_database_behind_the_code_is_503_and_logs_what_to_run(
+    seeded: MigratedDatabase, caplog: pytest.LogCaptureFixture, rename: str, restore: str
+):
+    """A function deployed before its migration ran (or a database restored from an
+    old snapshot) lacks a column or table the code reads. The caller gets the clean
+    503 of any database outage, not a 500, and the log says what is missing and that
+    `migrate` has not been applied, so on-call is not left reading a stack trace."""
+    from tests.support.logs import json_log_lines
+
+    with seeded.admin() as conn:
+        conn.execute(rename)
+    try:
+        response = call_api("GET", "/recalls", query="q=crib")
+    finally:
+        with seeded.admin() as conn:
+            conn.execute(restore)
+    _assert_clean_503(response)
+    behind = [line for line in json_log_lines(caplog) if "schema" in line["message"]]
+    assert [line["level"] for line in behind] == ["ERROR"]
+    assert "migrat" in behind[0]["message"]
+    assert behind[0]["sqlstate"] in ("42703", "42P01")
+    assert "hazard" in behind[0]["missing"] or "recalls" in behind[0]["missing"]
+    assert call_api("GET", "/recalls", query="q=crib").status == 200
