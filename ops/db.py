@@ -49,6 +49,17 @@ def database_url(text: str) -> str:
     return text
 
 
+def role_prefix(text: str) -> str:
+    """--role-prefix: a malformed one is a usage error, refused before anything runs."""
+    from functions.shared.db.roles import RoleNames
+
+    try:
+        RoleNames.with_prefix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, e.g. babyshield_staging") from None
+    return text
+
+
 def admin_conninfo(explicit: str | None) -> str:
     """The admin connection: flag, DATABASE_URL, or the db-admin secret (AWS)."""
     if explicit:
@@ -111,10 +122,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from functions.shared.db.migrations import MigrationError, apply_migrations
     from functions.shared.db.roles import RoleNames
 
-    try:
-        roles = RoleNames.with_prefix(args.role_prefix)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    roles = RoleNames.with_prefix(args.role_prefix)  # checked by role_prefix()
     conninfo = admin_conninfo(args.database_url)
     import psycopg
 
@@ -173,6 +181,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     migrate.add_argument(
         "--role-prefix",
+        type=role_prefix,
         default="babyshield",
         help="prefix of the role names (default: babyshield); another prefix keeps a "
         "second environment on a shared server apart",

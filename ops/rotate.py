@@ -457,7 +457,7 @@ def _rotate(args: argparse.Namespace) -> int:
         return 130
 
     if args.cancel:
-        return _cancel(store, items[0])
+        return _cancel(store, items[0], as_json=args.json)
     if args.resume and mode == "service":
         outcome = finish_via_function(store, items[0])
         if not args.json:
@@ -578,18 +578,30 @@ def _interrupted(store: SecretStore, item: SecretSpec, mode: Mode, *, emergency:
     return Outcome(item.name, False, pending, f"{INTERRUPTED}; {state}")
 
 
-def _cancel(store: SecretStore, item: SecretSpec) -> int:
+def _cancel(store: SecretStore, item: SecretSpec, *, as_json: bool) -> int:
     from functions.shared.rotation.driver import LocalRotationDriver
     from functions.shared.rotation.protocol import RotationInProgress
+    from functions.shared.rotation.store import EMERGENCY_TAG
 
+    # Read before the cancel, which drops the tag with the emergency it names.
+    emergency = store.describe(item.secret_name).tags.get(EMERGENCY_TAG)
     try:
         cancelled = LocalRotationDriver(store=store).cancel(item.name)
     except RotationInProgress as exc:
         raise CommandError(str(exc), hint=f"babyshield rotate {item.name} --resume") from None
     if cancelled is None:
-        print(f"{item.name}: no rotation in progress")
+        detail = "no rotation in progress"
     else:
-        print(f"{item.name}: cancelled; version {cancelled} is no longer AWSPENDING")
+        detail = f"cancelled; version {cancelled} is no longer AWSPENDING"
+        if emergency == cancelled:
+            detail += (
+                "; it was an emergency rotation, so the leaked value still works: "
+                f"run babyshield rotate {item.name} --emergency"
+            )
+    if as_json:
+        _report([Outcome(item.name, True, cancelled, detail)], as_json=True, summary=False)
+    else:
+        print(f"{item.name}: {detail}")
     return 0
 
 

@@ -38,8 +38,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         rows = [age.as_json() for age in ages]
         for row in rows:
-            if row["name"] == FEED_SIGNING_SECRET:
-                row["feed_signs_with"] = _signer_json(signer, signer_problem)
+            # Every row has the same keys; only the webhook secret's has a value here.
+            row["feed_signs_with"] = (
+                _signer_json(signer, signer_problem) if row["name"] == FEED_SIGNING_SECRET else None
+            )
         print_json(rows)
     else:
         print_table(

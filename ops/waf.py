@@ -166,6 +166,52 @@ def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
     return None
 
 
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
+_THROTTLED_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "WAFLimitsExceededException",
+    }
+)
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+
+def _aws_refusal(error: BaseException) -> tuple[str, str, str] | None:
+    """(code, what it means, what to do next) for the first AWS error in `error`'s
+    chain (Powertools' SSM provider wraps what botocore raised), else None."""
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        code = error_code(found)
+        if code is not None:
+            if code in _THROTTLED_CODES:
+                return code, "AWS throttled the request", "wait a minute and run it again"
+            if code in _DENIED_CODES:
+                return (
+                    code,
+                    "AWS denied the request: your role lacks a permission it needs",
+                    "check AWS_PROFILE, and that the role has the permissions listed at the "
+                    "top of docs/RUNBOOK.md",
+                )
+            if code in _EXPIRED_CODES:
+                return code, "your AWS credentials have expired", "run `aws sso login`, then rerun"
+            return (
+                code,
+                "AWS refused the request",
+                "rerun with BABYSHIELD_DEBUG=1 to see AWS's message",
+            )
+        found = found.__cause__ or found.__context__
+    return None
+
+
 def _call_aws(operation: Callable[[], T]) -> T:
     """Run a block operation, turning every expected failure into a one-line message."""
     settings = get_settings()
@@ -193,13 +239,18 @@ def _call_aws(operation: Callable[[], T]) -> T:
         unreachable = _unreachable_aws(exc, where)
         if unreachable is not None:
             raise unreachable from exc
-        hint = None
         if exc.parameter:
-            hint = (
-                f"aws ssm get-parameter --name {exc.parameter}, then put-parameter --overwrite "
-                "with the entry fixed (RUNBOOK: 'A legitimate customer was auto-blocked')"
-            )
-        raise CommandError(str(exc), hint=hint) from exc
+            raise CommandError(
+                str(exc),
+                hint=f"aws ssm get-parameter --name {exc.parameter}, then put-parameter "
+                "--overwrite with the entry fixed (RUNBOOK: 'A legitimate customer was "
+                "auto-blocked')",
+            ) from exc
+        refusal = _aws_refusal(exc)
+        if refusal is not None:
+            code, meaning, hint = refusal
+            raise CommandError(f"{exc} ({meaning}: {code})", hint=hint) from exc
+        raise CommandError(str(exc)) from exc
     except blocks.BlockError as exc:
         raise CommandError(str(exc)) from exc
     except (
@@ -221,7 +272,8 @@ def _call_aws(operation: Callable[[], T]) -> T:
                 "the auto-block IP set does not exist",
                 hint="check AUTO_BLOCK_IPSET_V4_ID / AUTO_BLOCK_IPSET_V6_ID",
             ) from exc
-        raise CommandError(f"AWS refused the request ({code})") from exc
+        _code, meaning, hint = _aws_refusal(exc) or (code, "AWS refused the request", "")
+        raise CommandError(f"{meaning} ({code})", hint=hint or None) from exc
     except BotoCoreError as exc:
         raise CommandError(f"AWS call failed: {type(exc).__name__}") from exc
 

@@ -9,6 +9,7 @@ Secrets Manager (the local stack's moto server when AWS_ENDPOINT_URL points at i
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import time
@@ -169,6 +170,15 @@ def _run(args: argparse.Namespace) -> int:
     except urllib.error.URLError as error:
         raise CommandError(
             f"cannot reach {args.url}: {error.reason}", hint="is the API running (`make run`)?"
+        ) from error
+    except (OSError, http.client.HTTPException) as error:
+        # Connected, then no answer: the connection dropped or the 10 s ran out
+        # (urlopen passes these on unwrapped). The API may have applied it.
+        raise CommandError(
+            f"no answer from {args.url} ({type(error).__name__}): the delivery may or may "
+            "not have been applied",
+            hint=f"send it again with --message-id {headers['webhook-id']}: a delivery "
+            "already applied is refused as a replay, not applied twice",
         ) from error
     print(f"webhook-id {headers['webhook-id']} -> HTTP {status}")
     print(text)

@@ -1,6 +1,8 @@
 """A proxy in front of the moto server that disturbs chosen AWS calls: lets them
 through, applies them and drops the answer (botocore then retries the call, as it
-would after a lost connection in AWS), or answers a 500 without forwarding them."""
+would after a lost connection in AWS), answers a 500 without forwarding them, or
+refuses them with an AWS error code (`refuse("AccessDeniedException")`: a denied
+permission, a throttled call) as AWS answers."""
 
 from __future__ import annotations
 
@@ -16,6 +18,12 @@ from urllib.parse import urlsplit
 import pytest
 
 PASS, DROP_ANSWER, FAIL = "pass", "drop-answer", "fail"
+_REFUSE = "refuse:"
+
+
+def refuse(code: str) -> str:
+    """The action that answers a call with the AWS error `code` (HTTP 400)."""
+    return _REFUSE + code
 
 
 @dataclass
@@ -45,6 +53,16 @@ class _FaultyAws(BaseHTTPRequestHandler):
             ).encode()
             self.send_response(500)
             self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        if action.startswith(_REFUSE):
+            code = action.removeprefix(_REFUSE)
+            payload = json.dumps({"__type": code, "message": f"refused ({code})"}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/x-amz-json-1.1")
+            self.send_header("x-amzn-ErrorType", code)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

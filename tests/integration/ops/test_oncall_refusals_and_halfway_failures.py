@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import boto3
 import pytest
 
 from functions.shared import names
 from ops.cli import main
-from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
+from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint, refuse
 from tests.support.waf import WafResources, clear_caches, create_resources, ip_set_addresses
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -151,7 +155,83 @@ def test_waf_block_with_aws_unreachable_says_so_not_that_the_allowlist_is_broken
     assert "cannot reach AWS" in err, f"the unreachable endpoint is not named: {err!r}"
 
 
-# --- webhook send: a mistyped --url --------------------------------------------------
+# --- a denied permission, a throttled call: what it means and what to do next ---------
+
+
+def _said(err: str) -> str:
+    """What on-call reads on stderr: not the JSON log lines meant for CloudWatch."""
+    return "".join(line for line in err.splitlines(True) if not line.startswith("{"))
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning", "next_step"),
+    [
+        ("AccessDeniedException", "lacks a permission", "docs/RUNBOOK.md"),
+        ("ProvisionedThroughputExceededException", "throttled", "wait a minute"),
+    ],
+    ids=["denied", "throttled"],
+)
+def test_waf_list_denied_or_throttled_says_which_and_what_to_do_next(
+    waf: WafResources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    code: str,
+    meaning: str,
+    next_step: str,
+) -> None:
+    """A role without dynamodb:Scan on the registry (a permission the RUNBOOK lists) and
+    a throttled Scan are different problems: each is named, with its `next:` line, not
+    one "AWS refused the request" that sends on-call to the permissions either way."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        clear_caches()
+        faults.rule = lambda target, body: refuse(code) if target.endswith(".Scan") else PASS
+        result = main(["waf", "list"])
+    err = _said(capsys.readouterr().err)
+    assert result == 1
+    assert code in err
+    assert meaning in err, err
+    assert "next:" in err, err
+    assert next_step in err, err
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [("AccessDeniedException", "lacks a permission"), ("ThrottlingException", "throttled")],
+    ids=["denied", "throttled"],
+)
+def test_waf_block_with_the_never_block_list_unreadable_names_why(
+    waf: WafResources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    code: str,
+    meaning: str,
+) -> None:
+    """`waf block` needs ssm:GetParameter on /babyshield/* (RUNBOOK). Denied or
+    throttled, it says why the never-block list could not be read and what to do, so
+    a missing permission does not look like a broken list or an outage."""
+    boto3.client("ssm").put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value=",", Type="String", Overwrite=True
+    )
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS_PARAMETER", names.NEVER_BLOCK_PARAMETER)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        clear_caches()
+        faults.rule = lambda target, body: (
+            refuse(code) if target.endswith("AmazonSSM.GetParameter") else PASS
+        )
+        result = main(["waf", "block", "203.0.113.7", "--reason", "scanner", "--by", "alice"])
+        ip_set_after = ip_set_addresses(waf, 4)
+    err = _said(capsys.readouterr().err)
+    assert result == 1
+    assert "nothing is blocked" in err
+    assert code in err, err
+    assert meaning in err, err
+    assert "next:" in err, err
+    assert ip_set_after == []
+
+
+# --- webhook send: a mistyped --url, an API that does not answer -----------------------
 
 
 @pytest.mark.parametrize(
@@ -215,3 +295,82 @@ def test_webhook_send_refuses_a_message_id_no_header_can_carry(
     assert result.returncode == 2, result.stderr
     assert "--message-id" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@contextmanager
+def api_that(behaviour: str) -> Iterator[str]:
+    """A TCP server on loopback that accepts a connection, reads the request, then
+    closes without answering ("hangs-up") or never answers ("stalls")."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(5)
+            with suppress(OSError):
+                conn.recv(65536)
+            if behaviour == "hangs-up":
+                conn.close()
+            else:
+                held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/webhooks/recalls"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("behaviour", ["hangs-up", "stalls"])
+def test_webhook_send_to_an_api_that_does_not_answer_says_so_and_how_to_retry(
+    behaviour: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An API that takes the connection and then drops it (a crashed server, a proxy)
+    or says nothing for the command's 10 s is an endpoint that did not answer, not an
+    "unexpected failure" to report as a bug. The delivery may have been applied, so
+    the line says so and names the retry that cannot apply it twice: the same
+    webhook-id again."""
+    monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    with api_that(behaviour) as url:
+        code = main(["webhook", "send", "--url", url, "--secret", FEED_SIGNING_VALUE])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert "unexpected failure" not in err, err
+    assert f"no answer from {url}" in err, err
+    assert "may or may not have been applied" in err
+    assert "--message-id msg_" in err
+
+
+@pytest.mark.parametrize("prefix", ["Bad Prefix", "", "x" * 60])
+def test_db_migrate_refuses_a_malformed_role_prefix_before_connecting(
+    prefix: str, tmp_path: Path
+) -> None:
+    """A prefix no role name can take is refused with exit 2 ("refused its arguments
+    and tried nothing", RUNBOOK), before any connection, like a malformed URL."""
+    result = run_cli(
+        "db",
+        "migrate",
+        "--role-prefix",
+        prefix,
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:9/nothing",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--role-prefix" in result.stderr
+    assert "lower-case identifier" in result.stderr
+    assert "cannot connect" not in result.stderr

@@ -138,8 +138,9 @@ def test_secrets_reports_each_secret_and_shows_the_new_age_after_a_rotation(
     report = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in report] == [item.name for item in INVENTORY]
     for row in report:
-        # The webhook secret's row also says which version the feed signs with.
-        extra = {"feed_signs_with"} if row["name"] == "webhook-signing-secret" else set()
+        # Every row has the same keys, for a script's sake; only the webhook secret's
+        # says which version the feed signs with.
+        assert (row["feed_signs_with"] is None) == (row["name"] != "webhook-signing-secret")
         assert set(row) == {
             "name",
             "kind",
@@ -152,7 +153,7 @@ def test_secrets_reports_each_secret_and_shows_the_new_age_after_a_rotation(
             "stuck",
             "problem",
             "rotation_problem",
-            *extra,
+            "feed_signs_with",
         }
         assert row["overdue"] is False
         assert row["pending_version"] is None
@@ -192,6 +193,54 @@ def test_rotate_refuses_while_a_rotation_is_pending_and_cancel_clears_it(
     assert main(["rotate", "webhook-signing-secret"]) == 0
     assert _current(store, "webhook-signing-secret")["secret"] != webhook_secret
 
+
+
+@pytest.mark.parametrize("pending", [True, False], ids=["a-pending-version", "nothing-pending"])
+def test_cancel_with_json_prints_the_outcome_as_json(
+    aws: str,
+    store: SecretStore,
+    webhook_secret: str,
+    cli_environment: None,
+    capsys: pytest.CaptureFixture[str],
+    pending: bool,
+) -> None:
+    """`rotate NAME --cancel --json` answers in the shape of every other rotate result,
+    not the plain-text line a script's json.loads refuses."""
+    name = "webhook-signing-secret"
+    version = str(uuid.uuid4())
+    if pending:
+        arn = store.describe(spec(name).secret_name).arn
+        store.put_pending(arn, version, {"kind": "generated", "secret": webhook_secret})
+    assert main(["rotate", name, "--cancel", "--json"]) == 0
+    [outcome] = json.loads(capsys.readouterr().out)
+    assert outcome["name"] == name
+    assert outcome["ok"] is True
+    assert outcome["version_id"] == (version if pending else None)
+    assert outcome["detail"].startswith("cancelled" if pending else "no rotation in progress")
+
+
+def test_cancelling_an_emergency_says_the_leaked_value_still_works(
+    aws: str,
+    store: SecretStore,
+    webhook_secret: str,
+    cli_environment: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The cancel drops the tag that recorded the emergency, so its own answer is the
+    last place that says one was under way: it names the command that replaces the
+    leaked value (RUNBOOK "A rotation failed", step 4)."""
+    name = "webhook-signing-secret"
+    version = str(uuid.uuid4())
+    arn = store.describe(spec(name).secret_name).arn
+    store.put_pending(arn, version, {"kind": "generated", "secret": webhook_secret})
+    store.mark_emergency(arn, version)
+    assert main(["rotate", name, "--cancel"]) == 0
+    out = capsys.readouterr().out
+    assert f"version {version} is no longer AWSPENDING" in out
+    assert "leaked value still works" in out
+    assert f"babyshield rotate {name} --emergency" in out
+    assert main(["rotate", name, "--cancel"]) == 0
+    assert "emergency" not in capsys.readouterr().out  # said once, for the emergency itself
 
 def test_unknown_secret_name_is_a_clear_error(
     aws: str, cli_environment: None, capsys: pytest.CaptureFixture[str]
