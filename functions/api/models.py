@@ -29,6 +29,13 @@ class ApiModel(BaseModel):
 # Those are a client's bug or a probe; either way a 422 says so.
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+# C0 and C1 control characters and DEL, but tab, line feed and carriage return:
+# what a terminal or log viewer acts on (an escape sequence, the one-byte CSI) rather
+# than shows. No product, brand or search needs them; text that users or the feed
+# send with them is refused, so no client of GET /recalls is ever served one.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _iso_date(value: Any) -> Any:
@@ -59,9 +66,16 @@ def _json_whole_number(value: Any) -> Any:
 
 
 def _iso_timestamp(value: Any) -> Any:
-    if isinstance(value, str):
+    # A date and a time of day first: pydantic would read "1764374400" as Unix time.
+    if isinstance(value, str) and _ISO_DATE_TIME.match(value):
         return value
     raise ValueError("a timestamp is an ISO 8601 string")
+
+
+def _printable(value: str) -> str:
+    if CONTROL_CHARACTERS.search(value):
+        raise ValueError("text may not hold control characters")
+    return value
 
 
 # A calendar date, YYYY-MM-DD only.
@@ -76,8 +90,10 @@ Digits = BeforeValidator(_digits)
 # ge=..., le=...), WholeNumber]`: with the validator after the bounds the document
 # states them as minimum and maximum (before them, pydantic writes its own keys).
 WholeNumber = BeforeValidator(_json_whole_number)
-# An ISO 8601 date-time string (not a number of seconds).
+# An ISO 8601 date-time string (not a number of seconds, nor one written as a string).
 IsoTimestamp = BeforeValidator(_iso_timestamp)
+# Text without control characters (CONTROL_CHARACTERS).
+Printable = AfterValidator(_printable)
 
 
 def composed(value: str) -> str:

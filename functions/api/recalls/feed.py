@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
-from functions.api.models import ApiModel, Composed, IsoDate, IsoTimestamp
+from functions.api.models import ApiModel, Composed, IsoDate, IsoTimestamp, Printable
 from functions.api.recalls import queries
 from functions.shared import names
 from functions.shared.errors import (
@@ -39,15 +39,26 @@ if TYPE_CHECKING:
 
 SourceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
 Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Composed
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    Printable,
+    Composed,
 ]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Composed]
+LongText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=5000), Printable, Composed
+]
 Country = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64), Composed
+    str,
+    StringConstraints(strip_whitespace=True, min_length=2, max_length=64),
+    Printable,
+    Composed,
 ]
 # A bounded repetition in the pattern would compile to a huge automaton; the length
-# limit is a separate, cheap constraint.
-HttpsUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https://\S+$")]
+# limit is a separate, cheap constraint. No whitespace or control character: no URL
+# holds one.
+HttpsUrl = Annotated[
+    str, StringConstraints(max_length=2048, pattern=r"^https://[^\s\x00-\x1f\x7f-\x9f]+$")
+]
 
 # Older than any recall register; a year like 0202 is a typo.
 EARLIEST_RECALL_DATE = date(1900, 1, 1)

@@ -11,7 +11,7 @@ import re
 from datetime import date
 from uuid import UUID
 
-from functions.api.models import composed
+from functions.api.models import CONTROL_CHARACTERS, composed
 from functions.api.recalls import queries
 from functions.api.recalls.cursor import decode_cursor, encode_cursor
 from functions.api.recalls.models import (
@@ -30,8 +30,6 @@ from functions.shared.errors import BadRequest, Conflict, NotFound, Unauthorized
 
 _RECALL_ID = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_BIGINT = 2**63 - 1
-# PostgreSQL text cannot hold NUL, and no product name needs control characters.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class MalformedId(BadRequest):
@@ -50,7 +48,8 @@ def _encodable(value: str) -> bool:
 def _text_filter(value: str | None) -> str | None:
     if value is None:
         return None
-    if _CONTROL.search(value) or not _encodable(value):
+    # PostgreSQL text cannot hold NUL, and no product name needs control characters.
+    if CONTROL_CHARACTERS.search(value) or not _encodable(value):
         raise BadRequest("The request contains characters that are not allowed.")
     # Composed, as the feed's text is stored: "crème" matches however it was typed.
     stripped = composed(value.strip())

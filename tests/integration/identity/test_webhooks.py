@@ -173,6 +173,10 @@ def test_signed_but_invalid_event_is_4xx_and_writes_nothing(world, body):
     assert world.recall_count() == 0
 
 
+def _with_timestamp(stamp: str) -> bytes:
+    return json.dumps({**json.loads(event()), "timestamp": stamp}).encode()
+
+
 def _days_from_today(days: int) -> str:
     return (datetime.now(UTC).date() + timedelta(days=days)).isoformat()
 
@@ -192,6 +196,9 @@ def _days_from_today(days: int) -> str:
             json.dumps({**json.loads(event()), "timestamp": "2026-01-15T10:00:00"}).encode(),
             "body.timestamp",
         ),
+        # ... nor are numbers written as strings: the same answer quoted or not.
+        (lambda: _with_timestamp(str(int(time.time()))), "body.timestamp"),
+        (lambda: _with_timestamp(f"{time.time():.3f}"), "body.timestamp"),
     ],
 )
 def test_implausible_dates_are_422_naming_the_field(world, body, field):
@@ -200,6 +207,34 @@ def test_implausible_dates_are_422_naming_the_field(world, body, field):
     assert response.status == 422
     assert response.json()["error"]["fields"] == [field]
     assert world.recall_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("product", '"crib\\u001b[31m"'),  # a terminal escape sequence
+        ("hazard", '"Suffocation\\u0007"'),  # BEL
+        ("brand", '"Acme\\u009b31m"'),  # the one-byte CSI of C1
+        ("remedy", '"Refund\\u007f"'),  # DEL
+        ("url", '"https://example.com/recall\\u0001"'),  # no URL holds a control
+    ],
+)
+def test_recall_text_with_control_characters_is_422_and_writes_nothing(world, field, raw):
+    """Recall text is served to every client of GET /recalls, and the text users send
+    (searches, subscriptions) is refused with control characters in it: the feed's
+    text gets the same answer, a 422 naming the field, and nothing is stored."""
+    body = event(**{field: "PLACEHOLDER"}).replace(b'"PLACEHOLDER"', raw.encode())
+    response = post(body, signed_headers(world.webhook_secret, body))
+    assert response.status == 422, response.body
+    assert response.json()["error"]["fields"] == [f"body.data.{field}"]
+    assert world.recall_count() == 0
+
+
+def test_recall_text_may_hold_line_breaks_and_tabs(world):
+    """A remedy written over several lines is text, not a control sequence."""
+    body = event(remedy="Stop using it.\n\tContact Acme for a refund.\r\n")
+    assert post(body, signed_headers(world.webhook_secret, body)).status == 200
+    assert world.recall_count() == 1
 
 
 def test_a_feed_ahead_of_utc_may_send_tomorrow(world):
