@@ -1,7 +1,7 @@
 """The caller of the current request, as the routes see it.
 
 The identity layer stores a `Caller` in the resolver context. Until it does, and only
-when TEST_CALLER_IDENTITY=1 (never in a deployed stack; off by default), the headers
+when TEST_CALLER_IDENTITY=1 in local mode (ignored in AWS; off by default), the headers
 `X-Test-User-Id` and `X-Test-User-Role` stand in for it so that the RLS-scoped routes
 can be exercised end to end.
 """
@@ -46,7 +46,7 @@ def require_caller(app: Any) -> Caller:
     caller = app.context.get(CALLER_CONTEXT_KEY)
     if isinstance(caller, Caller):
         return caller
-    if get_settings().test_caller_identity:
+    if get_settings().test_callers:
         test_caller = _test_caller(app.current_event.headers)
         if test_caller is not None:
             return test_caller

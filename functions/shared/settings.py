@@ -261,12 +261,19 @@ class Settings(BaseModel):
     # a slow statement is cancelled and answered 503 well inside the API's 29 s.
     db_statement_timeout_seconds: Annotated[int, Field(gt=0, le=25)] = 10
     # Test-only caller identity (X-Test-User-Id / X-Test-User-Role headers) until the
-    # identity layer fills the caller; off unless TEST_CALLER_IDENTITY=1.
+    # identity layer fills the caller; off unless TEST_CALLER_IDENTITY=1, and read
+    # through `test_callers`.
     test_caller_identity: bool = False
 
     @property
     def is_local(self) -> bool:
         return self.environment == "local"
+
+    @property
+    def test_callers(self) -> bool:
+        """Whether the test-only caller headers count: switched on, and in local mode
+        only, so a stray variable in AWS can never let a header name the caller."""
+        return self.test_caller_identity and self.is_local
 
 
 # Environment variable -> settings field. One table, so a reader sees every knob

@@ -7,7 +7,7 @@ upsert of the webhook. Every value is a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -34,7 +34,7 @@ def _hold_key_order_for_insert(conn: Any) -> None:
 @dataclass(frozen=True)
 class LoginRecord:
     user_id: UUID
-    password_hash: str
+    password_hash: str = field(repr=False)
     role: str
 
 
@@ -85,13 +85,18 @@ _API_KEY_LOOKUP_WITHOUT_CHAIN = (
 )
 
 
+UNDEFINED_FUNCTION = "42883"
+
+
 def api_key_record(key_id: str) -> ApiKeyRecord | None:
-    from psycopg.errors import UndefinedFunction
+    from functions.shared.db.sessions import DatabaseSchemaBehind
 
     try:
         with readonly_session() as conn:
             row = conn.execute(_API_KEY_LOOKUP, (key_id,)).fetchone()
-    except UndefinedFunction:
+    except DatabaseSchemaBehind as exc:
+        if exc.sqlstate != UNDEFINED_FUNCTION:
+            raise
         logger.warning("auth.api_key_chain is missing (sql/011); the key counts alone")
         with readonly_session() as conn:
             row = conn.execute(_API_KEY_LOOKUP_WITHOUT_CHAIN, (key_id,)).fetchone()

@@ -302,7 +302,7 @@ def _uses_test_identity(event: APIGatewayProxyEvent, settings: Settings) -> bool
     """The database tests' stand-in caller (caller_context.py), off outside tests."""
     from functions.api.caller_context import TEST_USER_HEADER
 
-    return settings.test_caller_identity and header(event, TEST_USER_HEADER) is not None
+    return settings.test_callers and header(event, TEST_USER_HEADER) is not None
 
 
 def verify_webhook_request(event: APIGatewayProxyEvent, source_ip: str) -> VerifiedWebhook:

@@ -31,6 +31,15 @@ class DatabaseUnavailable(ServiceUnavailable):
     default_message = "The service is temporarily unavailable."
 
 
+class DatabaseSchemaBehind(DatabaseUnavailable):
+    """The database lacks a table, column or function this code uses: a migration has
+    not been applied. `sqlstate` says which kind (42P01, 42703, 42883)."""
+
+    def __init__(self, sqlstate: str | None):
+        super().__init__()
+        self.sqlstate = sqlstate
+
+
 class DatabaseOutcomeUnknown(DatabaseUnavailable):
     """The connection was lost while the transaction committed: it may have been made."""
 
@@ -79,7 +88,7 @@ def _session(
             "(docs/RUNBOOK.md, The API answers 503 after a deploy or a restore)",
             extra={"tier": tier, "sqlstate": exc.sqlstate, "missing": exc.diag.message_primary},
         )
-        raise DatabaseUnavailable() from exc
+        raise DatabaseSchemaBehind(exc.sqlstate) from exc
     except psycopg.OperationalError as exc:
         # The tier's statement_timeout, a dropped connection, a server restart: before
         # the COMMIT the transaction is gone and nothing was written. Lost during the

@@ -95,6 +95,22 @@ def test_the_test_identity_header_is_ignored_unless_switched_on(
     assert response.status == 401
 
 
+def test_the_test_identity_header_is_ignored_outside_the_local_environment(
+    api_db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+):
+    """A stray TEST_CALLER_IDENTITY=1 in a deployed function's configuration must not
+    let a header name the caller: the switch counts in local mode only, as the
+    database URL overrides do."""
+    from functions.shared.settings import get_settings
+
+    alice = _user(api_db)
+    monkeypatch.setenv("BABYSHIELD_ENV", "aws")
+    get_settings.cache_clear()
+    assert get_settings().test_caller_identity is True
+    response = call_api("GET", "/me/subscriptions", headers=_as(alice))
+    assert response.status == 401
+
+
 @pytest.mark.parametrize(
     "raw_id",
     [

@@ -37,3 +37,16 @@ def test_a_credential_shape_is_cut_out_of_a_detail(sent: str, written: str) -> N
 )
 def test_an_ordinary_detail_is_written_as_it_is(ordinary: str) -> None:
     assert _without_credentials({"path": ordinary, "limit": 5}) == {"path": ordinary, "limit": 5}
+
+
+def test_a_sign_in_record_never_shows_its_password_hash():
+    """A LoginRecord printed by a debugging line or a traceback's locals shows who, not
+    the hash an offline guesser would need."""
+    import uuid
+
+    from functions.api.identity.store import LoginRecord
+
+    hashed = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaA"  # pragma: allowlist secret
+    record = LoginRecord(user_id=uuid.uuid4(), password_hash=hashed, role="user")
+    assert hashed not in repr(record)
+    assert "argon2" not in str(record)
