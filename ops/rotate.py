@@ -30,7 +30,7 @@ from ops.console import CommandError, UsageError, cli_caller, print_json, print_
 if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
     from functions.shared.inventory import SecretSpec
-    from functions.shared.rotation.store import SecretStore
+    from functions.shared.rotation.store import SecretMetadata, SecretStore
 
 Mode = Literal["local", "service"]
 
@@ -220,7 +220,7 @@ def rotate_via_service(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from functions.shared.rotation.clients import error_code
-    from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG
+    from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG, PREVIOUS
 
     metadata = store.describe(item.secret_name)
     in_progress = metadata.unfinished_rotation()
@@ -241,7 +241,14 @@ def rotate_via_service(
         )
     token = str(uuid.uuid4())
     if emergency:
-        store.mark_emergency(item.secret_name, token)
+        # One tag for the secret: overwriting another command's would turn its
+        # rotation, already asked for, into a routine one.
+        other = metadata.tags.get(EMERGENCY_TAG)
+        if other is None:
+            store.mark_emergency(item.secret_name, token)
+            other = store.describe(item.secret_name).tags.get(EMERGENCY_TAG)
+        if other != token:
+            return Outcome(item.name, False, None, _tag_taken(item, other))
     try:
         store.client.rotate_secret(
             SecretId=item.secret_name, ClientRequestToken=token, RotateImmediately=True
@@ -252,10 +259,10 @@ def rotate_via_service(
         # runs, and an emergency's tag must stay, or the function finishes it as a
         # routine one and the leaked value stays live.
         try:
-            started = token in store.describe(item.secret_name).stages
+            after: SecretMetadata | None = store.describe(item.secret_name)
         except (ClientError, BotoCoreError):
-            started = None
-        if started is None:
+            after = None
+        if after is None:
             kept = f"; the {EMERGENCY_TAG} tag stays on the secret" if emergency else ""
             return Outcome(
                 item.name,
@@ -264,8 +271,10 @@ def rotate_via_service(
                 f"{refused}, and the secret could not be read to see whether rotation "
                 f"{token} started{kept}: check `babyshield secrets` before repeating",
             )
-        if not started:
-            if emergency:
+        if token not in after.stages:
+            # Only a tag that still names this command's token: another command may
+            # have replaced it since, for a rotation that did start.
+            if emergency and after.tags.get(EMERGENCY_TAG) == token:
                 try:
                     store.clear_emergency(item.secret_name)
                 except (ClientError, BotoCoreError) as untag:
@@ -281,10 +290,21 @@ def rotate_via_service(
         metadata = store.describe(item.secret_name)
         done = CURRENT in metadata.stages.get(token, ())
         if done and not (emergency and metadata.tags.get(EMERGENCY_TAG) == token):
-            detail = "by Secrets Manager"
-            if emergency:
-                detail += f"; {RETIRED[item.kind]}"
-            return Outcome(item.name, True, token, detail)
+            if not emergency:
+                return Outcome(item.name, True, token, "by Secrets Manager")
+            # finishSecret takes AWSPREVIOUS away in an emergency, before the tag; a
+            # rotation whose tag another command removed or replaced finished as a
+            # routine one and left the old value AWSPREVIOUS.
+            if metadata.version_with(PREVIOUS) is None:
+                return Outcome(item.name, True, token, f"by Secrets Manager; {RETIRED[item.kind]}")
+            return Outcome(
+                item.name,
+                False,
+                token,
+                "finished by Secrets Manager as a routine rotation (another command "
+                f"changed the {EMERGENCY_TAG} tag): the old value was NOT retired and is "
+                f"still AWSPREVIOUS; run `{_again(item, emergency)}` again",
+            )
         if time.monotonic() >= deadline:
             return Outcome(
                 item.name,
@@ -294,6 +314,23 @@ def rotate_via_service(
                 "and `babyshield secrets`",
             )
         time.sleep(poll_seconds)
+
+
+def _tag_taken(item: SecretSpec, other: str | None) -> str:
+    from functions.shared.rotation.store import EMERGENCY_TAG
+
+    if other is None:
+        return (
+            f"the {EMERGENCY_TAG} tag was removed as it was set (another command "
+            f"changed it); nothing was started: run `{_again(item, True)}` again"
+        )
+    return (
+        f"the {EMERGENCY_TAG} tag names rotation {other}: another emergency rotation "
+        "is starting (or one left its tag behind); nothing was started. Wait for it "
+        "(`babyshield secrets`); if none runs, remove the tag (`aws secretsmanager "
+        f"untag-resource --secret-id {item.secret_name} --tag-keys {EMERGENCY_TAG}`) "
+        f"and run `{_again(item, True)}` again"
+    )
 
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]

@@ -35,9 +35,32 @@ from functions.shared.rotation.protocol import (
 from functions.shared.rotation.store import CURRENT, PENDING, SecretVersion
 from functions.shared.settings import get_settings
 
+# The tier whose logins each alternating-users secret holds; the tier's group role is
+# `<prefix>_<tier>` (functions/shared/db/roles.py), whatever the deployment's prefix.
+TIER_OF_SECRET = {"db-readonly": "readonly", "db-app": "app"}
+
 
 def _username(version: SecretVersion) -> str:
     return str(version.value.get("username", ""))
+
+
+def _tier(ctx: StepContext) -> str:
+    return TIER_OF_SECRET.get(ctx.spec.name, ctx.spec.name)
+
+
+def _secret_tier_group(ctx: StepContext, conn: Any, login: str) -> str | None:
+    """`login`'s tier group if that is the secret's own tier, else None.
+
+    The tier comes from the secret's inventory name, never from its value: a value
+    pasted from the other tier's secret would otherwise have this secret alternate
+    over that tier's logins, and the other secret's next rotation re-arm the one this
+    secret then holds.
+    """
+    group = database.tier_group(conn, login)
+    tier = TIER_OF_SECRET.get(ctx.spec.name)
+    if group is None or tier is None or not group.endswith(f"_{tier}"):
+        return None
+    return group
 
 
 class AlternatingUsersRotator(Rotator):
@@ -107,16 +130,14 @@ class AlternatingUsersRotator(Rotator):
                 "SELECT rolsuper OR rolcreaterole OR rolbypassrls OR rolreplication "
                 "FROM pg_catalog.pg_roles WHERE rolname = current_user"
             ).fetchone()
-            same_tier = database.tier_group(conn, _username(pending)) == database.tier_group(
-                conn, _username(ctx.current())
-            )
+            in_tier = _secret_tier_group(ctx, conn, _username(pending)) is not None
         if row is None or row[0]:
             raise RotationError(
                 f"{ctx.spec.name}: version {ctx.token} logs in with administrative rights"
             )
-        if not same_tier:
+        if not in_tier:
             raise RotationError(
-                f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
+                f"{ctx.spec.name}: version {ctx.token} names a login outside the {_tier(ctx)} tier"
             )
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
@@ -125,7 +146,7 @@ class AlternatingUsersRotator(Rotator):
         if not old_login or old_login == _username(current):
             return
         with self._as_admin(ctx, current) as conn:
-            group = database.tier_group(conn, _username(current))
+            group = _secret_tier_group(ctx, conn, _username(current))
             if group is not None and old_login == group:
                 # The first deploy's value names the group role, which never logs in:
                 # nothing to retire, and fencing it would end by giving it LOGIN.
@@ -178,10 +199,14 @@ class AlternatingUsersRotator(Rotator):
 
     def _other_login(self, ctx: StepContext, conn: Any, current_login: str) -> tuple[str, str]:
         """The tier's group role and the login that AWSCURRENT does not use."""
-        group = database.tier_group(conn, current_login)
-        logins = database.group_logins(conn, group) if group else []
-        others = [login for login in logins if login != current_login]
-        if group is None or not others:
+        group = _secret_tier_group(ctx, conn, current_login)
+        if group is None:
+            raise RotationError(
+                f"{ctx.spec.name}: {CURRENT} names a login outside the {_tier(ctx)} tier; "
+                f"make a version that names one of its logins {CURRENT} again"
+            )
+        others = [login for login in database.group_logins(conn, group) if login != current_login]
+        if not others:
             raise RotationError(f"{ctx.spec.name}: no second login to alternate to")
         # The tier's first other login, so a rotation from a group-named bootstrap
         # value and one from either login both land on a well-defined user.
@@ -207,6 +232,11 @@ class SingleUserRotator(Rotator):
             )
         _refuse_stored_password(ctx, pending, current)
         if database.holds_password(pending.value):
+            if ctx.emergency:
+                # A retry: the password changed already, but the sessions opened with
+                # the leaked one may not have been ended yet.
+                with database.connect(pending.value) as conn:
+                    self._end_leaked_sessions(ctx, conn, pending)
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.
@@ -218,10 +248,22 @@ class SingleUserRotator(Rotator):
                     database.change_password(
                         conn, _username(pending), str(pending.value["password"])
                     )
+                    if ctx.emergency:
+                        self._end_leaked_sessions(ctx, conn, pending)
                 return
             except database.LoginRefused:
                 continue
         raise RotationError(f"{ctx.spec.name}: no stored password logs in as the admin user")
+
+    def _end_leaked_sessions(self, ctx: StepContext, conn: Any, pending: SecretVersion) -> None:
+        # Not left to finishSecret's retire, two invocations later: a session opened
+        # with the leaked password could set a password of its own meanwhile, and
+        # neither the stored values nor the retirement would log in again.
+        ended = _end_other_sessions(ctx, conn, pending)
+        logger.info(
+            "sessions of the leaked admin password ended",
+            extra={"secret": ctx.metadata.name, "version_id": ctx.token, "ended": ended},
+        )
 
     def test_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
@@ -238,18 +280,26 @@ class SingleUserRotator(Rotator):
         # before it ended: end them, set the current password again, and end whatever
         # logged in with another password in between.
         current = ctx.current()
-        login = _username(current)
-        try:
-            with database.connect(current.value) as conn:
-                ended = database.terminate_sessions(conn, login)
-                database.change_password(conn, login, str(current.value["password"]))
-                ended += database.terminate_sessions(conn, login)
-        except database.SessionsSurvived as exc:
-            raise RotationError(f"{ctx.spec.name}: {exc}") from None
+        with database.connect(current.value) as conn:
+            ended = _end_other_sessions(ctx, conn, current)
         logger.info(
             "sessions of the previous admin password ended",
             extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
         )
+
+
+def _end_other_sessions(ctx: StepContext, conn: Any, holder: SecretVersion) -> int:
+    """End every other session of the admin login, set `holder`'s password again (one of
+    them may have set its own before it ended) and end whatever logged in in between;
+    returns how many sessions were ended."""
+    login = _username(holder)
+    try:
+        ended = database.terminate_sessions(conn, login)
+        database.change_password(conn, login, str(holder.value["password"]))
+        ended += database.terminate_sessions(conn, login)
+    except database.SessionsSurvived as exc:
+        raise RotationError(f"{ctx.spec.name}: {exc}") from None
+    return ended
 
 
 class DatabaseRotator(DispatchingRotator):

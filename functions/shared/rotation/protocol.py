@@ -269,13 +269,16 @@ def run_step(
     request = RotationRequest.from_event(event)
     store = store or SecretStore(caller=f"{method}:{request.step}")
     started = time.monotonic()
-    metadata = store.describe(request.secret_id)
+    # The event's SecretId names the secret until its metadata is read: a failing
+    # DescribeSecret is a failed step too, counted and logged like any other.
     fields: dict[str, Any] = {
-        "secret": metadata.name,
+        "secret": request.secret_id,
         "version_id": request.token,
         "step": request.step,
     }
     try:
+        metadata = store.describe(request.secret_id)
+        fields["secret"] = metadata.name
         spec = spec_for(metadata, method)
         decision = gate(request, metadata)
         ctx = StepContext(request, metadata, spec, store)

@@ -194,7 +194,6 @@ def test_rotate_refuses_while_a_rotation_is_pending_and_cancel_clears_it(
     assert _current(store, "webhook-signing-secret")["secret"] != webhook_secret
 
 
-
 @pytest.mark.parametrize("pending", [True, False], ids=["a-pending-version", "nothing-pending"])
 def test_cancel_with_json_prints_the_outcome_as_json(
     aws: str,
@@ -241,6 +240,7 @@ def test_cancelling_an_emergency_says_the_leaked_value_still_works(
     assert f"babyshield rotate {name} --emergency" in out
     assert main(["rotate", name, "--cancel"]) == 0
     assert "emergency" not in capsys.readouterr().out  # said once, for the emergency itself
+
 
 def test_unknown_secret_name_is_a_clear_error(
     aws: str, cli_environment: None, capsys: pytest.CaptureFixture[str]

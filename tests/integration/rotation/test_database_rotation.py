@@ -277,6 +277,44 @@ def test_a_role_creator_in_the_tier_group_is_never_taken_for_a_tier_login(
             conn.execute(f"DROP ROLE {creator}")
 
 
+def test_a_tier_secret_edited_onto_another_tiers_login_is_not_rotated_into_that_tier(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Protects the read path from a hand edit: on-call pastes db-app's value into
+    db-readonly (same host, a working login). The tier a secret rotates comes from its
+    inventory name, never from the login AWSCURRENT names: db-readonly's rotation refuses,
+    naming the tier it expected and no password, and stores nothing, rather than arming
+    the app tier's other login for the read path, which db-app's next rotation would
+    re-arm with a password only db-app stores."""
+    import json
+
+    from functions.shared.inventory import spec
+
+    readonly_id = spec("db-readonly").secret_name
+    masterarn = db_secrets.current("db-readonly")["masterarn"]
+    pasted = {**db_secrets.current("db-app"), "masterarn": masterarn}
+    # Put as Secrets Manager's console does: the new value AWSCURRENT, the old AWSPREVIOUS.
+    current = db_secrets.store.describe(readonly_id).version_with("AWSCURRENT")
+    version = db_secrets.store.client.put_secret_value(
+        SecretId=readonly_id, SecretString=json.dumps(pasted), VersionStages=["PASTED"]
+    )["VersionId"]
+    db_secrets.store.promote(readonly_id, version, current)
+    db_secrets.store.remove_stage(readonly_id, "PASTED", version)
+    assert db_secrets.agree("db-readonly")
+
+    with pytest.raises(RotationFailed) as refused:
+        db_driver.rotate("db-readonly")
+    assert not refused.value.left_pending
+    assert "outside the readonly tier" in str(refused.value.cause)
+    assert pasted["password"] not in str(refused.value.cause)
+    assert db_secrets.current("db-readonly") == pasted
+
+    # db-app's own rotations never break the value pasted into db-readonly.
+    db_driver.rotate("db-app")
+    assert db_secrets.agree("db-app")
+    assert db_secrets.agree("db-readonly")
+
+
 def test_test_secret_refuses_a_login_with_administrative_rights(
     db_secrets: DatabaseSecrets,
 ) -> None:

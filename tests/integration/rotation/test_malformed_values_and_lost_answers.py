@@ -1,11 +1,12 @@
-"""Rotations that meet a malformed stored value, and an emergency whose RotateSecret
-answer is lost: the real handlers and the `babyshield rotate` code against the moto
-server over HTTP (with the fault proxy of tests/support/aws_faults.py where an answer
-must be lost or a call refused)."""
+"""Rotations that meet a malformed stored value, an emergency whose RotateSecret answer
+is lost, and two emergency commands for one secret at once: the real handlers and the
+`babyshield rotate` code against the moto server over HTTP (with the fault proxy of
+tests/support/aws_faults.py where an answer must be lost or a call refused)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from functions.rotate_jwt.key_pair import JwtKeyRotator
 from functions.shared.identity.jwt_keys import generate_jwt_secret_value
 from functions.shared.identity.tokens import issue_access_token, verify_access_token
 from functions.shared.inventory import spec
-from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
+from functions.shared.rotation.driver import DriverContext, LocalRotationDriver, RotationFailed
 from functions.shared.rotation.store import EMERGENCY_TAG, SecretMetadata, SecretStore
 from ops.rotate import Outcome
 from tests.integration.rotation.conftest import PartnerUser
@@ -119,6 +120,126 @@ def test_an_emergency_whose_rotate_secret_is_refused_leaves_no_tag(
     assert outcome.detail.startswith("RotateSecret refused")
     assert set(after.stages) == before
     assert EMERGENCY_TAG not in after.tags
+
+
+# --- two emergency commands for one secret at once ------------------------------------
+
+
+class _SecretsManagerRunningRotations:
+    """The store's botocore client with RotateSecret played as Secrets Manager plays it:
+    refused while another rotation runs (AWS: "A previous rotation isn't complete"),
+    otherwise accepted, and the rotation function then invoked through its four steps
+    with the token (asynchronously in AWS: `before_steps` is what happens meanwhile).
+    moto's own RotateSecret does neither: it runs no function and does not refuse."""
+
+    def __init__(self, client: Any, running: threading.Event, before_steps: Any = None):
+        self._client = client
+        self._before_steps = before_steps
+        self.running = running
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def rotate_secret(self, *, SecretId: str, ClientRequestToken: str, **_: Any) -> Any:  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        from functions.rotate_iam.handler import lambda_handler
+
+        arn = self._client.describe_secret(SecretId=SecretId)["ARN"]
+        if self.running.is_set():
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InvalidRequestException",
+                        "Message": "A previous rotation isn't complete.",
+                    }
+                },
+                "RotateSecret",
+            )
+        self.running.set()
+        try:
+            if self._before_steps is not None:
+                self._before_steps()
+            for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+                lambda_handler(
+                    {"Step": step, "SecretId": arn, "ClientRequestToken": ClientRequestToken},
+                    DriverContext(function_name="babyshield-rotate-iam"),
+                )
+        finally:
+            self.running.clear()
+        return {"ARN": arn, "VersionId": ClientRequestToken}
+
+
+class _FirstReadFrom(SecretStore):
+    """A store whose first DescribeSecret answers `earlier`: a command that read the
+    secret before another command tagged it."""
+
+    def __init__(self, earlier: SecretMetadata, client: Any, *, caller: str):
+        super().__init__(client, caller=caller)
+        self._earlier: list[SecretMetadata] = [earlier]
+
+    def describe(self, secret_id: str) -> SecretMetadata:
+        return self._earlier.pop() if self._earlier else super().describe(secret_id)
+
+
+@pytest.mark.parametrize("second_read", ["after the first's tag", "before the first's tag"])
+def test_two_emergency_commands_at_once_never_report_a_routine_rotation_as_an_emergency(
+    second_read: str, store: SecretStore, webhook_secret: str
+) -> None:
+    """Two responders run `babyshield rotate webhook-signing-secret --emergency` against
+    AWS at the same moment; the second's tag and RotateSecret land after the first's
+    RotateSecret was accepted and before its rotation's first step. One tag holds one
+    token: a command that finds another's tag refuses before touching it; one that read
+    the secret before the other's tag overwrites it, is refused by Secrets Manager and
+    then removes only a tag that still names its own token. The first rotation then
+    runs as an emergency (the old value retired), or as a routine one, which the first
+    command reports as a failure naming the rerun, never as "old secret retired" while
+    the leaked value stays AWSPREVIOUS."""
+    from ops.rotate import rotate_via_service
+
+    name = "webhook-signing-secret"
+    secret_id = spec(name).secret_name
+    untagged = store.describe(secret_id)
+    leaked_version = untagged.version_with("AWSCURRENT")
+    running = threading.Event()
+    second: list[Outcome] = []
+
+    def second_responder() -> None:
+        client: Any = _SecretsManagerRunningRotations(store.client, running)
+        if second_read == "before the first's tag":
+            second_store: SecretStore = _FirstReadFrom(untagged, client, caller="test-second")
+        else:
+            second_store = SecretStore(client, caller="test-second")
+        second.append(
+            rotate_via_service(
+                second_store, spec(name), emergency=True, wait_seconds=0.2, poll_seconds=0.05
+            )
+        )
+
+    first_client: Any = _SecretsManagerRunningRotations(
+        store.client, running, before_steps=second_responder
+    )
+    first_store = SecretStore(first_client, caller="test-first")
+    outcome = rotate_via_service(
+        first_store, spec(name), emergency=True, wait_seconds=5, poll_seconds=0.05
+    )
+
+    [refused] = second
+    assert (refused.ok, refused.version_id) == (False, None)
+    after = store.describe(secret_id)
+    assert stages(store, name)[outcome.version_id or ""] == ("AWSCURRENT",)
+    assert EMERGENCY_TAG not in after.tags
+    if second_read == "after the first's tag":
+        assert f"tag names rotation {outcome.version_id}" in refused.detail
+        assert outcome.ok, outcome.detail
+        assert "old secret retired" in outcome.detail
+        assert after.version_with("AWSPREVIOUS") is None
+    else:
+        assert refused.detail.startswith("RotateSecret refused"), refused.detail
+        assert after.version_with("AWSPREVIOUS") == leaked_version
+        assert not outcome.ok
+        assert "NOT retired" in outcome.detail
+        assert f"babyshield rotate {name} --emergency" in outcome.detail
 
 
 # --- a JWT secret whose value is malformed -------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -48,6 +49,41 @@ def test_one_log_line_per_step_with_secret_and_version_and_no_value(
     text = raw_log_text(caplog)
     assert webhook_secret not in text
     assert str(found.value["secret"]) not in text
+
+
+def test_a_step_that_fails_reading_the_secret_is_counted_and_logged(
+    store: SecretStore,
+    webhook_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Protects the RotationFailures alarm and the RUNBOOK's query for a failed step: a
+    step whose first read of the secret (DescribeSecret) fails, as when Secrets Manager
+    throttles, the role loses the permission or the VPC endpoint times out, is counted
+    and logged as a failed step like any other, under the SecretId and token its event
+    named, since the secret's own name could not be read."""
+    from functions.rotate_iam.handler import lambda_handler
+    from functions.shared.rotation.driver import DriverContext
+    from tests.support.aws_faults import FAIL, PASS, faulty_aws_endpoint
+    from tests.support.logs import emf_metrics
+
+    caplog.set_level("INFO")
+    arn = store.describe(spec("webhook-signing-secret").secret_name).arn
+    token = str(uuid.uuid4())
+    event = {"Step": "createSecret", "SecretId": arn, "ClientRequestToken": token}
+    capsys.readouterr()
+    with faulty_aws_endpoint(monkeypatch) as faults:
+        faults.rule = lambda target, body: FAIL if target.endswith(".DescribeSecret") else PASS
+        with pytest.raises(Exception):  # noqa: B017, PT011 - any error: the step failed
+            lambda_handler(event, DriverContext(function_name="babyshield-rotate-iam"))
+        assert faults.disturbed(FAIL)
+    counted = emf_metrics(capsys.readouterr().out)
+    assert counted.get(names.METRIC_ROTATION_FAILURES, 0) == 1, counted
+    [failed] = [
+        line for line in json_log_lines(caplog) if line.get("message") == "rotation step failed"
+    ]
+    assert (failed["secret"], failed["version_id"], failed["step"]) == (arn, token, "createSecret")
 
 
 def test_secret_age_metric_has_one_datapoint_per_secret(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
-from functions.shared.rotation.store import SecretStore
+from functions.shared.rotation.store import EMERGENCY_TAG, SecretStore
 from tests.integration.rotation.database_fixtures import DatabaseSecrets, database_down_for_finish
 from tests.integration.rotation.state import current_value
 
@@ -257,6 +257,56 @@ def test_a_leaked_admin_session_cannot_keep_a_password_of_its_own(
         db_driver.rotate("db-admin", emergency=True)
     assert not db_secrets.logs_in({**leaked, "password": chosen})
     assert db_secrets.logs_in(db_secrets.current("db-admin"))
+
+
+def test_an_admin_emergency_ends_the_leaked_sessions_before_finish_secret(
+    db_secrets: DatabaseSecrets,
+) -> None:
+    """Each step is its own invocation, seconds apart. In an emergency of db-admin,
+    setSecret ends the admin login's other sessions as soon as the leaked password stops
+    working (end them, set the pending password again, end what opened in between), so
+    none opened with the leaked value lives on until finishSecret's retirement to set a
+    password of its own: the emergency completes, the stored AWSCURRENT logs in, and no
+    password the attacker chose does."""
+    from functions.rotate_db.handler import lambda_handler
+
+    leaked = db_secrets.current("db-admin")
+    attacker = db_secrets.session_as(leaked)
+    chosen = "chosen-between-set-and-finish-1"
+    acted: list[str] = []
+
+    def handler(event: Mapping[str, Any], context: Any) -> Any:
+        answer = lambda_handler(event, context)
+        if event["Step"] == "setSecret" and not acted:
+            # The leaked session acts once setSecret has returned: ended already, this
+            # fails; alive, it would take the login.
+            acted.append("tried")
+            with contextlib.suppress(psycopg.Error):
+                attacker.execute(f"ALTER ROLE CURRENT_USER PASSWORD '{chosen}'")
+                acted.append("succeeded")
+        return answer
+
+    driver = LocalRotationDriver(store=db_secrets.store, handler=handler, backoff_seconds=0.0)
+    try:
+        driver.rotate("db-admin", emergency=True)
+        survived = not attacker.closed and _still_alive(attacker)
+    finally:
+        attacker.close()
+    assert acted == ["tried"], "setSecret never ran, or the leaked session outlived it"
+    assert not db_secrets.logs_in({**leaked, "password": chosen})
+    assert not survived, "the leaked admin session is still running after the emergency"
+    assert db_secrets.agree("db-admin")
+    metadata = db_secrets.store.describe(spec("db-admin").secret_name)
+    assert metadata.unfinished_rotation() is None
+    assert EMERGENCY_TAG not in metadata.tags
+
+
+def _still_alive(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def test_an_emergency_that_fails_while_its_login_is_fenced_off_recovers_on_retry(
