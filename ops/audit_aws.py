@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from functions.shared.db.roles import TIER_LOGIN_SETTINGS
 from ops.audit_checks import FAIL, PASS, SKIP, Check
 
 if TYPE_CHECKING:
@@ -20,15 +21,8 @@ if TYPE_CHECKING:
 # What sql/ sets on each login role (CONNECTION LIMIT and role settings are per
 # login, not inherited): connection limit and the settings that must be present.
 EXPECTED_LOGINS: dict[str, tuple[int, dict[str, str]]] = {
-    "readonly": (
-        100,
-        {
-            "statement_timeout": "30s",
-            "idle_in_transaction_session_timeout": "60s",
-            "default_transaction_read_only": "on",
-        },
-    ),
-    "app": (50, {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "60s"}),
+    "readonly": (100, TIER_LOGIN_SETTINGS["readonly"]),
+    "app": (50, TIER_LOGIN_SETTINGS["app"]),
     "admin": (5, {}),
 }
 RLS_TABLES = ("users", "subscriptions", "api_keys", "audit_log")

@@ -193,7 +193,7 @@ def group_logins(conn: psycopg.Connection[tuple[Any, ...]], group: str) -> list[
 
 
 class TierSettingsError(Exception):
-    """A tier login's settings could not be made its group's template (migration 010)."""
+    """A tier login did not take its tier's settings (TIER_LOGIN_SETTINGS)."""
 
 
 def _role_settings(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> dict[int, list[str]]:
@@ -207,21 +207,22 @@ def _role_settings(conn: psycopg.Connection[tuple[Any, ...]], role: str) -> dict
 
 
 def restore_login_settings(
-    conn: psycopg.Connection[tuple[Any, ...]], login: str, group: str
+    conn: psycopg.Connection[tuple[Any, ...]], login: str, tier: str
 ) -> None:
-    """Give `login` exactly the settings its tier's group role holds as a template.
+    """Give `login` exactly its tier's settings (TIER_LOGIN_SETTINGS), nothing else.
 
     The tier's fences (statement_timeout, default_transaction_read_only, ...) are
     role defaults, and any role may change its own: a leaked login could lift them
     for every later session of that login, the API's included. Rotation arms a
     login only after putting them back, per database as well, where a role's own
-    `ALTER ROLE ... IN DATABASE` would otherwise override them.
+    `ALTER ROLE ... IN DATABASE` would otherwise override them. The values come from
+    code, never from a role the login could have changed (its group's included).
     """
     from psycopg import sql
 
-    template = _role_settings(conn, group).get(0, [])
-    if not template:
-        raise TierSettingsError(f"{group} holds no settings for its logins")
+    from functions.shared.db.roles import TIER_LOGIN_SETTINGS
+
+    settings = TIER_LOGIN_SETTINGS[tier]
     role = sql.Identifier(login)
     with conn.transaction():
         for database in _role_settings(conn, login):
@@ -236,12 +237,12 @@ def restore_login_settings(
                         )
                     )
         conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(role))
-        for entry in template:
-            setting, _, value = entry.partition("=")
+        for setting, value in settings.items():
             conn.execute(
                 sql.SQL("ALTER ROLE {} SET {} = {}").format(
                     role, sql.Identifier(setting), sql.Literal(value)
                 )
             )
-    if _role_settings(conn, login) != {0: template}:
-        raise TierSettingsError(f"{login} did not take the settings of {group}")
+    expected = sorted(f"{setting}={value}" for setting, value in settings.items())
+    if _role_settings(conn, login) != {0: expected}:
+        raise TierSettingsError(f"{login} did not take the {tier} tier's settings")

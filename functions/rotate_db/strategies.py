@@ -81,7 +81,7 @@ class AlternatingUsersRotator(Rotator):
             # The pending value names the login whose password is about to change:
             # check it is the tier's other login, never some other role. Also on a
             # retry whose password works already: that alone says nothing of the login.
-            group, expected = self._other_login(ctx, conn, _username(current))
+            _, expected = self._other_login(ctx, conn, _username(current))
             if _username(pending) != expected:
                 raise RotationError(
                     f"{ctx.spec.name}: version {ctx.token} names a login outside the tier"
@@ -94,7 +94,7 @@ class AlternatingUsersRotator(Rotator):
                 if database.holds_password(pending.value):
                     return
                 # Settings first: once the password is set, a retried step skips both.
-                self._arm(ctx, conn, expected, group, pending)
+                self._arm(ctx, conn, expected, pending)
                 return
             # The login being armed was AWSPREVIOUS, a value that may have leaked with
             # the rest: no session of it may run while its fences and password change
@@ -102,7 +102,7 @@ class AlternatingUsersRotator(Rotator):
             # retry does all of it again.
             try:
                 with database.fenced_off(conn, expected) as ended:
-                    self._arm(ctx, conn, expected, group, pending)
+                    self._arm(ctx, conn, expected, pending)
             except database.SessionsSurvived as exc:
                 raise RotationError(f"{ctx.spec.name}: {exc}") from None
             logger.info(
@@ -110,11 +110,9 @@ class AlternatingUsersRotator(Rotator):
                 extra={"secret": ctx.metadata.name, "ended": ended},
             )
 
-    def _arm(
-        self, ctx: StepContext, conn: Any, login: str, group: str, pending: SecretVersion
-    ) -> None:
+    def _arm(self, ctx: StepContext, conn: Any, login: str, pending: SecretVersion) -> None:
         try:
-            database.restore_login_settings(conn, login, group)
+            database.restore_login_settings(conn, login, _tier(ctx))
         except database.TierSettingsError as exc:
             raise RotationError(f"{ctx.spec.name}: {exc}") from None
         database.change_password(conn, login, str(pending.value["password"]))

@@ -13,6 +13,20 @@ from typing import Any
 
 DEFAULT_PREFIX = "babyshield"
 
+# Each tier's login settings, as sql/003 and sql/004 give a login and PostgreSQL stores
+# them. Rotation puts exactly these on a login before arming it. They live here, not
+# on a role: any role may change its own defaults, and a login may SET ROLE to its
+# group, so a template kept on the group (sql/010, reset by sql/020) was the tier's
+# to rewrite.
+TIER_LOGIN_SETTINGS: dict[str, dict[str, str]] = {
+    "readonly": {
+        "statement_timeout": "30s",
+        "default_transaction_read_only": "on",
+        "idle_in_transaction_session_timeout": "60s",
+    },
+    "app": {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "60s"},
+}
+
 # Lower-case, unquoted-identifier characters only, with room for the longest suffix
 # inside PostgreSQL's 63-byte identifier limit.
 _PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")

@@ -46,6 +46,13 @@ class DatabaseSecrets:
         assert found is not None
         return found.value
 
+    @staticmethod
+    def tier_settings(tier: str) -> list[str]:
+        """What rotation gives a login of `tier`, stored as settings_of() reads it."""
+        from functions.shared.db.roles import TIER_LOGIN_SETTINGS
+
+        return sorted(f"{name}={value}" for name, value in TIER_LOGIN_SETTINGS[tier].items())
+
     def settings_of(self, login: str) -> dict[int, list[str]]:
         """A role's stored defaults by database oid (0: every database)."""
         with self.database.admin() as conn:

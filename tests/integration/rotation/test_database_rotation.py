@@ -372,12 +372,11 @@ def test_a_login_that_lifted_its_own_fences_gets_them_back_when_rotated_to(
     db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
 ) -> None:
     """Any role may ALTER ROLE itself: a leaked read-only login could turn its sessions
-    read-write and untimed for good. Arming it restores its group's template."""
+    read-write and untimed for good. Arming it restores its tier's settings."""
     import psycopg
 
-    roles = db_secrets.database.roles
     leaked = db_secrets.current("db-readonly")
-    template = db_secrets.settings_of(roles.readonly)[0]
+    template = db_secrets.tier_settings("readonly")
     # Given the leaked login has rewritten its own defaults, everywhere and per database
     with psycopg.connect(
         db_secrets.database.admin_conninfo,

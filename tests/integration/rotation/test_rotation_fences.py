@@ -100,7 +100,7 @@ def test_an_emergency_whose_retirement_failed_after_promotion_can_be_finished(
 # --- emergency: fences restored before the leaked login's sessions are ended -----------
 
 
-def test_an_emergency_arms_the_login_with_its_group_settings_despite_its_open_session(
+def test_an_emergency_arms_the_login_with_its_tier_settings_despite_its_open_session(
     db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The login an emergency arms was AWSPREVIOUS, "a value that may have leaked", and
@@ -109,10 +109,9 @@ def test_an_emergency_arms_the_login_with_its_group_settings_despite_its_open_se
     login's fences again (any role may ALTER ROLE itself); they then persist."""
     from functions.rotate_db import database
 
-    roles = db_secrets.database.roles
     leaked = db_secrets.current("db-readonly")
     db_driver.rotate("db-readonly")  # the leaked value is now AWSPREVIOUS
-    template = db_secrets.settings_of(roles.readonly)[0]
+    template = db_secrets.tier_settings("readonly")
     attacker = db_secrets.session_as(leaked)
     real_change_password = database.change_password
     acted: list[str] = []
@@ -150,7 +149,7 @@ def test_an_emergency_arms_the_login_with_its_group_settings_despite_its_open_se
         attacker.close()
         # The session-wide test database is shared: give the login its fences back.
         with db_secrets.database.admin() as conn:
-            database.restore_login_settings(conn, leaked["username"], roles.readonly)
+            database.restore_login_settings(conn, leaked["username"], "readonly")
 
 
 # --- malformed values ---------------------------------------------------------------
