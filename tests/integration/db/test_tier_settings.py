@@ -44,7 +44,9 @@ def _stored(conn: psycopg.Connection[tuple[object, ...]], role: str) -> list[str
         (role,),
     ).fetchone()
     assert row is not None
-    return sorted(row[0])
+    entries = row[0]
+    assert isinstance(entries, list)
+    return sorted(str(entry) for entry in entries)
 
 
 def _shown(db: MigratedDatabase, login: str) -> dict[str, tuple[object, ...] | None]:
