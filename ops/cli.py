@@ -193,6 +193,26 @@ def _bad_setting(error: Exception) -> str | None:
     return f"environment variable {variable} is invalid: {message}{more}"
 
 
+# What a Ctrl-C halfway through a change leaves, and how to see and finish it. Commands
+# that only read need no line; `rotate` reports its own interruptions.
+_WAF_INTERRUPTED = (
+    "the change may have been made in part (the block registry first, then the WAF IP "
+    "sets): `babyshield waf list --all` shows what the registry holds, and repeating "
+    "the command is safe (it syncs the IP sets again)"
+)
+_INTERRUPTED = {
+    ("waf", "block"): _WAF_INTERRUPTED,
+    ("waf", "unblock"): _WAF_INTERRUPTED,
+    ("db", "migrate"): "each migration file is applied whole or not at all: "
+    "`babyshield db migrate` again applies what is left",
+}
+
+
+def _interrupted(args: argparse.Namespace) -> str | None:
+    action = getattr(args, "waf_action", None) or getattr(args, "db_command", None)
+    return _INTERRUPTED.get((args.command, action or ""))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -209,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         return fail(str(error), hint=error.hint, code=error.exit_code)
     except KeyboardInterrupt:
+        said = _interrupted(args)
+        if said:
+            print(f"interrupted: {said}", file=sys.stderr)
         return 130
     except Exception as error:  # on-call gets one line, not a traceback
         if os.environ.get("BABYSHIELD_DEBUG"):

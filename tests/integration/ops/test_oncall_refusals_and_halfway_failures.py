@@ -374,3 +374,42 @@ def test_db_migrate_refuses_a_malformed_role_prefix_before_connecting(
     assert "--role-prefix" in result.stderr
     assert "lower-case identifier" in result.stderr
     assert "cannot connect" not in result.stderr
+
+
+# --- Ctrl-C halfway ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["waf", "block", "203.0.113.7", "--reason", "scanner", "--by", "oncall"],
+        ["waf", "unblock", "203.0.113.7", "--by", "oncall"],
+    ],
+    ids=["block", "unblock"],
+)
+def test_waf_change_interrupted_after_its_registry_write_says_how_to_see_and_finish_it(
+    waf: WafResources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """Ctrl-C after the registry took the change and before the IP sets did: exit 130
+    as always, but not in silence. On-call reads that the change may have been made
+    in part, where to see what the registry holds, and that repeating the command is
+    safe (the sync runs again)."""
+    from functions.shared import blocks
+
+    if command[1] == "unblock":
+        assert main(["waf", "block", "203.0.113.7", "--reason", "scanner", "--by", "oncall"]) == 0
+        capsys.readouterr()
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(blocks, "_sync_after_change", interrupted)
+    assert main(command) == 130
+    said = _said(capsys.readouterr().err)
+    assert "interrupted" in said
+    assert "may have" in said
+    assert "babyshield waf list --all" in said
+    assert "repeat" in said
