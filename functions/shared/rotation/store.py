@@ -8,6 +8,7 @@ rotation would then "test" the old value and promote an untested one.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -91,9 +92,12 @@ class SecretMetadata:
         if named != version_id:
             return None
         try:
-            return float(at)
+            moment = float(at)
         except ValueError:
             return None
+        # mark_promoted writes whole seconds; "inf" or "nan" in a hand-edited tag is no
+        # time, and arithmetic on it (the JWT guard's window) would raise.
+        return moment if math.isfinite(moment) and moment >= 0 else None
 
     def promoted_unfinished(self) -> bool:
         """Whether the unfinished rotation is past its promotion: only finishing it does

@@ -3,6 +3,8 @@ from: its promotion when finishSecret dated one, else its creation."""
 
 from __future__ import annotations
 
+import pytest
+
 from functions.shared.rotation.store import PROMOTED_TAG, SecretMetadata
 
 
@@ -30,6 +32,14 @@ def test_a_promotion_tag_of_another_version_is_not_this_ones() -> None:
 
 def test_a_tag_that_does_not_parse_falls_back_to_the_creation() -> None:
     metadata = _metadata({PROMOTED_TAG: "new@yesterday"}, {"new": 1000.0})
+    assert metadata.current_since() == 1000.0
+
+
+@pytest.mark.parametrize("at", ["inf", "-inf", "nan", "1e400", "-5"])
+def test_a_tag_that_is_no_time_falls_back_to_the_creation(at: str) -> None:
+    """A hand-edited tag ("new@inf") is no date: the JWT guard's arithmetic on it
+    raised OverflowError where a refusal belonged."""
+    metadata = _metadata({PROMOTED_TAG: f"new@{at}"}, {"new": 1000.0})
     assert metadata.current_since() == 1000.0
 
 
