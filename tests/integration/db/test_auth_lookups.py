@@ -73,7 +73,27 @@ def test_lookups_run_with_a_fixed_search_path(db: MigratedDatabase):
     assert len(settings) == 3
     for _name, security_definer, config in settings:
         assert security_definer is True
-        assert config == ["search_path=pg_catalog, public"]
+        assert config == ["search_path=pg_catalog, public, pg_temp"]
+
+
+def test_every_security_definer_function_searches_the_temporary_schema_last(
+    db: MigratedDatabase,
+):
+    """Without pg_temp in a function's search_path, PostgreSQL searches a session's
+    temporary schema first for tables and types: a caller able to create a temporary
+    table could shadow what a SECURITY DEFINER function reads. No tier holds TEMP on
+    this database today; naming pg_temp last keeps that from ever mattering."""
+    with db.admin() as conn:
+        found = conn.execute(
+            "SELECT p.oid::regprocedure::text, p.proconfig FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE p.prosecdef AND n.nspname IN ('auth', 'public')"
+        ).fetchall()
+    assert found, "the lookups are SECURITY DEFINER functions"
+    for function, config in found:
+        paths = [entry for entry in (config or []) if entry.startswith("search_path=")]
+        assert len(paths) == 1, function
+        assert paths[0].endswith(", pg_temp"), (function, paths[0])
 
 
 def _chain(db: MigratedDatabase, *limits: int) -> list[str]:
