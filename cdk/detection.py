@@ -712,19 +712,27 @@ class DetectionAndResponse(Construct):
             ),
             description="EventBridge publishes the unexpected-secret-read alerts to on-call",
         )
+        # The role publishes to the one topic, and uses the topic's key only through
+        # SNS: CDK's target would grant it with topic.grantPublish, whose key statement
+        # has no condition and would let the role's credentials decrypt anything made
+        # under the key. The target gets a view of the role that takes no grants.
+        publisher.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        )
+        grant_key_through(publisher, key, "sns", PUBLISH_KEY_ACTIONS)
         acknowledge(
             publisher,
             "AwsSolutions-IAM5",
             "Publishing to the encrypted on-call topic needs the topic key's data keys "
             "(GenerateDataKey and its variants, which SNS picks); the grant names that "
-            "one key.",
+            "one key, through SNS only (kms:ViaService).",
             applies_to=["Action::kms:GenerateDataKey*"],
         )
         acknowledge(
             publisher,
             "NIST.800.53.R5-IAMNoInlinePolicy",
-            "CDK's grant to this role (publish to the one topic, its key) is the role's "
-            "only policy; it belongs to this role alone and is deleted with it.",
+            "The role's only policy (publish to the one topic, its key through SNS) "
+            "belongs to this role alone and is deleted with it.",
         )
         alert_dead_letters = dead_letter_queue(
             self,
@@ -789,7 +797,7 @@ class DetectionAndResponse(Construct):
                     targets.SnsTopic(
                         self.topic,
                         authorize_using_role=True,
-                        role=publisher,
+                        role=publisher.without_policy_updates(),
                         dead_letter_queue=alert_dead_letters,
                         retry_attempts=RESPONDER_RETRIES,
                         max_event_age=Duration.hours(24),

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from functions.shared import names
@@ -99,19 +98,20 @@ class Keys(Construct):
 
 
 def grant_key_through(
-    function: lambda_.IFunction, key: kms.IKey, service: str, actions: Sequence[str]
+    grantee: iam.IGrantable, key: kms.IKey, service: str, actions: Sequence[str]
 ) -> None:
-    """Let `function` use `key` only in calls made through `service` (`sqs`, `sns`,
-    `dynamodb`): the key encrypts every secret, queue and log group, and no function
-    calls KMS itself, so a grant without kms:ViaService would let the role's
-    credentials decrypt anything made under it."""
-    function.add_to_role_policy(
+    """Let `grantee` (a function, or a role a service assumes) use `key` only in calls
+    made through `service` (`sqs`, `sns`, `dynamodb`): the key encrypts every secret,
+    queue and log group, and no principal of the stack calls KMS itself, so a grant
+    without kms:ViaService would let the role's credentials decrypt anything made
+    under it."""
+    grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(
             actions=list(actions),
             resources=[key.key_arn],
             conditions={
                 "StringEquals": {
-                    "kms:ViaService": f"{service}.{Stack.of(function).region}.amazonaws.com"
+                    "kms:ViaService": f"{service}.{Stack.of(key).region}.amazonaws.com"
                 }
             },
         )

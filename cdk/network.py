@@ -213,6 +213,9 @@ class NetworkAndDatabase(Construct):
             auto_minor_version_upgrade=True,
             iam_authentication=True,
             cloudwatch_logs_exports=list(DB_LOG_EXPORTS),
+            # RDS writes these into its own account-wide RDSOSMetrics group, not one of
+            # ours: every instance in the account and region shares it, so the stack
+            # must not own it (docs/INFRASTRUCTURE.md, "Log groups").
             monitoring_interval=Duration.seconds(60),
             enable_performance_insights=True,
             performance_insight_encryption_key=key,

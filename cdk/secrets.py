@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from aws_cdk import Duration, Stack, triggers
+from aws_cdk import ArnFormat, Duration, Stack, triggers
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -86,14 +86,25 @@ class Secrets(Construct):
                 schedule.node.add_dependency(rotate_after)
             self.schedules[spec.name] = schedule
 
-        # Secrets Manager may invoke a rotation function only for this
-        # account's secrets (CDK's grant names the service, not the account).
+        # Secrets Manager may invoke a rotation function only for this account's
+        # secrets, and of those only the platform's (CDK's grant names the service,
+        # not the account or the secret). One pattern for all of them, not each
+        # secret's ARN: a function rotates several secrets through one permission.
+        # Lambda compares SourceArn with StringLike; a secret's ARN ends in a random
+        # suffix after its name (`babyshield/db-app-AbCdEf`).
+        platform_secrets = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{names.SECRET_PREFIX}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         for function in rotation_functions.values():
             for child in function.node.children:
                 if isinstance(child, lambda_.CfnPermission) and (
                     child.principal == "secretsmanager.amazonaws.com"
                 ):
                     child.source_account = Stack.of(self).account
+                    child.source_arn = platform_secrets
 
         for function in rotation_functions.values():
             acknowledge(

@@ -147,6 +147,36 @@ def _block() -> wafv2.CfnWebACL.RuleActionProperty:
     return wafv2.CfnWebACL.RuleActionProperty(block={})
 
 
+def _credential_protection() -> wafv2.CfnWebACL.DataProtectionConfigProperty:
+    """What WAF replaces with `REDACTED` wherever it keeps a request: the logs, the
+    sampled requests (GetSampledRequests, the console: three hours of them, which the
+    logging configuration's redaction does not reach) and the rule match details.
+
+    The credential headers, and the whole query string: the API takes no credential
+    there, but a client that sends its key, token or password in the URL (the
+    no-secret-in-logs sweep sends each) must not find it in a sample.
+    What an investigation reads (address, country, path, method, user agent, rule,
+    action) stays."""
+    return wafv2.CfnWebACL.DataProtectionConfigProperty(
+        data_protections=[
+            wafv2.CfnWebACL.DataProtectProperty(
+                action="SUBSTITUTION",
+                field=wafv2.CfnWebACL.FieldToProtectProperty(
+                    field_type="SINGLE_HEADER", field_keys=list(names.WAF_REDACTED_HEADERS)
+                ),
+                exclude_rule_match_details=False,
+                exclude_rate_based_details=False,
+            ),
+            wafv2.CfnWebACL.DataProtectProperty(
+                action="SUBSTITUTION",
+                field=wafv2.CfnWebACL.FieldToProtectProperty(field_type="QUERY_STRING"),
+                exclude_rule_match_details=False,
+                exclude_rate_based_details=False,
+            ),
+        ]
+    )
+
+
 class WebAcl(Construct):
     """The WebACL, in priority order (first match wins):
 
@@ -435,6 +465,7 @@ class WebAcl(Construct):
             },
             rules=rules,
             visibility_config=_visibility(names.WEB_ACL),
+            data_protection_config=_credential_protection(),
             # The size rule refuses bodies past max_body_bytes, so WAF must be sent at
             # least that much of each body, or a payload past its window would pass
             # every other rule unseen. 16 KB is API Gateway's default and free.

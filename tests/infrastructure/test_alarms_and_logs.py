@@ -195,6 +195,60 @@ def test_api_gateway_execution_logs_go_to_a_retained_encrypted_group(synthesized
     assert group_id in stage.get("DependsOn", []), stage_id
 
 
+# What RDS names the group Enhanced Monitoring writes into: one per account and region,
+# shared by every instance there, created by RDS through the monitoring role.
+ENHANCED_MONITORING_LOG_GROUP = "RDSOSMetrics"
+# Where the exception to "every log group: the retention and the key" is written down.
+DOCUMENTS_NAMING_THE_EXCEPTION = (
+    REPO_ROOT / "docs" / "INFRASTRUCTURE.md",
+    REPO_ROOT / "docs" / "CLAIMS.md",
+)
+
+
+def test_every_log_group_is_retained_and_encrypted_but_rds_own_which_the_docs_name(
+    synthesized: Synthesized,
+):
+    """Every group the stack declares keeps `logRetentionDays`, is encrypted with the
+    platform key and outlives the stack. The one group the platform writes into
+    without declaring it is RDS's `RDSOSMetrics` (Enhanced Monitoring): it serves
+    every instance in the account and region, so the stack must not own it (its
+    deploy would fail where another instance created it, and take it over where
+    not). Its retention is RDS's and its encryption CloudWatch's; the documents name
+    that exception exactly while Enhanced Monitoring is on, so that neither the
+    template nor the documents drift from the other."""
+    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    retention = default_context()["babyshield:logRetentionDays"]
+    groups = synthesized.resources("AWS::Logs::LogGroup")
+    assert groups
+
+    off = {
+        logical_id: {
+            "RetentionInDays": group["Properties"].get("RetentionInDays"),
+            "KmsKeyId": group["Properties"].get("KmsKeyId"),
+            "DeletionPolicy": group.get("DeletionPolicy"),
+        }
+        for logical_id, group in groups.items()
+        if group["Properties"].get("RetentionInDays") != retention
+        or group["Properties"].get("KmsKeyId") != {"Fn::GetAtt": [key_id, "Arn"]}
+        or group.get("DeletionPolicy") != "Retain"
+    }
+    assert off == {}, f"log groups without the retention, the key or Retain: {off}"
+    declared = [group["Properties"].get("LogGroupName") for group in groups.values()]
+    assert ENHANCED_MONITORING_LOG_GROUP not in declared, (
+        "RDSOSMetrics is shared by every RDS instance in the account and region: "
+        "the stack must not own it"
+    )
+
+    (instance,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    monitoring = int(instance["Properties"].get("MonitoringInterval", 0)) > 0
+    for document in DOCUMENTS_NAMING_THE_EXCEPTION:
+        named = ENHANCED_MONITORING_LOG_GROUP in document.read_text(encoding="utf-8")
+        assert named == monitoring, (
+            f"{document.relative_to(REPO_ROOT)} must name the RDSOSMetrics exception "
+            "exactly while Enhanced Monitoring is on"
+        )
+
+
 def _function_key_grants(synthesized: Synthesized) -> dict[str, list[dict[str, Any]]]:
     """Function name -> the KMS statements of its role's policies."""
     roles = {

@@ -218,6 +218,53 @@ def test_waf_logs_redact_credentials(synthesized: Synthesized, template: Any):
     assert names.WAF_LOG_GROUP in json.dumps(logging["Properties"]["LogDestinationConfigs"])
 
 
+def _visibility_configs(acl: dict[str, Any]) -> list[dict[str, Any]]:
+    return [acl["VisibilityConfig"], *(rule["VisibilityConfig"] for rule in acl["Rules"])]
+
+
+def test_credentials_stay_out_of_waf_sampled_requests_as_well_as_its_logs(
+    synthesized: Synthesized,
+):
+    """The logging configuration's RedactedFields reach the log group only: "the
+    redacted fields configuration for logging has no impact on request sampling" (WAF
+    Developer Guide). The web ACL and every rule sample requests, which
+    GetSampledRequests and the console show for three hours to any principal with
+    wafv2:Get*. The web ACL's own data protection applies wherever WAF keeps a
+    request (logs, sampled requests, rule match details): it must replace each
+    credential header, and the query string a client may put a key or token in,
+    with no exclusion for rule match details or rate-based details."""
+    acl = _web_acl(synthesized)
+    sampled = [
+        config["MetricName"]
+        for config in _visibility_configs(acl)
+        if config.get("SampledRequestsEnabled")
+    ]
+    if not sampled:
+        return
+
+    protected_headers: set[str] = set()
+    every_header = False
+    query_string = False
+    for protection in acl.get("DataProtectionConfig", {}).get("DataProtections", []):
+        assert protection["Action"] in ("SUBSTITUTION", "HASH")
+        if protection.get("ExcludeRuleMatchDetails") or protection.get("ExcludeRateBasedDetails"):
+            continue  # the credential would still be kept where a rule matched it
+        field = protection["Field"]
+        if field["FieldType"] == "SINGLE_HEADER":
+            keys = field.get("FieldKeys") or []
+            every_header = every_header or not keys
+            protected_headers |= {key.lower() for key in keys}
+        if field["FieldType"] == "QUERY_STRING":
+            query_string = True
+
+    unprotected = set() if every_header else set(names.WAF_REDACTED_HEADERS) - protected_headers
+    assert not unprotected, (
+        f"rules {sampled} sample requests, and the web ACL's data protection leaves "
+        f"{sorted(unprotected)} in clear in them"
+    )
+    assert query_string, f"rules {sampled} sample requests with the query string in clear"
+
+
 def test_ip_sets_exist_with_the_shared_names(synthesized: Synthesized):
     ip_sets = {
         s["Properties"]["Name"]: s["Properties"]["IPAddressVersion"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 
+from cdk.app import default_context
 from cdk.network import DB_PARAMETERS
 from tests.infrastructure.conftest import Synthesized
 
@@ -23,6 +24,52 @@ def test_key_lets_cloudwatch_logs_use_it_only_for_this_accounts_log_groups(
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     logs = next(s for s in statements if s.get("Sid") == "CloudWatchLogsOfThisAccount")
     assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _role_statements(synthesized: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    """(role, statement) for every statement of every identity policy in the stack."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, policy in synthesized.resources("AWS::IAM::Policy").items():
+        roles = [role.get("Ref", "") for role in policy["Properties"].get("Roles", [])]
+        owner = ",".join(roles) or logical_id
+        found += [(owner, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    for logical_id, role in synthesized.resources("AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            found += [(logical_id, s) for s in inline["PolicyDocument"]["Statement"]]
+    return found
+
+
+def test_no_role_may_use_the_platform_key_but_through_a_service(synthesized: Synthesized):
+    """The key encrypts every secret, table, queue, log group, the topic and the trail,
+    and no principal of the stack calls KMS itself: each role uses it through the
+    service it writes to (SNS for the secret-read alerts' publisher, as for the
+    responder; DynamoDB, SQS for the functions). A key statement without
+    kms:ViaService would let the role's credentials decrypt any ciphertext made under
+    the key directly; CDK's grants (topic.grantPublish among them) write exactly that."""
+    (key_id,) = synthesized.resources("AWS::KMS::Key")
+    key_arn = {"Fn::GetAtt": [key_id, "Arn"]}
+    through: dict[str, set[str | None]] = {}
+    for owner, statement in _role_statements(synthesized):
+        if (
+            statement.get("Effect") == "Allow"
+            and any(str(action).startswith("kms:") for action in _as_list(statement["Action"]))
+            and key_arn in _as_list(statement.get("Resource", []))
+        ):
+            service = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+            through.setdefault(owner, set()).add(service)
+
+    unconditioned = sorted(owner for owner, services in through.items() if None in services)
+    assert unconditioned == [], (
+        f"roles {unconditioned} may use the platform key directly, not only through a service"
+    )
+    (publisher,) = (
+        owner for owner in through if owner.startswith("DetectionSecretReadAlertPublisher")
+    )
+    assert through[publisher] == {f"sns.{default_context()['babyshield:region']}.amazonaws.com"}
 
 
 def test_vpc_has_no_route_to_the_internet(template: Any):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from typing import Any
 
+from cdk.app import default_context
 from functions.shared import names
 from functions.shared.inventory import INVENTORY
 from tests.infrastructure.conftest import Synthesized
@@ -88,6 +90,52 @@ def test_secrets_manager_may_invoke_rotation_only_for_this_account(synthesized: 
 
     assert len(permissions) == 3
     assert all(p["SourceAccount"] == {"Ref": "AWS::AccountId"} for p in permissions)
+
+
+def _joined(value: Any, account: str) -> str:
+    """A SourceArn as Lambda sees it at deploy time, with the account filled in."""
+    if isinstance(value, str):
+        return value
+    parts = value["Fn::Join"][1]
+    return "".join(
+        part
+        if isinstance(part, str)
+        else {"AWS::AccountId": account, "AWS::Partition": "aws"}[part["Ref"]]
+        for part in parts
+    )
+
+
+def test_secrets_manager_may_invoke_rotation_only_for_the_platforms_secrets(
+    synthesized: Synthesized,
+):
+    """SourceAccount alone lets any secret of the account (another team's, or one
+    made to reach the function) start a rotation function. Each permission names the
+    platform's secrets by their name prefix; one pattern for all, as one function
+    rotates several secrets through one permission. Lambda compares it with
+    StringLike, and a secret's ARN ends in a random suffix after its name."""
+    region = default_context()["babyshield:region"]
+    account = "123456789012"
+    permissions = [
+        p["Properties"]
+        for p in synthesized.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "secretsmanager.amazonaws.com"
+    ]
+    assert len(permissions) == 3
+
+    def arn(name: str, *, in_account: str = account, in_region: str = region) -> str:
+        return f"arn:aws:secretsmanager:{in_region}:{in_account}:secret:{name}-AbCdEf"
+
+    for permission in permissions:
+        pattern = _joined(permission["SourceArn"], account)
+        for spec in INVENTORY:
+            assert fnmatchcase(arn(spec.secret_name), pattern), (spec.name, pattern)
+        for outsider in (
+            arn("other-team/db-app"),
+            arn("db-app"),
+            arn(names.secret_name("db-app"), in_account="210987654321"),
+            arn(names.secret_name("db-app"), in_region="eu-west-1"),
+        ):
+            assert not fnmatchcase(outsider, pattern), (outsider, pattern)
 
 
 def test_rotate_iam_manages_keys_of_the_partner_user_only(synthesized: Synthesized):
