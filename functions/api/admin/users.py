@@ -35,8 +35,9 @@ def list_users(
 
 
 def _is_uuid(text: str) -> bool:
+    # The spelling the list writes, and no other: UUID() also reads `urn:uuid:...`,
+    # braces and bare hex, which the query's uuid cast refuses (a 500, not a 400).
     try:
-        UUID(text)
+        return str(UUID(text)) == text
     except ValueError:
         return False
-    return True

@@ -243,6 +243,27 @@ def test_a_malformed_cursor_is_a_400_that_echoes_nothing(world, admin_headers, p
     assert cursor not in response.body
 
 
+@pytest.mark.parametrize(
+    "row_id",
+    [
+        "urn:uuid:00000000-0000-4000-8000-000000000000",
+        "uuid:00000000-0000-4000-8000-000000000000",
+        "{00000000-0000-4000-8000-000000000000}",
+        "00000000000040008000000000000000",
+    ],
+)
+def test_a_user_cursor_names_its_row_in_the_one_spelling_the_list_gives(
+    world, admin_headers, row_id
+):
+    """Python's UUID() reads spellings PostgreSQL's uuid type refuses (`urn:uuid:...`),
+    which once reached the query and answered 500. A cursor names its row as the list
+    wrote it, lower-case with hyphens; anything else is a tampered cursor."""
+    cursor = _raw_cursor(["2026-01-01T00:00:00+00:00", row_id])
+    response = listed(admin_headers, "/admin/users", f"cursor={cursor}")
+    assert response.status == 400, response.body
+    assert response.json()["error"]["message"] == "The cursor is not valid."
+
+
 @pytest.mark.parametrize("limit", ["0", str(MAX_ADMIN_PAGE_SIZE + 1), "-1", "ten", "1e3"])
 def test_a_page_size_out_of_bounds_is_a_422(world, admin_headers, limit):
     for path in ("/admin/users", "/admin/api-keys"):
