@@ -8,6 +8,8 @@ same owner, scopes and limit, and cuts the old key's life to a grace period
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Annotated, Literal
@@ -16,10 +18,10 @@ from uuid import UUID
 from pydantic import ConfigDict, Field
 
 from functions.api.admin import pages, require_admin
-from functions.api.identity.audit import audit
+from functions.api.identity.audit import audit, record_refused_change
 from functions.api.models import ApiModel, WholeNumber
 from functions.shared.caller import Caller
-from functions.shared.errors import NotFound
+from functions.shared.errors import DomainError, NotFound
 from functions.shared.identity.api_keys import KEY_ID_PATTERN
 from functions.shared.settings import get_settings
 
@@ -85,6 +87,37 @@ def _key_id(raw: str) -> str:
     return raw
 
 
+@contextmanager
+def _refusal_audited(
+    action: str,
+    actor: Caller,
+    source_ip: str,
+    detail: dict[str, str | int | None],
+    key_id: str | None = None,
+) -> Iterator[None]:
+    """A change the API refuses (a 4xx: an admin scope for a user, a key for nobody, a
+    dead key rotated) leaves an audit_log row of its own, outcome `failure` with the
+    refusal's code and what was asked: a stolen admin session probing for a way up
+    shows in audit_log, not only the changes it made."""
+    from functions.api.identity.store import KeyAlreadyIssued
+
+    try:
+        yield
+    except KeyAlreadyIssued:
+        raise  # the caller's own retry; the create's row records the key
+    except DomainError as exc:
+        if exc.status < 500:
+            record_refused_change(
+                action,
+                reason=exc.code,
+                actor=actor.user_id,
+                source_ip=source_ip,
+                key_id=key_id,
+                detail=detail,
+            )
+        raise
+
+
 def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> CreatedKey:
     from functions.api.identity.store import insert_api_key
     from functions.shared.identity.api_keys import generate_api_key
@@ -98,6 +131,12 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
     )
     scopes: list[str] = sorted(set(request.scopes))
     # What the key grants, so audit_log alone shows an admin-scoped key being issued.
+    asked: dict[str, str | int | None] = {
+        "owner_id": str(request.owner_id),
+        "scopes": ",".join(scopes),
+        "rate_limit_per_minute": request.rate_limit_per_minute,
+        "expires_at": expires_at.isoformat(timespec="seconds") if expires_at else None,
+    }
     record = partial(
         audit,
         "api_key_create",
@@ -108,18 +147,19 @@ def create_key(caller: Caller, request: NewKeyRequest, source_ip: str) -> Create
         owner_id=str(request.owner_id),
         scopes=",".join(scopes),
         rate_limit_per_minute=request.rate_limit_per_minute,
-        expires_at=expires_at.isoformat(timespec="seconds") if expires_at else None,
+        expires_at=asked["expires_at"],
     )
-    row = insert_api_key(
-        actor,
-        new_key,
-        owner_id=request.owner_id,
-        scopes=scopes,
-        rate_limit_per_minute=request.rate_limit_per_minute,
-        expires_at=expires_at,
-        client_token=request.client_token,
-        audit_row=lambda conn: record(row_on=conn),
-    )
+    with _refusal_audited("api_key_create", actor, source_ip, asked):
+        row = insert_api_key(
+            actor,
+            new_key,
+            owner_id=request.owner_id,
+            scopes=scopes,
+            rate_limit_per_minute=request.rate_limit_per_minute,
+            expires_at=expires_at,
+            client_token=request.client_token,
+            audit_row=lambda conn: record(row_on=conn),
+        )
     record()
     return CreatedKey(**row, api_key=new_key.plaintext)
 
@@ -168,13 +208,16 @@ def rotate_key(
         rotated_from=old_id,
         grace_days=grace_days,
     )
-    new_row, old_row = rotate_api_key(
-        actor,
-        old_id,
-        new_key,
-        timedelta(days=grace_days),
-        audit_row=lambda conn: record(row_on=conn),
-    )
+    with _refusal_audited(
+        "api_key_rotate", actor, source_ip, {"rotated_from": old_id, "grace_days": grace_days}
+    ):
+        new_row, old_row = rotate_api_key(
+            actor,
+            old_id,
+            new_key,
+            timedelta(days=grace_days),
+            audit_row=lambda conn: record(row_on=conn),
+        )
     record()
     return RotatedKey(
         new_key=CreatedKey(**new_row, api_key=new_key.plaintext), old_key=ApiKeyView(**old_row)
@@ -194,6 +237,7 @@ def revoke_key(caller: Caller, key_id: str, source_ip: str) -> RevokedKey:
         key_id=target,
         source_ip=source_ip,
     )
-    row = revoke_api_key(actor, target, audit_row=lambda conn: record(row_on=conn))
+    with _refusal_audited("api_key_revoke", actor, source_ip, {}, key_id=target):
+        row = revoke_api_key(actor, target, audit_row=lambda conn: record(row_on=conn))
     record()
     return RevokedKey(**row)

@@ -123,6 +123,34 @@ def record_admin_action(
     _persist(action, "success", source_ip, actor, None, None, detail)
 
 
+def record_refused_change(
+    action: str,
+    *,
+    reason: str,
+    actor: UUID,
+    source_ip: str | None,
+    key_id: str | None = None,
+    detail: dict[str, str | int | None],
+) -> None:
+    """An admin change the API refused (a 4xx), as an audit_log row of outcome
+    `failure` and a log line: what was asked, by whom, and the refusal's code."""
+    detail = _without_credentials(detail)
+    logger.warning(
+        "admin change refused",
+        extra={
+            "audit": True,
+            "action": action,
+            "outcome": "failure",
+            "reason": reason,
+            "user_id": str(actor),
+            "key_id": key_id,
+            "source_ip": source_ip,
+            **{k: v for k, v in detail.items() if v is not None},
+        },
+    )
+    _persist(action, "failure", source_ip, actor, key_id, reason, detail)
+
+
 def without_credentials(text: str) -> str:
     """`text` with every API-key, JWT and webhook-secret shape cut out."""
     return _CREDENTIAL_SHAPES.sub(REDACTED, text)

@@ -178,8 +178,13 @@ def insert_api_key(
     except psycopg.errors.UniqueViolation as exc:
         if client_token is None or exc.diag.constraint_name != _ONE_KEY_PER_CLIENT_TOKEN:
             raise
-        raise Conflict(_issued_with_token(actor, owner_id, client_token)) from exc
+        raise KeyAlreadyIssued(_issued_with_token(actor, owner_id, client_token)) from exc
     return _key_row(_returned(row))
+
+
+class KeyAlreadyIssued(Conflict):
+    """A create sent again with its client_token: the caller's own retry, answered with
+    the key the first create issued (whose audit row records it)."""
 
 
 # sql/019: one key per owner and client_token.

@@ -390,3 +390,49 @@ def test_changes_are_audited(world, admin):
     assert (actor, "api_key_rotate", "success") in actions
     assert (actor, "api_key_revoke", "success") in actions
     assert all(key["api_key"].split("_", 2)[2] not in str(row) for row in world.audit_rows())
+
+
+def test_a_refused_key_change_is_audited_with_what_was_asked(world, admin):
+    """An admin asking for what the API refuses (an admin-scoped key for a user, a key
+    for nobody, the rotation of a revoked key, the revocation of an unknown one) may
+    be a stolen admin session probing for a way up: audit_log shows the attempt, who
+    made it and what it asked for, not only the changes that were made."""
+    actor = str(admin["id"])
+    partner = str(admin["partner"])
+    revoked = create(admin).json()["key_id"]
+    admin_call(admin, "POST", f"/admin/api-keys/{revoked}/revoke")
+    before = len(world.audit_rows())
+
+    assert create(admin, scopes=["admin", "recalls:read"]).status == 409
+    nobody = "00000000-0000-4000-8000-000000000000"
+    assert create(admin, owner_id=nobody).status == 404
+    assert admin_call(admin, "POST", f"/admin/api-keys/{revoked}/rotate").status == 409
+    assert admin_call(admin, "POST", "/admin/api-keys/0123456789abcdef/revoke").status == 404
+
+    refused = [(row[0], row[1], row[2], row[4]) for row in world.audit_rows()[before:]]
+    assert [(a, action, outcome) for a, action, outcome, _ in refused] == [
+        (actor, "api_key_create", "failure"),
+        (actor, "api_key_create", "failure"),
+        (actor, "api_key_rotate", "failure"),
+        (actor, "api_key_revoke", "failure"),
+    ]
+    details = [detail for *_, detail in refused]
+    assert details[0]["reason"] == "conflict"
+    assert details[0]["owner_id"] == partner
+    assert details[0]["scopes"] == "admin,recalls:read"
+    assert (details[1]["reason"], details[1]["owner_id"]) == ("not_found", nobody)
+    assert (details[2]["reason"], details[2]["rotated_from"]) == ("conflict", revoked)
+    assert (details[3]["reason"], details[3]["key_id"]) == ("not_found", "0123456789abcdef")
+    # No key was issued by any of them, and no secret is in any row.
+    assert not any("api_key" in detail for detail in details)
+    assert not any("key_id" in detail for detail in details[:3])
+
+
+def test_a_create_sent_again_with_its_client_token_writes_no_refusal_row(world, admin):
+    """The repeat of a create is the caller's own retry, answered with the key it
+    issued; the create's row already records it."""
+    token = "retry-token-0123456789"
+    assert create(admin, client_token=token).status == 201
+    before = len(world.audit_rows())
+    assert create(admin, client_token=token).status == 409
+    assert world.audit_rows()[before:] == []
