@@ -50,12 +50,15 @@ class AlarmDetail(BaseModel):
 
 
 class AlarmStateChange(EventBridgeModel):
+    # The id keys the responder's idempotency and names the blocks it makes.
+    id: str = Field(min_length=1)
     source: Literal["aws.cloudwatch"]
     detail_type: Literal["CloudWatch Alarm State Change"] = Field(alias="detail-type")
     detail: AlarmDetail
 
 
 class ScheduledEvent(EventBridgeModel):
+    id: str = Field(min_length=1)
     source: Literal["aws.events", "aws.scheduler"]
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
 

@@ -48,3 +48,14 @@ def test_foreign_source_is_rejected_with_a_short_reason() -> None:
     assert isinstance(parsed, Rejected)
     assert parsed.reason.startswith("foreign event")
     assert len(parsed.reason) < 250
+
+
+def test_an_event_without_an_id_is_rejected_by_name() -> None:
+    """The id keys the responder's idempotency and names the blocks `waf unblock
+    --event` undoes: without one an event is rejected, not failed inside Powertools
+    (IdempotencyKeyError) and retried until it reaches the dead-letter queue."""
+    for event in (alarm_state_change_event(names.ALARM_WAF_BLOCKED), scheduled_sweep_event()):
+        event["id"] = ""
+        parsed = parse_event(event)
+        assert isinstance(parsed, Rejected), event["source"]
+        assert parsed.reason.endswith("invalid id")
