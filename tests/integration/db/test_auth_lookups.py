@@ -91,7 +91,8 @@ def test_every_security_definer_function_searches_the_temporary_schema_last(
         ).fetchall()
     assert found, "the lookups are SECURITY DEFINER functions"
     for function, config in found:
-        paths = [entry for entry in (config or []) if entry.startswith("search_path=")]
+        assert isinstance(config, list), function
+        paths = [str(entry) for entry in config if str(entry).startswith("search_path=")]
         assert len(paths) == 1, function
         assert paths[0].endswith(", pg_temp"), (function, paths[0])
 
