@@ -772,6 +772,29 @@ class ProtectedNetworks:
                     return label
         return None
 
+    def unprotected_part(self, network: IPNetwork) -> list[IPNetwork]:
+        """The addresses of `network` neither list holds, as the fewest CIDRs: all of
+        it when it touches neither list, nothing when it lies wholly inside them."""
+        network = canonical_network(network)
+        if not self.why_protected(network):
+            return [network]
+        cut = [str(protected) for protected in self.networks(network.version)]
+        pieces = cidrs_outside([str(network)], cut, network.version)
+        return [ipaddress.ip_network(piece) for piece in pieces]
+
+    def exempt_inside(self, network: IPNetwork) -> list[IPNetwork]:
+        """The protected networks that overlap `network`, sorted, each once: for a
+        network that only touches the lists, the addresses of it never blocked."""
+        network = canonical_network(network)
+        return sorted(
+            {
+                protected
+                for protected in self.networks(network.version)
+                if protected.overlaps(network)
+            },
+            key=lambda protected: (int(protected.network_address), protected.prefixlen),
+        )
+
 
 @lru_cache(maxsize=4)
 def _ssm_provider(region: str, endpoint_url: str | None, budget: Timeouts | None) -> Any:
@@ -850,29 +873,39 @@ def enforceable_blocks(
         if not protected.why_protected(block.network):
             to_plan.append(block)
             continue
-        cut = [str(network) for network in protected.networks(block.version)]
-        pieces = cidrs_outside([str(block.network)], cut, block.version)
+        pieces = protected.unprotected_part(block.network)
         if not pieces:
             shielded.append(block)
-        to_plan.extend(replace(block, network=ipaddress.ip_network(piece)) for piece in pieces)
+        to_plan.extend(replace(block, network=piece) for piece in pieces)
     return to_plan, shielded
 
 
 def plan_ip_set(blocks: Sequence[Block], version: int, limit: int) -> IpSetPlan:
     """Aggregate the live blocks of one version into at most `limit` CIDRs.
 
-    Past the limit, keep the longest prefix of the priority order whose
-    aggregate fits (binary search: aggregation never grows a list, so fitting
-    is monotone in the prefix length).
+    Past the limit, keep the longest prefix of the priority order whose aggregate
+    fits (longest_fitting_prefix). A later block wholly inside what that prefix
+    covers (an offender inside an operator's blocked range) needs no entry and the
+    WAF refuses it: it is kept too. Only the blocks the set does not cover are left
+    out, so "left out" always means "not enforced".
     """
     ordered = sorted((b for b in blocks if b.version == version), key=_priority)
     networks = [b.network for b in ordered]
     if len(_aggregate_ranges(networks, version)[0]) <= limit:
         return IpSetPlan(version, aggregate_cidrs(networks, version), ordered, [])
-    kept = longest_fitting_prefix(networks, version, limit)
-    return IpSetPlan(
-        version, aggregate_cidrs(networks[:kept], version), ordered[:kept], ordered[kept:]
-    )
+    fitting = longest_fitting_prefix(networks, version, limit)
+    starts, ends = _merged_ranges(networks[:fitting], version)
+    kept, left_out = list(ordered[:fitting]), list[Block]()
+    for block in ordered[fitting:]:
+        (kept if _within(block.network, starts, ends) else left_out).append(block)
+    return IpSetPlan(version, aggregate_cidrs(networks[:fitting], version), kept, left_out)
+
+
+def _within(network: IPNetwork, starts: Sequence[int], ends: Sequence[int]) -> bool:
+    """Whether merged, sorted ranges (_merged_ranges) hold every address of `network`."""
+    # The one merged range that can hold the network's first address.
+    at = bisect.bisect_right(starts, int(network.network_address)) - 1
+    return at >= 0 and ends[at] >= int(network.broadcast_address)
 
 
 def longest_fitting_prefix(networks: Sequence[IPNetwork], version: int, limit: int) -> int:
@@ -1008,13 +1041,12 @@ def enforcement(found: Sequence[Block]) -> dict[str, str]:
         starts, ends = held.get(block.version, ([], []))
         first = int(block.network.network_address)
         last = int(block.network.broadcast_address)
-        # The one merged range that can hold the block's start, and the last range that
-        # starts within the block (ranges are disjoint and sorted, their ends too).
-        at = bisect.bisect_right(starts, first) - 1
-        within = bisect.bisect_right(starts, last) - 1
-        if at >= 0 and ends[at] >= last:
+        # Otherwise the last range that starts within the block, or before it, decides
+        # whether any part is held (ranges are disjoint and sorted, their ends too).
+        last_start = bisect.bisect_right(starts, last) - 1
+        if _within(block.network, starts, ends):
             state[block.ip] = "all"
-        elif within >= 0 and ends[within] >= first:
+        elif last_start >= 0 and ends[last_start] >= first:
             state[block.ip] = "part"
         else:
             state[block.ip] = "none"

@@ -54,12 +54,16 @@ def _covering_blocks(offender: Offender, live: Sequence[Block]) -> list[Block]:
 def _left_out(live: Sequence[Block], settings: Settings, protected: ProtectedNetworks) -> set[str]:
     """The live blocks the IP sets do not hold (in whole or in part), planned as the
     sync plans them (blocks.sync_ip_sets: protected addresses cut out of every block
-    first, then the same plan over what is left): the WAF does not enforce them."""
+    first, then the same plan over what is left): the WAF does not enforce them.
+
+    A block inside a network the set keeps is kept by the plan (it needs no entry),
+    so a piece left out lies outside every kept entry: each live block holding it
+    (its own block, cut around a protected address or not, and any wider one) has
+    addresses the WAF does not refuse."""
     enforceable, shielded = enforceable_blocks(live, protected)
     left_out = {b.ip for b in shielded}
     for version in (4, 6):
         for piece in plan_ip_set(enforceable, version, settings.ipset_max_addresses).left_out:
-            # A piece of a block cut around a protected address stands for that block.
             left_out |= {block.ip for block in live if _inside(piece.network, block.network)}
     return left_out
 
@@ -204,6 +208,11 @@ def decide(
     """Highest offenders first: skip the protected, the already blocked and the
     released, cap the rest.
 
+    An offender touching a protected list is never blocked anew (the policy for new
+    blocks), but this event's own live block of it from an earlier attempt is
+    reported blocked unless the lists hold all of it: the sync keeps the rest of its
+    network in the IP sets (blocks.enforceable_blocks).
+
     A live block made by this same event counts as blocked again rather than
     skipped, so a retried invocation reports what the first attempt did; one that has
     run out by then is not made again on the evidence it served.
@@ -226,12 +235,16 @@ def decide(
     )
     for offender in ordered:
         ip = str(offender.network)
-        why_protected = protected.why_protected(offender.network)
-        if why_protected:
-            decision.skipped.append(Skipped(ip, offender.requests, f"on the {why_protected}"))
-            continue
         coverings = _covering_blocks(offender, live)
         covering = next((b for b in coverings if b.event_id == event_id), None)
+        why_protected = protected.why_protected(offender.network)
+        if why_protected and (covering is None or not protected.unprotected_part(offender.network)):
+            # Never a new block on a protected list, not even one that only touches it.
+            decision.skipped.append(Skipped(ip, offender.requests, f"on the {why_protected}"))
+            continue
+        # Past here an offender touching a list has this event's own block from an
+        # earlier attempt: the sync cuts only the protected addresses out of it, the WAF
+        # refuses the rest, so it is announced below as blocked (undo command included).
         enforced = [b for b in coverings if b.event_id != event_id and b.ip not in left_out]
         if covering is None and enforced:
             decision.skipped.append(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from functions.shared.blocks import Block, address_text, aws_client
 from functions.shared.observability import logger
-from functions.shared.settings import get_settings
+from functions.shared.settings import IPNetwork, get_settings
 from functions.waf_responder.decide import Skipped
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 MAX_LISTED = 50
 # Up to this many blocks the undo command names each address; past it, the event.
 MAX_ADDRESSES_IN_COMMAND = 20
+# Protected addresses named after one blocked network; the rest are counted.
+MAX_EXEMPT_LISTED = 5
 # SNS refuses a subject of 100 characters or more ("must be less than 100").
 SUBJECT_LIMIT = 99
 
@@ -58,6 +60,14 @@ def unblock_commands(blocked: Sequence[Block], event_id: str) -> list[str]:
     return commands
 
 
+def _exempt_text(networks: Sequence[IPNetwork]) -> str:
+    if not networks:
+        return ""
+    shown = ", ".join(address_text(n) for n in networks[:MAX_EXEMPT_LISTED])
+    more = len(networks) - MAX_EXEMPT_LISTED
+    return f", except {shown}{f' and {more} more' if more > 0 else ''} (on a protected list)"
+
+
 def compose(
     *,
     alarm: str,
@@ -70,9 +80,13 @@ def compose(
     limit: int,
     truncated_query: bool,
     no_offender: str = "",
+    exempt: Mapping[str, Sequence[IPNetwork]] | None = None,
 ) -> Notification:
     """The on-call message. `no_offender`: why no address was found, said when nothing
-    was blocked or skipped (so a quiet answer is not taken for a broken responder)."""
+    was blocked or skipped (so a quiet answer is not taken for a broken responder).
+    `exempt`: per blocked network, the protected addresses the sync cuts out of it
+    (the WAF refuses the rest of the network)."""
+    exempt = exempt or {}
     lines = [f"Alarm {alarm} is in ALARM: {alarm_reason}".rstrip(": "), f"Offenders from {source}."]
     if truncated_query:
         lines.append(
@@ -86,6 +100,7 @@ def compose(
             repeat = f", offence #{b.offences}" if b.offences > 1 else ""
             lines.append(
                 f"  {_host_text(b)}  {_activity(b)}  until {_when(b.blocked_until)}{repeat}"
+                + _exempt_text(exempt.get(b.ip, ()))
             )
         if len(blocked) > MAX_LISTED:
             lines.append(f"  ... and {len(blocked) - MAX_LISTED} more (babyshield waf list)")

@@ -137,6 +137,11 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
         event_id=alarm.event_id,
         source=report.source,
         blocked=decision.to_block,
+        exempt={
+            b.ip: exempt
+            for b in decision.to_block
+            if (exempt := protected.exempt_inside(b.network))
+        },
         skipped=decision.skipped,
         left_out=sync.left_out,
         limit=settings.ipset_max_addresses,
@@ -192,8 +197,11 @@ def _made_by_an_earlier_attempt(
     message is sent last), which this look did not find again: the auto-block rules
     now refuse those addresses' requests before the rate rule counts them, so its keys
     no longer list them. They are announced (and synced) as this look's own, unless
-    this look skipped them or they are protected now (put on the never-block list
-    since): the WAF does not hold those, and on-call must not read them as blocked."""
+    this look skipped them or they lie wholly inside a protected list now (put on the
+    never-block list since): the WAF holds nothing of those, and on-call must not read
+    them as blocked. One that only touches a list is announced: the sync cuts just the
+    protected addresses out of it and the WAF refuses the rest (the message names the
+    exempt addresses)."""
     named = {b.ip for b in decision.to_block} | {s.ip for s in decision.skipped}
     return [
         b
@@ -202,7 +210,7 @@ def _made_by_an_earlier_attempt(
         and b.ip not in named
         and not b.released
         and b.is_live(now)
-        and not protected.why_protected(b.network)
+        and protected.unprotected_part(b.network)
     ]
 
 

@@ -189,11 +189,14 @@ def _foreign_and_malformed() -> list[tuple[str, Any]]:
     del no_state["detail"]["state"]
     bad_time = json.loads(json.dumps(valid))
     bad_time["detail"]["state"]["timestamp"] = "yesterday"
+    no_id = json.loads(json.dumps(valid))
+    no_id["id"] = ""  # it keys the idempotency: once an IdempotencyKeyError, retried
     unknown_alarm = alarm_state_change_event("someone-elses-alarm")
     s3_event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {}}
     return [
         ("alarm without state", no_state),
         ("alarm with unreadable time", bad_time),
+        ("alarm without an id", no_id),
         ("alarm not configured", unknown_alarm),
         ("another service's event", s3_event),
         ("not an object", ["ALARM"]),

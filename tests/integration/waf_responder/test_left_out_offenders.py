@@ -115,6 +115,56 @@ def test_a_block_the_sync_leaves_out_is_not_taken_for_enforced_because_of_a_prot
     assert f"{b}/32" in ip_set_addresses(waf, 4), result["skipped"]
 
 
+def test_a_block_inside_a_kept_network_is_not_reported_left_out_of_a_full_ip_set(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the IP set limit the sync keeps the longest prefix of the priority order
+    that fits (blocks.plan_ip_set); a later block wholly inside a network that prefix
+    keeps needs no entry and the WAF refuses it, so it is kept too, not "left out".
+    Only the blocks the WAF does not enforce are reported left out, and the network
+    holding such a block is not taken for unenforced by the next look (decide): an
+    address of an operator's enforced range is "already blocked", not "waiting for
+    room in the full IP set"."""
+    from functions.shared import blocks
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("IPSET_MAX_ADDRESSES", "2")
+    get_settings.cache_clear()
+    now_ms = int(time.time()) * 1000
+    inside = "198.51.100.7"
+    # Given the responder blocked one address, and an operator then blocked its whole
+    # /24 and another /24: the set holds the two networks, full
+    put_waf_records({inside: 6}, at_ms=now_ms - 600_000)
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    blocks.block(
+        ["198.51.100.0/24", "192.0.2.0/24"],
+        reason="whole range",
+        duration_seconds=3600,
+        actor="oncall",
+    )
+    assert ip_set_addresses(waf, 4) == ["192.0.2.0/24", "198.51.100.0/24"]
+    oncall_messages(waf)
+
+    # When a new offender arrives that does not fit
+    put_waf_records({"203.0.113.9": 6}, at_ms=now_ms - 60_000)
+    result = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+
+    # Then the WAF still refuses the first address (inside the kept /24)...
+    assert "198.51.100.0/24" in ip_set_addresses(waf, 4)
+    # ...so only the new offender is reported left out
+    text = oncall_messages(waf)[0]["Message"]
+    assert result["left_out"] == ["203.0.113.9/32"], text
+    assert "Left out of the WAF IP sets (1)" in text, text
+
+    # And when another address of the operator's enforced /24 attacks, the next look
+    # calls it blocked by the operator, not waiting for room in the full set
+    put_waf_records({"198.51.100.50": 6}, at_ms=now_ms - 30_000)
+    later = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    (why,) = [s["why"] for s in later["skipped"] if s["ip"] == "198.51.100.50/32"]
+    assert "waiting for room" not in why, why
+    assert why == "already blocked (by manual)", why
+
+
 def test_rate_limited_clients_past_the_set_limit_do_not_take_turns_in_it(
     waf: WafResources, invoke: Invoke, rate_rule: Stubber, monkeypatch: pytest.MonkeyPatch
 ):

@@ -124,6 +124,40 @@ def test_a_retry_does_not_announce_a_block_the_never_block_list_keeps_out_of_the
     )
 
 
+def test_a_retry_still_announces_its_v6_block_the_waf_keeps_around_a_protected_address(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IPv6 offender is blocked as its /64. The event's first attempt blocked it and
+    could not publish; meanwhile one partner address inside that /64 was put on the
+    never-block list. The sync cuts only that address out (blocks.enforceable_blocks),
+    so the WAF still refuses the rest of the /64, and the retry's message says so: the
+    /64 is announced as blocked with its undo command, naming the exempt address,
+    never as "not blocked ... on the never-block list" (which holds only for a block
+    wholly inside a list, as in the test above)."""
+    event = alarm_state_change_event(names.ALARM_WAF_BLOCKED)
+    put_waf_records({"2001:db8:1:2::9": 12})
+    _first_attempt_without_sns(invoke, event, monkeypatch)
+    assert ip_set_addresses(waf, 6) == ["2001:db8:1:2::/64"]
+    # A partner's address in that /64 goes on the never-block list (runbook step 3)
+    monkeypatch.setenv("NEVER_BLOCK_CIDRS", "2001:db8:1:2::10/128")
+    get_settings.cache_clear()
+
+    invoke(event)
+
+    held = ip_set_addresses(waf, 6)
+    # the rest of the /64 is refused at the WAF
+    assert held
+    assert "2001:db8:1:2::10/128" not in held
+    (message,) = oncall_messages(waf)
+    text = message["Message"]
+    assert "on the never-block list" not in text, text
+    assert "Blocked 1 address(es):" in text, text
+    (line,) = _section(text, "Blocked ")
+    assert line.strip().startswith("2001:db8:1:2::/64"), text
+    assert "except 2001:db8:1:2::10 (on a protected list)" in line, text
+    assert "2001:db8:1:2::/64" in text.split("To undo:")[-1], text
+
+
 def test_an_offender_whose_block_ends_during_the_look_is_not_called_already_blocked(
     waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

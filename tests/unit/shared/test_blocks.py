@@ -130,6 +130,52 @@ def test_manual_blocks_outrank_automatic_ones_at_the_limit() -> None:
     assert plan.addresses == ["203.0.113.9/32"]
 
 
+def test_a_block_inside_a_kept_network_is_kept_not_left_out() -> None:
+    """Protects what "left out" means: a block past the fitting prefix that lies inside
+    a network the set keeps needs no entry and the WAF refuses it, so it is kept; only
+    a block the set does not cover is left out (and reported unenforced)."""
+    operator = _block("198.51.100.0/24", source="manual")
+    other = _block("192.0.2.0/24", source="manual")
+    newest = _block("203.0.113.9/32", last_seen=3000)
+    inside = _block("198.51.100.7/32", last_seen=2000)
+    plan = plan_ip_set([inside, newest, other, operator], 4, limit=2)
+    assert plan.addresses == ["192.0.2.0/24", "198.51.100.0/24"]
+    assert plan.left_out == [newest]
+    assert inside in plan.kept
+
+
+def test_a_block_inside_kept_networks_merged_together_is_kept() -> None:
+    """Covered by the union of the kept networks (two halves), not by one of them."""
+    halves = [_block("198.51.100.0/25", last_seen=9), _block("198.51.100.128/25", last_seen=8)]
+    outside = _block("203.0.113.1/32", last_seen=7)
+    across = _block("198.51.100.64/26", last_seen=6)
+    plan = plan_ip_set([*halves, outside, across], 4, limit=1)
+    assert plan.addresses == ["198.51.100.0/24"]
+    assert plan.left_out == [outside]
+
+
+def test_the_unprotected_part_of_a_network_that_touches_a_protected_list() -> None:
+    """Protects the line between "touches a list" (the rest stays blocked) and "wholly
+    on one" (nothing of it is blocked): the responder and the sync draw it alike."""
+    protected = ProtectedNetworks(
+        admin=(ipaddress.ip_network("192.0.2.0/28"),),
+        never_block=(ipaddress.ip_network("2001:db8:1:2::10/128"),),
+    )
+    v6 = ipaddress.ip_network("2001:db8:1:2::/64")
+    rest = protected.unprotected_part(v6)
+    assert sum(piece.num_addresses for piece in rest) == 2**64 - 1
+    assert not any(ipaddress.ip_address("2001:db8:1:2::10") in piece for piece in rest)
+    assert protected.exempt_inside(v6) == [ipaddress.ip_network("2001:db8:1:2::10/128")]
+    assert protected.unprotected_part(ipaddress.ip_network("192.0.2.3/32")) == []
+    assert protected.unprotected_part(ipaddress.ip_network("192.0.2.0/24")) == [
+        ipaddress.ip_network(cidr)
+        for cidr in ("192.0.2.16/28", "192.0.2.32/27", "192.0.2.64/26", "192.0.2.128/25")
+    ]
+    untouched = ipaddress.ip_network("203.0.113.3/32")
+    assert protected.unprotected_part(untouched) == [untouched]
+    assert protected.exempt_inside(untouched) == []
+
+
 def test_protected_networks_name_the_list_that_protects_an_address() -> None:
     protected = ProtectedNetworks(
         admin=(ipaddress.ip_network("192.0.2.0/28"),),

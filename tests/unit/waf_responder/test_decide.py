@@ -104,6 +104,66 @@ def test_a_retried_event_reports_its_own_blocks_as_blocked() -> None:
     assert decision.to_block == [mine]
 
 
+def test_a_retry_reports_its_own_block_that_touches_a_protected_list_as_blocked() -> None:
+    """Protects the message after a retry: a partner address inside this event's /64
+    went on the never-block list since the first attempt; the sync cuts only it out
+    and the WAF refuses the rest, so the block is reported blocked, not skipped."""
+    mine = _previous("2001:db8:1:2::/64", offences=1, blocked_until=NOW + 60, event_id="e")
+    partner = ProtectedNetworks(
+        admin=(), never_block=(ipaddress.ip_network("2001:db8:1:2::10/128"),)
+    )
+    decision = decide(
+        [_offender("2001:db8:1:2::/64", 50)],
+        alarm="a",
+        reason="r",
+        event_id="e",
+        known={mine.ip: mine},
+        protected=partner,
+        now=NOW,
+        settings=settings_from_environment({}),
+    )
+    assert decision.to_block == [mine]
+    assert decision.skipped == []
+
+
+def test_a_new_offender_touching_a_protected_list_is_not_blocked() -> None:
+    """Protects the policy for new blocks: a network holding a protected address is
+    never blocked anew, even though the sync would cut the address out; only this
+    event's own earlier block of it is reported, and only if the lists do not hold
+    all of it."""
+    partner = ProtectedNetworks(
+        admin=(), never_block=(ipaddress.ip_network("2001:db8:1:2::10/128"),)
+    )
+    elsewhere = _previous("2001:db8:1:2::/64", offences=1, blocked_until=NOW + 60, event_id="x")
+    decision = decide(
+        [_offender("2001:db8:1:2::/64", 50)],
+        alarm="a",
+        reason="r",
+        event_id="e",
+        known={elsewhere.ip: elsewhere},
+        protected=partner,
+        now=NOW,
+        settings=settings_from_environment({}),
+    )
+    assert decision.to_block == []
+    assert [s.why for s in decision.skipped] == ["on the never-block list"]
+
+    whole = ProtectedNetworks(admin=(), never_block=(ipaddress.ip_network("2001:db8:1::/48"),))
+    mine = replace(elsewhere, event_id="e")
+    decision = decide(
+        [_offender("2001:db8:1:2::/64", 50)],
+        alarm="a",
+        reason="r",
+        event_id="e",
+        known={mine.ip: mine},
+        protected=whole,
+        now=NOW,
+        settings=settings_from_environment({}),
+    )
+    assert decision.to_block == []
+    assert [s.why for s in decision.skipped] == ["on the never-block list"]
+
+
 def test_repeat_offender_gets_a_longer_block_up_to_the_cap() -> None:
     """Protects escalation: 4h, then 8h, 16h ... never past the configured maximum."""
     settings = settings_from_environment({"BLOCK_MAX_EXPIRY_SECONDS": str(24 * 3600)})

@@ -114,3 +114,15 @@ def test_every_list_shows_one_address_bare_and_a_network_as_cidr() -> None:
     assert "  2001:db8:1:2::/64  40 requests" in text
     # The rate rule's offenders carry no count
     assert "  198.51.100.9  rate-limited  over the cap" in text
+
+
+def test_a_blocked_network_names_the_protected_addresses_cut_out_of_it() -> None:
+    """Protects on-call from reading a partner as blocked: the /64 is announced with
+    the protected address the WAF lets through, and its undo command."""
+    v6 = _block("2001:db8:1:2::/64")
+    text = _compose([v6], exempt={v6.ip: [ipaddress.ip_network("2001:db8:1:2::10/128")]})
+    (line,) = [line for line in text.splitlines() if line.startswith("  2001:db8:1:2::/64")]
+    assert line.endswith(", except 2001:db8:1:2::10 (on a protected list)")
+    assert "babyshield waf unblock 2001:db8:1:2::/64" in text
+    many = [ipaddress.ip_network(f"2001:db8:1:2::{i:x}/128") for i in range(1, 9)]
+    assert "and 3 more (on a protected list)" in _compose([v6], exempt={v6.ip: many})
