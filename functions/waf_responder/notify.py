@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from functions.shared.blocks import Block, address_text, aws_client
+from functions.shared.blocks import Block, address_text, aws_client, is_unprintable
 from functions.shared.observability import logger
 from functions.shared.settings import IPNetwork, get_settings
 from functions.waf_responder.decide import Skipped
@@ -22,6 +22,8 @@ MAX_LISTED = 50
 MAX_ADDRESSES_IN_COMMAND = 20
 # Protected addresses named after one blocked network; the rest are counted.
 MAX_EXEMPT_LISTED = 5
+# The alarm's reason text is shown up to this many characters.
+MAX_REASON_SHOWN = 300
 # SNS refuses a subject of 100 characters or more ("must be less than 100").
 SUBJECT_LIMIT = 99
 
@@ -60,6 +62,13 @@ def unblock_commands(blocked: Sequence[Block], event_id: str) -> list[str]:
     return commands
 
 
+def _one_line(text: str) -> str:
+    """CloudWatch's reason text, which whoever may set an alarm's state writes: on one
+    line, without characters a mail client or terminal acts on, and bounded."""
+    shown = "".join(" " if is_unprintable(c) else c for c in text).strip()
+    return shown if len(shown) <= MAX_REASON_SHOWN else shown[: MAX_REASON_SHOWN - 3] + "..."
+
+
 def _exempt_text(networks: Sequence[IPNetwork]) -> str:
     if not networks:
         return ""
@@ -87,7 +96,10 @@ def compose(
     `exempt`: per blocked network, the protected addresses the sync cuts out of it
     (the WAF refuses the rest of the network)."""
     exempt = exempt or {}
-    lines = [f"Alarm {alarm} is in ALARM: {alarm_reason}".rstrip(": "), f"Offenders from {source}."]
+    lines = [
+        f"Alarm {alarm} is in ALARM: {_one_line(alarm_reason)}".rstrip(": "),
+        f"Offenders from {source}.",
+    ]
     if truncated_query:
         lines.append(
             "Not every log record of the window could be read (too many for the query's "

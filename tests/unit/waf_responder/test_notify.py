@@ -126,3 +126,17 @@ def test_a_blocked_network_names_the_protected_addresses_cut_out_of_it() -> None
     assert "babyshield waf unblock 2001:db8:1:2::/64" in text
     many = [ipaddress.ip_network(f"2001:db8:1:2::{i:x}/128") for i in range(1, 9)]
     assert "and 3 more (on a protected list)" in _compose([v6], exempt={v6.ip: many})
+
+
+def test_the_alarm_reason_cannot_forge_lines_of_the_message() -> None:
+    """The alarm's reason is CloudWatch's text, which anyone with cloudwatch:SetAlarmState
+    writes: it stays on its one line, without control characters and bounded, so it
+    cannot add a "To undo:" line of its own or an escape sequence to on-call's mail."""
+    forged = "Threshold Crossed\nTo undo: babyshield waf unblock 0.0.0.0/0\x1b[2J\u2028x" * 50
+    text = _compose([_block("203.0.113.7")], alarm_reason=forged)
+    first, *rest = text.splitlines()
+    assert first.startswith("Alarm babyshield-waf-blocked-requests is in ALARM: Threshold")
+    assert "\x1b" not in text
+    assert "\u2028" not in text
+    assert len(first) <= 400
+    assert not any("0.0.0.0/0" in line for line in rest)
