@@ -7,6 +7,7 @@ mode) the admin secret in Secrets Manager. Applying twice is a no-op.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
 
 from ops.console import CommandError
@@ -18,7 +19,15 @@ if TYPE_CHECKING:
 # libpq's parse errors quote the part of the value they stumbled on, which may be a
 # password: the value is never repeated, only what shape it should have.
 NOT_A_DATABASE_URL = "not a PostgreSQL connection URL or conninfo string"
-DATABASE_URL_EXAMPLE = "e.g. postgresql://USER@HOST:5432/DBNAME"
+DATABASE_URL_EXAMPLE = (
+    "e.g. postgresql://USER:PASSWORD@HOST:5432/DBNAME, with @ / : # ? in the password "
+    "percent-encoded (%40 %2F %3A %23 %3F)"
+)
+# What a host or a port can be (names, addresses, [IPv6], a socket directory; digits).
+# Anything else is a password's tail that an unencoded `@` or `/` pushed there, which
+# libpq's connection error would quote.
+_HOST = re.compile(r"[A-Za-z0-9._:%\[\]/-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def connection_failure(error: Exception) -> str:
@@ -31,14 +40,21 @@ def connection_failure(error: Exception) -> str:
 
 
 def is_conninfo(value: str) -> bool:
-    """Does libpq parse it (a postgresql:// URL or key=value pairs); connecting is later."""
+    """Does libpq parse it (a postgresql:// URL or key=value pairs) into hosts and ports
+    that can be ones; connecting is later."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        conninfo_to_dict(value)
+        parameters = conninfo_to_dict(value)
     except psycopg.ProgrammingError:
         return False
+    for name, form in (("host", _HOST), ("hostaddr", _HOST), ("port", _PORT)):
+        given = parameters.get(name)
+        # An empty element is libpq's default (a list like "h1,,h2" may hold one).
+        parts = str(given).split(",") if given is not None else []
+        if not all(form.fullmatch(part) for part in parts if part):
+            return False
     return True
 
 

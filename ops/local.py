@@ -205,6 +205,14 @@ def _run(args: argparse.Namespace) -> int:
             f"cannot use the database: {connection_failure(exc)}",
             hint="check DATABASE_URL, or unset it to use 127.0.0.1:5432 or an embedded one",
         ) from exc
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction) as exc:
+        # A developer's own login, a tier's, a read replica: it connects, then may not
+        # create the stack's roles, database and tables.
+        raise CommandError(
+            f"DATABASE_URL's login may not set up the stack ({type(exc).__name__})",
+            hint="name a superuser on a primary in DATABASE_URL (docs/DATABASE.md), or "
+            "unset it to use 127.0.0.1:5432 or an embedded one",
+        ) from exc
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -253,3 +253,21 @@ def test_the_never_block_list_oncall_edits_in_ssm_protects_an_address_locally(st
 
     assert code == 1
     assert "never-block list" in capsys.readouterr().err
+
+
+def test_a_database_url_without_the_rights_to_set_up_the_stack_says_so(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DATABASE_URL must name a superuser (docs/DATABASE.md). An ordinary login (a
+    tier's, a developer's own) connects and then may not create the stack's roles and
+    tables: one line naming DATABASE_URL and what it needs, not an "unexpected
+    failure" to report as a bug."""
+    monkeypatch.chdir(tmp_path)
+    with private_database(pg_cluster) as database:
+        monkeypatch.setenv("DATABASE_URL", database.tier("app"))
+        code = main(["local", "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "unexpected failure" not in err, err
+    assert "DATABASE_URL's login may not set up the stack (InsufficientPrivilege)" in err
+    assert "superuser" in err

@@ -34,6 +34,33 @@ def free_port() -> int:
 @pytest.mark.parametrize(
     "url",
     [
+        # An unencoded `@` in the password: libpq takes the rest as the host and would
+        # print "failed to resolve host 'hunter2secret@127.0.0.1'".
+        f"postgresql://postgres:ab@{PASSWORD}@127.0.0.1:5432/x",
+        # An unencoded `/`: libpq takes "ab" for the port and would print it.
+        f"postgresql://postgres:ab/{PASSWORD}@127.0.0.1:5432/x",
+        f"host=127.0.0.1 port={PASSWORD} user=postgres",
+    ],
+)
+def test_a_url_whose_password_spills_into_host_or_port_is_refused_unquoted(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generated password holding `@` or `/`, not percent-encoded (the commonest
+    mistake in a URL), still parses: part of it becomes the host or the port, which
+    libpq's connection error then quotes. A host or port that cannot be one is refused
+    before any connection, naming what to encode and never the value."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    code = main(["local", "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "DATABASE_URL is not a PostgreSQL connection URL" in err
+    assert "percent-encode" in err
+    assert PASSWORD not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         # libpq would answer: invalid percent-encoded token: "ab%zzhunter2secret"
         f"postgresql://postgres:ab%zz{PASSWORD}@127.0.0.1:5432/x",  # pragma: allowlist secret
         # libpq would answer: missing "=" after "hunter2secret"
