@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 # password: the value is never repeated, only what shape it should have.
 NOT_A_DATABASE_URL = "not a PostgreSQL connection URL or conninfo string"
 DATABASE_URL_EXAMPLE = (
-    "e.g. postgresql://USER:PASSWORD@HOST:5432/DBNAME, with @ / : # ? in the password "
-    "percent-encoded (%40 %2F %3A %23 %3F)"
+    "e.g. postgresql://USER@HOST:5432/DBNAME; percent-encode @ / : # ? in a password "
+    "(%40 %2F %3A %23 %3F)"
 )
 # What a host or a port can be (names, addresses, [IPv6], a socket directory; digits).
 # Anything else is a password's tail that an unencoded `@` or `/` pushed there, which

@@ -15,7 +15,8 @@ front of the API handler and applies, in WebACL priority order:
    with the same JSON body and Retry-After as the WebACL's custom response
    (cdk/waf.py);
 3. the scanner user-agent and size-limits rules (a path over 2048 bytes, a query
-   string over 4096), answered 403 as a block;
+   string over 4096 as the client sent it, a body over `max_body_bytes` as sent),
+   answered 403 as a block;
 4. API Gateway's request validator, after the WAF as in AWS: a JSON body that is
    not a JSON object gets the gateway's 400 (cdk/api.py);
 
@@ -24,6 +25,15 @@ the headers of `names.WAF_REDACTED_HEADERS` (authorization, cookie, x-api-key)
 and the query string redacted as the WAF logging config does. The responder's
 Logs Insights query reads those records, so the attack flow runs end to end:
 flood -> BLOCK records -> alarm -> responder -> IP set -> refused.
+
+The WebACL's other rules (the AWS managed rule groups and the XSS rule) are not
+applied here: the API's own attack inspection answers those requests, with its
+400 rather than WAF's 403, and no BLOCK record reaches the responder.
+
+WAF sees the HTTP request, not the proxy event API Gateway builds from it, and the
+event holds only the decoded query parameters: `ops/local_server.py` hands the
+edge the query string as sent (`LocalEdge.handle_as_sent`), and the API still gets
+the event alone, as in AWS.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote_plus, unquote, urlencode
 
 from functions.api.middleware.security_headers import apply_security_headers
 from functions.shared import names
@@ -185,16 +195,47 @@ def _is_admin_path(path: str) -> bool:
     return _transformed_path(path).startswith(ADMIN_PATHS)
 
 
-def _content_rule(event: dict[str, Any]) -> str | None:
+def sent_body(event: dict[str, Any]) -> bytes:
+    """The body's bytes as the client sent them (what WAF's body size counts): the
+    event carries them as text, or base64 when they are not UTF-8 (ops/apigw.py)."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(body)
+    return str(body).encode()
+
+
+# What a query may carry unescaped (RFC 3986) besides letters, digits and `-._~`,
+# which quote_plus() never escapes: not the delimiters `&` `=` `+`, nor `;`, which
+# API Gateway splits REST query strings at too (ops/apigw.py).
+_QUERY_SAFE = "!$'()*,/:?@"
+
+
+def shortest_query(event: dict[str, Any]) -> str:
+    """A short spelling of the event's query parameters, for callers that build an
+    event without the request it came from (tests, tools), whose spelling as sent is
+    lost: only what must be escaped is, and a space is `+`."""
+    parameters = event.get("multiValueQueryStringParameters") or {}
+    return urlencode(parameters, doseq=True, safe=_QUERY_SAFE, quote_via=quote_plus)
+
+
+def _content_rule(event: dict[str, Any], *, query_string: str, max_body_bytes: int) -> str | None:
     """The WebACL rule after the rate rule that blocks this request, if any: a
-    scanner's user agent, then a path or query string over its size limit
-    (cdk/waf.py, from functions/shared/waf_rules.py). The body's limit is the API's own too."""
+    scanner's user agent, then the size-limits rule (cdk/waf.py, from
+    functions/shared/waf_rules.py). That rule measures each part as sent (text
+    transformation NONE): the path, the query string (`query_string`, not the
+    decoded parameters of the event) and the body, whose limit is the API's
+    `max_body_bytes`. WAF is sent at least that much of a body (cdk/waf.py,
+    inspection_limit) and treats a larger one as a match (oversize handling MATCH),
+    so a body over the limit is blocked here too, whatever its length."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     if _SCANNER_AGENT.search(headers.get("user-agent", "").lower()):
         return "suspicious-user-agents"
-    query = urlencode(event.get("multiValueQueryStringParameters") or {}, doseq=True)
     path = event.get("path") or ""
-    if len(path.encode()) > MAX_URI_PATH_BYTES or len(query.encode()) > MAX_QUERY_STRING_BYTES:
+    if (
+        len(path.encode()) > MAX_URI_PATH_BYTES
+        or len(query_string.encode()) > MAX_QUERY_STRING_BYTES
+        or len(sent_body(event)) > max_body_bytes
+    ):
         return "size-limits"
     return None
 
@@ -229,7 +270,15 @@ class LocalEdge:
         aws_client: Callable[[str], Any],
         log_group: str = names.WAF_LOG_GROUP,
         log_stream: str = "local-edge",
+        max_body_bytes: int | None = None,
     ):
+        """`max_body_bytes`: the size rule's body limit, which CDK sets from the same
+        value as the API's (cdk/config.py); by default the API's setting."""
+        if max_body_bytes is None:
+            from functions.shared.settings import get_settings
+
+            max_body_bytes = get_settings().max_body_bytes
+        self._max_body_bytes = max_body_bytes
         self._handler = handler
         self._rate = RateRule(limit=rate_limit)
         self._ip_sets = ip_sets
@@ -268,6 +317,16 @@ class LocalEdge:
         return None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """An event without the request it came from: its query string is measured as
+        `shortest_query` spells it."""
+        return self.handle_as_sent(event, context, query_string=shortest_query(event))
+
+    def handle_as_sent(
+        self, event: dict[str, Any], context: Any, *, query_string: str
+    ) -> dict[str, Any]:
+        """One request: `event` as API Gateway builds it, `query_string` as the client
+        sent it (all after the first `?`), which WAF's size rule measures. The API
+        gets `event` alone."""
         address, ip = _client(event["requestContext"]["identity"]["sourceIp"])
         now = time.time()
         if self._admin_refused(event, ip):
@@ -284,7 +343,7 @@ class LocalEdge:
             )
             self._log(event, now, action="BLOCK", rule=names.RATE_RULE, rule_type="RATE_BASED")
             return response
-        rule = _content_rule(event)
+        rule = _content_rule(event, query_string=query_string, max_body_bytes=self._max_body_bytes)
         if rule is not None:
             self._log(event, now, action="BLOCK", rule=rule, rule_type="REGULAR")
             return _blocked(event)

@@ -9,6 +9,10 @@ API's gateway responses (cdk/api.py), as API Gateway answers a failed invocation
 The framing is read strictly: one Content-Length of digits only, no
 Transfer-Encoding. A body this server did not read would otherwise be parsed as
 the next request on the connection (request smuggling).
+
+A handler with a `handle_as_sent` method (the local edge, which plays WAF) is also
+given the query string as sent, which WAF measures and the proxy event does not
+hold; the handler behind it gets the event alone, as the Lambda does in AWS.
 """
 
 from __future__ import annotations
@@ -18,15 +22,28 @@ import binascii
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from ops.apigw import LocalLambdaContext, rest_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@runtime_checkable
+class SeesTheRequestAsSent(Protocol):
+    """A handler that reads the request as the client sent it besides its proxy event:
+    the local edge, as WAF inspects the HTTP request before API Gateway builds the
+    event (ops/local_edge.py)."""
+
+    def handle_as_sent(
+        self, event: dict[str, Any], context: Any, *, query_string: str
+    ) -> dict[str, Any]: ...
+
 
 # API Gateway refuses larger payloads before the Lambda is invoked.
 API_GATEWAY_MAX_PAYLOAD = 10 * 1024 * 1024
@@ -243,7 +260,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
         )
         try:
-            status, headers, payload = proxy_answer(self.server.invoke(event))
+            status, headers, payload = proxy_answer(self.server.invoke(event, query_string=query))
         except Exception as exc:  # noqa: BLE001 - any failure is the client's 502, as in AWS
             # The type only: an exception's text may quote a connection string.
             self.log_error("the handler failed: %s", type(exc).__name__)
@@ -289,9 +306,23 @@ class LocalApiServer(ThreadingHTTPServer):
         with self._lock:
             self._handler = handler
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], *, query_string: str = "") -> dict[str, Any]:
+        """Run the handler on one event; `query_string` is the request's as sent, for a
+        handler that reads it (SeesTheRequestAsSent)."""
         with self._lock:
+            if isinstance(self._handler, SeesTheRequestAsSent):
+                return self._handler.handle_as_sent(
+                    event, LocalLambdaContext(), query_string=query_string
+                )
             return self._handler(event, LocalLambdaContext())
+
+    @contextmanager
+    def serving_alone(self) -> Iterator[None]:
+        """No request is served meanwhile: for function code run in this process
+        beside the API (the local stack's expiry sweep), which shares the API's
+        logger and metrics as two Lambdas in AWS never do."""
+        with self._lock:
+            yield
 
     @property
     def url(self) -> str:

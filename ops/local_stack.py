@@ -11,7 +11,10 @@
   changes what live requests use;
 - the API behind the local edge (auto-block IP sets, per-IP rate rule, WAF
   logs), on http://127.0.0.1:$PORT;
-- a subscriber that prints every on-call message to this console.
+- a subscriber that prints every on-call message to this console;
+- the responder's expiry sweep every 5 minutes (BABYSHIELD_LOCAL_SWEEP_SECONDS
+  changes the period), as the EventBridge schedule runs it in AWS: expired blocks
+  and addresses added to the never-block list leave the IP sets.
 
 Each start reuses the database (migrations and seeding are idempotent, and the
 logins get fresh passwords matching fresh secrets) and starts AWS empty: blocks,
@@ -20,13 +23,15 @@ rate counters and secrets do not survive a restart, by design.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +48,9 @@ API_LOG_STREAM = "local-api"
 # The WebACL's rate-based rule: requests per 5 minutes per address (cdk/waf.py).
 DEFAULT_RATE_LIMIT = 2000
 DEFAULT_ADMIN_CIDRS = "127.0.0.1/32,::1/128"
+# The expiry sweep's period in seconds, for a session that wants it sooner (the tests).
+SWEEP_SECONDS_VARIABLE = "BABYSHIELD_LOCAL_SWEEP_SECONDS"
+MAX_SWEEP_SECONDS = 24 * 60 * 60
 
 
 class PortUnavailable(Exception):
@@ -60,6 +68,25 @@ class LocalStackOptions:
     # A database prepared elsewhere (tests: a private database with prefixed roles).
     admin_conninfo: str | None = None
     roles: RoleNames | None = None
+    # None: $BABYSHIELD_LOCAL_SWEEP_SECONDS, else the schedule's SWEEP_PERIOD_MINUTES.
+    sweep_seconds: int | None = None
+
+
+def sweep_seconds_from_environment() -> int:
+    """The expiry sweep's period: BABYSHIELD_LOCAL_SWEEP_SECONDS, else as in AWS."""
+    from functions.shared.blocks import SWEEP_PERIOD_MINUTES
+
+    default = SWEEP_PERIOD_MINUTES * 60
+    raw = os.environ.get(SWEEP_SECONDS_VARIABLE, "").strip()
+    if not raw:
+        return default
+    hint = f"use whole seconds from 1 to {MAX_SWEEP_SECONDS}, or unset it ({default})"
+    if not (raw.isascii() and raw.isdigit()):
+        raise CommandError(f"{SWEEP_SECONDS_VARIABLE} must be a number of seconds", hint=hint)
+    value = int(raw)
+    if not 1 <= value <= MAX_SWEEP_SECONDS:
+        raise CommandError(f"{SWEEP_SECONDS_VARIABLE} out of range: {value}", hint=hint)
+    return value
 
 
 def _aws_client(service: str) -> Any:
@@ -192,6 +219,69 @@ class OncallPrinter:
                 )
             if not messages and self._stop.wait(self.POLL_SECONDS):
                 return
+
+
+class ExpirySweeper:
+    """Invokes the responder with the scheduled sweep event every period, as the
+    EventBridge schedule does in AWS (cdk/detection.py, ExpirySweep): expired blocks
+    and addresses on a protected list leave the IP sets, and alarms still in ALARM
+    are looked at again.
+
+    `alone`: held around each sweep, so no API request is served meanwhile. The
+    responder runs in this process beside the API and shares its Powertools logger
+    and metrics, which two Lambdas in AWS never do. A failed sweep is reported and
+    the next one runs a period later (AWS would retry the same event; every sweep
+    syncs the whole registry, so the next one makes up for it).
+    """
+
+    def __init__(
+        self,
+        period_seconds: float,
+        alone: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ):
+        self.period_seconds = period_seconds
+        self._alone = alone
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="expiry-sweep", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the sweep in progress, if any: it finishes against the moto
+        server, which stops after this."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_seconds):
+            self.sweep_once()
+
+    def sweep_once(self) -> dict[str, Any] | None:
+        """One scheduled invocation; its answer, or None when it failed."""
+        from functions.waf_responder.events import scheduled_sweep_event
+        from functions.waf_responder.handler import lambda_handler
+        from ops.apigw import LocalLambdaContext
+
+        function = names.function_name("waf_responder")
+        context = LocalLambdaContext(
+            function_name=function, log_group_name=f"/aws/lambda/{function}", timeout_seconds=60
+        )
+        try:
+            with self._alone():
+                answer: dict[str, Any] = lambda_handler(scheduled_sweep_event(), context)
+                return answer
+        except Exception as exc:  # noqa: BLE001 - the next sweep comes a period later
+            # The type only: an exception's text may quote a connection string. The
+            # responder logged what failed, as it would in CloudWatch.
+            with contextlib.suppress(OSError):
+                print(
+                    f"the expiry sweep failed ({type(exc).__name__}); the next one runs in "
+                    f"{self.period_seconds:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return None
 
 
 def _webhook_secret() -> str:
@@ -327,6 +417,8 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
     from ops.local_state import remove_state, write_state
     from ops.moto import reset_moto, running_moto_server, use_fake_credentials
 
+    # Before anything starts: a mistyped period should cost a second, not a start-up.
+    sweep_seconds = options.sweep_seconds or sweep_seconds_from_environment()
     saved_environment = dict(os.environ)
     with ExitStack() as stack:
         # The port first: a busy port should fail in a second, not after provisioning.
@@ -383,6 +475,9 @@ def local_stack(options: LocalStackOptions) -> Iterator[dict[str, Any]]:
             printer = OncallPrinter(environment["ONCALL_TOPIC_ARN"])
             printer.start()
             stack.callback(printer.stop)
+        sweeper = ExpirySweeper(sweep_seconds, alone=server.serving_alone)
+        sweeper.start()
+        stack.callback(sweeper.stop)
 
         state = _demo_state(server.url, endpoint, admin_conninfo)
         state["database"] = where

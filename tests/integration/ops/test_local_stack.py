@@ -19,13 +19,15 @@ from typing import Any
 import pytest
 
 from ops.cli import main
-from ops.local_stack import DEFAULT_RATE_LIMIT, RolesInUse, local_stack
+from ops.local_stack import DEFAULT_RATE_LIMIT, SWEEP_SECONDS_VARIABLE, RolesInUse, local_stack
 from ops.local_state import read_state
 from tests.support.local_stack import running_stack, stack_options, stack_request
 from tests.support.postgres import private_database
 
 ATTACKER = "127.0.0.2"
 RATE_LIMIT = 5
+# The expiry sweep's period where a test waits for it (5 minutes as `make run` starts).
+SHORT_SWEEP_SECONDS = 2
 
 
 @pytest.fixture
@@ -114,6 +116,38 @@ def test_flood_alarm_block_refuse_sweep_allow(flood_stack, monkeypatch, capsys):
 
     # Then the address is allowed again
     assert get(stack, "/health", ATTACKER) == 200
+
+
+def test_an_expired_block_leaves_the_local_edge_within_one_sweep_period(
+    pg_cluster: str, tmp_path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The local stack runs the responder's expiry sweep on its own, every period,
+    as the 5-minute EventBridge schedule does in AWS (cdk/detection.py, ExpirySweep):
+    a `--for 1m` block stops refusing its address within one period of expiring,
+    instead of for the rest of the session. BABYSHIELD_LOCAL_SWEEP_SECONDS shortens
+    the period, here to seconds."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(SWEEP_SECONDS_VARIABLE, str(SHORT_SWEEP_SECONDS))
+    expiring = "127.0.0.4"
+    with running_stack(pg_cluster, DEFAULT_RATE_LIMIT) as stack:
+        # Given a one-minute block that refuses its address
+        assert (
+            main(["waf", "block", expiring, "--reason", "r", "--for", "1m", "--by", "alice"]) == 0
+        )
+        capsys.readouterr()
+        assert get(stack, "/health", expiring) == 403
+
+        # When the block has expired (the clock moved on past its minute)
+        shift_clock(monkeypatch, 120)
+
+        # Then within one sweep period the address is admitted again, with no sweep run
+        # by hand
+        deadline = time.monotonic() + 3 * SHORT_SWEEP_SECONDS + 10
+        status = get(stack, "/health", expiring)
+        while status != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = get(stack, "/health", expiring)
+        assert status == 200, f"{expiring}: its block expired, and the edge still refuses it"
 
 
 def post_json(state: dict[str, Any], path: str, body: dict[str, Any], source: str) -> int:

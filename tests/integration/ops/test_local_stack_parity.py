@@ -1,5 +1,6 @@
 """`make run` behaves like the deployed stack (cdk/, docs/INFRASTRUCTURE.md) where
-clients and on-call meet it: the WebACL's size and scanner rules, API Gateway's body
+clients and on-call meet it: the WebACL's size (measured as sent) and scanner rules,
+API Gateway's body
 validator, a restart over an earlier run's database, the state file's database URL.
 
 Each test drives the real local stack (moto server, PostgreSQL, the API behind the
@@ -19,6 +20,8 @@ from typing import Any
 import pytest
 
 from functions.shared import names
+from functions.shared.settings import DEFAULT_MAX_BODY_BYTES
+from functions.shared.waf_rules import MAX_QUERY_STRING_BYTES
 from ops.demo_identity import DEMO_ADMIN_API_KEY, DEMO_API_KEY, DEMO_API_KEY_ID
 from ops.local_stack import DEFAULT_RATE_LIMIT, local_stack
 from tests.support.local_stack import running_stack, stack_options, stack_request
@@ -130,6 +133,70 @@ def test_a_json_body_that_is_not_an_object_is_refused_as_api_gateway_refuses_it(
 
         assert status == 400, (body, status, answer)
         assert answer["error"]["code"] == "request_refused", (body, answer)
+
+
+# --- The size-limits rule measures each part as sent --------------------------------------
+
+
+def test_a_query_string_within_the_webacls_limit_as_sent_passes_the_local_edge(
+    stack: dict[str, Any],
+) -> None:
+    """WAF's size-limits rule compares the query string as the client sent it (text
+    transformation NONE) with MAX_QUERY_STRING_BYTES, so the local edge measures the
+    raw query too, not the parameters re-encoded: a list of 1000 ids with unescaped
+    commas, 3893 bytes as sent, passes (re-encoding made each `,` three bytes and
+    refused it locally only)."""
+    query = "ids=" + ",".join(str(i) for i in range(1000))
+    assert len(query.encode()) <= MAX_QUERY_STRING_BYTES
+
+    status, _, raw = request(stack, "GET", f"/health?{query}", source=OUTSIDER)
+
+    assert status == 200, raw
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("ALLOW", "Default_Action")
+
+
+def test_a_query_string_over_the_webacls_limit_as_sent_is_blocked_by_the_local_edge(
+    stack: dict[str, Any],
+) -> None:
+    """The other direction: a percent-encoded query of 4202 bytes as sent (1402 once
+    decoded) is over the WebACL's limit, so WAF blocks it with the gateway's 403 and
+    a size-limits BLOCK record; so does the local edge."""
+    query = "q=" + "%41" * 1400
+    assert len(query.encode()) > MAX_QUERY_STRING_BYTES
+
+    status, _, raw = request(stack, "GET", f"/health?{query}", source=OUTSIDER)
+
+    assert status == 403, raw
+    assert json.loads(raw)["error"]["code"] == "request_refused"
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("BLOCK", "size-limits")
+
+
+def test_a_body_over_the_webacls_limit_is_blocked_at_the_edge_as_in_aws(
+    stack: dict[str, Any],
+) -> None:
+    """cdk/waf.py's size-limits rule blocks a body over maxBodyBytes (the API's
+    max_body_bytes, 16 KB by default; oversize handling MATCH) with the gateway's 403
+    and a BLOCK record the responder counts, before the API's own 413 could answer:
+    the local edge applies the body limit too, so a client never meets locally a
+    `payload_too_large` it would not meet in AWS."""
+    padding = "x" * (DEFAULT_MAX_BODY_BYTES + 1024)
+    body = json.dumps({"email": "a@example.com", "password": padding}).encode()
+
+    status, _, raw = request(
+        stack,
+        "POST",
+        "/auth/login",
+        source=OUTSIDER,
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert status == 403, raw
+    assert json.loads(raw)["error"]["code"] == "request_refused"
+    last = waf_records(stack)[-1]
+    assert (last["action"], last["terminatingRuleId"]) == ("BLOCK", "size-limits")
 
 
 # --- Restarting over an earlier run's database -----------------------------------------

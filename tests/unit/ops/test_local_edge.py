@@ -9,6 +9,7 @@ import pytest
 
 from functions.shared import names
 from functions.shared.blocks import aws_client
+from functions.shared.waf_rules import MAX_QUERY_STRING_BYTES
 from ops.apigw import LocalLambdaContext, rest_event
 from ops.local_edge import EdgeIpSets, LocalEdge, RateRule
 
@@ -139,3 +140,83 @@ def test_local_edge_rate_rule_counts_an_ipv4_client_once_whatever_its_spelling(e
         for ip in ("198.51.100.9", "::ffff:198.51.100.9", "198.51.100.9", "::ffff:198.51.100.9")
     ]
     assert statuses == [200, 200, 429, 429]
+
+
+def test_size_rule_measures_the_query_string_as_sent_not_as_re_encoded(edge_resources):
+    """WAF's size-limits rule counts the query string's bytes as the client sent them
+    (text transformation NONE); the event holds only the decoded parameters, so the
+    edge is handed the raw query and counts that."""
+    edge = LocalEdge(ok_handler, rate_limit=100, ip_sets=edge_resources, aws_client=aws_client)
+    commas = "ids=" + ",".join(str(i) for i in range(1000))  # 3893 bytes, 1000 ids
+    escapes = "q=" + "%41" * 1400  # 4202 bytes, 1402 once decoded
+    assert len(commas) <= MAX_QUERY_STRING_BYTES < len(escapes)
+
+    answers = [
+        edge.handle_as_sent(
+            rest_event("GET", "/health", query=query), LocalLambdaContext(), query_string=query
+        )["statusCode"]
+        for query in (commas, escapes)
+    ]
+
+    assert answers == [200, 403]
+    assert [r["terminatingRuleId"] for r in records()] == ["Default_Action", "size-limits"]
+
+
+def test_an_event_without_its_request_is_measured_as_a_short_spelling_of_its_query(
+    edge_resources,
+):
+    """A caller holding only the event (a test, a tool) gets its parameters spelled
+    with only what must be escaped: a list of ids is not refused for commas that a
+    client need not escape."""
+    edge = LocalEdge(ok_handler, rate_limit=100, ip_sets=edge_resources, aws_client=aws_client)
+    commas = "ids=" + ",".join(str(i) for i in range(1000))
+
+    answer = edge(rest_event("GET", "/health", query=commas), LocalLambdaContext())
+
+    assert answer["statusCode"] == 200
+
+
+@pytest.mark.parametrize("base64_encoded", [False, True], ids=["text", "binary"])
+def test_size_rule_blocks_a_body_over_the_limit_as_the_webacl_does(edge_resources, base64_encoded):
+    """The WebACL's size-limits rule blocks a body over max_body_bytes as sent (its
+    bytes, also when the event carries them base64-encoded) with a 403, before the
+    API's own 413: one byte more than the limit is refused, the limit itself passes."""
+    limit = 64
+    edge = LocalEdge(
+        ok_handler,
+        rate_limit=100,
+        ip_sets=edge_resources,
+        aws_client=aws_client,
+        max_body_bytes=limit,
+    )
+    filler = b"\xff" if base64_encoded else b"a"
+
+    statuses = [
+        edge(rest_event("POST", "/auth/login", body=filler * size), LocalLambdaContext())[
+            "statusCode"
+        ]
+        for size in (limit, limit + 1)
+    ]
+
+    assert statuses == [200, 403]
+    assert records()[-1]["terminatingRuleId"] == "size-limits"
+
+
+def test_the_body_limit_is_the_apis_setting_by_default(edge_resources, monkeypatch):
+    """CDK gives the WebACL and the API one maxBodyBytes (cdk/config.py): the edge
+    reads the API's setting unless told otherwise."""
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("MAX_BODY_BYTES", "10")
+    get_settings.cache_clear()
+    try:
+        edge = LocalEdge(ok_handler, rate_limit=100, ip_sets=edge_resources, aws_client=aws_client)
+    finally:
+        monkeypatch.delenv("MAX_BODY_BYTES")
+        get_settings.cache_clear()
+
+    answer = edge(
+        rest_event("POST", "/auth/login", body=b"{" + b" " * 10 + b"}"), LocalLambdaContext()
+    )
+
+    assert answer["statusCode"] == 403

@@ -6,11 +6,12 @@ import http.client
 import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from ops.local_server import LocalApiServer, api_handler
-from tests.support.local_server import http_request
+from tests.support.local_server import http_request, serve
 
 
 @pytest.fixture
@@ -148,3 +149,56 @@ def test_the_servers_own_refusals_use_the_apis_code_spelling(server, path, heade
     assert answer_status == status
     assert answer_headers["Content-Type"] == "application/json"
     assert json.loads(body)["error"]["code"] == code
+
+
+class EdgeStandIn:
+    """A handler that reads the request as sent, as the local edge does."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[dict[str, Any], str]] = []
+
+    def __call__(self, event, context):
+        raise AssertionError("a handler that reads the request as sent is called with it")
+
+    def handle_as_sent(self, event, context, *, query_string):
+        self.seen.append((event, query_string))
+        return {"statusCode": 200, "headers": {}, "body": "ok"}
+
+
+def test_the_edge_gets_the_query_string_as_sent_and_the_event_api_gateway_builds():
+    """WAF measures the query string as the client sent it; API Gateway's event holds
+    only its decoded parameters. The server hands both to the edge, and the event
+    carries nothing API Gateway's would not."""
+    from ops.apigw import rest_event
+
+    edge = EdgeStandIn()
+    sent = "ids=1,2,3&q=%41%2Cb&flag"
+    for srv in serve(edge):
+        status, _, _ = request(srv, "GET", f"/health?{sent}")
+        assert status == 200
+
+    ((event, query_string),) = edge.seen
+    assert query_string == sent
+    assert set(event) == set(rest_event("GET", "/health", query=sent))
+    assert event["multiValueQueryStringParameters"] == {
+        "ids": ["1,2,3"],
+        "q": ["A,b"],
+        "flag": [""],
+    }
+
+
+def test_a_plain_handler_gets_the_event_alone():
+    """A handler without `handle_as_sent` (the API itself, in tests) is called as a
+    Lambda is: event and context, the event as API Gateway builds it."""
+    from ops.apigw import rest_event
+
+    events: list[dict[str, Any]] = []
+
+    def handler(event, context):
+        events.append(event)
+        return {"statusCode": 204, "headers": {}, "body": ""}
+
+    for srv in serve(handler):
+        assert request(srv, "GET", "/x?a=1,2")[0] == 204
+
+    assert set(events[0]) == set(rest_event("GET", "/x", query="a=1,2"))
