@@ -698,7 +698,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DURATION",
         help=f"how long, e.g. 30m, 4h, 2d (default {DEFAULT_DURATION})",
     )
-    block.add_argument("--by", type=_actor, default=None, help="who is blocking (default: $USER)")
+    block.add_argument(
+        "--by", type=_actor, default=None, help="who is blocking (default: your login name)"
+    )
     block.add_argument("--json", action="store_true", help="machine-readable output")
     block.set_defaults(func=_block)
 
@@ -706,7 +708,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     unblock.add_argument("targets", nargs="*", metavar="IP", help="address or CIDR")
     unblock.add_argument("--event", help="every block made by this responder event id")
     unblock.add_argument(
-        "--by", type=_actor, default=None, help="who is unblocking (default: $USER)"
+        "--by", type=_actor, default=None, help="who is unblocking (default: your login name)"
     )
     unblock.add_argument("--json", action="store_true", help="machine-readable output")
     unblock.set_defaults(func=_unblock)
