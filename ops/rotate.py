@@ -46,6 +46,10 @@ RETIRED = {
 }
 
 
+# Seconds before each read of the emergency tag after setting it.
+TAG_READ_BACK_PAUSES = (0.0, 0.5, 1.0)
+
+
 @dataclass
 class Outcome:
     name: str
@@ -246,7 +250,13 @@ def rotate_via_service(
         other = metadata.tags.get(EMERGENCY_TAG)
         if other is None:
             store.mark_emergency(item.secret_name, token)
-            other = store.describe(item.secret_name).tags.get(EMERGENCY_TAG)
+            # A read right after TagResource may not show the tag yet: only a tag
+            # that names another token, or none after a few reads, stops the command.
+            for pause in TAG_READ_BACK_PAUSES:
+                time.sleep(pause)
+                other = store.describe(item.secret_name).tags.get(EMERGENCY_TAG)
+                if other is not None:
+                    break
         if other != token:
             return Outcome(item.name, False, None, _tag_taken(item, other))
     try:

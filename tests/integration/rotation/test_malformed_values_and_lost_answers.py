@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -240,6 +241,45 @@ def test_two_emergency_commands_at_once_never_report_a_routine_rotation_as_an_em
         assert not outcome.ok
         assert "NOT retired" in outcome.detail
         assert f"babyshield rotate {name} --emergency" in outcome.detail
+
+
+class _TagSeenLate(SecretStore):
+    """A store whose next `late` DescribeSecret answers after setting the emergency tag
+    do not show it yet, as an eventually consistent read may."""
+
+    def __init__(self, client: Any, *, late: int):
+        super().__init__(client, caller="test-late-tag")
+        self._late = 0
+        self._pending_late = late
+
+    def mark_emergency(self, secret_id: str, token: str) -> None:
+        super().mark_emergency(secret_id, token)
+        self._late = self._pending_late
+
+    def describe(self, secret_id: str) -> SecretMetadata:
+        found = super().describe(secret_id)
+        if self._late:
+            self._late -= 1
+            return replace(found, tags={k: v for k, v in found.tags.items() if k != EMERGENCY_TAG})
+        return found
+
+
+def test_an_emergency_whose_tag_is_read_back_late_still_runs(
+    store: SecretStore, webhook_secret: str
+) -> None:
+    """A read right after TagResource that does not show the tag yet is no other
+    command's doing: the command reads again before it concludes, and the emergency
+    runs (the old value retired)."""
+    from ops.rotate import rotate_via_service
+
+    name = "webhook-signing-secret"
+    client: Any = _SecretsManagerRunningRotations(store.client, threading.Event())
+    outcome = rotate_via_service(
+        _TagSeenLate(client, late=2), spec(name), emergency=True, wait_seconds=5, poll_seconds=0.05
+    )
+    assert outcome.ok, outcome.detail
+    assert "old secret retired" in outcome.detail
+    assert store.describe(spec(name).secret_name).version_with("AWSPREVIOUS") is None
 
 
 # --- a JWT secret whose value is malformed -------------------------------------------
