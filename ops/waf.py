@@ -145,13 +145,21 @@ def _validate_targets(targets: list[str]) -> None:
             raise UsageError(str(exc), hint="give an address such as 203.0.113.7") from exc
 
 
-def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
-    """The message for missing credentials or an unreachable endpoint anywhere in
-    `error`'s chain (Powertools' SSM provider wraps what botocore raised), else None."""
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what it was raised from, each once: Powertools' SSM provider wraps
+    what botocore raised."""
     seen: set[int] = set()
     found: BaseException | None = error
     while found is not None and id(found) not in seen:
         seen.add(id(found))
+        yield found
+        found = found.__cause__ or found.__context__
+
+
+def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
+    """The message for missing credentials or an unreachable endpoint anywhere in
+    `error`'s chain, else None."""
+    for found in _chain(error):
         if isinstance(found, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
             return CommandError(
                 f"cannot reach AWS at {where}",
@@ -162,7 +170,6 @@ def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
             return CommandError(
                 "no AWS credentials found", hint="set AWS_PROFILE or run `aws sso login`"
             )
-        found = found.__cause__ or found.__context__
     return None
 
 
@@ -183,33 +190,19 @@ _THROTTLED_CODES = frozenset(
 _EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 
 
-def _aws_refusal(error: BaseException) -> tuple[str, str, str] | None:
-    """(code, what it means, what to do next) for the first AWS error in `error`'s
-    chain (Powertools' SSM provider wraps what botocore raised), else None."""
-    seen: set[int] = set()
-    found: BaseException | None = error
-    while found is not None and id(found) not in seen:
-        seen.add(id(found))
-        code = error_code(found)
-        if code is not None:
-            if code in _THROTTLED_CODES:
-                return code, "AWS throttled the request", "wait a minute and run it again"
-            if code in _DENIED_CODES:
-                return (
-                    code,
-                    "AWS denied the request: your role lacks a permission it needs",
-                    "check AWS_PROFILE, and that the role has the permissions listed at the "
-                    "top of docs/RUNBOOK.md",
-                )
-            if code in _EXPIRED_CODES:
-                return code, "your AWS credentials have expired", "run `aws sso login`, then rerun"
-            return (
-                code,
-                "AWS refused the request",
-                "rerun with BABYSHIELD_DEBUG=1 to see AWS's message",
-            )
-        found = found.__cause__ or found.__context__
-    return None
+def _refusal(code: str) -> tuple[str, str]:
+    """What an AWS error code means to on-call, and what to do next."""
+    if code in _THROTTLED_CODES:
+        return "AWS throttled the request", "wait a minute and run it again"
+    if code in _DENIED_CODES:
+        return (
+            "AWS denied the request: your role lacks a permission it needs",
+            "check AWS_PROFILE, and that the role has the permissions listed at the top of "
+            "docs/RUNBOOK.md",
+        )
+    if code in _EXPIRED_CODES:
+        return "your AWS credentials have expired", "run `aws sso login`, then rerun"
+    return "AWS refused the request", "rerun with BABYSHIELD_DEBUG=1 to see AWS's message"
 
 
 def _call_aws(operation: Callable[[], T]) -> T:
@@ -246,9 +239,9 @@ def _call_aws(operation: Callable[[], T]) -> T:
                 "--overwrite with the entry fixed (RUNBOOK: 'A legitimate customer was "
                 "auto-blocked')",
             ) from exc
-        refusal = _aws_refusal(exc)
-        if refusal is not None:
-            code, meaning, hint = refusal
+        code = next(filter(None, map(error_code, _chain(exc))), None)
+        if code is not None:
+            meaning, hint = _refusal(code)
             raise CommandError(f"{exc} ({meaning}: {code})", hint=hint) from exc
         raise CommandError(str(exc)) from exc
     except blocks.BlockError as exc:
@@ -272,8 +265,8 @@ def _call_aws(operation: Callable[[], T]) -> T:
                 "the auto-block IP set does not exist",
                 hint="check AUTO_BLOCK_IPSET_V4_ID / AUTO_BLOCK_IPSET_V6_ID",
             ) from exc
-        _code, meaning, hint = _aws_refusal(exc) or (code, "AWS refused the request", "")
-        raise CommandError(f"{meaning} ({code})", hint=hint or None) from exc
+        meaning, hint = _refusal(code)
+        raise CommandError(f"{meaning} ({code})", hint=hint) from exc
     except BotoCoreError as exc:
         raise CommandError(f"AWS call failed: {type(exc).__name__}") from exc
 

@@ -55,16 +55,20 @@ def test_a_period_that_is_not_whole_seconds_in_range_is_refused_naming_the_varia
     assert SWEEP_SECONDS_VARIABLE in str(refused.value)
 
 
-def test_the_sweeper_invokes_the_responder_with_the_scheduled_event_each_period(monkeypatch):
-    calls = Invocations()
+def _sweep_twice(calls: Invocations, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweeper every 50 ms, stopped once `calls` was invoked twice."""
     monkeypatch.setattr(responder, "lambda_handler", calls)
     sweeper = ExpirySweeper(0.05)
-
     sweeper.start()
     try:
         assert calls.twice.wait(5)
     finally:
         sweeper.stop()
+
+
+def test_the_sweeper_invokes_the_responder_with_the_scheduled_event_each_period(monkeypatch):
+    calls = Invocations()
+    _sweep_twice(calls, monkeypatch)
 
     assert {e["detail-type"] for e in calls.events} == {"Scheduled Event"}
     assert {e["source"] for e in calls.events} == {"aws.events"}
@@ -74,14 +78,7 @@ def test_the_sweeper_invokes_the_responder_with_the_scheduled_event_each_period(
 
 def test_a_failed_sweep_is_reported_by_type_and_the_next_one_still_runs(monkeypatch, capsys):
     calls = Invocations(fail_first=1)
-    monkeypatch.setattr(responder, "lambda_handler", calls)
-    sweeper = ExpirySweeper(0.05)
-
-    sweeper.start()
-    try:
-        assert calls.twice.wait(5)
-    finally:
-        sweeper.stop()
+    _sweep_twice(calls, monkeypatch)
 
     err = capsys.readouterr().err
     assert "the expiry sweep failed (RuntimeError)" in err
