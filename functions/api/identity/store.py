@@ -308,10 +308,44 @@ _LIVE_SUCCESSORS = (
 )
 
 
+# An advisory lock key ("bs admin key revoke"), held by every revoke.
+_ADMIN_KEY_REVOKE_LOCK = 0x627320616B726576
+
+# Whether the key opens the admin chain now (functions/api/middleware/admin_chain.py:
+# the admin scope, an owner who is an admin, live as check_key_holder decides it), and
+# whether another key does; the key's row locked for the revoke.
+_ADMIN_KEYS_LEFT = (
+    "WITH live_admin_keys AS ("
+    " SELECT k.key_id FROM public.api_keys AS k JOIN public.users AS u ON u.id = k.owner_id"
+    " WHERE u.role = 'admin' AND %(admin_scope)s = ANY(k.scopes)"
+    " AND (k.revoked_at IS NULL OR k.revoked_at > now())"
+    " AND (k.expires_at IS NULL OR k.expires_at > now())"
+    ") SELECT t.key_id IN (SELECT key_id FROM live_admin_keys),"
+    " EXISTS (SELECT 1 FROM live_admin_keys WHERE key_id <> t.key_id)"
+    " FROM public.api_keys AS t WHERE t.key_id = %(key_id)s FOR UPDATE OF t"
+)
+
+
 def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str, Any]:
     """Revoke one key; the answer also names the keys it was rotated to that stay
-    live (`live_successors`): revoking it does not revoke them."""
+    live (`live_successors`): revoking it does not revoke them. The last key that
+    opens the admin routes is refused (Conflict): without one, no admin gets in."""
     with write_session(user_id=actor.user_id, role=actor.role) as conn:
+        # Revokes take turns: two admins revoking each other's last keys at once
+        # would each see the other's still live and leave none.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADMIN_KEY_REVOKE_LOCK,))
+        target = conn.execute(
+            _ADMIN_KEYS_LEFT, {"key_id": key_id, "admin_scope": SCOPE_ADMIN}
+        ).fetchone()
+        if target is None:
+            raise NotFound()
+        opens_admin_routes, another_does = target
+        if opens_admin_routes and not another_does:
+            raise Conflict(
+                "This is the last live admin key: revoked, it would shut every admin out "
+                'of the admin API. Rotate it with {"grace_days": 0} to replace it now, '
+                "or issue another admin key first."
+            )
         row = conn.execute(
             "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "
             "WHERE key_id = %s "

@@ -104,6 +104,10 @@ def rotate_key(key_id: str, request: RotateRequest | None = None) -> Response[An
             "the keys it was rotated to that still work"
         },
         404: {"description": "No API key has this id."},
+        409: {
+            "description": "The key is the last live admin key: rotate it with no grace "
+            "instead, or issue another admin key first."
+        },
     },
 )
 def revoke_key(key_id: str) -> keys.RevokedKey:
