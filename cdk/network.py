@@ -296,5 +296,8 @@ class Migration(Construct):
             execute_after=after,
             execute_on_handler_change=True,
             invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
-            timeout=Duration.minutes(5),
+            # The provider's Invoke waits this long for the answer, then retries: it
+            # must outwait the function's own timeout and cold start, so a run that
+            # uses its whole budget fails the deploy with its error, once.
+            timeout=(function.timeout or Duration.minutes(5)).plus(Duration.minutes(1)),
         )

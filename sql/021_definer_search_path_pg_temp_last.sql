@@ -7,8 +7,11 @@
 -- TEMP on this database, so nothing could; naming pg_temp last keeps it that way
 -- whatever is granted later (PostgreSQL's own advice for SECURITY DEFINER).
 --
--- The functions belong to the lookup role, which alone may alter them.
+-- The functions belong to the lookup role, which alone may alter them. As in 018,
+-- the migrating login (in AWS RDS's master user, not a superuser) takes the role
+-- for this file and gives it back.
 
+GRANT {{auth_lookup}} TO CURRENT_USER;
 SET LOCAL ROLE {{auth_lookup}};
 
 DO $$
@@ -25,3 +28,6 @@ BEGIN
     END LOOP;
 END
 $$;
+
+RESET ROLE;
+REVOKE {{auth_lookup}} FROM CURRENT_USER;

@@ -200,6 +200,22 @@ def test_migration_trigger_runs_the_migrate_function_after_the_database(
     assert set(admitting) <= set(trigger["DependsOn"])
 
 
+def test_the_migration_trigger_outwaits_the_migrate_function(synthesized: Synthesized):
+    """The trigger's provider waits `Timeout` for its Invoke, then retries it: with the
+    function's own five minutes there, a run that used its whole budget (connection
+    retries, a 240 s lock wait) was invoked again, and the provider's 15 minutes ran
+    out with no answer to CloudFormation, which waits an hour for one."""
+    trigger = synthesized.resources("Custom::Trigger")[synthesized.trigger_running("migrate")]
+    migrate = next(
+        function
+        for function in synthesized.resources("AWS::Lambda::Function").values()
+        if function["Properties"].get("FunctionName") == "babyshield-migrate"
+    )
+    function_ms = int(migrate["Properties"]["Timeout"]) * 1000
+
+    assert int(trigger["Properties"]["Timeout"]) >= function_ms + 60_000
+
+
 def test_new_api_code_waits_for_the_migrations(synthesized: Synthesized):
     trigger_id = synthesized.trigger_running("migrate")
     api = next(

@@ -51,6 +51,15 @@ LOCK_WAIT_SECONDS = 240
 _CLASSES_QUOTING_DATA = ("22", "23")
 
 
+# Earlier texts of a migration, accepted where they were applied: 021 first took the
+# lookup role without being granted it, which runs only for a superuser (the tests,
+# a local stack) and failed for RDS's master user; the grant it gained changes
+# nothing it did where it ran.
+_EARLIER_CHECKSUMS: Mapping[str, frozenset[str]] = {
+    "021": frozenset({"77d41a158cbb789a4020a3f49eac910d6196386dde5d1c4f4a0a8db71c85a08f"}),
+}
+
+
 class MigrationError(Exception):
     """A migration cannot be applied; the message names the file, never a credential."""
 
@@ -64,6 +73,13 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def matches(self, applied_checksum: str) -> bool:
+        """Whether the text applied (by its checksum) is this file's, or an earlier
+        text of it known to do the same."""
+        return applied_checksum == self.checksum or applied_checksum in _EARLIER_CHECKSUMS.get(
+            self.version, frozenset()
+        )
 
     def render(self, roles: RoleNames) -> str:
         """The SQL with every role placeholder replaced by its quoted identifier."""
@@ -150,7 +166,7 @@ def apply_migrations(
                 _take_lock(conn)
                 done = applied_versions(conn)
                 if migration.version in done:
-                    if done[migration.version] != migration.checksum:
+                    if not migration.matches(done[migration.version]):
                         raise MigrationError(
                             f"{migration.name} was applied with different contents; "
                             "add a new migration instead of editing an applied one"
@@ -178,14 +194,16 @@ def apply_migrations(
                     )
                 # A file may SET LOCAL ROLE; bookkeeping is the migrator's own.
                 conn.execute("RESET ROLE")
+                # A file that widens a tier's role rolls back with it: checked after
+                # the whole run, it would stay committed and recorded as applied, and
+                # the retried deploy, with nothing left to apply, would go through.
+                check_tier_roles(conn, roles)
                 conn.execute(
                     "INSERT INTO public.schema_migrations (version, name, checksum) "
                     "VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),
                 )
             applied.append(migration.name)
-        if applied:
-            check_tier_roles(conn, roles)
     return applied
 
 
@@ -279,9 +297,9 @@ def check_tier_roles(conn: psycopg.Connection[tuple[object, ...]], roles: RoleNa
     Roles are cluster-wide, and a migration reuses one that exists (a shared server,
     a local cluster from an earlier run) with what it had: a read-only login with
     BYPASSRLS would read every account, one in pg_write_all_data could write.
-    Checked before and after every run that applies a file, so a role changed by
-    hand later stops the next deploy with a migration instead of serving requests
-    (and `babyshield audit` names it whenever it runs)."""
+    Checked before every run that applies a file and after each file, in its
+    transaction, so a role changed by hand (or by a file) stops the deploy instead
+    of serving requests (and `babyshield audit` names it whenever it runs)."""
     problems = tier_role_problems(conn, roles)
     if problems:
         raise MigrationError(
