@@ -6,6 +6,7 @@ the key with no grace, or issue another first)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from tests.integration.identity.conftest import ADMIN_IP
 from tests.support.api import call_api
@@ -15,7 +16,7 @@ def _key_id(api_key: str) -> str:
     return api_key.split("_", 2)[1]
 
 
-def _admin(world, email: str) -> dict:
+def _admin(world, email: str) -> dict[str, Any]:
     admin_id = world.create_user(email, role="admin")
     api_key = world.create_key(admin_id, scopes=("admin",))
     return {
@@ -40,7 +41,8 @@ def test_the_last_admin_key_is_not_revoked_and_the_answer_names_the_way_on(world
 
     assert refused.status == 409
     message = refused.json()["error"]["message"]
-    assert "last" in message and "grace_days" in message
+    assert "last" in message
+    assert "grace_days" in message
     # Still a working admin credential, and the attempt is in audit_log.
     assert _call(admin, "GET", "/admin/api-keys").status == 200
     rows = world.audit_rows()[before:]
@@ -119,6 +121,8 @@ def test_two_admins_revoking_each_others_last_keys_at_once_leave_one(world):
     for thread in threads:
         thread.join(timeout=30)
 
-    assert sorted(statuses) == [200, 409]
+    # The second is refused as the last key (409) or, when its own key was revoked
+    # before its request was checked, as a dead credential (401).
+    assert sorted(statuses) in ([200, 401], [200, 409])
     live = world.query("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
     assert live == [(1,)]
