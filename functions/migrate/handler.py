@@ -10,7 +10,7 @@ from functions.migrate.run import run_migrations
 from functions.shared.observability import logger, tracer
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return run_migrations()

@@ -16,7 +16,7 @@ rotator = JwtKeyRotator()
 
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 @event_source(data_class=SecretsManagerEvent)
 def lambda_handler(event: SecretsManagerEvent, context: LambdaContext) -> dict[str, Any]:
     return {"outcome": run_step(event.raw_event, rotator, "rotate_jwt")}

@@ -11,6 +11,6 @@ from functions.shared.rotation.age import publish_secret_ages
 
 
 @tracer.capture_lambda_handler
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return publish_secret_ages()

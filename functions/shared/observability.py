@@ -37,6 +37,9 @@ for _library in ("botocore", "boto3", "urllib3"):
 # route's arguments as received, a whole API key pasted where its id goes included.
 logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
 
+# And POWERTOOLS_LOGGER_LOG_EVENT, which logs every whole event (headers with API keys
+# and tokens, sign-in bodies): each handler passes log_event=False, which outranks it.
+
 # A request that records no metric is normal (a health check); Powertools warns
 # on every such flush, which would bury real warnings in the logs.
 warnings.filterwarnings("ignore", message="No application metrics to publish")

@@ -12,7 +12,9 @@ from functions.waf_responder.events import parse_event
 from functions.waf_responder.respond import run
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True, log_event=False
+)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -104,6 +104,10 @@ def test_function_is_built_the_standard_way(synthesized: Synthesized, package: s
     environment = function["Environment"]["Variables"]
     assert environment["POWERTOOLS_SERVICE_NAME"] == "babyshield"
     assert environment["BABYSHIELD_ENV"] == "aws"
+    # Powertools' troubleshooting switches log whole events and debug lines: not shipped.
+    assert not {"POWERTOOLS_LOGGER_LOG_EVENT", "POWERTOOLS_DEV", "POWERTOOLS_DEBUG"} & set(
+        environment
+    )
 
 
 def test_each_function_has_a_role_of_its_own(synthesized: Synthesized):

@@ -44,3 +44,85 @@ def test_powertools_debug_does_not_write_a_key_pasted_where_the_key_id_goes(worl
         package.handlers[:] = before[2]
     assert answer.status == 404
     assert secret_part not in debug_lines.getvalue()
+
+
+# The API answering /health with both credentials, in a process of its own: the event
+# log switch is read when the handler's module is imported.
+_HANDLER_CALL = """
+import sys
+from ops.apigw import LocalLambdaContext, rest_event
+from functions.api.handler import lambda_handler
+
+headers = {"X-API-Key": sys.argv[1], "Authorization": "Bearer " + sys.argv[2]}
+answer = lambda_handler(rest_event("GET", "/health", headers=headers), LocalLambdaContext())
+print("status", answer["statusCode"], file=sys.stderr)
+"""
+
+
+def test_powertools_event_log_switch_writes_no_key_or_token():
+    """POWERTOOLS_LOGGER_LOG_EVENT=true is Powertools' switch for debugging a function's
+    input: set on a function whose handler leaves `log_event` to it, every whole event
+    goes to CloudWatch at INFO, every caller's X-API-Key and Authorization header and
+    every sign-in body with it. Each handler says log_event=False, which outranks it."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # Built at run time: the repository holds no credential-shaped literal.
+    secret_part = secrets.token_hex(16)
+    token = secrets.token_urlsafe(30)
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("POWERTOOLS_", "AWS_LAMBDA_LOG"))
+    }
+    environment.update(
+        AWS_REGION="us-east-1",
+        POWERTOOLS_LOG_LEVEL="INFO",  # the functions' level in AWS (cdk/functions.py)
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_LOGGER_LOG_EVENT="true",
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", _HANDLER_CALL, f"bs_{'0' * 16}_{secret_part}", token],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "status 200" in run.stderr, run.stderr[-2000:]
+    written = run.stdout + run.stderr
+    assert secret_part not in written
+    assert token not in written
+
+
+def test_every_handler_decides_its_event_logging_itself():
+    """The API's is proven above; the rotation functions' events name secrets and the
+    responder's carry alarm text: none of them leaves the choice to the environment."""
+    import ast
+    from pathlib import Path
+
+    functions = Path(__file__).resolve().parents[2] / "functions"
+    handlers = sorted(functions.glob("*/handler.py"))
+    assert len(handlers) >= 7
+    for path in handlers:
+        decorators = [
+            decorator
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef) and node.name == "lambda_handler"
+            for decorator in node.decorator_list
+        ]
+        calls = [
+            decorator
+            for decorator in decorators
+            if isinstance(decorator, ast.Call)
+            and isinstance(decorator.func, ast.Attribute)
+            and decorator.func.attr == "inject_lambda_context"
+        ]
+        assert len(calls) == 1, f"{path}: inject_lambda_context(...) is not called"
+        options = {keyword.arg: keyword.value for keyword in calls[0].keywords}
+        assert isinstance(options.get("log_event"), ast.Constant), path
+        assert options["log_event"].value is False, path
