@@ -9,6 +9,7 @@ raise an alert when a secret is read by a role that is not one of its readers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
@@ -62,6 +63,9 @@ TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
             # Settling it once the recall is stored (the claim's lease is removed), and
             # noting which version of the webhook secret signed it.
             "dynamodb:UpdateItem",
+            # A signed delivery refused before the replay check: a replay of one
+            # received already pages no one (functions/api/recalls/feed.py).
+            "dynamodb:GetItem",
         ),
         names.BLOCK_REGISTRY_TABLE: (
             # /admin/blocks lists the registry, and every IP set sync reads it whole.
@@ -146,6 +150,12 @@ def _sustained_failure_alarm(
     )
 
 
+# How long a new daily-run alarm waits before its first evaluation: the deploy's run
+# is queued (Lambda retries a failed one after about 1 and 3 minutes), runs, and its
+# EMF line becomes a datapoint in CloudWatch.
+DAILY_RUN_WARM_UP_MINUTES = 30
+
+
 def _daily_run_alarm(
     scope: Construct,
     construct_id: str,
@@ -158,8 +168,13 @@ def _daily_run_alarm(
 ) -> cloudwatch.Alarm:
     """On a value the daily secret-age run reports once (Maximum per day): pages when
     it is at least 1 on `days` days running; `missing_breaches`: a day without it
-    counts as breaching too."""
-    return cloudwatch.Alarm(
+    counts as breaching too.
+
+    Such an alarm waits out a warm-up after it is created or changed: the deploy's
+    own run (SecretAgeOnDeploy) is only queued when CloudFormation creates it, and
+    evaluated at once, with no datapoint yet, it would page that a secret is overdue.
+    """
+    alarm = cloudwatch.Alarm(
         scope,
         construct_id,
         alarm_name=alarm_name,
@@ -175,6 +190,12 @@ def _daily_run_alarm(
             else cloudwatch.TreatMissingData.NOT_BREACHING
         ),
     )
+    if missing_breaches:
+        cfn = cast(cloudwatch.CfnAlarm, alarm.node.default_child)
+        cfn.warm_up_configuration = cloudwatch.CfnAlarm.WarmUpConfigurationProperty(
+            warm_up_period_duration_in_minutes=DAILY_RUN_WARM_UP_MINUTES
+        )
+    return alarm
 
 
 def _queue_not_empty_alarm(
@@ -457,7 +478,8 @@ class DetectionAndResponse(Construct):
             alarm_name=f"{names.PREFIX}-secrets-overdue",
             metric=names.METRIC_SECRETS_OVERDUE,
             description="A secret is past its rotation period or unreadable, or the "
-            "daily secret-age check has stopped reporting",
+            "daily secret-age check has stopped reporting (RUNBOOK, 'A secret is overdue "
+            "for rotation')",
             days=2,
             missing_breaches=True,
         )

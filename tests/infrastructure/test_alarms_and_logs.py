@@ -122,6 +122,10 @@ def test_overdue_or_unreported_secrets_page_oncall(synthesized: Synthesized):
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 2
     assert alarm["AlarmName"].startswith(f"{names.PREFIX}-")
     assert alarm["AlarmActions"] == [{"Ref": _oncall_topic(synthesized)}]
+    # The page covers three causes, each answered differently: it names the procedure.
+    section = "A secret is overdue for rotation"
+    assert f"(RUNBOOK, '{section}')" in alarm["AlarmDescription"]
+    assert f"## {section}" in (REPO_ROOT / "docs" / "RUNBOOK.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,11 @@ def test_secret_age_runs_at_deploy_before_its_overdue_alarm_exists(synthesized: 
         if alarm["Properties"].get("MetricName") == names.METRIC_SECRETS_OVERDUE
     )
     assert trigger_id in overdue["DependsOn"]
+    # ... but that check is only queued then, and a new alarm is evaluated at once: with
+    # no datapoint yet and missing days breaching, it would page. It waits out the time
+    # the first datapoint takes (a retried invocation, the run, its EMF line).
+    warm_up = overdue["Properties"].get("WarmUpConfiguration", {})
+    assert warm_up.get("WarmUpPeriodDurationInMinutes", 0) >= 15
 
 
 def test_secret_age_failures_reach_a_dead_letter_queue_that_alarms(synthesized: Synthesized):
