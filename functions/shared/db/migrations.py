@@ -55,7 +55,10 @@ _CLASSES_QUOTING_DATA = ("22", "23")
 # lookup role without being granted it, which runs only for a superuser (the tests,
 # a local stack) and failed for RDS's master user; the grant it gained changes
 # nothing it did where it ran.
-_FIRST_021_SHA256 = "77d41a158cbb789a4020a3f49eac910d6196386dde5d1c4f4a0a8db71c85a08f"  # pragma: allowlist secret
+_FIRST_021_SHA256 = (  # a file's digest, which detect-secrets takes for a secret
+    "77d41a158cbb789a4020a3f49eac910d"  # pragma: allowlist secret
+    "6196386dde5d1c4f4a0a8db71c85a08f"  # pragma: allowlist secret
+)
 _EARLIER_CHECKSUMS: Mapping[str, frozenset[str]] = {"021": frozenset({_FIRST_021_SHA256})}
 
 

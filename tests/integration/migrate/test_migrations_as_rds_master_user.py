@@ -169,3 +169,26 @@ def test_a_function_a_later_migration_adds_is_executable_only_where_granted(
     assert rights[roles.app_a] == (False,), (
         "the app tier may run a definer function granted only to the read-only tier"
     )
+
+
+def test_a_database_that_applied_021_before_its_grant_is_not_refused(
+    fresh: tuple[str, RoleNames],
+):
+    """021 gained the grant that lets a non-superuser apply it; databases where a
+    superuser applied the first text (every local stack) keep migrating. Any other
+    text recorded for it is still refused as an edited migration."""
+    from functions.shared.db.migrations import _FIRST_021_SHA256
+
+    conninfo, roles = fresh
+    apply_migrations(conninfo, roles=roles)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE public.schema_migrations SET checksum = %s WHERE version = '021'",
+            (_FIRST_021_SHA256,),
+        )
+    assert apply_migrations(conninfo, roles=roles) == []
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("UPDATE public.schema_migrations SET checksum = 'x' WHERE version = '021'")
+    with pytest.raises(MigrationError, match=r"021_.*applied with different contents"):
+        apply_migrations(conninfo, roles=roles)
