@@ -13,15 +13,18 @@ Targets, all in the same run:
 
 - `floor`: a bare handler that returns a constant (benchmarks/peers/floor.py);
 - `api_health`, `peer_health`: our API and the FastAPI+Mangum peer
-  (benchmarks/peers/fastapi_app.py) answering `GET /health` with nothing in the
-  environment but `AWS_REGION`: the framework and the edge, no I/O;
+  (benchmarks/peers/fastapi_app.py) answering `GET /health` with Lambda's
+  runtime environment and `AWS_REGION`, none of the stack's settings: the
+  framework and the edge, no I/O;
 - `api`, `peer`: the target of the issue, `GET /health` then an authenticated
   `GET /recalls` against the local stack (benchmarks/stack.py): the API key is
   looked up in PostgreSQL, counted in DynamoDB on a moto server, the search runs
   as the read-only login whose password comes from Secrets Manager. The peer
-  runs the same identity and data code, so the difference is framework cost;
-  the shared part (boto3, psycopg, three network round trips) is reported as
-  `shared_io_ms`;
+  runs the same identity and data code. What each pays beyond its `/health` is
+  reported (`api_recalls_increment_ms`, `peer_recalls_increment_ms`); the part
+  both pay (botocore, psycopg, three network round trips) is at most the smaller
+  of the two, reported as `shared_io_ms`: the peer builds its routes' models at
+  import and ours on first use, so our increment holds work of our own;
 - `rotate_db`, `rotate_jwt`, `rotate_iam`: the handler imported and given a
   malformed rotation event (an unknown Step), which each rejects in its gate
   before any AWS call; `waf_responder`: a foreign EventBridge event, which it
@@ -217,15 +220,24 @@ def run() -> Result:
         api["total_ms"] <= TARGET_RATIO * peer["total_ms"]
     )
     result.figures["targets"] = medians
-    # What both pay for the authenticated request beyond /health: boto3 and psycopg
-    # imports, the secret read, the connection, the key lookup, the DynamoDB count.
-    result.figures["shared_io_ms"] = api["total_ms"] - medians["api_health"]["total_ms"]
+    # What each pays for the authenticated request beyond its /health: the part both
+    # pay (botocore and psycopg imports, the secret read, the connection, the key
+    # lookup, the DynamoDB count) and its own first-request work, different per side.
+    increments = {
+        "api_recalls_increment_ms": api["total_ms"] - medians["api_health"]["total_ms"],
+        "peer_recalls_increment_ms": peer["total_ms"] - medians["peer_health"]["total_ms"],
+    }
+    result.figures.update(increments)
+    # What both pay is no more than either pays.
+    result.figures["shared_io_ms"] = min(increments.values())
     result.figures["api_top_imports"] = import_profile("functions.api.handler")
     result.notes += [
         f"median of {RUNS} fresh processes per target, interleaved rounds",
         "api/peer: GET /health then GET /recalls with an API key against the local stack "
         f"({database}); the peer uses the same identity and data code",
-        "*_health: GET /health only, no environment but AWS_REGION",
+        "*_health: GET /health only, Lambda's runtime environment, no stack settings",
+        "shared_io_ms: the smaller of api_recalls_increment_ms and "
+        "peer_recalls_increment_ms, an upper bound on what both pay beyond /health",
         "rotate_*: an unknown Step, rejected before any AWS call; "
         "waf_responder: a foreign EventBridge event, rejected",
     ]

@@ -84,7 +84,9 @@ def domain_error(error: DomainError) -> Any:
 
 # The same observability decorators as functions/api/handler.py: they are not
 # part of the security chain, so the baseline pays for them too.
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
+)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -15,8 +15,9 @@ The edge is written against Starlette's request, as a FastAPI team would
 write it, from our framework-free parts (the detector, the allowlist and JSON
 walkers, the policy table); identity runs our authentication code on the
 Lambda event, imported when a request first needs it, as our handler does.
-Only the framework differs, so the benchmarks compare framework cost, not
-features. A dev dependency only; nothing in functions/ imports it.
+The handler carries our handler's logger and metrics decorators. Only the
+framework differs, so the benchmarks compare framework cost, not features. A
+dev dependency only; nothing in functions/ imports it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import warnings
 from typing import Annotated, Any
 from uuid import UUID
 
+from aws_lambda_powertools.logging import correlation_paths
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -96,6 +98,7 @@ from functions.shared.errors import (
     internal_error,
     to_http,
 )
+from functions.shared.observability import logger, metrics
 from functions.shared.settings import get_settings
 
 # FastAPI passes each body parameter's name to pydantic as an alias that pydantic
@@ -401,6 +404,13 @@ def remove_network_block(request: Request, address: str, prefix: str) -> Respons
 _mangum = Mangum(app, lifespan="off")
 
 
+# The same observability decorators as functions/api/handler.py: every invocation
+# of ours pays for them (the Lambda context on each log line, the metrics flush),
+# so the peer does too.
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
+)
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """HEAD as the GET it stands for, without the body, as our API answers it
     (functions/api/resolver.py); FastAPI routes HEAD nowhere."""

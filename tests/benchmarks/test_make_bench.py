@@ -67,5 +67,11 @@ def test_every_benchmark_runs_in_one_process_and_writes_its_result(tmp_path: Pat
     assert all(package["targets"].values()), package["targets"]
     clients = package["figures"]["botocore_clients"]
     assert clients["shipped"]["services"] < clients["all_services"]["services"]
+    # (a server that answers nothing has no errors either: both must have answered)
     http = json.loads((tmp_path / "http.json").read_text())
-    assert http["figures"]["by_handler"]["api"]["2"]["errors"] == 0
+    for handler in ("api", "peer"):
+        level = http["figures"]["by_handler"][handler]["2"]
+        assert level["requests"] > 0, (handler, level)
+        assert level["errors"] == 0, (handler, level)
+    assert http["targets"] == {"c2: 0 errors": True}, http
+    assert set(http["ratios"]) == {"c2_throughput_api_over_peer", "c2_p99_api_over_peer"}
