@@ -484,17 +484,21 @@ class DetectionAndResponse(Construct):
             missing_breaches=True,
         )
         # One datapoint per daily run: 1 while the feed's last accepted delivery was
-        # signed with the webhook secret's AWSPREVIOUS. Right after a rotation that is
-        # the reminder to give the feed its new secret; left alone, the next routine
-        # rotation is refused for it (functions/rotate_iam/generated.py). No datapoint
-        # (the run failed or could not read it) is the overdue alarm's to catch.
+        # signed with another version of the webhook secret than AWSCURRENT. Right
+        # after a rotation that is the reminder to give the feed its new secret; left
+        # alone, the next routine rotation is refused for it
+        # (functions/rotate_iam/generated.py). After an emergency rotation, which
+        # retires the old value at once, the feed's deliveries are 401s that no other
+        # alarm counts. No datapoint (the run failed or could not read it) is the
+        # overdue alarm's to catch.
         self.feed_on_previous_alarm = _daily_run_alarm(
             self,
             "WebhookFeedOnPreviousSecret",
             alarm_name=f"{names.PREFIX}-webhook-feed-on-previous-secret",
             metric=names.METRIC_WEBHOOK_FEED_ON_PREVIOUS,
             description="The recall feed still signs with the previous webhook "
-            "secret: give it the current one (RUNBOOK, 'The webhook secret rotated')",
+            "secret, or one an emergency rotation retired (its deliveries are refused): "
+            "give it the current one (RUNBOOK, 'The webhook secret rotated')",
             days=1,
             missing_breaches=False,
         )

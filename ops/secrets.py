@@ -126,19 +126,28 @@ def _at(epoch: float | None) -> str | None:
 def _signer_json(signer: SignerState | None, problem: str | None) -> dict[str, Any] | None:
     if signer is None:
         return None if problem is None else {"problem": problem}
-    if signer.sender_on_previous:
-        stage: str | None = "AWSPREVIOUS"
-    elif signer.current_signed_at is not None:
-        stage = "AWSCURRENT"
-    else:
-        stage = None
     return {
-        "stage": stage,
+        "stage": _signer_stage(signer),
         "current_version": signer.current_version,
         "current_signed_at": _at(signer.current_signed_at),
         "previous_version": signer.previous_version,
         "previous_signed_at": _at(signer.previous_signed_at),
+        # Whichever version signed the last accepted delivery, live or retired.
+        "last_version": signer.last_version,
+        "last_signed_at": _at(signer.last_signed_at),
     }
+
+
+def _signer_stage(signer: SignerState) -> str | None:
+    """What the feed's last accepted delivery was signed with: AWSCURRENT, AWSPREVIOUS,
+    "retired" (a version no longer accepted), or None (no delivery recorded)."""
+    if signer.sender_on_retired:
+        return "retired"
+    if signer.sender_on_old_secret:
+        return "AWSPREVIOUS"
+    if signer.current_signed_at is not None or signer.last_version is not None:
+        return "AWSCURRENT"
+    return None
 
 
 def _signer_note(signer: SignerState | None, problem: str | None) -> str | None:
@@ -146,16 +155,24 @@ def _signer_note(signer: SignerState | None, problem: str | None) -> str | None:
         if problem is None:
             return None
         return f"{FEED_SIGNING_SECRET}: could not read which secret the feed signs with ({problem})"
-    if signer.sender_on_previous:
+    stage = _signer_stage(signer)
+    if stage == "retired":
+        return (
+            f"{FEED_SIGNING_SECRET}: the feed's last accepted delivery "
+            f"({_at(signer.last_signed_at)}) was signed with a secret no longer accepted "
+            "(an emergency rotation retires the old one at once): every delivery it signs "
+            "with that is refused; give it the current one"
+        )
+    if stage == "AWSPREVIOUS":
         return (
             f"{FEED_SIGNING_SECRET}: the feed still signs with the previous secret (last accepted "
-            f"{_at(signer.previous_signed_at)}): give it the current one; until a delivery "
-            "signed with it is accepted, a routine rotation is refused"
+            f"{_at(signer.previous_signed_at or signer.last_signed_at)}): give it the current "
+            "one; until a delivery signed with it is accepted, a routine rotation is refused"
         )
-    if signer.current_signed_at is not None:
+    if stage == "AWSCURRENT":
         return (
             f"{FEED_SIGNING_SECRET}: the feed signs with the current secret "
-            f"(last accepted {_at(signer.current_signed_at)})"
+            f"(last accepted {_at(signer.current_signed_at or signer.last_signed_at)})"
         )
     return None
 
@@ -167,7 +184,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Every secret of the inventory with its age, last and next rotation, "
         "and what needs on-call (overdue, a rotation left unfinished, rotation switched "
         "off, scheduled less often than the inventory's period or by another function, "
-        "the feed still signing with the previous webhook secret). Reads metadata, never "
+        "the feed still signing with the previous webhook secret or a retired one; a "
+        "`babyshield webhook send` is not the feed). Reads metadata, never "
         "a secret value.",
     )
     parser.add_argument("--json", action="store_true", help="a JSON list of objects")

@@ -4,6 +4,10 @@ The signature is the Standard Webhooks one (functions.shared.identity.webhooks.s
 so what this sends is what any spec-conformant sender sends. The secret comes from
 `--secret`, else $WEBHOOK_SECRET, else the webhook secret's AWSCURRENT version in
 Secrets Manager (the local stack's moto server when AWS_ENDPOINT_URL points at it).
+
+Every webhook-id it sends is in the `babyshield-cli_` space, which the signature
+covers: the API does not take on-call's delivery, signed with AWSCURRENT, for the
+feed switching to it (the rotation guard and the feed-on-previous-secret alarm).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ DEFAULT_URL = f"http://127.0.0.1:8080{WEBHOOK_PATH}"
 def signed_request(
     secret: str, body: bytes, *, message_id: str | None = None, timestamp: int | None = None
 ) -> dict[str, str]:
-    """The headers of a signed webhook delivery."""
+    """The headers of a signed webhook delivery; `message_id` is sent as given (the
+    command passes one in its own space, `cli_message_id`)."""
     from functions.shared.identity.webhooks import decode_secret, sign
 
     msg_id = message_id or f"msg_{uuid.uuid4().hex}"
@@ -43,11 +48,37 @@ def signed_request(
     }
 
 
+def cli_message_id(own: str) -> str:
+    """The webhook-id the command sends for `own`: in CLI_MESSAGE_ID_PREFIX's space,
+    which the signature covers, so the API does not take on-call's delivery for the
+    feed's (webhook_signers.record_secret_use). An id given whole stays as it is."""
+    from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
+
+    return own if own.startswith(CLI_MESSAGE_ID_PREFIX) else CLI_MESSAGE_ID_PREFIX + own
+
+
 def _message_id(value: str) -> str:
-    """A webhook-id a header can carry: printable ASCII, no spaces."""
-    if not value or not all("!" <= c <= "~" for c in value):
-        raise argparse.ArgumentTypeError("use printable ASCII without spaces, e.g. msg_test_1")
-    return value
+    """A webhook-id the API takes (webhooks.MESSAGE_ID_PATTERN, once in the command's
+    space), checked before the secret is read or anything sent."""
+    from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
+    from functions.shared.identity.webhooks import MESSAGE_ID_MAX_LENGTH, MESSAGE_ID_PATTERN
+
+    sent = cli_message_id(value)
+    if not value or not MESSAGE_ID_PATTERN.fullmatch(sent):
+        room = MESSAGE_ID_MAX_LENGTH - len(CLI_MESSAGE_ID_PREFIX)
+        raise argparse.ArgumentTypeError(
+            f"at most {room} printable ASCII characters, no spaces (e.g. msg_test_1): it "
+            f"is sent as {CLI_MESSAGE_ID_PREFIX}ID, and the API takes ids of at most "
+            f"{MESSAGE_ID_MAX_LENGTH}"
+        )
+    return sent
+
+
+def _own_part(message_id: str) -> str:
+    """`message_id` without the command's space, as --message-id takes it back."""
+    from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
+
+    return message_id.removeprefix(CLI_MESSAGE_ID_PREFIX)
 
 
 def _recall_date(value: str) -> str:
@@ -151,7 +182,9 @@ def _run(args: argparse.Namespace) -> int:
     body = json.dumps(recall_event(args), separators=(",", ":")).encode()
     secret = args.secret or os.environ.get("WEBHOOK_SECRET") or current_secret()
     try:
-        headers = signed_request(secret, body, message_id=args.message_id)
+        headers = signed_request(
+            secret, body, message_id=args.message_id or cli_message_id(f"msg_{uuid.uuid4().hex}")
+        )
     except ValueError as exc:
         refusal = UsageError if args.secret else CommandError
         raise refusal(
@@ -177,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"no answer from {args.url} ({type(error).__name__}): the delivery may or may "
             "not have been applied",
-            hint=f"send it again with --message-id {headers['webhook-id']}: a delivery "
+            hint=f"send it again with --message-id {_own_part(headers['webhook-id'])}: a delivery "
             "already applied is refused as a replay, not applied twice",
         ) from error
     print(f"webhook-id {headers['webhook-id']} -> HTTP {status}")
@@ -204,7 +237,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     send.add_argument(
         "--message-id",
         type=_message_id,
-        help="webhook-id (default: a fresh one; reuse to test replay)",
+        help="webhook-id, sent as babyshield-cli_ID so that the API does not take it for "
+        "the feed's (default: a fresh one; reuse to test replay)",
     )
     send.add_argument(
         "--type", default="recall.created", choices=["recall.created", "recall.updated"]

@@ -224,11 +224,19 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
     line and a metric whose alarm pages (RUNBOOK, "A signed feed delivery was
     refused"). That holds for every refusal of the delivery's content (attack
     inspection, a body that is not JSON, a field the event model does not take),
-    not for a replay (409): its recall was stored by the first delivery.
+    not for a replay (409): its recall was stored by the first delivery. Nor for a
+    replay refused before the replay check (the request limits: another media
+    type, a padded header; headers are not signed): its id is held already.
     """
     from aws_lambda_powertools.metrics import MetricUnit
 
     if not 400 <= refusal.status < 500 or isinstance(refusal, Conflict):
+        return
+    if _received_already(message):
+        logger.info(
+            "a refused webhook delivery replays one received: not counted",
+            extra={"webhook_id": message.message_id, "status": refusal.status},
+        )
         return
     logger.error(
         "a signed feed delivery was refused",
@@ -243,6 +251,22 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
         },
     )
     metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
+
+
+def _received_already(message: VerifiedWebhook) -> bool:
+    """Whether another delivery of the id stored its recall or is storing it. A replay
+    store that cannot be asked answers no: a page for a replay costs on-call a look,
+    a missing one a recall."""
+    from functions.shared.identity.webhooks import message_id_taken
+
+    try:
+        return message_id_taken(message)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        logger.warning(
+            "webhook id store unavailable: a refused delivery is counted as the feed's",
+            extra={"message_id": message.message_id, "error": type(exc).__name__},
+        )
+        return False
 
 
 def record_refused_if_signed(event: APIGatewayProxyEvent, refusal: DomainError) -> None:

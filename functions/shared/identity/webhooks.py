@@ -48,7 +48,8 @@ from functions.shared.settings import get_settings
 SECRET_PREFIX = "whsec_"  # noqa: S105  # nosec B105 - the format prefix, not a secret
 SIGNATURE_VERSION = "v1"
 # Printable ASCII, no spaces: the id is part of the signed content and of a DynamoDB key.
-MESSAGE_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
+MESSAGE_ID_MAX_LENGTH = 256
+MESSAGE_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MESSAGE_ID_MAX_LENGTH}}}")
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 # A sender has no reason to send more; bounds the HMAC comparisons per request.
 MAX_SIGNATURES = 10
@@ -334,6 +335,29 @@ def claim_message_id(
                 raise WebhookInProgress(message.message_id) from exc
             raise WebhookReplayed(message.message_id) from exc
     return claim
+
+
+def message_id_taken(message: VerifiedWebhook, *, now: float | None = None) -> bool:
+    """Whether a delivery of the id holds its record: settled (its recall is stored)
+    or leased (a delivery of it is running). True exactly when `claim_message_id`
+    would refuse it as a replay; an expired record or a lease that ran out is free."""
+    answer = aws.dynamodb().get_item(
+        TableName=get_settings().webhook_nonce_table,
+        Key={names.WEBHOOK_NONCE_PARTITION_KEY: {"S": f"{WEBHOOK_ID_SPACE}#{message.message_id}"}},
+        # The replay may follow the stored delivery by milliseconds.
+        ConsistentRead=True,
+    )
+    item = answer.get("Item")
+    if not item:
+        return False
+    moment = int(time.time() if now is None else now)
+    expires = item.get(names.TTL_ATTRIBUTE, {}).get("N")
+    lease = item.get(LEASE_ATTRIBUTE, {}).get("N")
+    # claim_message_id's condition, read the other way round.
+    return not (
+        (expires is not None and int(expires) < moment)
+        or (lease is not None and int(lease) < moment)
+    )
 
 
 def settle_message_id(message: VerifiedWebhook, claim: str) -> None:

@@ -251,7 +251,9 @@ def publish_secret_ages(
     datapoint for the run (the last counts secrets whose rotation is off, scheduled
     less often than their period, or by another function), and one
     WebhookFeedOnPreviousSecret (1: the feed has not been given the webhook secret's
-    current value, and the next rotation would be refused for it).
+    current value: its last accepted delivery was signed with AWSPREVIOUS, and the
+    next rotation would be refused for it, or with a version no longer accepted, as
+    after an emergency rotation, and its deliveries are refused).
 
     Each flush carries one secret's dimension; a single flush would put every
     datapoint under the same dimensions. A secret without an age gets no age
@@ -320,16 +322,24 @@ def signer_of(metadata: SecretMetadata) -> SignerState:
 
 
 def _feed_on_previous(store: SecretStore) -> bool | None:
-    """Whether the feed still signs with AWSPREVIOUS, for its daily datapoint; None
-    (no datapoint) when that cannot be read."""
+    """Whether the feed's last accepted delivery was signed with another version than
+    AWSCURRENT (AWSPREVIOUS, or one a rotation retired since), for its daily
+    datapoint; None (no datapoint) when that cannot be read."""
     try:
         state = feed_signer(store)
     except Exception as exc:  # noqa: BLE001 - one missing datapoint, not a failed run
         logger.warning("webhook feed signer unknown", extra={"error": type(exc).__name__})
         return None
-    if state.sender_on_previous:
+    if state.sender_on_retired:
+        # After an emergency rotation: its deliveries are 401s, which page no one else.
+        logger.warning(
+            "the feed's last accepted delivery was signed with a webhook secret no longer "
+            "accepted: its deliveries are refused; give it the current one",
+            extra={"signed_with_version": state.last_version},
+        )
+    elif state.sender_on_old_secret:
         logger.warning(
             "the feed still signs with the previous webhook secret: give it the current one",
             extra={"previous_version": state.previous_version},
         )
-    return state.sender_on_previous
+    return state.sender_on_old_secret

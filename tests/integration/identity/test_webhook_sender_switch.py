@@ -184,7 +184,9 @@ def test_a_warm_instance_writes_a_signer_at_most_once_a_minute(world, monkeypatc
         faults.rule = count
         for n in range(3):
             _deliver(world.webhook_secret, f"CPSC-{n}")
-    assert len(writes) == 1
+    # One write per record: the version's last use, and which version signed last
+    assert len(writes) == 2
+    assert sum(webhook_signers.LAST_SIGNER_KEY.encode() in body for body in writes) == 1
 
 
 def test_babyshield_secrets_says_which_secret_the_feed_signs_with(world, driver, capsys):
@@ -352,3 +354,90 @@ def test_an_old_secret_delivery_in_the_same_second_as_a_new_one_still_holds_rota
     # When the routine rotation runs, Then it is refused
     with pytest.raises(RotationFailed):
         driver.rotate(NAME)
+
+
+def _daily_datapoint(capsys) -> float:
+    """The WebhookFeedOnPreviousSecret datapoint of the daily run just made."""
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    [value] = [
+        doc[names.METRIC_WEBHOOK_FEED_ON_PREVIOUS]
+        for doc in documents
+        if names.METRIC_WEBHOOK_FEED_ON_PREVIOUS in doc
+    ]
+    [number] = value if isinstance(value, list) else [value]
+    return float(number)
+
+
+def test_a_feed_left_on_a_secret_an_emergency_retired_is_reported_by_the_daily_check(
+    world, driver, capsys
+):
+    """After an emergency rotation the old value is refused at once and no AWSPREVIOUS
+    is left, so the order of the two live versions' uses says nothing. A feed never
+    handed its new secret has every delivery refused with a 401, which
+    FeedDeliveriesRefused does not count (its signature no longer verifies) and no
+    alarm watches: the daily check's alarmed datapoint is what tells on-call that
+    recalls have stopped being stored."""
+    from functions.shared.rotation.age import publish_secret_ages
+    from ops.cli import main
+
+    # Given the feed delivering with the current secret
+    first = world.webhook_secret
+    _deliver(first, "CPSC-BEFORE")
+    # and an emergency rotation the feed was not told about
+    second = _rotate(driver, emergency=True)
+    body = recall_event(source_id="CPSC-AFTER")
+    assert post(body, signed_headers(first, body)).status == 401
+    capsys.readouterr()
+
+    # When the daily check runs
+    report = publish_secret_ages(SecretStore(caller="test"))
+
+    # Then its alarmed datapoint says the feed is not on the current secret
+    assert report["feed_on_previous"] is True
+    assert _daily_datapoint(capsys) == 1
+    # and `babyshield secrets` says the feed's secret is no longer accepted
+    assert main(["secrets"]) == 0
+    out = capsys.readouterr().out
+    assert "signed with a secret no longer accepted" in out
+    assert "give it the current one" in out
+    assert main(["secrets", "--json"]) == 0
+    row = next(
+        r for r in json.loads(capsys.readouterr().out) if r["name"] == "webhook-signing-secret"
+    )
+    assert row["feed_signs_with"]["stage"] == "retired"
+    assert row["feed_signs_with"]["previous_version"] is None
+
+    # And once the feed is given the new secret and delivers with it, it reports 0
+    _deliver(second, "CPSC-GIVEN")
+    assert publish_secret_ages(SecretStore(caller="test"))["feed_on_previous"] is False
+    assert _daily_datapoint(capsys) == 0
+
+
+def test_the_last_signer_record_holds_the_later_of_two_uses_written_out_of_order(world):
+    """Two instances may write their uses in the other order than the deliveries
+    arrived: the record of which version signed last keeps the later one, and an
+    old-secret use at the same millisecond as a current one wins, as the per-version
+    order counts both at one moment as still on the old secret."""
+    from functions.shared.identity.webhooks import VerifiedWebhook
+
+    now = time.time()
+    current = VerifiedWebhook("msg_a", int(now), "version-current")
+    previous = VerifiedWebhook("msg_b", int(now), "version-previous", signed_with_previous=True)
+
+    # Given the later use (the current version's) written first
+    webhook_signers.record_secret_use(current, now=now + 1)
+    # When the earlier one (the previous version's) arrives late
+    webhook_signers.record_secret_use(previous, now=now)
+    # Then the later one stands
+    assert webhook_signers.last_accepted_signer() == (
+        "version-current",
+        int((now + 1) * 1000) / 1000,
+    )
+
+    # And at one millisecond, the previous version's use wins
+    webhook_signers.record_secret_use(previous, now=now + 1)
+    last = webhook_signers.last_accepted_signer()
+    assert last is not None
+    assert last[0] == "version-previous"
