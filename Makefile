@@ -107,9 +107,11 @@ $(CHECKOV_STAMP): requirements/checkov.lock | $(BIN)/uv
 	@touch $@
 
 # The offline scanning gates (docs/SECURITY.md). The template gates read what
-# synth just wrote; when synth fails they fail too instead of reading stale output.
+# synth just wrote, and fail when it failed, listing the findings (a cdk-nag rule
+# fails the synth after CDK wrote the templates). cdk.out goes first, so a synth
+# that fails before its own `rm -rf cdk.out` leaves no stale output to read.
 security: install checkov
-	@status=0; $(MAKE) --no-print-directory synth || status=$$?; \
+	@rm -rf cdk.out; status=0; $(MAKE) --no-print-directory synth || status=$$?; \
 	$(BIN)/babyshield security --synth-exit-code $$status
 
 clean:

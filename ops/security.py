@@ -21,6 +21,8 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +68,10 @@ SECRET_SCAN_OPTIONS = (
     # user:password@...")` passed unseen. The few strings it excused are audited.
     "--disable-filter",
     "detect_secrets.filters.heuristic.is_indirect_reference",
+    # `scan --baseline` otherwise runs only the detectors (and entropy limits) the
+    # baseline's header lists: a baseline written with `--disable-plugin`, or by an
+    # older detect-secrets, would switch detectors off for every later scan.
+    "--force-use-all-plugins",
 )
 
 BANDIT_TARGETS = ("functions", "cdk", "ops")
@@ -157,11 +163,14 @@ def _venv_script(name: str) -> list[str]:
     return [found]
 
 
-def _run(command: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    command: Sequence[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     # Tools are fixed argv lists from this module, never a shell string.
     return subprocess.run(  # noqa: S603
         list(command),
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=TOOL_TIMEOUT_SECONDS,
@@ -208,6 +217,42 @@ def service_reachable(url: str, timeout: float = REACHABILITY_TIMEOUT_SECONDS) -
     return bool(answered and answered[0])
 
 
+# --- a scanner's own config files in the tree ------------------------------------
+
+# Bandit obeys a `.bandit` found anywhere under its targets, cfn-lint a `.cfnlintrc`
+# and checkov a `.checkov.yaml` in the directory it runs in: one such file turns a
+# rule off for the whole tree, far from the code it excuses and without a reason.
+# The gates run each scanner so that it reads none of them (an empty `--ini` and
+# `--config-file`, checkov from a scratch directory), and fail on finding one, so
+# its author learns it does nothing and suppresses the one line instead
+# (docs/SECURITY.md, "Suppressing a false positive").
+CFN_LINT_CONFIG_FILES = (".cfnlintrc", ".cfnlintrc.yaml", ".cfnlintrc.yml")
+CHECKOV_CONFIG_FILES = (".checkov.yaml", ".checkov.yml")
+
+
+def scanner_config_findings(root: Path, relatives: Iterable[str], tool: str) -> list[Finding]:
+    return [
+        Finding(
+            rule="scanner-config-file",
+            severity="HIGH",
+            path=relative,
+            line=0,
+            message=f"{tool} config file in the tree: the gate ignores it; remove it and "
+            "suppress the one finding next to its code, with the reason",
+        )
+        for relative in relatives
+        if (root / relative).is_file()
+    ]
+
+
+def _bandit_config_files(root: Path, targets: Iterable[str]) -> list[str]:
+    return sorted(
+        path.relative_to(root).as_posix()
+        for target in targets
+        for path in (root / target).rglob(".bandit")
+    )
+
+
 # --- Bandit ----------------------------------------------------------------------
 
 
@@ -215,8 +260,13 @@ def bandit_gate(context: ScanContext) -> GateResult:
     targets = [name for name in BANDIT_TARGETS if (context.root / name).is_dir()]
     if not targets:
         return GateResult("bandit", "bandit", Verdict.FAIL, note="none of functions/ cdk/ ops/")
-    command = [*_python_tool("bandit"), "-r", *targets, "-f", "json", "-q"]
-    report = _json_output(_run(command, context.root), "bandit")
+    with tempfile.TemporaryDirectory() as scratch:
+        # An explicit --ini stops Bandit's search of its targets for a `.bandit`.
+        no_options = Path(scratch) / "bandit.ini"
+        no_options.write_text("[bandit]\n", encoding="utf-8")
+        command = [*_python_tool("bandit"), "--ini", str(no_options)]
+        command += ["-r", *targets, "-f", "json", "-q"]
+        report = _json_output(_run(command, context.root), "bandit")
     findings = [
         Finding(
             rule=f"{item['test_id']} {item['test_name']}",
@@ -231,6 +281,9 @@ def bandit_gate(context: ScanContext) -> GateResult:
         Finding("parse-error", "HIGH", str(error["filename"]), 0, str(error["reason"]))
         for error in report.get("errors", [])
     ]
+    findings += scanner_config_findings(
+        context.root, _bandit_config_files(context.root, targets), "Bandit"
+    )
     return gate_result("bandit", "bandit", findings, note=f"{', '.join(targets)}; fails at medium")
 
 
@@ -329,6 +382,101 @@ def update_baseline(root: Path) -> list[tuple[str, int, str]]:
 # --- pip-audit -------------------------------------------------------------------
 
 
+REQUIREMENT_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+@dataclass(frozen=True)
+class LockPin:
+    """One requirement of a lock file, its environment marker removed."""
+
+    name: str  # canonical
+    version: str  # normalized; "" for a requirement that pins none (a URL)
+    line: int
+    requirement: str  # the requirement and its options (`--hash=...`), one line
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each requirements-file line, comments removed and
+    backslash continuations joined, as pip reads them."""
+    joined: list[tuple[int, str]] = []
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        # pip's rule: a comment starts at a `#` that begins the line or follows whitespace.
+        content = REQUIREMENT_COMMENT.sub("", raw).strip()
+        if not pending:
+            start = number
+        if content.endswith("\\"):
+            pending += content[:-1] + " "
+            continue
+        pending = (pending + content).strip()
+        if pending:
+            joined.append((start, pending))
+        pending = ""
+    if pending.strip():  # a continuation on the last line
+        joined.append((start, pending.strip()))
+    return joined
+
+
+def read_lock_pins(text: str, source: str) -> tuple[list[str], list[LockPin]]:
+    """The global option lines and the requirements of a requirements-format lock.
+
+    The locks are universal (`uv pip compile --universal`): a pin may carry a marker
+    for another interpreter or platform (the Lambda layer's Python 3.13, Windows).
+    pip-audit evaluates markers against the Python running it and silently drops
+    the pins that do not match, so the gate hands it the pins without their markers.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    options: list[str] = []
+    pins: list[LockPin] = []
+    for start, logical in _logical_lines(text):
+        if logical.startswith("-"):
+            options.append(logical)
+            continue
+        spec, _, rest = logical.partition(" --")
+        try:
+            requirement = Requirement(spec.strip())
+        except InvalidRequirement as error:
+            raise ValueError(f"{source}:{start}: not a requirement: {error}") from error
+        requirement.marker = None
+        pinned = [s.version for s in requirement.specifier if s.operator in ("==", "===")]
+        try:
+            version = str(Version(pinned[0])) if len(pinned) == 1 else ""
+        except InvalidVersion:
+            version = pinned[0]
+        line = str(requirement) + (f" --{rest}" if rest else "")
+        pins.append(LockPin(canonicalize_name(requirement.name), version, start, line))
+    return options, pins
+
+
+def audit_sets(pins: Sequence[LockPin]) -> list[list[LockPin]]:
+    """The pins split so that no name appears twice in one set: pip-audit refuses a
+    requirements file holding two versions of a package, and a universal lock pins
+    one version per interpreter (networkx 3.6.1 below Python 3.12, 3.7 from it)."""
+    sets: list[list[LockPin]] = []
+    for pin in pins:
+        free = next((s for s in sets if all(other.name != pin.name for other in s)), None)
+        if free is None:
+            free = []
+            sets.append(free)
+        free.append(pin)
+    return sets
+
+
+PIP_AUDIT_OPTIONS = (
+    "--require-hashes",
+    "--disable-pip",
+    "--vulnerability-service",
+    "osv",
+    "--format",
+    "json",
+    "--progress-spinner",
+    "off",
+)
+
+
 def pip_audit_gate(context: ScanContext) -> GateResult:
     locks = [context.root / name for name in LOCK_FILES if (context.root / name).is_file()]
     if not locks:
@@ -341,55 +489,87 @@ def pip_audit_gate(context: ScanContext) -> GateResult:
             Verdict.SKIP,
             note="skipped: offline (OSV vulnerability service unreachable); not audited",
         )
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    def version_of(text: str) -> str:
+        try:
+            return str(Version(text))
+        except InvalidVersion:
+            return text
+
     findings: list[Finding] = []
     audited = 0
-    for lock in locks:
-        relative = lock.relative_to(context.root).as_posix()
-        process = _run(
-            [
-                *command,
-                "--requirement",
-                relative,
-                "--require-hashes",
-                "--disable-pip",
-                "--vulnerability-service",
-                "osv",
-                "--format",
-                "json",
-                "--progress-spinner",
-                "off",
-            ],
-            context.root,
-        )
-        report = _json_output(process, "pip-audit")
-        dependencies = report.get("dependencies", []) if isinstance(report, dict) else []
-        for dependency in dependencies:
-            skipped = dependency.get("skip_reason")
-            if skipped:
-                # Not audited (a URL requirement, a name the index lacks): a pass would
-                # vouch for a package nobody looked at.
+    with tempfile.TemporaryDirectory() as scratch:
+        for lock in locks:
+            relative = lock.relative_to(context.root).as_posix()
+            options, pins = read_lock_pins(lock.read_text(encoding="utf-8"), relative)
+            reported: set[tuple[str, str]] = set()
+            explained: set[str] = set()  # skipped by pip-audit, with its reason
+            for index, pin_set in enumerate(audit_sets(pins)):
+                requirements = Path(scratch) / f"{lock.stem}-{index}.txt"
+                lines = [*options, *(pin.requirement for pin in pin_set)]
+                requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+                process = _run(
+                    [*command, "--requirement", str(requirements), *PIP_AUDIT_OPTIONS], context.root
+                )
+                report = _json_output(process, "pip-audit")
+                dependencies = report.get("dependencies", []) if isinstance(report, dict) else []
+                for dependency in dependencies:
+                    skipped = dependency.get("skip_reason")
+                    if skipped:
+                        # Not audited (a URL requirement, a name the index lacks): a pass
+                        # would vouch for a package nobody looked at.
+                        explained.add(canonicalize_name(str(dependency.get("name", ""))))
+                        findings.append(
+                            Finding(
+                                rule="not-audited",
+                                severity="UNRATED",
+                                path=relative,
+                                line=0,
+                                message=f"{dependency.get('name', '?')}: not audited: {skipped}",
+                            )
+                        )
+                        continue
+                    name = canonicalize_name(str(dependency["name"]))
+                    reported.add((name, version_of(str(dependency["version"]))))
+                    for vuln in dependency.get("vulns", []):
+                        fixes = ", ".join(vuln.get("fix_versions", [])) or "none yet"
+                        findings.append(
+                            Finding(
+                                rule=str(vuln["id"]),
+                                severity="UNRATED",
+                                path=relative,
+                                line=0,
+                                message=f"{dependency['name']} {dependency['version']}: "
+                                f"fixed in {fixes}",
+                            )
+                        )
+            # A pin pip-audit left out of its report without a reason was not looked up.
+            for pin in pins:
+                missing = (pin.name, pin.version) not in reported
+                if pin.version and missing and pin.name not in explained:
+                    findings.append(
+                        Finding(
+                            rule="not-audited",
+                            severity="UNRATED",
+                            path=relative,
+                            line=pin.line,
+                            message=f"{pin.name} {pin.version}: pinned, missing from "
+                            "pip-audit's report",
+                        )
+                    )
+            if not reported:
                 findings.append(
                     Finding(
-                        rule="not-audited",
+                        rule="nothing-audited",
                         severity="UNRATED",
                         path=relative,
                         line=0,
-                        message=f"{dependency.get('name', '?')}: not audited: {skipped}",
+                        message="pip-audit audited no pinned package of this lock",
                     )
                 )
-                continue
-            audited += 1
-            for vuln in dependency.get("vulns", []):
-                fixes = ", ".join(vuln.get("fix_versions", [])) or "none yet"
-                findings.append(
-                    Finding(
-                        rule=str(vuln["id"]),
-                        severity="UNRATED",
-                        path=relative,
-                        line=0,
-                        message=f"{dependency['name']} {dependency['version']}: fixed in {fixes}",
-                    )
-                )
+            audited += len(reported)
     return gate_result("pip-audit", "pip-audit", findings, note=f"{audited} pinned packages")
 
 
@@ -397,6 +577,9 @@ def pip_audit_gate(context: ScanContext) -> GateResult:
 
 
 def _templates(context: ScanContext, gate: str, tool: str) -> list[Path] | GateResult:
+    templates = sorted((context.root / CDK_OUT).glob("*.template.json"))
+    if templates:
+        return templates
     if context.synth_exit_code:
         return GateResult(
             gate,
@@ -404,12 +587,29 @@ def _templates(context: ScanContext, gate: str, tool: str) -> list[Path] | GateR
             Verdict.FAIL,
             note=f"make synth failed (exit {context.synth_exit_code}); nothing to check",
         )
-    templates = sorted((context.root / CDK_OUT).glob("*.template.json"))
-    if not templates:
-        return GateResult(
-            gate, tool, Verdict.FAIL, note=f"no template in {CDK_OUT}/ — run make synth"
-        )
-    return templates
+    return GateResult(gate, tool, Verdict.FAIL, note=f"no template in {CDK_OUT}/ — run make synth")
+
+
+def template_gate(
+    scan: Callable[[ScanContext], GateResult],
+) -> Callable[[ScanContext], GateResult]:
+    """A gate on what `make synth` wrote, which fails whenever that synth failed.
+
+    A cdk-nag finding fails the synth after CDK has written the templates and its
+    validation report, so a failed synth still leaves output to scan: the gate
+    reports its findings (the rule that failed the synth among them) instead of
+    nothing. The output is this synth's own: `make synth` starts by removing
+    cdk.out, and `make security` removes it before the synth's prerequisites run.
+    """
+
+    def run(context: ScanContext) -> GateResult:
+        result = scan(context)
+        if context.synth_exit_code and not result.note.startswith("make synth failed"):
+            result.verdict = Verdict.FAIL
+            result.note = f"make synth failed (exit {context.synth_exit_code}); {result.note}"
+        return result
+
+    return run
 
 
 CFN_LINT_LEVELS = {"Error": "HIGH", "Warning": "MEDIUM", "Informational": "LOW"}
@@ -425,9 +625,13 @@ def cfn_lint_gate(context: ScanContext) -> GateResult:
     templates = _templates(context, "cfn-lint", "cfn-lint")
     if isinstance(templates, GateResult):
         return templates
-    command = [*_venv_script("cfn-lint"), "--format", "json"]
-    command += [path.relative_to(context.root).as_posix() for path in templates]
-    report = _json_output(_run(command, context.root), "cfn-lint")
+    with tempfile.TemporaryDirectory() as scratch:
+        # An explicit --config-file replaces both ~/.cfnlintrc and ./.cfnlintrc.
+        no_config = Path(scratch) / "cfnlintrc.yaml"
+        no_config.write_text("{}\n", encoding="utf-8")
+        command = [*_venv_script("cfn-lint"), "--config-file", str(no_config), "--format", "json"]
+        command += [path.relative_to(context.root).as_posix() for path in templates]
+        report = _json_output(_run(command, context.root), "cfn-lint")
     findings = [
         Finding(
             rule=str(match["Rule"]["Id"]),
@@ -440,6 +644,7 @@ def cfn_lint_gate(context: ScanContext) -> GateResult:
         )
         for match in report
     ]
+    findings += scanner_config_findings(context.root, CFN_LINT_CONFIG_FILES, "cfn-lint")
     return gate_result("cfn-lint", "cfn-lint", findings, note=f"{len(templates)} templates")
 
 
@@ -455,12 +660,17 @@ def checkov_gate(context: ScanContext) -> GateResult:
             Verdict.FAIL,
             note=f"skipped: checkov not installed — run {CHECKOV_INSTALL_HINT}",
         )
-    command = [str(checkov), "--framework", "cloudformation", "--output", "json", "--quiet"]
+    command = [str(checkov.absolute()), "--framework", "cloudformation", "--output", "json"]
     # No guideline download, no platform calls: the gate must behave the same offline.
-    command += ["--skip-download", "--compact"]
+    command += ["--quiet", "--skip-download", "--compact"]
     for path in templates:
-        command += ["--file", path.relative_to(context.root).as_posix()]
-    report = _json_output(_run(command, context.root), "checkov")
+        command += ["--file", str(path.absolute())]
+    with tempfile.TemporaryDirectory() as scratch:
+        # checkov reads .checkov.yaml from its working directory and from $HOME (an
+        # explicit --config-file adds to those, it does not replace them): it runs
+        # in an empty directory that is its home too.
+        environment = {**os.environ, "HOME": scratch}
+        report = _json_output(_run(command, Path(scratch), environment), "checkov")
     # One framework gives an object, several a list; an empty scan gives a bare summary.
     listed = report if isinstance(report, list) else [report]
     entries: list[dict[str, Any]] = [entry for entry in listed if isinstance(entry, dict)]
@@ -468,7 +678,7 @@ def checkov_gate(context: ScanContext) -> GateResult:
         Finding(
             rule=str(check["check_id"]),
             severity=str(check.get("severity") or "UNRATED").upper(),
-            path=str(check.get("file_path", "")).lstrip("/"),
+            path=_checkov_path(check, context.root),
             line=int((check.get("file_line_range") or [0])[0]),
             message=f"{check.get('resource', '?')}: {check.get('check_name', '')}",
         )
@@ -480,10 +690,22 @@ def checkov_gate(context: ScanContext) -> GateResult:
     if unparsed:
         # A template checkov could not read was not checked at all.
         findings.append(Finding("parsing-error", "HIGH", CDK_OUT, 0, f"{unparsed} unparsed"))
+    findings += scanner_config_findings(context.root, CHECKOV_CONFIG_FILES, "checkov")
     skipped = sum(int(summary.get("skipped", 0)) for summary in summaries)
     return gate_result(
         "checkov", "checkov", findings, note=f"{skipped} skipped with a comment; unrated fail"
     )
+
+
+def _checkov_path(check: dict[str, Any], root: Path) -> str:
+    """The template's path in the tree (checkov's `file_path` is relative to its cwd)."""
+    absolute = check.get("file_abs_path")
+    if absolute:
+        try:
+            return Path(str(absolute)).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return str(absolute)
+    return str(check.get("file_path", "")).lstrip("/")
 
 
 NAG_SEVERITIES = {
@@ -656,10 +878,12 @@ GATES: dict[str, Callable[[ScanContext], GateResult]] = {
     "bandit": bandit_gate,
     "detect-secrets": detect_secrets_gate,
     "pip-audit": pip_audit_gate,
-    "cfn-lint": cfn_lint_gate,
-    "checkov": checkov_gate,
-    "cdk-nag-aws-solutions": cdk_nag_gate("cdk-nag-aws-solutions", "AwsSolutions"),
-    "cdk-nag-nist-800-53-r5": cdk_nag_gate("cdk-nag-nist-800-53-r5", "NIST.800.53.R5"),
+    "cfn-lint": template_gate(cfn_lint_gate),
+    "checkov": template_gate(checkov_gate),
+    "cdk-nag-aws-solutions": template_gate(cdk_nag_gate("cdk-nag-aws-solutions", "AwsSolutions")),
+    "cdk-nag-nist-800-53-r5": template_gate(
+        cdk_nag_gate("cdk-nag-nist-800-53-r5", "NIST.800.53.R5")
+    ),
 }
 
 

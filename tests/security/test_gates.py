@@ -9,6 +9,7 @@ the secret.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import stat
@@ -244,14 +245,102 @@ def test_template_gates_fail_without_a_synthesized_template(tree: Path, gate: st
 
 
 @pytest.mark.parametrize("gate", ["cfn-lint", "checkov", "cdk-nag-nist-800-53-r5"])
-def test_template_gates_fail_when_synth_failed_even_with_old_output(tree: Path, gate: str):
-    # Given templates left over from an earlier synth, and a synth that just failed
+def test_template_gates_fail_when_synth_failed_before_writing_a_template(tree: Path, gate: str):
+    [result] = run_gates(ScanContext(root=tree, synth_exit_code=2), [gate])
+
+    assert result.verdict is Verdict.FAIL
+    assert result.note == "make synth failed (exit 2); nothing to check"
+
+
+@pytest.mark.parametrize("gate", ["cfn-lint", "checkov", "cdk-nag-nist-800-53-r5"])
+def test_a_failed_synth_fails_every_template_gate_even_when_its_output_scans_clean(
+    tree: Path, gate: str
+):
+    # Given a synth that failed after writing a template cfn-lint finds nothing in
     write_template(tree)
 
     [result] = run_gates(ScanContext(root=tree, synth_exit_code=2), [gate])
 
     assert result.verdict is Verdict.FAIL
-    assert "make synth failed (exit 2)" in result.note
+    assert result.note.startswith("make synth failed (exit 2); ")
+
+
+def test_cfn_lint_reports_the_findings_of_the_template_a_failed_synth_wrote(tree: Path):
+    """A cdk-nag finding fails the synth after CDK wrote the template: the other template
+    gates still scan it, so one run shows everything wrong with it, not only the first."""
+    broken = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicNam": "x"}}}}
+    write_template(tree, broken)
+
+    [result] = run_gates(ScanContext(root=tree, synth_exit_code=2), ["cfn-lint"])
+
+    assert result.verdict is Verdict.FAIL
+    assert any(f.severity == "HIGH" and f.rule.startswith("E") for f in result.findings)
+
+
+def test_cdk_nag_gate_names_the_rule_that_failed_the_synth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Every cdk-nag finding fails `make synth` (cdk/app.py::main exits 1, make exits 2),
+    and CDK writes the whole assembly and its validation report before it raises.
+    `make security` and the checkov CI job pass that exit code on; the cdk-nag gates
+    then read the report, list the rule that failed the synth, and put it in the SARIF
+    CI uploads to code scanning (docs/SECURITY.md: every job uploads its findings, even
+    when it fails), instead of an empty "nothing to check"."""
+    node_bin = REPO / ".node" / "node_modules" / "node" / "bin"
+    if node_bin.is_dir():
+        monkeypatch.setenv("PATH", f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_iam as iam
+
+    from cdk.app import add_rule_packs, record_rule_packs
+    from cdk.nag_report import read_summary
+
+    # Given an app wired as cdk/app.py wires it, with an IAM wildcard planted in a role
+    root = tmp_path / "tree"
+    outdir = root / "cdk.out"
+    app = App(outdir=str(outdir))
+    stack = Stack(app, "BabyShield")
+    role = iam.Role(stack, "Fn", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    role.add_to_policy(iam.PolicyStatement(actions=["*"], resources=["*"]))
+    record_rule_packs(outdir, add_rule_packs(app, nist=True))
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    assert (outdir / "BabyShield.template.json").is_file()
+    assert any(f.rule.startswith("AwsSolutions-IAM5") for f in read_summary(outdir).enforced)
+    synth_exit = 2  # cdk/app.py::main returns 1 on these findings; make reports 2
+
+    # When `make security` runs the gate with that synth's exit code (CI passes --sarif-dir)
+    sarif = tmp_path / "sarif"
+    code = main(
+        [
+            "security",
+            "--root",
+            str(root),
+            "--synth-exit-code",
+            str(synth_exit),
+            "--gate",
+            "cdk-nag-aws-solutions",
+            "--sarif-dir",
+            str(sarif),
+        ]
+    )
+
+    # Then it fails, naming the wildcard, and code scanning gets the finding
+    output = capsys.readouterr().out
+    assert code == 1
+    assert "AwsSolutions-IAM5" in output, output
+    results = json.loads((sarif / "cdk-nag-aws-solutions.sarif").read_text())["runs"][0]
+    assert any(r["ruleId"].startswith("AwsSolutions-IAM5") for r in results["results"])
+
+
+def test_make_security_removes_the_old_synth_output_before_the_synth():
+    """The template gates read cdk.out even when the synth failed. `make synth` removes
+    cdk.out only once its prerequisites (install, Node.js, the Lambda build) succeeded;
+    `make security` removes it first, so a synth failing earlier leaves nothing stale."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\nsecurity:", 1)[1].split("\n\n", 1)[0]
+
+    assert recipe.index("rm -rf cdk.out") < recipe.index("synth")
 
 
 def write_template(root: Path, template: Mapping[str, object] | None = None) -> Path:

@@ -1,20 +1,25 @@
 """Gates given planted defects in a copy of the tree (pytest's tmp_path, never the
 checkout): Bandit's request-handling rules, detect-secrets on webhook secrets,
-pip-audit on a package it could not audit, and the workflow checks of
-tests/security/test_workflows.py on workflows that run foreign code.
+pip-audit on packages it could not audit or would leave out, and the workflow
+checks of tests/security/test_workflows.py on workflows that run foreign code.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import random
 import shutil
 import string
+import subprocess
+import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from ops import security
 from ops.security import ScanContext, Verdict, run_gates
 from tests.security import test_workflows as wf
 from tests.security.test_gates import minimal_project
@@ -117,6 +122,139 @@ def test_pip_audit_does_not_pass_a_dependency_it_could_not_audit(tree: Path):
     assert result.verdict is not Verdict.PASS, (
         f"{result.verdict}: {result.note} — requests 2.19.0 was skipped, not audited"
     )
+
+
+def _marker_this_interpreter_does_not_meet() -> str:
+    # uv's `--universal` lock splits a package by Python version exactly like this
+    # (requirements/dev.lock: networkx 3.6.1 below 3.12, 3.7 from 3.12 on).
+    if sys.version_info >= (3, 12):
+        return "python_full_version < '3.12'"
+    return "python_full_version >= '3.12'"
+
+
+HASH = "    --hash=sha256:" + "a" * 64 + "\n"
+
+
+def test_pip_audit_does_not_pass_a_pin_whose_marker_this_python_does_not_meet(tree: Path):
+    """pip-audit evaluates each pin's environment marker against the interpreter running
+    it and silently drops the pins whose marker does not hold (no skip_reason, nothing
+    in its JSON). The gate runs on Python 3.11, the Lambda layer is installed for
+    Python 3.13, and the locks are universal: without the gate's own handling every pin
+    kept for Python 3.12+ goes unaudited, and a lock of nothing but such pins reads
+    "0 pinned packages", PASS. requests 2.19.0 has known vulnerabilities
+    (CVE-2018-18074): audited, it fails; unaudited, it must not pass either."""
+    plant(
+        tree,
+        "requirements/runtime.lock",
+        f"requests==2.19.0 ; {_marker_this_interpreter_does_not_meet()} \\\n" + HASH,
+    )
+
+    [result] = run_gates(ScanContext(root=tree, online=lambda: True), ["pip-audit"])
+
+    assert result.verdict is not Verdict.PASS, (
+        f"{result.verdict}: {result.note!r} — requests 2.19.0 is pinned in the lock and "
+        "was never audited"
+    )
+
+
+class PipAuditThatReports:
+    """Stands in for the pip-audit subprocess: records each requirements file it is
+    handed and reports the pins in it, minus the names in `drops`, as pip-audit's JSON."""
+
+    def __init__(self, drops: frozenset[str] = frozenset()) -> None:
+        self.handed: list[list[str]] = []
+        self.drops = drops
+
+    def __call__(
+        self, command: Sequence[str], cwd: Path, env: object = None
+    ) -> subprocess.CompletedProcess[str]:
+        path = Path(command[list(command).index("--requirement") + 1])
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+        self.handed.append(lines)
+        pins = [line.split(" ", 1)[0].split("==") for line in lines]
+        report = {
+            "dependencies": [
+                {"name": name, "version": version, "vulns": []}
+                for name, version in pins
+                if name not in self.drops
+            ]
+        }
+        return subprocess.CompletedProcess(list(command), 0, json.dumps(report), "")
+
+
+def test_pip_audit_is_handed_every_pin_of_a_universal_lock_without_its_marker(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every pin a universal lock holds is looked up, whichever interpreter runs the
+    gate: pip-audit gets the pins without their markers, and the two versions a lock
+    pins for two Pythons in separate files (it refuses one package twice in a file)."""
+    # Given a lock pinning networkx per Python version and a Windows-only package
+    plant(
+        tree,
+        "requirements/dev.lock",
+        "# via uv\n"
+        "networkx==3.6.1 ; python_full_version < '3.12' \\\n" + HASH + "    # via moto\n"
+        "networkx==3.7 ; python_full_version >= '3.12' \\\n" + HASH + "pywin32==312 ; "
+        "sys_platform == 'win32' \\\n" + HASH,
+    )
+    pip_audit = PipAuditThatReports()
+    monkeypatch.setattr(security, "_run", pip_audit)
+
+    # When the gate runs
+    [result] = run_gates(ScanContext(root=tree, online=lambda: True), ["pip-audit"])
+
+    # Then pip-audit saw all three pins, none with a marker, one networkx per file
+    handed = [line.split(" ", 1)[0] for lines in pip_audit.handed for line in lines]
+    assert sorted(handed) == ["networkx==3.6.1", "networkx==3.7", "pywin32==312"]
+    assert not any(";" in line for lines in pip_audit.handed for line in lines)
+    assert all(line.split(" ", 1)[1].startswith("--hash=sha256:") for line in pip_audit.handed[0])
+    assert (result.verdict, result.note) == (Verdict.PASS, "3 pinned packages")
+
+
+def test_a_pin_missing_from_pip_audits_report_fails_as_not_audited(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Whatever the reason pip-audit leaves a pin out of its report (a marker it
+    evaluated, a future change in how it reads requirements), the pin was not looked
+    up: the gate compares the report with the lock and fails on the difference."""
+    plant(tree, "requirements/runtime.lock", "boto3==1.40.0 \\\n" + HASH + "rsa==4.9 \\\n" + HASH)
+    monkeypatch.setattr(security, "_run", PipAuditThatReports(drops=frozenset({"rsa"})))
+
+    [result] = run_gates(ScanContext(root=tree, online=lambda: True), ["pip-audit"])
+
+    assert result.verdict is Verdict.FAIL
+    assert [(f.rule, f.path, f.line) for f in result.findings] == [
+        ("not-audited", "requirements/runtime.lock", 3)
+    ]
+    assert "rsa 4.9" in result.findings[0].message
+
+
+def test_pip_audit_fails_a_lock_of_which_it_audited_nothing(tree: Path):
+    """ "0 pinned packages" is no audit: a lock that yields nothing to look up (emptied,
+    or every pin dropped) fails the gate. pip-audit queries nothing here, so this runs
+    the real tool with the network off."""
+    plant(tree, "requirements/runtime.lock", "# This file was autogenerated by uv\n")
+
+    [result] = run_gates(ScanContext(root=tree, online=lambda: True), ["pip-audit"])
+
+    assert result.verdict is Verdict.FAIL
+    assert [(f.rule, f.path) for f in result.findings] == [
+        ("nothing-audited", "requirements/runtime.lock")
+    ]
+
+
+def test_the_lock_files_read_as_every_pin_they_hold():
+    """The committed locks parse completely: one pin per `name==version` requirement
+    line, none without a version, so the comparison with pip-audit's report is exact."""
+    for name in security.LOCK_FILES:
+        text = (REPO / name).read_text(encoding="utf-8")
+        options, pins = security.read_lock_pins(text, name)
+        requirement_lines = [
+            line for line in text.splitlines() if "==" in line and not line.startswith(("#", " "))
+        ]
+        assert not options
+        assert len(pins) == len(requirement_lines) > 0
+        assert all(pin.version and ";" not in pin.requirement for pin in pins)
 
 
 # --- the workflow checks (tests/security/test_workflows.py, run by CI's `make test`) --

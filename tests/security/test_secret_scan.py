@@ -1,17 +1,19 @@
 """detect-secrets reports what is in the tree, whatever the line looks like or the network says.
 
-Two ways the gate passed a committed credential:
+Three ways the gate passed a committed credential:
 - the `is_indirect_reference` heuristic dropped every secret on a line shaped
   `x = call(...)`, which is how a key pair or a database URL is usually written;
 - detect-secrets "verified" candidates by sending them to their issuer (an AWS
   key pair to STS, ...) and dropped the ones refused, so the verdict depended on
   the network. Here the scanner gets a network on which STS answers 403, as it
-  does for a key it does not accept: a local HTTPS proxy with its own CA.
+  does for a key it does not accept: a local HTTPS proxy with its own CA;
+- `scan --baseline` ran only the detectors the baseline's header listed.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import random
 import re
 import socket
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ops.security import GateResult, ScanContext, Verdict, run_gates
-from tests.security.test_gates import fake_aws_key_pair, minimal_project
+from tests.security.test_gates import AUDITED_MODULE, fake_aws_key_pair, minimal_project
 
 STS_HOST = "sts.amazonaws.com"
 STS_REFUSAL = (
@@ -227,3 +229,30 @@ def test_a_database_password_in_a_connect_call_fails_the_gate(tree: Path):
 
     assert result.verdict is Verdict.FAIL
     assert ("Basic Auth Credentials", 1) in reported_lines(result, "functions/shared/db/direct.py")
+
+
+def test_every_detector_runs_whatever_the_baseline_header_lists(tree: Path):
+    """`detect-secrets scan --baseline` runs only the detectors the baseline's header
+    (`plugins_used`) lists, unless told --force-use-all-plugins. A baseline written with
+    `--disable-plugin KeywordDetector` (its noisiest detector), or by an older
+    detect-secrets before a detector existed, would switch those detectors off for
+    every later run; reviewers audit a baseline's entries, not its header."""
+    # Given a baseline whose header leaves KeywordDetector out
+    baseline_path = tree / ".secrets.baseline"
+    baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
+    baseline["plugins_used"] = [
+        plugin for plugin in baseline["plugins_used"] if plugin["name"] != "KeywordDetector"
+    ]
+    baseline_path.write_text(json.dumps(baseline, indent=2), encoding="utf-8")
+    # and a database password committed in a migration (found by KeywordDetector alone)
+    password = "".join(random.Random(4).choices(string.ascii_letters + string.digits, k=20))
+    plant(tree, "sql/099_planted.sql", f"ALTER ROLE babyshield_app WITH PASSWORD '{password}';\n")
+
+    # When detect-secrets runs
+    [result] = run_gates(ScanContext(root=tree), ["detect-secrets"])
+
+    # Then the password is reported, and the audited entries still count as audited
+    assert result.verdict is Verdict.FAIL
+    assert ("Secret Keyword", 1) in reported_lines(result, "sql/099_planted.sql")
+    assert not any(f.path == AUDITED_MODULE for f in result.findings)
+    assert result.note != "0 audited false positives"
