@@ -124,5 +124,6 @@ def test_every_handler_decides_its_event_logging_itself():
         ]
         assert len(calls) == 1, f"{path}: inject_lambda_context(...) is not called"
         options = {keyword.arg: keyword.value for keyword in calls[0].keywords}
-        assert isinstance(options.get("log_event"), ast.Constant), path
-        assert options["log_event"].value is False, path
+        log_event = options.get("log_event")
+        assert isinstance(log_event, ast.Constant), path
+        assert log_event.value is False, path
