@@ -224,7 +224,7 @@ def rotate_via_service(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from functions.shared.rotation.clients import error_code
-    from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG, PREVIOUS
+    from functions.shared.rotation.store import CURRENT, EMERGENCY_TAG, PENDING, PREVIOUS
 
     metadata = store.describe(item.secret_name)
     in_progress = metadata.unfinished_rotation()
@@ -298,7 +298,10 @@ def rotate_via_service(
     deadline = time.monotonic() + wait_seconds
     while True:
         metadata = store.describe(item.secret_name)
-        done = CURRENT in metadata.stages.get(token, ())
+        stages = metadata.stages.get(token, ())
+        # finishSecret promotes first, tidies (the old value's retirement), and drops
+        # AWSPENDING last: promoted alone, it may still fail and leave it unfinished.
+        done = CURRENT in stages and PENDING not in stages
         if done and not (emergency and metadata.tags.get(EMERGENCY_TAG) == token):
             if not emergency:
                 return Outcome(item.name, True, token, "by Secrets Manager")
@@ -316,6 +319,16 @@ def rotate_via_service(
                 f"still AWSPREVIOUS; run `{_again(item, emergency)}` again",
             )
         if time.monotonic() >= deadline:
+            if CURRENT in stages:
+                return Outcome(
+                    item.name,
+                    False,
+                    token,
+                    f"promoted, but its finishSecret had not finished after {wait_seconds:.0f}s "
+                    "(the version still holds AWSPENDING): Secrets Manager retries it; if "
+                    "`babyshield secrets` still shows it pending, read the rotation function's "
+                    f"logs, fix the cause and run `babyshield rotate {item.name} --resume`",
+                )
             return Outcome(
                 item.name,
                 False,

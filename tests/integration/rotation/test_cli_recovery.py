@@ -475,3 +475,66 @@ def test_cancelling_a_routine_rotation_needs_no_untag(
     monkeypatch.setattr(SecretStore, "clear_emergency", denied)
     assert main(["rotate", name, "--cancel"]) == 0
     assert pending(store, name) is None
+
+
+class _SecretsManagerRotatingInTheBackground:
+    """The store's client with RotateSecret as Secrets Manager runs it: the call is
+    answered, the rotation function's four steps run on the service's side, and a
+    step's failure never reaches RotateSecret's caller (the service retries it later;
+    moto runs no function)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.step_errors: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def rotate_secret(self, *, SecretId: str, ClientRequestToken: str, **_: Any) -> Any:  # noqa: N803
+        from functions.rotate_iam.handler import lambda_handler
+        from functions.shared.rotation.driver import DriverContext
+
+        arn = self._client.describe_secret(SecretId=SecretId)["ARN"]
+        for step in ("createSecret", "setSecret", "testSecret", "finishSecret"):
+            try:
+                lambda_handler(
+                    {"Step": step, "SecretId": arn, "ClientRequestToken": ClientRequestToken},
+                    DriverContext(function_name="babyshield-rotate-iam"),
+                )
+            except Exception as exc:  # noqa: BLE001 - the service's side: the caller never hears
+                self.step_errors.append((step, type(exc).__name__))
+                break
+        return {"ARN": arn, "VersionId": ClientRequestToken}
+
+
+def test_service_rotation_is_not_reported_done_while_its_finish_secret_is_unfinished(
+    store: SecretStore, webhook_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """finishSecret promotes first, tidies after, and drops AWSPENDING last. With the
+    tidy-up failing, the rotation is unfinished (`babyshield secrets` shows it
+    pending, RotationsStuck pages, the next rotate is refused): on-call must not be
+    told it rotated, and is told the way on."""
+    from functions.rotate_iam.generated import GeneratedSecretRotator
+    from ops.rotate import rotate_via_service
+
+    def tidy_up_fails(self: GeneratedSecretRotator, ctx: Any, previous: Any) -> None:
+        raise ConnectionError("the tidy-up after the promotion failed")
+
+    monkeypatch.setattr(GeneratedSecretRotator, "after_promote", tidy_up_fails)
+    name = "webhook-signing-secret"
+    service: Any = _SecretsManagerRotatingInTheBackground(store.client)
+
+    outcome = rotate_via_service(
+        SecretStore(service, caller="test"),
+        spec(name),
+        emergency=False,
+        wait_seconds=0.3,
+        poll_seconds=0.05,
+    )
+
+    assert service.step_errors == [("finishSecret", "ConnectionError")]
+    metadata = store.describe(spec(name).secret_name)
+    assert metadata.unfinished_rotation() == outcome.version_id
+    assert not outcome.ok
+    assert "AWSPENDING" in outcome.detail
+    assert f"babyshield rotate {name} --resume" in outcome.detail
