@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -75,11 +75,19 @@ MAX_TIMEOUT_SECONDS = 3600.0
 @dataclass
 class Answer:
     status: int
-    headers: dict[str, str]
+    # Every header field as received, names lowercased: a header sent twice is two
+    # entries, since browsers obey the first (HSTS) or refuse to pick (X-Frame-Options).
+    headers: list[tuple[str, str]]
     body: str
 
     def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
+        """The first value of a header, or None."""
+        return next(iter(self.values(name)), None)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a header, in the order received."""
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
 
 
 @dataclass
@@ -128,7 +136,7 @@ class Target:
             payload = response.read().decode("utf-8", errors="replace")
             answer = Answer(
                 status=response.status,
-                headers={k.lower(): v for k, v in response.getheaders()},
+                headers=[(k.lower(), v) for k, v in response.getheaders()],
                 body=payload,
             )
             self.answers.append((f"{method} {path.split('?', 1)[0]}", answer))
@@ -173,18 +181,15 @@ def check_security_headers(target: Target) -> Iterator[Check]:
         yield Check("security_headers", FAIL, limited)
         yield Check("no_server_banner", FAIL, limited)
         return
-    problems = []
-    for label, answer in answers.items():
-        for name, expected in REQUIRED_HEADERS.items():
-            value = answer.header(name)
-            if value is None:
-                problems.append(f"{label}: {name} missing")
-            elif expected is not None and value != expected:
-                problems.append(f"{label}: {name} is {value!r}")
+    problems = [
+        f"{label}: {name} {problem}"
+        for label, answer in answers.items()
+        for name, problem in _header_problems(answer).items()
+    ]
     if problems:
         yield Check("security_headers", FAIL, "; ".join(problems))
     else:
-        yield Check("security_headers", PASS, "all required headers on a 200 and a 404")
+        yield Check("security_headers", PASS, "each required header once on a 200 and a 404")
     banners = [
         f"{name}: {answer.header(name)}"
         for answer in answers.values()
@@ -197,17 +202,30 @@ def check_security_headers(target: Target) -> Iterator[Check]:
         yield Check("no_server_banner", PASS, "no Server or X-Powered-By header")
 
 
-def _missing_headers(answer: Answer) -> list[str]:
-    return [
-        name
-        for name, expected in REQUIRED_HEADERS.items()
-        if answer.header(name) is None or (expected is not None and answer.header(name) != expected)
-    ]
+def _header_problems(answer: Answer) -> dict[str, str]:
+    """Each required header the answer lacks, sends more than once, or sends with
+    another value than required, and what is wrong with it."""
+    problems = {}
+    for name, expected in REQUIRED_HEADERS.items():
+        values = answer.values(name)
+        if not values:
+            problems[name] = "missing"
+        elif len(values) > 1:
+            # Not judged by either value: browsers obey the first STS field (RFC 6797
+            # 8.1), and conflicting X-Frame-Options values allow framing.
+            problems[name] = _sent_times(values)
+        elif expected is not None and values[0] != expected:
+            problems[name] = f"is {values[0]!r}"
+    return problems
+
+
+def _sent_times(values: list[str]) -> str:
+    return f"sent {len(values)} times ({', '.join(repr(v) for v in values)})"
 
 
 def check_headers_on_every_answer(target: Target) -> Iterator[Check]:
     """Every answer the audit received, refusals included (a 401 or 400 a browser
-    renders needs the headers as much as a 200), carried the required headers."""
+    renders needs the headers as much as a 200), carried each required header once."""
     if target.answers and all(answer.status == 429 for _, answer in target.answers):
         # Only the rate limit answered: no answer of the API itself was seen.
         yield Check(
@@ -218,16 +236,19 @@ def check_headers_on_every_answer(target: Target) -> Iterator[Check]:
         return
     lacking: dict[str, set[str]] = {}
     for label, answer in target.answers:
-        missing = _missing_headers(answer)
-        if missing:
-            lacking.setdefault(f"{label} ({answer.status})", set()).update(missing)
+        wrong = {
+            f"{name} sent {count} times" if (count := len(answer.values(name))) > 1 else name
+            for name in _header_problems(answer)
+        }
+        if wrong:
+            lacking.setdefault(f"{label} ({answer.status})", set()).update(wrong)
     if lacking:
         shown = [f"{where}: {', '.join(sorted(names))}" for where, names in lacking.items()]
         more = f"; and {len(shown) - 5} more" if len(shown) > 5 else ""
         yield Check(
             "security_headers_on_every_answer",
             FAIL,
-            f"{len(lacking)} kind(s) of answer lack required headers: "
+            f"{len(lacking)} kind(s) of answer lack or repeat required headers: "
             + "; ".join(shown[:5])
             + more,
         )
@@ -273,15 +294,18 @@ def check_admin_protection(target: Target) -> Iterator[Check]:
                 {"X-Forwarded-For": forged, "X-Real-IP": forged, "Forwarded": f'for="{forged}"'},
             )
         )
+    plain: dict[str, int] = {}  # each path's status without the forged headers
     for name, path, headers in probes:
         answer = target.request("GET", path, headers=headers)
         limited = rate_limited([answer])
+        if not headers:
+            plain[path] = answer.status
         if limited:
             yield Check(name, FAIL, limited)
         elif answer.status == 403:
             forging = f" naming {forged}, on the allowlist," if headers else ""
             yield Check(name, PASS, f"GET {path}{forging} refused with 403")
-        elif answer.status == 401:
+        elif answer.status == 401 and (not headers or plain.get(path) == 401):
             # The allowlist comes first (WAF rule 0, then the function's own check): a
             # 401 is the identity check behind it, so this address is allowlisted and
             # the allowlist was never put to the test from here.
@@ -291,6 +315,18 @@ def check_admin_protection(target: Target) -> Iterator[Check]:
                 f"not performed: GET {path} passed the allowlist (401 from the identity "
                 "check behind it): this address is allowlisted; audit from one outside it",
             )
+        elif headers:
+            answers = (
+                f"GET {path} answered {plain.get(path)} without forwarding headers and "
+                f"{answer.status} with X-Forwarded-For naming {forged} (on the allowlist)"
+            )
+            if plain.get(path) == 403:
+                # Refused as itself, let through as the address it named: the forged
+                # headers decided who the API thinks is asking.
+                why = "the API takes the caller's address from a header anyone can send"
+            else:
+                why = "only a 403 to both shows the allowlist ignores forwarding headers"
+            yield Check(name, FAIL, f"{answers}: {why}")
         else:
             yield Check(name, FAIL, f"GET {path} answered {answer.status} without credentials")
 
@@ -546,15 +582,26 @@ def check_tls(target: Target) -> Iterator[Check]:
     except (ssl.SSLError, OSError) as exc:
         yield Check("tls", FAIL, f"TLS 1.2+ with a valid certificate failed: {exc}")
     yield check_legacy_tls_refused(host, port, target.timeout)
-    answer = target.request("GET", "/health")
-    hsts = answer.header("strict-transport-security") or ""
+    yield hsts_check(target.request("GET", "/health"))
+
+
+def hsts_check(answer: Answer) -> Check:
+    """hsts_over_tls: one Strict-Transport-Security field, of a year or more, with
+    includeSubDomains."""
     limited = rate_limited([answer])
     if limited:
-        yield Check("hsts_over_tls", FAIL, limited)
-    elif _hsts_max_age(hsts) >= HSTS_MIN_AGE_SECONDS and "includesubdomains" in hsts.lower():
-        yield Check("hsts_over_tls", PASS, hsts)
-    else:
-        yield Check("hsts_over_tls", FAIL, f"Strict-Transport-Security is {hsts!r}")
+        return Check("hsts_over_tls", FAIL, limited)
+    values = answer.values("strict-transport-security")
+    if len(values) > 1:
+        return Check(
+            "hsts_over_tls",
+            FAIL,
+            f"Strict-Transport-Security {_sent_times(values)}: browsers obey the first only",
+        )
+    hsts = values[0] if values else ""
+    if _hsts_max_age(hsts) >= HSTS_MIN_AGE_SECONDS and "includesubdomains" in hsts.lower():
+        return Check("hsts_over_tls", PASS, hsts)
+    return Check("hsts_over_tls", FAIL, f"Strict-Transport-Security is {hsts!r}")
 
 
 # A year: what browsers' preload lists ask for. max-age=0 tells a browser to forget HSTS.
@@ -589,7 +636,8 @@ NO_AWS_ACCESS = "no AWS access: set a profile or credentials, or audit the runni
 SKIPPED_BY_FLAG = "skipped: --no-aws (HTTP checks only)"
 
 
-def run_aws_checks() -> list[Check]:
+def run_aws_checks(only: Collection[str] = AWS_CHECK_NAMES) -> list[Check]:
+    """The AWS-side checks, or those of them that report a name in `only`."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from ops.audit_aws import check_database_users, check_secret_ages, check_waf
@@ -600,6 +648,8 @@ def run_aws_checks() -> list[Check]:
         (check_database_users, ("database_users",)),
         (check_waf, ("waf_association", "waf_logging")),
     ):
+        if not set(names) & set(only):
+            continue
         try:
             results.extend(check())
         except (BotoCoreError, ClientError) as exc:
@@ -619,8 +669,11 @@ def run_audit(
     *,
     aws_skip_reason: str | None = NO_AWS_ACCESS,
     health: Answer | None = None,
+    database_url_check: bool = False,
 ) -> list[Check]:
-    """Every HTTP check, then the AWS checks unless there is a reason to skip them.
+    """Every HTTP check, then the AWS checks unless there is a reason to skip them;
+    with `database_url_check`, the database check runs even then (DATABASE_URL
+    reaches the database with no AWS call).
 
     An edge that refuses this address (`/health` is public; only a block answers it
     403) would answer every probe 403 too, and the probes would pass without
@@ -653,7 +706,10 @@ def run_audit(
     if aws_skip_reason is None:
         results.extend(run_aws_checks())
     else:
-        results.extend(Check(name, SKIP, aws_skip_reason) for name in AWS_CHECK_NAMES)
+        ran = {c.name: c for c in run_aws_checks(["database_users"])} if database_url_check else {}
+        results.extend(
+            ran.get(name) or Check(name, SKIP, aws_skip_reason) for name in AWS_CHECK_NAMES
+        )
     return results
 
 
@@ -701,7 +757,16 @@ def _run(args: argparse.Namespace) -> int:
         aws_skip_reason = None if _aws_access(args.url) else NO_AWS_ACCESS
     if aws_skip_reason is None:
         target.allowlisted = _deployed_allowlisted_address()
-    results = run_audit(target, aws_skip_reason=aws_skip_reason, health=health)
+    from functions.shared.settings import get_settings
+
+    results = run_audit(
+        target,
+        aws_skip_reason=aws_skip_reason,
+        health=health,
+        # A host in the VPC reaches the database with DATABASE_URL alone, whatever AWS
+        # access it has: the backdoor search after a leak must not depend on that.
+        database_url_check=not args.no_aws and bool(get_settings().database_url),
+    )
     if args.json:
         print_json({"checks": [asdict(r) for r in results]})
     else:
@@ -731,14 +796,32 @@ def _deployed_allowlisted_address() -> str | None:
 
 
 def _aws_access(url: str) -> bool:
-    """Can the AWS-side checks run: the shell targets an account, or this is the local stack."""
+    """Can the AWS-side checks run: this is the local stack, the shell names an AWS
+    target, or botocore finds credentials in any of its places (a profile in ~/.aws
+    without AWS_PROFILE, SSO, an instance or container role)."""
     import os
 
     from ops.local_state import AWS_TARGET_VARIABLES, apply_local_environment
 
     if local_defaults(url):
         return apply_local_environment()
-    return any(os.environ.get(name) for name in AWS_TARGET_VARIABLES)
+    if any(os.environ.get(name) for name in AWS_TARGET_VARIABLES):
+        # Aimed at AWS even if no credentials resolve: the checks then FAIL saying why,
+        # where a SKIP would hide the broken setup behind exit 0.
+        return True
+    return _botocore_finds_credentials()
+
+
+def _botocore_finds_credentials() -> bool:
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.Session().get_credentials() is not None
+    except BotoCoreError:
+        # Configuration botocore cannot use (a broken ~/.aws/config, an SSO profile
+        # without its cache): meant for AWS, so the checks run and FAIL with the reason.
+        return True
 
 
 def request_timeout(text: str) -> float:

@@ -420,7 +420,12 @@ def test_admin_trusting_x_forwarded_for_fails(
 ) -> None:
     """The API takes the caller's address from X-Forwarded-For, so anyone who sends
     `X-Forwarded-For: <an allowlisted address>` passes the admin allowlist: the audit
-    forges an address on the allowlist, not one no deployed allowlist holds."""
+    forges an address on the allowlist, not one no deployed allowlist holds. Its own
+    address, without the header, is refused 403; with the header the answer is the
+    identity check's 401. That 401 is the defect, not a sign that the auditor is
+    allowlisted: the check FAILs naming both answers, and the audit exits 1."""
+    from ops.audit import Target, run_audit
+    from ops.cli import main
     from ops.local_server import api_handler
     from tests.unit.ops.test_audit import serving
 
@@ -448,10 +453,88 @@ def test_admin_trusting_x_forwarded_for_fails(
         )
         forged = conn.getresponse().status
         conn.close()
+        checks = {c.name: c for c in run_audit(Target(url=url), aws_skip_reason="not here")}
+        code = main(["audit", "--url", url, "--no-aws"])
     assert forged == 401
 
-    status, detail = _http_checks(handler)["admin_ignores_forwarded_for"]
-    assert status != PASS, f"PASS while a forged X-Forwarded-For opens /admin: {detail}"
+    # The auditor's address alone is refused: it is not on the allowlist
+    assert checks["admin_requires_allowlist"].status == PASS, checks["admin_requires_allowlist"]
+    check = checks["admin_ignores_forwarded_for"]
+    assert check.status == FAIL, f"not a FAIL while a forged X-Forwarded-For opens /admin: {check}"
+    assert "answered 403 without forwarding headers" in check.detail
+    assert "401 with X-Forwarded-For naming 203.0.113." in check.detail
+    assert code == 1
+
+
+def test_a_security_header_sent_twice_fails_though_its_last_value_is_right(
+    no_database: None,
+) -> None:
+    """Answers carry Strict-Transport-Security twice, `max-age=0` first, and
+    X-Frame-Options twice, SAMEORIGIN then DENY. A browser processes only the first
+    STS field (RFC 6797 8.1), and max-age=0 tells it to forget HSTS; conflicting
+    X-Frame-Options values leave framing allowed (HTML, "check a navigation response's
+    adherence to X-Frame-Options"). The audit reads every value, not the last one."""
+    from functions.api.middleware.security_headers import SECURITY_HEADERS
+    from ops.local_server import api_handler
+
+    real = api_handler()
+    doubled = {
+        "Strict-Transport-Security": ["max-age=0", SECURITY_HEADERS["Strict-Transport-Security"]],
+        "X-Frame-Options": ["SAMEORIGIN", "DENY"],
+    }
+
+    def sends_two(event, context):
+        response = real(event, context)
+        single = {k: v for k, v in (response.get("headers") or {}).items() if k not in doubled}
+        multi = {
+            k: v for k, v in (response.get("multiValueHeaders") or {}).items() if k not in doubled
+        }
+        return {**response, "headers": single, "multiValueHeaders": {**multi, **doubled}}
+
+    checks = _http_checks(sends_two)
+
+    status, detail = checks["security_headers"]
+    assert status == FAIL, detail
+    assert "strict-transport-security sent 2 times" in detail
+    assert "x-frame-options sent 2 times" in detail
+    assert "'max-age=0'" in detail
+    status, detail = checks["security_headers_on_every_answer"]
+    assert status == FAIL, detail
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["max-age=0", "max-age=63072000; includeSubDomains; preload"],
+        ["max-age=63072000; includeSubDomains; preload"] * 2,
+    ],
+    ids=["forget-first", "same-twice"],
+)
+def test_hsts_over_tls_sent_twice_fails(values: list[str]) -> None:
+    """Browsers obey the first Strict-Transport-Security field only (RFC 6797 8.1): an
+    answer with two is judged by neither alone, since a proxy or cache may reorder or
+    drop one of them."""
+    from ops.audit import Answer, hsts_check
+
+    answer = Answer(
+        status=200,
+        headers=[("strict-transport-security", value) for value in values],
+        body="{}",
+    )
+    check = hsts_check(answer)
+    assert check.status == FAIL, check
+    assert "sent 2 times" in check.detail
+
+
+def test_hsts_over_tls_passes_one_long_header() -> None:
+    from ops.audit import Answer, hsts_check
+
+    answer = Answer(
+        status=200,
+        headers=[("strict-transport-security", "max-age=63072000; includeSubDomains; preload")],
+        body="{}",
+    )
+    assert hsts_check(answer).status == PASS
 
 
 # ---------------------------------------------------------------------------

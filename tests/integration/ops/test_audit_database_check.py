@@ -4,6 +4,7 @@ check, and every other result still reported, not one "unexpected failure" line.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from functions.shared.inventory import spec
 from functions.shared.rotation.driver import seed_secret
 from functions.shared.rotation.store import SecretStore
 from ops.audit import AWS_CHECK_NAMES, run_aws_checks
+from ops.audit_aws import check_database_users
 from ops.audit_checks import FAIL, PASS
 from ops.cli import main
 from ops.local_server import api_handler
@@ -78,7 +80,6 @@ def aimed_at_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_against_aws_without_database_url_the_check_is_skipped_and_reads_no_secret(
     aimed_at_aws: None,
 ) -> None:
-    from ops.audit_aws import check_database_users
     from ops.audit_checks import SKIP
 
     (result,) = check_database_users()
@@ -93,3 +94,51 @@ def test_against_aws_the_role_names_are_the_production_ones_not_a_secrets(
     from ops.audit_aws import roles_in_use
 
     assert roles_in_use() == PRODUCTION_ROLES
+
+
+def test_a_refused_database_url_is_a_fail_not_performed_without_the_password(
+    aws: str, scram_db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RUNBOOK, "A secret leaked", step 4: after an emergency rotation of db-admin the
+    audit runs with DATABASE_URL to find a login the leak made. A DATABASE_URL still
+    carrying the password from before the rotation is refused by the server: the
+    backdoor was not looked for, so the check FAILs "not performed" (exit 1), as a
+    refused --api-key does, and its detail never shows the password."""
+    from psycopg.conninfo import make_conninfo
+
+    from functions.shared.settings import get_settings
+    from tests.support.postgres import aim_database_check_at
+
+    aim_database_check_at(scram_db, monkeypatch)
+    admin = scram_db.roles.login_roles("admin")[0]
+    # Built at run time: the repository holds no credential-shaped literal.
+    old_password = secrets.token_urlsafe(12)
+    stale = make_conninfo(scram_db.admin_conninfo, user=admin, password=old_password)
+    monkeypatch.setenv("DATABASE_URL", stale)
+    get_settings.cache_clear()
+
+    (check,) = check_database_users()
+
+    assert check.status == FAIL, check
+    assert check.detail.startswith("not performed:"), check.detail
+    assert "DATABASE_URL" in check.detail
+    assert old_password not in check.detail
+
+
+def test_an_unreachable_local_database_is_a_fail_not_performed(
+    aws: str, migrated_db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the local stack the check reaches its database, whatever the shell: a
+    connection that fails there is a check not made, never a SKIP that exits 0."""
+    from functions.shared.settings import get_settings
+    from tests.support.postgres import aim_database_check_at
+
+    aim_database_check_at(migrated_db, monkeypatch)
+    # A port nothing listens on (9, discard): the connection is refused at once.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://admin@127.0.0.1:9/babyshield")
+    get_settings.cache_clear()
+
+    (check,) = check_database_users()
+
+    assert check.status == FAIL, check
+    assert check.detail.startswith("not performed:"), check.detail
