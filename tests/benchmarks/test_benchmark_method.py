@@ -52,38 +52,27 @@ def test_result_file_puts_the_ratios_first(tmp_path: Path, monkeypatch: pytest.M
     assert keys.index("ratios") < keys.index("machine"), keys
 
 
-class _Unavailable(BaseHTTPRequestHandler):
-    """Every request answered 503 with a small JSON body, over keep-alive."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        body = b'{"error":"service_unavailable"}'
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 class _Ok(BaseHTTPRequestHandler):
-    """Every request answered 200, over keep-alive."""
+    """Every request answered with `status` and a small JSON body, over keep-alive."""
 
     protocol_version = "HTTP/1.1"
+    status = 200
+    body = b'{"status":"ok"}'
 
     def do_GET(self) -> None:
-        body = b'{"status":"ok"}'
-        self.send_response(200)
+        self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+class _Unavailable(_Ok):
+    status = 503
+    body = b'{"error":"service_unavailable"}'
 
 
 @contextmanager

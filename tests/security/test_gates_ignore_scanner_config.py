@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from ops.security import CHECKOV_BIN, ScanContext, Verdict, run_gates
-from tests.security.test_gates import minimal_project, write_template
+from tests.security.test_gates import write_template
+from tests.security.test_gates_on_planted_defects import plant
+from tests.security.test_gates_on_planted_defects import tree as tree
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,18 +56,6 @@ IAM_WILDCARD_TEMPLATE = {
 }
 # Every check checkov fails an Allow */* policy on.
 CHECKOV_IAM_CHECKS = tuple(f"CKV_AWS_{n}" for n in (62, 63, 107, 108, 109, 110, 111))
-
-
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    return minimal_project(tmp_path / "tree")
-
-
-def plant(root: Path, relative: str, text: str) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _plant_bandit(root: Path) -> tuple[str, str]:
