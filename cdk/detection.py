@@ -274,6 +274,7 @@ class DetectionAndResponse(Construct):
         api_5xx_threshold: int,
         oncall_email: str | None,
         secret_age_dead_letters: sqs.IQueue,
+        iam_key_sweep_dead_letters: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -566,6 +567,17 @@ class DetectionAndResponse(Construct):
                 secret_age_dead_letters,
                 alarm_name=f"{names.SECRET_AGE_DLQ}-not-empty",
                 description="The daily secret-age check failed after its retries",
+            )
+        )
+        self.alarms.append(
+            _queue_not_empty_alarm(
+                self,
+                "IamKeySweepDeadLettersAlarm",
+                iam_key_sweep_dead_letters,
+                alarm_name=f"{names.IAM_KEY_SWEEP_DLQ}-not-empty",
+                description="The daily sweep of previous IAM access keys failed after its "
+                "retries: a key past its overlap window may still be active (RUNBOOK, "
+                "'The IAM key sweep failed')",
             )
         )
         for alarm in self.alarms:

@@ -1,4 +1,5 @@
-"""Secrets from the shared inventory, each with its rotation function and schedule."""
+"""Secrets from the shared inventory, each with its rotation function and schedule, and
+the daily schedules around them (secret ages, rotate_iam's sweep of previous keys)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from constructs import Construct
 
 from cdk.compliance import acknowledge
 from cdk.queues import FailureQueue, dead_letter_queue
+from functions.rotate_iam.key_sweep import SWEEP_EVENT
 from functions.shared import names
 from functions.shared.db.roles import PRODUCTION_ROLES
 from functions.shared.inventory import INVENTORY, SecretSpec
@@ -206,6 +208,7 @@ class Secrets(Construct):
             "limited to that one key and to calls through SQS (kms:ViaService).",
             applies_to=["Action::kms:GenerateDataKey*"],
         )
+        self._previous_key_sweep(rotation_functions["rotate_iam"], key)
 
         # Multi-user rotation logs in as the admin user to change the others.
         admin_secret.grant_read(rotation_functions["rotate_db"])
@@ -240,6 +243,45 @@ class Secrets(Construct):
         for name, functions in readers.items():
             roles = [fn.role for fn in [rotators[name], *functions] if fn.role is not None]
             self.expected_readers[name] = list(dict.fromkeys(roles))
+
+    def _previous_key_sweep(self, rotate_iam: lambda_.Function, key: kms.IKey) -> None:
+        """Once a day rotate_iam deactivates a previous access key whose overlap window
+        has passed (functions/rotate_iam/key_sweep.py), with the calls and the secret
+        reads its rotation is granted already. A run that still fails after its retries
+        is kept in its own queue, which the detection construct alarms on."""
+        self.iam_key_sweep_dead_letters = dead_letter_queue(
+            self,
+            "IamKeySweepDeadLetters",
+            queue_name=names.IAM_KEY_SWEEP_DLQ,
+            key=key,
+            holds="the daily IAM key sweep's EventBridge target",
+        )
+        events.Rule(
+            self,
+            "IamKeySweepDaily",
+            rule_name=names.IAM_KEY_SWEEP_RULE,
+            description="Once a day: rotate_iam deactivates previous access keys past "
+            "their overlap window",
+            schedule=events.Schedule.rate(Duration.days(1)),
+            targets=[
+                targets.LambdaFunction(
+                    rotate_iam,
+                    # The one input the handler takes for the sweep; any other event is
+                    # a rotation step's and meets the rotation gate.
+                    event=events.RuleTargetInput.from_object(dict(SWEEP_EVENT)),
+                    dead_letter_queue=self.iam_key_sweep_dead_letters,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(6),
+                )
+            ],
+        )
+        # Only asynchronous invocations take this: Secrets Manager invokes the rotation
+        # steps synchronously and retries them itself.
+        rotate_iam.configure_async_invoke(
+            on_failure=FailureQueue(self.iam_key_sweep_dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
 
     def _create(
         self,

@@ -133,6 +133,7 @@ class BabyShieldStack(Stack):
             api_5xx_threshold=config.api_5xx_threshold,
             oncall_email=config.oncall_email,
             secret_age_dead_letters=self.secrets.secret_age_dead_letters,
+            iam_key_sweep_dead_letters=self.secrets.iam_key_sweep_dead_letters,
         )
         # Created once the deploy's own age check has started, not before it, so a
         # new stack does not open on two days without a datapoint.

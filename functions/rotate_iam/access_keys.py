@@ -4,6 +4,12 @@ Value: {"kind": "iam-access-key", "UserName": ..., "AccessKeyId": ...,
 "SecretAccessKey": ...}. IAM hands out a secret access key once, at creation,
 so the new key is written to AWSPENDING in the very next call: a key whose
 secret was never stored is useless to everyone and is deleted on the next try.
+
+The previous key's life after a routine rotation: it stays active through the
+overlap window (`overlap_days` from the promotion), so a consumer that read
+AWSCURRENT just before the switch keeps working; the daily sweep
+(`key_sweep.py`) deactivates it once the window has passed; the next rotation's
+createSecret deletes it. An emergency deactivates it in finishSecret (`retire`).
 """
 
 from __future__ import annotations
@@ -105,23 +111,19 @@ class AccessKeyRotator(Rotator):
             return
 
     def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
-        current = ctx.current().value
-        old_key = previous.value.get("AccessKeyId")
-        if not old_key or old_key == current.get("AccessKeyId"):
-            return
-        try:
-            self.iam.update_access_key(
-                UserName=_user_name(ctx, previous), AccessKeyId=str(old_key), Status="Inactive"
-            )
-        except Exception as exc:
-            if clients.error_code(exc) != "NoSuchEntity":
-                raise
+        # A routine rotation leaves the previous key active: consumers that read
+        # AWSCURRENT before the switch still hold it, and IAM allows two active keys.
+        # The daily sweep deactivates it once its overlap window has passed.
+        return
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
-        # after_promote has deactivated the leaked key: IAM refuses it from now on. It is
-        # kept (inactive) for the investigation's last-used data and deleted by the
-        # next rotation, which skips the grace window for it.
-        return
+        # The leaked key is refused by IAM from now on. It is kept (inactive) for the
+        # investigation's last-used data and deleted by the next rotation, which skips
+        # the grace window for it.
+        old_key = previous.value.get("AccessKeyId")
+        if not old_key or old_key == ctx.current().value.get("AccessKeyId"):
+            return
+        deactivate_access_key(self.iam, _user_name(ctx, previous), str(old_key))
 
     def _free_a_slot(self, ctx: StepContext, user: str, current: SecretVersion | None) -> None:
         # A current value that does not parse holds no key anyone can use.
@@ -151,8 +153,8 @@ class AccessKeyRotator(Rotator):
             )
 
     def _in_grace(self, ctx: StepContext) -> bool:
-        # From the promotion: a rotation resumed days after its createSecret deactivated
-        # the previous key only then.
+        # From the promotion, not the new version's creation: in a rotation resumed days
+        # after its createSecret, the previous key was current until the promotion.
         since = ctx.metadata.current_since()
         if since is None:
             return False
@@ -166,6 +168,17 @@ class AccessKeyRotator(Rotator):
         except Exception as exc:
             if clients.error_code(exc) != "NoSuchEntity":
                 raise
+
+
+def deactivate_access_key(iam: IAMClient, user: str, key_id: str) -> bool:
+    """Set the key Inactive (already so: a no-op); False when the key or user is gone."""
+    try:
+        iam.update_access_key(UserName=user, AccessKeyId=key_id, Status="Inactive")
+    except Exception as exc:
+        if clients.error_code(exc) != "NoSuchEntity":
+            raise
+        return False
+    return True
 
 
 def _current_if_it_parses(ctx: StepContext) -> SecretVersion | None:

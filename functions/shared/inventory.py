@@ -24,9 +24,10 @@ class SecretSpec:
     period_days: int
     method: RotationMethod
     description: str
-    # How long the previous value stays usable after a rotation (IAM: until the old,
-    # deactivated key may be deleted; JWT/webhook: AWSPREVIOUS is accepted anyway until
-    # the next rotation replaces it). An emergency rotation skips this window.
+    # How long the previous value stays usable after a rotation (IAM: the old key stays
+    # active, then the daily sweep deactivates it and the next rotation may delete it;
+    # JWT/webhook: AWSPREVIOUS is accepted anyway until the next rotation replaces it).
+    # An emergency rotation skips this window.
     overlap_days: int = 7
 
     @property

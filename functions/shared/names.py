@@ -87,6 +87,9 @@ FUNCTION_PACKAGES = (
 )
 SECRET_AGE_RULE = f"{PREFIX}-secret-age-daily"
 SECRET_AGE_DLQ = f"{PREFIX}-secret-age-dlq"
+# rotate_iam's daily sweep: a previous access key past its overlap window is deactivated.
+IAM_KEY_SWEEP_RULE = f"{PREFIX}-iam-key-sweep-daily"
+IAM_KEY_SWEEP_DLQ = f"{PREFIX}-iam-key-sweep-dlq"
 
 # API Gateway and the responder's queues and schedules.
 REST_API = f"{PREFIX}-api"

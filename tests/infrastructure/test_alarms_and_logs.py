@@ -292,8 +292,11 @@ def test_no_function_may_use_the_platform_key_but_through_a_service(synthesized:
     }
     assert through == {
         names.function_name("api"): {f"dynamodb.{region}.amazonaws.com"},
-        # The webhook secret's rotation reads which version the feed signs with.
-        names.function_name("rotate_iam"): {f"dynamodb.{region}.amazonaws.com"},
+        # The webhook secret's rotation reads which version the feed signs with, and
+        # the key sweep's failed runs go to its dead-letter queue.
+        names.function_name("rotate_iam"): {
+            f"{service}.{region}.amazonaws.com" for service in ("dynamodb", "sqs")
+        },
         names.function_name("waf_responder"): {
             f"{service}.{region}.amazonaws.com" for service in ("dynamodb", "sns", "sqs")
         },
@@ -324,6 +327,7 @@ def test_failed_asynchronous_runs_still_reach_their_dead_letter_queues(synthesiz
     for package, queue_name in (
         ("waf_responder", names.WAF_RESPONDER_DLQ),
         ("secret_age", names.SECRET_AGE_DLQ),
+        ("rotate_iam", names.IAM_KEY_SWEEP_DLQ),
     ):
         function_id = functions[names.function_name(package)]
         assert destinations[function_id] == {"Fn::GetAtt": [queues[queue_name], "Arn"]}

@@ -202,7 +202,7 @@ def test_backup_plan_covers_the_database_and_tables(synthesized: Synthesized):
         assert table_id in resources
 
 
-def test_a_responder_or_age_run_that_keeps_failing_lands_in_its_alarmed_queue(
+def test_a_responder_age_or_key_sweep_run_that_keeps_failing_lands_in_its_alarmed_queue(
     synthesized: Synthesized,
 ):
     """EventBridge's DLQ holds undelivered events only; Lambda's own retries of a
@@ -225,10 +225,12 @@ def test_a_responder_or_age_run_that_keeps_failing_lands_in_its_alarmed_queue(
     assert routed == {
         names.function_name("waf_responder"): names.WAF_RESPONDER_DLQ,
         names.function_name("secret_age"): names.SECRET_AGE_DLQ,
+        # Only its scheduled key sweep is invoked asynchronously.
+        names.function_name("rotate_iam"): names.IAM_KEY_SWEEP_DLQ,
     }
     alarmed = {
         json.dumps(a["Properties"]["Dimensions"])
         for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
-    assert len(alarmed) >= 2
+    assert len(alarmed) >= 3

@@ -712,6 +712,7 @@ def needs(template: Template, package: str) -> list[Request]:
         )
     elif package == "rotate_iam":
         access_keys = "functions/rotate_iam/access_keys.py::AccessKeyRotator"
+        sweep = "functions/rotate_iam/key_sweep.py::PreviousKeySweep"
         for secret_arn in rotated_by(template, package):
             user = template.secret_template(secret_arn).get("UserName")
             if not user:
@@ -725,6 +726,15 @@ def needs(template: Template, package: str) -> list[Request]:
                 "iam:UpdateAccessKey",
             ):
                 found.append(Request(caller, action, user_arn, {}, f"{access_keys} (UserName)"))
+            # The daily sweep: the labels, both values, then the previous key's status.
+            for action in (
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:ListSecretVersionIds",
+                "secretsmanager:GetSecretValue",
+            ):
+                found.append(Request(caller, action, secret_arn, {}, sweep))
+            for action in ("iam:ListAccessKeys", "iam:UpdateAccessKey"):
+                found.append(Request(caller, action, user_arn, {}, f"{sweep} (UserName)"))
     elif package == "waf_responder":
         offenders = "functions/waf_responder/offenders.py"
         found += _protected_lists(caller, settings, "responder: never blocks these")

@@ -157,7 +157,8 @@ class Rotator(ABC):
         """Prove the pending value works against the service; raise if it does not."""
 
     def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:  # noqa: B027
-        """Tidy the service once the new value is current (IAM: deactivate the old key)."""
+        """Tidy the service once the new value is current, routine or emergency. No
+        rotator needs it today: IAM's old key stays active through its overlap window."""
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:  # noqa: B027
         """Emergency only: make the previous value useless at once."""
@@ -282,8 +283,8 @@ def run_step(
         spec = spec_for(metadata, method)
         decision = gate(request, metadata)
         ctx = StepContext(request, metadata, spec, store)
-        # finishSecret still runs when the token is already current: its tidy-up (old key
-        # deactivated, emergency retirement) may be what a crashed earlier run left undone.
+        # finishSecret still runs when the token is already current: its tidy-up (an
+        # emergency's retirement) may be what a crashed earlier run left undone.
         if decision == "done" and request.step != "finishSecret":
             outcome = "done"
         else:

@@ -10,6 +10,7 @@ from botocore.stub import Stubber
 
 from functions.rotate_iam.access_keys import AccessKeyRotator, KeyLimitReached
 from functions.rotate_iam.rotators import ByKindRotator
+from functions.shared.inventory import spec
 from functions.shared.rotation.driver import LocalRotationDriver, RotationFailed
 from functions.shared.rotation.protocol import run_step
 from functions.shared.rotation.store import SecretStore
@@ -37,10 +38,11 @@ def _days_later(days: int):
     return lambda: datetime.now(UTC) + timedelta(days=days)
 
 
-def test_rotation_stores_a_working_new_key_and_deactivates_the_old(
+def test_rotation_stores_a_working_new_key_and_keeps_the_old_one_active(
     driver: LocalRotationDriver, store: SecretStore, partner_user: PartnerUser
 ) -> None:
-    """Protects the basic promise: a new key that works is current, the old one is off."""
+    """Protects the basic promise: a new key that works is current, and the old one
+    still works through its overlap window (the daily sweep deactivates it after)."""
     # Given the partner-export user with one key, stored as AWSCURRENT
     # When the secret rotates
     result = driver.rotate(NAME)
@@ -53,12 +55,38 @@ def test_rotation_stores_a_working_new_key_and_deactivates_the_old(
         aws_secret_access_key=value["SecretAccessKey"],
     ).get_caller_identity()
     assert identity["Arn"].endswith(f":user/{partner_user.name}")
-    # And the old key is deactivated (not yet deleted: its grace window runs)
+    # And the user holds exactly the two keys, both active
     assert _keys(partner_user.name) == {
-        partner_user.first_key_id: "Inactive",
+        partner_user.first_key_id: "Active",
         value["AccessKeyId"]: "Active",
     }
     assert stages(store, NAME)[result.version_id] == ("AWSCURRENT",)
+
+
+def test_a_routine_rotation_keeps_the_key_consumers_hold_working_through_its_overlap_window(
+    driver: LocalRotationDriver, store: SecretStore, partner_user: PartnerUser
+) -> None:
+    """A partner export that read AWSCURRENT a second before the scheduled rotation (or
+    got the key out of band) holds the old key. IAM allows two active keys, so the
+    overlap window (`overlap_days`: how long the previous value stays usable) is kept
+    for it: the routine finishSecret leaves that key active, and consumers reading
+    AWSCURRENT move to the new one without a refused call. Deactivating it at the
+    switch would make every scheduled rotation an outage for the exports."""
+    # Given a partner export job that read AWSCURRENT just before the scheduled rotation
+    held_by_consumer = current_value(store, NAME)["AccessKeyId"]
+    assert held_by_consumer == partner_user.first_key_id
+    # When the routine (scheduled) rotation runs through finishSecret
+    result = driver.rotate(NAME)
+    # Then the new key is current...
+    new_key = current_value(store, NAME)["AccessKeyId"]
+    assert new_key != held_by_consumer
+    assert stages(store, NAME)[result.version_id] == ("AWSCURRENT",)
+    # ...and the key the consumer holds still works during the overlap window
+    status = _keys(partner_user.name)
+    assert status[held_by_consumer] == "Active", (
+        f"a routine rotation deactivated the key consumers held at the switch ({status}), "
+        f"though the overlap window keeps it usable for {spec(NAME).overlap_days} days"
+    )
 
 
 def test_at_the_two_key_limit_an_unreferenced_inactive_key_is_deleted_first(
@@ -81,8 +109,10 @@ def test_at_the_two_key_limit_an_unreferenced_inactive_key_is_deleted_first(
 def test_the_previous_key_is_deleted_on_a_later_run_after_its_grace_window(
     store: SecretStore, partner_user: PartnerUser
 ) -> None:
-    """Protects the grace window: no early deletion, and deletion once it has passed."""
-    # Given one rotation done: old key inactive, in its grace window
+    """Protects the grace window: no early deletion, and deletion once it has passed,
+    also of a previous key still active then (the daily sweep missed it): past its
+    window nobody may rely on it, and the next rotation needs its slot."""
+    # Given one rotation done: the old key still active, in its grace window
     _driver_with(store, AccessKeyRotator()).rotate(NAME)
     second_key = current_value(store, NAME)["AccessKeyId"]
     # When another rotation runs inside the grace window
@@ -94,14 +124,13 @@ def test_the_previous_key_is_deleted_on_a_later_run_after_its_grace_window(
     assert isinstance(failed.value.cause, KeyLimitReached)
     assert failed.value.attempts == 1
     assert current_value(store, NAME)["AccessKeyId"] == second_key
-    assert partner_user.first_key_id in _keys(partner_user.name)
+    assert _keys(partner_user.name) == {partner_user.first_key_id: "Active", second_key: "Active"}
     assert not any("AWSPENDING" in s for s in stages(store, NAME).values())
-    # When a later run comes after the grace window
+    # When a later run comes after the grace window, no sweep having deactivated the key
     _driver_with(store, AccessKeyRotator(now=_days_later(8))).rotate(NAME)
-    # Then the first key is deleted and the second is now the inactive previous one
-    keys = _keys(partner_user.name)
-    assert partner_user.first_key_id not in keys
-    assert keys[second_key] == "Inactive"
+    # Then the first key is deleted and the second, now the previous one, is still usable
+    third_key = current_value(store, NAME)["AccessKeyId"]
+    assert _keys(partner_user.name) == {second_key: "Active", third_key: "Active"}
 
 
 def test_emergency_rotation_skips_the_grace_window_and_deactivates_the_leaked_key(

@@ -216,14 +216,15 @@ def test_a_routine_iam_rotation_past_a_malformed_previous_value_keeps_its_rules(
     """The routine side: inside the grace window a malformed AWSPREVIOUS holds no key,
     so the key of the version it pushed out (no version holds it now) is deleted under
     the existing rule instead of blocking the rotation, and finishSecret, whose
-    AWSPREVIOUS is then the restored parseable value, deactivates the old key."""
+    AWSPREVIOUS is then the restored parseable value, leaves the old key active for
+    its overlap window."""
     driver.rotate("iam-partner-export")
     second = current_value(store, "iam-partner-export")["AccessKeyId"]
-    assert _iam_keys(partner_user.name) == {partner_user.first_key_id: "Inactive", second: "Active"}
+    assert _iam_keys(partner_user.name) == {partner_user.first_key_id: "Active", second: "Active"}
     paste_then_restore(store, "iam-partner-export", "AKIA... pasted as text")
 
     result = driver.rotate("iam-partner-export")
 
     third = current_value(store, "iam-partner-export")["AccessKeyId"]
     assert stages(store, "iam-partner-export")[result.version_id] == ("AWSCURRENT",)
-    assert _iam_keys(partner_user.name) == {second: "Inactive", third: "Active"}
+    assert _iam_keys(partner_user.name) == {second: "Active", third: "Active"}
