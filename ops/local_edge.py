@@ -10,7 +10,8 @@ front of the API handler and applies, in WebACL priority order:
 1. the auto-block IP sets (v4 and v6), read from the moto server on every
    request so a block written by the responder takes effect on the next one,
    answered 403 in the shape API Gateway gives a WAF block (its DEFAULT_4XX
-   gateway response, cdk/api.py);
+   gateway response, cdk/api.py, with its headers: `x-amzn-ErrorType` and every
+   security header but the CSP, which a static header mapping cannot hold);
 2. the per-IP rate-based rule (requests per 5-minute window), answering 429
    with the same JSON body and Retry-After as the WebACL's custom response
    (cdk/waf.py);
@@ -51,19 +52,20 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
 
-from functions.api.middleware.security_headers import apply_security_headers
+from functions.api.middleware.security_headers import SECURITY_HEADERS, apply_security_headers
 from functions.shared import names
 from functions.shared.waf_rules import (
     ADMIN_ALLOWLIST_RULE,
     ADMIN_PATHS,
     MAX_QUERY_STRING_BYTES,
     MAX_URI_PATH_BYTES,
+    RATE_LIMIT_WINDOW_SECONDS,
     user_agent_patterns,
 )
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
-RATE_WINDOW_SECONDS = 300
+RATE_WINDOW_SECONDS = RATE_LIMIT_WINDOW_SECONDS
 # The WebACL's custom response for its rate rule (cdk/waf.py: RATE_LIMITED_BODY, and
 # a constant Retry-After of one window); a test holds the two equal.
 RATE_LIMITED_BODY = {
@@ -77,6 +79,15 @@ RATE_LIMITED_BODY = {
 BLOCKED_CODE, BLOCKED_MESSAGE = "request_refused", "Forbidden"
 # What the gateway's validator says of a body its model refuses.
 GATEWAY_INVALID_BODY_MESSAGE = "Invalid request body"
+# The security headers of API Gateway's gateway responses (cdk/api.py): those a static
+# header mapping can hold, so not the CSP, whose 'none' is quoted. A test holds them
+# equal to the synthesized gateway responses, so `make run` sends what AWS sends.
+GATEWAY_RESPONSE_HEADERS = {name: v for name, v in SECURITY_HEADERS.items() if "'" not in v}
+# API Gateway names the error on every answer it makes itself; the audit (ops/audit.py)
+# knows a gateway response by it.
+GATEWAY_ERROR_TYPE_HEADER = "x-amzn-ErrorType"
+WAF_BLOCK_ERROR_TYPE = "ForbiddenException"
+INVALID_BODY_ERROR_TYPE = "BadRequestException"
 REDACTED_HEADERS = frozenset(names.WAF_REDACTED_HEADERS)
 IPSET_SCOPE = "REGIONAL"
 
@@ -154,19 +165,32 @@ def _client(address: str) -> tuple[str, IpAddress | None]:
     return address, ip
 
 
-def _gateway_refusal(event: dict[str, Any], status: int, message: str) -> dict[str, Any]:
-    """An answer as API Gateway's DEFAULT_4XX gateway response renders it."""
+def _gateway_refusal(
+    event: dict[str, Any], status: int, message: str, error_type: str
+) -> dict[str, Any]:
+    """An answer as API Gateway's DEFAULT_4XX gateway response renders it: its body
+    template, its header mappings and the error type the gateway adds, not the
+    function's headers (apply_security_headers), which such an answer never gets."""
     refusal = {
         "code": BLOCKED_CODE,
         "message": message,
         "correlation_id": event["requestContext"]["requestId"],
     }
-    return _json_response(status, {"error": refusal}, {})
+    return {
+        "statusCode": status,
+        "headers": {
+            "Content-Type": "application/json",
+            GATEWAY_ERROR_TYPE_HEADER: error_type,
+            **GATEWAY_RESPONSE_HEADERS,
+        },
+        "body": json.dumps({"error": refusal}, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
 
 
 def _blocked(event: dict[str, Any]) -> dict[str, Any]:
     """A WAF block as the gateway response renders it."""
-    return _gateway_refusal(event, 403, BLOCKED_MESSAGE)
+    return _gateway_refusal(event, 403, BLOCKED_MESSAGE, WAF_BLOCK_ERROR_TYPE)
 
 
 # The scanner user-agent rule's patterns as one expression, compiled once: it runs on
@@ -255,7 +279,7 @@ def _gateway_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
         document = None
     if isinstance(document, dict):
         return None
-    return _gateway_refusal(event, 400, GATEWAY_INVALID_BODY_MESSAGE)
+    return _gateway_refusal(event, 400, GATEWAY_INVALID_BODY_MESSAGE, INVALID_BODY_ERROR_TYPE)
 
 
 class LocalEdge:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from functions.shared import names
+from functions.shared import names, waf_rules
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -183,7 +183,12 @@ class Settings(BaseModel):
     logs_query_deadline_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_new_blocks_per_event: Annotated[int, Field(gt=0)] = 500
     block_expiry_seconds: Annotated[int, Field(ge=60)] = 4 * 3600
-    block_expiry_by_alarm: dict[str, int] = Field(default_factory=dict)
+    # A client the rate rule limited was told to retry after its window (429,
+    # Retry-After): blocked that long, not the default hours, if the responder blocks
+    # it; a repeat escalates as any other.
+    block_expiry_by_alarm: dict[str, int] = Field(
+        default_factory=lambda: {names.ALARM_WAF_RATE: waf_rules.RATE_LIMIT_WINDOW_SECONDS}
+    )
     # A repeat offender's block lasts expiry * factor**(offences - 1), up to the cap.
     block_escalation_factor: Annotated[int, Field(ge=1)] = 2
     block_max_expiry_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
@@ -211,6 +216,12 @@ class Settings(BaseModel):
                 raise ValueError("expected comma-separated name=value pairs")
             return {name.strip(): setting.strip() for name, setting in pairs}
         return value
+
+    @field_validator("block_expiry_by_alarm", mode="after")
+    @classmethod
+    def _rate_window_unless_named(cls, value: dict[str, int]) -> dict[str, int]:
+        # Setting another alarm's expiry keeps the rate alarm's default.
+        return {names.ALARM_WAF_RATE: waf_rules.RATE_LIMIT_WINDOW_SECONDS, **value}
 
     @model_validator(mode="after")
     def _scrypt_memory_within_bounds(self) -> Settings:

@@ -20,6 +20,9 @@ SUSPICIOUS_USER_AGENTS = (
 # pattern" (its documentation gives no number): a few short alternations, matched
 # against the lowercased header, with neither a group nor an inline flag.
 USER_AGENT_BRANCHES_PER_PATTERN = 6
+# The rate rule's window: it answers 429 with "Retry after" this many seconds, and a
+# client the responder blocks for being rate limited is blocked that long at first.
+RATE_LIMIT_WINDOW_SECONDS = 300
 # The size-limits rule's bounds besides the body's (which is `maxBodyBytes`).
 MAX_URI_PATH_BYTES = 2048
 MAX_QUERY_STRING_BYTES = 4096

@@ -74,6 +74,27 @@ def test_block_expiry_is_four_hours_by_default_and_recorded_in_the_registry(
     assert int(item[names.TTL_ATTRIBUTE]["N"]) > blocked_until
 
 
+def test_a_rate_limited_client_that_waits_its_retry_after_is_served_again(
+    waf: WafResources, invoke: Invoke, rate_rule: Any
+) -> None:
+    """The rate rule answers 429 with `Retry-After: 300` and "Retry after 300 seconds";
+    that refusal also fires the rate alarm, which starts the responder. The auto-block
+    rules come before the rate rule: blocked for the default four hours, a client that
+    waited as it was told met a 403 for hours. It is blocked for the rate window."""
+    from cdk.waf import RATE_LIMIT_WINDOW_SECONDS, RATE_LIMITED_BODY
+    from functions.shared import blocks
+    from tests.integration.waf_responder.conftest import limited
+
+    assert f"Retry after {RATE_LIMIT_WINDOW_SECONDS} seconds" in RATE_LIMITED_BODY
+    limited(rate_rule, "203.0.113.7/32")
+    told_to_retry_at = int(time.time()) + RATE_LIMIT_WINDOW_SECONDS
+
+    invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
+
+    (block,) = blocks.list_blocks()
+    assert block.blocked_until <= told_to_retry_at + 60
+
+
 def test_requests_terminated_by_the_auto_block_rule_do_not_count(
     waf: WafResources, invoke: Invoke
 ) -> None:

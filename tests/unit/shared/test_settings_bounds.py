@@ -26,7 +26,24 @@ def test_a_per_alarm_block_expiry_inside_the_bounds_is_taken() -> None:
     settings = settings_from_environment(
         {"BLOCK_EXPIRY_BY_ALARM": f"{names.ALARM_FAILED_SIGNINS}=600"}
     )
-    assert settings.block_expiry_by_alarm == {names.ALARM_FAILED_SIGNINS: 600}
+    assert settings.block_expiry_by_alarm == {
+        names.ALARM_FAILED_SIGNINS: 600,
+        # Naming another alarm keeps the rate alarm's default: its 429's window.
+        names.ALARM_WAF_RATE: 300,
+    }
+
+
+def test_a_rate_limited_client_is_blocked_for_the_window_its_429_named_unless_set() -> None:
+    """The rate rule answers 429 "Retry after 300 seconds": a client the responder then
+    blocks for it is blocked that long, not the hours an attack is; on-call may still
+    set another expiry for it."""
+    from functions.shared.waf_rules import RATE_LIMIT_WINDOW_SECONDS
+
+    assert settings_from_environment({}).block_expiry_by_alarm == {
+        names.ALARM_WAF_RATE: RATE_LIMIT_WINDOW_SECONDS
+    }
+    chosen = settings_from_environment({"BLOCK_EXPIRY_BY_ALARM": f"{names.ALARM_WAF_RATE}=900"})
+    assert chosen.block_expiry_by_alarm == {names.ALARM_WAF_RATE: 900}
 
 
 @pytest.mark.parametrize(
