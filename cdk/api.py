@@ -52,8 +52,12 @@ def gateway_security_headers() -> dict[str, str]:
     """SECURITY_HEADERS as API Gateway's static header mappings ('value').
 
     The Content-Security-Policy is left out: its 'none' carries single quotes,
-    which a static mapping cannot hold. A gateway error is a short JSON body sent
-    with nosniff and X-Frame-Options DENY, so it is neither rendered nor framed.
+    which a static mapping cannot hold (AWS documents no escape for a quote inside
+    one, and a wrong value fails the deploy). A gateway error is a short JSON body
+    sent with nosniff and X-Frame-Options DENY, so it is neither rendered nor framed.
+    The audit knows these answers by `x-amzn-ErrorType` and does not require the CSP
+    on them (ops/audit.py); the local edge renders them with these headers too
+    (ops/local_edge.py: GATEWAY_RESPONSE_HEADERS).
     """
     return {name: f"'{value}'" for name, value in SECURITY_HEADERS.items() if "'" not in value}
 

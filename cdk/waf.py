@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
@@ -53,6 +54,32 @@ MANAGED_RULE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("AWSManagedRulesAnonymousIpList", ("HostingProviderIPList",)),
     ("AWSManagedRulesAmazonIpReputationList", ()),
 )
+# The managed groups' body rules that match what a generated password may hold
+# (`../`, `'#`, markup, a URL to an IPv4 host), with the label each adds (AWS WAF
+# developer guide, "Baseline rule groups" and "Use-case specific rule groups"). They
+# only count inside their group; the rule right after the group (`<group>-body`)
+# blocks on their labels for every request but a sign-in. AWS's pattern for a managed
+# rule's false positives: labels are seen only by the rules after the group.
+BODY_RULES_BUT_LOGIN: dict[str, dict[str, str]] = {
+    "AWSManagedRulesCommonRuleSet": {
+        "GenericLFI_BODY": "awswaf:managed:aws:core-rule-set:GenericLFI_Body",
+        "GenericRFI_BODY": "awswaf:managed:aws:core-rule-set:GenericRFI_Body",
+        "CrossSiteScripting_BODY": "awswaf:managed:aws:core-rule-set:CrossSiteScripting_Body",
+    },
+    "AWSManagedRulesSQLiRuleSet": {
+        "SQLi_BODY": "awswaf:managed:aws:sql-database:SQLi_Body",
+        "SQLiExtendedPatterns_BODY": "awswaf:managed:aws:sql-database:SQLiExtendedPatterns_Body",
+    },
+}
+# The sign-in: the API's one route with a body value its attack inspection skips, the
+# password, which is only hashed (attack_inspection.OPAQUE_BODY_FIELDS). The managed
+# rules read a body whole, so on this route they and the `xss` rule skip all of it, and
+# the login-email rule reads the login's other field with the WAF's own SQL injection
+# and XSS statements. Its path and query string are inspected as any other's.
+LOGIN_METHOD = "POST"
+LOGIN_PATH = "/auth/login"
+LOGIN_INSPECTED_FIELDS = ("email",)
+LOGIN_EMAIL_RULE = "login-email"
 
 
 def _visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -76,6 +103,55 @@ def _path_starts_with(prefix: str) -> wafv2.CfnWebACL.StatementProperty:
             search_string=prefix,
             text_transformations=_PATH_TRANSFORMS,
         )
+    )
+
+
+def _is_login(stage_prefix: str) -> wafv2.CfnWebACL.StatementProperty:
+    """POST /auth/login as the API routes it: with or without the stage (the execute-api
+    URL carries it), with or without a trailing slash; the path URL-decoded, normalised
+    and lower-cased as for the admin paths. One regex (no group, which WAF refuses)
+    costs less than a string match per spelling."""
+    paths = "|".join(f"^{re.escape(prefix + LOGIN_PATH)}/?$" for prefix in ("", stage_prefix))
+    return _all_of(
+        [
+            wafv2.CfnWebACL.StatementProperty(
+                byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(method={}),
+                    positional_constraint="EXACTLY",
+                    search_string=LOGIN_METHOD,
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                    ],
+                )
+            ),
+            wafv2.CfnWebACL.StatementProperty(
+                regex_match_statement=wafv2.CfnWebACL.RegexMatchStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                    regex_string=paths,
+                    text_transformations=_PATH_TRANSFORMS,
+                )
+            ),
+        ]
+    )
+
+
+def _not(statement: wafv2.CfnWebACL.StatementProperty) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        not_statement=wafv2.CfnWebACL.NotStatementProperty(statement=statement)
+    )
+
+
+def _all_of(
+    statements: Sequence[wafv2.CfnWebACL.StatementProperty],
+) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        and_statement=wafv2.CfnWebACL.AndStatementProperty(statements=list(statements))
+    )
+
+
+def _labelled(label: str) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        label_match_statement=wafv2.CfnWebACL.LabelMatchStatementProperty(key=label, scope="LABEL")
     )
 
 
@@ -118,9 +194,7 @@ def _size_over(
     )
 
 
-def _xss_in(
-    field: wafv2.CfnWebACL.FieldToMatchProperty, *, json_escapes: bool = False
-) -> wafv2.CfnWebACL.StatementProperty:
+def _decoding(json_escapes: bool) -> list[wafv2.CfnWebACL.TextTransformationProperty]:
     """`json_escapes`: decode `\\u003c` first. Every body the API takes is JSON, whose
     escapes the API decodes before its own inspection; without this a payload sent
     escaped passes the WAF, and its refusal is never evidence for an auto-block."""
@@ -132,13 +206,44 @@ def _xss_in(
             "HTML_ENTITY_DECODE",
         ]
     )
+    return [
+        wafv2.CfnWebACL.TextTransformationProperty(priority=priority, type=kind)
+        for priority, kind in enumerate(kinds)
+    ]
+
+
+def _xss_in(
+    field: wafv2.CfnWebACL.FieldToMatchProperty, *, json_escapes: bool = False
+) -> wafv2.CfnWebACL.StatementProperty:
     return wafv2.CfnWebACL.StatementProperty(
         xss_match_statement=wafv2.CfnWebACL.XssMatchStatementProperty(
-            field_to_match=field,
-            text_transformations=[
-                wafv2.CfnWebACL.TextTransformationProperty(priority=priority, type=kind)
-                for priority, kind in enumerate(kinds)
-            ],
+            field_to_match=field, text_transformations=_decoding(json_escapes)
+        )
+    )
+
+
+def _sqli_in(
+    field: wafv2.CfnWebACL.FieldToMatchProperty, *, json_escapes: bool = False
+) -> wafv2.CfnWebACL.StatementProperty:
+    return wafv2.CfnWebACL.StatementProperty(
+        sqli_match_statement=wafv2.CfnWebACL.SqliMatchStatementProperty(
+            field_to_match=field, text_transformations=_decoding(json_escapes)
+        )
+    )
+
+
+def _login_fields() -> wafv2.CfnWebACL.FieldToMatchProperty:
+    """The login body's values but the password. A body WAF cannot parse as JSON is
+    read whole, as any other body: a client's sign-in is always valid JSON, so only a
+    body built to hide from this rule pays with its password read."""
+    return wafv2.CfnWebACL.FieldToMatchProperty(
+        json_body=wafv2.CfnWebACL.JsonBodyProperty(
+            match_pattern=wafv2.CfnWebACL.JsonMatchPatternProperty(
+                included_paths=[f"/{name}" for name in LOGIN_INSPECTED_FIELDS]
+            ),
+            match_scope="VALUE",
+            invalid_fallback_behavior="EVALUATE_AS_STRING",
+            oversize_handling="MATCH",
         )
     )
 
@@ -182,10 +287,12 @@ class WebAcl(Construct):
 
     0. admin allowlist: /admin and /monitoring only from the allowlist IP sets;
     1-2. auto-block IP sets (v4, v6) that `waf_responder` writes;
-    3-7. AWS managed groups;
-    8. rate limit per IP, answered with 429, a JSON body and Retry-After;
-    9. geo-block (only when countries are configured);
-    10. scanner user agents; 11. oversize requests; 12. XSS.
+    3-10. AWS managed groups, the two whose body rules count followed each by a rule
+    blocking on those rules' labels but on a sign-in (BODY_RULES_BUT_LOGIN), the SQLi
+    group's then by the login-email rule;
+    11. rate limit per IP, answered with 429, a JSON body and Retry-After;
+    12. geo-block (only when countries are configured);
+    13. scanner user agents; 14. oversize requests; 15. XSS (not in a sign-in's body).
     """
 
     def __init__(
@@ -303,11 +410,14 @@ class WebAcl(Construct):
                 visibility_config=_visibility(names.AUTO_BLOCK_RULE_V6),
             ),
         ]
-        for offset, (group, counted) in enumerate(MANAGED_RULE_GROUPS):
+        is_login = _is_login(stage_prefix)
+        priority = 3
+        for group, counted in MANAGED_RULE_GROUPS:
+            body_rules = BODY_RULES_BUT_LOGIN.get(group, {})
             rules.append(
                 wafv2.CfnWebACL.RuleProperty(
                     name=group,
-                    priority=3 + offset,
+                    priority=priority,
                     override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
                     statement=wafv2.CfnWebACL.StatementProperty(
                         managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
@@ -318,7 +428,7 @@ class WebAcl(Construct):
                                     name=rule,
                                     action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
                                 )
-                                for rule in counted
+                                for rule in (*counted, *body_rules)
                             ]
                             or None,
                         )
@@ -326,7 +436,46 @@ class WebAcl(Construct):
                     visibility_config=_visibility(group),
                 )
             )
-        priority = 3 + len(MANAGED_RULE_GROUPS)
+            priority += 1
+            if body_rules:
+                rules.append(
+                    wafv2.CfnWebACL.RuleProperty(
+                        name=f"{group}-body",
+                        priority=priority,
+                        action=_block(),
+                        statement=_all_of(
+                            [
+                                _any_of([_labelled(label) for label in body_rules.values()]),
+                                _not(is_login),
+                            ]
+                        ),
+                        visibility_config=_visibility(f"{group}-body"),
+                    )
+                )
+                priority += 1
+            if group == "AWSManagedRulesSQLiRuleSet":
+                # Right after the SQL injection rules, which skip the login's body.
+                login_fields = _login_fields()
+                rules.append(
+                    wafv2.CfnWebACL.RuleProperty(
+                        name=LOGIN_EMAIL_RULE,
+                        priority=priority,
+                        action=_block(),
+                        statement=_all_of(
+                            [
+                                is_login,
+                                _any_of(
+                                    [
+                                        _sqli_in(login_fields, json_escapes=True),
+                                        _xss_in(login_fields, json_escapes=True),
+                                    ]
+                                ),
+                            ]
+                        ),
+                        visibility_config=_visibility(LOGIN_EMAIL_RULE),
+                    )
+                )
+                priority += 1
         rules.append(
             wafv2.CfnWebACL.RuleProperty(
                 name=names.RATE_RULE,
@@ -437,11 +586,17 @@ class WebAcl(Construct):
                 action=_block(),
                 statement=_any_of(
                     [
-                        _xss_in(
-                            wafv2.CfnWebACL.FieldToMatchProperty(
-                                body=wafv2.CfnWebACL.BodyProperty(oversize_handling="MATCH")
-                            ),
-                            json_escapes=True,
+                        # The login's body but its password: the login-email rule.
+                        _all_of(
+                            [
+                                _not(is_login),
+                                _xss_in(
+                                    wafv2.CfnWebACL.FieldToMatchProperty(
+                                        body=wafv2.CfnWebACL.BodyProperty(oversize_handling="MATCH")
+                                    ),
+                                    json_escapes=True,
+                                ),
+                            ]
                         ),
                         _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(query_string={})),
                         _xss_in(wafv2.CfnWebACL.FieldToMatchProperty(uri_path={})),

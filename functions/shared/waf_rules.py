@@ -2,8 +2,9 @@
 from these, and the local stack's edge (`ops/local_edge.py`) applies the same ones
 (the admin allowlist, the scanner user agents and the size limits), so `make run`
 refuses what those rules refuse in AWS. The WebACL's other rules, the AWS managed
-rule groups and the XSS rule, are not emulated locally: the API's own attack
-inspection answers those requests there, with its 400 rather than WAF's 403."""
+rule groups, the rules that block on their labels, the login's email rule and the XSS
+rule, are not emulated locally: the API's own attack inspection answers those
+requests there, with its 400 rather than WAF's 403."""
 
 from __future__ import annotations
 

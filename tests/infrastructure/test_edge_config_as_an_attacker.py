@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from cdk.waf import BODY_RULES_BUT_LOGIN
 from functions.shared import names
 from tests.infrastructure.conftest import Synthesized
 from tests.infrastructure.test_api_and_waf import _rule, _web_acl
@@ -133,9 +134,11 @@ def test_waf_xss_rule_sees_markup_a_json_body_escapes(synthesized: Synthesized):
     xss = _rule(_web_acl(synthesized), "xss")
     assert xss["Action"] == {"Block": {}}
     body_statements = [
-        s["XssMatchStatement"]
-        for s in xss["Statement"]["OrStatement"]["Statements"]
-        if {"Body", "JsonBody"} & s["XssMatchStatement"]["FieldToMatch"].keys()
+        node["XssMatchStatement"]
+        for node in _walk(xss["Statement"])
+        if isinstance(node, dict)
+        and "XssMatchStatement" in node
+        and {"Body", "JsonBody"} & node["XssMatchStatement"]["FieldToMatch"].keys()
     ]
     assert body_statements, "the xss rule does not inspect the body at all"
     seen = [_what_the_rule_inspects(statement, body) for statement in body_statements]
@@ -163,16 +166,19 @@ def test_no_rule_trusts_an_address_the_client_can_write(synthesized: Synthesized
     assert "ScopeDownStatement" not in rate["Statement"]["RateBasedStatement"]
 
 
-def test_managed_groups_are_neither_scoped_down_nor_counting_attacks(
+def test_managed_groups_are_not_scoped_down_and_what_they_count_is_blocked_after_them(
     synthesized: Synthesized,
 ):
-    """No managed group is scoped down (an attacker could route around a
-    scope), and the only rules set to Count are the fixed size limits, which the
-    WebACL's own size rule (Block, oversize counted as a match) replaces, and the
-    documented hosting-provider list. SQLi, known bad inputs and reputation block."""
+    """No managed group is scoped down (an attacker could route around a scope). The
+    rules set to Count are the fixed size limits, which the WebACL's own size rule
+    (Block, oversize counted as a match) replaces; the documented hosting-provider
+    list; and the body rules a generated password trips, each of whose labels a rule
+    right after its group blocks (labels reach only later rules) on every request but
+    a sign-in. Known bad inputs and reputation block as AWS ships them."""
     acl = _web_acl(synthesized)
+    ordered = sorted(acl["Rules"], key=lambda r: r["Priority"])
     counted: dict[str, set[str]] = {}
-    for rule in acl["Rules"]:
+    for position, rule in enumerate(ordered):
         group = rule["Statement"].get("ManagedRuleGroupStatement")
         if group is None:
             continue
@@ -182,15 +188,28 @@ def test_managed_groups_are_neither_scoped_down_nor_counting_attacks(
         counted[group["Name"]] = {
             o["Name"] for o in group.get("RuleActionOverrides", []) if "Count" in o["ActionToUse"]
         }
+        body_rules = BODY_RULES_BUT_LOGIN.get(group["Name"], {})
+        if body_rules:
+            after = ordered[position + 1]
+            blocked_labels = {
+                node["LabelMatchStatement"]["Key"]
+                for node in _walk(after["Statement"])
+                if isinstance(node, dict) and "LabelMatchStatement" in node
+            }
+            assert after["Action"] == {"Block": {}}, after["Name"]
+            assert blocked_labels == set(body_rules.values()), after["Name"]
 
     assert counted == {
         "AWSManagedRulesCommonRuleSet": {
             "SizeRestrictions_BODY",
             "SizeRestrictions_QUERYSTRING",
             "SizeRestrictions_URIPATH",
+            "GenericLFI_BODY",
+            "GenericRFI_BODY",
+            "CrossSiteScripting_BODY",
         },
         "AWSManagedRulesKnownBadInputsRuleSet": set(),
-        "AWSManagedRulesSQLiRuleSet": set(),
+        "AWSManagedRulesSQLiRuleSet": {"SQLi_BODY", "SQLiExtendedPatterns_BODY"},
         "AWSManagedRulesAnonymousIpList": {"HostingProviderIPList"},
         "AWSManagedRulesAmazonIpReputationList": set(),
     }

@@ -393,6 +393,76 @@ def test_headers_missing_on_every_route_but_health_and_404_fail(no_database: Non
     assert "GET /admin/users (403)" in detail
 
 
+def _admin_answered_by(answer: Any) -> Any:
+    """The API, with /admin and /monitoring answered by `answer(event)`: what the WAF's
+    allowlist rule does in AWS for the audit's probes from outside the allowlist."""
+    from ops.local_server import api_handler
+
+    real = api_handler()
+
+    def handler(event, context):
+        if event["path"].startswith(("/admin", "/monitoring")):
+            return answer(event)
+        return real(event, context)
+
+    return handler
+
+
+def test_the_gateways_own_answers_pass_without_the_csp_they_cannot_carry(
+    no_database: None,
+) -> None:
+    """API Gateway's gateway responses (cdk/api.py) carry every required header but the
+    CSP, which a static header mapping cannot hold, and `x-amzn-ErrorType`: the audit
+    of a deployed stack, whose admin probes the WAF refuses through them, passes, and
+    says how many answers were the gateway's own."""
+    from ops.local_edge import _blocked
+
+    status, detail = _http_checks(_admin_answered_by(_blocked))["security_headers_on_every_answer"]
+
+    assert status == PASS, detail
+    assert "made by API Gateway itself" in detail
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            lambda headers: headers.pop("x-amzn-ErrorType"),
+            "GET /admin/users (403): content-security-policy",
+            id="the-functions-own-answer-without-csp",
+        ),
+        pytest.param(
+            lambda headers: headers.pop("X-Content-Type-Options"),
+            "GET /admin/users (403, API Gateway's own): x-content-type-options",
+            id="the-gateways-answer-without-nosniff",
+        ),
+        pytest.param(
+            lambda headers: headers.update({"Content-Type": "text/html"}),
+            "GET /admin/users (403): content-security-policy",
+            id="a-gateway-answer-a-browser-renders-without-csp",
+        ),
+    ],
+)
+def test_only_the_gateways_own_json_answers_may_lack_the_csp(
+    no_database: None, change: Any, named: str
+) -> None:
+    """The CSP may be absent only where it cannot be sent: from a JSON answer API
+    Gateway made itself. The function's answers need it (they are the ones a route
+    could fill with the caller's input), and a gateway answer needs every other header
+    as much as any answer, and the CSP too once it is something a browser renders."""
+    from ops.local_edge import _blocked
+
+    def refused(event: dict[str, Any]) -> dict[str, Any]:
+        answer = _blocked(event)
+        change(answer["headers"])
+        return answer
+
+    status, detail = _http_checks(_admin_answered_by(refused))["security_headers_on_every_answer"]
+
+    assert status == FAIL, detail
+    assert named in detail
+
+
 def test_xss_probe_reflected_in_an_error_page_fails(no_database: None) -> None:
     """The search refuses the probe with a 400 whose text/html body repeats it
     unescaped: a reflected XSS a link can trigger, whatever the status."""

@@ -51,6 +51,21 @@ def request(
     return stack_request(state, method, path, source=source, body=body, headers=headers)
 
 
+def assert_headers_of_a_gateway_response(headers: dict[str, str]) -> None:
+    """What API Gateway's DEFAULT_4XX gateway response (cdk/api.py) sends: its error type
+    and every security header but the CSP, which its static header mappings cannot
+    hold. The local stack sends no better, or its audit would pass on an answer the
+    deployed one meets without the CSP."""
+    from functions.api.middleware.security_headers import SECURITY_HEADERS
+
+    assert headers.get("x-amzn-ErrorType"), headers
+    assert headers["Content-Type"] == "application/json"
+    assert "Content-Security-Policy" not in headers, headers
+    for name, value in SECURITY_HEADERS.items():
+        if name != "Content-Security-Policy":
+            assert headers.get(name) == value, name
+
+
 # --- API Gateway's request validator ----------------------------------------------------
 
 
@@ -86,10 +101,11 @@ def test_a_request_the_webacl_blocks_is_blocked_by_the_local_edge_too(
     """The WebACL's size-limits and scanner rules refuse these in AWS with the
     gateway's 403 and a BLOCK record the responder counts: so does `make run`, or a
     client would work locally and be refused once deployed."""
-    status, _, raw = request(stack, "GET", path, source=OUTSIDER, headers=headers)
+    status, sent, raw = request(stack, "GET", path, source=OUTSIDER, headers=headers)
 
     assert status == 403, raw
     assert json.loads(raw)["error"]["code"] == "request_refused"
+    assert_headers_of_a_gateway_response(sent)
     last = waf_records(stack)[-1]
     assert (last["action"], last["terminatingRuleId"]) == ("BLOCK", rule)
 
@@ -122,7 +138,7 @@ def test_a_json_body_that_is_not_an_object_is_refused_as_api_gateway_refuses_it(
     written against `make run` would handle a status (the function's 422) AWS never
     sends."""
     for body in (b"[]", b'"parent@demo.babyshield.local"', b"42"):
-        status, _, raw = request(
+        status, sent, raw = request(
             stack,
             "POST",
             "/auth/login",
@@ -133,6 +149,7 @@ def test_a_json_body_that_is_not_an_object_is_refused_as_api_gateway_refuses_it(
 
         assert status == 400, (body, status, answer)
         assert answer["error"]["code"] == "request_refused", (body, answer)
+        assert_headers_of_a_gateway_response(sent)
 
 
 # --- The size-limits rule measures each part as sent --------------------------------------
