@@ -4,8 +4,10 @@ Against AWS it asks Secrets Manager (RotateSecret) and waits for the new version
 to become AWSCURRENT. Against the local stack (AWS_ENDPOINT_URL set: a moto
 server, which cannot run Lambdas) it plays Secrets Manager itself and calls the
 real rotation handler through its four steps. `--emergency` makes the old value
-useless at once (see docs/ROTATION.md); `--all` carries on past a failed secret
-and exits non-zero at the end if any failed.
+useless at once (see docs/ROTATION.md); `db-admin --emergency` rotates db-readonly
+and db-app as emergencies right after it (the admin login can set their
+passwords). `--all`, and that admin emergency, carry on past a failed secret and
+exit non-zero at the end if any failed.
 """
 
 from __future__ import annotations
@@ -503,6 +505,8 @@ def _rotate(args: argparse.Namespace) -> int:
         items = _admin_first(INVENTORY) if args.all else [spec(args.name)]
     except KeyError as exc:
         raise UsageError(str(exc.args[0]), hint="babyshield secrets lists them") from None
+    followers = _tiers_after_admin(items, emergency=args.emergency, resume=args.resume)
+    items += followers
     try:
         mode, store = _prepare(args)
     except KeyboardInterrupt:
@@ -526,6 +530,8 @@ def _rotate(args: argparse.Namespace) -> int:
         _report([outcome], as_json=args.json, summary=False)
         return 0 if outcome.ok else 1
 
+    if followers and not args.json:
+        print(ADMIN_EMERGENCY_NOTE)
     outcomes: list[Outcome] = []
     for index, item in enumerate(items):
         try:
@@ -540,12 +546,14 @@ def _rotate(args: argparse.Namespace) -> int:
             # once every secret is rotated, so the rest must be named, not dropped.
             outcomes.append(_interrupted(store, item, mode, emergency=args.emergency))
             outcomes.extend(_not_started(later, args.emergency) for later in items[index + 1 :])
-            _report(outcomes, as_json=args.json, summary=bool(args.all))
+            _report(outcomes, as_json=args.json, summary=len(items) > 1)
             return 130
         except Exception as exc:  # noqa: BLE001 - one secret's failure must not stop the others
             outcome = Outcome(
                 item.name, False, _pending(store, item), f"{type(exc).__name__}: {exc}"
             )
+        if item in followers:
+            outcome.detail += f"; {FOLLOWS_ADMIN}"
         outcomes.append(outcome)
         if not args.json:
             status = "rotated" if outcome.ok else "FAILED"
@@ -586,6 +594,34 @@ def _admin_first(items: Iterable[SecretSpec]) -> list[SecretSpec]:
     password runs until the admin's rotation ends it, and one that outlived the
     tiers' rotations could give a tier's new login a password of its own."""
     return sorted(items, key=lambda item: item.name != "db-admin")
+
+
+# The tiers whose logins the admin login can set (sql/007), in the order _admin_first uses.
+ADMIN_SETS = ("db-readonly", "db-app")
+FOLLOWS_ADMIN = "with db-admin's emergency: its login can set this tier's passwords"
+ADMIN_EMERGENCY_NOTE = (
+    "db-admin --emergency: db-readonly and db-app follow it as emergencies; the admin "
+    "login can set every tier login's password (sql/007), so a leaked admin session may "
+    "have given one, the spare one included, a password of its own"
+)
+
+
+def _tiers_after_admin(
+    items: list[SecretSpec], *, emergency: bool, resume: bool
+) -> list[SecretSpec]:
+    """The tier secrets an emergency of db-admin alone must rotate too, right after it.
+
+    A leak of the admin is a leak of what it can set: a session opened with its
+    password can give a tier's spare login (unused between rotations) a password of
+    its own, which the admin's rotation does not undo and `babyshield audit` cannot
+    see. Only a new emergency: --resume finishes the one rotation left unfinished,
+    and an interrupted run already names the tiers it never reached.
+    """
+    from functions.shared.inventory import spec
+
+    if not emergency or resume or [item.name for item in items] != ["db-admin"]:
+        return []
+    return [spec(name) for name in ADMIN_SETS]
 
 
 INTERRUPTED = "INTERRUPTED"

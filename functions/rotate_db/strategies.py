@@ -32,7 +32,13 @@ from functions.shared.rotation.protocol import (
     Rotator,
     StepContext,
 )
-from functions.shared.rotation.store import CURRENT, PENDING, SecretVersion
+from functions.shared.rotation.store import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    SecretValueError,
+    SecretVersion,
+)
 from functions.shared.settings import get_settings
 
 # The tier whose logins each alternating-users secret holds; the tier's group role is
@@ -42,6 +48,54 @@ TIER_OF_SECRET = {"db-readonly": "readonly", "db-app": "app"}
 
 def _username(version: SecretVersion) -> str:
     return str(version.value.get("username", ""))
+
+
+class NoValueToRotateFrom(RotationError):
+    # Only a person can put a parseable value back: retrying the step cannot help.
+    retry_helps = False
+
+
+def _base(ctx: StepContext) -> SecretVersion:
+    """The value a rotation works from: AWSCURRENT, or AWSPREVIOUS when AWSCURRENT does
+    not parse (plain text saved over it in the console).
+
+    Rotation is how a malformed value gets replaced (docs/ROTATION.md), so it must not
+    stop one, an emergency least of all: AWSPREVIOUS still names the login in use
+    before the edit and the admin secret that can arm the other one.
+    """
+    try:
+        return ctx.current()
+    except SecretValueError as exc:
+        unreadable = exc.version_id
+    previous, _ = ctx.previous()
+    if previous is None:
+        names = (
+            f"a login of the {_tier(ctx)} tier and the admin secret as masterarn"
+            if ctx.spec.name in TIER_OF_SECRET
+            else "the admin login and the password the database holds"
+        )
+        raise NoValueToRotateFrom(
+            f"{ctx.spec.name}: neither {CURRENT} nor {PREVIOUS} parses as the secret's JSON; "
+            f"make the last version that does (naming {names}) {CURRENT} again and rotate "
+            "again"
+        )
+    logger.warning(
+        "current version does not parse; rotating from the previous one",
+        extra={
+            "secret": ctx.metadata.name,
+            "current_version_id": unreadable,
+            "previous_version_id": previous.version_id,
+        },
+    )
+    return previous
+
+
+def _current_parses(ctx: StepContext) -> bool:
+    try:
+        ctx.current()
+    except SecretValueError:
+        return False
+    return True
 
 
 def _tier(ctx: StepContext) -> str:
@@ -67,7 +121,7 @@ class AlternatingUsersRotator(Rotator):
     def create_secret(self, ctx: StepContext) -> None:
         if ctx.pending() is not None:
             return
-        current = ctx.current()
+        current = _base(ctx)
         with self._as_admin(ctx, current) as conn:
             _, other = self._other_login(ctx, conn, _username(current))
         value = {**current.value, "username": other, "password": generate_password()}
@@ -75,7 +129,7 @@ class AlternatingUsersRotator(Rotator):
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        current = ctx.current()
+        current = _base(ctx)
         _refuse_stored_password(ctx, pending, current)
         with self._as_admin(ctx, current) as conn:
             # The pending value names the login whose password is about to change:
@@ -137,31 +191,46 @@ class AlternatingUsersRotator(Rotator):
             raise RotationError(
                 f"{ctx.spec.name}: version {ctx.token} names a login outside the {_tier(ctx)} tier"
             )
+        if ctx.emergency and not _current_parses(ctx):
+            # The promotion will make the unparseable version AWSPREVIOUS, and
+            # finishSecret retires nothing from a value it cannot read: the login the
+            # last good value named (API instances may hold it cached, and it may be
+            # the leaked one) is retired here, once the new value is proven, or never.
+            self._retire_all_but(ctx, pending)
 
     def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
-        current = ctx.current()
-        old_login = _username(previous)
-        if not old_login or old_login == _username(current):
-            return
-        with self._as_admin(ctx, current) as conn:
-            group = _secret_tier_group(ctx, conn, _username(current))
-            if group is not None and old_login == group:
-                # The first deploy's value names the group role, which never logs in:
-                # nothing to retire, and fencing it would end by giving it LOGIN.
-                return
-            if group is None or database.tier_group(conn, old_login) != group:
-                raise RotationError(f"{ctx.spec.name}: previous login is outside the tier")
-            # A password nobody stores: the leaked one stops working and so does every
-            # other guess, until the next rotation gives this login a fresh one. Set
-            # with no session of the login running, so none can choose its own after.
-            try:
-                with database.fenced_off(conn, old_login) as ended:
-                    database.change_password(conn, old_login, generate_password())
-            except database.SessionsSurvived as exc:
-                raise RotationError(f"{ctx.spec.name}: {exc}") from None
+        # The login to retire is the tier login AWSCURRENT does not name, whatever
+        # AWSPREVIOUS's value says: that value may name the group role (the first
+        # deploy's), no login at all (a console edit), or another tier's login.
+        self._retire_all_but(ctx, ctx.current())
+
+    def _retire_all_but(self, ctx: StepContext, keep: SecretVersion) -> None:
+        """Give every login of the tier but `keep`'s a password nobody stores: the
+        leaked one stops working and so does every other guess, until a later rotation
+        gives it a fresh one. Set with no session of the login running, so none can
+        choose its own after."""
+        ended = 0
+        with self._as_admin(ctx, keep) as conn:
+            group = _secret_tier_group(ctx, conn, _username(keep))
+            if group is None:
+                raise RotationError(
+                    f"{ctx.spec.name}: version {keep.version_id} names a login outside the "
+                    f"{_tier(ctx)} tier"
+                )
+            # Never the group role itself (it never logs in, and fencing it would end
+            # by giving it LOGIN): group_logins lists the tier's logins only.
+            for login in database.group_logins(conn, group):
+                if login == _username(keep):
+                    continue
+                try:
+                    with database.fenced_off(conn, login) as count:
+                        database.change_password(conn, login, generate_password())
+                except database.SessionsSurvived as exc:
+                    raise RotationError(f"{ctx.spec.name}: {exc}") from None
+                ended += count
         logger.info(
             "previous database login retired",
-            extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
+            extra={"secret": ctx.metadata.name, "version_id": ctx.token, "ended": ended},
         )
 
     @contextmanager
@@ -215,13 +284,13 @@ class SingleUserRotator(Rotator):
     def create_secret(self, ctx: StepContext) -> None:
         if ctx.pending() is not None:
             return
-        current = ctx.current()
+        current = _base(ctx)
         value = {**current.value, "password": generate_password()}
         ctx.store.put_pending(ctx.secret_id, ctx.token, value)
 
     def set_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        current = ctx.current()
+        current = _base(ctx)
         # Before the retry shortcut below: a value whose password works says nothing
         # about whether it names this secret's login.
         if _username(pending) != _username(current):
@@ -238,7 +307,8 @@ class SingleUserRotator(Rotator):
             return
         # AWSPREVIOUS too: a crash between an earlier set and finish leaves the password
         # the database holds in whichever version that rotation stored.
-        for candidate in (current, ctx.previous()[0]):
+        previous = ctx.previous()[0]
+        for candidate in (current, None if previous == current else previous):
             if candidate is None or _username(candidate) != _username(pending):
                 continue
             try:
@@ -265,7 +335,7 @@ class SingleUserRotator(Rotator):
 
     def test_secret(self, ctx: StepContext) -> None:
         pending = ctx.require_pending()
-        if _username(pending) != _username(ctx.current()):
+        if _username(pending) != _username(_base(ctx)):
             raise RotationError(
                 f"{ctx.spec.name}: version {ctx.token} names another login than the admin's"
             )

@@ -428,3 +428,97 @@ def test_an_emergency_ends_the_sessions_of_the_login_it_arms(
         session.execute("SELECT 1")
     session.close()
     assert db_secrets.agree("db-app")
+
+
+def _console_edit(db_secrets: DatabaseSecrets, name: str, text: str) -> str:
+    """An operator saves `text` as the secret's value in the console: a new version
+    AWSCURRENT, the one before AWSPREVIOUS (labels moved as Secrets Manager moves them;
+    moto's own PutSecretValue move loses track of a version the driver promoted)."""
+    from functions.shared.inventory import spec
+
+    store = db_secrets.store
+    secret_id = spec(name).secret_name
+    current = store.describe(secret_id).version_with("AWSCURRENT")
+    version = store.client.put_secret_value(
+        SecretId=secret_id, SecretString=text, VersionStages=["EDITED"]
+    )["VersionId"]
+    store.promote(secret_id, version, current)
+    store.remove_stage(secret_id, "EDITED", version)
+    return str(version)
+
+
+@pytest.mark.parametrize("emergency", [False, True], ids=["routine", "emergency"])
+def test_a_tier_rotation_replaces_a_current_value_a_console_edit_left_unparseable(
+    emergency: bool, db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """Rotation is how a malformed value gets replaced (docs/ROTATION.md), so it never
+    blocks one. A console edit that breaks db-app's JSON takes the write path down on
+    every API instance that starts or refetches (CredentialError, a 503); the schedule
+    and `babyshield rotate db-app --emergency` must still replace it, working from
+    AWSPREVIOUS, which names a working login of the tier. An emergency also retires
+    the login the last good value named (API instances may still hold it cached), even
+    though the promotion leaves the unparseable version as AWSPREVIOUS."""
+    from functions.shared.inventory import spec
+
+    name = "db-app"
+    # Given two rotations' worth of working values: `older` (now a spare login's) and
+    # `last_good`, which the edit pushes to AWSPREVIOUS
+    db_driver.rotate(name)
+    older = db_secrets.store.read(spec(name).secret_name, stage="AWSPREVIOUS")
+    last_good = db_secrets.current(name)
+    assert older is not None
+    assert db_secrets.logs_in(older.value)
+    _console_edit(db_secrets, name, "app_b / password pasted here by hand")
+
+    # When the tier rotates
+    try:
+        db_driver.rotate(name, emergency=emergency)
+    except RotationFailed as failed:
+        pytest.fail(
+            f"the unparseable AWSCURRENT blocks the rotation that should replace it: "
+            f"{failed.step} failed with {failed.cause!r}"
+        )
+
+    # Then AWSCURRENT is a tier login the database accepts again
+    after = db_secrets.current(name)
+    assert after["username"] in db_secrets.database.roles.login_roles("app")
+    assert after["username"] != last_good["username"]
+    assert db_secrets.agree(name)
+    if emergency:
+        # And no value stored before it logs in, the last good one included
+        assert not db_secrets.logs_in(older.value)
+        assert not db_secrets.logs_in(last_good)
+    else:
+        # And the login in use until the edit keeps working through the overlap
+        assert db_secrets.logs_in(last_good)
+
+
+def test_a_tier_rotation_with_no_value_that_parses_says_which_to_put_back(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """With neither AWSCURRENT nor AWSPREVIOUS parsing, nothing names the tier's login
+    in use or the admin secret: the rotation stores nothing and says what to restore,
+    never "value is not JSON" alone."""
+    _console_edit(db_secrets, "db-readonly", "first paste")
+    _console_edit(db_secrets, "db-readonly", "second paste")
+    with pytest.raises(RotationFailed) as failed:
+        db_driver.rotate("db-readonly", emergency=True)
+    assert failed.value.step == "createSecret"
+    assert not failed.value.left_pending
+    message = str(failed.value.cause)
+    assert "neither AWSCURRENT nor AWSPREVIOUS" in message
+    assert "AWSCURRENT again" in message
+
+
+def test_an_admin_emergency_replaces_a_current_value_a_console_edit_left_unparseable(
+    db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """The admin secret follows the same rule as the tiers: an unparseable AWSCURRENT is
+    replaced from AWSPREVIOUS, whose password the admin login still holds, and the
+    emergency leaves that password dead."""
+    last_good = db_secrets.current("db-admin")
+    _console_edit(db_secrets, "db-admin", "migrator / pasted by hand")
+    db_driver.rotate("db-admin", emergency=True)
+    assert db_secrets.current("db-admin")["username"] == last_good["username"]
+    assert db_secrets.agree("db-admin")
+    assert not db_secrets.logs_in(last_good)
