@@ -90,14 +90,6 @@ def _base(ctx: StepContext) -> SecretVersion:
     return previous
 
 
-def _current_parses(ctx: StepContext) -> bool:
-    try:
-        ctx.current()
-    except SecretValueError:
-        return False
-    return True
-
-
 def _tier(ctx: StepContext) -> str:
     return TIER_OF_SECRET.get(ctx.spec.name, ctx.spec.name)
 
@@ -191,14 +183,8 @@ class AlternatingUsersRotator(Rotator):
             raise RotationError(
                 f"{ctx.spec.name}: version {ctx.token} names a login outside the {_tier(ctx)} tier"
             )
-        if ctx.emergency and not _current_parses(ctx):
-            # The promotion will make the unparseable version AWSPREVIOUS, and
-            # finishSecret retires nothing from a value it cannot read: the login the
-            # last good value named (API instances may hold it cached, and it may be
-            # the leaked one) is retired here, once the new value is proven, or never.
-            self._retire_all_but(ctx, pending)
 
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+    def retire(self, ctx: StepContext, previous: SecretVersion | None) -> None:
         # The login to retire is the tier login AWSCURRENT does not name, whatever
         # AWSPREVIOUS's value says: that value may name the group role (the first
         # deploy's), no login at all (a console edit), or another tier's login.
@@ -341,7 +327,7 @@ class SingleUserRotator(Rotator):
             )
         _check_login(ctx, pending)
 
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+    def retire(self, ctx: StepContext, previous: SecretVersion | None) -> None:
         # The old password is already gone (one password per role); what remains is the
         # sessions that logged in with it. The login cannot be fenced off (this step
         # logs in as it), and any of those sessions may have set a password of its own
@@ -352,7 +338,11 @@ class SingleUserRotator(Rotator):
             ended = _end_other_sessions(ctx, conn, current)
         logger.info(
             "sessions of the previous admin password ended",
-            extra={"secret": ctx.metadata.name, "version_id": previous.version_id, "ended": ended},
+            extra={
+                "secret": ctx.metadata.name,
+                "version_id": previous.version_id if previous else None,
+                "ended": ended,
+            },
         )
 
 

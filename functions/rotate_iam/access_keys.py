@@ -116,10 +116,13 @@ class AccessKeyRotator(Rotator):
         # The daily sweep deactivates it once its overlap window has passed.
         return
 
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+    def retire(self, ctx: StepContext, previous: SecretVersion | None) -> None:
         # The leaked key is refused by IAM from now on. It is kept (inactive) for the
         # investigation's last-used data and deleted by the next rotation, which skips
-        # the grace window for it.
+        # the grace window for it. A previous value that does not parse names no key:
+        # the next rotation deletes every key no version holds.
+        if previous is None:
+            return
         old_key = previous.value.get("AccessKeyId")
         if not old_key or old_key == ctx.current().value.get("AccessKeyId"):
             return

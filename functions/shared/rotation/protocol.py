@@ -160,8 +160,10 @@ class Rotator(ABC):
         """Tidy the service once the new value is current, routine or emergency. No
         rotator needs it today: IAM's old key stays active through its overlap window."""
 
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:  # noqa: B027
-        """Emergency only: make the previous value useless at once."""
+    def retire(self, ctx: StepContext, previous: SecretVersion | None) -> None:  # noqa: B027
+        """Emergency only: make the previous value useless at once. `previous` is None
+        when AWSPREVIOUS does not parse (a console edit the emergency rotated from):
+        what it held is then known only to the service."""
 
 
 class DispatchingRotator(Rotator):
@@ -183,7 +185,7 @@ class DispatchingRotator(Rotator):
     def after_promote(self, ctx: StepContext, previous: SecretVersion) -> None:
         self._for(ctx).after_promote(ctx, previous)
 
-    def retire(self, ctx: StepContext, previous: SecretVersion) -> None:
+    def retire(self, ctx: StepContext, previous: SecretVersion | None) -> None:
         self._for(ctx).retire(ctx, previous)
 
 
@@ -250,7 +252,10 @@ def finish_secret(ctx: StepContext, rotator: Rotator) -> None:
             # Consumers that accept AWSPREVIOUS (JWT keys, webhook secrets) stop at once.
             ctx.store.remove_stage(ctx.secret_id, PREVIOUS, previous.version_id)
     elif unreadable is not None and ctx.emergency:
-        # Nothing in it to tidy or retire, but the emergency still takes the label away.
+        # Nothing in it to tidy, but what the service still accepts from before is
+        # retired (a database tier: every login the new value does not name), and the
+        # emergency takes the label away.
+        rotator.retire(ctx, None)
         ctx.store.remove_stage(ctx.secret_id, PREVIOUS, unreadable)
     if ctx.emergency:
         ctx.store.clear_emergency(ctx.secret_id)
