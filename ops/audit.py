@@ -174,6 +174,24 @@ def rate_limited(answers: Iterable[Answer]) -> str | None:
     )
 
 
+def redirected(answers: Iterable[Answer]) -> str | None:
+    """Why a check is not performed when any of its requests was answered with a redirect.
+
+    A 3xx sends the client elsewhere (an http->https hop, a login page, another host in
+    front of the API): the request never reached the code under test, and the audit
+    follows no redirect, so a PASS would claim a test that was not made.
+    """
+    moved = [answer for answer in answers if 300 <= answer.status < 400]
+    if not moved:
+        return None
+    where = moved[0].header("location")
+    to = f" to {where}" if where else ""
+    return (
+        f"not performed: answered with a redirect ({moved[0].status}{to}), so the request "
+        "never reached the API; audit the API's own URL"
+    )
+
+
 def _wait(answer: Answer) -> str:
     retry_after = answer.header("retry-after")
     return f"wait {retry_after} s (Retry-After)" if retry_after else "wait for the window"
@@ -184,7 +202,7 @@ def check_security_headers(target: Target) -> Iterator[Check]:
         "GET /health": target.request("GET", "/health"),
         "GET (unknown route)": target.request("GET", "/audit-no-such-route"),
     }
-    limited = rate_limited(answers.values())
+    limited = rate_limited(answers.values()) or redirected(answers.values())
     if limited:
         yield Check("security_headers", FAIL, limited)
         yield Check("no_server_banner", FAIL, limited)
@@ -197,7 +215,8 @@ def check_security_headers(target: Target) -> Iterator[Check]:
     if problems:
         yield Check("security_headers", FAIL, "; ".join(problems))
     else:
-        yield Check("security_headers", PASS, "each required header once on a 200 and a 404")
+        judged = " and ".join(f"{label} ({answer.status})" for label, answer in answers.items())
+        yield Check("security_headers", PASS, f"each required header once on {judged}")
     banners = [
         f"{name}: {answer.header(name)}"
         for answer in answers.values()
@@ -364,7 +383,9 @@ def check_admin_protection(target: Target) -> Iterator[Check]:
 
 
 def _probe_result(name: str, answers: list[tuple[str, Answer]], reflected: str | None) -> Check:
-    limited = rate_limited(answer for _, answer in answers)
+    limited = rate_limited(answer for _, answer in answers) or redirected(
+        answer for _, answer in answers
+    )
     if limited:
         return Check(name, FAIL, limited)
     for probe, answer in answers:
@@ -403,7 +424,7 @@ def check_injection(target: Target) -> Iterator[Check]:
     refused = _credentials_refused("xss_probes", xss) if auth else None
     yield refused or _probe_result("xss_probes", xss, reflected="yes")
     traversal = target.request("GET", "/recalls/..%2f..%2f..%2fetc%2fpasswd")
-    limited = rate_limited([traversal])
+    limited = rate_limited([traversal]) or redirected([traversal])
     if limited:
         yield Check("path_traversal_probe", FAIL, limited)
     elif 400 <= traversal.status < 500 and "root:" not in traversal.body:
@@ -492,7 +513,7 @@ def check_rate_limiting(target: Target) -> Iterator[Check]:
                     "not performed: the key's limit was already spent (429 on the first "
                     f"request); {_wait(answer)} and run again",
                 )
-            elif retry_after and retry_after.isdigit() and int(retry_after) > 0:
+            elif (_seconds(retry_after or "") or 0) > 0:
                 yield Check(
                     "rate_limiting",
                     PASS,
@@ -645,22 +666,41 @@ def _hsts_max_age(value: str) -> int:
     for directive in value.split(";"):
         name, _, seconds = directive.strip().partition("=")
         if name.strip().lower() == "max-age":
-            digits = seconds.strip().strip('"')
-            return int(digits) if digits.isdigit() and digits.isascii() else 0
+            return _seconds(seconds.strip().strip('"')) or 0
     return 0
 
 
-CHECKS: list[Callable[[Target], Iterator[Check]]] = [
-    check_security_headers,
-    check_admin_protection,
-    check_injection,
-    check_error_hygiene,
-    check_authentication,
-    check_tls,
-    check_rate_limiting,
+# More digits than any real delay (int() refuses past 4300 digits anyway).
+_MAX_SECONDS_DIGITS = 12
+
+
+def _seconds(text: str) -> int | None:
+    """A delta-seconds value (RFC 9110: ASCII digits only), or None. str.isdigit()
+    alone also takes '²' or '٣', which int() then refuses with a ValueError."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if len(text.lstrip("0")) <= _MAX_SECONDS_DIGITS else None
+
+
+# Each HTTP check and the names of the results it reports, in order: a check that
+# breaks partway is reported under the names it had not reported yet, so --json holds
+# the same set of names whatever broke.
+CHECKS: dict[Callable[[Target], Iterator[Check]], tuple[str, ...]] = {
+    check_security_headers: ("security_headers", "no_server_banner"),
+    check_admin_protection: (
+        "admin_requires_allowlist",
+        "monitoring_requires_allowlist",
+        "admin_ignores_forwarded_for",
+    ),
+    check_injection: ("sql_injection_probes", "xss_probes", "path_traversal_probe"),
+    check_error_hygiene: ("bad_input_is_4xx",),
+    check_authentication: ("authentication_required",),
+    check_tls: ("tls", "tls_legacy_refused", "hsts_over_tls"),
+    check_rate_limiting: ("rate_limiting",),
     # Last: it reads every answer the checks before it received.
-    check_headers_on_every_answer,
-]
+    check_headers_on_every_answer: ("security_headers_on_every_answer",),
+}
+HTTP_CHECK_NAMES = tuple(name for names in CHECKS.values() for name in names)
 
 
 AWS_CHECK_NAMES = ("secret_ages", "database_users", "waf_association", "waf_logging")
@@ -713,7 +753,7 @@ def run_audit(
     the caller's own answer to `GET /health`, if it asked already.
     """
     results: list[Check] = []
-    checks = CHECKS
+    checks = dict(CHECKS)
     if health is None:
         # Unreachable: each check reports its own "no answer".
         with contextlib.suppress(OSError, http.client.HTTPException):
@@ -729,12 +769,21 @@ def run_audit(
                 "or audit from another address",
             )
         )
-        checks = []
-    for check in checks:
+        checks = {}
+    for check, names in checks.items():
+        done: set[str] = set()
         try:
-            results.extend(check(target))
+            for result in check(target):
+                results.append(result)
+                done.add(result.name)
         except (OSError, http.client.HTTPException) as exc:
-            results.append(Check(check.__name__.removeprefix("check_"), FAIL, f"no answer: {exc}"))
+            why = f"no answer: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one broken check must not erase the others
+            # The type only, as for the AWS checks: an answer's text could be quoted.
+            why = f"the check itself failed: {type(exc).__name__}"
+        else:
+            continue
+        results.extend(Check(name, FAIL, why) for name in names if name not in done)
     if aws_skip_reason is None:
         results.extend(run_aws_checks())
     else:

@@ -71,9 +71,20 @@ def check_secret_ages() -> Iterator[Check]:
     # Rotation off, stretched or re-pointed: the secret is fresh now and will not be
     # rotated in time (RUNBOOK, 'Rotation switched off or re-scheduled').
     drift = [f"{a.name} ({a.rotation_problem})" for a in ages if a.rotation_problem]
-    if late or drift:
+    # A rotation stopped at AWSPENDING blocks the next one while the secret still looks
+    # fresh: the RotationsStuck alarm's case (RUNBOOK, 'A rotation failed').
+    stuck = [f"{a.name} (version {a.pending})" for a in ages if a.stuck]
+    if late or drift or stuck:
         found = [f"overdue or unreadable: {', '.join(late)}"] if late else []
         found += [f"rotation not as deployed: {', '.join(drift)}"] if drift else []
+        found += (
+            [
+                f"rotation stuck at AWSPENDING: {', '.join(stuck)}; resume or cancel it "
+                "(RUNBOOK, 'A rotation failed')"
+            ]
+            if stuck
+            else []
+        )
         yield Check("secret_ages", FAIL, "; ".join(found))
         return
     oldest = max(ages, key=lambda a: (a.age_days or 0) / a.period_days)

@@ -5,6 +5,10 @@ bodies over API Gateway's 10 MB payload limit are refused before they are read,
 and the Lambda's proxy response is written back as it is. A handler that raises
 or answers something that is not a proxy response gets a 502 in the shape of the
 API's gateway responses (cdk/api.py), as API Gateway answers a failed invocation.
+Every answer this server makes itself (that 502, a 411, a 413, a malformed request)
+is API Gateway's own in AWS, so it carries what a gateway response carries:
+`x-amzn-ErrorType` and the security headers but the CSP, which its static header
+mappings cannot hold. The local audit then judges what AWS sends.
 
 The framing is read strictly: one Content-Length of digits only, no
 Transfer-Encoding. A body this server did not read would otherwise be parsed as
@@ -28,8 +32,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, runtime_checkable
 
-from functions.api.middleware.security_headers import SECURITY_HEADERS
 from ops.apigw import LocalLambdaContext, rest_event
+from ops.local_edge import GATEWAY_ERROR_TYPE_HEADER, GATEWAY_RESPONSE_HEADERS
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -59,6 +63,12 @@ IDLE_TIMEOUT_SECONDS = 30.0
 # The API's own codes where it has one for the same refusal (functions/shared/errors.py),
 # so a client sees one code whichever layer refused; else the status phrase, snake_case.
 _API_ERROR_CODES = {HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large"}
+
+
+def _gateway_error_type(status: HTTPStatus) -> str:
+    """The x-amzn-ErrorType API Gateway names: a failed invocation's 502 is an
+    InternalServerErrorException; this server's other refusals are of the request."""
+    return "InternalServerErrorException" if status >= 500 else "BadRequestException"
 
 
 def _error_code(status: HTTPStatus) -> str:
@@ -197,7 +207,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             error["correlation_id"] = correlation_id
         body = json.dumps({"error": error}).encode()
         self.send_response(status)
-        for name, value in SECURITY_HEADERS.items():
+        # A gateway response's headers (cdk/api.py), not the function's: see the module doc.
+        self.send_header(GATEWAY_ERROR_TYPE_HEADER, _gateway_error_type(status))
+        for name, value in GATEWAY_RESPONSE_HEADERS.items():
             self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -296,3 +296,37 @@ def test_the_state_files_database_url_reaches_the_database_whatever_its_password
 
     assert row is not None
     assert row[0] == database.name
+
+
+# --- API Gateway's own refusals of the request's framing -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Transfer-Encoding": "chunked"}, 411),
+        ({"Content-Length": str(11 * 1024 * 1024)}, 413),
+    ],
+    ids=["chunked-411", "over-10mb-413"],
+)
+def test_a_request_the_gateway_refuses_is_answered_as_its_gateway_response(
+    stack: dict[str, Any], headers: dict[str, str], status: int
+) -> None:
+    # Given a request API Gateway refuses before the function is invoked
+    import http.client
+
+    host, port = stack["api_url"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        connection.putrequest("POST", "/auth/login")
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+        # Then the local stand-in answers it as the gateway response does in AWS, so
+        # the local audit judges the headers AWS sends
+        assert response.status == status
+        assert_headers_of_a_gateway_response(dict(response.getheaders()))
+    finally:
+        connection.close()

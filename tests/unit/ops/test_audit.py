@@ -342,3 +342,183 @@ def test_every_audit_request_names_a_user_agent_the_waf_admits():
     for agent in set(seen):
         assert agent is not None
         assert not any(re.search(p, agent.lower()) for p in user_agent_patterns()), agent
+
+
+def test_a_rotation_stuck_at_awspending_fails_the_secret_ages_check(monkeypatch):
+    # Given an inventory secret within its period whose rotation stopped at AWSPENDING
+    # days ago: the RotationsStuck alarm fires, and the next rotation is blocked
+    from datetime import UTC, datetime, timedelta
+
+    from functions.shared.rotation import age
+    from ops.audit_aws import check_secret_ages
+
+    rotated = datetime.now(UTC) - timedelta(days=3)
+    stuck = age.SecretAge(
+        name="babyshield/db-app",
+        kind="database",
+        period_days=30,
+        last_rotated=rotated,
+        age_days=3.0,
+        next_due=rotated + timedelta(days=30),
+        overdue=False,
+        pending="0f1e2d3c-version",
+        stuck=True,
+    )
+    monkeypatch.setattr(age, "secret_ages", lambda: [stuck])
+    # When the audit's secret check runs
+    (result,) = check_secret_ages()
+    # Then it fails naming the secret and the runbook section that resumes or cancels it
+    assert result.status == FAIL, result
+    assert "babyshield/db-app" in result.detail
+    assert "A rotation failed" in result.detail
+
+
+def redirecting(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """What a URL that is not the API's (a load balancer's http->https, a login page in
+    front of it) answers: a redirect to somewhere else, whatever was asked."""
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    redirect = {"statusCode": 302, "headers": {"Location": "https://elsewhere.example/"}}
+    return apply_security_headers({**redirect, "body": ""})
+
+
+def test_probes_answered_by_a_redirect_do_not_pass():
+    # Given a URL that redirects every request, so no probe reaches the API
+    with serving(redirecting) as url:
+        # When the audit runs
+        checks = {c.name: c for c in run_audit(Target(url=url), aws_skip_reason="not here")}
+    # Then neither the probe checks nor the header check claim a test that was not made
+    for name in ("sql_injection_probes", "xss_probes", "path_traversal_probe"):
+        assert checks[name].status == FAIL, checks[name]
+        assert "302" in checks[name].detail, checks[name]
+    assert "redirect" in checks["sql_injection_probes"].detail
+    assert checks["security_headers"].status == FAIL, checks["security_headers"]
+    assert "302" in checks["security_headers"].detail
+
+
+def test_the_security_headers_check_names_the_statuses_it_judged():
+    # Given an API whose health check answers 503 (its database is down)
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    real = api_handler()
+
+    def unhealthy(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["path"] == "/health":
+            body = '{"status":"unavailable"}'
+            return apply_security_headers({"statusCode": 503, "headers": {}, "body": body})
+        return real(event, context)
+
+    with serving(unhealthy) as url:
+        checks = {c.name: c for c in run_audit(Target(url=url), aws_skip_reason="not here")}
+    # Then its line says which answers carried the headers, not "a 200 and a 404"
+    detail = checks["security_headers"].detail
+    assert "(503)" in detail, detail
+    assert "(404)" in detail, detail
+    assert "200" not in detail, detail
+
+
+@pytest.mark.parametrize("retry_after", ["²", "9" * 5000, "-1", "1.5"])
+def test_an_unusable_retry_after_fails_the_rate_limit_check_alone(retry_after):
+    # Given a key limit whose 429 sends a Retry-After that is not ASCII digits
+    # ('²' passes str.isdigit() but not int()), or too long for int()
+    from functions.api.middleware.security_headers import apply_security_headers
+
+    real = key_with_limit(10)  # the injection probes spend 5 of them
+
+    def odd_retry_after(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = real(event, context)
+        if response["statusCode"] == 429:
+            response["headers"]["Retry-After"] = retry_after
+            response = apply_security_headers(response)
+        return response
+
+    with serving(odd_retry_after) as url:
+        # When the audit runs with that key
+        results = run_audit(Target(url=url, api_key=AUDIT_KEY), aws_skip_reason="not here")
+    checks = {c.name: c for c in results}
+    # Then the rate limit check fails saying why, and every other result is kept
+    assert checks["rate_limiting"].status == FAIL, checks["rate_limiting"]
+    assert "Retry-After" in checks["rate_limiting"].detail
+    assert "security_headers_on_every_answer" in checks
+
+
+@pytest.mark.parametrize("header", ["max-age=" + "9" * 5000, "max-age=³¹⁵³⁶⁰⁰⁰"])
+def test_an_hsts_max_age_int_cannot_read_counts_as_none(header):
+    from ops.audit import _hsts_max_age
+
+    assert _hsts_max_age(header) == 0
+
+
+def test_a_check_that_breaks_partway_fails_under_the_names_it_reports(closed_https_url):
+    # Given an https URL nothing answers: each check's requests raise partway through
+    # (check_tls has reported tls and tls_legacy_refused when its HSTS request fails)
+    from ops.audit import HTTP_CHECK_NAMES
+
+    # When the audit runs
+    results = run_audit(Target(url=closed_https_url, timeout=2), aws_skip_reason="not here")
+    # Then each HTTP check is reported once, under its own name, as a FAIL: --json
+    # holds the same set of check names whatever broke
+    http_checks = [c for c in results if c.name not in AWS_CHECK_NAMES]
+    names = [c.name for c in http_checks]
+    assert sorted(names) == sorted(HTTP_CHECK_NAMES), names
+    by_name = {c.name: c for c in http_checks}
+    assert by_name["hsts_over_tls"].status == FAIL
+    assert "no answer" in by_name["hsts_over_tls"].detail
+
+
+@pytest.fixture
+def closed_https_url() -> str:
+    """An https URL on a loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"https://127.0.0.1:{port}"
+
+
+def test_a_stand_in_502_is_judged_as_the_gateway_answer_aws_sends():
+    # Given an API handler that raises: in AWS, API Gateway answers the failed
+    # invocation itself, with its DEFAULT_5XX gateway response (cdk/api.py)
+    from ops.audit import made_by_the_gateway
+
+    def broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    with serving(broken) as url:
+        # When the audit's client asks it anything
+        answer = Target(url=url).request("GET", "/health")
+    # Then the answer is the gateway's: its error type, every security header the
+    # gateway response can carry, and no CSP, which its header mappings cannot hold
+    assert answer.status == 502
+    assert made_by_the_gateway(answer), answer.headers
+    assert answer.header("content-security-policy") is None, answer.headers
+    assert answer.header("x-frame-options") == "DENY"
+    assert answer.header("strict-transport-security")
+
+
+def test_a_check_that_raises_keeps_the_other_results(monkeypatch):
+    # Given a check that reports one result, then raises something no request raises
+    from ops import audit
+    from ops.audit_checks import Check
+
+    def breaks_after_one(target: Target) -> Iterator[Check]:
+        yield Check("first", PASS, "fine")
+        raise ValueError("an answer it could not read")
+
+    def after(target: Target) -> Iterator[Check]:
+        yield Check("later", PASS, "fine")
+
+    checks = {breaks_after_one: ("first", "second"), after: ("later",)}
+    monkeypatch.setattr(audit, "CHECKS", checks)
+    with serving(api_handler()) as url:
+        # When the audit runs
+        results = run_audit(Target(url=url), aws_skip_reason="not here")
+    # Then the broken check FAILs under the name it had yet to report, naming the
+    # error's type only, and the checks after it still run
+    http_checks = [(c.name, c.status, c.detail) for c in results if c.name not in AWS_CHECK_NAMES]
+    assert http_checks == [
+        ("first", PASS, "fine"),
+        ("second", FAIL, "the check itself failed: ValueError"),
+        ("later", PASS, "fine"),
+    ]
