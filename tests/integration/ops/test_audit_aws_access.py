@@ -14,20 +14,9 @@ from psycopg import sql
 from ops.audit_checks import FAIL, SKIP
 from ops.cli import main
 from ops.local_server import api_handler
+from tests.integration.ops.test_audit_against_planted_defects import no_database as no_database
 from tests.support.postgres import MigratedDatabase
 from tests.unit.ops.test_audit import serving
-
-
-@pytest.fixture
-def no_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # As tests/unit/ops/test_audit.py: refused admin probes' audit rows fail fast.
-    from functions.shared.db.pools import close_pools
-
-    monkeypatch.setenv("DB_POOL_TIMEOUT_SECONDS", "0.2")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    close_pools()
-    yield
-    close_pools()
 
 
 @pytest.fixture
