@@ -244,8 +244,8 @@ def test_http_level_where_the_api_answers_nothing_fails_its_error_target(
     assert result.ratios == {}, result.ratios
 
 
-# The medians of the latest recorded run (docs/PERFORMANCE.md, Cold start), in seconds:
-# (import, first events). Totals: api_health 219.0, peer_health 405.4, api 521.0,
+# The medians of the run recorded at commit 5e4b7ea (docs/PERFORMANCE.md, "The round
+# before"), in seconds: (import, first events). Totals: api_health 219.0, peer_health 405.4, api 521.0,
 # peer 675.9 ms.
 RECORDED_COLD_STARTS = {
     "floor": (0.0031, 0.0),
@@ -290,7 +290,7 @@ def test_coldstart_shared_part_is_no_more_than_either_handler_pays_beyond_health
     exceed what the peer pays there (the peer builds its models at import, ours on
     the first request). Each handler's increment is recorded, and the shared part is
     the smaller of the two."""
-    # Given the medians of the latest recorded run
+    # Given the medians of a recorded run
     result = _coldstart_with(monkeypatch, RECORDED_COLD_STARTS)
     figures = result.figures
 
