@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.compliance import acknowledge, skip_checkov
-from functions.api.middleware.security_headers import SECURITY_HEADERS
+from functions.api.middleware.security_headers import GATEWAY_RESPONSE_HEADERS
 from functions.shared import names
 
 # Without a policy of its own, a regional API's default execute-api endpoint keeps
@@ -57,9 +57,9 @@ def gateway_security_headers() -> dict[str, str]:
     sent with nosniff and X-Frame-Options DENY, so it is neither rendered nor framed.
     The audit knows these answers by `x-amzn-ErrorType` and does not require the CSP
     on them (ops/audit.py); the local edge renders them with these headers too
-    (ops/local_edge.py: GATEWAY_RESPONSE_HEADERS).
+    (ops/local_edge.py).
     """
-    return {name: f"'{value}'" for name, value in SECURITY_HEADERS.items() if "'" not in value}
+    return {name: f"'{value}'" for name, value in GATEWAY_RESPONSE_HEADERS.items()}
 
 
 class Api(Construct):

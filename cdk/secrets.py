@@ -4,7 +4,7 @@ the daily schedules around them (secret ages, rotate_iam's sweep of previous key
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import ArnFormat, Duration, Stack, triggers
 from aws_cdk import aws_events as events
@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.compliance import acknowledge
@@ -27,6 +28,10 @@ from functions.shared.rotation.store import EMERGENCY_TAG, PROMOTED_TAG
 # The tiers' secrets start on the group role's name; the first rotation (right
 # after the migration) moves each to one of the tier's two alternating logins.
 _DB_USERS = {"db-readonly": PRODUCTION_ROLES.readonly, "db-app": PRODUCTION_ROLES.app}
+# A daily run EventBridge could not deliver, or Lambda could not finish, is tried this
+# many times more and for at most this long.
+DAILY_RUN_RETRIES = 2
+DAILY_RUN_MAX_AGE = Duration.hours(6)
 
 
 class Secrets(Construct):
@@ -155,40 +160,19 @@ class Secrets(Construct):
                     resources=[secret_arn],
                 )
             )
-        # A daily run that still fails after EventBridge's retries is kept here (the
-        # detection construct alarms on it), so no day's age check is lost silently.
-        self.secret_age_dead_letters = dead_letter_queue(
-            self,
-            "SecretAgeDeadLetters",
+        # The deploy-time run below invokes the function's current version, whose
+        # invocations take that version's configuration, not $LATEST's: both get the
+        # failure queue.
+        self.secret_age_dead_letters = self._daily_run(
+            "SecretAge",
+            secret_age,
             queue_name=names.SECRET_AGE_DLQ,
-            key=key,
-            holds="the daily secret-age EventBridge target",
-        )
-        events.Rule(
-            self,
-            "SecretAgeDaily",
             rule_name=names.SECRET_AGE_RULE,
             description="Once a day: SecretAgeDays per inventory secret",
-            schedule=events.Schedule.rate(Duration.days(1)),
-            targets=[
-                targets.LambdaFunction(
-                    secret_age,
-                    dead_letter_queue=self.secret_age_dead_letters,
-                    retry_attempts=2,
-                    max_event_age=Duration.hours(6),
-                )
-            ],
+            holds="the daily secret-age EventBridge target",
+            key=key,
+            also_invoked=[secret_age.current_version],
         )
-        # EventBridge's queue holds only events it could not deliver; Lambda runs the
-        # delivered ones asynchronously, and a run that fails its retries goes here too.
-        # The deploy-time run below invokes the function's current version, whose
-        # invocations take that version's configuration, not $LATEST's: both get it.
-        for invoked in (secret_age, secret_age.current_version):
-            invoked.configure_async_invoke(
-                on_failure=FailureQueue(self.secret_age_dead_letters),
-                retry_attempts=2,
-                max_event_age=Duration.hours(6),
-            )
         # The daily rule first fires a day after it is created, and the overdue alarm
         # counts days without a run as overdue: without a run at deploy, a new stack
         # pages on-call until the next day. Asynchronous, so a failing age check
@@ -247,41 +231,67 @@ class Secrets(Construct):
     def _previous_key_sweep(self, rotate_iam: lambda_.Function, key: kms.IKey) -> None:
         """Once a day rotate_iam deactivates a previous access key whose overlap window
         has passed (functions/rotate_iam/key_sweep.py), with the calls and the secret
-        reads its rotation is granted already. A run that still fails after its retries
-        is kept in its own queue, which the detection construct alarms on."""
-        self.iam_key_sweep_dead_letters = dead_letter_queue(
-            self,
-            "IamKeySweepDeadLetters",
+        reads its rotation is granted already. Only its asynchronous invocations take
+        the failure queue: Secrets Manager invokes the rotation steps synchronously and
+        retries them itself."""
+        self.iam_key_sweep_dead_letters = self._daily_run(
+            "IamKeySweep",
+            rotate_iam,
             queue_name=names.IAM_KEY_SWEEP_DLQ,
-            key=key,
-            holds="the daily IAM key sweep's EventBridge target",
-        )
-        events.Rule(
-            self,
-            "IamKeySweepDaily",
             rule_name=names.IAM_KEY_SWEEP_RULE,
             description="Once a day: rotate_iam deactivates previous access keys past "
             "their overlap window",
+            holds="the daily IAM key sweep's EventBridge target",
+            key=key,
+            # The one input the handler takes for the sweep; any other event is a
+            # rotation step's and meets the rotation gate.
+            event=events.RuleTargetInput.from_object(dict(SWEEP_EVENT)),
+        )
+
+    def _daily_run(
+        self,
+        construct_id: str,
+        function: lambda_.Function,
+        *,
+        queue_name: str,
+        rule_name: str,
+        description: str,
+        holds: str,
+        key: kms.IKey,
+        event: events.RuleTargetInput | None = None,
+        also_invoked: Sequence[lambda_.IFunction] = (),
+    ) -> sqs.Queue:
+        """A daily EventBridge rule invoking `function`, and the queue (which the
+        detection construct alarms on) where a run is kept that EventBridge could not
+        deliver or that failed Lambda's retries: no day's run is lost silently.
+        EventBridge's queue holds only undelivered events; Lambda runs the delivered
+        ones asynchronously, so the function (and `also_invoked`) fail into it too."""
+        dead_letters = dead_letter_queue(
+            self, f"{construct_id}DeadLetters", queue_name=queue_name, key=key, holds=holds
+        )
+        events.Rule(
+            self,
+            f"{construct_id}Daily",
+            rule_name=rule_name,
+            description=description,
             schedule=events.Schedule.rate(Duration.days(1)),
             targets=[
                 targets.LambdaFunction(
-                    rotate_iam,
-                    # The one input the handler takes for the sweep; any other event is
-                    # a rotation step's and meets the rotation gate.
-                    event=events.RuleTargetInput.from_object(dict(SWEEP_EVENT)),
-                    dead_letter_queue=self.iam_key_sweep_dead_letters,
-                    retry_attempts=2,
-                    max_event_age=Duration.hours(6),
+                    function,
+                    event=event,
+                    dead_letter_queue=dead_letters,
+                    retry_attempts=DAILY_RUN_RETRIES,
+                    max_event_age=DAILY_RUN_MAX_AGE,
                 )
             ],
         )
-        # Only asynchronous invocations take this: Secrets Manager invokes the rotation
-        # steps synchronously and retries them itself.
-        rotate_iam.configure_async_invoke(
-            on_failure=FailureQueue(self.iam_key_sweep_dead_letters),
-            retry_attempts=2,
-            max_event_age=Duration.hours(6),
-        )
+        for invoked in (function, *also_invoked):
+            invoked.configure_async_invoke(
+                on_failure=FailureQueue(dead_letters),
+                retry_attempts=DAILY_RUN_RETRIES,
+                max_event_age=DAILY_RUN_MAX_AGE,
+            )
+        return dead_letters
 
     def _create(
         self,

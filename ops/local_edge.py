@@ -52,7 +52,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus, unquote, urlencode
 
-from functions.api.middleware.security_headers import SECURITY_HEADERS, apply_security_headers
+from functions.api.middleware.security_headers import (
+    GATEWAY_RESPONSE_HEADERS,
+    apply_security_headers,
+)
 from functions.shared import names
 from functions.shared.waf_rules import (
     ADMIN_ALLOWLIST_RULE,
@@ -79,10 +82,6 @@ RATE_LIMITED_BODY = {
 BLOCKED_CODE, BLOCKED_MESSAGE = "request_refused", "Forbidden"
 # What the gateway's validator says of a body its model refuses.
 GATEWAY_INVALID_BODY_MESSAGE = "Invalid request body"
-# The security headers of API Gateway's gateway responses (cdk/api.py): those a static
-# header mapping can hold, so not the CSP, whose 'none' is quoted. A test holds them
-# equal to the synthesized gateway responses, so `make run` sends what AWS sends.
-GATEWAY_RESPONSE_HEADERS = {name: v for name, v in SECURITY_HEADERS.items() if "'" not in v}
 # API Gateway names the error on every answer it makes itself; the audit (ops/audit.py)
 # knows a gateway response by it.
 GATEWAY_ERROR_TYPE_HEADER = "x-amzn-ErrorType"

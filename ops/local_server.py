@@ -32,8 +32,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, runtime_checkable
 
+from functions.api.middleware.security_headers import GATEWAY_RESPONSE_HEADERS
 from ops.apigw import LocalLambdaContext, rest_event
-from ops.local_edge import GATEWAY_ERROR_TYPE_HEADER, GATEWAY_RESPONSE_HEADERS
+from ops.local_edge import GATEWAY_ERROR_TYPE_HEADER
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

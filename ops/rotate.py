@@ -596,8 +596,6 @@ def _admin_first(items: Iterable[SecretSpec]) -> list[SecretSpec]:
     return sorted(items, key=lambda item: item.name != "db-admin")
 
 
-# The tiers whose logins the admin login can set (sql/007), in the order _admin_first uses.
-ADMIN_SETS = ("db-readonly", "db-app")
 FOLLOWS_ADMIN = "with db-admin's emergency: its login can set this tier's passwords"
 ADMIN_EMERGENCY_NOTE = (
     "db-admin --emergency: db-readonly and db-app follow it as emergencies; the admin "
@@ -617,11 +615,13 @@ def _tiers_after_admin(
     see. Only a new emergency: --resume finishes the one rotation left unfinished,
     and an interrupted run already names the tiers it never reached.
     """
-    from functions.shared.inventory import spec
+    from functions.rotate_db.strategies import TIER_OF_SECRET
+    from functions.shared.inventory import INVENTORY
 
     if not emergency or resume or [item.name for item in items] != ["db-admin"]:
         return []
-    return [spec(name) for name in ADMIN_SETS]
+    # The tiers whose logins the admin login can set (sql/007), in --all's order.
+    return [item for item in INVENTORY if item.name in TIER_OF_SECRET]
 
 
 INTERRUPTED = "INTERRUPTED"

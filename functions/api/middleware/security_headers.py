@@ -32,6 +32,12 @@ SECURITY_HEADERS: dict[str, str] = {
     # recommends disabling it and relying on CSP.
     "X-XSS-Protection": "0",
 }
+# What API Gateway's own answers carry (its gateway responses, cdk/api.py; rendered so
+# locally by ops/local_edge.py): a static header mapping is a quoted string, so not
+# the CSP, whose 'none' is quoted too.
+GATEWAY_RESPONSE_HEADERS: dict[str, str] = {
+    name: value for name, value in SECURITY_HEADERS.items() if "'" not in value
+}
 
 # Headers that would tell an attacker what runs behind the API.
 LEAKY_HEADERS = frozenset({"server", "x-powered-by", "x-aspnet-version", "via"})
