@@ -689,6 +689,11 @@ def _cancel(store: SecretStore, item: SecretSpec, *, as_json: bool) -> int:
         detail = "no rotation in progress"
     else:
         detail = f"cancelled; version {cancelled} is no longer AWSPENDING"
+        if item.kind == "iam-access-key":
+            detail += (
+                "; the access key it created stays active until the daily key sweep "
+                "deactivates it (an hour after its creation at the earliest)"
+            )
         if emergency == cancelled:
             detail += (
                 "; it was an emergency rotation, so the leaked value still works: "

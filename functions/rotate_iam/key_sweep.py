@@ -6,6 +6,15 @@ band, keeps working. Once `overlap_days` have passed since the current key took 
 (`SecretMetadata.current_since`: the later of its creation and its promotion), this sweep
 deactivates the key AWSPREVIOUS names; the next rotation's createSecret deletes it.
 
+It also deactivates an active key of the secret's user that no version names and
+that is older than `UNNAMED_KEY_GRACE`: the key of a rotation cancelled after its
+createSecret (`babyshield rotate NAME --cancel`, or Secrets Manager's
+CancelRotateSecret), or one made by hand. Nobody can have read its secret from the
+secret, so it is nobody's to rely on; left active it would work until the next
+rotation deletes it, weeks later. A rotation in flight (AWSPENDING set) is left to
+its own steps, and the grace covers the moment between a createSecret's
+CreateAccessKey and its write of AWSPENDING.
+
 An EventBridge rule invokes rotate_iam once a day with `SWEEP_EVENT` as its input
 (cdk/secrets.py). Each secret is swept on its own: a failure is logged and the
 others are still swept, then the invocation fails, so that Lambda retries it and
@@ -24,6 +33,7 @@ from functions.shared.observability import logger
 from functions.shared.rotation import clients
 from functions.shared.rotation.store import (
     CURRENT,
+    PENDING,
     PREVIOUS,
     SecretMetadata,
     SecretStore,
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
 # event is a rotation step's and goes through the rotation gate.
 SWEEP_EVENT: Final[Mapping[str, str]] = {"babyshield": "deactivate-previous-iam-keys"}
 READER = "rotate_iam:sweep"
+# Far longer than a createSecret takes between creating a key and storing it.
+UNNAMED_KEY_GRACE: Final = timedelta(hours=1)
 
 
 def is_sweep_event(event: object) -> bool:
@@ -97,29 +109,44 @@ class PreviousKeySweep:
         return {"outcome": "swept", "deactivated": deactivated}
 
     def _sweep(self, item: SecretSpec) -> bool:
-        """Deactivate the previous key of `item` if its window has passed; True if it did."""
+        """Deactivate what `item` no longer needs active; True if it deactivated a key."""
         metadata = self._store.describe(item.secret_name)
-        previous_id = metadata.version_with(PREVIOUS)
-        if previous_id is None or metadata.deleted_at is not None:
-            # No previous value (a first value, or an emergency took the label away),
-            # or a secret marked for deletion, whose values cannot be read.
+        if metadata.deleted_at is not None:
+            # Marked for deletion: its values cannot be read.
             return False
+        current_id = metadata.version_with(CURRENT)
+        current = self._read(metadata, CURRENT, current_id) if current_id else None
+        current_key = current.get("AccessKeyId") if current is not None else None
+        if current is None or not isinstance(current_key, str) or not current_key:
+            # Nothing replaces the previous key: it stays until a rotation replaces
+            # the current value (which deletes it past its window).
+            return False
+        previous_id = metadata.version_with(PREVIOUS)
+        # Read by the version ids this DescribeSecret found, not by stage: a rotation
+        # promoted meanwhile makes AWSPREVIOUS the key that was current a moment ago,
+        # while the previous version found here is past its window whatever came since.
+        previous = self._read(metadata, PREVIOUS, previous_id) if previous_id else None
+        ended = previous_id is not None and self._end_the_overlap(
+            item, metadata, current_key, current_id, previous_id, previous
+        )
+        unnamed = self._deactivate_unnamed_keys(metadata, current, previous)
+        return ended or unnamed
+
+    def _end_the_overlap(
+        self,
+        item: SecretSpec,
+        metadata: SecretMetadata,
+        current_key: str,
+        current_id: str | None,
+        previous_id: str,
+        previous: dict[str, Any] | None,
+    ) -> bool:
+        """Deactivate the previous version's key once its window has passed."""
         since = metadata.current_since()
         if since is None or self._now() - datetime.fromtimestamp(since, UTC) < timedelta(
             days=item.overlap_days
         ):
             return False
-        # Both read by the version ids this DescribeSecret found, not by stage: a rotation
-        # promoted meanwhile makes AWSPREVIOUS the key that was current a moment ago,
-        # while the previous version found here is past its window whatever came since.
-        current_id = metadata.version_with(CURRENT)
-        current = self._read(metadata, CURRENT, current_id) if current_id else None
-        current_key = current.get("AccessKeyId") if current is not None else None
-        if not isinstance(current_key, str) or not current_key:
-            # Nothing replaces the previous key: it stays until a rotation replaces
-            # the current value (which deletes it past its window).
-            return False
-        previous = self._read(metadata, PREVIOUS, previous_id)
         if previous is None:
             return False
         old_key, user = previous.get("AccessKeyId"), previous.get("UserName")
@@ -148,6 +175,66 @@ class PreviousKeySweep:
             },
         )
         return True
+
+    def _deactivate_unnamed_keys(
+        self,
+        metadata: SecretMetadata,
+        current: dict[str, Any],
+        previous: dict[str, Any] | None,
+    ) -> bool:
+        """Deactivate the user's active keys that no version names, past their grace."""
+        if metadata.version_with(PENDING) is not None:
+            # A rotation in flight: its key may not be stored yet, and its own
+            # createSecret deletes what no version holds.
+            return False
+        user = current.get("UserName")
+        if not isinstance(user, str) or not user:
+            return False
+        named = {current.get("AccessKeyId")}
+        if previous is not None:
+            named.add(previous.get("AccessKeyId"))
+        elif metadata.version_with(PREVIOUS) is not None:
+            # A previous version that does not parse may still name a key someone
+            # holds: without knowing which, leave every key as it is.
+            return False
+        try:
+            keys = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+        except Exception as exc:
+            if clients.error_code(exc) == "NoSuchEntity":
+                return False
+            raise
+        if self._labels_moved(metadata):
+            # A rotation finished between the two reads: its new key is named by a
+            # version this run did not read. The next run sees it.
+            return False
+        deactivated = False
+        for key in keys:
+            key_id = key["AccessKeyId"]
+            if key_id in named or key.get("Status") != "Active":
+                continue
+            created = key.get("CreateDate")
+            if created is None or self._now() - created < UNNAMED_KEY_GRACE:
+                continue
+            if not deactivate_access_key(self.iam, user, key_id):
+                continue
+            deactivated = True
+            logger.warning(
+                "access key no version names deactivated",
+                extra={
+                    "secret": metadata.name,
+                    "user": user,
+                    "access_key_id": key_id,
+                    "key_created": created.isoformat(),
+                },
+            )
+        return deactivated
+
+    def _labels_moved(self, metadata: SecretMetadata) -> bool:
+        again = self._store.describe(metadata.arn)
+        return any(
+            again.version_with(stage) != metadata.version_with(stage)
+            for stage in (CURRENT, PREVIOUS, PENDING)
+        )
 
     def _read(self, metadata: SecretMetadata, stage: str, version_id: str) -> dict[str, Any] | None:
         """The version's value (audited), or None when it has none or it does not parse."""

@@ -218,6 +218,22 @@ def test_cancel_with_json_prints_the_outcome_as_json(
     assert outcome["detail"].startswith("cancelled" if pending else "no rotation in progress")
 
 
+def test_cancelling_an_access_key_rotation_says_its_key_stays_active_for_now(
+    aws: str,
+    store: SecretStore,
+    partner_user: PartnerUser,
+    cli_environment: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """IAM made a key for the cancelled version, and the cancel only drops the label:
+    the answer says the key stays active until the daily sweep deactivates it."""
+    name = "iam-partner-export"
+    arn = store.describe(spec(name).secret_name).arn
+    store.put_pending(arn, str(uuid.uuid4()), {"kind": "iam-access-key", "UserName": "x"})
+    assert main(["rotate", name, "--cancel"]) == 0
+    assert "stays active until the daily key sweep deactivates it" in capsys.readouterr().out
+
+
 def test_cancelling_an_emergency_says_the_leaked_value_still_works(
     aws: str,
     store: SecretStore,

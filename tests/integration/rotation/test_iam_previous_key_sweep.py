@@ -13,7 +13,7 @@ import pytest
 
 from functions.rotate_iam.key_sweep import SWEEP_EVENT, PreviousKeySweep, SweepFailed
 from functions.shared.inventory import SecretSpec, spec
-from functions.shared.rotation.driver import DriverContext, LocalRotationDriver
+from functions.shared.rotation.driver import DriverContext, LocalRotationDriver, RotationFailed
 from functions.shared.rotation.protocol import RotationError
 from functions.shared.rotation.store import SecretMetadata, SecretStore
 from tests.integration.rotation.conftest import PartnerUser
@@ -215,8 +215,15 @@ def test_a_rotation_promoted_during_the_sweep_never_costs_the_just_replaced_key(
     third = current_value(store, NAME)["AccessKeyId"]
 
     class LabelsReadBeforeThePromotion(SecretStore):
+        """The sweep's first DescribeSecret is answered as it was before the promotion."""
+
+        stale_answers = 1
+
         def describe(self, secret_id: str) -> SecretMetadata:
-            return read_before_the_promotion
+            if self.stale_answers:
+                self.stale_answers -= 1
+                return read_before_the_promotion
+            return super().describe(secret_id)
 
     PreviousKeySweep(store=LabelsReadBeforeThePromotion(caller="test"), now=_days_later(8)).run()
 
@@ -243,3 +250,90 @@ def test_only_the_exact_sweep_event_runs_the_sweep(
     with pytest.raises(RotationError):
         _sweep_through_the_handler(event)
     assert (_keys(partner_user.name), stages(store, NAME)) == before
+
+
+def _stopped_after_create_secret(store: SecretStore) -> LocalRotationDriver:
+    """A driver whose rotation stops after createSecret, as an interrupted one does."""
+    from functions.rotate_iam.handler import lambda_handler
+
+    def create_only(event: Any, context: Any) -> Any:
+        if event["Step"] != "createSecret":
+            raise RotationError("stopped after createSecret for this test")
+        return lambda_handler(event, context)
+
+    return LocalRotationDriver(store=store, handler=create_only, max_attempts=1)
+
+
+def _pending_key(store: SecretStore) -> str:
+    metadata = store.describe(spec(NAME).secret_name)
+    pending = store.read(metadata.arn, version_id=metadata.unfinished_rotation())
+    assert pending is not None
+    return str(pending.value["AccessKeyId"])
+
+
+def test_the_key_of_a_cancelled_rotation_is_deactivated_once_its_grace_has_passed(
+    driver: LocalRotationDriver,
+    store: SecretStore,
+    partner_user: PartnerUser,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On-call cancels a rotation stopped after createSecret: the key IAM made for it
+    is named by no version, so no consumer can hold it, yet it is active. The sweep
+    deactivates it (an hour after its creation, so never a key a createSecret has not
+    stored yet), and leaves the current key alone."""
+    caplog.set_level("INFO")
+    # Given a rotation stopped after createSecret and cancelled
+    with pytest.raises(RotationFailed):
+        _stopped_after_create_secret(store).rotate(NAME)
+    orphan = _pending_key(store)
+    assert driver.cancel(NAME) is not None
+    # When the sweep runs within the hour, then after it
+    soon = PreviousKeySweep(store=store, now=_days_later(0.5 / 24)).run()
+    assert _keys(partner_user.name)[orphan] == "Active"
+    later = PreviousKeySweep(store=store, now=_days_later(2 / 24)).run()
+    # Then only the unnamed key is deactivated, and one line says which
+    assert soon == {"outcome": "swept", "deactivated": []}
+    assert later == {"outcome": "swept", "deactivated": [NAME]}
+    assert _keys(partner_user.name) == {partner_user.first_key_id: "Active", orphan: "Inactive"}
+    (said,) = [
+        line
+        for line in json_log_lines(caplog)
+        if line.get("message") == "access key no version names deactivated"
+    ]
+    assert (said["access_key_id"], said["user"]) == (orphan, partner_user.name)
+    # And the next rotation goes on as ever: it deletes the inactive key
+    driver.rotate(NAME)
+    assert orphan not in _keys(partner_user.name)
+
+
+def test_a_rotation_in_flight_keeps_its_key_however_old(
+    driver: LocalRotationDriver, store: SecretStore, partner_user: PartnerUser
+) -> None:
+    """A rotation stopped after createSecret, not cancelled: its key is AWSPENDING's and
+    the rotation's to finish or cancel, so the sweep leaves it active."""
+    with pytest.raises(RotationFailed):
+        _stopped_after_create_secret(store).rotate(NAME)
+    pending = _pending_key(store)
+    assert PreviousKeySweep(store=store, now=_days_later(3)).run()["deactivated"] == []
+    assert _keys(partner_user.name)[pending] == "Active"
+    driver.rotate(NAME, resume=True)
+    assert current_value(store, NAME)["AccessKeyId"] == pending
+
+
+def test_a_previous_version_that_does_not_parse_leaves_every_key_active(
+    driver: LocalRotationDriver, store: SecretStore, partner_user: PartnerUser
+) -> None:
+    """AWSPREVIOUS was pasted over by hand: the key it named is unknown, and could be
+    any the user holds, so the sweep deactivates nothing it cannot tell is unnamed."""
+    driver.rotate(NAME)
+    secret_id = spec(NAME).secret_name
+    metadata = store.describe(secret_id)
+    pasted = store.client.put_secret_value(
+        SecretId=secret_id, SecretString="not json", VersionStages=["AWSPREVIOUS"]
+    )["VersionId"]
+    assert store.describe(secret_id).version_with("AWSPREVIOUS") == pasted
+    before = _keys(partner_user.name)
+    assert metadata.version_with("AWSPREVIOUS") != pasted
+    assert PreviousKeySweep(store=store, now=_days_later(1)).run()["deactivated"] == []
+    assert _keys(partner_user.name) == before
+    assert set(before.values()) == {"Active"}
