@@ -42,6 +42,7 @@ from functions.shared.rotation.store import (
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
+    from mypy_boto3_iam.type_defs import AccessKeyMetadataTypeDef
 
 # The scheduled rule's constant input. Only exactly this is the sweep: any other
 # event is a rotation step's and goes through the rotation gate.
@@ -197,12 +198,7 @@ class PreviousKeySweep:
             # A previous version that does not parse may still name a key someone
             # holds: without knowing which, leave every key as it is.
             return False
-        try:
-            keys = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-        except Exception as exc:
-            if clients.error_code(exc) == "NoSuchEntity":
-                return False
-            raise
+        keys = self._keys_of(user)
         if self._labels_moved(metadata):
             # A rotation finished between the two reads: its new key is named by a
             # version this run did not read. The next run sees it.
@@ -250,10 +246,15 @@ class PreviousKeySweep:
 
     def _active(self, user: str, key_id: str) -> bool:
         """Whether IAM lists `key_id` as an active key of `user` (a user gone: no)."""
+        return any(
+            k["AccessKeyId"] == key_id and k.get("Status") == "Active" for k in self._keys_of(user)
+        )
+
+    def _keys_of(self, user: str) -> list[AccessKeyMetadataTypeDef]:
+        """The user's access keys as IAM lists them; none when the user is gone."""
         try:
-            keys = self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+            return self.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         except Exception as exc:
             if clients.error_code(exc) == "NoSuchEntity":
-                return False
+                return []
             raise
-        return any(k["AccessKeyId"] == key_id and k.get("Status") == "Active" for k in keys)
