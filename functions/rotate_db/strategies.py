@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from functions.rotate_db import database
+from functions.shared.db.credentials import CredentialError
 from functions.shared.observability import logger
 from functions.shared.rotation.generate import generate_password
 from functions.shared.rotation.protocol import (
@@ -227,19 +228,27 @@ class AlternatingUsersRotator(Rotator):
         schedule at once; later their windows can meet): from its setSecret to its
         finishSecret the database holds the admin's AWSPENDING password, and after it
         AWSCURRENT is a newer value than the one first read. Those are tried in turn
-        before the step gives up.
+        before the step gives up; AWSPREVIOUS last, for an AWSCURRENT a console edit
+        left unparseable (or naming a password the database never held): the admin's
+        own rotation replaces such a value from AWSPREVIOUS, and until it runs the
+        tiers still rotate. A value the database refuses is never used, so trying
+        more versions grants nothing the database would not.
         """
         admin_id = str(current.value.get("masterarn") or get_settings().db_admin_secret_id)
         tried: set[str] = set()
         with ExitStack() as stack:
-            for stage in (CURRENT, PENDING, CURRENT):
-                admin = ctx.store.read(admin_id, stage=stage)
+            for stage in (CURRENT, PENDING, CURRENT, PREVIOUS):
+                try:
+                    admin = ctx.store.read(admin_id, stage=stage)
+                except SecretValueError as exc:
+                    tried.add(exc.version_id or stage)
+                    continue
                 if admin is None or admin.version_id in tried:
                     continue
                 tried.add(admin.version_id)
                 try:
                     conn = stack.enter_context(database.connect(admin.value))
-                except database.LoginRefused:
+                except (database.LoginRefused, CredentialError):
                     continue
                 yield conn
                 return

@@ -522,3 +522,25 @@ def test_an_admin_emergency_replaces_a_current_value_a_console_edit_left_unparse
     assert db_secrets.current("db-admin")["username"] == last_good["username"]
     assert db_secrets.agree("db-admin")
     assert not db_secrets.logs_in(last_good)
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    ["migrator / pasted by hand", '{"username": "babyshield_migrator"}'],
+    ids=["not-json", "no-password"],
+)
+def test_a_tier_rotates_while_the_admin_secret_is_a_console_paste(
+    pasted: str, db_secrets: DatabaseSecrets, db_driver: LocalRotationDriver
+) -> None:
+    """A console edit leaves db-admin's AWSCURRENT unusable; the admin password the
+    database holds is AWSPREVIOUS now. A tier's rotation (its schedule, or an emergency
+    after a leak) must not wait for someone to repair the admin secret: it connects with
+    the stored admin value the database accepts."""
+    _console_edit(db_secrets, "db-admin", pasted)
+    before = db_secrets.current("db-readonly")
+    try:
+        db_driver.rotate("db-readonly", emergency=True)
+    except RotationFailed as failed:
+        pytest.fail(f"the admin paste blocks the tier: {failed.step}: {failed.cause!r}")
+    assert db_secrets.agree("db-readonly")
+    assert not db_secrets.logs_in(before)
