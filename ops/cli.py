@@ -169,6 +169,29 @@ def _uses_local_stack(args: argparse.Namespace) -> bool:
     return True
 
 
+def _adopt_the_shells_region() -> None:
+    """The region the shell names the way AWS tools read it, for the settings to use.
+
+    Lambda always sets AWS_REGION, and so does the local stack; on-call's shell often
+    names its region with AWS_DEFAULT_REGION or the profile's `region` instead. The
+    settings read AWS_REGION only (default us-east-1), so without this a command would
+    go to us-east-1 whatever region the shell points at.
+    """
+    if os.environ.get("AWS_REGION"):
+        return
+    import botocore.session
+
+    from functions.shared.settings import get_settings
+
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except Exception:  # noqa: BLE001 - an unreadable profile: the settings' default stands
+        return
+    if isinstance(region, str) and region:
+        os.environ["AWS_REGION"] = region
+        get_settings.cache_clear()
+
+
 def _serves(args: argparse.Namespace) -> bool:
     """`babyshield local` itself: a server whose log is its output."""
     return args.command == "local" and getattr(args, "local_command", None) is None
@@ -221,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ops.local_state import apply_local_environment
 
             apply_local_environment()
+        _adopt_the_shells_region()
         if _serves(args):
             result = args.func(args)
         else:
