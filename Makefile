@@ -8,7 +8,8 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 # The CDK library runs on Node.js: a supported release from the npm registry's
 # `node` package, first on PATH for synth and the tests (docs/INFRASTRUCTURE.md).
-NODE_VERSION := 22.23.3
+# Its version and hashes are pinned in requirements/node/, where Dependabot bumps them.
+NODE_LOCK := requirements/node/package-lock.json
 NODE_BIN := .node/node_modules/node/bin
 NODE := $(NODE_BIN)/node
 # checkov pins packages that conflict with the project's: its own virtualenv.
@@ -90,8 +91,10 @@ synth: install node lambda-python
 
 node: $(NODE)
 
-$(NODE):
-	@npm install --prefix .node --no-audit --no-fund --no-save --loglevel=error "node@$(NODE_VERSION)"
+# Re-installs when the lock changes (a Dependabot bump); `npm ci` checks every hash.
+$(NODE): $(NODE_LOCK) requirements/node/package.json
+	@mkdir -p .node && cp requirements/node/package.json $(NODE_LOCK) .node/
+	@npm ci --prefix .node --no-audit --no-fund --loglevel=error
 	@$(NODE) --version >/dev/null
 	@touch $@
 

@@ -6,6 +6,7 @@ per-job permissions and SARIF uploads; actionlint runs too when it is installed.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -156,6 +157,34 @@ def test_thresholds_match_the_documented_gates(scan):
         assert flag in semgrep
     codeql = with_of("codeql", "github/codeql-action/init")
     assert codeql["languages"] == "python"
+    # pip-audit, Bandit and checkov run as `make security` runs them, whose thresholds
+    # tests/security/test_gates*.py prove; --strict makes a gate that could not run fail.
+    gates = {
+        "pip-audit": ["pip-audit"],
+        "bandit": ["bandit", "detect-secrets"],
+        "checkov": ["checkov", "cfn-lint", "cdk-nag-aws-solutions", "cdk-nag-nist-800-53-r5"],
+    }
+    for job, names in gates.items():
+        [command] = [
+            s["run"] for s in steps(jobs[job]) if "babyshield security" in s.get("run", "")
+        ]
+        assert "--strict" in command, job
+        assert re.findall(r"--gate ([\w-]+)", command) == names, job
+    # GitLeaks fails its job on any finding: nothing may turn that off.
+    [gitleaks] = uses(jobs["gitleaks"], "gitleaks/gitleaks-action")
+    assert not gitleaks.get("continue-on-error")
+    for job in (
+        "pip-audit",
+        "bandit",
+        "checkov",
+        "gitleaks",
+        "trufflehog",
+        "trivy",
+        "grype",
+        "semgrep",
+    ):
+        assert not jobs[job].get("continue-on-error"), job
+        assert not any(s.get("continue-on-error") for s in steps(jobs[job])), job
 
 
 def test_secret_scanners_see_the_full_history(scan):
@@ -243,6 +272,29 @@ def test_dependabot_watches_pip_npm_and_github_actions():
         group.get("applies-to") == "security-updates"
         for group in ecosystems["pip"]["groups"].values()
     )
+
+
+def test_dependabot_npm_entry_watches_the_manifest_make_node_installs_from():
+    """Dependabot's npm job reads a package.json and its lock in the entry's directory,
+    and fails with "dependency file not found" anywhere else, proposing nothing, security
+    updates included. The Node.js the CDK runs on is pinned in exactly that lock, which
+    `make node` installs from with `npm ci` (every hash checked)."""
+    (npm,) = [u for u in load(DEPENDABOT)["updates"] if u["package-ecosystem"] == "npm"]
+    directories = npm.get("directories") or [npm["directory"]]
+    assert directories == ["/requirements/node"]
+    folder = REPO / "requirements" / "node"
+    manifest = json.loads((folder / "package.json").read_text(encoding="utf-8"))
+    lock = json.loads((folder / "package-lock.json").read_text(encoding="utf-8"))
+    pinned = manifest["dependencies"]["node"]
+    assert lock["packages"]["node_modules/node"]["version"] == pinned
+    assert all(
+        package.get("integrity", "").startswith("sha512-")
+        for name, package in lock["packages"].items()
+        if name
+    )
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "NODE_LOCK := requirements/node/package-lock.json" in makefile
+    assert "npm ci --prefix .node" in makefile
 
 
 def actionlint() -> str | None:
