@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import lru_cache
 from typing import Annotated, Literal, cast
 
@@ -155,7 +156,9 @@ class Settings(BaseModel):
                 continue
             if len(parts) != 2 or not parts[1].startswith("/"):
                 raise ValueError("admin_signed_routes entries look like 'POST /admin/api-keys'")
-            routes.append(f"{parts[0].upper()} {parts[1]}")
+            # The request path is matched as the resolver routes it (canonical_path): a
+            # pattern spelled another way would match no request, and sign nothing.
+            routes.append(f"{parts[0].upper()} {canonical_path(parts[1])}")
         return tuple(routes)
 
     # WAF responder: alarm -> offenders -> block registry -> auto-block IP sets.
@@ -285,6 +288,12 @@ class Settings(BaseModel):
         """Whether the test-only caller headers count: switched on, and in local mode
         only, so a stray variable in AWS can never let a header name the caller."""
         return self.test_caller_identity and self.is_local
+
+
+def canonical_path(path: str) -> str:
+    """Repeated slashes collapsed, a trailing one dropped: the resolver routes `/x/` and
+    `/x//` as `/x`, so a check on the raw path could be stepped around."""
+    return re.sub("/{2,}", "/", path).rstrip("/") or "/"
 
 
 # Environment variable -> settings field. One table, so a reader sees every knob

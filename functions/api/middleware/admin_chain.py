@@ -74,7 +74,7 @@ from functions.shared.identity.api_keys import (
     parse_api_key,
 )
 from functions.shared.observability import logger
-from functions.shared.settings import get_settings
+from functions.shared.settings import canonical_path, get_settings
 
 API_KEY_ID_HEADER = "x-api-key-id"
 SIGNATURE_HEADER = "x-signature"
@@ -85,12 +85,6 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # RFC 3986 unreserved characters stay as they are; everything else is %XX of its UTF-8.
 _UNRESERVED = "-_.~"
-
-
-def canonical_path(path: str) -> str:
-    """Repeated slashes collapsed, a trailing one dropped: the resolver routes `/x/` and
-    `/x//` as `/x`, so a check on the raw path could be stepped around."""
-    return re.sub("/{2,}", "/", path).rstrip("/") or "/"
 
 
 def _encode(text: str) -> str:

@@ -71,6 +71,10 @@ def _b64(data: bytes) -> str:
 def hash_password(password: str, params: ScryptParams | None = None) -> str:
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValueError("password too long")
+    if "\x00" in password:
+        # scrypt keys HMAC with the password, and HMAC pads a key shorter than its block
+        # with NUL bytes: "pw" and "pw\x00" would derive the same hash.
+        raise ValueError("password contains a NUL character")
     params = params or configured_params()
     salt = secrets.token_bytes(SALT_BYTES)
     digest = _derive(password, salt, params)
@@ -119,12 +123,14 @@ def verify_password(password: str, encoded: str | None) -> bool:
     if parsed is None:  # the dummy is made here; unparsable would be a bug
         raise RuntimeError("dummy password hash is unparsable")
     params, salt, expected = parsed
-    # Over-long input still costs a full derivation (of a truncated copy), then fails.
-    too_long = len(password) > MAX_PASSWORD_CHARS
+    # Over-long input still costs a full derivation (of a truncated copy), then fails;
+    # so does one with a NUL, which no stored password holds (hash_password) and which
+    # HMAC's key padding would otherwise let pass for the password without it.
+    refused = len(password) > MAX_PASSWORD_CHARS or "\x00" in password
     candidate = _derive(password[:MAX_PASSWORD_CHARS], salt, params)
     if matched_account:
         _pad_to_configured_cost(password[:MAX_PASSWORD_CHARS], salt, params)
-    return hmac.compare_digest(candidate, expected) and matched_account and not too_long
+    return hmac.compare_digest(candidate, expected) and matched_account and not refused
 
 
 # Past this many repeats a stored cost is implausibly low (no configured cost was):

@@ -106,6 +106,23 @@ def test_over_long_password_is_refused_even_if_its_prefix_matches():
     assert verify_password(long_password, stored)
 
 
+@pytest.mark.parametrize("suffix", ["\x00", "\x00" * 3], ids=["one NUL", "three NULs"])
+def test_a_password_with_nuls_appended_is_not_the_password(suffix, scrypt_calls):
+    """scrypt keys HMAC-SHA256 with the password, and HMAC pads a key under 64 bytes with
+    NUL bytes: without a guard "correct horse" + NULs derives the very same hash. It
+    fails after the same one derivation a wrong password costs."""
+    stored = hash_password("correct horse")
+    scrypt_calls.clear()
+    assert not verify_password("correct horse" + suffix, stored)
+    assert len(scrypt_calls) == 1
+    assert verify_password("correct horse", stored)
+
+
+def test_no_password_with_a_nul_is_ever_stored():
+    with pytest.raises(ValueError, match="NUL"):
+        hash_password("correct horse\x00")
+
+
 def test_rehash_is_needed_when_cost_changes(monkeypatch):
     # Given a hash made with the current cost
     stored = hash_password("pw")
