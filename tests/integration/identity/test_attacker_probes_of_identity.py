@@ -33,10 +33,6 @@ def test_a_signed_route_written_with_a_trailing_slash_still_needs_the_signature(
     on the path "with slashes collapsed, trailing one dropped". The pattern is read the
     same way: were only the request path canonicalised, the pattern would match no
     request and signing would be silently off (fail open)."""
-    from cdk.config import DeploymentConfig
-
-    # The deployment takes the spelling without a word.
-    DeploymentConfig(admin_signed_routes=(pattern,))
     _sign_routes(monkeypatch, pattern)
     admin = world.create_user("root@example.com", role="admin")
 
