@@ -29,15 +29,18 @@ ENDPOINT_ACCESS_MODE = "BASIC"
 
 # One JSON object per request. `ip` is API Gateway's own view of the caller
 # (the TCP peer), the same value the function trusts.
+# API Gateway puts a variable's value into the format as it is, escaping nothing, so
+# only values the gateway makes or checks itself are logged here: a user agent or a
+# path the client writes could close the string and add fields (`"ip":"<someone
+# else>"`) or break the line's JSON. The WAF's log keeps both for every request
+# (`httpRequest.uri`, `httpRequest.headers`), JSON-encoded by AWS.
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
     "extendedRequestId": "$context.extendedRequestId",
     "ip": "$context.identity.sourceIp",
-    "userAgent": "$context.identity.userAgent",
     "requestTime": "$context.requestTime",
     "httpMethod": "$context.httpMethod",
     "resourcePath": "$context.resourcePath",
-    "path": "$context.path",
     "status": "$context.status",
     "protocol": "$context.protocol",
     "responseLength": "$context.responseLength",

@@ -3,7 +3,8 @@
 Latest Python runtime, arm64, JSON logs into a KMS-encrypted log group with a
 fixed retention, X-Ray active tracing, environment encrypted with the platform
 key, reserved concurrency, and a role of its own that starts with nothing but
-its log group. Other constructs add exactly the grants each function needs.
+its log group (and, in the VPC, Lambda's own calls for the function's network
+interfaces). Other constructs add exactly the grants each function needs.
 """
 
 from __future__ import annotations
@@ -49,6 +50,39 @@ INLINE_POLICY_REASON = (
     "with it; a managed policy would be a separately attachable object and narrow nothing."
 )
 
+# What Lambda does with the execution role of a function in a VPC: its network
+# interfaces (Lambda developer guide, "Giving Lambda functions access to resources in
+# an Amazon VPC", the permissions of AWSLambdaVPCAccessExecutionRole but its logs ones,
+# which would let the function write into every log group of the account).
+NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+# Lambda puts the function's ARN in the request context of every call made with the
+# role from inside the execution environment, and not in its own EC2 calls for the
+# function's network interfaces (Lambda developer guide, "Using source function ARN to
+# control function access behavior"): with the key required absent, only Lambda may.
+LAMBDA_ITSELF = {"Null": {"lambda:SourceFunctionArn": "true"}}
+NETWORK_INTERFACES_REASON = (
+    "Lambda's network-interface calls: DescribeNetworkInterfaces works only on '*', and "
+    "the statement holds only when lambda:SourceFunctionArn is absent, which is Lambda "
+    "itself, never the function's code."
+)
+
+
+def _network_interfaces_for_lambda_only() -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="LambdaManagesNetworkInterfaces",
+        actions=list(NETWORK_INTERFACE_ACTIONS),
+        resources=["*"],
+        conditions=LAMBDA_ITSELF,
+    )
+
+
 # The version the assets' bytecode is compiled for: LAMBDA_PYTHON_VERSION, which
 # test_function_is_built_the_standard_way holds it to.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -70,6 +104,9 @@ class FunctionSpec:
     reserved_concurrency: int
     in_vpc: bool
     memory_mb: int = 512
+    # In the VPC: the AWS services the code calls (IAM prefixes), whose endpoints the
+    # function is let through to (cdk/network.py::admit), besides X-Ray's for tracing.
+    endpoint_services: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     extra_assets: Mapping[str, Path] = field(default_factory=dict)
 
@@ -113,6 +150,7 @@ def function_specs(
             reserved_concurrency=api_reserved_concurrency,
             in_vpc=True,
             memory_mb=1024,
+            endpoint_services=("dynamodb", "secretsmanager", "ssm", "wafv2"),
             environment={
                 "ADMIN_ALLOWED_CIDRS_PARAMETER": names.ADMIN_ALLOWLIST_PARAMETER,
                 # The WAF's body limit (cdk/waf.py): the API refuses the same bodies,
@@ -142,6 +180,7 @@ def function_specs(
             # only queue logins against the admin user.
             reserved_concurrency=3,
             in_vpc=True,
+            endpoint_services=("secretsmanager",),
             environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"], **database_tls},
             extra_assets={RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
         ),
@@ -201,6 +240,7 @@ def function_specs(
             timeout=Duration.minutes(5),
             reserved_concurrency=1,  # two migration runs must never overlap
             in_vpc=True,
+            endpoint_services=("secretsmanager",),
             environment={"DB_ADMIN_SECRET_ID": secrets["DB_ADMIN_SECRET_ID"], **database_tls},
             # functions/shared/db/migrations.py reads <asset root>/sql.
             extra_assets={"sql": REPO_ROOT / "sql", RDS_CA_IN_ASSET: RDS_CA_BUNDLE},
@@ -242,9 +282,13 @@ class LambdaFunctions(Construct):
         )
         self.by_package: dict[str, lambda_.Function] = {}
         self.security_groups: dict[str, ec2.SecurityGroup] = {}
+        # Package -> the services whose VPC endpoints it reaches, for the functions in it.
+        self.endpoint_services: dict[str, tuple[str, ...]] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         for spec in function_specs(api_reserved_concurrency, max_body_bytes, admin_signed_routes):
             self.by_package[spec.package] = self._build(spec)
+            if spec.in_vpc:
+                self.endpoint_services[spec.package] = spec.endpoint_services
 
     @property
     def api(self) -> lambda_.Function:
@@ -274,10 +318,6 @@ class LambdaFunctions(Construct):
     def migrate(self) -> lambda_.Function:
         return self.by_package["migrate"]
 
-    @property
-    def vpc_functions(self) -> list[lambda_.Function]:
-        return [self.by_package[package] for package in self.security_groups]
-
     def _build(self, spec: FunctionSpec) -> lambda_.Function:
         scope = Construct(self, spec.package.replace("_", "-"))
         function_name = names.function_name(spec.package)
@@ -298,13 +338,7 @@ class LambdaFunctions(Construct):
         log_group.grant_write(role)
         security_groups: list[ec2.ISecurityGroup] = []
         if spec.in_vpc:
-            # CDK attaches this only to a role it creates itself: without it Lambda
-            # cannot create the function's network interfaces and CreateFunction fails.
-            role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AWSLambdaVPCAccessExecutionRole"
-                )
-            )
+            role.add_to_policy(_network_interfaces_for_lambda_only())
             group = ec2.SecurityGroup(
                 scope,
                 "SecurityGroup",
@@ -355,21 +389,11 @@ class LambdaFunctions(Construct):
             role,
             "AwsSolutions-IAM5",
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level "
-            "permissions; CDK adds them for active tracing.",
+            "permissions; CDK adds them for active tracing."
+            + (f" {NETWORK_INTERFACES_REASON}" if spec.in_vpc else ""),
             applies_to=["Resource::*"],
         )
-        if spec.in_vpc:
-            acknowledge(
-                role,
-                "AwsSolutions-IAM4",
-                "AWSLambdaVPCAccessExecutionRole is what Lambda needs to attach ENIs in "
-                "the VPC; its EC2 network-interface actions have no resource scoping.",
-                applies_to=[
-                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaVPCAccessExecutionRole"
-                ],
-            )
-        else:
+        if not spec.in_vpc:
             skip_checkov(function, "CKV_AWS_117", OUTSIDE_VPC_REASON)
             acknowledge(function, "NIST.800.53.R5-LambdaInsideVPC", OUTSIDE_VPC_REASON)
         skip_checkov(function, "CKV_AWS_116", NO_FUNCTION_DLQ_REASON)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, Stack, triggers
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -9,9 +11,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cdk.compliance import acknowledge
+from cdk.compliance import acknowledge, skip_checkov
 from functions.shared import names
 
 DB_ADMIN_USER = names.DB_MASTER_USER
@@ -52,7 +55,8 @@ class NetworkAndDatabase(Construct):
 
     Isolated subnets have no NAT and no internet gateway: functions in the VPC
     reach AWS through interface endpoints (Secrets Manager, SSM, X-Ray, WAF) and the
-    DynamoDB gateway endpoint, and nothing else.
+    DynamoDB gateway endpoint, and nothing else; each function only those of the
+    services its code calls (`admit`).
     """
 
     def __init__(
@@ -120,8 +124,9 @@ class NetworkAndDatabase(Construct):
         dynamodb_endpoint = self.vpc.add_gateway_endpoint(
             "DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[self.subnets]
         )
-        self.endpoints: list[ec2.InterfaceVpcEndpoint] = [
-            self.vpc.add_interface_endpoint(
+        # IAM prefix of the service -> its interface endpoint.
+        self.endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {
+            prefix: self.vpc.add_interface_endpoint(
                 endpoint_id,
                 service=service,
                 subnets=self.subnets,
@@ -131,14 +136,18 @@ class NetworkAndDatabase(Construct):
                     inbound_only(f"{endpoint_id}EndpointSecurityGroup", f"{endpoint_id} endpoint")
                 ],
             )
-            for endpoint_id, service in (
-                ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
-                ("Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
-                ("XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
+            for prefix, endpoint_id, service in (
+                (
+                    "secretsmanager",
+                    "SecretsManager",
+                    ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+                ),
+                ("ssm", "Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
+                ("xray", "XRay", ec2.InterfaceVpcEndpointAwsService.XRAY),
                 # The admin block routes (/admin/blocks) update the auto-block IP sets.
-                ("Wafv2", ec2.InterfaceVpcEndpointAwsService.WAFV2),
+                ("wafv2", "Wafv2", ec2.InterfaceVpcEndpointAwsService.WAFV2),
             )
-        ]
+        }
         # The endpoints are the VPC's only way out. Without a policy each takes any
         # request, also one signed with another account's credentials, or one of ours
         # for another account's secret or table: code running in a function could copy
@@ -148,7 +157,7 @@ class NetworkAndDatabase(Construct):
         account = Stack.of(self).account
         endpoint_services: list[tuple[ec2.IVpcEndpoint, bool]] = [
             (dynamodb_endpoint, True),
-            *((e, e.node.id == "SecretsManager") for e in self.endpoints),
+            *((e, e.node.id == "SecretsManager") for e in self.endpoints.values()),
         ]
         for endpoint, resources_here in endpoint_services:
             conditions = {"aws:PrincipalAccount": account}
@@ -211,7 +220,9 @@ class NetworkAndDatabase(Construct):
             delete_automated_backups=False,
             removal_policy=RemovalPolicy.SNAPSHOT,
             auto_minor_version_upgrade=True,
-            iam_authentication=True,
+            # Every login is a password from Secrets Manager; nothing holds rds-db:connect
+            # or the rds_iam role, so IAM authentication would only be a way in to watch.
+            iam_authentication=False,
             cloudwatch_logs_exports=list(DB_LOG_EXPORTS),
             # RDS writes these into its own account-wide RDSOSMetrics group, not one of
             # ours: every instance in the account and region shares it, so the stack
@@ -228,6 +239,12 @@ class NetworkAndDatabase(Construct):
         if self.database.secret is None:  # pragma: no cover - from_generated_secret always sets it
             raise RuntimeError("the database was created without an admin secret")
         self.admin_secret = self.database.secret
+        # Kept when the stack goes, as the key and the final snapshot are: a database
+        # restored from the snapshot takes the master password this secret holds.
+        admin_secret = self.database.node.find_child("Secret")
+        if not isinstance(admin_secret, secretsmanager.Secret):  # pragma: no cover - CDK's id
+            raise RuntimeError("the database's generated admin secret was not found")
+        admin_secret.apply_removal_policy(RemovalPolicy.RETAIN)
         # What the migration needs of the database: the instance, and the admin secret
         # completed with its host (the attachment's own resource). Not the whole
         # construct: the admin secret's rotation schedule is added under the
@@ -238,6 +255,12 @@ class NetworkAndDatabase(Construct):
             self.database.node.default_child,  # type: ignore[list-item]
             self.admin_secret.node.default_child,  # type: ignore[list-item]
         ]
+        skip_checkov(
+            self.database,
+            "CKV_AWS_161",
+            "IAM database authentication is off: every login is a Secrets Manager password "
+            "and no principal is granted rds-db:connect, so it would only add a way in.",
+        )
         acknowledge(
             self.database,
             "AwsSolutions-RDS11",
@@ -255,19 +278,27 @@ class NetworkAndDatabase(Construct):
             ],
         )
 
-    def admit(self, name: str, function: lambda_.Function) -> None:
-        """Let `function` reach PostgreSQL and the interface endpoints, nothing more."""
+    def admit(self, name: str, function: lambda_.Function, services: Sequence[str]) -> None:
+        """Let `function` reach PostgreSQL and the endpoints of `services` (IAM prefixes:
+        the AWS services its code calls), and X-Ray's for its traces; nothing more."""
+        unknown = sorted(set(services) - {*self.endpoints, "dynamodb"})
+        if unknown:
+            # Without an endpoint the call would hang to its timeout: no route out.
+            raise ValueError(f"{name} calls {unknown}, which have no endpoint in the VPC")
         # Literal ports, not the instance's port token, so that rule packs can
         # evaluate the security group rules.
         self.database.connections.allow_from(
             function, ec2.Port.tcp(DB_PORT), f"{name} to PostgreSQL"
         )
-        for endpoint in self.endpoints:
-            endpoint.connections.allow_from(function, ec2.Port.tcp(443), f"{name} to AWS APIs")
-        # The DynamoDB gateway endpoint is reached through a prefix list whose id
-        # is only known in the deployed region; isolated subnets have no other
-        # route for port 443, so this rule cannot reach the internet.
-        function.connections.allow_to(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs")
+        for prefix in sorted({*services, "xray"} - {"dynamodb"}):
+            self.endpoints[prefix].connections.allow_from(
+                function, ec2.Port.tcp(443), f"{name} to {prefix}"
+            )
+        if "dynamodb" in services:
+            # The DynamoDB gateway endpoint is reached through a prefix list whose id
+            # is only known in the deployed region; isolated subnets have no other
+            # route for port 443, so this rule cannot reach the internet.
+            function.connections.allow_to(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "DynamoDB")
 
 
 class Migration(Construct):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import ArnFormat, Duration, Stack, triggers
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack, triggers
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -36,6 +36,10 @@ DAILY_RUN_MAX_AGE = Duration.hours(6)
 
 class Secrets(Construct):
     """Creates every secret in INVENTORY and schedules its rotation.
+
+    Every secret outlives the stack, as the key, the tables and the database's final
+    snapshot do: a database restored from that snapshot still has the logins whose
+    passwords the secrets hold, and the key still decrypts them.
 
     Secrets whose real value only the rotation function can make (the JWT key
     pair, the IAM access key) start with a bootstrap placeholder; Secrets
@@ -309,6 +313,7 @@ class Secrets(Construct):
                 encryption_key=self._key,
                 master_secret=admin_secret,
             )
+            database_secret.apply_removal_policy(RemovalPolicy.RETAIN)
             return database_secret.attach(database)
         if spec.kind == "generated":
             generator = secretsmanager.SecretStringGenerator(
@@ -333,5 +338,6 @@ class Secrets(Construct):
             description=spec.description,
             encryption_key=self._key,
             generate_secret_string=generator,
+            removal_policy=RemovalPolicy.RETAIN,
         )
         return secret

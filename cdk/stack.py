@@ -20,6 +20,7 @@ from cdk.functions import LambdaFunctions
 from cdk.keys import Keys
 from cdk.network import Migration, NetworkAndDatabase
 from cdk.secrets import Secrets
+from cdk.tls_only import deny_plain_http
 from cdk.waf import WebAcl
 from functions.shared import names
 
@@ -55,10 +56,8 @@ class BabyShieldStack(Stack):
             max_body_bytes=config.max_body_bytes,
             admin_signed_routes=config.admin_signed_routes,
         )
-        for package, function in zip(
-            self.functions.security_groups, self.functions.vpc_functions, strict=True
-        ):
-            self.network.admit(package, function)
+        for package, services in self.functions.endpoint_services.items():
+            self.network.admit(package, self.functions.by_package[package], services)
         self.migration = Migration(
             self,
             "Migration",
@@ -135,6 +134,7 @@ class BabyShieldStack(Stack):
             secret_age_dead_letters=self.secrets.secret_age_dead_letters,
             iam_key_sweep_dead_letters=self.secrets.iam_key_sweep_dead_letters,
         )
+        deny_plain_http(self.detection.topic)
         # Created once the deploy's own age check has started, not before it, so a
         # new stack does not open on two days without a datapoint.
         self.detection.secrets_overdue_alarm.node.add_dependency(self.secrets.age_on_deploy)

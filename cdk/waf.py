@@ -260,6 +260,10 @@ def _credential_protection() -> wafv2.CfnWebACL.DataProtectionConfigProperty:
     The credential headers, and the whole query string: the API takes no credential
     there, but a client that sends its key, token or password in the URL (the
     no-secret-in-logs sweep sends each) must not find it in a sample.
+    And the body, which WAF keeps only where a rule matched it: the managed body rules
+    count on a sign-in (BODY_RULES_BUT_LOGIN), and their match details would otherwise
+    log the part of a password that looked like SQL or markup. (The logging
+    configuration's RedactedFields cannot name a body at all.)
     What an investigation reads (address, country, path, method, user agent, rule,
     action) stays."""
     return wafv2.CfnWebACL.DataProtectionConfigProperty(
@@ -275,6 +279,12 @@ def _credential_protection() -> wafv2.CfnWebACL.DataProtectionConfigProperty:
             wafv2.CfnWebACL.DataProtectProperty(
                 action="SUBSTITUTION",
                 field=wafv2.CfnWebACL.FieldToProtectProperty(field_type="QUERY_STRING"),
+                exclude_rule_match_details=False,
+                exclude_rate_based_details=False,
+            ),
+            wafv2.CfnWebACL.DataProtectProperty(
+                action="SUBSTITUTION",
+                field=wafv2.CfnWebACL.FieldToProtectProperty(field_type="BODY"),
                 exclude_rule_match_details=False,
                 exclude_rate_based_details=False,
             ),

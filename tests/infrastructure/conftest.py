@@ -119,7 +119,7 @@ VPC_ACTIONS = (
     "ec2:UnassignPrivateIpAddresses",
 )
 _LOG_ACTIONS = frozenset({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
-# AWS managed policies the stack attaches to function roles, with the actions AWS
+# AWS managed policies a function role may carry, with the actions AWS
 # publishes for them (the permission tests model no other one).
 AWS_MANAGED_POLICIES: dict[str, frozenset[str]] = {
     "AWSLambdaBasicExecutionRole": _LOG_ACTIONS,

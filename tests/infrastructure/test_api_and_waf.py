@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
-from cdk.waf import LOGIN_EMAIL_RULE, inspection_limit
+from cdk.waf import BODY_RULES_BUT_LOGIN, LOGIN_EMAIL_RULE, inspection_limit
 from functions.api.middleware.attack_inspection import OPAQUE_BODY_FIELDS
 from functions.shared import names
 from tests.infrastructure.conftest import Synthesized
@@ -63,6 +64,44 @@ def test_stage_logs_json_traces_and_throttles(synthesized: Synthesized):
     assert method_settings["DataTraceEnabled"] is False
     assert method_settings["ThrottlingRateLimit"] == 100
     assert method_settings["ThrottlingBurstLimit"] == 50  # the API function's concurrency
+
+
+# What the client writes itself into a request, as API Gateway would put it into an
+# access-log line: as sent, nothing escaped (AWS documents no escaping of $context
+# values in a log format).
+CLIENT_WRITTEN = {
+    # A user agent that closes its string and names another caller.
+    "$context.identity.userAgent": 'Mozilla/5.0","ip":"203.0.113.66',
+    # A path with a quote and a backslash.
+    "$context.path": '/recalls/"\\',
+}
+PEER = "192.0.2.10"
+
+
+@pytest.mark.parametrize("variable", sorted(CLIENT_WRITTEN))
+def test_an_access_log_line_is_json_with_the_gateways_values_whatever_the_client_sends(
+    synthesized: Synthesized, variable: str
+):
+    """The format quotes each $context value in a JSON string, and API Gateway inserts
+    the value as it is. A value the client writes (its user agent, its path) could then
+    close the string: the line stops being JSON, or carries a second `ip` that parsers
+    take over the real one. Only values the gateway makes or checks itself belong there;
+    the WAF's log keeps the user agent and the path, JSON-encoded by AWS."""
+    (stage,) = synthesized.resources("AWS::ApiGateway::Stage").values()
+    log_format = stage["Properties"]["AccessLogSetting"]["Format"]
+    sent = {"$context.identity.sourceIp": PEER, variable: CLIENT_WRITTEN[variable]}
+
+    def value(match: re.Match[str]) -> str:
+        return sent.get(match.group(0), "x")
+
+    line = re.sub(r"\$context\.[A-Za-z.]+", value, log_format)
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        pytest.fail(f"{variable} sent by the client breaks the line's JSON ({error}): {line}")
+
+    assert record["ip"] == PEER, f"{variable} sent by the client names the caller: {line}"
+    assert len(record) == log_format.count("$context."), f"fields added by {variable}: {line}"
 
 
 def test_the_default_endpoint_refuses_tls_below_1_2(synthesized: Synthesized, template: Any):
@@ -278,6 +317,30 @@ def test_credentials_stay_out_of_waf_sampled_requests_as_well_as_its_logs(
         f"{sorted(unprotected)} in clear in them"
     )
     assert query_string, f"rules {sampled} sample requests with the query string in clear"
+
+
+def test_a_password_a_body_rule_matches_on_a_sign_in_is_kept_nowhere(synthesized: Synthesized):
+    """The managed body rules count on a sign-in (cdk/waf.py, BODY_RULES_BUT_LOGIN), so
+    a password that looks like SQL or markup matches one, and WAF logs what a rule
+    matched (ruleMatchDetails.matchedData) for counting rules too. The logging
+    configuration's RedactedFields cannot name a body (UriPath, QueryString,
+    SingleHeader, Method only); the web ACL's data protection can (field type BODY),
+    and must cover the whole body, rule match details included."""
+    acl = _web_acl(synthesized)
+    body = [
+        protection
+        for protection in acl.get("DataProtectionConfig", {}).get("DataProtections", [])
+        if protection["Field"]["FieldType"] == "BODY"
+    ]
+
+    assert BODY_RULES_BUT_LOGIN, "no body rule counts on a sign-in: revisit this test"
+    assert len(body) == 1, "the web ACL keeps what its body rules matched in clear"
+    (protection,) = body
+    # A hash of a password fragment, unsalted but for the account id, can be guessed.
+    assert protection["Action"] == "SUBSTITUTION"
+    assert not protection["Field"].get("FieldKeys"), "only part of the body is protected"
+    assert not protection.get("ExcludeRuleMatchDetails")
+    assert not protection.get("ExcludeRateBasedDetails")
 
 
 def test_ip_sets_exist_with_the_shared_names(synthesized: Synthesized):

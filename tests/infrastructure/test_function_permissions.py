@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from cdk.functions import LAMBDA_ITSELF
 from functions.shared import names
 from tests.infrastructure.conftest import AWS_MANAGED_POLICIES, VPC_ACTIONS, Synthesized
 from tests.support import aws_calls
@@ -567,6 +568,8 @@ def grants_on_every_resource(template_json: dict[str, Any]) -> dict[str, list[st
                     continue
                 actions = statement["Action"]
                 for action in actions if isinstance(actions, list) else [actions]:
+                    if action in VPC_ACTIONS and statement.get("Condition") == LAMBDA_ITSELF:
+                        continue  # Lambda's own network-interface calls, never the code's
                     granted.setdefault(action, set()).add(name)
     return {action: sorted(where) for action, where in granted.items()}
 
@@ -600,6 +603,19 @@ def test_a_new_grant_on_every_resource_is_found():
                                 "Action": "secretsmanager:GetSecretValue",
                                 "Resource": ["*"],
                             },
+                            # Lambda's network-interface calls pass only when they hold
+                            # for Lambda alone, not for the function's code as well.
+                            {
+                                "Effect": "Allow",
+                                "Action": ["ec2:DeleteNetworkInterface"],
+                                "Resource": "*",
+                                "Condition": LAMBDA_ITSELF,
+                            },
+                            {
+                                "Effect": "Allow",
+                                "Action": ["ec2:CreateNetworkInterface"],
+                                "Resource": "*",
+                            },
                         ]
                     }
                 },
@@ -609,4 +625,7 @@ def test_a_new_grant_on_every_resource_is_found():
     found = grants_on_every_resource(template)
     for action in ACTIONS_WITHOUT_RESOURCES:
         found.pop(action, None)
-    assert found == {"secretsmanager:GetSecretValue": ["ApiRolePolicy"]}
+    assert found == {
+        "secretsmanager:GetSecretValue": ["ApiRolePolicy"],
+        "ec2:CreateNetworkInterface": ["ApiRolePolicy"],
+    }

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from cdk.assets import LAMBDA_PYTHON_VERSION, stale_bytecode
+from cdk.functions import LAMBDA_ITSELF
 from functions.shared import names
 from functions.shared.aws_clients import BACKGROUND, CLEANUP, RATE_LIMIT, REQUEST
 from functions.shared.settings import Settings
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import VPC_ACTIONS, Synthesized
 
 PACKAGES = names.FUNCTION_PACKAGES
 
@@ -26,6 +27,10 @@ RESOURCE_WILDCARD_ACTIONS = {
     "logs:StopQuery",
     "secretsmanager:GetRandomPassword",
 }
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _functions(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
@@ -117,20 +122,39 @@ def test_each_function_has_a_role_of_its_own(synthesized: Synthesized):
     assert len(set(roles)) == len(roles)
 
 
+def _role_policy_statements(synthesized: Synthesized, role_id: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
 def test_a_function_in_the_vpc_may_create_its_network_interfaces(synthesized: Synthesized):
-    """Lambda needs ec2:CreateNetworkInterface and friends to place a function in a
-    VPC; CDK adds the managed policy only to roles it creates, and ours are our own."""
+    """Lambda creates a VPC function's network interfaces with the function's role, and
+    CDK grants that only to a role it creates itself. Ours carry the network-interface
+    actions alone, not AWSLambdaVPCAccessExecutionRole, whose logs:CreateLogGroup,
+    CreateLogStream and PutLogEvents on `*` would open every log group of the account
+    to the function. The actions hold only without lambda:SourceFunctionArn: Lambda's
+    own calls, never the function's code (test_vpc_function_least_privilege.py)."""
     roles = synthesized.resources("AWS::IAM::Role")
     in_vpc = [f for f in _functions(synthesized).values() if "VpcConfig" in f["Properties"]]
     assert {f["Properties"]["FunctionName"] for f in in_vpc} == {
         names.function_name(p) for p in ("api", "rotate_db", "migrate")
     }
     for function in in_vpc:
-        role = roles[function["Properties"]["Role"]["Fn::GetAtt"][0]]
-        managed = json.dumps(role["Properties"].get("ManagedPolicyArns", []))
-        assert "service-role/AWSLambdaVPCAccessExecutionRole" in managed, function["Properties"][
-            "FunctionName"
+        name = function["Properties"]["FunctionName"]
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert not roles[role_id]["Properties"].get("ManagedPolicyArns"), name
+        (interfaces,) = [
+            s
+            for s in _role_policy_statements(synthesized, role_id)
+            if any(str(a).startswith("ec2:") for a in _as_list(s["Action"]))
         ]
+        assert sorted(interfaces["Action"]) == sorted(VPC_ACTIONS), name
+        assert interfaces["Resource"] == "*", name
+        assert interfaces["Condition"] == LAMBDA_ITSELF, name
 
 
 def test_api_environment_names_its_tables_secrets_and_allowlist(synthesized: Synthesized):
@@ -215,6 +239,8 @@ def test_no_policy_grants_wildcard_actions(synthesized: Synthesized):
 
 
 def test_resource_wildcards_only_for_actions_without_resource_scoping(synthesized: Synthesized):
+    """On `*`: the actions IAM offers no resource for, and Lambda's network-interface
+    calls, which hold for Lambda alone (DescribeNetworkInterfaces works on `*` only)."""
     function_roles = {
         f["Properties"]["Role"]["Fn::GetAtt"][0] for f in _functions(synthesized).values()
     }
@@ -224,12 +250,10 @@ def test_resource_wildcards_only_for_actions_without_resource_scoping(synthesize
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if statement["Resource"] != "*":
                 continue
-            actions = (
-                statement["Action"]
-                if isinstance(statement["Action"], list)
-                else [statement["Action"]]
-            )
-            assert set(actions) <= RESOURCE_WILDCARD_ACTIONS, f"{logical_id}: {actions}"
+            actions = set(_as_list(statement["Action"]))
+            if statement.get("Condition") == LAMBDA_ITSELF:
+                actions -= set(VPC_ACTIONS)
+            assert actions <= RESOURCE_WILDCARD_ACTIONS, f"{logical_id}: {sorted(actions)}"
 
 
 def test_function_log_groups_are_encrypted_and_retained(synthesized: Synthesized):

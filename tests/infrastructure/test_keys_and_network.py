@@ -8,7 +8,7 @@ from aws_cdk.assertions import Match
 
 from cdk.app import default_context
 from cdk.network import DB_PARAMETERS
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 
 
 def test_platform_key_rotates_yearly(template: Any):
@@ -105,6 +105,23 @@ def test_postgres_is_encrypted_private_protected_and_backed_up(template: Any):
     )
 
 
+def test_the_database_takes_no_iam_authentication(synthesized: Synthesized):
+    """Every login is a password from Secrets Manager: no role holds rds-db:connect
+    and no migration grants rds_iam. IAM authentication on would only be one more way
+    in (any principal that is ever given rds-db:connect on `*`, a token minted for the
+    master user), guarded by nothing the platform watches."""
+    (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    grants_connect = [
+        statement
+        for _, statement in _role_statements(synthesized)
+        if any(str(a).lower().startswith("rds-db:") for a in _as_list(statement["Action"]))
+    ]
+
+    assert db["Properties"].get("EnableIAMDatabaseAuthentication", False) is False
+    assert grants_connect == []
+    assert not [p.name for p in (REPO_ROOT / "sql").rglob("*.sql") if "rds_iam" in p.read_text()]
+
+
 def test_parameter_group_forces_tls_and_loads_pgaudit(template: Any):
     template.has_resource_properties(
         "AWS::RDS::DBParameterGroup",
@@ -196,7 +213,7 @@ def test_migration_trigger_runs_the_migrate_function_after_the_database(
             "FunctionsmigrateSecurityGroup"
         )
     ]
-    assert len(admitting) == 5  # PostgreSQL and the four interface endpoints
+    assert len(admitting) == 3  # PostgreSQL, and the Secrets Manager and X-Ray endpoints
     assert set(admitting) <= set(trigger["DependsOn"])
 
 

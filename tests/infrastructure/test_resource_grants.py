@@ -395,6 +395,10 @@ def _condition_holds(operator: str, key: str, expected: Any, context: Mapping[st
         () if found is None else found if isinstance(found, tuple) else (str(found),)
     )
     wanted = [str(e) for e in _as_list(expected)]
+    if operator == "Null":
+        # "true": the key must be absent from the request; "false": present.
+        (absent,) = wanted
+        return (found is None) == (absent.lower() == "true")
     qualifier, _, base = operator.rpartition(":")
     if base.endswith("IfExists"):
         if found is None:
@@ -1100,6 +1104,59 @@ def test_waf_logs_into_a_group_of_the_stack_named_for_waf(stack: Template):
     assert group_id in logging.get("DependsOn", [])
 
 
+# Actions on a topic besides Publish: a subscription, its attributes, its policy, the topic.
+TOPIC_ACTIONS = (
+    "sns:Publish",
+    "sns:Subscribe",
+    "sns:ConfirmSubscription",
+    "sns:SetTopicAttributes",
+    "sns:GetTopicAttributes",
+    "sns:AddPermission",
+    "sns:DeleteTopic",
+    "sns:ListSubscriptionsByTopic",
+)
+
+
+def test_every_topic_takes_requests_over_tls_only(stack: Template):
+    """The on-call topic is "TLS only" (docs/INFRASTRUCTURE.md). CDK's `enforce_ssl`
+    denies plain HTTP for sns:Publish alone: over HTTP a caller could still subscribe an
+    address of its own to every page, read or change the topic's attributes and policy.
+    Each action without aws:SecureTransport must meet the topic's own explicit deny,
+    whoever asks (a role of the stack, an AWS service); over TLS none applies."""
+    callers = [
+        Caller(role=stack.resolve({"Fn::GetAtt": [stack.role_of("waf_responder"), "Arn"]})),
+        Caller(service="cloudwatch.amazonaws.com"),
+    ]
+    topics = [stack.resolve({"Ref": lid}) for lid in stack.of_type("AWS::SNS::Topic")]
+    assert topics
+
+    def denied(request: Request) -> bool:
+        return any(
+            statement["Effect"] == "Deny"
+            and _principal_match(statement, request.caller)
+            and _covers(statement, request)
+            for statement in stack.resource_policies.get(request.resource, [])
+        )
+
+    plain_http = [
+        request.describe()
+        for topic in topics
+        for caller in callers
+        for action in TOPIC_ACTIONS
+        if not denied(request := Request(caller, action, topic, {"aws:SecureTransport": "false"}))
+    ]
+    over_tls = [
+        request.describe()
+        for topic in topics
+        for caller in callers
+        for action in TOPIC_ACTIONS
+        if denied(request := Request(caller, action, topic, {"aws:SecureTransport": "true"}))
+    ]
+
+    assert not plain_http, "taken over plain HTTP: " + "; ".join(plain_http)
+    assert not over_tls, "refused over TLS: " + "; ".join(over_tls)
+
+
 # --- the evaluation itself: it must refuse what IAM refuses --------------------------------
 
 
@@ -1124,6 +1181,11 @@ def test_evaluation_follows_iams_rules(stack: Template):
     assert _covers(tag, Request(caller, tagging, secret, {"aws:TagKeys": (PROMOTED_TAG,)}))
     assert not _covers(tag, Request(caller, tagging, secret, {"aws:TagKeys": (PROMOTED_TAG, "x")}))
     assert _condition_holds("ArnNotLike", "aws:SourceArn", "arn:aws:events:*:*:rule/x", {})
+    # Null: "true" holds only where the request carries no such key.
+    function_arn = {"lambda:SourceFunctionArn": "arn:aws:lambda:us-east-1:1:function:f"}
+    assert _condition_holds("Null", "lambda:SourceFunctionArn", "true", {})
+    assert not _condition_holds("Null", "lambda:SourceFunctionArn", "true", function_arn)
+    assert _condition_holds("Null", "lambda:SourceFunctionArn", "false", function_arn)
     # The key: a role the key policy does not name needs its own statement too.
     key = stack.resolve({"Fn::GetAtt": [next(iter(stack.of_type("AWS::KMS::Key"))), "Arn"]})
     stranger = Caller(role=stack.resolve({"Fn::GetAtt": [stack.role_of("secret_age"), "Arn"]}))

@@ -46,6 +46,30 @@ def test_every_inventory_secret_exists_encrypted_with_the_platform_key(
         assert "KmsKeyId" in by_name[spec.secret_name], spec.name
 
 
+def test_every_secret_outlives_the_stack_like_the_key_and_the_final_snapshot(
+    synthesized: Synthesized,
+):
+    """Deleting the stack keeps the key, the tables, the log groups and the IP sets, and
+    leaves the database a final snapshot. A database restored from that snapshot has the
+    logins whose passwords only the secrets hold (the master user's among them): a
+    secret deleted with the stack would leave the restored database with no password
+    anyone knows, a replacement for a stack update likewise."""
+    secrets = synthesized.resources("AWS::SecretsManager::Secret")
+    (db,) = synthesized.resources("AWS::RDS::DBInstance").values()
+    (key,) = synthesized.resources("AWS::KMS::Key").values()
+    assert db["DeletionPolicy"] == "Snapshot"
+    assert key["DeletionPolicy"] == "Retain"
+
+    by_name = {s["Properties"]["Name"]: s for s in secrets.values()}
+    assert set(by_name) == {spec.secret_name for spec in INVENTORY}
+    deleted = {
+        name: (secret.get("DeletionPolicy"), secret.get("UpdateReplacePolicy"))
+        for name, secret in by_name.items()
+        if (secret.get("DeletionPolicy"), secret.get("UpdateReplacePolicy")) != ("Retain",) * 2
+    }
+    assert deleted == {}, f"deleted with the stack (DeletionPolicy, UpdateReplacePolicy): {deleted}"
+
+
 def test_each_secret_rotates_with_its_method_on_its_period(synthesized: Synthesized):
     ids = _secret_ids_by_name(synthesized)
     schedules = {
