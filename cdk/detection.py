@@ -468,7 +468,8 @@ class DetectionAndResponse(Construct):
             "ResponderErrors",
             alarm_name=f"{names.PREFIX}-waf-responder-errors",
             metric=names.METRIC_WAF_RESPONDER_ERRORS,
-            description="waf_responder keeps failing to look for offenders",
+            description="waf_responder keeps failing to look for offenders or to sweep "
+            "(RUNBOOK, 'The WAF responder failed')",
         )
         # One SecretsOverdue datapoint per daily run (functions/shared/rotation/age.py).
         # Two daily periods: a late run, or a secret met on its due day before its
@@ -557,7 +558,8 @@ class DetectionAndResponse(Construct):
             self.dead_letters,
             alarm_name=f"{names.WAF_RESPONDER_DLQ}-not-empty",
             description="waf_responder could not be sent, or could not handle, an attack "
-            "or sweep event",
+            "or sweep event: its blocks may be unannounced (RUNBOOK, 'The WAF responder "
+            "failed')",
         )
         self.alarms.append(dead_letter_alarm)
         self.alarms.append(

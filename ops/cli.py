@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ops.console import CommandError, fail
+from ops.console import CommandError, cli_caller, fail
 
 # Modules that expose `register(subparsers)`; each adds its commands and sets
 # `func` on its parser. Imported lazily per call so `babyshield --help` is fast.
@@ -107,6 +107,16 @@ def show_every_log_line() -> None:
     logger.registered_handler.removeFilter(_worth_showing)
 
 
+# psycopg_pool's own logger: a pool retrying a connection logs each attempt (the
+# library's text, maybe more after the command answered), where the command reports
+# the failure itself, once.
+POOL_LOGGER = "psycopg.pool"
+
+
+def _pool_errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     """Keep the line, drop its traceback: the command reports the failure itself, in
     one line (BABYSHIELD_DEBUG=1 keeps tracebacks)."""
@@ -124,6 +134,7 @@ def command_output_only() -> Iterator[None]:
 
     - the code's JSON log lines go to stderr, warnings, errors and audit lines only,
       without tracebacks;
+    - the database pool's retry lines (psycopg.pool, below ERROR) are not shown;
     - its EMF metric blobs are not written (there is no CloudWatch to read them).
 
     BABYSHIELD_DEBUG=1 keeps every log line (still on stderr) and the metrics.
@@ -132,12 +143,15 @@ def command_output_only() -> Iterator[None]:
 
     debug = bool(os.environ.get("BABYSHIELD_DEBUG"))
     handler = logger.registered_handler
+    pool_logger = logging.getLogger(POOL_LOGGER)
     previous = None
     if isinstance(handler, logging.StreamHandler):
         previous = handler.setStream(_CurrentStderr())
         if not debug:
             handler.addFilter(_worth_showing)
             handler.addFilter(_without_traceback)
+    if not debug:
+        pool_logger.addFilter(_pool_errors_only)
     metrics_setting = os.environ.get(METRICS_DISABLED)
     if not debug:
         os.environ[METRICS_DISABLED] = "true"
@@ -153,8 +167,23 @@ def command_output_only() -> Iterator[None]:
         metrics.clear_metrics()
         handler.removeFilter(_worth_showing)
         handler.removeFilter(_without_traceback)
+        pool_logger.removeFilter(_pool_errors_only)
         if previous is not None and isinstance(handler, logging.StreamHandler):
             handler.setStream(previous)
+
+
+@contextmanager
+def secrets_read_by(reader: str) -> Iterator[None]:
+    """Every secret value the command's in-process code reads, a database tier's login
+    for `secrets --api-keys` or the admin login for `db migrate` alike, is audited as
+    `reader`'s read, as the command's own reads are, not as a function's."""
+    from functions.shared.db.credentials import name_secret_reader
+
+    previous = name_secret_reader(reader)
+    try:
+        yield
+    finally:
+        name_secret_reader(previous)
 
 
 def _uses_local_stack(args: argparse.Namespace) -> bool:
@@ -248,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _serves(args):
             result = args.func(args)
         else:
-            with command_output_only():
+            with command_output_only(), secrets_read_by(cli_caller()):
                 result = args.func(args)
     except CommandError as error:
         return fail(str(error), hint=error.hint, code=error.exit_code)

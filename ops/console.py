@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+# What a command that talks to AWS says when the shell has no credentials at all.
+NO_CREDENTIALS = "no AWS credentials found"
+NO_CREDENTIALS_HINT = "set AWS_PROFILE or run `aws sso login`"
+
 
 class CommandError(Exception):
     """An expected failure: printed as one line with what to do next, exit code 1."""

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ops.console import CommandError, UsageError, cli_caller, print_json, print_table
+from ops.console import (
+    NO_CREDENTIALS,
+    NO_CREDENTIALS_HINT,
+    CommandError,
+    UsageError,
+    cli_caller,
+    print_json,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from functions.shared.db.roles import RoleNames
@@ -579,6 +587,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Mode, SecretStore]:
             hint="use --mode local (the default there); for AWS, run from a shell that "
             "targets it (AWS_PROFILE or credentials set, no AWS_ENDPOINT_URL)",
         )
+    if _no_credentials():
+        # Once, before any secret: each would fail alike, and a line per secret with
+        # botocore's text alone says nothing of what to do.
+        raise CommandError(NO_CREDENTIALS, hint=NO_CREDENTIALS_HINT)
     if mode == "local":
         # The handlers run in this process: local database (no TLS), no CloudWatch.
         os.environ.setdefault("BABYSHIELD_ENV", "local")
@@ -586,6 +598,18 @@ def _prepare(args: argparse.Namespace) -> tuple[Mode, SecretStore]:
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     get_settings.cache_clear()
     return mode, SecretStore(caller=cli_caller())
+
+
+def _no_credentials() -> bool:
+    """True when the shell has no AWS credentials anywhere botocore looks (the local
+    stack's are set by then). A profile that cannot be read is not decided here: the
+    first call reports it."""
+    import botocore.session
+
+    try:
+        return botocore.session.Session().get_credentials() is None
+    except Exception:  # noqa: BLE001 - undecided: the rotation's own calls say why
+        return False
 
 
 def _admin_first(items: Iterable[SecretSpec]) -> list[SecretSpec]:

@@ -15,25 +15,22 @@ from ops.console import CommandError, cli_caller, fail, print_json, print_table
 
 if TYPE_CHECKING:
     from functions.shared.identity.webhook_signers import SignerState
+    from functions.shared.rotation.age import SecretAge
     from functions.shared.rotation.store import SecretStore
 
 
 def _run(args: argparse.Namespace) -> int:
-    from functions.shared.rotation.age import api_key_ages, secret_ages
+    from functions.shared.rotation.age import secret_ages
     from functions.shared.rotation.store import SecretStore
 
     store = SecretStore(caller=cli_caller())
     ages = secret_ages(store)
     unread = [age.problem for age in ages if age.problem]
     read_none = bool(ages) and len(unread) == len(ages)
-    if args.api_keys:
-        try:
-            ages += api_key_ages()
-        except ServiceUnavailable as exc:
-            raise CommandError(
-                "cannot read API keys: the database is unavailable",
-                hint="check `babyshield db` connectivity, or run without --api-keys",
-            ) from exc
+    # With not one secret readable (no credentials, no stack), the database's login
+    # secret is not either: the failure below names the cause, not the database.
+    if args.api_keys and not read_none:
+        ages += _api_key_ages()
     signer, signer_problem = _feed_signer(store)
     if args.json:
         rows = [age.as_json() for age in ages]
@@ -100,6 +97,23 @@ def _run(args: argparse.Namespace) -> int:
             " 'Rotation switched off or re-scheduled'",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
+
+
+def _api_key_ages() -> list[SecretAge]:
+    from functions.shared.db.pools import close_pools
+    from functions.shared.rotation.age import api_key_ages
+
+    try:
+        return api_key_ages()
+    except ServiceUnavailable as exc:
+        raise CommandError(
+            "cannot read API keys: the database is unavailable",
+            hint="check `babyshield db` connectivity, or run without --api-keys",
+        ) from exc
+    finally:
+        # A pool that cannot connect goes on retrying in its own threads, and logging,
+        # after the command has answered.
+        close_pools()
 
 
 def _feed_signer(store: SecretStore) -> tuple[SignerState | None, str | None]:

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -30,7 +31,15 @@ from botocore.exceptions import (
 from functions.shared import blocks, names
 from functions.shared.aws_clients import error_code
 from functions.shared.settings import IPNetwork, get_settings
-from ops.console import CommandError, UsageError, login_name, print_json, print_table
+from ops.console import (
+    NO_CREDENTIALS,
+    NO_CREDENTIALS_HINT,
+    CommandError,
+    UsageError,
+    login_name,
+    print_json,
+    print_table,
+)
 from ops.provision import ensure_log_groups, ensure_tables
 
 T = TypeVar("T")
@@ -167,9 +176,7 @@ def _unreachable_aws(error: BaseException, where: str) -> CommandError | None:
                 "the network",
             )
         if isinstance(found, NoCredentialsError):
-            return CommandError(
-                "no AWS credentials found", hint="set AWS_PROFILE or run `aws sso login`"
-            )
+            return CommandError(NO_CREDENTIALS, hint=NO_CREDENTIALS_HINT)
     return None
 
 
@@ -460,13 +467,16 @@ def _unblock(args: argparse.Namespace) -> int:
     actor = _acting(args)
     # The sync after an unblock leaves protected addresses out of the IP sets: with
     # empty lists it would put back a block the sweep had taken out for being protected.
+    now = time.time()
     with _deployed_protected_lists():
-        result = _call_aws(lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event))
+        result = _call_aws(
+            lambda: blocks.unblock(args.targets, actor=actor, event_id=args.event, now=now)
+        )
     unmatched = _unmatched_event(args.event, result.changed) if args.event else None
     if args.json:
         print_json(
             {
-                "unblocked": [_block_json(b) for b in result.changed],
+                "unblocked": [_block_json(_as_released(b, actor, now)) for b in result.changed],
                 "expired": result.expired,
                 "not_blocked": result.not_found,
                 "event_not_blocked": args.event if unmatched else None,
@@ -539,6 +549,15 @@ def _unblock(args: argparse.Namespace) -> int:
             + _addresses_text(sorted({n for ip in still for n in result.covered_by[ip]}), " "),
         )
     return 0
+
+
+def _as_released(block: blocks.Block, actor: str, now: float) -> blocks.Block:
+    """An unblocked row as the registry holds it now. blocks.unblock answers with the
+    rows as it found them (the audit line's "what was lifted"); the release it wrote
+    resets the offences and dates the release as here, with the same `now`."""
+    if block.released:  # read back on a later pass: the release itself
+        return block
+    return replace(block, offences=0, released_at=int(now), released_by=actor)
 
 
 def ensure_local_resources(admin_cidrs: str = "") -> dict[str, str]:

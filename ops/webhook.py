@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.console import CommandError, UsageError, cli_caller, is_http_url
+from ops.console import NO_CREDENTIALS_HINT, CommandError, UsageError, cli_caller, is_http_url
 
 WEBHOOK_PATH = "/webhooks/recalls"
 # Where `make run` serves when nothing says otherwise (no running stack to ask).
@@ -98,7 +98,11 @@ def recall_event(args: argparse.Namespace) -> dict[str, Any]:
         try:
             document: dict[str, Any] = json.loads(Path(args.file).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise CommandError(f"cannot read an event from {args.file}: {exc}") from exc
+            # No secret read, nothing sent: a refused argument (exit 2), as a bad --url is.
+            raise UsageError(
+                f"cannot read an event from {args.file}: {exc}",
+                hint="--file takes a file holding one JSON event, as the feed sends it",
+            ) from exc
         return document
     return {
         "type": args.type,
@@ -140,16 +144,41 @@ def current_secret() -> str:
         )
         secret = str(json.loads(answer["SecretString"])["secret"])
     except Exception as exc:
-        raise CommandError(
-            f"cannot read the webhook secret {settings.webhook_secret_id}",
-            hint="start the local stack with `make run` (and export its AWS_ENDPOINT_URL), "
-            "or pass --secret whsec_...",
-        ) from exc
+        raise _unreadable_secret(settings.webhook_secret_id, exc) from exc
     # As every other read of a secret value: who read which version, never the value.
     audit_secret_read(
         settings.webhook_secret_id, "AWSCURRENT", cli_caller(), answer.get("VersionId")
     )
     return secret
+
+
+def _unreadable_secret(secret_id: str, error: Exception) -> CommandError:
+    """Why the webhook secret could not be read (AWS's error code or the error's type,
+    never a message, which may quote a value), and what to do. The command finds the
+    running local stack itself (.babyshield/local.json): starting it is enough."""
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    from functions.shared.aws_clients import error_code
+
+    why = error_code(error) or type(error).__name__
+    if isinstance(error, NoCredentialsError):
+        hint = (
+            "start the local stack with `make run` (this command finds it); for AWS "
+            + NO_CREDENTIALS_HINT
+        )
+    elif isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+        hint = "start the local stack with `make run`, or check AWS_ENDPOINT_URL and the network"
+    else:
+        hint = "check the secret, and that your role may read it"
+    return CommandError(
+        f"cannot read the webhook secret {secret_id} ({why})",
+        hint=f"{hint}; or pass --secret whsec_...",
+    )
 
 
 def _is_loopback(url: str | None) -> bool:

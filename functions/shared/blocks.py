@@ -806,15 +806,17 @@ def _ssm_provider(region: str, endpoint_url: str | None, budget: Timeouts | None
     return SSMProvider(boto3_client=ssm)
 
 
-def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
-    """The CIDRs in an SSM parameter (cached), else `fallback`; on an API request
-    (request_budget), read within the request's budget."""
+def read_cidrs(
+    parameter: str | None, fallback: tuple[IPNetwork, ...], *, fresh: bool = False
+) -> tuple[IPNetwork, ...]:
+    """The CIDRs in an SSM parameter (cached; `fresh`: read now, and cached anew), else
+    `fallback`; on an API request (request_budget), read within the request's budget."""
     if not parameter:
         return fallback
     settings = get_settings()
     provider = _ssm_provider(settings.region, settings.aws_endpoint_url, _request_budget.get())
     try:
-        raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS)
+        raw = provider.get(parameter, max_age=PROTECTED_LIST_CACHE_SECONDS, force_fetch=fresh)
     except Exception as exc:
         raise ProtectedListUnavailable(
             f"cannot read the protected address list {parameter}: nothing is blocked until it can"
@@ -830,12 +832,17 @@ def read_cidrs(parameter: str | None, fallback: tuple[IPNetwork, ...]) -> tuple[
         ) from exc
 
 
-def protected_networks() -> ProtectedNetworks:
-    """The admin allowlist and never-block list (SSM in AWS, the environment locally)."""
+def protected_networks(*, fresh: bool = False) -> ProtectedNetworks:
+    """The admin allowlist and never-block list (SSM in AWS, the environment locally);
+    `fresh`: as they are now, not as cached up to PROTECTED_LIST_CACHE_SECONDS ago."""
     settings = get_settings()
     return ProtectedNetworks(
-        admin=read_cidrs(settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs),
-        never_block=read_cidrs(settings.never_block_cidrs_parameter, settings.never_block_cidrs),
+        admin=read_cidrs(
+            settings.admin_allowed_cidrs_parameter, settings.admin_allowed_cidrs, fresh=fresh
+        ),
+        never_block=read_cidrs(
+            settings.never_block_cidrs_parameter, settings.never_block_cidrs, fresh=fresh
+        ),
     )
 
 
@@ -1104,7 +1111,9 @@ def sync_ip_sets(
     report = SyncReport()
     refs = _ip_set_refs()
     try:
-        protected: ProtectedNetworks | None = protected_networks()
+        # Read now, not from the cache: an address on-call just added to the never-block
+        # list leaves the IP sets at the next sync (the sweep's, every 5 minutes).
+        protected: ProtectedNetworks | None = protected_networks(fresh=True)
     except ProtectedListUnavailable:
         logger.warning("protected lists unreadable: every live block stays in the IP sets")
         protected = None

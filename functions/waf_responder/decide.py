@@ -3,13 +3,19 @@
 Pure logic over the offenders, the registry's current entries and the protected
 lists: no AWS call happens here, so every rule is tested on plain values.
 
-An operator's unblock holds: the registry keeps a released row (blocks.unblock),
-and an address is blocked again only on evidence newer than its release. Log
-records carry their time, so those seen up to the release no longer count and the
-newer ones must reach the threshold by themselves (offenders.py counts them apart
-while it reads them, against the releases read just before); the
-rate rule's keys carry none, so they count again only once the alarm has left
-ALARM since the release, or one offender window after it.
+Evidence is answered once. An operator's unblock holds: the registry keeps a
+released row (blocks.unblock), and an address is blocked again only on evidence
+newer than its release. A block that ran out answered the evidence it was made
+for: the sweep's look again at an alarm still in ALARM reads the same window, so
+an address whose block ended (its expiry, or the shorter one an operator set) is
+blocked again, as a repeat offence, only on evidence newer than that end. Log
+records carry their time, so those seen up to the release or the end no longer
+count and the newer ones must reach the threshold by themselves (offenders.py
+counts them apart while it reads them, against the clearing times read just
+before: `clearing_times`). The rate rule's keys carry none: after a release they
+count again only once the alarm has left ALARM since, or one offender window after
+it; after a block ran out they are new (the rule counts only requests that pass
+the auto-block rules), except for the retry of the event that made it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from datetime import UTC, datetime
 
 from functions.shared.blocks import Block, ProtectedNetworks, enforceable_blocks, plan_ip_set
 from functions.shared.settings import IPNetwork, Settings, canonical_network
-from functions.waf_responder.offenders import Offender, ReleaseOf, earliest_known
+from functions.waf_responder.offenders import ClearedAt, Offender, earliest_known
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ def _canonical(offenders: Iterable[Offender]) -> list[Offender]:
                 last_seen=max(seen.last_seen, offender.last_seen),
                 first_seen=earliest_known(seen.first_seen, offender.first_seen),
                 country=seen.country or offender.country,
-                after_release=_merged_after(seen.after_release, offender.after_release),
+                after_cleared=_merged_after(seen.after_cleared, offender.after_cleared),
             )
         )
     return list(merged.values())
@@ -108,87 +114,119 @@ def _inside(network: IPNetwork, outer: IPNetwork) -> bool:
     return network.subnet_of(outer)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class _Releases:
-    """Released rows, hosts by address so each offender costs one lookup plus the few
-    released networks (an `unblock --event` can release hundreds of hosts)."""
+def _cleared_at(block: Block, now: float) -> int | None:
+    """When what was seen of the block's network stopped counting against it: its
+    release, or its end once it has run out; None while it is live."""
+    if block.released_at is not None:
+        return block.released_at
+    return None if block.is_live(now) else block.blocked_until
 
-    hosts: dict[IPNetwork, Block]
-    networks: list[Block]
+
+@dataclass(frozen=True)
+class _Clearings:
+    """The rows that cleared their network's evidence by `now` (released, or run out;
+    only the released ones with `releases_only`), by network: the rows covering an
+    offender are found with one lookup per prefix length in use, however many hosts
+    an `unblock --event` released or an attack's blocks left run out."""
+
+    by_network: dict[IPNetwork, Block]
+    prefixes: dict[int, list[int]]
+    now: float
 
     @classmethod
-    def of(cls, blocks: Iterable[Block]) -> _Releases:
-        released = [b for b in blocks if b.released]
-        host = [b.network.prefixlen == b.network.max_prefixlen for b in released]
-        return cls(
-            hosts={b.network: b for b, is_host in zip(released, host, strict=True) if is_host},
-            networks=[b for b, is_host in zip(released, host, strict=True) if not is_host],
-        )
+    def of(cls, blocks: Iterable[Block], now: float, *, releases_only: bool = False) -> _Clearings:
+        by_network = {
+            b.network: b for b in blocks if b.released or (not releases_only and not b.is_live(now))
+        }
+        prefixes: dict[int, set[int]] = {4: set(), 6: set()}
+        for network in by_network:
+            prefixes[network.version].add(network.prefixlen)
+        return cls(by_network, {v: sorted(p) for v, p in prefixes.items()}, now)
 
-    def covering(self, network: IPNetwork) -> list[Block]:
-        exact = self.hosts.get(network)
-        wider = [b for b in self.networks if _inside(network, b.network)]
-        return [exact, *wider] if exact is not None else wider
+    def time_of(self, block: Block) -> int:
+        return _cleared_at(block, self.now) or 0
 
     def latest(self, network: IPNetwork) -> Block | None:
-        covering = self.covering(network)
-        return max(covering, key=lambda b: b.released_at or 0) if covering else None
+        """The row covering `network` (its own, or a wider one's) that cleared it last."""
+        covering = [
+            row
+            for prefixlen in self.prefixes[network.version]
+            if prefixlen <= network.prefixlen
+            and (row := self.by_network.get(network.supernet(new_prefix=prefixlen))) is not None
+        ]
+        return max(covering, key=self.time_of) if covering else None
 
 
-def release_times(rows: Iterable[Block]) -> ReleaseOf:
-    """When an operator last released each address (the covering release), for
-    counting apart the evidence newer than it while the records are read."""
-    releases = _Releases.of(rows)
+def clearing_times(rows: Iterable[Block], now: float) -> ClearedAt:
+    """When each address's evidence was last cleared by `now` (the covering release or
+    run-out block that cleared it last), for counting apart the evidence newer than
+    that while the records are read."""
+    clearings = _Clearings.of(rows, now)
 
-    def release_of(network: IPNetwork) -> int | None:
-        latest = releases.latest(canonical_network(network))
-        return None if latest is None else latest.released_at
+    def cleared_at(network: IPNetwork) -> int | None:
+        latest = clearings.latest(canonical_network(network))
+        return None if latest is None else clearings.time_of(latest)
 
-    return release_of
+    return cleared_at
 
 
-def _holding_release(
+def _why_held(
     offender: Offender,
-    releases: _Releases,
+    own_row: Block | None,
+    clearings: _Clearings,
+    releases: _Clearings,
     *,
+    event_id: str,
     timed_evidence: bool,
     alarm_since: int | None,
     now: int,
     window_seconds: int,
     threshold: int,
-) -> Block | None:
-    """The latest release covering the offender, if its evidence does not outdate it."""
-    latest = releases.latest(offender.network)
-    if latest is None:
-        return None
-    released_at = latest.released_at or 0
+) -> str | None:
+    """Why the offender's evidence makes no offence now, if it makes none: it is what
+    an operator cleared, or what a block that has run out was made for. `own_row`: the
+    registry's row of the offender's network; `clearings`: the rows released or run
+    out, `releases` only the released ones."""
     if timed_evidence and offender.last_seen:
-        # Only records newer than the release count, and they must make an offender
-        # by themselves: what the operator cleared is not added to them.
-        return latest if offender.requests_after(released_at) < threshold else None
+        latest = clearings.latest(offender.network)
+        if latest is None:
+            return None
+        cleared_at = _cleared_at(latest, now) or 0
+        # Only records newer than the release or the block's end count, and they must
+        # make an offender by themselves: what was cleared or served is not added.
+        seen = offender.requests_after(cleared_at)
+        if seen >= threshold:
+            return None
+        since = f"{seen} seen since, under the threshold of {threshold}"
+        if latest.released:
+            return f"unblocked by an operator at {_utc(cleared_at)}; {since}"
+        if latest.event_id == event_id:
+            return f"blocked by this alarm event until {_utc(cleared_at)}; {since}"
+        return f"blocked until {_utc(cleared_at)} (by {latest.alarm}); {since}"
     # No time on the evidence: it may be exactly what the operator cleared.
-    if alarm_since is not None and alarm_since > released_at:
-        return None  # the alarm left ALARM and fired again since: this is a new look
-    return latest if now < released_at + window_seconds else None
-
-
-def _served_for_this_event(
-    previous: Block | None,
-    offender: Offender,
-    *,
-    event_id: str,
-    timed_evidence: bool,
-    now: int,
-) -> Block | None:
-    """This event's own block that has already run out, when the evidence is no newer
-    than its end: a retry arriving that late (a short per-alarm expiry) is looking at
-    what the block was for, and blocking again would punish it twice, escalated."""
-    if previous is None or previous.event_id != event_id or previous.released:
-        return None
-    if previous.is_live(now):
-        return None
-    came_back = timed_evidence and offender.last_seen > previous.blocked_until
-    return None if came_back else previous
+    release = releases.latest(offender.network)
+    if release is not None:
+        released_at = release.released_at or 0
+        # The alarm left ALARM and fired again since: this is a new look.
+        fired_again = alarm_since is not None and alarm_since > released_at
+        if not fired_again and now < released_at + window_seconds:
+            return (
+                f"unblocked by an operator at {_utc(released_at)}; held until the alarm "
+                f"fires again or {window_seconds // 60} minutes pass"
+            )
+    if (
+        own_row is not None
+        and own_row.event_id == event_id
+        and not own_row.released
+        and not own_row.is_live(now)
+    ):
+        # This event's own block that has already run out: a retry arriving that late
+        # (a short per-alarm expiry) is looking at what the block was for, and blocking
+        # again would punish it twice, escalated.
+        return (
+            f"blocked by this alarm event until {_utc(own_row.blocked_until)}; nothing seen since"
+        )
+    return None
 
 
 def decide(
@@ -205,8 +243,8 @@ def decide(
     timed_evidence: bool = True,
     threshold: int = 1,
 ) -> Decision:
-    """Highest offenders first: skip the protected, the already blocked and the
-    released, cap the rest.
+    """Highest offenders first: skip the protected, the already blocked, the released
+    and those whose block ran out on this evidence, cap the rest.
 
     An offender touching a protected list is never blocked anew (the policy for new
     blocks), but this event's own live block of it from an earlier attempt is
@@ -214,14 +252,16 @@ def decide(
     network in the IP sets (blocks.enforceable_blocks).
 
     A live block made by this same event counts as blocked again rather than
-    skipped, so a retried invocation reports what the first attempt did; one that has
-    run out by then is not made again on the evidence it served.
+    skipped, so a retried invocation reports what the first attempt did. A block
+    that has run out, this event's or any other's, is not made again on the evidence
+    it served: only evidence newer than its end is a new (repeat) offence.
     `timed_evidence`: each offender's `last_seen` is when it was last seen (log
     records), not the time of the look (rate-rule keys). `alarm_since`: when the
     alarm entered its current ALARM state, None when unknown (taken as before any
     release).
-    `threshold`: how much evidence makes an offender; after a release, the records
-    newer than it must reach it by themselves (`Offender.after_release`).
+    `threshold`: how much evidence makes an offender; after a release or a block's
+    end, the records newer than it must reach it by themselves
+    (`Offender.after_cleared`, counted against `clearing_times`).
     """
     decision = Decision()
     live = [b for b in known.values() if b.is_live(now)]
@@ -229,7 +269,8 @@ def decide(
     # event made count against it before any new one.
     cap_left = settings.max_new_blocks_per_event - sum(1 for b in live if b.event_id == event_id)
     left_out = _left_out(live, settings, protected)
-    releases = _Releases.of(known.values())
+    clearings = _Clearings.of(known.values(), now)
+    releases = _Clearings.of(known.values(), now, releases_only=True)
     ordered = sorted(
         _canonical(offenders), key=lambda o: (-o.requests, -o.last_seen, str(o.network))
     )
@@ -277,43 +318,20 @@ def decide(
                     )
                 )
                 continue
-        release = _holding_release(
+        why_held = _why_held(
             offender,
+            known.get(ip),
+            clearings,
             releases,
+            event_id=event_id,
             timed_evidence=timed_evidence,
             alarm_since=alarm_since,
             now=now,
             window_seconds=settings.offender_window_seconds,
             threshold=threshold,
         )
-        if release is not None:
-            decision.skipped.append(
-                Skipped(
-                    ip,
-                    offender.requests,
-                    f"unblocked by an operator at {_utc(release.released_at or 0)}; "
-                    + (
-                        f"{offender.requests_after(release.released_at or 0)} seen since, "
-                        f"under the threshold of {threshold}"
-                        if timed_evidence
-                        else "held until the alarm fires again or "
-                        f"{settings.offender_window_seconds // 60} minutes pass"
-                    ),
-                )
-            )
-            continue
-        served = _served_for_this_event(
-            known.get(ip), offender, event_id=event_id, timed_evidence=timed_evidence, now=now
-        )
-        if served is not None:
-            decision.skipped.append(
-                Skipped(
-                    ip,
-                    offender.requests,
-                    f"blocked by this alarm event until {_utc(served.blocked_until)}; "
-                    "nothing seen since",
-                )
-            )
+        if why_held is not None:
+            decision.skipped.append(Skipped(ip, offender.requests, why_held))
             continue
         if cap_left <= 0:
             decision.skipped.append(

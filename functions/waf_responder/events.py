@@ -2,8 +2,11 @@
 
 Two event shapes are ours: EventBridge's "CloudWatch Alarm State Change" for one
 of the configured alarms, and the scheduled expiry sweep. Anything else, or one
-of ours with fields missing, becomes `Rejected` with a reason fit for a log line
-(it names fields, never echoes their content).
+of ours with fields missing or of another shape (a metric list that is a number,
+a period CloudWatch would not take, a time before any alarm could fire), becomes
+`Rejected` with a reason fit for a log line (it names fields, never echoes their
+content): nothing is acted on, and nothing fails to be retried into the
+dead-letter queue.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+)
 
 from functions.shared.settings import AlarmKind, get_settings
 
@@ -22,12 +33,66 @@ ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 
 
+# The longest alarm period the responder takes: it reads the offenders' records over
+# at least one period (offenders.find_offenders), and a day is the most it can query
+# within its timeout. Its alarms evaluate 5-minute periods (cdk/detection.py).
+MAX_ALARM_PERIOD_SECONDS = 86_400
+# No CloudWatch alarm fired before this; an earlier time would put the window the
+# responder reads before 1970, which Logs Insights refuses.
+EARLIEST_EVENT_TIME = datetime(2010, 1, 1, tzinfo=UTC)
+
+
+def _alarm_period(seconds: int) -> int:
+    """A period CloudWatch takes for an alarm (PutMetricAlarm: 10, 20, 30 or a multiple
+    of 60), up to MAX_ALARM_PERIOD_SECONDS."""
+    if seconds in (10, 20, 30) or (0 < seconds <= MAX_ALARM_PERIOD_SECONDS and seconds % 60 == 0):
+        return seconds
+    raise ValueError(
+        f"not an alarm period: 10, 20, 30 or a multiple of 60 up to {MAX_ALARM_PERIOD_SECONDS}"
+    )
+
+
+def _event_time(when: datetime) -> datetime:
+    if when < EARLIEST_EVENT_TIME:
+        raise ValueError(f"earlier than {EARLIEST_EVENT_TIME:%Y-%m-%d}")
+    return when
+
+
+AlarmPeriod = Annotated[StrictInt, AfterValidator(_alarm_period)]
+EventTime = Annotated[AwareDatetime, AfterValidator(_event_time)]
+# EventBridge's ids are UUIDs. The id keys the responder's idempotency, names the
+# blocks it makes (a registry item) and is printed in the undo command on-call
+# pastes into a shell: short, and nothing a shell acts on.
+EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
 class AlarmState(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: str = ""
-    timestamp: datetime
+    timestamp: EventTime
+
+
+class MetricStat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    period: AlarmPeriod | None = None
+
+
+class MetricDataQuery(BaseModel):
+    """One of `configuration.metrics`: a metric with its period, or an expression."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    metric_stat: MetricStat | None = Field(default=None, alias="metricStat")
+
+
+class AlarmConfiguration(BaseModel):
+    # A composite alarm's configuration has no metrics.
+    model_config = ConfigDict(extra="ignore")
+
+    metrics: list[MetricDataQuery] | None = None
 
 
 class AlarmDetail(BaseModel):
@@ -36,31 +101,32 @@ class AlarmDetail(BaseModel):
     alarm_name: str = Field(alias="alarmName", min_length=1)
     state: AlarmState
     previous_state: AlarmState | None = Field(default=None, alias="previousState")
-    configuration: dict[str, Any] = Field(default_factory=dict)
+    configuration: AlarmConfiguration = Field(default_factory=AlarmConfiguration)
 
     def metric_period_seconds(self) -> int | None:
         """The longest metric period the alarm evaluates, when the event says."""
-        periods = []
-        for metric in self.configuration.get("metrics") or []:
-            stat = metric.get("metricStat") if isinstance(metric, dict) else None
-            period = stat.get("period") if isinstance(stat, dict) else None
-            if isinstance(period, int) and period > 0:
-                periods.append(period)
+        periods = [
+            metric.metric_stat.period
+            for metric in self.configuration.metrics or []
+            if metric.metric_stat is not None and metric.metric_stat.period is not None
+        ]
         return max(periods) if periods else None
 
 
 class AlarmStateChange(EventBridgeModel):
     # The id keys the responder's idempotency and names the blocks it makes.
-    id: str = Field(min_length=1)
+    id: EventId
     source: Literal["aws.cloudwatch"]
     detail_type: Literal["CloudWatch Alarm State Change"] = Field(alias="detail-type")
     detail: AlarmDetail
 
 
 class ScheduledEvent(EventBridgeModel):
-    id: str = Field(min_length=1)
+    id: EventId
     source: Literal["aws.events", "aws.scheduler"]
     detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+    # The sweep's looks again read the window ending then.
+    time: EventTime
 
 
 @dataclass(frozen=True)

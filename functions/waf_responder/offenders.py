@@ -55,8 +55,10 @@ class OffenderLookupFailed(Exception):
     pass
 
 
-# The time of the operator's release covering an address, if any (epoch seconds).
-ReleaseOf = Callable[[IPNetwork], int | None]
+# When what was seen of an address last stopped counting against it, if it did
+# (epoch seconds): an operator's release covering it, or the end of a block of it
+# that ran out (decide.clearing_times).
+ClearedAt = Callable[[IPNetwork], int | None]
 
 
 @dataclass(frozen=True)
@@ -65,21 +67,22 @@ class Offender:
     requests: int
     last_seen: int  # epoch seconds
     country: str | None = None
-    # (release time, records newer than it), when a release covered the address as
-    # the records were counted: only those records are evidence against it now.
-    after_release: tuple[int, int] | None = None
+    # (time its evidence was cleared, records newer than it), when a release or a
+    # block that ran out covered the address as the records were counted: only those
+    # records are evidence against it now.
+    after_cleared: tuple[int, int] | None = None
     # Its earliest evidence (epoch seconds); 0 when the evidence carries no times.
     first_seen: int = 0
 
-    def requests_after(self, released_at: int) -> int:
-        """The evidence newer than a release at `released_at`.
+    def requests_after(self, cleared_at: int) -> int:
+        """The evidence newer than `cleared_at` (a release, or a block's end).
 
-        Counted while aggregating for the release known then. For any other release
-        (one made while the records were read) nothing is known to be newer: it counts
-        as none, and the next look counts again.
+        Counted while aggregating for the time known then. For any other time (a
+        release made, or a block run out, while the records were read) nothing is
+        known to be newer: it counts as none, and the next look counts again.
         """
-        if self.after_release is not None and self.after_release[0] == released_at:
-            return self.after_release[1]
+        if self.after_cleared is not None and self.after_cleared[0] == cleared_at:
+            return self.after_cleared[1]
         return 0
 
 
@@ -103,11 +106,12 @@ class _Tally:
     first_seen_ms: int = 0
     last_seen_ms: int = 0
     country: str | None = None
-    # The release covering this address when first seen (epoch seconds), and how many
-    # records are newer than it: made in a later second, as release times are whole
-    # seconds and a record of the release's own second may precede it.
-    released_at: int | None = None
-    after_release: int = 0
+    # When this address's evidence was last cleared, as known when it was first seen
+    # (epoch seconds), and how many records are newer than that: made in a later
+    # second, as those times are whole seconds and a record of the same second may
+    # precede it.
+    cleared_at: int | None = None
+    after_cleared: int = 0
 
     def count(self, stamp_ms: int | None) -> None:
         self.requests += 1
@@ -115,8 +119,8 @@ class _Tally:
             return
         self.last_seen_ms = max(self.last_seen_ms, stamp_ms)
         self.first_seen_ms = earliest_known(self.first_seen_ms, stamp_ms)
-        if self.released_at is not None and stamp_ms // 1000 > self.released_at:
-            self.after_release += 1
+        if self.cleared_at is not None and stamp_ms // 1000 > self.cleared_at:
+            self.after_cleared += 1
 
 
 def earliest_known(one: int, other: int) -> int:
@@ -125,14 +129,14 @@ def earliest_known(one: int, other: int) -> int:
 
 
 def _new_tally(
-    raw: str, release_of: ReleaseOf | None, ipv6_prefix: int, country: str | None = None
+    raw: str, cleared_at: ClearedAt | None, ipv6_prefix: int, country: str | None = None
 ) -> _Tally:
-    # Parsed once per distinct address, and only when releases are asked about.
-    released_at = None
-    if release_of is not None:
+    # Parsed once per distinct address, and only when clearings are asked about.
+    cleared = None
+    if cleared_at is not None:
         network = _offending_network(raw, ipv6_prefix)
-        released_at = release_of(network) if network is not None else None
-    return _Tally(country=country, released_at=released_at)
+        cleared = cleared_at(network) if network is not None else None
+    return _Tally(country=country, cleared_at=cleared)
 
 
 def _offending_network(raw: str, ipv6_prefix: int) -> IPNetwork | None:
@@ -165,19 +169,19 @@ def _finish(tallies: dict[str, _Tally], threshold: int, ipv6_prefix: int) -> lis
         network = _offending_network(raw, ipv6_prefix)
         if network is None:
             continue
-        into = merged.setdefault(network, _Tally(released_at=tally.released_at))
+        into = merged.setdefault(network, _Tally(cleared_at=tally.cleared_at))
         into.requests += tally.requests
         into.last_seen_ms = max(into.last_seen_ms, tally.last_seen_ms)
         into.first_seen_ms = earliest_known(into.first_seen_ms, tally.first_seen_ms)
         into.country = into.country or tally.country
-        into.after_release += tally.after_release
+        into.after_cleared += tally.after_cleared
     offenders = [
         Offender(
             n,
             t.requests,
             t.last_seen_ms // 1000,
             t.country,
-            after_release=None if t.released_at is None else (t.released_at, t.after_release),
+            after_cleared=None if t.cleared_at is None else (t.cleared_at, t.after_cleared),
             first_seen=t.first_seen_ms // 1000,
         )
         for n, t in merged.items()
@@ -191,13 +195,14 @@ def aggregate_waf_records(
     records: Iterable[str | dict[str, Any]],
     *,
     threshold: int,
-    release_of: ReleaseOf | None = None,
+    cleared_at: ClearedAt | None = None,
     ipv6_prefix: int = 128,
 ) -> tuple[list[Offender], int]:
     """Count BLOCK records per client address; returns offenders at or over `threshold`.
 
-    `release_of`: an address's latest release by an operator, whose newer records are
-    counted apart (Offender.after_release). `ipv6_prefix`: IPv6 addresses count per
+    `cleared_at`: when an address's evidence was last cleared (an operator's release,
+    a block that ran out), whose newer records are counted apart
+    (Offender.after_cleared). `ipv6_prefix`: IPv6 addresses count per
     network of this many bits.
 
     Streams: memory grows with the number of distinct addresses, not records.
@@ -226,7 +231,7 @@ def aggregate_waf_records(
         tally = tallies.get(client_ip)
         if tally is None:
             tally = tallies[client_ip] = _new_tally(
-                client_ip, release_of, ipv6_prefix, request.get("country")
+                client_ip, cleared_at, ipv6_prefix, request.get("country")
             )
         stamp = record.get("timestamp")
         tally.count(stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None)
@@ -237,11 +242,11 @@ def aggregate_failed_sign_ins(
     lines: Iterable[tuple[str, int]],
     *,
     threshold: int,
-    release_of: ReleaseOf | None = None,
+    cleared_at: ClearedAt | None = None,
     ipv6_prefix: int = 128,
 ) -> tuple[list[Offender], int]:
     """Count the API's failed sign-in lines per caller; `lines` are (message, epoch ms);
-    `release_of` and `ipv6_prefix` as for aggregate_waf_records."""
+    `cleared_at` and `ipv6_prefix` as for aggregate_waf_records."""
     tallies: dict[str, _Tally] = {}
     seen = 0
     for message, stamp_ms in lines:
@@ -261,7 +266,7 @@ def aggregate_failed_sign_ins(
             continue
         tally = tallies.get(source_ip)
         if tally is None:
-            tally = tallies[source_ip] = _new_tally(source_ip, release_of, ipv6_prefix)
+            tally = tallies[source_ip] = _new_tally(source_ip, cleared_at, ipv6_prefix)
         tally.count(stamp_ms)
     return _finish(tallies, threshold, ipv6_prefix), seen
 
@@ -483,10 +488,11 @@ def find_offenders(
     *,
     window_end: int,
     period_seconds: int | None,
-    release_of: ReleaseOf | None = None,
+    cleared_at: ClearedAt | None = None,
 ) -> OffenderReport:
     """The offenders behind one alarm of `kind`, over the window ending at `window_end`;
-    log evidence newer than an operator's release (`release_of`) is counted apart."""
+    log evidence newer than the time it was last cleared (`cleared_at`: an operator's
+    release, a block that ran out) is counted apart."""
     s = get_settings()
     if kind == "waf-rate":
         return rate_limited_offenders(window_end)
@@ -500,7 +506,7 @@ def find_offenders(
         offenders, seen = aggregate_waf_records(
             _messages(scan),
             threshold=threshold,
-            release_of=release_of,
+            cleared_at=cleared_at,
             ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"WAF log {s.waf_log_group}"
@@ -512,7 +518,7 @@ def find_offenders(
         offenders, seen = aggregate_failed_sign_ins(
             scan,
             threshold=threshold,
-            release_of=release_of,
+            cleared_at=cleared_at,
             ipv6_prefix=s.ipv6_offender_prefix,
         )
         source = f"API log {s.api_log_group}"

@@ -42,7 +42,7 @@ from functions.shared.blocks import (
 )
 from functions.shared.observability import logger, metrics
 from functions.shared.settings import get_settings
-from functions.waf_responder.decide import Decision, decide, release_times
+from functions.waf_responder.decide import Decision, clearing_times, decide
 from functions.waf_responder.events import Alarm, ParsedEvent, Rejected, Sweep
 from functions.waf_responder.notify import compose, publish
 from functions.waf_responder.offenders import OffenderReport, find_offenders
@@ -79,18 +79,19 @@ def respond(alarm: Alarm, *, alarm_since: int | None = None) -> dict[str, Any]:
     protected = protected_networks()
     # The window ends just after the alarm fired; records later than that are not its cause.
     reg = registry()
-    # Read before the records, so the evidence newer than an operator's release is
-    # counted apart while they are read (decide weighs only that against a release).
+    # Read before the records, so the evidence newer than an operator's release, or
+    # than the end of a block that ran out, is counted apart while they are read
+    # (decide weighs only that against them).
     rows = remembered(rows_by_ip(reg.all()), now)
-    release_of = release_times(rows.values())
     report = find_offenders(
         alarm.kind,
         window_end=int(alarm.at.timestamp()) + 1,
         period_seconds=alarm.period_seconds,
-        release_of=release_of,
+        cleared_at=clearing_times(rows.values(), now),
     )
     # After the look, which can take up to the query deadline: a block that ended
-    # meanwhile is no longer live, and its offender is blocked again, not "already".
+    # meanwhile is no longer live, and its offender is not called "already blocked"
+    # (nor blocked again on the evidence that block served: decide.py).
     now = int(time.time())
     # The registry as the claim last read it: what the earlier attempt's blocks are now
     # (an operator may have released or replaced one during the look).

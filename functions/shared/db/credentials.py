@@ -76,6 +76,20 @@ class CredentialSource(Protocol):
 # a rejected password (a fetcher with a cache of its own must bypass it then).
 SecretFetcher = Callable[[str, bool], str]
 
+# Who reads through fetch_secret_string, for the audit line: a function, by its name
+# from the settings, unless the process runs this code for a person, as `babyshield`
+# does (ops/cli.py names its user here). One value for the process, not a ContextVar:
+# a pool connects, and so reads the secret, in threads of its own.
+_reader: str | None = None
+
+
+def name_secret_reader(reader: str | None) -> str | None:
+    """Name the reader that every secret read from here on is audited under (None: the
+    function's own name again); returns the one it replaces."""
+    global _reader
+    previous, _reader = _reader, reader
+    return previous
+
 
 def fetch_secret_string(secret_id: str, force: bool) -> str:
     """AWSCURRENT of a secret, read from Secrets Manager on every call.
@@ -98,7 +112,7 @@ def fetch_secret_string(secret_id: str, force: bool) -> str:
     if not isinstance(value, str):
         raise CredentialError("database secret is not a string")
     version = answer.get("VersionId")
-    audit_secret_read(secret_id, "AWSCURRENT", get_settings().function_name, version)
+    audit_secret_read(secret_id, "AWSCURRENT", _reader or get_settings().function_name, version)
     return value
 
 

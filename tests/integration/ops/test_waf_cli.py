@@ -163,6 +163,30 @@ def test_json_output_stays_parseable_and_the_audit_trail_goes_to_stderr(
     assert audit[0]["block"]["actor"] == "alice"
 
 
+def test_unblock_json_prints_each_block_as_released_as_the_registry_holds_it(
+    waf: WafResources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Protects scripts reading `unblock --json`: each block as the release left it
+    (offences reset, released at and by), as `list --all --json` shows it afterwards,
+    not as it was before (released_at null, offences 1)."""
+    # Given a hand block
+    assert main(["waf", "block", "203.0.113.8", "--reason", "scraping", "--by", "alice"]) == 0
+    capsys.readouterr()
+
+    # When bob unblocks it, asking for JSON
+    before = time.time()
+    assert main(["waf", "unblock", "203.0.113.8", "--by", "bob", "--json"]) == 0
+    (unblocked,) = json.loads(capsys.readouterr().out)["unblocked"]
+
+    # Then the row says released, by bob, now, its offences reset
+    assert (unblocked["released_by"], unblocked["offences"]) == ("bob", 0)
+    assert int(before) <= unblocked["released_at"] <= time.time()
+    # And it is the row the registry holds
+    assert main(["waf", "list", "--all", "--json"]) == 0
+    (held,) = json.loads(capsys.readouterr().out)
+    assert {k: held[k] for k in unblocked} == unblocked
+
+
 def test_local_alarm_blocks_seeded_offenders_and_list_shows_them_with_expiry(
     waf: WafResources, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -352,6 +352,27 @@ def test_an_address_put_on_the_never_block_list_leaves_the_ip_set_at_the_next_sw
     assert swept["protected"] == ["198.51.100.9/32"]
 
 
+def test_the_sweep_reads_the_never_block_list_as_it_is_now_not_as_cached(
+    waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each instance caches the protected lists for 5 minutes. The sweep reads them
+    fresh, so an address on-call adds leaves the IP sets at the next sweep (within its
+    5-minute period, as the RUNBOOK says), not a cache lifetime later on top."""
+    _never_block(monkeypatch, "192.0.2.0/24")
+    put_waf_records({"198.51.100.9": 12})
+    invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
+    assert ip_set_addresses(waf, 4) == ["198.51.100.9/32"]
+
+    # On-call adds the address; this warm instance read the list moments ago
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=names.NEVER_BLOCK_PARAMETER, Value="198.51.100.9/32", Type="String", Overwrite=True
+    )
+    swept = invoke(scheduled_sweep_event())
+
+    assert ip_set_addresses(waf, 4) == []
+    assert swept["protected"] == ["198.51.100.9/32"]
+
+
 def test_an_unreadable_protected_list_keeps_every_block_in_the_ip_sets(
     waf: WafResources, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -151,6 +151,27 @@ def test_function_errors_reach_stderr_without_their_traceback(capsys, monkeypatc
     assert "RuntimeError" not in err
 
 
+@pytest.mark.parametrize(("debug", "shown"), [(None, {"ERROR"}), ("1", {"WARNING", "ERROR"})])
+def test_the_database_pools_retry_lines_are_shown_from_error_up(caplog, monkeypatch, debug, shown):
+    """Protects the command's one-line error from psycopg_pool's own retry lines
+    (`error connecting in ...`, WARNING): BABYSHIELD_DEBUG=1 keeps them."""
+    import logging
+
+    from ops.cli import command_output_only
+
+    if debug is None:
+        monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("BABYSHIELD_DEBUG", debug)
+    pool = logging.getLogger("psycopg.pool")
+    filters = list(pool.filters)
+    with command_output_only():
+        pool.warning("error connecting in 'babyshield-readonly'")
+        pool.error("pool broken")
+    assert {r.levelname for r in caplog.records if r.name == "psycopg.pool"} == shown
+    assert pool.filters == filters
+
+
 def test_an_invalid_setting_is_one_line_naming_the_variable(capsys, monkeypatch):
     """Protects every command from pydantic's multi-line dump: name the variable."""
     monkeypatch.setenv("ADMIN_ALLOWED_CIDRS", "bogus")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from functions.shared.blocks import Block, ProtectedNetworks
 from functions.shared.settings import settings_from_environment
-from functions.waf_responder.decide import Decision, block_duration, decide
+from functions.waf_responder.decide import Decision, block_duration, clearing_times, decide
 from functions.waf_responder.offenders import Offender
 
 NOW = 1_800_000_000
@@ -170,7 +170,7 @@ def test_repeat_offender_gets_a_longer_block_up_to_the_cap() -> None:
     assert [block_duration("a", n, settings) // 3600 for n in (1, 2, 3, 4, 9)] == [4, 8, 16, 24, 24]
     expired = _previous("203.0.113.1/32", offences=2, blocked_until=NOW - 60)
     decision = decide(
-        [_offender("203.0.113.1", 50)],
+        [_came_back("203.0.113.1", 50, block_ended=NOW - 60)],
         alarm="a",
         reason="r",
         event_id="e",
@@ -182,6 +182,12 @@ def test_repeat_offender_gets_a_longer_block_up_to_the_cap() -> None:
     (block,) = decision.to_block
     assert (block.offences, block.blocked_until - NOW) == (3, 16 * 3600)
     assert block.first_seen == expired.first_seen
+
+
+def _came_back(ip: str, requests: int, *, block_ended: int) -> Offender:
+    """An offender all of whose evidence is newer than the end of its last block, as
+    offenders.py counts it against that end."""
+    return replace(_offender(ip, requests), after_cleared=(block_ended, requests))
 
 
 def test_expiry_is_configurable_per_alarm() -> None:
@@ -239,7 +245,7 @@ def test_an_unblocked_address_seen_again_after_the_unblock_is_a_first_offence() 
         ipaddress.ip_network("203.0.113.1/32"),
         requests=50,
         last_seen=NOW - 59,
-        after_release=(NOW - 60, 50),
+        after_cleared=(NOW - 60, 50),
     )
 
     (block,) = _decide([seen_after], [released]).to_block
@@ -258,7 +264,7 @@ def test_after_an_unblock_only_the_newer_evidence_counts_against_the_threshold()
             ipaddress.ip_network("203.0.113.1/32"),
             requests=12,
             last_seen=NOW - 1,
-            after_release=(NOW - 60, after),
+            after_cleared=(NOW - 60, after),
         )
 
     held = _decide([offender(1)], [released], threshold=5)
@@ -277,7 +283,7 @@ def test_a_release_made_while_the_records_were_read_holds() -> None:
         ipaddress.ip_network("203.0.113.1/32"),
         requests=40,
         last_seen=NOW - 1,
-        after_release=(NOW - 3600, 40),
+        after_cleared=(NOW - 3600, 40),
     )
     assert _decide([counted_earlier], [released], threshold=5).to_block == []
 
@@ -337,7 +343,9 @@ def test_a_first_offence_runs_from_its_earliest_evidence_to_its_latest() -> None
 
 def test_a_repeat_offence_keeps_when_the_address_first_offended() -> None:
     earlier = _previous("203.0.113.1/32", offences=1, blocked_until=NOW - 3_600)
-    offender = replace(_offender("203.0.113.1/32", requests=50), first_seen=NOW - 300)
+    offender = replace(
+        _came_back("203.0.113.1/32", 50, block_ended=NOW - 3_600), first_seen=NOW - 300
+    )
 
     (block,) = _decide([offender], [earlier]).to_block
 
@@ -380,5 +388,103 @@ def test_a_late_retry_does_not_block_again_on_the_evidence_its_block_served() ->
 
 def test_a_late_retry_blocks_a_client_that_came_back_after_its_block() -> None:
     """Evidence newer than the block's end is a return: a new offence, escalated."""
-    (block,) = _late_retry(_offender("203.0.113.1", 50)).to_block
+    (block,) = _late_retry(_came_back("203.0.113.1", 50, block_ended=NOW - 60)).to_block
+    assert block.offences == 2
+
+
+def _ran_out(ip: str, *, ended: int, offences: int = 1, event_id: str = "old") -> Block:
+    return _previous(ip, offences=offences, blocked_until=ended, event_id=event_id)
+
+
+def test_a_block_that_ran_out_is_not_made_again_on_the_evidence_it_served() -> None:
+    """Protects escalation: the sweep's look again at an alarm still in ALARM (another
+    event id) reads the same window as the look that blocked the address. Once its
+    block runs out, the records from before it must not block it again at once, as
+    a repeat offence for twice as long."""
+    expired = _ran_out("203.0.113.1/32", ended=NOW - 60)
+    seen_before = replace(
+        _offender("203.0.113.1", 50), last_seen=NOW - 700, after_cleared=(NOW - 60, 0)
+    )
+
+    decision = _decide([seen_before], [expired], threshold=5)
+
+    assert decision.to_block == []
+    (skipped,) = decision.skipped
+    assert skipped.why.startswith("blocked until ")
+    assert skipped.why.endswith(" (by a); 0 seen since, under the threshold of 5")
+
+
+def test_after_a_block_ran_out_only_the_newer_evidence_counts_and_escalates() -> None:
+    """As after a release: the records newer than the block's end must reach the
+    threshold by themselves; when they do, it is a repeat offence, escalated."""
+    expired = _ran_out("203.0.113.1/32", ended=NOW - 120, offences=1)
+
+    def offender(after: int) -> Offender:
+        return replace(_offender("203.0.113.1", 60), after_cleared=(NOW - 120, after))
+
+    held = _decide([offender(4)], [expired], threshold=5)
+    assert held.to_block == []
+    assert held.skipped[0].why.endswith("; 4 seen since, under the threshold of 5")
+
+    (block,) = _decide([offender(5)], [expired], threshold=5).to_block
+    assert block.offences == 2
+    assert block.blocked_until - NOW == 8 * 3600
+
+
+def test_an_operators_shortened_block_that_ran_out_holds_like_the_responders() -> None:
+    """On-call replaced the responder's block with a 10-minute one (`waf block --for
+    10m`): once it runs out, the evidence it was for does not block the address again."""
+    shortened = replace(
+        _ran_out("203.0.113.1/32", ended=NOW - 60), source="manual", alarm="manual", event_id=None
+    )
+    seen_before = replace(_offender("203.0.113.1", 50), after_cleared=(NOW - 60, 0))
+    decision = _decide([seen_before], [shortened])
+    assert decision.to_block == []
+    assert "(by manual); 0 seen since" in decision.skipped[0].why
+
+
+def test_a_wider_block_that_ran_out_holds_for_the_addresses_inside_it() -> None:
+    expired = _ran_out("203.0.113.0/24", ended=NOW - 60)
+    inside = replace(_offender("203.0.113.9", 50), after_cleared=(NOW - 60, 0))
+    elsewhere = _offender("198.51.100.9", 50)
+    decision = _decide([inside, elsewhere], [expired])
+    assert [b.ip for b in decision.to_block] == ["198.51.100.9/32"]
+
+
+def test_the_latest_clearing_of_an_address_is_the_one_its_evidence_is_weighed_against() -> None:
+    """The address's own block ran out an hour ago; its /24 was unblocked a minute
+    ago: only what came after the unblock counts."""
+    own = _ran_out("203.0.113.1/32", ended=NOW - 3600)
+    network = _released("203.0.113.0/24", at=NOW - 60)
+    cleared_at = clearing_times([own, network], NOW)
+    assert cleared_at(ipaddress.ip_network("203.0.113.1/32")) == NOW - 60
+    assert cleared_at(ipaddress.ip_network("198.51.100.1/32")) is None
+
+    counted = replace(_offender("203.0.113.1", 50), after_cleared=(NOW - 60, 0))
+    decision = _decide([counted], [own, network])
+    assert decision.to_block == []
+    assert decision.skipped[0].why.startswith("unblocked by an operator at ")
+
+
+def test_clearing_times_are_releases_and_the_ends_of_blocks_that_ran_out() -> None:
+    live = _previous("203.0.113.1/32", offences=1, blocked_until=NOW + 60)
+    expired = _ran_out("203.0.113.2/32", ended=NOW - 60)
+    released = _released("2001:db8:1:2::/64", at=NOW - 30)
+    cleared_at = clearing_times([live, expired, released], NOW)
+
+    assert cleared_at(ipaddress.ip_network("203.0.113.1/32")) is None
+    assert cleared_at(ipaddress.ip_network("203.0.113.2/32")) == NOW - 60
+    assert cleared_at(ipaddress.ip_network("2001:db8:1:2::/64")) == NOW - 30
+    # An IPv4-mapped spelling is its IPv4 address.
+    assert cleared_at(ipaddress.ip_network("::ffff:203.0.113.2/128")) == NOW - 60
+
+
+def test_rate_rule_keys_after_another_events_block_ran_out_are_a_new_offence() -> None:
+    """The rate rule counts only requests the auto-block rules let through: a client it
+    limits after its block ran out has come back (untimed evidence, no count apart)."""
+    expired = _ran_out("203.0.113.1/32", ended=NOW - 60)
+    key = Offender(ipaddress.ip_network("203.0.113.1/32"), requests=0, last_seen=NOW)
+
+    (block,) = _decide([key], [expired], timed_evidence=False).to_block
+
     assert block.offences == 2

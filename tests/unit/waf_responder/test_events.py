@@ -59,3 +59,25 @@ def test_an_event_without_an_id_is_rejected_by_name() -> None:
         parsed = parse_event(event)
         assert isinstance(parsed, Rejected), event["source"]
         assert parsed.reason.endswith("invalid id")
+
+
+def test_every_period_cloudwatch_takes_up_to_a_day_parses() -> None:
+    """The bound on the period refuses only what CloudWatch would not send: 10, 20, 30
+    seconds (high resolution) and whole minutes up to a day are alarm periods."""
+    for period in (10, 20, 30, 60, 300, 3600, 86_400):
+        parsed = parse_event(
+            alarm_state_change_event(names.ALARM_WAF_BLOCKED, period_seconds=period)
+        )
+        assert isinstance(parsed, Alarm), period
+        assert parsed.period_seconds == period
+
+
+def test_an_alarm_without_metrics_or_with_an_expression_has_no_period() -> None:
+    """A composite alarm's configuration names no metrics; a metric-math alarm's
+    expression carries no metricStat: the window is the offender window."""
+    for metrics in (None, [], [{"id": "e1", "expression": "m1 * 2", "returnData": True}]):
+        event = alarm_state_change_event(names.ALARM_WAF_BLOCKED)
+        event["detail"]["configuration"] = {} if metrics is None else {"metrics": metrics}
+        parsed = parse_event(event)
+        assert isinstance(parsed, Alarm), metrics
+        assert parsed.period_seconds is None

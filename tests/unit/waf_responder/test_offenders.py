@@ -115,8 +115,8 @@ def test_records_newer_than_a_release_are_counted_apart() -> None:
     ] * 2
     records += [waf_record("::ffff:203.0.113.1", at_ms=13_000)]
     records += [waf_record("203.0.113.2", at_ms=5_000)] * 3
-    offenders, _ = aggregate_waf_records(records, threshold=1, release_of=released_at.get)
-    assert [(str(o.network), o.requests, o.after_release) for o in offenders] == [
+    offenders, _ = aggregate_waf_records(records, threshold=1, cleared_at=released_at.get)
+    assert [(str(o.network), o.requests, o.after_cleared) for o in offenders] == [
         ("203.0.113.1/32", 9, (10, 3)),
         ("203.0.113.2/32", 3, None),
     ]
@@ -128,8 +128,8 @@ def test_records_newer_than_a_release_are_counted_apart() -> None:
     }
     # Release times are whole seconds: a record of the release's own second may precede it.
     lines = [(json.dumps(line), 9_000), (json.dumps(line), 10_999), (json.dumps(line), 11_000)]
-    (offender,), _ = aggregate_failed_sign_ins(lines, threshold=1, release_of=released_at.get)
-    assert offender.after_release == (10, 1)
+    (offender,), _ = aggregate_failed_sign_ins(lines, threshold=1, cleared_at=released_at.get)
+    assert offender.after_cleared == (10, 1)
 
 
 def test_ipv6_addresses_count_per_network_of_the_prefix_asked_for() -> None:
