@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -316,3 +316,20 @@ def hold_sweep_after_registry_read(
 
     monkeypatch.setattr(blocks.BlockRegistry, "live", live)
     return read, go
+
+
+def alarm_in_state(name: str, state: Literal["ALARM", "OK"]) -> None:
+    """The alarm `name` exists in CloudWatch (moto) and is in `state`, as the sweep's
+    look again finds it with DescribeAlarms."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/WAFV2",
+        MetricName="BlockedRequests",
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import boto3
 import pytest
@@ -16,6 +16,7 @@ from tests.support.aws import REGION
 from tests.support.logs import emf_metrics, raw_log_text
 from tests.support.waf import (
     WafResources,
+    alarm_in_state,
     idempotency_records,
     ip_set_addresses,
     oncall_messages,
@@ -270,21 +271,6 @@ def test_alarm_and_sweep_publish_emf_metrics(
     assert emf_metrics(capsys.readouterr().out)[names.METRIC_WAF_RESPONDER_ERRORS] == 1
 
 
-def _alarm_in_state(name: str, state: Literal["ALARM", "OK"]) -> None:
-    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/WAFV2",
-        MetricName="BlockedRequests",
-        Statistic="Sum",
-        Period=300,
-        EvaluationPeriods=1,
-        Threshold=5,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
-
-
 def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
     waf: WafResources, invoke: Invoke
 ) -> None:
@@ -293,7 +279,7 @@ def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
     from functions.waf_responder.events import scheduled_sweep_event
 
     # Given the blocked-requests alarm fired and its offender was blocked
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     put_waf_records({"203.0.113.7": 12})
     invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
     assert len(oncall_messages(waf)) == 1
@@ -314,7 +300,7 @@ def test_an_attacker_joining_a_long_attack_is_blocked_by_the_next_sweep(
     assert invoke(scheduled_sweep_event())["rechecked"][0]["status"] == "unchanged"
     assert oncall_messages(waf) == []
     # And once the alarm is back to OK, sweeps only sweep
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "OK")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "OK")
     put_waf_records({"192.0.2.99": 30})
     assert invoke(scheduled_sweep_event())["rechecked"] == []
     assert "192.0.2.99/32" not in ip_set_addresses(waf, 4)

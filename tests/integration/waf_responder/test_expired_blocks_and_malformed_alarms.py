@@ -8,16 +8,15 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-import boto3
 import pytest
 
 from functions.shared import blocks, names
 from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
-from tests.support.aws import REGION
 from tests.support.waf import (
     WafResources,
+    alarm_in_state,
     idempotency_records,
     ip_set_addresses,
     oncall_messages,
@@ -29,21 +28,6 @@ from tests.support.waf import (
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 A = "203.0.113.7"
-
-
-def _alarm_in_state(name: str, state: Literal["ALARM", "OK"]) -> None:
-    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-    cloudwatch.put_metric_alarm(
-        AlarmName=name,
-        Namespace="AWS/WAFV2",
-        MetricName="BlockedRequests",
-        Statistic="Sum",
-        Period=300,
-        EvaluationPeriods=1,
-        Threshold=5,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
 
 
 def _put_blocked_requests(count: int, *, at: float | None = None) -> None:
@@ -67,7 +51,7 @@ def _blocked_for_ten_minutes(
     """The blocked-requests alarm, in ALARM and staying there (other traffic), blocks A
     for 12 blocked requests, for the 10 minutes its per-alarm expiry says."""
     monkeypatch.setenv("BLOCK_EXPIRY_BY_ALARM", f"{names.ALARM_WAF_BLOCKED}=600")
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     _put_blocked_requests(12)
     first = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
     assert first["blocked"] == [f"{A}/32"]
@@ -105,7 +89,7 @@ def test_an_operators_shortened_block_is_not_made_again_as_a_repeat_offence(
     `babyshield waf block ADDR --for 10m`. A sends nothing more; the alarm stays in
     ALARM. After the 10 minutes A is served again, as on-call chose: the sweep's look
     again does not block it for the records that caused the first block."""
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     _put_blocked_requests(12)
     invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
     oncall_messages(waf)
