@@ -28,8 +28,9 @@ def _run(args: argparse.Namespace) -> int:
     unread = [age.problem for age in ages if age.problem]
     read_none = bool(ages) and len(unread) == len(ages)
     # With not one secret readable (no credentials, no stack), the database's login
-    # secret is not either: the failure below names the cause, not the database.
-    if args.api_keys and not read_none:
+    # secret is not either: the failure below names the cause, not the database. A
+    # database named by URL (the local stack) needs no secret: its keys are read.
+    if args.api_keys and not (read_none and _login_is_a_secret()):
         ages += _api_key_ages()
     signer, signer_problem = _feed_signer(store)
     if args.json:
@@ -97,6 +98,14 @@ def _run(args: argparse.Namespace) -> int:
             " 'Rotation switched off or re-scheduled'",
         )
     return 1 if args.fail_on_overdue and any(age.overdue for age in ages) else 0
+
+
+def _login_is_a_secret() -> bool:
+    """Whether the read-only tier logs in with a Secrets Manager secret (not a URL)."""
+    from functions.shared.db.credentials import SecretCredentials, source_for
+    from functions.shared.settings import get_settings
+
+    return isinstance(source_for("readonly", get_settings()), SecretCredentials)
 
 
 def _api_key_ages() -> list[SecretAge]:

@@ -124,7 +124,7 @@ def test_only_lambda_itself_may_manage_the_functions_network_interfaces(
 
 # Interface endpoint construct id (cdk/network.py) -> the IAM prefix of its service.
 ENDPOINT_SERVICES = {
-    "SecretsManager": "secretsmanager",
+    "SecretsManager": "secretsmanager",  # pragma: allowlist secret
     "Ssm": "ssm",
     "XRay": "xray",
     "Wafv2": "wafv2",
