@@ -10,7 +10,9 @@ that decides it, so it stays true when routes change:
 - the refusals of the edge guards (functions/api/app.py) and of each path's policy
   (functions/api/middleware/policies.py), and 422 where a route validates input;
 - the credentials each path's policy asks for, as security requirements;
-- path parameters that the route logic parses itself, refusing anything else.
+- path parameters that the route logic parses itself, refusing anything else;
+- HEAD wherever GET is (functions/api/resolver.py answers it as the GET without the
+  body), so an `Allow` that names HEAD names a documented method.
 """
 
 from __future__ import annotations
@@ -145,8 +147,9 @@ def policy_refusals(policy: Policy) -> dict[int, str]:
             503: DEPENDENCY_DOWN,
         },
         Policy.ADMIN: {
-            401: "The admin API key or access token (or a required request signature) is "
-            "missing or invalid.",
+            401: "The admin API key (or a required request signature) is missing or invalid, "
+            "answered with an `ApiKey` challenge; or the access token is missing, invalid or "
+            "expired, with a `Bearer` one.",
             403: "The source address is not on the admin allowlist, or the key or the user "
             "is not an admin.",
             429: KEY_OVER_LIMIT,
@@ -311,6 +314,22 @@ def describe_operation(
             }
 
 
+def head_operation(get: dict[str, Any]) -> dict[str, Any]:
+    """HEAD as the resolver answers it: the GET it stands for, through the same guards,
+    with the same status and headers and no body (RFC 9110 9.3.2)."""
+    head = copy.deepcopy(get)
+    stem = get["operationId"].removesuffix("_get")
+    head["operationId"] = f"{stem}_head"
+    head["summary"] = f"{get['summary']} (headers only)"
+    note = "This path's GET without the body: the same status and headers."
+    head["description"] = f"{note} {get['description']}" if "description" in get else note
+    head["responses"] = {
+        status: {key: value for key, value in response.items() if key != "content"}
+        for status, response in head["responses"].items()
+    }
+    return head
+
+
 def openapi_document() -> dict[str, Any]:
     from functions.api.app import API_TITLE, API_VERSION, app
     from functions.shared.settings import Settings
@@ -330,6 +349,8 @@ def openapi_document() -> dict[str, Any]:
     for path, item in document["paths"].items():
         for method, operation in item.items():
             describe_operation(routes[(method, path)], operation, app, defaults, constraints)
+        if "get" in item:
+            item["head"] = head_operation(item["get"])
     schemas = document["components"]["schemas"]
     schemas["Error"] = copy.deepcopy(ERROR_SCHEMA)
     for name in POWERTOOLS_ERROR_SCHEMAS:

@@ -174,10 +174,12 @@ def _note_refused_delivery(request: Request, refusal: DomainError) -> None:
 
 
 def _note_refused_signed_delivery(request: Request, refusal: DomainError) -> None:
-    """Refused by the limits, before identity ran: on a routed feed delivery, our
-    check of its signature decides, as in our handler."""
+    """Refused by the limits, before identity ran: on a routed feed delivery (its path
+    and method), our check of its signature decides, as in our handler."""
     path = request.url.path
-    if policy_for(path, get_settings()) is not Policy.WEBHOOK or not _routed(path, "POST"):
+    if policy_for(path, get_settings()) is not Policy.WEBHOOK:
+        return
+    if not _routed(path, request.method):
         return
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
@@ -212,7 +214,9 @@ def _identify(request: Request, path: str) -> None:
     settings = get_settings()
     if policy_for(path, settings) is Policy.PUBLIC:
         return
-    if not _routed(path) and not is_admin_path(path, settings.admin_path_prefixes):
+    # No route for this method (404, or 405 with Allow): no credential is checked,
+    # except under the admin prefixes, where every lock comes first (as in our handler).
+    if not _routed(path, request.method) and not is_admin_path(path, settings.admin_path_prefixes):
         return
     # Our authentication code, on the Lambda event Mangum was given, loaded on the
     # first request that needs it (as in our handler, where tokens, keys and

@@ -61,10 +61,12 @@ def guard_request_limits(event: APIGatewayProxyEvent) -> None:
 def _note_refused_signed_delivery(event: APIGatewayProxyEvent, refusal: DomainError) -> None:
     """A feed delivery refused for its size, media type or encoding, before identity
     runs: if the feed signed it, it is a recall not stored, and on-call is told as for
-    any other refused delivery. An unsigned one stays a plain refusal."""
+    any other refused delivery. An unsigned one stays a plain refusal, and so does a
+    request no route takes (another method: a 405 whatever it carried, whose
+    credentials identity would not have checked either)."""
     if policy_for(event.path, get_settings()) is not Policy.WEBHOOK:
         return
-    if "POST" not in _methods_for(event.path):
+    if not _routed(event):
         return
     record_refused_if_signed(event, refusal)
 
@@ -101,9 +103,11 @@ def guard_identity(event: APIGatewayProxyEvent) -> None:
         # A public path takes no credentials, routed or not (authenticate() would
         # return no identity): the route scan below is skipped for it.
         return
-    if not _methods_for(event.path) and not is_admin_path(event.path, settings.admin_path_prefixes):
-        # No such route: the 404 costs no credential checks. Under /admin and
-        # /monitoring every lock applies first, so routes cannot be enumerated.
+    if not _routed(event) and not is_admin_path(event.path, settings.admin_path_prefixes):
+        # No route takes this method on this path: routing answers it (404, or 405 with
+        # Allow) and no credential is checked or asked for, since none could make it
+        # succeed. Under /admin and /monitoring every lock applies first, so neither
+        # routes nor their methods can be enumerated.
         return
     identity = authenticate(event)
     app.context[CALLER_CONTEXT_KEY] = identity.caller
@@ -184,10 +188,21 @@ def handle_unexpected(error: Exception) -> Response[Any]:
     )
 
 
+def _route_methods(path: str) -> list[str]:
+    """The methods of the routes that match a path."""
+    return [
+        route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)
+    ]
+
+
 def _methods_for(path: str) -> list[str]:
     """The methods a path answers, to tell 405 from 404: its routes' and HEAD with GET
     (the resolver answers HEAD as GET)."""
-    methods = [
-        route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)
-    ]
+    methods = _route_methods(path)
     return [*methods, "HEAD"] if "GET" in methods else methods
+
+
+def _routed(event: APIGatewayProxyEvent) -> bool:
+    """Whether routing will run a route for this request, as Powertools matches one:
+    the method in upper case, the path. A HEAD the resolver serves is its GET by now."""
+    return event.http_method.upper() in _route_methods(event.path)

@@ -4,9 +4,16 @@ In order: the IP allowlist (admin_allowlist.py, an earlier edge guard), an API
 key with the `admin` scope whose owner is an admin, then a JWT whose role is
 admin and whose subject owns that key; on routes listed in ADMIN_SIGNED_ROUTES,
 the key is proven by an HMAC signature of the request instead of being sent.
-Each missing or failed lock is refused on its own (401 for a missing or invalid
-credential, 403 for a valid one without the rights), writes an audit row, and
-the answer never says which lock failed.
+Each missing or failed lock is refused on its own and writes an audit row. A
+403, for a valid credential without the rights (a key without the admin scope or
+not an admin's, a token not its owner's or not an admin's), is the one "Access
+denied." whichever it was. A 401 names the credential to fix in its challenge,
+as everywhere else (authentication.py): the key's (`ApiKey`) for a missing or
+refused key or request signature, the token's for a missing or refused token
+(`error="invalid_token"`; an expired one says so). That tells no more than the
+API answers already: /recalls whether a key is valid, /me whether a token is,
+the 403 whether a valid key is an admin's, and only to an allowlisted address:
+the allowlist refuses first, the same way whatever credentials came.
 
 A signed request (v2) carries the key id, never its secret:
 
@@ -60,10 +67,11 @@ from functions.api.middleware.authentication import (
     check_token,
     enforce_key_rate_limit,
     header,
+    refuse_token,
     sent_method,
 )
 from functions.api.middleware.request_limits import raw_body
-from functions.shared.errors import BEARER_CHALLENGE, Forbidden, ServiceUnavailable, Unauthorized
+from functions.shared.errors import API_KEY_CHALLENGE, Forbidden, ServiceUnavailable, Unauthorized
 from functions.shared.identity.api_keys import (
     KEY_ID_PATTERN,
     SCOPE_ADMIN,
@@ -264,6 +272,9 @@ def _key_id_of(raw_key: str) -> str | None:
 def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> AuthenticatedCaller:
     record: ApiKeyRecord | None = None
     to_claim: tuple[str, int] | None = None
+    # The credential being checked, for the 401's challenge: reasons alone do not say
+    # ("malformed", "expired" and "bad_signature" are refusals of a key and of a token).
+    checking_token = False
     try:
         needs_signature = route_needs_signature(event.http_method, event.path)
         raw_key = header(event, API_KEY_HEADER)
@@ -284,10 +295,12 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
             record = check_api_key(raw_key)
         if SCOPE_ADMIN not in record.scopes or record.owner_role != "admin":
             raise CredentialRefused("not_admin_key", status=403, key_id=record.key_id)
+        checking_token = True
         token = bearer_token(event)
         if token is None:
             raise CredentialRefused("missing_token", key_id=record.key_id)
         claims = check_token(token)
+        checking_token = False
         if claims.role != "admin":
             raise CredentialRefused(
                 "not_admin_user", status=403, key_id=record.key_id, user_id=claims.subject
@@ -313,7 +326,9 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
         )
         if refused.status == 403:
             raise Forbidden() from refused
-        raise Unauthorized(headers=BEARER_CHALLENGE) from refused
+        if checking_token:
+            refuse_token(refused)
+        raise Unauthorized(headers=API_KEY_CHALLENGE) from refused
     enforce_key_rate_limit(record, source_ip, persist=True)
     audit(
         "admin_access",

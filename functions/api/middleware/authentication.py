@@ -13,7 +13,7 @@ is required" or "access denied".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -233,6 +233,16 @@ def _live_role(claims: AccessClaims) -> str:
     return role
 
 
+def refuse_token(refused: CredentialRefused) -> NoReturn:
+    """The 401 for a refused bearer token, wherever one is refused (RFC 6750 3.1): a
+    missing token is asked for, an expired one is told so (EXPIRED_TOKEN_*), any
+    other is `error="invalid_token"` and nothing more."""
+    if refused.reason == "expired":
+        raise Unauthorized(EXPIRED_TOKEN_MESSAGE, headers=EXPIRED_TOKEN_CHALLENGE) from refused
+    challenge = BEARER_CHALLENGE if refused.reason == "missing_token" else INVALID_TOKEN_CHALLENGE
+    raise Unauthorized(headers=challenge) from refused
+
+
 def _token_caller(
     event: APIGatewayProxyEvent, source_ip: str, *, required: bool, live_account: bool = False
 ) -> AuthenticatedCaller | None:
@@ -256,12 +266,7 @@ def _token_caller(
             source_ip=source_ip,
             path=event.path,
         )
-        if refused.reason == "expired":
-            raise Unauthorized(EXPIRED_TOKEN_MESSAGE, headers=EXPIRED_TOKEN_CHALLENGE) from refused
-        challenge = (
-            BEARER_CHALLENGE if refused.reason == "missing_token" else INVALID_TOKEN_CHALLENGE
-        )
-        raise Unauthorized(headers=challenge) from refused
+        refuse_token(refused)
     audit("token", "success", user_id=claims.subject, source_ip=source_ip, kid=claims.kid)
     return caller_from_token(claims, live_role)
 

@@ -13,6 +13,7 @@ handler is not answering a different question (a second unblock is a 404).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,12 +67,19 @@ def ctx(world, monkeypatch) -> dict[str, Any]:
         "admin": admin,
         "admin_key": world.create_key(admin, scopes=("admin", "recalls:read"), limit=100_000),
         "admin_token": world.token(admin, "admin"),
+        "expired_admin_token": _expired_token(admin, "admin"),
         "recall": world.query("SELECT min(id) FROM recalls")[0][0],
         # One per handler for the cases that delete.
         "subscriptions": [str(found) for found in subscriptions],
         # One key per handler for the cases that revoke or rotate a key.
         "spare_keys": [world.create_key(user, limit=10) for _ in range(4)],
     }
+
+
+def _expired_token(user_id: uuid.UUID, role: str) -> str:
+    from functions.shared.identity.tokens import issue_access_token
+
+    return issue_access_token(user_id, role, now=time.time() - 7200).token
 
 
 def _user(ctx: dict[str, Any]) -> dict[str, str]:
@@ -265,6 +273,31 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
             source_ip=ADMIN_IP,
         ),
     ),
+    "admin users, expired token": (
+        401,
+        lambda c, n: Call(
+            "GET",
+            "/admin/users",
+            headers={
+                "X-API-Key": c["admin_key"],
+                "Authorization": f"Bearer {c['expired_admin_token']}",
+            },
+            source_ip=ADMIN_IP,
+        ),
+    ),
+    "admin users, wrong key": (
+        401,
+        lambda c, n: Call(
+            "GET",
+            "/admin/users",
+            headers=_admin(c, **{"X-API-Key": c["admin_key"][:-6] + "AAAAAA"}),
+            source_ip=ADMIN_IP,
+        ),
+    ),
+    "admin users, wrong method": (
+        401,
+        lambda c, n: Call("PUT", "/admin/users", source_ip=ADMIN_IP),
+    ),
     "admin, unknown path": (
         404,
         lambda c, n: Call("GET", "/admin/nothing-here", headers=_admin(c), source_ip=ADMIN_IP),
@@ -370,6 +403,8 @@ CASES: dict[str, tuple[int, Callable[[dict[str, Any], int], Call]]] = {
     ),
     "unknown path": (404, lambda c, n: Call("GET", "/nowhere")),
     "wrong method": (405, lambda c, n: Call("DELETE", "/health")),
+    "wrong method on a user path": (405, lambda c, n: Call("PUT", "/me/subscriptions")),
+    "wrong method on the webhook": (405, lambda c, n: Call("GET", "/webhooks/recalls")),
     "head of a read": (200, lambda c, n: Call("HEAD", "/recalls", headers=_user(c))),
     "head where get is not": (405, lambda c, n: Call("HEAD", "/auth/login")),
     "oversized header": (
@@ -399,6 +434,9 @@ def _call(handler: Any, call: Call) -> tuple[int, str | None]:
         code = headers.get("allow")
     elif int(response["statusCode"]) >= 400:
         code = json.loads(body)["error"]["code"]
+        # A 401 names the credential to fix: the challenge must be the same too
+        if int(response["statusCode"]) == 401:
+            code = f"{code} {headers.get('www-authenticate')}"
     return int(response["statusCode"]), code
 
 
@@ -454,6 +492,14 @@ def test_the_peer_answers_every_case_as_our_handler_does(ctx):
     assert served == {(route.method, route.path) for route in routes}
 
 
+def _pages(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The lines that page on-call for a refused delivery (the JSON line's `event`:
+    caplog's own text holds the message only)."""
+    from tests.support.logs import json_log_lines
+
+    return [line for line in json_log_lines(caplog) if line.get("event") == "feed_delivery_refused"]
+
+
 # A delivery the feed signed, refused at each stage that can refuse it: the limits
 # (before identity), attack inspection (after it), and the route's event model.
 REFUSED_DELIVERIES = {
@@ -470,19 +516,37 @@ def test_the_peer_pages_on_call_for_a_signed_delivery_it_refuses_as_ours_does(ct
     checked here; the metric comes with it)."""
     from benchmarks.peers.fastapi_app import handler as peer
     from functions.api.handler import lambda_handler as ours
-    from tests.support.logs import json_log_lines
 
     status, body = REFUSED_DELIVERIES[case]
     for handler in (ours, peer):
         caplog.clear()
         assert _call(handler, _signed(ctx, body))[0] == status
-        refused = [
-            line for line in json_log_lines(caplog) if line.get("event") == "feed_delivery_refused"
-        ]
-        assert [line["status"] for line in refused] == [status], handler
+        assert [line["status"] for line in _pages(caplog)] == [status], handler
 
     # An unsigned one is an attacker's, for neither of them a page
     caplog.clear()
     unsigned = Call("POST", "/webhooks/recalls", headers=JSON, body=body)
     assert _call(ours, unsigned)[0] == _call(peer, unsigned)[0]
-    assert "feed_delivery_refused" not in caplog.text
+    assert not _pages(caplog)
+
+
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.UnsupportedFieldAttributeWarning")
+@pytest.mark.parametrize(
+    ("content_type", "status"), [("application/json", 405), ("text/plain", 415)]
+)
+def test_neither_pages_for_a_signed_request_sent_with_another_method(
+    ctx, caplog, content_type, status
+):
+    """No route takes a PUT to the webhook, so it is no delivery, signed or not: routing
+    refuses it (405), or the request limits first (415), and on-call hears of neither."""
+    from benchmarks.peers.fastapi_app import handler as peer
+    from functions.api.handler import lambda_handler as ours
+
+    for n, handler in enumerate((ours, peer)):
+        body = recall_event(f"PARITY-PUT-{n}")
+        call = _signed(ctx, body)
+        call.method = "PUT"
+        call.headers["Content-Type"] = content_type
+        caplog.clear()
+        assert _call(handler, call)[0] == status, handler
+        assert not _pages(caplog), handler

@@ -394,6 +394,34 @@ def test_security_schemes_name_the_headers_the_api_reads():
         assert header in schemes["WebhookSignature"]["description"]
 
 
+def test_each_path_lists_exactly_the_methods_its_405_names_in_allow():
+    # The document says a method a path does not list answers 405 with `Allow`; so
+    # what Allow names (HEAD with GET: functions/api/app.py::_methods_for) is listed.
+    from functions.api.app import _methods_for
+
+    for path, item in openapi_document()["paths"].items():
+        assert {method.upper() for method in item} == set(_methods_for(path)), path
+
+
+def test_head_is_the_get_it_stands_for_without_a_body():
+    # Given every operation, and each path's GET and HEAD
+    document = openapi_document()
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)), "operation ids are unique"
+    pairs = [(item["get"], item["head"]) for item in document["paths"].values() if "get" in item]
+    assert pairs
+    for get, head in pairs:
+        # Then HEAD takes the same parameters and credentials
+        assert head.get("parameters") == get.get("parameters")
+        assert head.get("security") == get.get("security")
+        # And answers the same statuses with the same headers, never a body
+        assert head["responses"] == {
+            status: {key: value for key, value in response.items() if key != "content"}
+            for status, response in get["responses"].items()
+        }
+        assert head["operationId"].endswith("_head")
+
+
 def _path_schemas() -> dict[str, dict[str, Any]]:
     return {
         parameter["name"]: parameter["schema"]
