@@ -47,6 +47,13 @@ DB_PARAMETERS = {
     # join would fill the storage and stop the database. Only a superuser can raise
     # this per session. In kB: 2 GiB, far more than any query of the API needs.
     "temp_file_limit": str(2 * 1024 * 1024),
+    # Every 10 s of a running statement the server checks that its client is still
+    # there and ends the statement (its locks, its connection slot) when it is not: a
+    # Lambda that timed out mid-statement, whose statement would otherwise run on, an
+    # injected one with the statement timeout lifted holding its locks for good. The
+    # tier logins carry it too (sql/024); this covers every other login. In ms. A
+    # session may SET it to 0 for itself (user-settable): docs/DATABASE.md.
+    "client_connection_check_interval": "10000",
 }
 
 

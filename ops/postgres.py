@@ -124,6 +124,8 @@ def embedded_cluster(auth: str = "scram-sha-256") -> Iterator[str]:
                 "-c log_statement=ddl",
                 # As the RDS parameter group (cdk/network.py::DB_PARAMETERS), in kB.
                 "-c temp_file_limit=2097152",
+                # As the RDS parameter group: a statement whose client is gone ends.
+                "-c client_connection_check_interval=10s",
             ]
         )
         _run(

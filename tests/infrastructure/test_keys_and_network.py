@@ -8,6 +8,7 @@ from aws_cdk.assertions import Match
 
 from cdk.app import default_context
 from cdk.network import DB_PARAMETERS
+from functions.shared.db.roles import TIER_LOGIN_SETTINGS
 from tests.infrastructure.conftest import REPO_ROOT, Synthesized
 
 
@@ -151,6 +152,23 @@ def test_one_session_cannot_fill_the_database_storage_with_temporary_files(
     limit_kb = int(group["Properties"]["Parameters"]["temp_file_limit"])
     max_storage_kb = int(db["Properties"]["MaxAllocatedStorage"]) * 1024 * 1024
     assert 0 < limit_kb <= max_storage_kb // 20
+
+
+def test_a_statement_whose_client_is_gone_is_ended_within_seconds(synthesized: Synthesized):
+    """A Lambda that timed out mid-statement is gone; without the check the server ran
+    its statement on, with its locks and connection slot, for as long as no timeout
+    stopped it. Every login gets the check, as the tier logins (sql/024) and the
+    embedded server (ops/postgres.py) do, and well within the API's 29 s."""
+    (group,) = synthesized.resources("AWS::RDS::DBParameterGroup").values()
+    interval_ms = int(group["Properties"]["Parameters"]["client_connection_check_interval"])
+    assert 0 < interval_ms <= 10_000
+    seconds = f"{interval_ms // 1000}s"
+    assert {
+        tier: TIER_LOGIN_SETTINGS[tier]["client_connection_check_interval"]
+        for tier in TIER_LOGIN_SETTINGS
+    } == dict.fromkeys(TIER_LOGIN_SETTINGS, seconds)
+    embedded = (REPO_ROOT / "ops" / "postgres.py").read_text()
+    assert f"-c client_connection_check_interval={seconds}" in embedded
 
 
 def test_database_admits_only_the_functions_that_use_it(synthesized: Synthesized):

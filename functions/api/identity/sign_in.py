@@ -160,7 +160,9 @@ def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:
     from functions.api.identity.store import replace_password_hash
     from functions.shared.identity.passwords import hash_password, needs_rehash
 
-    if not needs_rehash(stored):
+    # An admin's hash is remade by an operator, never by the request tiers (the
+    # database refuses it, sql/024): computing one here would only spend a scrypt.
+    if role == "admin" or not needs_rehash(stored):
         return
     try:
         replace_password_hash(user_id, role, stored, hash_password(password))

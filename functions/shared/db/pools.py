@@ -5,12 +5,19 @@ connections authenticate with that tier's credential source. A new connection wh
 password the server rejects triggers one refetch of the secret and one more attempt
 (see credentials.py), inside the pool's own connect call, so a rotation is absorbed
 without the caller noticing.
+
+Every connection starts with the settings the code relies on, sent as startup options
+(`session_settings`): any role may change its own defaults (ALTER ROLE CURRENT_USER
+SET ...), and one injected statement that did so broke every later connection of the
+tier until the next rotation. Startup options outrank role and database defaults, and
+DISCARD ALL puts a session back to them, not to the role's.
 """
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from functions.shared.db.credentials import (
@@ -19,6 +26,7 @@ from functions.shared.db.credentials import (
     is_authentication_failure,
     source_for,
 )
+from functions.shared.db.roles import TIER_LOGIN_SETTINGS
 from functions.shared.observability import logger
 from functions.shared.settings import Settings, get_settings
 
@@ -29,6 +37,87 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _pools: dict[Tier, ConnectionPool[Any]] = {}
+
+# What every session of the API relies on, whatever defaults its login carries, and
+# what another value, set as a login's own default, did (each is set so on a tier login
+# in tests/integration/db/test_injected_sql_cannot_outlive_its_session.py).
+CLIENT_SETTINGS: Mapping[str, str] = {
+    # psycopg reads dates and times only in ISO style and intervals only in postgres
+    # style: any other made every fetch of a timestamptz a NotImplementedError.
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    # Queries are encoded in the client encoding: SQL_ASCII failed any text with an
+    # accent before it was sent.
+    "client_encoding": "UTF8",
+    # Times are answered in UTC, RDS's default, as the API's JSON has always given them.
+    "TimeZone": "UTC",
+    # The API's SQL names its schemas (public., auth.); nothing else is looked up.
+    "search_path": "public",
+    # Off, a query on a table with row-level security fails instead of being filtered.
+    "row_security": "on",
+    # A per-caller advisory lock makes a count and an insert one step only when the
+    # count sees what committed while it waited: read committed. Serializable also
+    # failed concurrent requests with serialization errors.
+    "default_transaction_isolation": "read committed",
+    # A write the API answered for survives a crash.
+    "synchronous_commit": "on",
+    # On, every error ended the session: a duplicate the API answers 409 became a 503.
+    "exit_on_error": "off",
+    # Lock waits end with the statement timeout, as a 503: a short lock_timeout failed
+    # every write that met another. A short idle_session_timeout closed every pooled
+    # connection before its first query.
+    "lock_timeout": "0",
+    "idle_session_timeout": "0",
+    # The app tier writes; the read-only tier's own value (on) comes with its settings.
+    "default_transaction_read_only": "off",
+}
+
+# Settings some servers lack: a startup option the server does not know refuses the
+# connection, so these are SET on each new connection of a server that has them and
+# again after every DISCARD ALL (forget_session_state). PostgreSQL 17 (RDS) has
+# transaction_timeout: a short one as a login default ended every API transaction.
+SETTINGS_SINCE: tuple[tuple[int, str, str], ...] = ((170000, "transaction_timeout", "0"),)
+
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OPTION_ESCAPE = re.compile(r"([\\\s])")
+
+
+def session_settings(tier: Tier, settings: Settings) -> dict[str, str]:
+    """What a tier's pooled connection starts with: the client settings, then the tier's
+    own login settings (from the table rotation restores them from), then the API's
+    statement_timeout, below the tier's (30 s, 60 s), which would outlast the API's
+    29 s: past it, the server cancels and the caller gets a 503."""
+    return {
+        **CLIENT_SETTINGS,
+        **TIER_LOGIN_SETTINGS[tier],
+        "statement_timeout": f"{settings.db_statement_timeout_seconds * 1000}ms",
+    }
+
+
+def startup_options(values: Mapping[str, str]) -> str:
+    """libpq's `options`: one `-c name=value` each. The server splits the string at
+    whitespace and takes a backslash as escaping the next character, so both are
+    escaped in a value ("ISO, MDY")."""
+    parts = []
+    for name, value in values.items():
+        if not _SETTING_NAME.fullmatch(name):
+            raise ValueError(f"not a setting name: {name!r}")
+        escaped = _OPTION_ESCAPE.sub(r"\\\1", value)
+        parts.append(f"-c {name}={escaped}")
+    return " ".join(parts)
+
+
+def pin_settings_of_this_server(conn: Any) -> None:
+    """SET what SETTINGS_SINCE holds for this server's version (the pool's configure
+    callback, and after every DISCARD ALL)."""
+    from psycopg import sql
+
+    for version, name, value in SETTINGS_SINCE:
+        if conn.info.server_version >= version:
+            conn.execute(
+                sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)),
+                prepare=False,
+            )
 
 
 def with_credentials(source: CredentialSource, connect: Callable[[dict[str, Any]], T]) -> T:
@@ -75,9 +164,11 @@ def forget_session_state(conn: Any) -> None:
     statement under a name the driver uses (every later caller's statement replaced),
     an advisory lock (another caller's subscribe waits out the timeout), temporary
     tables, LISTEN. DISCARD ALL drops all of it and puts back the settings the
-    connection started with.
+    connection started with (its startup options, `session_settings`), and then the
+    settings a startup option cannot carry are set again.
     """
     conn.execute("DISCARD ALL", prepare=False)
+    pin_settings_of_this_server(conn)
 
 
 def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> ConnectionPool[Any]:
@@ -91,10 +182,9 @@ def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> Conn
             # No server-side prepared statements: DISCARD ALL drops them at every
             # return, and a name the driver reuses is one an injected PREPARE can take.
             "prepare_threshold": None,
-            # Beside the tier's own default (30 s read-only, 60 s app), which outlasts
-            # the API's 29 s: past this, the server cancels and the caller gets a 503.
-            "options": f"-c statement_timeout={settings.db_statement_timeout_seconds * 1000}",
+            "options": startup_options(session_settings(tier, settings)),
         },
+        configure=pin_settings_of_this_server,
         reset=forget_session_state,
         min_size=0,
         max_size=settings.db_pool_max_size,

@@ -13,18 +13,31 @@ from typing import Any
 
 DEFAULT_PREFIX = "babyshield"
 
-# Each tier's login settings, as sql/003 and sql/004 give a login and PostgreSQL stores
-# them. Rotation puts exactly these on a login before arming it. They live here, not
-# on a role: any role may change its own defaults, and a login may SET ROLE to its
-# group, so a template kept on the group (sql/010, reset by sql/020) was the tier's
-# to rewrite.
+# Each tier's login settings, as sql/003, sql/004 and sql/024 give a login and
+# PostgreSQL stores them. Rotation puts exactly these on a login before arming it, and
+# the API's pools send them as startup options (functions/shared/db/pools.py), which
+# outrank a login's own defaults. They live here, not on a role: any role may change
+# its own defaults, and a login may SET ROLE to its group, so a template kept on the
+# group (sql/010, reset by sql/020) was the tier's to rewrite.
+#
+# client_connection_check_interval (sql/024): every 10 s of a running statement the
+# server checks that its client is still there, and ends the statement, its locks and
+# its connection slot when it is not (a Lambda that timed out mid-statement). The
+# check is one poll() per interval of a statement that runs that long, which no
+# statement of the API's does (DB_STATEMENT_TIMEOUT_SECONDS, 10 s); 10 s is also the
+# migrator's (functions/shared/db/migrations.py).
 TIER_LOGIN_SETTINGS: dict[str, dict[str, str]] = {
     "readonly": {
         "statement_timeout": "30s",
         "default_transaction_read_only": "on",
         "idle_in_transaction_session_timeout": "60s",
+        "client_connection_check_interval": "10s",
     },
-    "app": {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "60s"},
+    "app": {
+        "statement_timeout": "60s",
+        "idle_in_transaction_session_timeout": "60s",
+        "client_connection_check_interval": "10s",
+    },
 }
 
 # Lower-case, unquoted-identifier characters only, with room for the longest suffix

@@ -89,6 +89,20 @@ def _session(
             extra={"tier": tier, "sqlstate": exc.sqlstate, "missing": exc.diag.message_primary},
         )
         raise DatabaseSchemaBehind(exc.sqlstate) from exc
+    except (psycopg.errors.ReadOnlySqlTransaction, NotImplementedError) as exc:
+        if isinstance(exc, NotImplementedError) and not _unreadable_format(exc):
+            raise
+        # The session runs with settings the API does not use: a read-only transaction
+        # where the code writes, dates or intervals in a style psycopg cannot read.
+        # The pools pin them (pools.py::session_settings), so a statement of this same
+        # request changed them (or code wrote on the read-only tier): a 503 to the
+        # caller, as every database failure, never a 500. The message stays out of the
+        # log: psycopg's quotes the value it could not read.
+        logger.error(
+            "database session settings are not the pool's",
+            extra={"tier": tier, "error": type(exc).__name__},
+        )
+        raise DatabaseUnavailable() from exc
     except psycopg.OperationalError as exc:
         # The tier's statement_timeout, a dropped connection, a server restart: before
         # the COMMIT the transaction is gone and nothing was written. Lost during the
@@ -106,6 +120,12 @@ def _session(
         raise DatabaseUnavailable() from exc
     finally:
         pool.putconn(conn)
+
+
+def _unreadable_format(exc: NotImplementedError) -> bool:
+    """psycopg's refusal of a date, time or interval in a style it does not read
+    ("can't parse timestamptz with DateStyle ...")."""
+    return str(exc).startswith("can't parse ")
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """A tier login's fences (statement_timeout, default_transaction_read_only,
-idle_in_transaction_session_timeout) are role defaults, and any role may change its
+idle_in_transaction_session_timeout, client_connection_check_interval) are role
+defaults, and any role may change its
 own. Rotation puts them back on a login before arming it, from values no tier can
 change: the logins may SET ROLE to their group, so a template kept on the group
 (sql/010, until sql/020) was theirs to rewrite."""
@@ -19,19 +20,22 @@ LIFTED = {
     "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
     "default_transaction_read_only": "off",
+    "client_connection_check_interval": "0",
 }
 
-# What a login of each tier shows in a session (sql/003, sql/004).
+# What a login of each tier shows in a session (sql/003, sql/004, sql/024).
 SHOWN = {
     "readonly": {
         "statement_timeout": ("30s",),
         "idle_in_transaction_session_timeout": ("1min",),
         "default_transaction_read_only": ("on",),
+        "client_connection_check_interval": ("10s",),
     },
     "app": {
         "statement_timeout": ("1min",),
         "idle_in_transaction_session_timeout": ("1min",),
         "default_transaction_read_only": ("off",),
+        "client_connection_check_interval": ("10s",),
     },
 }
 
@@ -61,8 +65,8 @@ def _shown(db: MigratedDatabase, login: str) -> dict[str, tuple[object, ...] | N
 def test_the_settings_rotation_restores_are_what_the_migrations_give_a_login(
     db: MigratedDatabase, tier: str
 ):
-    """The code's copy and sql/003-004 say the same, so a fresh login and a rotated one
-    carry the same fences."""
+    """The code's copy and sql/003, 004 and 024 say the same, so a fresh login and a
+    rotated one carry the same fences."""
     with db.admin() as admin:
         for login in db.roles.login_roles(tier):
             assert _stored(admin, login) == sorted(
