@@ -120,9 +120,9 @@ def test_a_failed_recheck_whose_alarm_cleared_before_the_retry_still_tells_oncal
     stays blocked for hours and on-call never hears of it."""
     from functions.shared.settings import get_settings
     from functions.waf_responder.respond import RecheckFailed
-    from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
+    from tests.support.waf import alarm_in_state
 
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     put_waf_records({"198.51.100.44": 9})
     sweep_event = scheduled_sweep_event()
     monkeypatch.setenv("ONCALL_TOPIC_ARN", waf.topic_arn + "-gone")
@@ -132,7 +132,7 @@ def test_a_failed_recheck_whose_alarm_cleared_before_the_retry_still_tells_oncal
     assert ip_set_addresses(waf, 4) == ["198.51.100.44/32"]
 
     # The block stopped the attack: the alarm is OK by the time the event is retried.
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "OK")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "OK")
     monkeypatch.setenv("ONCALL_TOPIC_ARN", waf.topic_arn)
     get_settings.cache_clear()
     invoke(sweep_event)

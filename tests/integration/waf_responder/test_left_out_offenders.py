@@ -174,13 +174,13 @@ def test_rate_limited_clients_past_the_set_limit_do_not_take_turns_in_it(
     on-call heard of each turn every five minutes. The rate rule refuses them while
     they are limited whichever are in the set, so a left-out one waits for room."""
     from functions.shared.settings import get_settings
-    from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
+    from tests.support.waf import alarm_in_state
 
     monkeypatch.setenv("IPSET_MAX_ADDRESSES", "2")
     get_settings.cache_clear()
     clients = ("203.0.113.61/32", "203.0.113.71/32", "203.0.113.81/32")
     # Given the rate alarm in ALARM with three limited clients and room for two
-    _alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
+    alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
     limited(rate_rule, *clients)
     first = invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
     assert len(first["left_out"]) == 1

@@ -15,9 +15,9 @@ from functions.shared import blocks, names
 from functions.waf_responder.events import alarm_state_change_event, scheduled_sweep_event
 from ops.cli import main
 from tests.integration.waf_responder.conftest import limited
-from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
 from tests.support.waf import (
     WafResources,
+    alarm_in_state,
     ip_set_addresses,
     oncall_messages,
     put_failed_sign_ins,
@@ -47,7 +47,7 @@ def test_an_unblocked_address_stays_unblocked_while_its_alarm_stays_in_alarm(
     """The sweep's recheck reads the same window as the first look: the records that
     caused the block are still in it, and must not block the address again."""
     # Given an alarm fired and blocked a (legitimate) customer, and stays in ALARM
-    _alarm_in_state(alarm, "ALARM")
+    alarm_in_state(alarm, "ALARM")
     _offend(alarm, "203.0.113.7")
     invoke(alarm_state_change_event(alarm))
     assert ip_set_addresses(waf, 4) == ["203.0.113.7/32"]
@@ -79,7 +79,7 @@ def test_unblocking_a_whole_event_holds_against_the_sweep(
     waf: WafResources, invoke: Invoke, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`unblock --event`: the alarm itself was wrong, and is usually still in ALARM."""
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     put_waf_records({"203.0.113.1": 9, "203.0.113.2": 9})
     fired = invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
     oncall_messages(waf)
@@ -106,7 +106,7 @@ def test_rate_rule_keys_do_not_undo_an_unblock_until_the_alarm_fires_again(
     the very limit the operator cleared. It counts again once the alarm has cleared
     and fired since the unblock."""
     # Given the rate alarm fired, blocked an address, and stays in ALARM
-    _alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
+    alarm_in_state(names.ALARM_WAF_RATE, "ALARM")
     limited(rate_rule, "203.0.113.60/32")
     invoke(alarm_state_change_event(names.ALARM_WAF_RATE))
     assert ip_set_addresses(waf, 4) == ["203.0.113.60/32"]
@@ -138,7 +138,7 @@ def test_evidence_from_before_an_unblock_is_not_added_to_newer_evidence(
     """One blocked request after the unblock (threshold 5) used to block the address
     again: the 12 records on-call had cleared were counted with it. Only the newer
     records count, and they must reach the threshold by themselves."""
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     put_waf_records({"203.0.113.7": 12})
     invoke(alarm_state_change_event(names.ALARM_WAF_BLOCKED))
     oncall_messages(waf)

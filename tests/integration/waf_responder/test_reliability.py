@@ -352,9 +352,9 @@ def test_a_sweeps_look_again_that_could_not_tell_oncall_fails_and_its_retry_tell
     event) announces the block."""
     from functions.shared.settings import get_settings
     from functions.waf_responder.respond import RecheckFailed
-    from tests.integration.waf_responder.test_alarm_response import _alarm_in_state
+    from tests.support.waf import alarm_in_state
 
-    _alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
+    alarm_in_state(names.ALARM_WAF_BLOCKED, "ALARM")
     put_waf_records({"198.51.100.44": 9})
     sweep_event = scheduled_sweep_event()
     monkeypatch.setenv("ONCALL_TOPIC_ARN", waf.topic_arn + "-gone")
