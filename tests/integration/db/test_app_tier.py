@@ -148,6 +148,82 @@ def test_a_keys_client_token_has_the_apis_form_in_the_database_too(
             )
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE public.api_keys SET revoked_at = NULL WHERE key_id = %s",
+        "UPDATE public.api_keys SET revoked_at = now() + interval '1 year' WHERE key_id = %s",
+        "UPDATE public.api_keys SET expires_at = NULL WHERE key_id = %s",
+        "UPDATE public.api_keys SET expires_at = expires_at + interval '1 year' WHERE key_id = %s",
+    ],
+    ids=["un-revoke", "revoke-later", "never-expire", "expire-later"],
+)
+def test_injected_sql_cannot_bring_back_a_revoked_key_or_push_its_expiry_out(
+    db: MigratedDatabase, change: str
+):
+    """On-call revoked a leaked key, or rotated one away (its grace window ends in 7
+    days). SQL injected on the app tier, naming its owner as the caller, tries to make
+    it work again or for good: the table refuses (sql/025)."""
+    alice = make_user(db)
+    key = alice.hex[:12]
+    with db.admin() as su:
+        su.execute(
+            "UPDATE public.api_keys SET revoked_at = now(), "
+            "expires_at = now() + interval '7 days' WHERE key_id = %s",
+            (key,),
+        )
+        before = su.execute(
+            "SELECT revoked_at, expires_at FROM public.api_keys WHERE key_id = %s", (key,)
+        ).fetchone()
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_caller(conn, alice)
+        with pytest.raises(errors.CheckViolation):
+            conn.execute(change, (key,))
+    with db.admin() as su:
+        after = su.execute(
+            "SELECT revoked_at, expires_at FROM public.api_keys WHERE key_id = %s", (key,)
+        ).fetchone()
+    assert after == before
+
+
+def test_a_revocation_repeated_and_an_expiry_brought_closer_still_go_through(
+    db: MigratedDatabase,
+):
+    """What the API itself writes: revoke with coalesce (a repeat keeps the first
+    time), and a rotation's least(expiry, now() + grace)."""
+    alice = make_user(db)
+    key = alice.hex[:12]
+    with psycopg.connect(db.tier("app")) as conn:
+        _as_caller(conn, alice)
+        conn.execute(
+            "UPDATE public.api_keys SET expires_at = least(coalesce(expires_at, "
+            "'infinity'::timestamptz), now() + interval '7 days') WHERE key_id = %s",
+            (key,),
+        )
+        conn.execute(
+            "UPDATE public.api_keys SET expires_at = least(expires_at, now() + interval "
+            "'1 day') WHERE key_id = %s",
+            (key,),
+        )
+        conn.execute(
+            "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s",
+            (key,),
+        )
+        first = conn.execute(
+            "SELECT revoked_at FROM public.api_keys WHERE key_id = %s", (key,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s",
+            (key,),
+        )
+        again = conn.execute(
+            "SELECT revoked_at FROM public.api_keys WHERE key_id = %s", (key,)
+        ).fetchone()
+    assert first == again
+    assert first is not None
+    assert first[0] is not None
+
+
 def test_the_app_tier_cannot_backdate_a_keys_creation(db: MigratedDatabase):
     alice = make_user(db)
     with psycopg.connect(db.tier("app")) as conn:
