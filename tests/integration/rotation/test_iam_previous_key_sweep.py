@@ -4,6 +4,7 @@ rotations against moto's IAM and Secrets Manager over HTTP."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -337,3 +338,43 @@ def test_a_previous_version_that_does_not_parse_leaves_every_key_active(
     assert PreviousKeySweep(store=store, now=_days_later(1)).run()["deactivated"] == []
     assert _keys(partner_user.name) == before
     assert set(before.values()) == {"Active"}
+
+
+def test_the_key_of_a_rotation_stopped_with_cancel_rotate_secret_is_deactivated(
+    store: SecretStore, partner_user: PartnerUser
+) -> None:
+    """Secrets Manager's CancelRotateSecret switches rotation off and leaves AWSPENDING
+    on the version (the AWS API reference tells you to remove the label yourself). With
+    rotation off nothing finishes that version or deletes its key, so the sweep takes
+    it for a key no version names: deactivated once its hour of grace has passed.
+
+    moto cancels only a rotation whose Lambda function it hosts, so DescribeSecret's
+    answer is given as it is after a cancel, rotation off; the rest is real: a key IAM
+    created for a createSecret, stored as AWSPENDING."""
+    import dataclasses
+
+    secret_id = spec(NAME).secret_name
+
+    class RotationCancelled(SecretStore):
+        def describe(self, secret_id: str) -> SecretMetadata:
+            return dataclasses.replace(super().describe(secret_id), rotation_enabled=False)
+
+    cancelled = RotationCancelled(caller="test")
+    created = boto3.client("iam").create_access_key(UserName=partner_user.name)["AccessKey"]
+    value = {
+        "kind": "iam-access-key",
+        "UserName": partner_user.name,
+        "AccessKeyId": created["AccessKeyId"],
+        "SecretAccessKey": created["SecretAccessKey"],
+    }
+    store.put_pending(store.describe(secret_id).arn, str(uuid.uuid4()), value)
+    orphan = _pending_key(store)
+
+    soon = PreviousKeySweep(store=cancelled, now=_days_later(0.5 / 24)).run()
+    in_flight = PreviousKeySweep(store=store, now=_days_later(2 / 24)).run()
+    later = PreviousKeySweep(store=cancelled, now=_days_later(2 / 24)).run()
+
+    # Within the grace, or with rotation on (a rotation in flight), the key stays
+    assert soon == in_flight == {"outcome": "swept", "deactivated": []}
+    assert later == {"outcome": "swept", "deactivated": [NAME]}
+    assert _keys(partner_user.name) == {partner_user.first_key_id: "Active", orphan: "Inactive"}
