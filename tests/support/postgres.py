@@ -232,3 +232,18 @@ def api_db(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mi
     get_settings.cache_clear()
     yield db
     close_pools()
+
+
+def point_pools_at(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's pools against `db`'s tier logins (local mode, by URL), one connection
+    each: consecutive sessions share it, after the pool's DISCARD ALL. Call
+    `close_pools()` when done."""
+    from functions.shared.db.pools import close_pools
+    from functions.shared.settings import get_settings
+
+    monkeypatch.setenv("BABYSHIELD_ENV", "local")
+    monkeypatch.setenv("DATABASE_READONLY_URL", db.tier("readonly"))
+    monkeypatch.setenv("DATABASE_APP_URL", db.tier("app"))
+    monkeypatch.setenv("DB_POOL_MAX_SIZE", "1")
+    get_settings.cache_clear()
+    close_pools()

@@ -34,7 +34,7 @@ from functions.shared.db.pools import (
 from functions.shared.errors import to_http
 from functions.shared.settings import get_settings
 from tests.support.api import call_api
-from tests.support.postgres import MigratedDatabase, make_user
+from tests.support.postgres import MigratedDatabase, make_user, point_pools_at
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -46,19 +46,9 @@ def _restore(db: MigratedDatabase, login: str, tier: str) -> None:
         restore_login_settings(admin, login, tier)
 
 
-def _pool_against(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("DATABASE_READONLY_URL", db.tier("readonly"))
-    monkeypatch.setenv("DATABASE_APP_URL", db.tier("app"))
-    # One connection per pool: the second session reuses the first's, after DISCARD ALL.
-    monkeypatch.setenv("DB_POOL_MAX_SIZE", "1")
-    get_settings.cache_clear()
-    close_pools()
-
-
 @pytest.fixture
 def pooled(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[MigratedDatabase]:
-    _pool_against(db, monkeypatch)
+    point_pools_at(db, monkeypatch)
     yield db
     close_pools()
 
@@ -69,7 +59,7 @@ def pooled_newest(
 ) -> Iterator[MigratedDatabase]:
     """The pools against the session's password-checking cluster: the embedded
     PostgreSQL (18) when the main server trusts, which has settings 15 lacks."""
-    _pool_against(scram_db, monkeypatch)
+    point_pools_at(scram_db, monkeypatch)
     yield scram_db
     close_pools()
 

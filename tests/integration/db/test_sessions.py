@@ -12,18 +12,12 @@ from functions.shared.db import DatabaseUnavailable, readonly_session, write_ses
 from functions.shared.db.pools import close_pools
 from functions.shared.errors import ServiceUnavailable
 from functions.shared.settings import get_settings
-from tests.support.postgres import MigratedDatabase, make_user
+from tests.support.postgres import MigratedDatabase, make_user, point_pools_at
 
 
 @pytest.fixture
 def pooled(db: MigratedDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[MigratedDatabase]:
-    # One connection per pool, so consecutive sessions share it.
-    monkeypatch.setenv("BABYSHIELD_ENV", "local")
-    monkeypatch.setenv("DATABASE_READONLY_URL", db.tier("readonly"))
-    monkeypatch.setenv("DATABASE_APP_URL", db.tier("app"))
-    monkeypatch.setenv("DB_POOL_MAX_SIZE", "1")
-    get_settings.cache_clear()
-    close_pools()
+    point_pools_at(db, monkeypatch)
     yield db
     close_pools()
 
