@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from functions.shared.db.credentials import (
@@ -73,9 +74,10 @@ CLIENT_SETTINGS: Mapping[str, str] = {
 }
 
 # Settings some servers lack: a startup option the server does not know refuses the
-# connection, so these are SET on each new connection of a server that has them and
-# again after every DISCARD ALL (forget_session_state). PostgreSQL 17 (RDS) has
-# transaction_timeout: a short one as a login default ended every API transaction.
+# connection, so a server that has them gets them SET each time a connection is lent
+# (check_and_pin), after DISCARD ALL put the login's defaults back. PostgreSQL 17
+# (RDS) has transaction_timeout: a short one as a login default ended every API
+# transaction.
 SETTINGS_SINCE: tuple[tuple[int, str, str], ...] = ((170000, "transaction_timeout", "0"),)
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -107,17 +109,34 @@ def startup_options(values: Mapping[str, str]) -> str:
     return " ".join(parts)
 
 
-def pin_settings_of_this_server(conn: Any) -> None:
-    """SET what SETTINGS_SINCE holds for this server's version (the pool's configure
-    callback, and after every DISCARD ALL)."""
+@lru_cache(maxsize=4)
+def _pins_for(server_version: int) -> tuple[Any, ...]:
+    """The SET statements SETTINGS_SINCE holds for a server of this version."""
     from psycopg import sql
 
-    for version, name, value in SETTINGS_SINCE:
-        if conn.info.server_version >= version:
-            conn.execute(
-                sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)),
-                prepare=False,
-            )
+    return tuple(
+        sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+        for since, name, value in SETTINGS_SINCE
+        if server_version >= since
+    )
+
+
+def check_and_pin(conn: Any) -> None:
+    """The pool's check, run on a connection each time it is lent: the round trip
+    that proves it alive also SETs what SETTINGS_SINCE holds for this server.
+
+    Pinning here rather than after DISCARD ALL costs no round trip of its own: the
+    pool checks every connection before lending it anyway (a frozen Lambda's
+    connection may have been closed meanwhile), with an empty query where there is
+    nothing to pin (psycopg_pool's check_connection). Connections are autocommit
+    (build_pool), so each SET holds for the session.
+    """
+    pins = _pins_for(conn.info.server_version)
+    if not pins:
+        conn.execute("")
+        return
+    for statement in pins:
+        conn.execute(statement, prepare=False)
 
 
 def with_credentials(source: CredentialSource, connect: Callable[[dict[str, Any]], T]) -> T:
@@ -164,11 +183,10 @@ def forget_session_state(conn: Any) -> None:
     statement under a name the driver uses (every later caller's statement replaced),
     an advisory lock (another caller's subscribe waits out the timeout), temporary
     tables, LISTEN. DISCARD ALL drops all of it and puts back the settings the
-    connection started with (its startup options, `session_settings`), and then the
-    settings a startup option cannot carry are set again.
+    connection started with (its startup options, `session_settings`); the settings
+    a startup option cannot carry are set again when it is next lent (check_and_pin).
     """
     conn.execute("DISCARD ALL", prepare=False)
-    pin_settings_of_this_server(conn)
 
 
 def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> ConnectionPool[Any]:
@@ -184,13 +202,13 @@ def build_pool(tier: Tier, source: CredentialSource, settings: Settings) -> Conn
             "prepare_threshold": None,
             "options": startup_options(session_settings(tier, settings)),
         },
-        configure=pin_settings_of_this_server,
         reset=forget_session_state,
         min_size=0,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout_seconds,
-        # A frozen Lambda's connections may have been closed by the server meanwhile.
-        check=ConnectionPool.check_connection,
+        # A frozen Lambda's connections may have been closed by the server meanwhile;
+        # every lend, a new connection's first included, goes through the check.
+        check=check_and_pin,
         # Give up on a failing server within the request's budget instead of minutes.
         reconnect_timeout=settings.db_pool_timeout_seconds,
         name=f"babyshield-{tier}",

@@ -214,8 +214,8 @@ def test_settings_only_a_newer_server_has_are_pinned_too(pooled_newest: Migrated
     """Given a server with transaction_timeout (PostgreSQL 17, as on RDS), whose login
     default of 1 ms ended every API transaction, when injected SQL sets it so, then the
     pool's sessions, new and after DISCARD ALL, still run without it. A startup option
-    the server does not know refuses the connection, so it is SET on each new
-    connection and after every DISCARD ALL instead."""
+    the server does not know refuses the connection, so it is SET each time the pool
+    lends a connection instead (check_and_pin)."""
     with psycopg.connect(pooled_newest.tier("app")) as probe:
         if probe.info.server_version < 170000:
             pytest.skip("the password-checking cluster is older than PostgreSQL 17")
@@ -402,3 +402,53 @@ def test_a_statement_whose_client_is_gone_does_not_keep_every_callers_watches_lo
         with pooled.admin() as admin:
             for pid in _holder_pids(pooled):
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _statements_the_pool_sends(tier: Tier, lends: int) -> list[str]:
+    """The queries the pool itself sends while a connection is lent `lends` times and
+    given back, read off libpq's protocol trace (the frontend's Query messages)."""
+    from functions.shared.db.pools import get_pool
+
+    pool = get_pool(tier)
+    with pool.connection():
+        pass  # the connection is open before tracing starts
+    trace = Path(os.environ.get("TMPDIR", "/tmp")) / f"pool-trace-{uuid.uuid4().hex}"
+    try:
+        with trace.open("w") as out:
+            with pool.connection() as conn:
+                conn.pgconn.trace(out.fileno())
+            for _ in range(lends - 1):
+                with pool.connection():
+                    pass
+            with pool.connection() as conn:
+                conn.pgconn.untrace()
+        return [
+            line.split("\t")[-1].strip().strip('"')
+            for line in trace.read_text().splitlines()
+            if "\tF\t" in line and "\tQuery\t" in line
+        ]
+    finally:
+        trace.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("server", ["main", "newest"])
+def test_a_lent_connection_costs_one_round_trip_each_way(
+    server: str, request: pytest.FixtureRequest
+):
+    """Given the pool on the machine's server and on the newest (17+, where
+    transaction_timeout is pinned), when a connection is lent and given back three
+    times, then the pool sends one statement per lend (its liveness check, which is
+    the pin where there is one) and one per return (DISCARD ALL): pinning after
+    DISCARD ALL cost every request a round trip of its own on RDS."""
+    db: MigratedDatabase = request.getfixturevalue(
+        "pooled" if server == "main" else "pooled_newest"
+    )
+    with psycopg.connect(db.tier("readonly")) as probe:
+        newest = probe.info.server_version >= 170000
+    if server == "newest" and not newest:
+        pytest.skip("the password-checking cluster is older than PostgreSQL 17")
+    sent = _statements_the_pool_sends("readonly", lends=3)
+    lend = "SET \"transaction_timeout\" = '0'" if newest else ""
+    # Tracing starts inside the first lend and ends inside the last: its return, then
+    # two whole lends, then the last lend's check.
+    assert sent == ["DISCARD ALL", lend, "DISCARD ALL", lend, "DISCARD ALL", lend]
