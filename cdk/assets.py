@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import functools
 import glob
+import gzip
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -35,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = REPO_ROOT / ".babyshield" / "cdk-build"
@@ -58,6 +61,8 @@ LAMBDA_TASK_ROOT = "/var/task"
 LAMBDA_LAYER_ROOT = "/opt/python"
 # Part of every build's key: a change to how assets are built gives new ones.
 BUILD_FORMAT = b"bytecode:checked-hash:1"
+# Part of the dependency layer's key only: how its botocore data is cut down.
+LAYER_FORMAT = b"botocore-data:slim:1"
 # The AWS APIs the functions call (their clients' service names; a test reads every
 # client the functions create and keeps this list complete), and `xray`, which the
 # X-Ray SDK's sampling client uses outside Lambda. The layer keeps botocore's models
@@ -154,9 +159,10 @@ def lambda_python() -> str:
 def prune_botocore_data(site: Path, keep: Iterable[str] = BOTOCORE_SERVICES) -> None:
     """Drop the service models under `site/botocore/data` that no function uses.
 
-    The shared files beside them (endpoints, partitions, retry and default
-    configuration) stay. A kept service that botocore does not ship is an error,
-    not a silent gap: the function calling it would fail in AWS only.
+    The shared files beside them (partitions, retry and default configuration) stay,
+    endpoints.json cut to the kept services (`slim_botocore_data`). A kept service
+    that botocore does not ship is an error, not a silent gap: the function calling
+    it would fail in AWS only.
     """
     data = site / "botocore" / "data"
     if not data.is_dir():
@@ -171,6 +177,61 @@ def prune_botocore_data(site: Path, keep: Iterable[str] = BOTOCORE_SERVICES) -> 
     for service in data.iterdir():
         if service.is_dir() and service.name not in kept:
             shutil.rmtree(service)
+    slim_botocore_data(data)
+
+
+def slim_botocore_data(data: Path) -> None:
+    """Cut what botocore parses to build a client down to what the kept services need.
+
+    Every function's first client parses `endpoints.json` (1.2 MB: every service in
+    every partition, about 15 ms) and each service's `service-2.json.gz` (DynamoDB's
+    is 556 KB, four fifths of it documentation, which botocore reads only to render
+    docstrings and help()). The layer keeps the entries of its own services in every
+    partition, and their models without documentation strings: what a client resolves
+    and sends is unchanged (tests/infrastructure/test_assets.py compares both with
+    the full data).
+    """
+    prefixes = set()
+    for model in sorted(data.glob("*/*/service-2.json*")):
+        loaded = _load_json(model)
+        prefixes.add(loaded.get("metadata", {}).get("endpointPrefix", model.parent.parent.name))
+        prefixes.add(model.parent.parent.name)
+        _write_json(model, _without_documentation(loaded))
+    endpoints = data / "endpoints.json"
+    if endpoints.is_file():
+        table = _load_json(endpoints)
+        for partition in table.get("partitions", []):
+            services = partition.get("services", {})
+            partition["services"] = {k: v for k, v in services.items() if k in prefixes}
+        _write_json(endpoints, table)
+
+
+def _without_documentation(value: object) -> object:
+    """A model without its documentation strings. Only string values go: a shape may
+    have a member named `documentation`, whose value is its definition."""
+    if isinstance(value, dict):
+        return {
+            key: _without_documentation(item)
+            for key, item in value.items()
+            if not (key in ("documentation", "documentationUrl") and isinstance(item, str))
+        }
+    if isinstance(value, list):
+        return [_without_documentation(item) for item in value]
+    return value
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    loaded = json.loads(raw)
+    if not isinstance(loaded, dict):
+        raise RuntimeError(f"{path} is not a JSON object")
+    return loaded
+
+
+def _write_json(path: Path, value: object) -> None:
+    raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # mtime=0: the same data gives the same bytes, build after build.
+    path.write_bytes(gzip.compress(raw, mtime=0) if path.suffix == ".gz" else raw)
 
 
 def compile_bytecode(root: Path, deployed_at: str) -> None:
@@ -269,6 +330,7 @@ def dependency_layer_dir(
             lock_file.read_bytes(),
             LAMBDA_PYTHON_VERSION.encode(),
             BUILD_FORMAT,
+            LAYER_FORMAT,
             *map(str.encode, platforms),
             b"*" if botocore_services is None else ",".join(sorted(botocore_services)).encode(),
         ]

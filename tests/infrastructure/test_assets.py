@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -236,7 +238,8 @@ def test_pruning_keeps_the_listed_services_and_botocores_shared_files(tmp_path: 
     data = tmp_path / "botocore" / "data"
     for service in ("dynamodb", "ec2", "s3"):
         (data / service / "2012-08-10").mkdir(parents=True)
-        (data / service / "2012-08-10" / "service-2.json.gz").write_bytes(b"model")
+        model = gzip.compress(json_bytes({"metadata": {"endpointPrefix": service}}))
+        (data / service / "2012-08-10" / "service-2.json.gz").write_bytes(model)
     (data / "endpoints.json").write_text("{}")
 
     # When it is pruned to one of them
@@ -264,3 +267,167 @@ def test_a_layer_without_botocore_is_left_as_it_is(tmp_path: Path):
     assets.prune_botocore_data(tmp_path)
 
     assert [p.name for p in tmp_path.iterdir()] == ["six.py"]
+
+
+def test_slimming_keeps_the_kept_services_endpoints_and_drops_only_documentation(
+    tmp_path: Path,
+):
+    # Given botocore data: two partitions listing three services, and a model whose
+    # shapes carry documentation, one of them a member named "documentation"
+    data = tmp_path / "botocore" / "data"
+    model_dir = data / "cloudwatch" / "2010-08-01"
+    model_dir.mkdir(parents=True)
+    model = {
+        "metadata": {"endpointPrefix": "monitoring", "documentation": "skip"},
+        "documentation": "The service.",
+        "operations": {"Put": {"input": {"shape": "In"}, "documentation": "<p>x</p>"}},
+        "shapes": {
+            "In": {
+                "type": "structure",
+                "members": {
+                    "documentation": {"shape": "Text", "documentation": "a member"},
+                    "Name": {"shape": "Text", "documentationUrl": "https://x"},
+                },
+            },
+            "Text": {"type": "string", "max": 3},
+        },
+    }
+    (model_dir / "service-2.json.gz").write_bytes(gzip.compress(json_bytes(model)))
+    partition = {"partition": "aws", "regions": {"r": {}}, "services": {}}
+    endpoints = {
+        "partitions": [
+            {**partition, "services": {"monitoring": {"e": 1}, "ec2": {}, "s3": {}}},
+            {**partition, "partition": "aws-cn", "services": {"ec2": {}}},
+        ],
+        "version": 3,
+    }
+    (data / "endpoints.json").write_bytes(json_bytes(endpoints))
+
+    # When it is pruned to that service
+    assets.prune_botocore_data(tmp_path, keep=("cloudwatch",))
+
+    # Then the endpoints list that service alone, in every partition kept whole
+    slim = assets._load_json(data / "endpoints.json")
+    assert [p["services"] for p in slim["partitions"]] == [{"monitoring": {"e": 1}}, {}]
+    assert slim["partitions"][0]["regions"] == {"r": {}}
+    assert slim["version"] == 3
+    # And the model lost its documentation strings, not the member so named
+    assert assets._load_json(model_dir / "service-2.json.gz") == {
+        "metadata": {"endpointPrefix": "monitoring"},
+        "operations": {"Put": {"input": {"shape": "In"}}},
+        "shapes": {
+            "In": {
+                "type": "structure",
+                "members": {"documentation": {"shape": "Text"}, "Name": {"shape": "Text"}},
+            },
+            "Text": {"type": "string", "max": 3},
+        },
+    }
+
+
+def json_bytes(value: object) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+# What a client built from some botocore resolves and sends: for every kept service,
+# its endpoint in regions of four partitions (and FIPS), its signing name, every
+# shape's structure, and one real call to the moto server.
+CLIENT_FINGERPRINT = r"""
+import json, sys, botocore.session
+from botocore.config import Config
+services, endpoint = json.loads(sys.argv[1]), sys.argv[2]
+session = botocore.session.get_session()
+found = {"from": botocore.__file__, "services": {}}
+for name in services:
+    seen = {}
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1"):
+        for fips in (False, True):
+            try:
+                client = session.create_client(
+                    name, region_name=region, aws_access_key_id="a",
+                    aws_secret_access_key="b", config=Config(use_fips_endpoint=fips),
+                )
+                seen[f"{region} fips={fips}"] = [
+                    client.meta.endpoint_url, client.meta.region_name,
+                    client.meta.service_model.signing_name,
+                ]
+            except Exception as error:
+                seen[f"{region} fips={fips}"] = type(error).__name__
+    model = session.get_service_model(name)
+    shapes = {}
+    for shape_name in model.shape_names:
+        shape = model.shape_for(shape_name)
+        members = getattr(shape, "members", {})
+        shapes[shape_name] = [
+            shape.type_name, shape.serialization, shape.metadata,
+            {member: [m.name, m.serialization] for member, m in members.items()},
+        ]
+    operations = {
+        op: [model.operation_model(op).http, model.operation_model(op).input_shape is None]
+        for op in model.operation_names
+    }
+    found["services"][name] = {"endpoints": seen, "shapes": shapes, "operations": operations}
+local = dict(region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b",
+             endpoint_url=endpoint)
+found["calls"] = [
+    sorted(session.create_client("secretsmanager", **local).list_secrets()),
+    sorted(session.create_client("dynamodb", **local).list_tables()),
+]
+print("RESULT " + json.dumps(found, default=str, sort_keys=True))
+"""
+
+
+def _fingerprint(python_path: str | None, endpoint: str) -> dict[str, object]:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if python_path:
+        env["PYTHONPATH"] = python_path
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLIENT_FINGERPRINT,
+            json.dumps(sorted(assets.BOTOCORE_SERVICES)),
+            endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    found: dict[str, object] = json.loads(line.removeprefix("RESULT "))
+    return found
+
+
+def test_the_slimmed_botocore_resolves_and_sends_what_the_full_one_does(
+    tmp_path: Path, moto_endpoint: str
+):
+    # Given this machine's botocore, copied and pruned as the layer prunes it
+    import botocore
+
+    source = Path(botocore.__file__).parent
+    copy = tmp_path / "site"
+    shutil_ignore = shutil.ignore_patterns("__pycache__", "data")
+    shutil.copytree(source, copy / "botocore", ignore=shutil_ignore)
+    (copy / "botocore" / "data").mkdir()
+    for item in (source / "data").iterdir():
+        if item.is_file():
+            shutil.copy2(item, copy / "botocore" / "data" / item.name)
+        elif item.name in assets.BOTOCORE_SERVICES:
+            shutil.copytree(item, copy / "botocore" / "data" / item.name)
+    assets.prune_botocore_data(copy)
+    assert (copy / "botocore" / "data" / "endpoints.json").stat().st_size < 200_000
+
+    # When clients of every kept service are built from each
+    full = _fingerprint(None, moto_endpoint)
+    slim = _fingerprint(str(copy), moto_endpoint)
+
+    # Then the slim one was used, and every endpoint, shape and answer is the same
+    assert str(slim.pop("from")).startswith(str(copy))
+    assert str(full.pop("from")).startswith(str(source))
+    assert slim == full
