@@ -403,6 +403,13 @@ class DetectionAndResponse(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        # These alarms count every client over one period; the responder blocks a client
+        # whose own count over its offender window (15 minutes, holding that period)
+        # reaches the same threshold: one that sets an alarm off alone is always found,
+        # none is blocked on less. Left to the responder's defaults, a threshold tuned in
+        # context would part them (an alarm whose look finds nobody, or the reverse).
+        waf_responder.add_environment("BLOCKED_REQUESTS_THRESHOLD", str(waf_blocked_threshold))
+        waf_responder.add_environment("FAILED_SIGN_INS_THRESHOLD", str(failed_signin_threshold))
         # A failed rotation shows as the functions' own failure metric or as a
         # Lambda error (a crash before the metric is flushed); either alarms.
         rotation_terms = {"failures": _custom_metric(names.METRIC_ROTATION_FAILURES)}
