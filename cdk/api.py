@@ -27,6 +27,17 @@ TLS_SECURITY_POLICY = "SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09"
 # leaves the endpoint unavailable for about 15 minutes.
 ENDPOINT_ACCESS_MODE = "BASIC"
 
+# API Gateway's throttle is a token bucket refilled at the stage's rate limit every
+# second, so a request refused by it finds a token again within one second.
+THROTTLED_RETRY_AFTER_SECONDS = 1
+# The body of the platform's other 429s (the WAF rate rule's, cdk/waf.py), with the
+# request id the gateway can add and WAF cannot.
+THROTTLED_BODY_TEMPLATE = (
+    '{"error":{"code":"rate_limited",'
+    f'"message":"Too many requests. Retry after {THROTTLED_RETRY_AFTER_SECONDS} second.",'
+    '"correlation_id":"$context.requestId"}}'
+)
+
 # One JSON object per request. `ip` is API Gateway's own view of the caller
 # (the TCP peer), the same value the function trusts.
 # API Gateway puts a variable's value into the format as it is, escaping nothing, so
@@ -185,6 +196,18 @@ class Api(Construct):
                     )
                 },
             )
+        # The throttle's 429 would otherwise be DEFAULT_4XX's, with no Retry-After to
+        # back off by. No usage plan, so no quota: QUOTA_EXCEEDED never answers.
+        self.rest_api.add_gateway_response(
+            "GatewayThrottled",
+            type=apigateway.ResponseType.THROTTLED,
+            status_code="429",
+            response_headers={
+                **gateway_security_headers(),
+                "Retry-After": f"'{THROTTLED_RETRY_AFTER_SECONDS}'",
+            },
+            templates={"application/json": THROTTLED_BODY_TEMPLATE},
+        )
 
         no_gateway_auth = (
             "Authentication is the API's own: public recall reads need none, and "
