@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from functions.api.identity.audit import audit
 from functions.api.models import ApiModel
@@ -38,7 +38,28 @@ Email = Annotated[
         strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
     ),
 ]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+def _fits_once_normalised(password: str) -> str:
+    """The hashing limit counts the NFKC form, which may be longer or shorter than the
+    password as sent; over it is a 422 ("of the wrong length"), as an over-long
+    input is."""
+    from pydantic_core import PydanticCustomError
+
+    from functions.shared.identity.passwords import exceeds_length_limit
+
+    if exceeds_length_limit(password):
+        raise PydanticCustomError("password_too_long", "password too long")
+    return password
+
+
+# max_length is passwords.MAX_PASSWORD_INPUT_CHARS, the bound before normalising (a
+# constant here: importing that module at cold start would load the settings).
+Password = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=4096),
+    AfterValidator(_fits_once_normalised),
+]
 
 
 class LoginRequest(ApiModel):
@@ -64,19 +85,19 @@ class Me(ApiModel):
 def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
     from functions.api.identity.store import user_for_login
     from functions.shared.identity.lockout import SignInLockout, lockout_keys
-    from functions.shared.identity.passwords import verify_password
+    from functions.shared.identity.passwords import check_password
 
     email = credentials.email.lower()
     lockout = SignInLockout()
     reservation = _reserve_attempt(lockout, lockout_keys(email, source_ip), source_ip)
     try:
         user = user_for_login(email)
-        matched = verify_password(credentials.password, user.password_hash if user else None)
+        check = check_password(credentials.password, user.password_hash if user else None)
     except BaseException:
         # No password was checked (the database was down, say): the attempt is not spent.
         _release_attempt(lockout, reservation)
         raise
-    if not matched or user is None:
+    if not check.matched or user is None:
         _record_failure(lockout, reservation)
         audit(
             "sign_in",
@@ -96,7 +117,13 @@ def sign_in(credentials: LoginRequest, source_ip: str) -> TokenResponse:
         lockout.record_success(reservation)
     except LockoutUnavailable:
         logger.exception("sign-in success not recorded")
-    _upgrade_hash(user.user_id, user.role, user.password_hash, credentials.password)
+    _upgrade_hash(
+        user.user_id,
+        user.role,
+        user.password_hash,
+        credentials.password,
+        unnormalised=check.matched_unnormalised,
+    )
     try:
         issued = issue_access_token(user.user_id, user.role)
     except (SecretUnavailable, KeyMaterialError) as exc:
@@ -155,14 +182,18 @@ def _release_attempt(lockout: SignInLockout, reservation: Reservation) -> None:
         logger.exception("sign-in attempt not released")
 
 
-def _upgrade_hash(user_id: UUID, role: str, stored: str, password: str) -> None:
-    """Re-hash with today's cost after a raised scrypt setting; the sign-in proved the password."""
+def _upgrade_hash(
+    user_id: UUID, role: str, stored: str, password: str, *, unnormalised: bool
+) -> None:
+    """Re-hash with today's cost after a raised scrypt setting, or from the normalised
+    password when the stored hash was made from it as typed (`unnormalised`, before
+    passwords were normalised); the sign-in proved the password."""
     from functions.api.identity.store import replace_password_hash
     from functions.shared.identity.passwords import hash_password, needs_rehash
 
     # An admin's hash is remade by an operator, never by the request tiers (the
     # database refuses it, sql/024): computing one here would only spend a scrypt.
-    if role == "admin" or not needs_rehash(stored):
+    if role == "admin" or not (unnormalised or needs_rehash(stored)):
         return
     try:
         replace_password_hash(user_id, role, stored, hash_password(password))

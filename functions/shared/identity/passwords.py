@@ -5,6 +5,11 @@ raised later without invalidating existing hashes (`needs_rehash`). Verifying
 an unknown account runs the same scrypt against a dummy hash, and a hash stored
 at a lower cost is checked with as much work as the configured cost, so a wrong
 email costs the same time as a wrong password.
+
+Passwords are NFKC-normalised before hashing (NIST SP 800-63B 5.1.1.2): "é" typed
+as U+00E9 or as "e" + U+0301, or digits typed full-width, are one password whatever
+the keyboard. Hashes made before that were made from the password as typed; they
+still verify, and the sign-in remakes them from the normalised form.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,8 +38,14 @@ HASH_BYTES = 32
 MAX_N = 2**20
 MAX_R = 32
 MAX_P = 16
-# Longer passwords gain nothing and cost hashing time an attacker controls.
+# Longer passwords gain nothing and cost hashing time an attacker controls. Counted
+# in the normalised form, the one scrypt is given: NFKC can turn one code point into
+# up to 18 (U+FDFA), so a limit on the input alone would not bound scrypt's.
 MAX_PASSWORD_CHARS = 1024
+# The bound on the input before it is normalised, which also bounds that work. NFKC
+# composes at most 4 code points into one (the longest canonical decomposition, as of
+# U+1F82), so every password within MAX_PASSWORD_CHARS once normalised fits.
+MAX_PASSWORD_INPUT_CHARS = 4 * MAX_PASSWORD_CHARS
 
 
 @dataclass(frozen=True)
@@ -64,20 +76,37 @@ def _derive(password: str, salt: bytes, params: ScryptParams) -> bytes:
     )
 
 
+def normalise_password(password: str) -> str:
+    return unicodedata.normalize("NFKC", password)
+
+
+def exceeds_length_limit(password: str) -> bool:
+    """Whether the password is too long to hash: over the input bound, or over
+    MAX_PASSWORD_CHARS once normalised."""
+    return _too_long(password, normalise_password(password[:MAX_PASSWORD_INPUT_CHARS]))
+
+
+def _too_long(password: str, normalised: str) -> bool:
+    return len(password) > MAX_PASSWORD_INPUT_CHARS or len(normalised) > MAX_PASSWORD_CHARS
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
 def hash_password(password: str, params: ScryptParams | None = None) -> str:
-    if len(password) > MAX_PASSWORD_CHARS:
+    """The stored form of the password's NFKC normalisation."""
+    normalised = normalise_password(password[:MAX_PASSWORD_INPUT_CHARS])
+    if _too_long(password, normalised):
         raise ValueError("password too long")
-    if "\x00" in password:
+    if "\x00" in password or "\x00" in normalised:
         # scrypt keys HMAC with the password, and HMAC pads a key shorter than its block
-        # with NUL bytes: "pw" and "pw\x00" would derive the same hash.
+        # with NUL bytes: "pw" and "pw\x00" would derive the same hash. No character's
+        # NFKC form is empty or holds a NUL; the form that is hashed is checked anyway.
         raise ValueError("password contains a NUL character")
     params = params or configured_params()
     salt = secrets.token_bytes(SALT_BYTES)
-    digest = _derive(password, salt, params)
+    digest = _derive(normalised, salt, params)
     return f"{SCHEME}${params.n}${params.r}${params.p}${_b64(salt)}${_b64(digest)}"
 
 
@@ -114,8 +143,29 @@ def dummy_hash() -> str:
     return _dummy_hash(configured_params())
 
 
+@dataclass(frozen=True)
+class PasswordCheck:
+    matched: bool
+    # Matched only as typed, not normalised: a hash made before passwords were
+    # normalised, which the sign-in remakes from the normalised form.
+    matched_unnormalised: bool = False
+
+
+NO_MATCH = PasswordCheck(matched=False)
+
+
 def verify_password(password: str, encoded: str | None) -> bool:
     """True only if `password` matches `encoded`; same cost when `encoded` is missing."""
+    return check_password(password, encoded).matched
+
+
+def check_password(password: str, encoded: str | None) -> PasswordCheck:
+    """Whether `password` matches `encoded`, and whether only in its form as typed.
+
+    The normalised form is checked first. Only a password that normalisation changes
+    is then checked as typed too, against hashes made before normalisation: one scrypt
+    run for an ASCII password, two for such a one whatever the account (a missing
+    `encoded` included), so the count says nothing the caller does not know."""
     parsed = _parse(encoded) if encoded else None
     matched_account = parsed is not None
     if parsed is None:
@@ -123,14 +173,31 @@ def verify_password(password: str, encoded: str | None) -> bool:
     if parsed is None:  # the dummy is made here; unparsable would be a bug
         raise RuntimeError("dummy password hash is unparsable")
     params, salt, expected = parsed
+    typed = password[:MAX_PASSWORD_INPUT_CHARS]
+    normalised = normalise_password(typed)
     # Over-long input still costs a full derivation (of a truncated copy), then fails;
     # so does one with a NUL, which no stored password holds (hash_password) and which
     # HMAC's key padding would otherwise let pass for the password without it.
-    refused = len(password) > MAX_PASSWORD_CHARS or "\x00" in password
+    refused = _too_long(password, normalised) or "\x00" in typed or "\x00" in normalised
+    if _digest_matches(normalised, salt, params, expected, pad=matched_account):
+        return PasswordCheck(matched=matched_account and not refused)
+    if typed == normalised:
+        return NO_MATCH
+    # Hashes made before normalisation were of at most MAX_PASSWORD_CHARS as typed.
+    refused = refused or len(typed) > MAX_PASSWORD_CHARS
+    if _digest_matches(typed, salt, params, expected, pad=matched_account):
+        matched = matched_account and not refused
+        return PasswordCheck(matched=matched, matched_unnormalised=matched)
+    return NO_MATCH
+
+
+def _digest_matches(
+    password: str, salt: bytes, params: ScryptParams, expected: bytes, *, pad: bool
+) -> bool:
     candidate = _derive(password[:MAX_PASSWORD_CHARS], salt, params)
-    if matched_account:
+    if pad:
         _pad_to_configured_cost(password[:MAX_PASSWORD_CHARS], salt, params)
-    return hmac.compare_digest(candidate, expected) and matched_account and not refused
+    return hmac.compare_digest(candidate, expected)
 
 
 # Past this many repeats a stored cost is implausibly low (no configured cost was):
