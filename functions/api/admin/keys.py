@@ -174,13 +174,18 @@ def list_keys(
     from functions.api.identity.store import list_api_keys
 
     actor = require_admin(caller)
+    # str(UUID): one spelling of the owner, however the query wrote it.
+    query = pages.list_query(
+        "GET /admin/api-keys ORDER BY created_at, key_id",
+        {"owner_id": str(owner_id) if owner_id is not None else None},
+    )
     after = (
-        pages.decode_cursor(cursor, lambda key_id: bool(KEY_ID_PATTERN.fullmatch(key_id)))
+        pages.decode_cursor(cursor, lambda key_id: bool(KEY_ID_PATTERN.fullmatch(key_id)), query)
         if cursor is not None
         else None
     )
     found = list_api_keys(actor, owner_id, limit=limit + 1, after=after)
-    rows, next_cursor = pages.page_of(found, limit, "key_id")
+    rows, next_cursor = pages.page_of(found, limit, "key_id", query)
     return KeyList(keys=[ApiKeyView(**row) for row in rows], next_cursor=next_cursor)
 
 

@@ -23,14 +23,19 @@ class UserList(ApiModel):
     next_cursor: str | None = None
 
 
+# What the list's cursors name: it takes no filter.
+LIST_QUERY = pages.list_query("GET /admin/users ORDER BY created_at, id")
+
+
 def list_users(
     caller: Caller, *, limit: int = pages.DEFAULT_ADMIN_PAGE_SIZE, cursor: str | None = None
 ) -> UserList:
     from functions.api.identity.store import list_users as query_users
 
     actor = require_admin(caller)
-    after = pages.decode_cursor(cursor, _is_uuid) if cursor is not None else None
-    rows, next_cursor = pages.page_of(query_users(actor, limit=limit + 1, after=after), limit, "id")
+    after = pages.decode_cursor(cursor, _is_uuid, LIST_QUERY) if cursor is not None else None
+    found = query_users(actor, limit=limit + 1, after=after)
+    rows, next_cursor = pages.page_of(found, limit, "id", LIST_QUERY)
     return UserList(users=[UserView(**row) for row in rows], next_cursor=next_cursor)
 
 

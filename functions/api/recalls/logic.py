@@ -13,7 +13,7 @@ from uuid import UUID
 
 from functions.api.models import CONTROL_CHARACTERS, composed
 from functions.api.recalls import queries
-from functions.api.recalls.cursor import decode_cursor, encode_cursor
+from functions.api.recalls.cursor import decode_cursor, encode_cursor, query_digest
 from functions.api.recalls.models import (
     DEFAULT_PAGE_SIZE,
     MAX_SUBSCRIPTIONS,
@@ -56,6 +56,18 @@ def _text_filter(value: str | None) -> str | None:
     return stripped or None
 
 
+def search_query(q: str | None, brand: str | None, since: date | None) -> str:
+    """The digest a search's cursors carry, of its normalised filters (`_text_filter`'s
+    output): the values the query binds, so "q= crib" and "q=crib" agree. The brand
+    keeps its case: PostgreSQL's lower() matches it, which Python's need not agree
+    with, and a needless refusal only costs a restart. Not the limit: a keyset
+    continues after its row whatever the page size."""
+    return query_digest(
+        f"GET /recalls ORDER BY {queries.RECALL_ORDER}",
+        {"q": q, "brand": brand, "since": since.isoformat() if since is not None else None},
+    )
+
+
 def search_recalls(
     *,
     q: str | None = None,
@@ -64,17 +76,19 @@ def search_recalls(
     limit: int = DEFAULT_PAGE_SIZE,
     cursor: str | None = None,
 ) -> RecallPage:
+    words, maker = _text_filter(q), _text_filter(brand)
+    query = search_query(words, maker, since)
     search = RecallSearch(
-        q=_text_filter(q),
-        brand=_text_filter(brand),
+        q=words,
+        brand=maker,
         since=since,
         limit=limit,
-        after=decode_cursor(cursor) if cursor is not None else None,
+        after=decode_cursor(cursor, query) if cursor is not None else None,
     )
     with readonly_session() as conn:
         rows = queries.search_recalls(conn, search)
     page, more = rows[: search.limit], len(rows) > search.limit
-    next_cursor = encode_cursor(page[-1].recall_date, page[-1].id) if more and page else None
+    next_cursor = encode_cursor(page[-1].recall_date, page[-1].id, query) if more and page else None
     return RecallPage(items=page, next_cursor=next_cursor)
 
 

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 _RECALL_COLUMNS = (
     "id, source_id, product, brand, hazard, remedy, recall_date, description, country, url"
 )
+# The order of a search: its cursors' digest names it, and the keyset condition
+# below (`<`) assumes it.
+RECALL_ORDER = "recall_date DESC, id DESC"
 
 
 def _recall(row: dict[str, Any]) -> Recall:
@@ -43,9 +46,8 @@ def search_recalls(conn: psycopg.Connection[Any], search: RecallSearch) -> list[
         params["after_date"], params["after_id"] = search.after
     where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
     query = sql.SQL(
-        "SELECT {columns} FROM public.recalls WHERE {where} "
-        "ORDER BY recall_date DESC, id DESC LIMIT %(limit)s"
-    ).format(columns=sql.SQL(_RECALL_COLUMNS), where=where)
+        "SELECT {columns} FROM public.recalls WHERE {where} ORDER BY {order} LIMIT %(limit)s"
+    ).format(columns=sql.SQL(_RECALL_COLUMNS), where=where, order=sql.SQL(RECALL_ORDER))
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, params).fetchall()
     return [_recall(row) for row in rows]

@@ -22,7 +22,11 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
     tags=["recalls"],
     responses={
         200: {"description": "A page of recalls, newest first"},
-        400: {"description": "The cursor is not valid, or a filter has control characters."},
+        400: {
+            "description": "The cursor is not valid, or was made by another query "
+            "(code cursor_mismatch: send the request again without it), or a filter has "
+            "control characters."
+        },
     },
 )
 def search_recalls(
@@ -31,7 +35,8 @@ def search_recalls(
     since: Annotated[IsoDate | None, Query(description="recalls on or after (YYYY-MM-DD)")] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE), Query(), Digits] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
-        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of a page")
+        str | None,
+        Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of a page of this query"),
     ] = None,
 ) -> RecallPage:
     return logic.search_recalls(q=q, brand=brand, since=since, limit=limit, cursor=cursor)

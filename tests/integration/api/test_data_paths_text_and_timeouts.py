@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from functions.api.recalls.cursor import encode_cursor
+from functions.api.recalls.logic import search_query
 from ops.seed import seed_demo_data
 from tests.integration.api.test_recalls_subscriptions import _as, _subscribe, _user
 from tests.integration.identity.conftest import IdentityWorld, world
@@ -226,8 +227,8 @@ def test_valid_text_with_quotes_accents_and_emoji_is_searched_and_watched(
         "q=%00",
         "q=%ED%A0%80",
         "q=" + "%F0%9F%8D%BC" * 201,
-        "cursor=" + encode_cursor(date(9999, 12, 31), 2**63 - 1),
-        "cursor=" + encode_cursor(date(1, 1, 1), 1),
+        "cursor=" + encode_cursor(date(9999, 12, 31), 2**63 - 1, search_query(None, None, None)),
+        "cursor=" + encode_cursor(date(1, 1, 1), 1, search_query(None, None, None)),
         "q=crib&brand=%C3%A9&since=0001-01-01",
     ],
 )

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from functions.api.admin.pages import MAX_ADMIN_PAGE_SIZE, encode_cursor
+from functions.api.admin.users import LIST_QUERY
 from tests.integration.identity.conftest import ADMIN_IP
 from tests.support.api import call_api
 
@@ -272,6 +273,7 @@ def test_a_page_size_out_of_bounds_is_a_422(world, admin_headers, limit):
 
 def test_a_cursor_from_the_last_row_ends_the_list(world, admin_headers):
     last = world.query("SELECT created_at, id FROM users ORDER BY created_at DESC, id DESC")[0]
-    page = listed(admin_headers, "/admin/users", f"cursor={encode_cursor(last[0], str(last[1]))}")
+    cursor = encode_cursor(last[0], str(last[1]), LIST_QUERY)
+    page = listed(admin_headers, "/admin/users", f"cursor={cursor}")
     assert page.status == 200
     assert page.json() == {"users": [], "next_cursor": None}
