@@ -5,7 +5,9 @@ The secret value is JSON: {"algorithm": "ES256", "private_key": "<PEM PKCS8>",
 VersionId of the version that holds it, so a token names exactly one version.
 The ring holds AWSCURRENT (which signs) and AWSPREVIOUS (still verifies during
 the rotation's grace window) and nothing else: a key two rotations old has lost
-both stages and is gone from the ring.
+both stages and is gone from the ring. An AWSCURRENT that holds no usable key (a
+console edit; a rotation never promotes one) stops signing only: AWSPREVIOUS, which
+signed every live token, keeps verifying.
 
 Each key's algorithm is pinned by the secret itself; a token's header never
 chooses the algorithm (RFC 8725, 3.1).
@@ -69,14 +71,25 @@ class SigningKey:
     _private: list[Any] = field(repr=False, default_factory=list, compare=False)
 
     def private_key(self) -> Any:
-        """The private key object, parsed once (only the sign-in route needs it)."""
+        """The private key object, parsed once (only the sign-in route needs it).
+
+        KeyMaterialError when it cannot sign tokens this key verifies: one that does
+        not load (not PEM, encrypted) would otherwise be a 500, and one of another
+        pair would sign tokens that every verifier refuses."""
         if not self._private:
+            from cryptography.exceptions import UnsupportedAlgorithm
             from cryptography.hazmat.primitives import serialization
 
             if not self.private_pem:
                 raise KeyMaterialError(f"key {self.kid} has no private key")
-            key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+            try:
+                key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+            # TypeError: an encrypted key. The message names no key material.
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                raise KeyMaterialError(f"key {self.kid} has no usable private key") from exc
             _check_key_type(self.algorithm, key.public_key())
+            if _spki(key.public_key()) != _spki(self.public_key):
+                raise KeyMaterialError(f"key {self.kid}: private key is not the public key's")
             self._private.append(key)
         return self._private[0]
 
@@ -87,6 +100,16 @@ class SigningKey:
         jwk: dict[str, Any] = json.loads(algorithm.to_jwk(self.public_key))
         jwk.update({"kid": self.kid, "alg": self.algorithm, "use": "sig"})
         return jwk
+
+
+def _spki(public_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _check_key_type(algorithm: str, public_key: Any) -> None:
@@ -130,11 +153,24 @@ def parse_signing_key(version: SecretVersion) -> SigningKey:
 
 @dataclass(frozen=True)
 class KeyRing:
-    current: SigningKey
+    """The live keys. `signing` is AWSCURRENT's, None when its value holds no usable
+    key (a console edit): it signed no token, so every token AWSPREVIOUS signed still
+    verifies and is published, and only signing (`current`) fails."""
+
+    signing: SigningKey | None
     previous: SigningKey | None
+    # Why AWSCURRENT holds no usable key (a KeyMaterialError's message, no value).
+    signing_problem: str = ""
+
+    @property
+    def current(self) -> SigningKey:
+        """The key that signs; KeyMaterialError when AWSCURRENT holds none."""
+        if self.signing is None:
+            raise KeyMaterialError(self.signing_problem or "AWSCURRENT holds no usable key")
+        return self.signing
 
     def keys(self) -> tuple[SigningKey, ...]:
-        return (self.current,) if self.previous is None else (self.current, self.previous)
+        return tuple(key for key in (self.signing, self.previous) if key is not None)
 
     def find(self, kid: str) -> SigningKey | None:
         for key in self.keys():
@@ -180,15 +216,23 @@ class JwtKeyStore:
         return key
 
     def _ring(self, current: SecretVersion, previous: SecretVersion | None) -> KeyRing:
-        current_key = self._parse(current)
+        """Each live key that parses; KeyMaterialError only when none does (503)."""
+        try:
+            current_key: SigningKey | None = self._parse(current)
+            problem = ""
+        except KeyMaterialError as exc:
+            current_key, problem = None, str(exc)
+            if previous is None:
+                raise
         previous_key = None
         if previous is not None:
             try:
                 previous_key = self._parse(previous)
             except KeyMaterialError:
                 # A broken old version must not stop the current key from working.
-                previous_key = None
-        return KeyRing(current_key, previous_key)
+                if current_key is None:
+                    raise KeyMaterialError(f"{problem}; AWSPREVIOUS holds none either") from None
+        return KeyRing(current_key, previous_key, problem)
 
     def _parse(self, version: SecretVersion) -> SigningKey:
         key = self._parsed.get(version.version_id)

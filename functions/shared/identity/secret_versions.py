@@ -70,6 +70,9 @@ def load_secret_versions(secret_id: str) -> SecretVersions:
 @dataclass
 class _Entry:
     versions: SecretVersions
+    # When the load started: its values are at most this old. Dated at its end, a
+    # slow load would keep a rotated-away key signing longer than the cache's age,
+    # which the JWT rotation guard's window counts on (rotate_jwt/key_pair.py).
     loaded_at: float
 
 
@@ -120,7 +123,7 @@ class SecretVersionsCache:
                 return None if entry is None else entry.versions
             self._refreshed_at[secret_id] = now
             versions = self._loader(secret_id)
-            self._entries[secret_id] = _Entry(versions, self._clock())
+            self._entries[secret_id] = _Entry(versions, now)
             return versions
 
     def clear(self) -> None:
@@ -135,8 +138,9 @@ class SecretVersionsCache:
             fresh_for = min(max_age, self._min_refresh)
             if entry is not None and self._clock() - entry.loaded_at < fresh_for:
                 return entry.versions
+            started = self._clock()
             versions = self._loader(secret_id)
-            self._entries[secret_id] = _Entry(versions, self._clock())
+            self._entries[secret_id] = _Entry(versions, started)
             return versions
 
 
