@@ -239,12 +239,39 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(
             f"no answer from {args.url} ({type(error).__name__}): the delivery may or may "
             "not have been applied",
-            hint=f"send it again with --message-id {_own_part(headers['webhook-id'])}: a delivery "
-            "already applied is refused as a replay, not applied twice",
+            hint=_resend_hint(body, headers["webhook-id"]),
         ) from error
     print(f"webhook-id {headers['webhook-id']} -> HTTP {status}")
     print(text)
     return 0 if 200 <= status < 300 else 1
+
+
+def _resend_hint(body: bytes, message_id: str) -> str:
+    """How to send the same delivery again: its id and its exact event, kept in a file.
+
+    An event built anew would carry the command's defaults and the time of the
+    resend: another event under the id (refused while the API holds the id), and
+    once the id's record expired, stored as the newest version, over whatever the
+    feed stored since. The same event is a replay, or later its own version again.
+    """
+    import shlex
+    import tempfile
+
+    resend = f"--message-id {shlex.quote(_own_part(message_id))}"
+    try:
+        handle, path = tempfile.mkstemp(prefix="babyshield-webhook-", suffix=".json")
+        with os.fdopen(handle, "wb") as saved:
+            saved.write(body)
+    except OSError:
+        return (
+            f"send the same event again, as a JSON file with --file, and {resend}: an "
+            "event already stored is then refused as a replay, not stored twice"
+        )
+    return (
+        f"send it again with --file {shlex.quote(path)} {resend}: the same event, so one already "
+        "stored is refused as a replay, or later taken as the version it is, never "
+        "over a newer one"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -267,7 +294,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--message-id",
         type=_message_id,
         help="webhook-id, sent as babyshield-cli_ID so that the API does not take it for "
-        "the feed's (default: a fresh one; reuse to test replay)",
+        "the feed's (default: a fresh one). Reuse it with --file to send the same event "
+        "again (a replay: 409); another event under it is refused as a reused id",
     )
     send.add_argument(
         "--type", default="recall.created", choices=["recall.created", "recall.updated"]

@@ -10,10 +10,16 @@ and nothing is left half-done; so is a claim whose every attempt lost its answer
 (DynamoDB may have applied it). The claim is a lease until the recall is stored:
 if the function is killed in between, the sender's retry after the lease is
 taken as the delivery, not refused as a replay until the claim expires.
+
+The claim holds a digest of the event: an id names one event. Another event under
+a held id (the feed reusing ids, or someone holding its secret) is refused with its
+own 409 and pages, as any refused feed delivery does: its recall is not stored, and
+no first delivery stored it either.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -142,6 +148,7 @@ def accept_recall(
     from functions.shared.identity.webhook_signers import record_secret_use
     from functions.shared.identity.webhooks import (
         WEBHOOK_LEASE_SECONDS,
+        WebhookIdReused,
         WebhookInProgress,
         WebhookReplayed,
         claim_message_id,
@@ -153,7 +160,18 @@ def accept_recall(
         raise Unauthorized()
     claim = new_claim_token()
     try:
-        claim_message_id(message, lease_seconds=WEBHOOK_LEASE_SECONDS, claim=claim)
+        claim_message_id(
+            message,
+            lease_seconds=WEBHOOK_LEASE_SECONDS,
+            claim=claim,
+            content=event_digest(event),
+        )
+    except WebhookIdReused as exc:
+        _report_reused_id(message, source_ip)
+        raise Conflict(
+            "This webhook-id was already received with a different event; this delivery "
+            "was not stored. Send each event under its own webhook-id."
+        ) from exc
     except WebhookReplayed as exc:
         in_progress = isinstance(exc, WebhookInProgress)
         audit(
@@ -204,6 +222,46 @@ def accept_recall(
     return WebhookAccepted(source_id=event.data.source_id, recall_id=recall_id, created=created)
 
 
+def event_digest(event: RecallEvent) -> str:
+    """What identifies an event for its webhook-id: the SHA-256 of the event as parsed,
+    so a retry laid out differently (whitespace, key order) is the same event."""
+    canonical = event.model_dump_json(by_alias=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _report_reused_id(message: VerifiedWebhook, source_ip: str) -> None:
+    """An id held for another event: the event is refused, so unless on-call sent it
+    (`babyshield webhook send`, whose ids the signature puts in its own space) it is a
+    recall the feed has not got stored, and pages as a refused delivery does. Only the
+    id is logged: the event's text is the feed's, and its digest tells no one more."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
+
+    audit(
+        "webhook",
+        "failure",
+        reason="id_reused",
+        source_ip=source_ip,
+        message_id=message.message_id,
+    )
+    if message.message_id.startswith(CLI_MESSAGE_ID_PREFIX):
+        return
+    logger.error(
+        "a signed feed delivery was refused",
+        extra={
+            "audit": True,
+            "event": "feed_delivery_refused",
+            "webhook_id": message.message_id,
+            "status": Conflict.status,
+            "code": Conflict.code,
+            "reason": "webhook_id_reused",
+            "problems": [],
+        },
+    )
+    metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
+
+
 def _release_claim(message: VerifiedWebhook, claim: str) -> None:
     """Free the delivery's id for the sender's retry after a failure; only this claim
     is removed, if it was written at all. A release that fails leaves the lease, which
@@ -224,7 +282,8 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
     line and a metric whose alarm pages (RUNBOOK, "A signed feed delivery was
     refused"). That holds for every refusal of the delivery's content (attack
     inspection, a body that is not JSON, a field the event model does not take),
-    not for a replay (409): its recall was stored by the first delivery. Nor for a
+    not for a replay (409): its recall was stored by the first delivery (another
+    event under a received id pages where it is refused, `_report_reused_id`). Nor for a
     replay refused before the replay check (the request limits: another media
     type, a padded header; headers are not signed): its id is held already.
     """

@@ -26,7 +26,9 @@ router = APIGatewayRouter()  # type: ignore[no-untyped-call]
         },
         409: {
             "description": "This webhook-id was already received, or a delivery of it "
-            "is being received (retry after the time the message gives)."
+            "is being received (retry after the time the message gives), or it was "
+            "received with a different event (not stored: send each event under its "
+            "own webhook-id)."
         },
     },
 )

@@ -15,7 +15,9 @@ with a conditional put; outside the window the timestamp check refuses them.
 A delivery's record is a lease until its recall is stored (`settle_message_id`):
 a function killed in between (its timeout, an out-of-memory) leaves an id the
 sender's retry may take over once the lease ends, not one refused until the
-record expires.
+record expires. The record also holds a digest of the event: an id names one
+event, so another event under it is refused as such (`WebhookIdReused`), never
+taken for a replay of a recall stored already, and never takes a lease over.
 
 `VerifiedWebhook.secret_version` names the version of the secret whose key
 verified a delivery; webhook_signers.py records it for the rotation guard.
@@ -58,6 +60,9 @@ CLAIM_ATTRIBUTE = "claim"
 # Until when an unsettled claim holds its id (Unix seconds); a settled or final
 # claim has none.
 LEASE_ATTRIBUTE = "lease_until"
+# A digest of the event the id was claimed for (the caller's; records written
+# before it was kept, and admin nonces, have none).
+CONTENT_ATTRIBUTE = "content_sha256"
 # Longer than the API function may run (29 s, API Gateway's limit), so a delivery
 # still running is never taken over; a killed one frees its id for the next retry.
 WEBHOOK_LEASE_SECONDS = 60
@@ -269,6 +274,12 @@ class WebhookInProgress(WebhookReplayed):
     was killed less than a lease ago. A retry after the lease may take it over."""
 
 
+class WebhookIdReused(WebhookReplayed):
+    """The id is held for another event: not a replay, whose recall was stored, nor
+    a delivery a later retry may take over. The sender reuses ids, or someone holds
+    its secret."""
+
+
 def new_claim_token() -> str:
     """A fresh token for `claim_message_id`: which claim wrote an id's record."""
     return secrets.token_hex(16)
@@ -281,6 +292,7 @@ def claim_message_id(
     space: str = WEBHOOK_ID_SPACE,
     lease_seconds: int | None = None,
     claim: str | None = None,
+    content: str | None = None,
 ) -> str:
     """Record the id in `space` and return this claim's token, or raise
     WebhookReplayed if the id is already recorded there by another claim.
@@ -297,6 +309,9 @@ def claim_message_id(
     `claim` is the token to write (a fresh one by default). A caller passes its own
     when it must clean up after a put whose outcome it never learned: every attempt
     failed without an answer, and DynamoDB may have applied one of them.
+
+    `content` is a digest of the event delivered: held by another claim, a different
+    one raises WebhookIdReused, and a lease that ran out passes only to the same one.
     """
     settings = get_settings()
     moment = int(time.time() if now is None else now)
@@ -309,20 +324,30 @@ def claim_message_id(
     }
     if lease_seconds is not None:
         item[LEASE_ATTRIBUTE] = {"N": str(moment + lease_seconds)}
+    # An expired record that DynamoDB's TTL sweep has not removed yet is free to
+    # reuse, and so is a lease that ran out (a comparison with a missing attribute
+    # is false: a settled claim never runs out).
+    lapsed = "#lease < :now"
+    attribute_names = {
+        "#pk": names.WEBHOOK_NONCE_PARTITION_KEY,
+        "#ttl": names.TTL_ATTRIBUTE,
+        "#lease": LEASE_ATTRIBUTE,
+    }
+    values = {":now": {"N": str(moment)}}
+    if content is not None:
+        item[CONTENT_ATTRIBUTE] = {"S": content}
+        # Only to the same event: the killed delivery's retry, not another event that
+        # would leave the retry refused as a replay and its recall lost.
+        lapsed = "(#lease < :now AND (attribute_not_exists(#content) OR #content = :content))"
+        attribute_names["#content"] = CONTENT_ATTRIBUTE
+        values[":content"] = {"S": content}
     try:
         aws.dynamodb().put_item(
             TableName=settings.webhook_nonce_table,
             Item=item,
-            # An expired record that DynamoDB's TTL sweep has not removed yet is free
-            # to reuse, and so is a lease that ran out (a comparison with a missing
-            # attribute is false: a settled claim never runs out).
-            ConditionExpression="attribute_not_exists(#pk) OR #ttl < :now OR #lease < :now",
-            ExpressionAttributeNames={
-                "#pk": names.WEBHOOK_NONCE_PARTITION_KEY,
-                "#ttl": names.TTL_ATTRIBUTE,
-                "#lease": LEASE_ATTRIBUTE,
-            },
-            ExpressionAttributeValues={":now": {"N": str(moment)}},
+            ConditionExpression=f"attribute_not_exists(#pk) OR #ttl < :now OR {lapsed}",
+            ExpressionAttributeNames=attribute_names,
+            ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except Exception as exc:
@@ -331,6 +356,13 @@ def claim_message_id(
         held_item = aws.condition_item(exc)
         held = held_item.get(CLAIM_ATTRIBUTE, {}).get("S")
         if not (isinstance(held, str) and hmac.compare_digest(held, claim)):
+            held_content = held_item.get(CONTENT_ATTRIBUTE, {}).get("S")
+            if (
+                content is not None
+                and isinstance(held_content, str)
+                and not hmac.compare_digest(held_content, content)
+            ):
+                raise WebhookIdReused(message.message_id) from exc
             if LEASE_ATTRIBUTE in held_item:
                 raise WebhookInProgress(message.message_id) from exc
             raise WebhookReplayed(message.message_id) from exc

@@ -83,8 +83,9 @@ def test_an_on_call_webhook_send_does_not_count_as_the_feed_switching_secrets(
 
 
 def test_webhook_send_reuses_an_id_given_in_its_own_space(world, api_url, capsys):
-    """The retry the command suggests after a lost answer names the id it sent: given
-    back whole or without its space, it is the same delivery, a replay (409)."""
+    """An id the command sent, given back whole or without its space, is the same id:
+    sent again it is refused (409; here another event under it, stamped anew, which
+    the retry the command suggests after a lost answer avoids with --file)."""
     from ops.cli import main
 
     url = f"{api_url}{PATH}"

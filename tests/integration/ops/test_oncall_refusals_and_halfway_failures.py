@@ -336,14 +336,21 @@ def api_that(behaviour: str) -> Iterator[str]:
 
 @pytest.mark.parametrize("behaviour", ["hangs-up", "stalls"])
 def test_webhook_send_to_an_api_that_does_not_answer_says_so_and_how_to_retry(
-    behaviour: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    behaviour: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """An API that takes the connection and then drops it (a crashed server, a proxy)
     or says nothing for the command's 10 s is an endpoint that did not answer, not an
     "unexpected failure" to report as a bug. The delivery may have been applied, so
     the line says so and names the retry that cannot apply it twice: the same
-    webhook-id again."""
+    webhook-id again, with the same event (kept in a file)."""
+    import tempfile
+
     monkeypatch.delenv("BABYSHIELD_DEBUG", raising=False)
+    # The command keeps the event for the resend in the temporary folder: this test's.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with api_that(behaviour) as url:
         code = main(["webhook", "send", "--url", url, "--secret", FEED_SIGNING_VALUE])
     err = capsys.readouterr().err
@@ -353,6 +360,7 @@ def test_webhook_send_to_an_api_that_does_not_answer_says_so_and_how_to_retry(
     assert f"no answer from {url}" in err, err
     assert "may or may not have been applied" in err
     assert "--message-id msg_" in err
+    assert f"--file {tmp_path}/babyshield-webhook-" in err
 
 
 @pytest.mark.parametrize("prefix", ["Bad Prefix", "", "x" * 60])
