@@ -148,7 +148,8 @@ def policy_refusals(policy: Policy) -> dict[int, str]:
         },
         Policy.ADMIN: {
             401: "The admin API key (or a required request signature) is missing or invalid, "
-            "answered with an `ApiKey` challenge; or the access token is missing, invalid or "
+            "answered with an `ApiKey` challenge (`ApiKey-Signature`, naming its headers, "
+            "where the signature is required); or the access token is missing, invalid or "
             "expired, with a `Bearer` one.",
             403: "The source address is not on the admin allowlist, or the key or the user "
             "is not an admin.",

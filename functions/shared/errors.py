@@ -39,7 +39,8 @@ class RejectedInput(DomainError):
 
 class Unauthorized(DomainError):
     """A 401. RFC 9110 requires a challenge on every one: the refusal names its own
-    (the API key's, the webhook signature's), else the bearer token's."""
+    (the API key's, an admin request signature's, the webhook signature's), else the
+    bearer token's."""
 
     status, code = 401, "unauthorized"
     default_message = "Authentication is required."
@@ -51,6 +52,12 @@ class Unauthorized(DomainError):
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="babyshield"'}
 API_KEY_CHALLENGE = {"WWW-Authenticate": 'ApiKey realm="babyshield", header="X-API-Key"'}
 WEBHOOK_CHALLENGE = {"WWW-Authenticate": 'Webhook-Signature realm="babyshield"'}
+# An admin route in ADMIN_SIGNED_ROUTES refuses X-API-Key: its 401 names the headers
+# of the request signature that proves the key instead (api/middleware/admin_chain.py).
+ADMIN_SIGNATURE_CHALLENGE = {
+    "WWW-Authenticate": 'ApiKey-Signature realm="babyshield", '
+    'headers="X-API-Key-Id X-Signature-Timestamp X-Signature-Nonce X-Signature"'
+}
 
 
 class Forbidden(DomainError):

@@ -313,15 +313,21 @@ _ADMIN_KEY_REVOKE_LOCK = 0x627320616B726576
 
 # Whether the key opens the admin chain now (functions/api/middleware/admin_chain.py:
 # the admin scope, an owner who is an admin, live as check_key_holder decides it), and
-# whether another key does; the key's row locked for the revoke.
+# whether another key does until at least when this one would stop: one cut to a
+# rotation's grace window, or expiring sooner, only postpones the lock-out, so revoking
+# must never bring the moment no key opens the admin routes closer. The key's row is
+# locked for the revoke.
 _ADMIN_KEYS_LEFT = (
     "WITH live_admin_keys AS ("
-    " SELECT k.key_id FROM public.api_keys AS k JOIN public.users AS u ON u.id = k.owner_id"
+    " SELECT k.key_id, least(coalesce(k.expires_at, 'infinity'::timestamptz),"
+    " coalesce(k.revoked_at, 'infinity'::timestamptz)) AS ends_at"
+    " FROM public.api_keys AS k JOIN public.users AS u ON u.id = k.owner_id"
     " WHERE u.role = 'admin' AND %(admin_scope)s = ANY(k.scopes)"
     " AND (k.revoked_at IS NULL OR k.revoked_at > now())"
     " AND (k.expires_at IS NULL OR k.expires_at > now())"
     ") SELECT t.key_id IN (SELECT key_id FROM live_admin_keys),"
-    " EXISTS (SELECT 1 FROM live_admin_keys WHERE key_id <> t.key_id)"
+    " EXISTS (SELECT 1 FROM live_admin_keys AS o WHERE o.key_id <> t.key_id"
+    " AND o.ends_at >= (SELECT ends_at FROM live_admin_keys WHERE key_id = t.key_id))"
     " FROM public.api_keys AS t WHERE t.key_id = %(key_id)s FOR UPDATE OF t"
 )
 
@@ -342,9 +348,10 @@ def revoke_api_key(actor: Caller, key_id: str, audit_row: AuditRow) -> dict[str,
         opens_admin_routes, another_does = target
         if opens_admin_routes and not another_does:
             raise Conflict(
-                "This is the last live admin key: revoked, it would shut every admin out "
-                'of the admin API. Rotate it with {"grace_days": 0} to replace it now, '
-                "or issue another admin key first."
+                "This is the last live admin key (no other lasts as long): revoked, it "
+                "would shut every admin out of the admin API. Rotate it with "
+                '{"grace_days": 0} to replace it now, or first issue another admin key '
+                "that expires no sooner."
             )
         row = conn.execute(
             "UPDATE public.api_keys SET revoked_at = coalesce(revoked_at, now()) "

@@ -9,9 +9,10 @@ Each missing or failed lock is refused on its own and writes an audit row. A
 not an admin's, a token not its owner's or not an admin's), is the one "Access
 denied." whichever it was. A 401 names the credential to fix in its challenge,
 as everywhere else (authentication.py): the key's (`ApiKey`) for a missing or
-refused key or request signature, the token's for a missing or refused token
-(`error="invalid_token"`; an expired one says so). That tells no more than the
-API answers already: /recalls whether a key is valid, /me whether a token is,
+refused key or request signature, but on a signed route, which refuses X-API-Key,
+the signature's (`ApiKey-Signature`, naming its headers); the token's for a missing
+or refused token (`error="invalid_token"`; an expired one says so). That tells no
+more than the API answers already: /recalls whether a key is valid, /me whether a token is,
 the 403 whether a valid key is an admin's, and only to an allowlisted address:
 the allowlist refuses first, the same way whatever credentials came.
 
@@ -71,7 +72,13 @@ from functions.api.middleware.authentication import (
     sent_method,
 )
 from functions.api.middleware.request_limits import raw_body
-from functions.shared.errors import API_KEY_CHALLENGE, Forbidden, ServiceUnavailable, Unauthorized
+from functions.shared.errors import (
+    ADMIN_SIGNATURE_CHALLENGE,
+    API_KEY_CHALLENGE,
+    Forbidden,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from functions.shared.identity.api_keys import (
     KEY_ID_PATTERN,
     SCOPE_ADMIN,
@@ -275,8 +282,8 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
     # The credential being checked, for the 401's challenge: reasons alone do not say
     # ("malformed", "expired" and "bad_signature" are refusals of a key and of a token).
     checking_token = False
+    needs_signature = route_needs_signature(event.http_method, event.path)
     try:
-        needs_signature = route_needs_signature(event.http_method, event.path)
         raw_key = header(event, API_KEY_HEADER)
         key_id = header(event, API_KEY_ID_HEADER)
         if raw_key is not None and needs_signature:
@@ -328,7 +335,9 @@ def enforce_admin_chain(event: APIGatewayProxyEvent, source_ip: str) -> Authenti
             raise Forbidden() from refused
         if checking_token:
             refuse_token(refused)
-        raise Unauthorized(headers=API_KEY_CHALLENGE) from refused
+        # The same challenge whatever the key or signature did wrong: what to send, not why.
+        key_challenge = ADMIN_SIGNATURE_CHALLENGE if needs_signature else API_KEY_CHALLENGE
+        raise Unauthorized(headers=key_challenge) from refused
     enforce_key_rate_limit(record, source_ip, persist=True)
     audit(
         "admin_access",

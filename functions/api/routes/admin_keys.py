@@ -105,8 +105,9 @@ def rotate_key(key_id: str, request: RotateRequest | None = None) -> Response[An
         },
         404: {"description": "No API key has this id."},
         409: {
-            "description": "The key is the last live admin key: rotate it with no grace "
-            "instead, or issue another admin key first."
+            "description": "The key is the last live admin key (no other lasts as long): "
+            "rotate it with no grace instead, or first issue another admin key that "
+            "expires no sooner."
         },
     },
 )

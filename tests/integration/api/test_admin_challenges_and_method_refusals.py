@@ -36,6 +36,10 @@ DOCUMENT: dict[str, Any] = json.loads(
 )
 OUTSIDE_IP = "203.0.113.50"
 API_KEY_CHALLENGE = 'ApiKey realm="babyshield", header="X-API-Key"'
+SIGNATURE_CHALLENGE = (
+    'ApiKey-Signature realm="babyshield", '
+    'headers="X-API-Key-Id X-Signature-Timestamp X-Signature-Nonce X-Signature"'
+)
 BEARER_CHALLENGE = 'Bearer realm="babyshield"'
 INVALID_TOKEN_CHALLENGE = 'Bearer realm="babyshield", error="invalid_token"'
 
@@ -160,11 +164,13 @@ def test_an_admin_401_for_the_api_key_names_the_api_key_challenge(world, key_of)
 
 
 @pytest.mark.parametrize("signature", ["missing", "bad", "stale"])
-def test_an_admin_401_for_a_request_signature_names_the_api_key_challenge(
+def test_an_admin_401_for_a_request_signature_names_the_signature_challenge(
     world, monkeypatch, signature
 ):
     """On a route that needs a request signature, a missing, bad or stale one is the
-    key's lock failing (the signature proves the key): the key's challenge."""
+    key's lock failing (the signature proves the key); the route refuses X-API-Key, so
+    the challenge names the signature's headers (tests/integration/api/
+    test_signed_admin_route_challenge.py)."""
     _sign_routes(monkeypatch, "GET /admin/users")
     admin, key = _admin(world, "signing-admin@example.com")
     headers = {"Authorization": f"Bearer {world.token(admin, 'admin')}"}
@@ -176,7 +182,7 @@ def test_an_admin_401_for_a_request_signature_names_the_api_key_challenge(
     answer = _admin_users(headers)
 
     assert answer.status == 401
-    assert answer.header("WWW-Authenticate") == API_KEY_CHALLENGE
+    assert answer.header("WWW-Authenticate") == SIGNATURE_CHALLENGE
 
 
 def test_an_address_off_the_allowlist_learns_nothing_from_the_credentials_it_sends(world):
