@@ -374,6 +374,10 @@ class LambdaFunctions(Construct):
                 "POWERTOOLS_SERVICE_NAME": names.METRICS_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": names.METRICS_NAMESPACE,
                 "BABYSHIELD_ENV": "aws",
+                # No pydantic plugins are installed: without this, building the first
+                # model scans every distribution's entry points on the path (the
+                # layer's and the runtime's), part of each cold start.
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",
                 **spec.environment,
             },
             environment_encryption=self._key,
