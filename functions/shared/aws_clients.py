@@ -65,9 +65,10 @@ REQUEST = Timeouts(connect_seconds=2, read_seconds=3, max_attempts=2)
 CLEANUP = Timeouts(connect_seconds=1, read_seconds=1, max_attempts=1)
 # The per-key rate limit: asked on every keyed request, and it fails open (the
 # request goes through uncounted), so a long wait buys nothing but latency. DynamoDB
-# answers in milliseconds in-region; a stall costs at most about 3 s (two 1 s
-# timeouts and the wait between), and rate_limit.py then skips DynamoDB for a
-# while instead of paying that on every request.
+# answers in milliseconds in-region; a stall costs about 3 s (two 1 s timeouts and
+# the wait between; 10 s, worst_case_seconds, if DynamoDB asks for a longer wait),
+# and rate_limit.py then skips DynamoDB for a while instead of paying that on every
+# request.
 RATE_LIMIT = Timeouts(connect_seconds=1, read_seconds=1, max_attempts=2)
 # Rotation steps and the responder: room for a slow call, still inside the
 # function's timeout (worst_case_seconds; tests/infrastructure/test_functions.py),
