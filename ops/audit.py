@@ -794,12 +794,35 @@ def run_audit(
     return results
 
 
+def _same_local_api(url: str, api_url: str) -> bool:
+    """`url` names the API at `api_url`: `localhost` is the stack's 127.0.0.1 (it
+    listens there), so `--url http://localhost:8080` audits it with its keys and
+    secrets, not as a stranger with no AWS access."""
+
+    def where(text: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(text.strip())
+        host = (parts.hostname or "").lower()
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or {"http": 80, "https": 443}.get(scheme)
+        except ValueError:
+            port = None
+        return (
+            scheme,
+            "127.0.0.1" if host == "localhost" else host,
+            port,
+            parts.path.rstrip("/"),
+        )
+
+    return bool(api_url) and where(url) == where(api_url)
+
+
 def local_defaults(url: str) -> dict[str, Any]:
     """Credentials the local stack wrote, when auditing that same stack."""
     from ops.local_state import read_state
 
     state = read_state()
-    if state is None or str(state.get("api_url", "")).rstrip("/") != url.rstrip("/"):
+    if state is None or not _same_local_api(url, str(state.get("api_url", ""))):
         return {}
     return state
 

@@ -97,11 +97,22 @@ def apply_local_environment(*, required: bool = False, path: Path | None = None)
     state = running_state(path)
     if state is not None and os.environ.get("AWS_ENDPOINT_URL") == state["aws_endpoint_url"]:
         return True  # already pointed at it (the stack's own process, or an exported URL)
-    if any(os.environ.get(name) for name in AWS_TARGET_VARIABLES):
+    targeting = [name for name in AWS_TARGET_VARIABLES if os.environ.get(name)]
+    if targeting:
         if required:
             raise CommandError(
                 "this command only runs against the local stack, but the shell targets AWS",
                 hint="unset " + " / ".join(AWS_TARGET_VARIABLES),
+            )
+        if state is not None:
+            # An exported AWS_ACCESS_KEY_ID=testing (for the aws CLI against moto) would
+            # otherwise send the command to AWS with nothing said, and its "cannot reach
+            # AWS ... start the local stack" would point at a stack that is running.
+            print(
+                f"(a local stack runs at {state['aws_endpoint_url']}, but "
+                f"{', '.join(targeting)} in the shell sends this command to AWS; "
+                f"unset {'it' if len(targeting) == 1 else 'them'} to use the stack)",
+                file=sys.stderr,
             )
         return False
     if state is None:

@@ -251,6 +251,14 @@ def _call_aws(operation: Callable[[], T]) -> T:
             meaning, hint = _refusal(code)
             raise CommandError(f"{exc} ({meaning}: {code})", hint=hint) from exc
         raise CommandError(str(exc)) from exc
+    except blocks.ProtectedAddress as exc:
+        # Also raised for a range that only overlaps a list: say so, and where to look.
+        raise CommandError(
+            str(exc),
+            hint="an address or range touching the admin allowlist or the never-block list "
+            "is not blocked by hand: name only addresses outside both (`aws ssm get-parameter "
+            f"--name {names.NEVER_BLOCK_PARAMETER}`, and {names.ADMIN_ALLOWLIST_PARAMETER})",
+        ) from exc
     except blocks.BlockError as exc:
         raise CommandError(str(exc)) from exc
     except (
