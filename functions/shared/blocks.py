@@ -796,6 +796,25 @@ class ProtectedNetworks:
         )
 
 
+# How many of a range's unprotected parts a refusal lists before it stops.
+_PARTS_NAMED = 4
+
+
+def _protected_refusal(protected: ProtectedNetworks, network: IPNetwork, why: str) -> str:
+    """Why `network` is not blocked: on a list, or, for a range that only overlaps
+    one, which entries it touches and the parts outside them that may be blocked."""
+    parts = protected.unprotected_part(network)
+    if not parts:
+        return f"{address_text(network)} is on the {why}; it is never blocked"
+    touched = ", ".join(str(entry) for entry in protected.exempt_inside(network))
+    named = ", ".join(str(part) for part in parts[:_PARTS_NAMED])
+    more = f" and {len(parts) - _PARTS_NAMED} more" if len(parts) > _PARTS_NAMED else ""
+    return (
+        f"{address_text(network)} overlaps the {why} ({touched}); a range touching a "
+        f"protected address is never blocked: block the parts outside it ({named}{more})"
+    )
+
+
 @lru_cache(maxsize=4)
 def _ssm_provider(region: str, endpoint_url: str | None, budget: Timeouts | None) -> Any:
     # Keyed by the request budget in force (None: the background one), which
@@ -1408,7 +1427,7 @@ def block(
     for network in networks:
         why = protected.why_protected(network)
         if why:
-            raise ProtectedAddress(f"{address_text(network)} is on the {why}; it is never blocked")
+            raise ProtectedAddress(_protected_refusal(protected, network, why))
     when = int(time.time() if now is None else now)
     reg = registry()
     own_writes: set[str] = set()

@@ -28,7 +28,15 @@ def test_a_refused_protected_target_says_what_to_do(
     # Then nothing is blocked, and the refusal names the way on
     err = capsys.readouterr().err
     assert code == 1
-    assert "it is never blocked" in err
+    if target == "198.51.100.7":
+        assert "198.51.100.7 is on the never-block list; it is never blocked" in err
+    else:
+        # A range that only overlaps the list: what it touches, and what may be blocked.
+        assert (
+            "198.51.100.0/24 overlaps the never-block list (198.51.100.0/28); a range "
+            "touching a protected address is never blocked: block the parts outside it "
+            "(198.51.100.16/28, 198.51.100.32/27, 198.51.100.64/26, 198.51.100.128/25)"
+        ) in " ".join(err.split())
     assert "next: an address or range touching the admin allowlist or the never-block" in err
     assert "/babyshield/never-block-cidrs" in err
     assert ip_set_addresses(waf, 4) == []
