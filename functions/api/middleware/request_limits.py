@@ -53,10 +53,15 @@ def check_header_sizes(event: APIGatewayProxyEvent, settings: Settings) -> None:
     _check_sizes(single.items(), settings)
 
 
+def _utf8_size(text: str) -> int:
+    # The limits are in bytes: a non-ASCII character is up to four of them.
+    return len(text) if text.isascii() else len(text.encode("utf-8", errors="surrogatepass"))
+
+
 def _check_sizes(pairs: Iterable[tuple[str, str | None]], settings: Settings) -> None:
     limit, total = settings.max_header_bytes, 0
     for name, value in pairs:
-        size = len(name) + len(value or "")
+        size = _utf8_size(name) + _utf8_size(value or "")
         if size > limit:
             raise HeadersTooLarge()
         total += size
