@@ -234,7 +234,6 @@ def _report_reused_id(message: VerifiedWebhook, source_ip: str) -> None:
     (`babyshield webhook send`, whose ids the signature puts in its own space) it is a
     recall the feed has not got stored, and pages as a refused delivery does. Only the
     id is logged: the event's text is the feed's, and its digest tells no one more."""
-    from aws_lambda_powertools.metrics import MetricUnit
 
     from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
 
@@ -247,19 +246,7 @@ def _report_reused_id(message: VerifiedWebhook, source_ip: str) -> None:
     )
     if message.message_id.startswith(CLI_MESSAGE_ID_PREFIX):
         return
-    logger.error(
-        "a signed feed delivery was refused",
-        extra={
-            "audit": True,
-            "event": "feed_delivery_refused",
-            "webhook_id": message.message_id,
-            "status": Conflict.status,
-            "code": Conflict.code,
-            "reason": "webhook_id_reused",
-            "problems": [],
-        },
-    )
-    metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
+    _page_refused_delivery(message, Conflict(), reason="webhook_id_reused")
 
 
 def _release_claim(message: VerifiedWebhook, claim: str) -> None:
@@ -287,7 +274,6 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
     replay refused before the replay check (the request limits: another media
     type, a padded header; headers are not signed): its id is held already.
     """
-    from aws_lambda_powertools.metrics import MetricUnit
 
     if not 400 <= refusal.status < 500 or isinstance(refusal, Conflict):
         return
@@ -297,18 +283,28 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
             extra={"webhook_id": message.message_id, "status": refusal.status},
         )
         return
-    logger.error(
-        "a signed feed delivery was refused",
-        extra={
-            "audit": True,
-            "event": "feed_delivery_refused",
-            "webhook_id": message.message_id,
-            "status": refusal.status,
-            "code": refusal.code,
-            # Where validation failed and how, in the API's own words: never a value.
-            "problems": refusal.problems if isinstance(refusal, ValidationFailed) else [],
-        },
-    )
+    _page_refused_delivery(message, refusal)
+
+
+def _page_refused_delivery(
+    message: VerifiedWebhook, refusal: DomainError, *, reason: str | None = None
+) -> None:
+    """The error line and the metric whose alarm pages on-call for a signed delivery
+    refused (RUNBOOK, "A signed feed delivery was refused")."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    line: dict[str, object] = {
+        "audit": True,
+        "event": "feed_delivery_refused",
+        "webhook_id": message.message_id,
+        "status": refusal.status,
+        "code": refusal.code,
+        # Where validation failed and how, in the API's own words: never a value.
+        "problems": refusal.problems if isinstance(refusal, ValidationFailed) else [],
+    }
+    if reason is not None:
+        line["reason"] = reason
+    logger.error("a signed feed delivery was refused", extra=line)
     metrics.add_metric(name=names.METRIC_FEED_DELIVERIES_REFUSED, unit=MetricUnit.Count, value=1)
 
 

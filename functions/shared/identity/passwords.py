@@ -104,9 +104,13 @@ def hash_password(password: str, params: ScryptParams | None = None) -> str:
         # with NUL bytes: "pw" and "pw\x00" would derive the same hash. No character's
         # NFKC form is empty or holds a NUL; the form that is hashed is checked anyway.
         raise ValueError("password contains a NUL character")
-    params = params or configured_params()
+    return _encoded_hash(normalised, params or configured_params())
+
+
+def _encoded_hash(text: str, params: ScryptParams) -> str:
+    """The stored form of a hash of `text` as given, with a new salt."""
     salt = secrets.token_bytes(SALT_BYTES)
-    digest = _derive(normalised, salt, params)
+    digest = _derive(text, salt, params)
     return f"{SCHEME}${params.n}${params.r}${params.p}${_b64(salt)}${_b64(digest)}"
 
 

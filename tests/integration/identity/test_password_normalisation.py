@@ -5,9 +5,7 @@ Real handler, real PostgreSQL (RLS on) and the moto server."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import secrets
 import unicodedata
 from typing import Any
 
@@ -29,19 +27,7 @@ DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
 def hash_as_before_normalisation(password: str) -> str:
     """A hash as hash_password made it before passwords were normalised: of the
     password as typed, at today's cost."""
-    params = configured_params()
-    salt = secrets.token_bytes(passwords.SALT_BYTES)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"),
-        salt=salt,
-        n=params.n,
-        r=params.r,
-        p=params.p,
-        maxmem=params.maxmem,
-        dklen=passwords.HASH_BYTES,
-    )
-    encoded = [base64.b64encode(part).decode("ascii") for part in (salt, digest)]
-    return f"scrypt${params.n}${params.r}${params.p}${encoded[0]}${encoded[1]}"
+    return passwords._encoded_hash(password, configured_params())
 
 
 def _stored_hash(world, email: str) -> str:

@@ -3,9 +3,7 @@ whatever the keyboard, with hashes made before that still verifying."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import secrets
 import unicodedata
 
 import pytest
@@ -48,18 +46,7 @@ def scrypt_inputs(monkeypatch):
 def hash_as_before_normalisation(password: str, params: ScryptParams = CHEAP) -> str:
     """A hash as hash_password made it before passwords were normalised: of the
     password as typed."""
-    salt = secrets.token_bytes(passwords.SALT_BYTES)
-    digest = hashlib.scrypt(
-        password.encode("utf-8"),
-        salt=salt,
-        n=params.n,
-        r=params.r,
-        p=params.p,
-        maxmem=params.maxmem,
-        dklen=passwords.HASH_BYTES,
-    )
-    encoded = [base64.b64encode(part).decode("ascii") for part in (salt, digest)]
-    return f"scrypt${params.n}${params.r}${params.p}${encoded[0]}${encoded[1]}"
+    return passwords._encoded_hash(password, params)
 
 
 @pytest.mark.parametrize(
