@@ -7,9 +7,6 @@ handler in tests/unit/api/test_attack_inspection.py.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +14,7 @@ from hypothesis import strategies as st
 from functions.api import inspection
 from functions.api.inspection import Threat, detect, find_threat, find_threat_in_path
 from tests.security.corpus import NAMED_BENIGN, Sample, attacks, benign
+from tests.support.timing import best_of
 
 ATTACKS = attacks()
 BENIGN = benign()
@@ -164,15 +162,6 @@ def test_never_raises_on_any_text(value: str):
     assert result is None or isinstance(result.threat, Threat)
 
 
-def _best_of(fn: Callable[[], object], rounds: int = 5) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize(
     "unit",
     ["'", '"', " ", "<", "%25", "(", "' or ", "1 or ", "..", "/*", "&#", "<a", "')", "\t"],
@@ -183,7 +172,7 @@ def test_time_grows_linearly_with_adversarial_input(unit: str):
     small = unit * (20_000 // len(unit))
     large = small * 10
     # When the detector scans 10x more of it
-    ratio = _best_of(lambda: detect(large)) / _best_of(lambda: detect(small))
+    ratio = best_of(lambda: detect(large)) / best_of(lambda: detect(small))
     # Then it takes about 10x as long (quadratic would be ~100x); the bound is
     # loose because the machine is shared, the benchmark reports the real ratio
     assert ratio < 30, f"10x input took {ratio:.1f}x the time"

@@ -8,12 +8,10 @@ no word boundary left) and to leave a longer one, or a `--`/`#` line comment pas
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 
 from functions.api.inspection import Threat, detect
+from tests.support.timing import best_of
 
 PAD = "x" * 200
 
@@ -53,15 +51,6 @@ def test_comment_like_prose_still_passes(text: str):
     assert detect(text) is None
 
 
-def _best_of(fn: Callable[[], object], rounds: int = 5) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize(
     "unit",
     ["/*", "/*/", "*/", "/**/", "*//*", "/*x", "--\n", "\n--", "\n#", "#", "-- x"],
@@ -73,7 +62,7 @@ def test_comment_stripping_time_grows_linearly(unit: str):
     small = "\n" + unit * (10_000 // len(unit))
     large = "\n" + unit * (100_000 // len(unit))
     # When the detector scans 10x more of it
-    ratio = _best_of(lambda: detect(large)) / _best_of(lambda: detect(small))
+    ratio = best_of(lambda: detect(large)) / best_of(lambda: detect(small))
     # Then it takes about 10x as long (quadratic would be ~100x); loose, the
     # machine is shared
     assert ratio < 30, f"10x input took {ratio:.1f}x the time"
