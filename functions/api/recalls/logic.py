@@ -135,7 +135,7 @@ def subscribe(caller: Caller, request: NewSubscription) -> Subscription:
             created = queries.insert_subscription(
                 conn, caller.user_id, product, brand, MAX_SUBSCRIPTIONS
             )
-    except psycopg.errors.UniqueViolation as exc:
+    except (queries.AlreadyWatched, psycopg.errors.UniqueViolation) as exc:
         raise Conflict("This product is already watched.") from exc
     except psycopg.errors.ForeignKeyViolation as exc:
         # The caller's user row is gone (deleted account with a still-valid token).

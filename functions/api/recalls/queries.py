@@ -116,13 +116,20 @@ def list_subscriptions(conn: psycopg.Connection[Any]) -> list[Subscription]:
 _SUBSCRIPTIONS_LOCK_CLASS = 0x5B55
 
 
+class AlreadyWatched(Exception):
+    """The caller watches this product and brand already, in some case."""
+
+
 def insert_subscription(
     conn: psycopg.Connection[Any], user_id: UUID, product: str, brand: str | None, limit: int
 ) -> Subscription | None:
-    """Add a watch; None when the caller already has `limit` of them.
+    """Add a watch; None when the caller already has `limit` of them, AlreadyWatched
+    when one of them has this product and brand up to case.
 
-    The lock holds the count until this transaction ends, so simultaneous adds
-    by one caller cannot pass the limit together.
+    Case as the recall search's brand filter sees it (PostgreSQL's lower()): the table's
+    unique constraint compares exact text only. The lock holds the count and the
+    comparison until this transaction ends, so simultaneous adds by one caller can
+    neither pass the limit nor add one product twice together.
     """
     from psycopg.rows import dict_row
 
@@ -131,8 +138,13 @@ def insert_subscription(
         (_SUBSCRIPTIONS_LOCK_CLASS, str(user_id)),
     )
     counted = conn.execute(
-        "SELECT count(*) FROM public.subscriptions WHERE user_id = %s", (user_id,)
+        "SELECT count(*), count(*) FILTER (WHERE lower(product) = lower(%(product)s::text) "
+        "AND lower(brand) IS NOT DISTINCT FROM lower(%(brand)s::text)) "
+        "FROM public.subscriptions WHERE user_id = %(user_id)s",
+        {"user_id": user_id, "product": product, "brand": brand},
     ).fetchone()
+    if counted is not None and counted[1] > 0:
+        raise AlreadyWatched()
     if counted is not None and counted[0] >= limit:
         return None
     with conn.cursor(row_factory=dict_row) as cur:

@@ -33,8 +33,8 @@ def list_subscriptions() -> SubscriptionList:
         201: {"description": "Created"},
         400: {"description": "No product, or a control character in the product or brand."},
         409: {
-            "description": "This product is already watched, or "
-            f"{MAX_SUBSCRIPTIONS} products already are."
+            "description": "This product and brand are already watched (in any case "
+            f"or spacing), or {MAX_SUBSCRIPTIONS} products already are."
         },
     },
 )
