@@ -3,7 +3,8 @@
 An alarm on WAF blocks or failed sign-ins fires an EventBridge "CloudWatch Alarm
 State Change" event that invokes `waf_responder` (retried, with a dead-letter
 queue); a 5-minute schedule runs its expiry sweep; CloudTrail management events
-raise an alert when a secret is read by a role that is not one of its readers.
+raise an alert when a secret is read by a role that is not one of its readers
+(CloudFormation's reads for the deploy aside: `_unexpected_readers`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -36,6 +37,9 @@ from functions.shared import names
 
 FIVE_MINUTES = Duration.minutes(5)
 RESPONDER_RETRIES = 4
+# CloudTrail's `userIdentity.invokedBy` for a call CloudFormation makes on a
+# principal's behalf, as it does when it deploys the stack.
+CLOUDFORMATION = "cloudformation.amazonaws.com"
 
 # Function package -> table -> the DynamoDB actions its code calls on that table,
 # each for the reason given. Only these are granted, per table (CDK's read/write
@@ -251,6 +255,53 @@ def _grant_table(table: dynamodb.Table, function: lambda_.Function, actions: Seq
     if key is None:  # pragma: no cover - _table always gives the platform key
         raise ValueError(f"{table.node.path} has no key of its own to grant")
     grant_key_through(function, key, "dynamodb", TABLE_KEY_ACTIONS)
+
+
+def _deploy_role_arn(stack: Stack) -> str:
+    """The role CloudFormation deploys the stack with: CDK's bootstrap execution role."""
+    synthesizer = stack.synthesizer
+    if not isinstance(synthesizer, DefaultStackSynthesizer):
+        # Another synthesizer deploys with another role: the secret-read rules must
+        # be told which one, or every deploy pages on-call again.
+        raise TypeError(
+            f"{stack.stack_name} uses {type(synthesizer).__name__}; the unexpected-secret-read "
+            "rules know only the DefaultStackSynthesizer's CloudFormation execution role"
+        )
+    # The synthesizer's ARN keeps ${AWS::Partition} (and the account, when the stack
+    # has none) as placeholders for the CLI: Fn::Sub fills them in the template.
+    return Fn.sub(synthesizer.cloud_formation_execution_role_arn)
+
+
+def _unexpected_readers(readers: Sequence[str], *, deploy_role_arn: str) -> list[object]:
+    """The callers whose GetSecretValue pages on-call (the branches of one "$or").
+
+    Every role but the secret's readers, however it called, except the deploy role
+    when CloudFormation read for it (`{{resolve:secretsmanager:...}}`, the secret
+    target attachments): CloudTrail names the service that made a call on a
+    principal's behalf in `invokedBy`, and only AWS writes the field. The deploy role
+    calling itself, or through any other service, still pages; so does CloudFormation
+    reading for anyone else (a stack of theirs could resolve the secret into a
+    resource they can read). EventBridge's anything-but never matches a field that is
+    absent, so a direct call (no invokedBy) is a branch of its own.
+    """
+
+    def issuer(arns: list[object]) -> dict[str, object]:
+        return {"sessionContext": {"sessionIssuer": {"arn": arns}}}
+
+    not_a_reader = issuer([{"anything-but": list(readers)}])
+    return [
+        {"userIdentity": {**not_a_reader, "invokedBy": [{"exists": False}]}},
+        {"userIdentity": {**not_a_reader, "invokedBy": [{"anything-but": CLOUDFORMATION}]}},
+        {
+            "userIdentity": {
+                **issuer([{"anything-but": [*readers, deploy_role_arn]}]),
+                "invokedBy": [CLOUDFORMATION],
+            }
+        },
+        # IAM users and the root user carry no session issuer: they page, whoever
+        # made the call.
+        {"userIdentity": {"type": ["IAMUser", "Root"]}},
+    ]
 
 
 class DetectionAndResponse(Construct):
@@ -798,6 +849,7 @@ class DetectionAndResponse(Construct):
         )
         undelivered.add_alarm_action(notify)
         self.alarms.append(undelivered)
+        deploy_role_arn = _deploy_role_arn(stack)
         self.secret_read_rules: dict[str, events.Rule] = {}
         for name, roles in secret_readers.items():
             secret_id = names.secret_name(name)
@@ -825,19 +877,9 @@ class DetectionAndResponse(Construct):
                                 {"prefix": secret_arn_prefix},
                             ]
                         },
-                        "$or": [
-                            {
-                                "userIdentity": {
-                                    "sessionContext": {
-                                        "sessionIssuer": {
-                                            "arn": [{"anything-but": [r.role_arn for r in roles]}]
-                                        }
-                                    }
-                                }
-                            },
-                            # IAM users and the root user carry no session issuer.
-                            {"userIdentity": {"type": ["IAMUser", "Root"]}},
-                        ],
+                        "$or": _unexpected_readers(
+                            [r.role_arn for r in roles], deploy_role_arn=deploy_role_arn
+                        ),
                     },
                 ),
                 targets=[
