@@ -11,8 +11,9 @@ then, the answer is 202: accepted, applied by the sweep within minutes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -22,7 +23,7 @@ from functions.shared.caller import Caller
 from functions.shared.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 
 if TYPE_CHECKING:
-    from functions.shared.blocks import Block, ChangeResult
+    from functions.shared.blocks import ChangeResult
 
 T = TypeVar("T")
 
@@ -156,12 +157,19 @@ def _change(result: ChangeResult) -> BlockChange:
     )
 
 
+# What an audit row of a change the registry took only in part says of its targets.
+PARTLY_WRITTEN = "registry write failed partway"
+OUTCOME_UNKNOWN = "registry outcome unknown: may have taken effect"
+
+
 def _run(
-    operation: Callable[[], T], *, partly_done: Callable[[list[Block]], None] | None = None
+    operation: Callable[[], T], *, partly_done: Callable[[list[str], str], None] | None = None
 ) -> T:
     """Map the block module's refusals to HTTP; their texts are fixed here, never echoed.
 
-    `partly_done` is given what took effect when the registry failed partway through.
+    When the registry failed partway through, `partly_done` is given the networks that
+    took effect (PARTLY_WRITTEN) and those that may have (OUTCOME_UNKNOWN): the next
+    sweep applies whatever the registry holds, so each is audited.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -174,8 +182,11 @@ def _run(
             return operation()
     except blocks.RegistryOutcomeUnknown as exc:
         logger.exception("block registry answers lost and not readable back")
-        if exc.changed and partly_done is not None:
-            partly_done(exc.changed)
+        if partly_done is not None:
+            if exc.changed:
+                partly_done([b.ip for b in exc.changed], PARTLY_WRITTEN)
+            if exc.unknown:
+                partly_done(exc.unknown, OUTCOME_UNKNOWN)
         raise ServiceUnavailable(
             "The block registry's answers were lost and it could not be read back: the "
             "change may have taken effect. Check GET /admin/blocks; repeating the request "
@@ -184,7 +195,7 @@ def _run(
     except blocks.RegistryWriteFailed as exc:
         logger.exception("block registry write failed partway")
         if exc.changed and partly_done is not None:
-            partly_done(exc.changed)
+            partly_done([b.ip for b in exc.changed], PARTLY_WRITTEN)
         raise ServiceUnavailable() from exc
     except (ClientError, BotoCoreError) as exc:
         # The registry (DynamoDB) or WAF refused or could not be reached: the caller
@@ -220,6 +231,48 @@ def list_blocks(caller: Caller) -> BlockList:
     )
 
 
+@contextmanager
+def _refusal_audited(
+    action: str,
+    actor: Caller,
+    source_ip: str | None,
+    targets: Sequence[str],
+    **asked: str | int | None,
+) -> Iterator[None]:
+    """A change of well-formed targets the API refuses (a 409: on the admin allowlist or
+    the never-block list; a 404: not blocked) leaves an audit_log row of its own, as a
+    refused API-key change does: an admin session trying to block the admins' own
+    addresses shows in audit_log, not only the changes it made. Targets are recorded as
+    their canonical networks, never as the caller's text."""
+    try:
+        yield
+    except (Conflict, NotFound) as exc:
+        from functions.api.identity.audit import record_refused_change
+
+        record_refused_change(
+            action,
+            reason=exc.code,
+            actor=actor.user_id,
+            source_ip=source_ip,
+            detail={"targets": ",".join(_canonical(targets)), **asked},
+        )
+        raise
+
+
+def _canonical(targets: Sequence[str]) -> list[str]:
+    """The networks the targets name, each once. Every target of a 409 or 404 parsed
+    before it was refused; one that does not is left out, never written as sent."""
+    from functions.shared.blocks import InvalidTarget, parse_target
+
+    networks: dict[str, None] = {}
+    for target in targets:
+        try:
+            networks[str(parse_target(target))] = None
+        except InvalidTarget:
+            continue
+    return list(networks)
+
+
 def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> BlockChange:
     """Block addresses; `pending` in the answer when the IP sets take it at the sweep."""
     from functions.api.identity.audit import record_admin_action
@@ -227,26 +280,33 @@ def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> 
 
     actor = require_admin(caller)
 
-    def audit(changed: list[Block], outcome: str | None = None) -> None:
+    def audit(targets: Sequence[str], outcome: str | None = None) -> None:
         record_admin_action(
             "waf_block",
             actor=actor.user_id,
             source_ip=source_ip,
-            targets=",".join(b.ip for b in changed),
+            targets=",".join(targets),
             duration_seconds=request.duration_seconds,
             waf_ip_sets=outcome,
         )
 
-    result = _run(
-        lambda: blocks.block(
-            request.targets,
-            reason=request.reason,
-            duration_seconds=request.duration_seconds,
-            actor=str(actor.user_id),
-        ),
-        partly_done=lambda changed: audit(changed, "registry write failed partway"),
-    )
-    audit(result.changed, "pending" if result.pending else None)
+    with _refusal_audited(
+        "waf_block",
+        actor,
+        source_ip,
+        request.targets,
+        duration_seconds=request.duration_seconds,
+    ):
+        result = _run(
+            lambda: blocks.block(
+                request.targets,
+                reason=request.reason,
+                duration_seconds=request.duration_seconds,
+                actor=str(actor.user_id),
+            ),
+            partly_done=audit,
+        )
+    audit([b.ip for b in result.changed], "pending" if result.pending else None)
     return _change(result)
 
 
@@ -260,33 +320,37 @@ def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
 
     actor = require_admin(caller)
 
-    def audit(changed: list[Block], outcome: str | None = None) -> None:
+    def audit(targets: Sequence[str], outcome: str | None = None) -> None:
         record_admin_action(
             "waf_unblock",
             actor=actor.user_id,
             source_ip=source_ip,
-            targets=",".join(b.ip for b in changed),
+            targets=",".join(targets),
             waf_ip_sets=outcome,
         )
 
-    result = _run(
-        lambda: blocks.unblock([ip], actor=str(actor.user_id)),
-        partly_done=lambda changed: audit(changed, "registry write failed partway"),
-    )
-    if not result.changed:
-        # Registry CIDRs in canonical form, never the caller's text.
-        covering = [n for networks in result.covered_by.values() for n in networks]
-        if covering:
-            raise NotFound(
-                f"The address is not blocked by itself: it is inside the blocked network "
-                f"{', '.join(covering)}. Only unblocking that network lets it through."
-            )
-        inside = [n for networks in result.blocked_inside.values() for n in networks]
-        if inside:
-            raise NotFound(
-                f"The network is not blocked as a whole: blocked inside it: "
-                f"{', '.join(inside)}. Unblock those by name."
-            )
-        raise NotFound()
-    audit(result.changed, "pending" if result.pending else None)
+    with _refusal_audited("waf_unblock", actor, source_ip, [ip]):
+        result = _run(lambda: blocks.unblock([ip], actor=str(actor.user_id)), partly_done=audit)
+        if not result.changed:
+            _refuse_unblocked(result)
+    audit([b.ip for b in result.changed], "pending" if result.pending else None)
     return _change(result)
+
+
+def _refuse_unblocked(result: ChangeResult) -> NoReturn:
+    """The 404 for an unblock that found no block of its own, naming the blocked network
+    that covers the target, if one does, or the narrower blocks inside it."""
+    # Registry CIDRs in canonical form, never the caller's text.
+    covering = [n for networks in result.covered_by.values() for n in networks]
+    if covering:
+        raise NotFound(
+            f"The address is not blocked by itself: it is inside the blocked network "
+            f"{', '.join(covering)}. Only unblocking that network lets it through."
+        )
+    inside = [n for networks in result.blocked_inside.values() for n in networks]
+    if inside:
+        raise NotFound(
+            f"The network is not blocked as a whole: blocked inside it: "
+            f"{', '.join(inside)}. Unblock those by name."
+        )
+    raise NotFound()
