@@ -244,9 +244,9 @@ def test_http_level_where_the_api_answers_nothing_fails_its_error_target(
     assert result.ratios == {}, result.ratios
 
 
-# The medians of the run recorded at commit 5e4b7ea (docs/PERFORMANCE.md, "The round
-# before"), in seconds: (import, first events). Totals: api_health 219.0,
-# peer_health 405.4, api 521.0, peer 675.9 ms.
+# The medians of the run recorded at commit 5e4b7ea (docs/PERFORMANCE.md, the round
+# headed with that commit), in seconds: (import, first events). Totals:
+# api_health 219.0, peer_health 405.4, api 521.0, peer 675.9 ms.
 RECORDED_COLD_STARTS = {
     "floor": (0.0031, 0.0),
     "api_health": (0.2176, 0.0014),
