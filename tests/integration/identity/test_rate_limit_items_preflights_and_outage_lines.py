@@ -13,32 +13,20 @@ import pytest
 
 from functions.api.middleware.security_headers import SECURITY_HEADERS
 from functions.shared import names
-from functions.shared.identity import rate_limit
 from tests.integration.identity.conftest import IdentityWorld
 from tests.support.api import ApiResponse, call_api
 from tests.support.aws_faults import PASS, AwsFaults, faulty_aws_endpoint, refuse
+from tests.support.clock import ManualClock, pin_limiter_clock
 from tests.support.identity import client
 
 WINDOW_START = 1_700_000_040  # a whole minute since the epoch
 CROSS_ORIGIN = "https://partner-dashboard.example"
 
 
-class ManualClock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def api_clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     """The clock of every limiter the API builds, 10 s into a minute."""
-    clock = ManualClock(WINDOW_START + 10.0)
-    defaults = dict(rate_limit.FixedWindowRateLimiter.__init__.__kwdefaults__ or {})
-    defaults["clock"] = clock
-    monkeypatch.setattr(rate_limit.FixedWindowRateLimiter.__init__, "__kwdefaults__", defaults)
-    return clock
+    return pin_limiter_clock(monkeypatch, WINDOW_START + 10.0)
 
 
 @pytest.fixture

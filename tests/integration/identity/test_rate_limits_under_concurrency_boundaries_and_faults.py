@@ -19,6 +19,7 @@ from functions.shared.identity import rate_limit
 from tests.integration.identity.conftest import ADMIN_IP, IdentityWorld
 from tests.support.api import ApiResponse, call_api
 from tests.support.aws_faults import FAIL, PASS, AwsFaults, faulty_aws_endpoint
+from tests.support.clock import ManualClock, pin_limiter_clock
 from tests.support.logs import emf_metrics, raw_log_text
 
 
@@ -30,22 +31,10 @@ def key_id(key: str) -> str:
     return key.split("_")[1]
 
 
-class ManualClock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def api_clock(monkeypatch) -> ManualClock:
     """The clock every limiter the API builds reads, set by the test."""
-    clock = ManualClock(1_700_000_040.0 + 10)  # 10 s into a window
-    defaults = dict(rate_limit.FixedWindowRateLimiter.__init__.__kwdefaults__ or {})
-    defaults["clock"] = clock
-    monkeypatch.setattr(rate_limit.FixedWindowRateLimiter.__init__, "__kwdefaults__", defaults)
-    return clock
+    return pin_limiter_clock(monkeypatch, 1_700_000_040.0 + 10)  # 10 s into a window
 
 
 @pytest.fixture

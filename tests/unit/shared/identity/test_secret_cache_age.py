@@ -22,6 +22,7 @@ from functions.shared.identity.secret_versions import (
     SecretVersions,
     SecretVersionsCache,
 )
+from tests.support.clock import ManualClock
 
 SECRET = "babyshield/test-secret"  # pragma: allowlist secret
 OLD = SecretVersions(SecretVersion("v1", "one"), None)
@@ -29,18 +30,10 @@ NEW = SecretVersions(SecretVersion("v2", "two"), SecretVersion("v1", "one"))
 SLOW_SECOND_READ = 16.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class SlowSecretsManager:
     """AWSCURRENT is read as the load starts; the load returns SLOW_SECOND_READ later."""
 
-    def __init__(self, clock: Clock):
+    def __init__(self, clock: ManualClock):
         self.clock = clock
         self.versions = OLD
         self.loads = 0
@@ -65,7 +58,7 @@ def test_an_entry_expires_max_age_after_its_values_were_read(
     load: Callable[[SecretVersionsCache], None],
 ) -> None:
     # Given an instance whose load read AWSCURRENT at t0 and returned 16 s later
-    clock = Clock()
+    clock = ManualClock(1000.0)
     manager = SlowSecretsManager(clock)
     cache = SecretVersionsCache(loader=manager, clock=clock)
     read_at = clock.now
