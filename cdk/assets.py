@@ -194,8 +194,8 @@ def slim_botocore_data(data: Path) -> None:
     prefixes = set()
     for model in sorted(data.glob("*/*/service-2.json*")):
         loaded = _load_json(model)
+        # endpoints.json lists a service under its endpoint prefix (CloudWatch: monitoring).
         prefixes.add(loaded.get("metadata", {}).get("endpointPrefix", model.parent.parent.name))
-        prefixes.add(model.parent.parent.name)
         _write_json(model, _without_documentation(loaded))
     endpoints = data / "endpoints.json"
     if endpoints.is_file():

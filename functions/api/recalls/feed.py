@@ -234,7 +234,6 @@ def _report_reused_id(message: VerifiedWebhook, source_ip: str) -> None:
     (`babyshield webhook send`, whose ids the signature puts in its own space) it is a
     recall the feed has not got stored, and pages as a refused delivery does. Only the
     id is logged: the event's text is the feed's, and its digest tells no one more."""
-
     from functions.shared.identity.webhook_signers import CLI_MESSAGE_ID_PREFIX
 
     audit(
@@ -274,7 +273,6 @@ def record_refused_delivery(message: VerifiedWebhook, refusal: DomainError) -> N
     replay refused before the replay check (the request limits: another media
     type, a padded header; headers are not signed): its id is held already.
     """
-
     if not 400 <= refusal.status < 500 or isinstance(refusal, Conflict):
         return
     if _received_already(message):
