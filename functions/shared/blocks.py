@@ -164,18 +164,30 @@ class RegistryOutcomeUnknown(RegistryWriteFailed):
 # An API request's budget while /admin/blocks runs these operations (request_budget);
 # otherwise the responder's background budget.
 _request_budget: ContextVar[Timeouts | None] = ContextVar("blocks_request_budget", default=None)
+# When an API request's IP-set sync must stop retrying (a `_monotonic()` reading), so
+# the change is still audited and answered before the function's time runs out.
+_request_deadline: ContextVar[float | None] = ContextVar("blocks_request_deadline", default=None)
+# The clock deadlines are read on; a test moves its own.
+_monotonic = time.monotonic
 
 
 @contextmanager
-def request_budget(timeouts: Timeouts) -> Iterator[None]:
+def request_budget(timeouts: Timeouts, *, time_left: float | None = None) -> Iterator[None]:
     """Run block operations inside an API request: each AWS call fails within
     `timeouts` (a 503 from the API), not the responder's budget of up to 100 s,
-    which would outlast API Gateway's 29 s."""
-    token = _request_budget.set(timeouts)
+    which would outlast API Gateway's 29 s.
+
+    `time_left` (seconds from now): an IP-set sync starts no attempt, and waits for
+    no retry, that could run past it; it gives up instead and the change stays
+    pending for the sweep. Without it a contended WAF could keep the retries going
+    past the Lambda's timeout, which answers 504 and loses the audit row."""
+    budget_token = _request_budget.set(timeouts)
+    deadline_token = _request_deadline.set(None if time_left is None else _monotonic() + time_left)
     try:
         yield
     finally:
-        _request_budget.reset(token)
+        _request_deadline.reset(deadline_token)
+        _request_budget.reset(budget_token)
 
 
 def aws_client(service: str) -> Any:
@@ -1084,10 +1096,25 @@ def enforcement(found: Sequence[Block]) -> dict[str, str]:
 _jitter = random.Random()  # noqa: S311  # nosec B311 - jitter, not a secret
 
 
+def _backoff_ceiling(attempt: int) -> float:
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0**attempt)
+
+
 def _backoff(attempt: int) -> None:
     # Full jitter, so two responders that collided do not collide again in step.
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
-    time.sleep(_jitter.uniform(0, ceiling))
+    time.sleep(_jitter.uniform(0, _backoff_ceiling(attempt)))
+
+
+def _time_for_attempt(deadline: float | None, wait: float, longest_attempt: float) -> bool:
+    """Whether a sync attempt after `wait` seconds would still end before `deadline`.
+
+    An attempt is assumed to take as long as the longest one so far, and at least
+    one call's connect and read timeouts: that much is kept in hand."""
+    if deadline is None:
+        return True
+    budget = _request_budget.get() or BACKGROUND
+    allowance = max(longest_attempt, budget.connect_seconds + budget.read_seconds)
+    return _monotonic() + wait + allowance <= deadline
 
 
 def _put_ip_set(ref: _IpSetRef, addresses: list[str], lock_token: str, description: str) -> None:
@@ -1137,8 +1164,22 @@ def sync_ip_sets(
         logger.warning("protected lists unreadable: every live block stays in the IP sets")
         protected = None
     touched = set(changed)
+    deadline = _request_deadline.get()
+    longest_attempt = 0.0
+    wait = 0.0
     for attempt in range(MAX_SYNC_ATTEMPTS):
+        if not _time_for_attempt(deadline, wait, longest_attempt):
+            refused = f" ({report.lock_retries} refused as conflicting or throttled)"
+            raise IpSetSyncFailed(
+                "the auto-block IP sets could not be updated in the time this request has"
+                + (refused if report.lock_retries else "")
+                + "; the registry holds the change and the sweep applies it within "
+                f"{SWEEP_PERIOD_MINUTES} minutes"
+            )
+        if attempt:
+            _backoff(attempt - 1)
         when = time.time() if now is None else now
+        started = _monotonic()
         try:
             current = _read_ip_sets(refs)
             live = report.live = reg.live(when)
@@ -1166,7 +1207,8 @@ def sync_ip_sets(
                 raise
             report.lock_retries += 1
             logger.info("IP set changed under us; re-reading", extra={"code": code})
-            _backoff(attempt)
+            longest_attempt = max(longest_attempt, _monotonic() - started)
+            wait = _backoff_ceiling(attempt)
     raise IpSetSyncFailed(
         f"could not update the auto-block IP sets after {MAX_SYNC_ATTEMPTS} attempts; "
         "the registry holds the blocks and the next sync will apply them"

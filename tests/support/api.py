@@ -36,7 +36,9 @@ def call_api(
     body: bytes | str | None = None,
     json_body: Any = None,
     source_ip: str = "198.51.100.10",
+    context: LocalLambdaContext | None = None,
 ) -> ApiResponse:
+    """One request through the API handler; `context` sets the function's time left."""
     from functions.api.handler import lambda_handler
 
     all_headers = dict(headers or {})
@@ -46,7 +48,7 @@ def call_api(
     event = rest_event(
         method, path, headers=all_headers, query=query, body=body, source_ip=source_ip
     )
-    response = lambda_handler(event, LocalLambdaContext())
+    response = lambda_handler(event, context or LocalLambdaContext())
     return ApiResponse(
         status=int(response["statusCode"]),
         headers=response_headers(response),

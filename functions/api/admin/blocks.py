@@ -163,13 +163,19 @@ OUTCOME_UNKNOWN = "registry outcome unknown: may have taken effect"
 
 
 def _run(
-    operation: Callable[[], T], *, partly_done: Callable[[list[str], str], None] | None = None
+    operation: Callable[[], T],
+    *,
+    partly_done: Callable[[list[str], str], None] | None = None,
+    time_left: float | None = None,
 ) -> T:
     """Map the block module's refusals to HTTP; their texts are fixed here, never echoed.
 
     When the registry failed partway through, `partly_done` is given the networks that
     took effect (PARTLY_WRITTEN) and those that may have (OUTCOME_UNKNOWN): the next
     sweep applies whatever the registry holds, so each is audited.
+
+    `time_left` (seconds; blocks.request_budget): when the IP-set sync stops retrying,
+    so a change that a contended WAF holds up is answered pending and audited in time.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -178,7 +184,7 @@ def _run(
     from functions.shared.observability import logger
 
     try:
-        with blocks.request_budget(REQUEST):
+        with blocks.request_budget(REQUEST, time_left=time_left):
             return operation()
     except blocks.RegistryOutcomeUnknown as exc:
         logger.exception("block registry answers lost and not readable back")
@@ -273,7 +279,9 @@ def _canonical(targets: Sequence[str]) -> list[str]:
     return list(networks)
 
 
-def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> BlockChange:
+def add_blocks(
+    caller: Caller, request: BlockRequest, source_ip: str | None, time_left: float | None = None
+) -> BlockChange:
     """Block addresses; `pending` in the answer when the IP sets take it at the sweep."""
     from functions.api.identity.audit import record_admin_action
     from functions.shared import blocks
@@ -305,12 +313,15 @@ def add_blocks(caller: Caller, request: BlockRequest, source_ip: str | None) -> 
                 actor=str(actor.user_id),
             ),
             partly_done=audit,
+            time_left=time_left,
         )
     audit([b.ip for b in result.changed], "pending" if result.pending else None)
     return _change(result)
 
 
-def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
+def remove_block(
+    caller: Caller, ip: str, source_ip: str | None, time_left: float | None = None
+) -> BlockChange:
     """Unblock one address at once; NotFound if it was not blocked, naming the blocked
     network that still covers it, if one does, or the narrower blocks inside it. The
     answer says whether the IP sets took it yet (`pending`) and which wider block
@@ -330,7 +341,11 @@ def remove_block(caller: Caller, ip: str, source_ip: str | None) -> BlockChange:
         )
 
     with _refusal_audited("waf_unblock", actor, source_ip, [ip]):
-        result = _run(lambda: blocks.unblock([ip], actor=str(actor.user_id)), partly_done=audit)
+        result = _run(
+            lambda: blocks.unblock([ip], actor=str(actor.user_id)),
+            partly_done=audit,
+            time_left=time_left,
+        )
         if not result.changed:
             _refuse_unblocked(result)
     audit([b.ip for b in result.changed], "pending" if result.pending else None)
